@@ -1,0 +1,72 @@
+//! Shared helpers for the integration tests: where the fixtures are, reading .npy references, running the
+//! Python reference scripts.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `../shared/fixtures` beside the repository (or `$BITNET_FIXTURES`).
+pub fn fixtures_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("BITNET_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    dir.join("bitnet-tiny-h256").is_dir().then_some(dir)
+}
+
+/// The fixture directory, or `None` after printing which test is skipped and why. In CI the fixtures must exist.
+pub fn fixtures_or_skip(test: &str) -> Option<PathBuf> {
+    let dir = fixtures_dir();
+    if dir.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: ../shared/fixtures is missing in CI"
+        );
+        eprintln!("SKIPPED {test}: ../shared/fixtures not found (set BITNET_FIXTURES)");
+    }
+    dir
+}
+
+/// A fixture GGUF by variant (`f32`, `tq2_0`, `tq1_0`, `tq2_0-f16emb`, `tq1_0-f16emb`, `i2_s`).
+pub fn fixture_gguf(dir: &Path, variant: &str) -> PathBuf {
+    dir.join(format!(
+        "bitnet-tiny-h256/gguf/bitnet-tiny-h256-{variant}.gguf"
+    ))
+}
+
+/// Every fixture GGUF variant.
+pub const VARIANTS: [&str; 6] = [
+    "f32",
+    "tq2_0",
+    "tq1_0",
+    "tq2_0-f16emb",
+    "tq1_0-f16emb",
+    "i2_s",
+];
+
+/// Reads a float32 .npy file as (shape, values).
+pub fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec::<f32>().unwrap())
+}
+
+/// Runs `tests/ref/reference_weights.py MODE SRC` into a fresh temp dir and returns it.
+pub fn python_reference(mode: &str, src: &Path) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ref/reference_weights.py");
+    let status = Command::new("python3")
+        .arg(&script)
+        .arg(mode)
+        .arg(src)
+        .arg(out.path())
+        .status()
+        .expect("python3 is needed for reference values (pip install gguf numpy)");
+    assert!(
+        status.success(),
+        "{} {mode} {} failed: install the references with `pip install gguf numpy`",
+        script.display(),
+        src.display()
+    );
+    out
+}
