@@ -1,1 +1,30 @@
-//! placeholder
+//! BitNet b1.58 language models in Burn, generic over the backend.
+//!
+//! Layers are Burn `Module`s ([`BitLinear`], attention with a [`KvCache`], the gated FFN, RMSNorm sub-norms,
+//! NEOX RoPE); [`import`] loads GGUF files and transformers checkpoints into one packed ternary layout; the
+//! ternary matmul is the `bitnet_kernels_cubecl::TernaryBackend` op, so any backend that implements it runs the
+//! model: `BitNet<NdArray>`, `BitNet<Wgpu>`, `BitNet<Cuda>`.
+#![warn(missing_docs)]
+
+mod attention;
+mod bit_linear;
+mod cache;
+pub mod device;
+mod error;
+mod ffn;
+pub mod import;
+mod model;
+mod norm;
+mod rope;
+
+pub use attention::Attention;
+pub use bit_linear::{ActQuant, BitLinear, BitLinearConfig};
+pub use bitnet_gguf::{Activation, ModelConfig};
+pub use bitnet_kernels_cubecl::TernaryBackend;
+pub use cache::KvCache;
+pub use error::{ForwardError, LoadError};
+pub use ffn::FeedForward;
+pub use import::load;
+pub use model::{BitNet, BitNetModel, Block};
+pub use norm::{RmsNorm, RmsNormConfig};
+pub use rope::Rope;

@@ -70,3 +70,17 @@ pub fn python_reference(mode: &str, src: &Path) -> tempfile::TempDir {
     );
     out
 }
+
+pub mod model;
+
+/// The default wgpu device if a Vulkan/Metal/DX12 adapter exists; otherwise `None` after saying what is skipped.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_device_or_skip(test: &str) -> Option<burn::backend::wgpu::WgpuDevice> {
+    match bitnet_burn::device::wgpu_available() {
+        Ok(device) => Some(device),
+        Err(why) => {
+            eprintln!("SKIPPED {test} on wgpu: {why}");
+            None
+        }
+    }
+}

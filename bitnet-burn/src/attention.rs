@@ -1,0 +1,97 @@
+//! Grouped-query self-attention with BitLinear projections, NEOX RoPE, a KV cache and the BitNet sub-norm
+//! (applied to the attention output before the output projection).
+
+use bitnet_kernels_cubecl::TernaryBackend;
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::bit_linear::{ActQuant, BitLinear};
+use crate::cache::KvCache;
+use crate::norm::RmsNorm;
+use crate::rope::Rope;
+
+/// Self-attention of one block.
+#[derive(Module, Debug)]
+pub struct Attention<B: TernaryBackend> {
+    /// Query projection `[hidden → heads · head_dim]`.
+    pub wq: BitLinear<B>,
+    /// Key projection `[hidden → kv_heads · head_dim]`.
+    pub wk: BitLinear<B>,
+    /// Value projection.
+    pub wv: BitLinear<B>,
+    /// Output projection.
+    pub wo: BitLinear<B>,
+    /// `attn_sub_norm` (BitNet b1.58); absent in plain llama-architecture files.
+    pub sub_norm: Option<RmsNorm<B>>,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+}
+
+impl<B: TernaryBackend> Attention<B> {
+    /// `x [batch, seq, hidden]` at positions `cache.len()..` → `[batch, seq, hidden]`.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        layer: usize,
+        cache: &mut KvCache<B>,
+        rope: &Rope<B>,
+        act: ActQuant,
+    ) -> Tensor<B, 3> {
+        let [b, seq, _] = x.dims();
+        let start = cache.len();
+        let head_dim = self.wq.out_features() / self.n_heads;
+        let heads = |t: Tensor<B, 3>, h: usize| t.reshape([b, seq, h, head_dim]).swap_dims(1, 2);
+        let q = rope.apply(heads(self.wq.forward(x.clone(), act), self.n_heads), start);
+        let k = rope.apply(
+            heads(self.wk.forward(x.clone(), act), self.n_kv_heads),
+            start,
+        );
+        let v = heads(self.wv.forward(x, act), self.n_kv_heads);
+        let (k, v) = cache.append(layer, k, v);
+        let total = start + seq;
+        let group = self.n_heads / self.n_kv_heads;
+        let expand = |t: Tensor<B, 4>| {
+            t.unsqueeze_dim::<5>(2)
+                .expand([b, self.n_kv_heads, group, total, head_dim])
+                .reshape([b, self.n_heads, total, head_dim])
+        };
+        let scores = q
+            .matmul(expand(k).swap_dims(2, 3))
+            .div_scalar((head_dim as f32).sqrt());
+        let scores = if seq > 1 {
+            let mask = causal_mask::<B>(start, seq, &scores.device());
+            scores + mask
+        } else {
+            scores
+        };
+        let out = softmax(scores, 3)
+            .matmul(expand(v))
+            .swap_dims(1, 2)
+            .reshape([b, seq, self.n_heads * head_dim]);
+        let out = match &self.sub_norm {
+            Some(norm) => norm.forward(out),
+            None => out,
+        };
+        self.wo.forward(out, act)
+    }
+}
+
+/// `[1, 1, seq, start + seq]`: 0 where query `i` (position `start + i`) may see key `j`, −∞ after it.
+fn causal_mask<B: TernaryBackend>(start: usize, seq: usize, device: &B::Device) -> Tensor<B, 4> {
+    let total = start + seq;
+    let mask: Vec<f32> = (0..seq)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > start + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(mask, [1, 1, seq, total]), device)
+}

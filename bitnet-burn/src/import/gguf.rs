@@ -1,0 +1,86 @@
+//! GGUF → model: ternary matrices (I2_S, TQ1_0, TQ2_0, ternary-valued F32/F16/BF16) streamed row by row into
+//! the packed layout; embeddings and norms dequantized from any type bitnet-gguf decodes.
+
+use bitnet_gguf::quant::for_each_ternary_row;
+use bitnet_gguf::{ErrorKind, GgufFile, ModelConfig};
+use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
+use bitnet_kernels_cubecl::TernaryBackend;
+
+use super::{build, WeightSource};
+use crate::bit_linear::BitLinear;
+use crate::error::LoadError;
+use crate::model::BitNet;
+
+/// Loads every weight of a validated GGUF file onto `device`.
+pub fn load_gguf<B: TernaryBackend>(
+    file: &GgufFile,
+    device: &B::Device,
+) -> Result<BitNet<B>, LoadError> {
+    let config = ModelConfig::from_gguf(file)?;
+    build(file, config, device)
+}
+
+fn check_dims(file: &GgufFile, name: &str, expected: &[u64]) -> Result<(), LoadError> {
+    let info = file.require_tensor(name)?;
+    if info.dims != expected {
+        return Err(file
+            .error(ErrorKind::ShapeMismatch {
+                tensor: name.into(),
+                expected: expected.to_vec(),
+                found: info.dims.clone(),
+            })
+            .into());
+    }
+    Ok(())
+}
+
+impl WeightSource for GgufFile {
+    fn float(&self, name: &str, len: usize) -> Result<Vec<f32>, LoadError> {
+        let info = self.require_tensor(name)?;
+        if info.n_elements() != len as u64 {
+            let expected = if len == info.dims[0] as usize {
+                vec![len as u64]
+            } else {
+                vec![info.dims[0], len as u64 / info.dims[0]]
+            };
+            return Err(self
+                .error(ErrorKind::ShapeMismatch {
+                    tensor: name.into(),
+                    expected,
+                    found: info.dims.clone(),
+                })
+                .into());
+        }
+        Ok(self.dequantize(info)?)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.tensor(name).is_some()
+    }
+
+    fn bit_linear<B: TernaryBackend>(
+        &self,
+        name: &str,
+        in_f: usize,
+        out_f: usize,
+        device: &B::Device,
+    ) -> Result<BitLinear<B>, LoadError> {
+        check_dims(self, name, &[in_f as u64, out_f as u64])?;
+        if in_f % 16 != 0 {
+            return Err(LoadError::Tensor {
+                file: self.name().into(),
+                tensor: name.into(),
+                message: format!("input width {in_f} is not a multiple of 16"),
+            });
+        }
+        let kw = words_per_row(in_f);
+        let mut words = vec![0u32; out_f * kw];
+        let (mut scales, mut nb) = (Vec::new(), 1);
+        for_each_ternary_row(self, self.require_tensor(name)?, |r| {
+            pack_row(r.trits, &mut words[r.row * kw..(r.row + 1) * kw]);
+            nb = r.scales.len();
+            scales.extend_from_slice(r.scales);
+        })?;
+        Ok(BitLinear::from_packed(words, scales, out_f, nb, device))
+    }
+}

@@ -1,0 +1,68 @@
+//! NEOX-style rotary position embedding (rotate-half): dimension `i` pairs with `i + rope_dim/2`.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+/// Precomputed cos/sin tables for positions `0..max_positions`.
+#[derive(Debug, Clone)]
+pub struct Rope<B: Backend> {
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
+    rope_dim: usize,
+}
+
+impl<B: Backend> Rope<B> {
+    /// Tables for `rope_dim` rotated dimensions with base `theta` (angles computed in f64, stored in f32).
+    pub fn new(rope_dim: usize, theta: f32, max_positions: usize, device: &B::Device) -> Self {
+        let half = rope_dim / 2;
+        let (mut cos, mut sin) = (
+            Vec::with_capacity(max_positions * half),
+            Vec::with_capacity(max_positions * half),
+        );
+        for p in 0..max_positions {
+            for i in 0..half {
+                let inv_freq = (theta as f64).powf(-2.0 * i as f64 / rope_dim as f64) as f32;
+                let angle = p as f64 * inv_freq as f64;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        let t = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [max_positions, half]), device);
+        Self {
+            cos: t(cos),
+            sin: t(sin),
+            rope_dim,
+        }
+    }
+
+    /// Positions the tables cover.
+    pub fn max_positions(&self) -> usize {
+        self.cos.dims()[0]
+    }
+
+    /// Rotates `x [batch, heads, seq, head_dim]` whose first token is at position `start`.
+    pub fn apply(&self, x: Tensor<B, 4>, start: usize) -> Tensor<B, 4> {
+        let [_, _, seq, head_dim] = x.dims();
+        let half = self.rope_dim / 2;
+        let cos = self
+            .cos
+            .clone()
+            .narrow(0, start, seq)
+            .reshape([1, 1, seq, half]);
+        let sin = self
+            .sin
+            .clone()
+            .narrow(0, start, seq)
+            .reshape([1, 1, seq, half]);
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.clone().narrow(3, half, half);
+        let mut parts = vec![
+            x1.clone() * cos.clone() - x2.clone() * sin.clone(),
+            x2 * cos + x1 * sin,
+        ];
+        if self.rope_dim < head_dim {
+            parts.push(x.narrow(3, self.rope_dim, head_dim - self.rope_dim));
+        }
+        Tensor::cat(parts, 3)
+    }
+}

@@ -1,0 +1,42 @@
+//! The ternary matmul written in plain Burn tensor ops: correct on every backend (and differentiable under
+//! Autodiff), used where no dedicated kernel exists.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorPrimitive};
+
+use crate::packing::TRITS_PER_WORD;
+
+/// Unpacks `[n, k/16]` packed words into a `[n, k]` float tensor of trits.
+pub fn unpack<B: Backend>(w: Tensor<B, 2, Int>, k: usize) -> Tensor<B, 2> {
+    let [n, kw] = w.dims();
+    let codes: Vec<Tensor<B, 3, Int>> = (0..TRITS_PER_WORD)
+        .map(|t| {
+            w.clone()
+                .bitwise_right_shift_scalar(((2 * t) as i64).elem())
+                .bitwise_and_scalar(3i64.elem())
+                .unsqueeze_dim(2)
+        })
+        .collect();
+    let trits = Tensor::cat(codes, 2)
+        .reshape([n, kw * TRITS_PER_WORD])
+        .float()
+        - 1.0;
+    trits.slice([0..n, 0..k])
+}
+
+/// `x [m, k] · (trits ⊙ scales)ᵀ` with `scales [n, k/block]`.
+pub fn ternary_matmul<B: Backend>(
+    x: FloatTensor<B>,
+    w: IntTensor<B>,
+    scales: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let x = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(x));
+    let scales = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(scales));
+    let [_, k] = x.dims();
+    let [n, nb] = scales.dims();
+    let trits = unpack(Tensor::<B, 2, Int>::from_primitive(w), k);
+    let block = k / nb;
+    let weights = (trits.reshape([n, nb, block]) * scales.reshape([n, nb, 1])).reshape([n, k]);
+    x.matmul(weights.transpose()).into_primitive().tensor()
+}
