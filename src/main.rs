@@ -1,1 +1,40 @@
-fn main() {}
+//! The `bitnet` command-line tool: inspect GGUF files and run BitNet b1.58 models on any compiled-in backend.
+
+mod backend;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// BitNet b1.58 (ternary) language models in Burn.
+#[derive(Parser)]
+#[command(name = "bitnet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Architecture, config, tensor table, tokenizer and validation verdict of a GGUF file.
+    Info(commands::info::Args),
+    /// Dump logits for token ids as a float32 .npy [positions, vocab], for cross-checks with other engines.
+    Logits(commands::logits::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => commands::info::run(args),
+        Command::Logits(args) => commands::logits::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -21,7 +21,8 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 pub trait TernaryBackend: Backend {
     /// `y[m, n] = Σ_b scales[n, b] · Σ_{k ∈ block b} x[m, k] · trit[n, k]`.
     ///
-    /// `x` is `[m, k]` float, `w` the `[n, ceil(k/16)]` packed words (dtype `U32`), `scales` `[n, k/block]`.
+    /// `x` is `[m, k]` float, `w` the `[n, ceil(k/16)]` packed words (dtype `U32`), `scales` `[n, k/block]`
+    /// where `k` is a whole number of blocks (every format has whole blocks: TQ* 256, per-tensor scales `k`).
     fn ternary_matmul(
         x: FloatTensor<Self>,
         w: IntTensor<Self>,

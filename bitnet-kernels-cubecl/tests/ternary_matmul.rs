@@ -1,0 +1,196 @@
+//! Every implementation of the ternary op against the scalar reference, on random shapes with ragged edges
+//! (widths that are not multiples of 16, odd row and token counts), plus the rounding rule the int8
+//! activation quantization depends on.
+
+use bitnet_kernels_cubecl::packing::{pack_row, trit_at, unpack_row, words_per_row};
+use bitnet_kernels_cubecl::reference::{self, TernaryShape};
+use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
+use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
+
+/// A small deterministic generator (tests must not depend on a platform RNG).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+    fn trit(&mut self) -> i8 {
+        (self.next() % 3) as i8 - 1
+    }
+    fn f32(&mut self) -> f32 {
+        self.next() as f32 / u32::MAX as f32 * 2.0 - 1.0
+    }
+}
+
+struct Case {
+    m: usize,
+    shape: TernaryShape,
+    x: Vec<f32>,
+    words: Vec<u32>,
+    scales: Vec<f32>,
+}
+
+fn case(rng: &mut Lcg, m: usize, n: usize, k: usize, block: usize, int_valued: bool) -> Case {
+    let shape = TernaryShape { n, k, block };
+    let kw = words_per_row(k);
+    let mut words = vec![0u32; n * kw];
+    for row in words.chunks_exact_mut(kw) {
+        let trits: Vec<i8> = (0..k).map(|_| rng.trit()).collect();
+        pack_row(&trits, row);
+    }
+    let x = (0..m * k)
+        .map(|_| {
+            if int_valued {
+                (rng.f32() * 127.0).round()
+            } else {
+                rng.f32() * 3.0
+            }
+        })
+        .collect();
+    let scales = (0..n * shape.blocks())
+        .map(|_| 0.5 + rng.f32().abs())
+        .collect();
+    Case {
+        m,
+        shape,
+        x,
+        words,
+        scales,
+    }
+}
+
+const SHAPES: [(usize, usize, usize, usize); 7] = [
+    (1, 1, 16, 16),
+    (3, 5, 32, 32),
+    (1, 7, 37, 37),
+    (4, 9, 512, 256),
+    (2, 3, 768, 256),
+    (5, 4, 100, 50),
+    (1, 64, 2560, 2560),
+];
+
+fn run_op<B: TernaryBackend>(c: &Case, device: &B::Device, portable: bool) -> Vec<f32> {
+    let x = Tensor::<B, 2>::from_data(TensorData::new(c.x.clone(), [c.m, c.shape.k]), device);
+    let w = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(c.words.clone(), [c.shape.n, words_per_row(c.shape.k)]),
+        (device, DType::U32),
+    );
+    let s = Tensor::<B, 2>::from_data(
+        TensorData::new(c.scales.clone(), [c.shape.n, c.shape.blocks()]),
+        device,
+    );
+    let (x, w, s) = (
+        x.into_primitive().tensor(),
+        w.into_primitive(),
+        s.into_primitive().tensor(),
+    );
+    let y = if portable {
+        burn_ops::ternary_matmul::<B>(x, w, s)
+    } else {
+        B::ternary_matmul(x, w, s)
+    };
+    Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(y))
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap()
+}
+
+/// Int-valued activations sum exactly in f32 at these sizes, so only the final scaling rounds: 1e-6 relative
+/// (of the output's magnitude) on the CPU. Float activations, and anything through a GPU matmul (lavapipe's
+/// Burn matmul does not sum integer-valued f32 exactly at k = 2560), are held to the 1e-5 relative.
+fn check<B: TernaryBackend>(device: &B::Device, portable: bool, what: &str, int_tol: f32) {
+    let mut rng = Lcg(2025);
+    for &(m, n, k, block) in &SHAPES {
+        for int_valued in [true, false] {
+            let c = case(&mut rng, m, n, k, block, int_valued);
+            let expected = reference::ternary_matmul(&c.x, c.m, &c.words, &c.scales, c.shape);
+            let got = run_op::<B>(&c, device, portable);
+            let scale = expected.iter().fold(1f32, |a, v| a.max(v.abs()));
+            for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                let tol = if int_valued {
+                    int_tol * scale
+                } else {
+                    1e-5 * scale
+                };
+                assert!(
+                    (g - e).abs() <= tol,
+                    "{what} m{m} n{n} k{k} block{block} int{int_valued} [{i}]: {g} vs {e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn packing_round_trips_with_zero_padding() {
+    let mut rng = Lcg(7);
+    for k in [1, 15, 16, 17, 100] {
+        let trits: Vec<i8> = (0..k).map(|_| rng.trit()).collect();
+        let mut words = vec![0u32; words_per_row(k)];
+        pack_row(&trits, &mut words);
+        let mut back = vec![0i8; k];
+        unpack_row(&words, &mut back);
+        assert_eq!(back, trits);
+        for pad in k..words.len() * 16 {
+            assert_eq!(trit_at(&words, pad), 0, "padding trit {pad} of k={k}");
+        }
+    }
+}
+
+#[test]
+fn ndarray_op_matches_reference() {
+    check::<burn::backend::NdArray>(&Default::default(), false, "ndarray", 1e-6);
+}
+
+#[test]
+fn portable_burn_ops_match_reference_on_ndarray() {
+    check::<burn::backend::NdArray>(&Default::default(), true, "burn-ops on ndarray", 1e-6);
+}
+
+#[test]
+fn int8_quantization_rounds_half_to_even() {
+    let mut q = [0i8; 4];
+    // amax 127 → s = 1: values land exactly on .5
+    let s = reference::quantize_row_i8(&[0.5, 1.5, -2.5, 127.0], &mut q);
+    assert_eq!(s, 1.0);
+    assert_eq!(q, [0, 2, -2, 127]);
+}
+
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    use super::*;
+
+    fn device() -> Option<burn::backend::wgpu::WgpuDevice> {
+        let d = burn::backend::wgpu::WgpuDevice::default();
+        let ok = std::panic::catch_unwind(|| {
+            Tensor::<burn::backend::Wgpu, 1>::from_floats([1.0], &d).into_data()
+        })
+        .is_ok();
+        if !ok {
+            eprintln!("SKIPPED wgpu kernel tests: no Vulkan/Metal adapter (install mesa-vulkan-drivers for lavapipe)");
+        }
+        ok.then_some(d)
+    }
+
+    #[test]
+    fn wgpu_op_matches_reference() {
+        let Some(d) = device() else { return };
+        check::<burn::backend::Wgpu>(&d, false, "wgpu", 1e-5);
+    }
+
+    /// BitNet's int8 activation quantization rounds half to even; SPIR-V's plain `Round` may not.
+    #[test]
+    fn wgpu_rounds_half_to_even() {
+        let Some(d) = device() else { return };
+        let t = Tensor::<burn::backend::Wgpu, 1>::from_floats([0.5, 1.5, 2.5, -0.5, -1.5, 3.5], &d)
+            .round();
+        assert_eq!(
+            t.into_data().to_vec::<f32>().unwrap(),
+            [0.0, 2.0, 2.0, -0.0, -2.0, 4.0]
+        );
+    }
+}

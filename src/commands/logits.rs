@@ -1,0 +1,73 @@
+//! `bitnet logits`: run token ids through a model and save the logits as a float32 .npy.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use bitnet_burn::{load, ActQuant, TernaryBackend};
+use npyz::WriterBuilder;
+
+use crate::backend::{dispatch, BackendKind, BackendTask};
+
+/// Arguments of `bitnet logits`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model: a GGUF file or a transformers checkpoint directory.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Comma-separated token ids.
+    #[arg(long, value_delimiter = ',', required = true)]
+    tokens: Vec<u32>,
+    /// Save every position's logits, not only the last.
+    #[arg(long)]
+    all_positions: bool,
+    /// Float activations instead of BitNet's int8 (to compare with float references).
+    #[arg(long)]
+    float_activations: bool,
+    /// Output .npy file.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Backend to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendKind,
+}
+
+impl BackendTask for Args {
+    type Output = ();
+    fn run<B: TernaryBackend>(self, device: B::Device, _backend: &'static str) -> Result<()> {
+        let model = load::<B>(&self.model, &device)?;
+        let act = if self.float_activations {
+            ActQuant::Float
+        } else {
+            ActQuant::Int8
+        };
+        let mut cache = model.new_cache(1, self.tokens.len());
+        let logits = model.forward(&[self.tokens.clone()], &mut cache, act)?;
+        let vocab = model.config.vocab_size;
+        let values: Vec<f32> = logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let rows = if self.all_positions {
+            self.tokens.len()
+        } else {
+            1
+        };
+        let start = values.len() - rows * vocab;
+        let file = std::fs::File::create(&self.output)
+            .with_context(|| format!("creating {}", self.output.display()))?;
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[rows as u64, vocab as u64])
+            .writer(std::io::BufWriter::new(file))
+            .begin_nd()?;
+        w.extend(values[start..].iter().copied())?;
+        w.finish()?;
+        Ok(())
+    }
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    dispatch(args.backend, args)
+}
