@@ -125,8 +125,10 @@ impl ModelConfig {
         if n_layers == 0
             || ffn_size == 0
             || context_length == 0
-            || !(rms_eps > 0.0)
-            || !(rope_theta > 0.0)
+            || rms_eps.is_nan()
+            || rms_eps <= 0.0
+            || rope_theta.is_nan()
+            || rope_theta <= 0.0
         {
             return Err(bad("*", format!("layers {n_layers}, ffn {ffn_size}, ctx {context_length}, eps {rms_eps}, rope base {rope_theta}")));
         }

@@ -404,8 +404,8 @@ fn check_layout(
     let mut order: Vec<&TensorInfo> = tensors.iter().collect();
     order.sort_by_key(|t| t.offset);
     for (i, t) in order.iter().enumerate() {
-        let start = data_offset.checked_add(t.offset).unwrap_or(u64::MAX);
-        let end = start.checked_add(t.size).unwrap_or(u64::MAX);
+        let start = data_offset.saturating_add(t.offset);
+        let end = start.saturating_add(t.size);
         let next = order.get(i + 1);
         let limit = next.map_or(file_len, |n| {
             data_offset.saturating_add(n.offset).min(file_len)

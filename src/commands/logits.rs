@@ -41,7 +41,7 @@ impl BackendTask for Args {
             ActQuant::Int8
         };
         let mut cache = model.new_cache(1, self.tokens.len());
-        let logits = model.forward(&[self.tokens.clone()], &mut cache, act)?;
+        let logits = model.forward(std::slice::from_ref(&self.tokens), &mut cache, act)?;
         let vocab = model.config.vocab_size;
         let values: Vec<f32> = logits
             .into_data()

@@ -51,6 +51,22 @@ pub fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
     (shape, npy.into_vec::<f32>().unwrap())
 }
 
+/// Whether python3 with gguf-py and numpy is present; in CI it must be (`.ci/run` installs it).
+pub fn python_references_or_skip(test: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import gguf, numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: python3 with gguf and numpy is required in CI"
+        );
+        eprintln!("SKIPPED {test}: python3 with gguf-py is missing (pip install gguf numpy)");
+    }
+    ok
+}
+
 /// Runs `tests/ref/reference_weights.py MODE SRC` into a fresh temp dir and returns it.
 pub fn python_reference(mode: &str, src: &Path) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();

@@ -66,7 +66,7 @@ impl WeightSource for GgufFile {
         device: &B::Device,
     ) -> Result<BitLinear<B>, LoadError> {
         check_dims(self, name, &[in_f as u64, out_f as u64])?;
-        if in_f % 16 != 0 {
+        if !in_f.is_multiple_of(16) {
             return Err(LoadError::Tensor {
                 file: self.name().into(),
                 tensor: name.into(),

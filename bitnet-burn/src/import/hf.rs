@@ -242,7 +242,7 @@ impl WeightSource for HfCheckpoint {
         let scale = match t.dtype() {
             Dtype::U8 => {
                 // Packed [out/4, in]: rows i·out/4 + r of column c are bits 2i..2i+2 of byte [r, c], code = trit + 1.
-                if t.shape() != [out_f / 4, in_f] || out_f % 4 != 0 {
+                if t.shape() != [out_f / 4, in_f] || !out_f.is_multiple_of(4) {
                     return Err(self.bad(
                         &hf,
                         format!(

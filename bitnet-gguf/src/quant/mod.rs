@@ -26,7 +26,7 @@ pub fn dequantize(
     out: &mut [f32],
 ) -> Result<(), ErrorKind> {
     let expected = ty.data_size(out.len() as u64);
-    if expected != Some(data.len() as u64) || out.len() as u64 % ty.block_size() != 0 {
+    if expected != Some(data.len() as u64) || !(out.len() as u64).is_multiple_of(ty.block_size()) {
         return Err(ErrorKind::WrongDataSize {
             tensor: tensor.into(),
             ty: ty.name().into(),
@@ -73,7 +73,7 @@ pub fn quantize(
     } else {
         row_len
     };
-    if row_len == 0 || values.len() % row_len != 0 || blocked % block != 0 {
+    if row_len == 0 || !values.len().is_multiple_of(row_len) || blocked % block != 0 {
         return Err(ErrorKind::NotBlockMultiple {
             tensor: tensor.into(),
             ty: ty.name().into(),

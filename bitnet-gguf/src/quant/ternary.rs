@@ -5,6 +5,11 @@ use crate::error::ErrorKind;
 use crate::file::{GgufFile, TensorInfo};
 use crate::ggml_type::GgmlType;
 
+/// Decodes one block's trits.
+type TritFn = fn(&[u8], &mut [i8]);
+/// Reads one block's scale.
+type ScaleFn = fn(&[u8]) -> f32;
+
 /// One row of a ternary matrix: `value[k] = trits[k] · scales[k / block]`.
 pub struct TernaryRow<'a> {
     /// Row index.
@@ -48,11 +53,10 @@ pub fn for_each_ternary_row(
             }
         }
         GgmlType::TQ1_0 | GgmlType::TQ2_0 => {
-            let (bytes, trit_fn, scale_fn): (usize, fn(&[u8], &mut [i8]), fn(&[u8]) -> f32) =
-                match info.ty {
-                    GgmlType::TQ1_0 => (54, super::tq1_0::trits, super::tq1_0::scale),
-                    _ => (66, super::tq2_0::trits, super::tq2_0::scale),
-                };
+            let (bytes, trit_fn, scale_fn): (usize, TritFn, ScaleFn) = match info.ty {
+                GgmlType::TQ1_0 => (54, super::tq1_0::trits, super::tq1_0::scale),
+                _ => (66, super::tq2_0::trits, super::tq2_0::scale),
+            };
             let mut scales = vec![0f32; cols / 256];
             for (row, rb) in data.chunks_exact(cols / 256 * bytes).enumerate() {
                 for ((b, t), s) in rb

@@ -45,7 +45,7 @@ pub(super) fn dequantize(data: &[u8], out: &mut [f32]) {
 
 fn pack(codes: impl Iterator<Item = u8>) -> u8 {
     let q = codes.fold(0u16, |q, c| q * 3 + c as u16);
-    ((q * 256 + 242) / 243) as u8
+    (q * 256).div_ceil(243) as u8
 }
 
 pub(super) fn quantize(values: &[f32]) -> Vec<u8> {
