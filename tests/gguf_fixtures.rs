@@ -5,7 +5,7 @@
 mod common;
 
 use bitnet_gguf::quant::for_each_ternary_row;
-use bitnet_gguf::{Activation, GgmlType, GgufFile, GgufWriter, ModelConfig};
+use bitnet_gguf::{quant, Activation, Array, GgmlType, GgufFile, GgufWriter, ModelConfig, Value};
 use common::*;
 
 #[test]
@@ -177,6 +177,78 @@ fn read_write_read_is_byte_identical() {
             "{v}: rewritten file differs ({} vs {} bytes)",
             written.len(),
             original.len()
+        );
+    }
+}
+
+#[test]
+fn gguf_py_reads_what_we_write() {
+    if !python_references_or_skip("gguf_py_reads_what_we_write") {
+        return;
+    }
+    let mut w = GgufWriter::new();
+    let values = [
+        ("t.u8", Value::U8(200)),
+        ("t.i8", Value::I8(-5)),
+        ("t.u16", Value::U16(60000)),
+        ("t.i16", Value::I16(-30000)),
+        ("t.u32", Value::U32(4_000_000_000)),
+        ("t.i32", Value::I32(-2_000_000_000)),
+        ("t.f32", Value::F32(0.25)),
+        ("t.bool", Value::Bool(true)),
+        ("t.string", Value::String("héllo ▁world".into())),
+        ("t.u64", Value::U64(1 << 40)),
+        ("t.i64", Value::I64(-(1 << 40))),
+        ("t.f64", Value::F64(-1.5)),
+        (
+            "t.strings",
+            Value::Array(Array::String(vec!["a".into(), "".into(), "ü".into()])),
+        ),
+        ("t.floats", Value::Array(Array::F32(vec![1.0, -2.5]))),
+    ];
+    for (k, v) in &values {
+        w.set(k, v.clone()).unwrap();
+    }
+    let data: Vec<f32> = (0..2048)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+        .collect();
+    let ternary: Vec<f32> = data
+        .iter()
+        .map(|v| v.signum() * (v.abs() > 0.3) as i32 as f32 * 0.125)
+        .collect();
+    for ty in [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q8_0,
+        GgmlType::TQ1_0,
+        GgmlType::TQ2_0,
+    ] {
+        let src = if ty.is_ternary() { &ternary } else { &data };
+        let bytes = quant::quantize(ty.name(), ty, src, 512).unwrap();
+        w.add_tensor(&format!("w.{}", ty.name()), &[512, 4], ty, bytes)
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ours.gguf");
+    w.write_file(&path).unwrap();
+    let refs = python_reference("gguf", &path);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(refs.path().join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["t.u32"], 4_000_000_000u64);
+    assert_eq!(meta["t.i64"], -(1i64 << 40));
+    assert_eq!(meta["t.string"], "héllo ▁world");
+    assert_eq!(meta["t.bool"], true);
+    assert_eq!(meta["t.f64"], -1.5);
+    assert_eq!(meta["t.strings"], serde_json::json!(["a", "", "ü"]));
+    assert_eq!(meta["t.floats"], serde_json::json!([1.0, -2.5]));
+    let f = GgufFile::open(&path).unwrap();
+    for t in f.tensors() {
+        let (_, reference) = read_npy(&refs.path().join(format!("{}.npy", t.name)));
+        assert_bit_exact(
+            &format!("{} read back by gguf-py", t.name),
+            &f.dequantize(t).unwrap(),
+            &reference,
         );
     }
 }

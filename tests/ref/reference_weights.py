@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Reference tensor values for the Rust tests, computed by independent code.
 
-  reference_weights.py gguf FILE OUT_DIR   every tensor of FILE dequantized by gguf-py (PyPI `gguf`), one .npy each
+  reference_weights.py gguf FILE OUT_DIR   every tensor of FILE dequantized by gguf-py (PyPI `gguf`), one .npy each,
+                                           and its metadata as metadata.json
   reference_weights.py hf HF_DIR OUT_DIR   the effective weights of a transformers BitNet checkpoint (T / weight_scale
                                            for the legacy `bitlinear` class, T * weight_scale for `autobitlinear`),
                                            named like GGUF tensors, as float32 .npy
@@ -19,6 +20,13 @@ def gguf_dump(path, out):
     from gguf.quants import dequantize
 
     reader = GGUFReader(path)
+    metadata = {}
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF."):
+            continue
+        value = field.contents()
+        metadata[field.name] = value.tolist() if hasattr(value, "tolist") else value
+    json.dump(metadata, open(os.path.join(out, "metadata.json"), "w"))
     for t in reader.tensors:
         values = dequantize(t.data, t.tensor_type).astype(np.float32).reshape(-1)
         np.save(os.path.join(out, t.name + ".npy"), values)
