@@ -22,6 +22,8 @@ enum Command {
     Info(commands::info::Args),
     /// Dump logits for token ids as a float32 .npy [positions, vocab], for cross-checks with other engines.
     Logits(commands::logits::Args),
+    /// Write a synthetic BitNet GGUF with a real shape and random ternary weights (deterministic from the seed).
+    Synth(commands::synth::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args),
         Command::Logits(args) => commands::logits::run(args),
+        Command::Synth(args) => commands::synth::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

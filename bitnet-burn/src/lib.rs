@@ -16,6 +16,7 @@ pub mod import;
 mod model;
 mod norm;
 mod rope;
+pub mod synth;
 
 pub use attention::Attention;
 pub use bit_linear::{ActQuant, BitLinear, BitLinearConfig};

@@ -1,0 +1,163 @@
+//! The whole pipeline on models the project generates itself (no fixtures needed): GGUF written in every ternary
+//! format → validated → imported → run, with the formats agreeing and the KV cache consistent.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use bitnet_burn::synth::{write_synthetic, SynthShape};
+use bitnet_burn::{load, ActQuant, BitNet, TernaryBackend};
+use bitnet_gguf::GgmlType;
+use common::model::{argmax, logits, max_abs};
+
+const FORMATS: [GgmlType; 4] = [
+    GgmlType::F32,
+    GgmlType::I2S,
+    GgmlType::TQ2_0,
+    GgmlType::TQ1_0,
+];
+const TOKENS: [u32; 12] = [256, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100];
+
+fn synth(dir: &Path, ty: GgmlType, seed: u64) -> PathBuf {
+    let path = dir.join(format!("tiny-{}-{seed}.gguf", ty.name()));
+    write_synthetic(&path, SynthShape::TINY, ty, seed).unwrap();
+    path
+}
+
+fn cpu(path: &Path) -> BitNet<burn::backend::NdArray> {
+    load::<burn::backend::NdArray>(path, &Default::default()).unwrap()
+}
+
+#[test]
+fn the_seed_determines_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = std::fs::read(synth(dir.path(), GgmlType::TQ2_0, 1)).unwrap();
+    let b = std::fs::read(synth(&dir.path().join("."), GgmlType::TQ2_0, 1)).unwrap();
+    let c = std::fs::read(synth(dir.path(), GgmlType::TQ2_0, 2)).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn every_format_of_a_synthetic_model_gives_the_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    for act in [ActQuant::Int8, ActQuant::Float] {
+        let all: Vec<_> = FORMATS
+            .iter()
+            .map(|&ty| logits(&cpu(&synth(dir.path(), ty, 7)), &TOKENS, act))
+            .collect();
+        // F32 and I2_S hold one scale per matrix: identical arithmetic.
+        assert_eq!(all[0], all[1], "{act:?}: F32 vs I2_S");
+        // TQ1_0 and TQ2_0 hold the same per-256-block scales.
+        assert_eq!(all[2], all[3], "{act:?}: TQ2_0 vs TQ1_0");
+        // Per-block vs per-matrix scaling only changes where the f32 rounding happens.
+        for p in 0..TOKENS.len() {
+            let d = max_abs(&all[1][p], &all[2][p]);
+            assert!(d <= 1e-3, "{act:?} position {p}: I2_S vs TQ2_0 {d}");
+            assert_eq!(argmax(&all[1][p]), argmax(&all[2][p]));
+        }
+    }
+}
+
+fn incremental_matches_batched<B: TernaryBackend>(model: &BitNet<B>, tol: f32) {
+    let batched = logits(model, &TOKENS, ActQuant::Float);
+    let mut cache = model.new_cache(1, TOKENS.len());
+    for (p, &t) in TOKENS.iter().enumerate() {
+        let step: Vec<f32> = model
+            .forward(&[vec![t]], &mut cache, ActQuant::Float)
+            .unwrap()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap();
+        assert!(
+            max_abs(&step, &batched[p]) <= tol,
+            "position {p}: {}",
+            max_abs(&step, &batched[p])
+        );
+    }
+    assert_eq!(cache.len(), TOKENS.len());
+    cache.reset();
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn synthetic_prefill_equals_token_by_token() {
+    let dir = tempfile::tempdir().unwrap();
+    incremental_matches_batched(&cpu(&synth(dir.path(), GgmlType::I2S, 3)), 1e-4);
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_agrees_with_cpu_on_a_synthetic_model() {
+    let Some(device) = common::wgpu_device_or_skip("wgpu_agrees_with_cpu_on_a_synthetic_model")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = synth(dir.path(), GgmlType::TQ2_0, 5);
+    let gpu = load::<burn::backend::Wgpu>(&path, &device).unwrap();
+    let (a, b) = (
+        logits(&gpu, &TOKENS, ActQuant::Float),
+        logits(&cpu(&path), &TOKENS, ActQuant::Float),
+    );
+    for p in 0..TOKENS.len() {
+        assert!(
+            max_abs(&a[p], &b[p]) <= 2e-4,
+            "position {p}: {}",
+            max_abs(&a[p], &b[p])
+        );
+    }
+    incremental_matches_batched(&gpu, 2e-4);
+}
+
+#[test]
+fn synth_command_writes_a_file_that_info_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    let bin = env!("CARGO_BIN_EXE_bitnet");
+    let out = std::process::Command::new(bin)
+        .args([
+            "synth",
+            "--shape",
+            "tiny",
+            "--type",
+            "tq1_0",
+            "--seed",
+            "9",
+            "-o",
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(bin)
+        .args(["info", path.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["config"]["hidden_size"], 256);
+    assert_eq!(j["config"]["activation"], "relu2");
+    assert_eq!(
+        j["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["type"] == "TQ1_0")
+            .count(),
+        14
+    );
+    let out = std::process::Command::new(bin)
+        .args(["synth", "--shape", "huge", "-o", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "unknown shapes are usage errors"
+    );
+}
