@@ -51,10 +51,10 @@ fn every_format_of_a_synthetic_model_gives_the_same_logits() {
         // TQ1_0 and TQ2_0 hold the same per-256-block scales.
         assert_eq!(all[2], all[3], "{act:?}: TQ2_0 vs TQ1_0");
         // Per-block vs per-matrix scaling only changes where the f32 rounding happens.
-        for p in 0..TOKENS.len() {
-            let d = max_abs(&all[1][p], &all[2][p]);
+        for (p, (i2s, tq2)) in all[1].iter().zip(&all[2]).enumerate() {
+            let d = max_abs(i2s, tq2);
             assert!(d <= 1e-3, "{act:?} position {p}: I2_S vs TQ2_0 {d}");
-            assert_eq!(argmax(&all[1][p]), argmax(&all[2][p]));
+            assert_eq!(argmax(i2s), argmax(tq2));
         }
     }
 }
