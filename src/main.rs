@@ -22,6 +22,10 @@ enum Command {
     Info(commands::info::Args),
     /// Dump logits for token ids as a float32 .npy [positions, vocab], for cross-checks with other engines.
     Logits(commands::logits::Args),
+    /// Continue a prompt: streams the text, then prints prefill and decode tokens/s.
+    Run(commands::run::Args),
+    /// Text to token ids with the model's tokenizer (one per line, or --json).
+    Tokenize(commands::tokenize::Args),
     /// Write a synthetic BitNet GGUF with a real shape and random ternary weights (deterministic from the seed).
     Synth(commands::synth::Args),
 }
@@ -32,6 +36,8 @@ fn main() -> ExitCode {
         Command::Info(args) => commands::info::run(args),
         Command::Logits(args) => commands::logits::run(args),
         Command::Synth(args) => commands::synth::run(args),
+        Command::Tokenize(args) => commands::tokenize::run(args),
+        Command::Run(args) => commands::run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -82,6 +82,10 @@ fn info_text_shows_the_architecture_and_activation_source() {
     assert!(text.contains("arch        bitnet-25"), "{text}");
     assert!(text.contains("activation  relu2 (inferred"), "{text}");
     assert!(
+        text.contains("pre-tokens  llama-bpe (no tokenizer.ggml.pre; the vocabulary is Llama 3's"),
+        "{text}"
+    );
+    assert!(
         text.contains("blk.1.ffn_down.weight") && text.contains("I2_S"),
         "{text}"
     );
@@ -218,4 +222,129 @@ fn model_errors_name_the_problem() {
             stderr(&out)
         );
     }
+}
+
+/// Greedy generation through the CLI, from text: the fixture prompt's text re-tokenizes to the reference ids,
+/// and the generated ids equal transformers' greedy ids up to the first step whose top1−top2 margin is below
+/// 0.1 (step 18 of 32). On the CPU our int8 logits of this file equal transformers' (max |Δ| 0 on seq16), so
+/// 0.1 only leaves room for other summation orders; bitnet.cpp and llama.cpp diverge after 5 and 7 tokens.
+#[test]
+fn greedy_generation_from_text_reproduces_transformers() {
+    let Some(dir) = fixtures_or_skip("greedy_generation_from_text_reproduces_transformers") else {
+        return;
+    };
+    let model = fixture_gguf(&dir, "i2_s");
+    let seq16 = common::model::sequence(&dir, "seq16");
+    let tok =
+        bitnet_burn::tokenizer::Tokenizer::from_gguf(&bitnet_gguf::GgufFile::open(&model).unwrap())
+            .unwrap();
+    let prompt = tok.decode(&seq16[1..]).unwrap();
+    let out = bitnet(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        &prompt,
+        "-n",
+        "32",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<u64> = j["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let prompt_ids: Vec<u32> = j["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(
+        prompt_ids, seq16,
+        "BOS + the prompt text tokenizes to the reference prompt"
+    );
+    let hf = common::model::result_json(&dir, "hf");
+    let expected: Vec<u64> = hf["greedy_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let margins: Vec<f64> = hf["greedy_top1_minus_top2"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let decided = margins
+        .iter()
+        .position(|&m| m < 0.1)
+        .unwrap_or(margins.len());
+    assert!(decided >= 10, "the reference decides {decided} steps");
+    assert_eq!(
+        ids[..decided],
+        expected[..decided],
+        "greedy ids where transformers' margin ≥ 0.1"
+    );
+    assert_eq!(j["generated_tokens"], 32);
+    assert!(
+        j["decode_tok_s"].as_f64().unwrap() > 0.0 && j["prefill_tok_s"].as_f64().unwrap() > 0.0
+    );
+}
+
+#[test]
+fn run_refuses_empty_prompts_and_prompts_longer_than_the_context() {
+    let Some(dir) =
+        fixtures_or_skip("run_refuses_empty_prompts_and_prompts_longer_than_the_context")
+    else {
+        return;
+    };
+    let model = fixture_gguf(&dir, "tq2_0");
+    let out = bitnet(&["run", "-m", model.to_str().unwrap(), "-p", ""]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("empty prompt"), "{}", stderr(&out));
+    let long = "word ".repeat(5000); // > 4096 tokens of context
+    let out = bitnet(&["run", "-m", model.to_str().unwrap(), "-p", &long, "-n", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("context overflow"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Special tokens written in the prompt are parsed (as transformers and llama.cpp do), and a file whose
+/// metadata says `add_bos_token = false` (llama.cpp's converter here) gets no automatic BOS.
+#[test]
+fn special_tokens_in_the_prompt_and_the_files_bos_policy() {
+    let Some(dir) = fixtures_or_skip("special_tokens_in_the_prompt_and_the_files_bos_policy")
+    else {
+        return;
+    };
+    let model = fixture_gguf(&dir, "tq2_0-f16emb");
+    let seq16 = common::model::sequence(&dir, "seq16");
+    let tok =
+        bitnet_burn::tokenizer::Tokenizer::from_gguf(&bitnet_gguf::GgufFile::open(&model).unwrap())
+            .unwrap();
+    let text = tok.decode(&seq16[1..]).unwrap();
+    let ids = |args: &[&str]| -> Vec<u64> {
+        let out = bitnet(&[&["tokenize", "-m", model.to_str().unwrap(), "--json"], args].concat());
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let expected: Vec<u64> = seq16.iter().map(|&t| t as u64).collect();
+    assert_eq!(ids(&["-p", &format!("<|begin_of_text|>{text}")]), expected);
+    assert_eq!(
+        ids(&["-p", &text]),
+        expected[1..],
+        "add_bos_token = false in this file"
+    );
+    assert_eq!(
+        ids(&["-p", &format!("<|begin_of_text|>{text}"), "--no-bos"]),
+        expected
+    );
 }

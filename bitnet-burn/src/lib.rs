@@ -12,11 +12,15 @@ mod cache;
 pub mod device;
 mod error;
 mod ffn;
+pub mod generate;
 pub mod import;
 mod model;
 mod norm;
+mod rng;
 mod rope;
+pub mod sampling;
 pub mod synth;
+pub mod tokenizer;
 
 pub use attention::Attention;
 pub use bit_linear::{ActQuant, BitLinear, BitLinearConfig};

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use bitnet_gguf::{quant, Array, GgmlType, GgufError, GgufWriter, Value};
 
+use crate::rng::Rng;
+
 /// Model dimensions of a synthetic file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SynthShape {
@@ -67,26 +69,6 @@ impl SynthShape {
     }
 }
 
-/// SplitMix64: a fixed generator, so a seed gives the same file whatever dependency versions are used.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    /// Approximately N(0, 1) (sum of four uniforms, rescaled).
-    fn normal(&mut self) -> f32 {
-        ((0..4).map(|_| self.uniform()).sum::<f32>() - 2.0) * 1.732
-    }
-}
-
 /// The 256 byte tokens of a GPT-2 byte-level BPE vocabulary, in byte order.
 fn byte_tokens() -> Vec<String> {
     let printable =
@@ -116,7 +98,7 @@ pub fn write_synthetic(
     ty: GgmlType,
     seed: u64,
 ) -> Result<(), GgufError> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let arch = if ty == GgmlType::I2S {
         "bitnet-b1.58"
     } else {
@@ -221,7 +203,7 @@ pub fn write_synthetic(
         ] {
             let scale = f16_exact(0.2 + 0.1 * rng.uniform());
             let values: Vec<f32> = (0..i * o)
-                .map(|_| ((rng.next() % 3) as f32 - 1.0) * scale)
+                .map(|_| ((rng.next_u64() % 3) as f32 - 1.0) * scale)
                 .collect();
             let name = n(t);
             let bytes = quant::quantize(&name, ty, &values, i).map_err(mem)?;

@@ -31,6 +31,10 @@ fn tokenizer_summary(f: &GgufFile) -> serde_json::Value {
         "bos": id("tokenizer.ggml.bos_token_id"),
         "eos": id("tokenizer.ggml.eos_token_id"),
         "chat_template": f.get("tokenizer.chat_template").is_some(),
+        "pre_tokenizer": match bitnet_burn::tokenizer::Tokenizer::from_gguf(f) {
+            Ok(t) => t.pre_tokenizer().to_string(),
+            Err(e) => format!("unusable: {e}"),
+        },
     })
 }
 
@@ -115,6 +119,11 @@ pub fn run(args: Args) -> Result<()> {
         out,
         "tokenizer   model {}, pre {}, {} tokens, bos {}, eos {}",
         t["model"], t["pre"], t["tokens"], t["bos"], t["eos"]
+    )?;
+    writeln!(
+        out,
+        "pre-tokens  {}",
+        t["pre_tokenizer"].as_str().unwrap_or_default()
     )?;
     writeln!(
         out,

@@ -2,4 +2,6 @@
 
 pub mod info;
 pub mod logits;
+pub mod run;
 pub mod synth;
+pub mod tokenize;

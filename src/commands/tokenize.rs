@@ -1,0 +1,53 @@
+//! `bitnet tokenize`: text → token ids with the model's own tokenizer (a GGUF with only tokenizer metadata works).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use bitnet_burn::tokenizer::Tokenizer;
+use bitnet_gguf::GgufFile;
+
+/// Arguments of `bitnet tokenize`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// GGUF file whose tokenizer metadata is used.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Text to tokenize.
+    #[arg(short, long)]
+    prompt: String,
+    /// A tokenizer.json that overrides the file's tokenizer.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Do not prepend the BOS token.
+    #[arg(long)]
+    no_bos: bool,
+    /// Print a JSON array instead of one id per line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Loads the tokenizer a model file (or an override) describes.
+pub fn load_tokenizer(model: &PathBuf, override_json: Option<&PathBuf>) -> Result<Tokenizer> {
+    Ok(match override_json {
+        Some(path) => Tokenizer::from_file(path)?,
+        None => Tokenizer::from_gguf(&GgufFile::open(model)?)?,
+    })
+}
+
+/// Prints the ids.
+pub fn run(args: Args) -> Result<()> {
+    if args.prompt.is_empty() {
+        bail!("empty prompt: give the text to tokenize with -p");
+    }
+    let tok = load_tokenizer(&args.model, args.tokenizer.as_ref())?;
+    let ids = tok.encode(&args.prompt, !args.no_bos)?;
+    let text = if args.json {
+        serde_json::to_string(&ids)?
+    } else {
+        ids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    crate::output::print(&text)
+}
