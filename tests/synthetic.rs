@@ -161,3 +161,28 @@ fn synth_command_writes_a_file_that_info_accepts() {
         "unknown shapes are usage errors"
     );
 }
+
+#[test]
+fn a_model_from_its_burn_config_runs_and_the_config_round_trips() {
+    use bitnet_burn::BitNetConfig;
+    use burn::config::Config;
+    let config = BitNetConfig::new(64, 2, 4, 2, 128, 100)
+        .with_context_length(32)
+        .with_relu2(false);
+    let back = BitNetConfig::from_model_config(&config.model_config());
+    assert_eq!(back.to_string(), config.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    config.save(dir.path().join("config.json")).unwrap();
+    assert_eq!(
+        BitNetConfig::load(dir.path().join("config.json"))
+            .unwrap()
+            .to_string(),
+        config.to_string()
+    );
+    let model = config.init::<burn::backend::NdArray>(&Default::default());
+    let out = logits(&model, &[1, 2, 3], ActQuant::Int8);
+    assert_eq!((out.len(), out[0].len()), (3, 100));
+    assert!(out.iter().flatten().all(|v| v.is_finite()));
+    // Zero ternary weights leave only the residual stream: each position's top token is its own input token.
+    assert_eq!(out.iter().map(|l| argmax(l)).collect::<Vec<_>>(), [1, 2, 3]);
+}

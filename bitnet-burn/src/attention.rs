@@ -6,10 +6,50 @@ use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::bit_linear::{ActQuant, BitLinear};
+use crate::bit_linear::{ActQuant, BitLinear, BitLinearConfig};
 use crate::cache::KvCache;
 use crate::norm::RmsNorm;
+use crate::norm::RmsNormConfig;
 use crate::rope::Rope;
+use burn::config::Config;
+
+/// Shape of an [`Attention`].
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Model width.
+    pub hidden: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Epsilon of the sub-norm.
+    #[config(default = 1e-5)]
+    pub rms_eps: f64,
+    /// Whether the BitNet `attn_sub_norm` is present.
+    #[config(default = true)]
+    pub sub_norm: bool,
+}
+
+impl AttentionConfig {
+    /// Zero weights, unit norms (weights come from an importer or training).
+    pub fn init<B: TernaryBackend>(&self, device: &B::Device) -> Attention<B> {
+        let head_dim = self.hidden / self.n_heads;
+        let lin = |i: usize, o: usize| BitLinearConfig::new(i, o, i).init(device);
+        Attention {
+            wq: lin(self.hidden, self.hidden),
+            wk: lin(self.hidden, self.n_kv_heads * head_dim),
+            wv: lin(self.hidden, self.n_kv_heads * head_dim),
+            wo: lin(self.hidden, self.hidden),
+            sub_norm: self.sub_norm.then(|| {
+                RmsNormConfig::new(self.hidden)
+                    .with_eps(self.rms_eps)
+                    .init(device)
+            }),
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+        }
+    }
+}
 
 /// Self-attention of one block.
 #[derive(Module, Debug)]

@@ -6,8 +6,50 @@ use burn::module::Module;
 use burn::tensor::activation::{relu, silu};
 use burn::tensor::Tensor;
 
-use crate::bit_linear::{ActQuant, BitLinear};
+use crate::bit_linear::{ActQuant, BitLinear, BitLinearConfig};
 use crate::norm::RmsNorm;
+use crate::norm::RmsNormConfig;
+use burn::config::Config;
+
+/// Shape of a [`FeedForward`].
+#[derive(Config, Debug)]
+pub struct FeedForwardConfig {
+    /// Model width.
+    pub hidden: usize,
+    /// Inner width.
+    pub ffn: usize,
+    /// ReLU² (true, the 2B-4T family) or SiLU.
+    #[config(default = true)]
+    pub relu2: bool,
+    /// Epsilon of the sub-norm.
+    #[config(default = 1e-5)]
+    pub rms_eps: f64,
+    /// Whether the BitNet `ffn_sub_norm` is present.
+    #[config(default = true)]
+    pub sub_norm: bool,
+}
+
+impl FeedForwardConfig {
+    /// Zero weights, unit norms.
+    pub fn init<B: TernaryBackend>(&self, device: &B::Device) -> FeedForward<B> {
+        let lin = |i: usize, o: usize| BitLinearConfig::new(i, o, i).init(device);
+        FeedForward {
+            gate: lin(self.hidden, self.ffn),
+            up: lin(self.hidden, self.ffn),
+            down: lin(self.ffn, self.hidden),
+            sub_norm: self.sub_norm.then(|| {
+                RmsNormConfig::new(self.ffn)
+                    .with_eps(self.rms_eps)
+                    .init(device)
+            }),
+            activation: if self.relu2 {
+                Activation::Relu2
+            } else {
+                Activation::Silu
+            },
+        }
+    }
+}
 
 /// The FFN of one block.
 #[derive(Module, Debug)]

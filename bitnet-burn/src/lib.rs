@@ -22,14 +22,14 @@ pub mod sampling;
 pub mod synth;
 pub mod tokenizer;
 
-pub use attention::Attention;
+pub use attention::{Attention, AttentionConfig};
 pub use bit_linear::{ActQuant, BitLinear, BitLinearConfig};
 pub use bitnet_gguf::{Activation, ModelConfig};
 pub use bitnet_kernels_cubecl::TernaryBackend;
 pub use cache::KvCache;
 pub use error::{ForwardError, LoadError};
-pub use ffn::FeedForward;
+pub use ffn::{FeedForward, FeedForwardConfig};
 pub use import::load;
-pub use model::{BitNet, BitNetModel, Block};
+pub use model::{BitNet, BitNetConfig, BitNetModel, Block};
 pub use norm::{RmsNorm, RmsNormConfig};
 pub use rope::Rope;

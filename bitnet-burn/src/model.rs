@@ -6,13 +6,133 @@ use bitnet_kernels_cubecl::TernaryBackend;
 use burn::module::{Module, Param};
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::attention::Attention;
+use crate::attention::{Attention, AttentionConfig};
 use crate::bit_linear::ActQuant;
 use crate::cache::KvCache;
 use crate::error::ForwardError;
 use crate::ffn::FeedForward;
+use crate::ffn::FeedForwardConfig;
 use crate::norm::RmsNorm;
+use crate::norm::RmsNormConfig;
 use crate::rope::Rope;
+use bitnet_gguf::Activation;
+use burn::config::Config;
+
+/// Hyper-parameters of a BitNet model as a Burn `Config` (serializable; convertible to and from the
+/// [`ModelConfig`] read from files).
+#[derive(Config, Debug)]
+pub struct BitNetConfig {
+    /// Width.
+    pub hidden_size: usize,
+    /// Blocks.
+    pub n_layers: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// FFN width.
+    pub ffn_size: usize,
+    /// Vocabulary.
+    pub vocab_size: usize,
+    /// Context length.
+    #[config(default = 4096)]
+    pub context_length: usize,
+    /// RoPE base.
+    #[config(default = 500000.0)]
+    pub rope_theta: f32,
+    /// RMSNorm epsilon.
+    #[config(default = 1e-5)]
+    pub rms_eps: f32,
+    /// ReLU² (true) or SiLU FFN.
+    #[config(default = true)]
+    pub relu2: bool,
+    /// LM head tied to the embedding.
+    #[config(default = true)]
+    pub tied_embeddings: bool,
+    /// BitNet sub-norms before the output and down projections.
+    #[config(default = true)]
+    pub sub_norms: bool,
+}
+
+impl BitNetConfig {
+    /// The Burn config of a file's hyper-parameters.
+    pub fn from_model_config(c: &ModelConfig) -> Self {
+        Self::new(
+            c.hidden_size,
+            c.n_layers,
+            c.n_heads,
+            c.n_kv_heads,
+            c.ffn_size,
+            c.vocab_size,
+        )
+        .with_context_length(c.context_length)
+        .with_rope_theta(c.rope_theta)
+        .with_rms_eps(c.rms_eps)
+        .with_relu2(c.activation == Activation::Relu2)
+        .with_tied_embeddings(c.tied_embeddings)
+        .with_sub_norms(c.sub_norms)
+    }
+
+    /// The file-level view of this config.
+    pub fn model_config(&self) -> ModelConfig {
+        ModelConfig {
+            architecture: "bitnet-b1.58".into(),
+            hidden_size: self.hidden_size,
+            n_layers: self.n_layers,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            ffn_size: self.ffn_size,
+            vocab_size: self.vocab_size,
+            context_length: self.context_length,
+            rope_theta: self.rope_theta,
+            rope_dim: self.hidden_size / self.n_heads,
+            rms_eps: self.rms_eps,
+            activation: if self.relu2 {
+                Activation::Relu2
+            } else {
+                Activation::Silu
+            },
+            activation_source: "BitNetConfig".into(),
+            tied_embeddings: self.tied_embeddings,
+            sub_norms: self.sub_norms,
+        }
+    }
+
+    /// A model with zero ternary weights, unit norms and an N(0, 0.02²) embedding.
+    pub fn init<B: TernaryBackend>(&self, device: &B::Device) -> BitNet<B> {
+        let eps = self.rms_eps as f64;
+        let norm = |n| RmsNormConfig::new(n).with_eps(eps).init(device);
+        let matrix = || {
+            Param::from_tensor(Tensor::random(
+                [self.vocab_size, self.hidden_size],
+                burn::tensor::Distribution::Normal(0.0, 0.02),
+                device,
+            ))
+        };
+        let blocks = (0..self.n_layers)
+            .map(|_| Block {
+                attn_norm: norm(self.hidden_size),
+                attn: AttentionConfig::new(self.hidden_size, self.n_heads, self.n_kv_heads)
+                    .with_rms_eps(eps)
+                    .with_sub_norm(self.sub_norms)
+                    .init(device),
+                ffn_norm: norm(self.hidden_size),
+                ffn: FeedForwardConfig::new(self.hidden_size, self.ffn_size)
+                    .with_relu2(self.relu2)
+                    .with_rms_eps(eps)
+                    .with_sub_norm(self.sub_norms)
+                    .init(device),
+            })
+            .collect();
+        let model = BitNetModel {
+            embedding: matrix(),
+            blocks,
+            norm: norm(self.hidden_size),
+            output: (!self.tied_embeddings).then(matrix),
+        };
+        BitNet::new(model, self.model_config(), device)
+    }
+}
 
 /// One transformer block.
 #[derive(Module, Debug)]

@@ -1,0 +1,59 @@
+//! Continue a prompt with a BitNet b1.58 GGUF on the backend picked by cargo feature (a type parameter):
+//!
+//! `cargo run --release --example infer [--features wgpu|cuda] -- --model FILE --prompt "..."`
+use std::io::Write;
+
+use anyhow::Result;
+use bitnet_burn::generate::{generate, GenerateOptions};
+use bitnet_burn::{load, tokenizer::Tokenizer};
+use clap::Parser;
+
+#[cfg(feature = "cuda")]
+type Backend = burn::backend::Cuda;
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+type Backend = burn::backend::Wgpu;
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+type Backend = burn::backend::NdArray;
+
+#[derive(Parser)]
+struct Args {
+    /// GGUF model (default: the tiny test model beside the repository).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/bitnet-tiny-h256/gguf/bitnet-tiny-h256-i2_s.gguf"))]
+    model: String,
+    #[arg(long, default_value = "The quick brown fox")]
+    prompt: String,
+    #[arg(short = 'n', long, default_value_t = 64)]
+    max_tokens: usize,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let device = Default::default();
+    let model = load::<Backend>(&args.model, &device)?;
+    let tokenizer = Tokenizer::from_gguf(&bitnet_gguf::GgufFile::open(&args.model)?)?;
+    let mut cache = model.new_cache(1, model.config.context_length);
+    let opts = GenerateOptions {
+        max_new_tokens: args.max_tokens,
+        ..Default::default()
+    };
+    print!("{}", args.prompt);
+    let g = generate(
+        &model,
+        &tokenizer,
+        &mut cache,
+        &args.prompt,
+        &opts,
+        |text| {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+        },
+    )?;
+    let t = &g.timings;
+    eprintln!(
+        "\nprefill {:.1} tok/s, decode {:.1} tok/s ({:?})",
+        t.prefill_tok_s(),
+        t.decode_tok_s(),
+        g.stop
+    );
+    Ok(())
+}
