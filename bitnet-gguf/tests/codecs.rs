@@ -53,3 +53,51 @@ fn wrong_sizes_are_errors_not_panics() {
     );
     assert!(quant::quantize("t", GgmlType::TQ1_0, &[0.0; 100], 100).is_err());
 }
+
+#[test]
+fn version_2_files_and_nested_arrays_round_trip() {
+    use bitnet_gguf::{Array, GgufFile, GgufWriter, Value};
+    let nested = Value::Array(Array::Array(vec![
+        Array::U32(vec![1, 2, 3]),
+        Array::String(vec!["x".into()]),
+        Array::Array(vec![Array::Bool(vec![true])]),
+    ]));
+    let mut w = GgufWriter::new().version(2);
+    w.set("test.nested", nested.clone()).unwrap();
+    w.add_tensor(
+        "t",
+        &[32],
+        GgmlType::F32,
+        quant::quantize("t", GgmlType::F32, &[0.5; 32], 32).unwrap(),
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    w.write_to(&mut bytes).unwrap();
+    let f = GgufFile::from_bytes(bytes.clone()).unwrap();
+    assert_eq!(f.version(), 2);
+    assert_eq!(f.get("test.nested"), Some(&nested));
+    assert_eq!(f.dequantize(f.tensor("t").unwrap()).unwrap(), vec![0.5; 32]);
+    let mut again = Vec::new();
+    GgufWriter::from_file(&f)
+        .unwrap()
+        .write_to(&mut again)
+        .unwrap();
+    assert_eq!(again, bytes);
+}
+
+#[test]
+fn arrays_nested_deeper_than_the_limit_are_refused() {
+    use bitnet_gguf::{Array, ErrorKind, GgufFile, GgufWriter, Value, MAX_NESTING};
+    let mut deep = Array::U8(vec![1]);
+    for _ in 0..=MAX_NESTING {
+        deep = Array::Array(vec![deep]);
+    }
+    let mut w = GgufWriter::new();
+    w.set("deep", Value::Array(deep)).unwrap();
+    let mut bytes = Vec::new();
+    w.write_to(&mut bytes).unwrap();
+    assert!(matches!(
+        GgufFile::from_bytes(bytes).unwrap_err().kind,
+        ErrorKind::NestingTooDeep { .. }
+    ));
+}
