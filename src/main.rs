@@ -24,6 +24,8 @@ enum Command {
     Logits(commands::logits::Args),
     /// Continue a prompt: streams the text, then prints prefill and decode tokens/s.
     Run(commands::run::Args),
+    /// Prefill and decode tokens/s over repetitions (`--json` for machines).
+    Bench(commands::bench::Args),
     /// Text to token ids with the model's tokenizer (one per line, or --json).
     Tokenize(commands::tokenize::Args),
     /// Write a synthetic BitNet GGUF with a real shape and random ternary weights (deterministic from the seed).
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => commands::synth::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

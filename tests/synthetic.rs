@@ -186,3 +186,43 @@ fn a_model_from_its_burn_config_runs_and_the_config_round_trips() {
     // Zero ternary weights leave only the residual stream: each position's top token is its own input token.
     assert_eq!(out.iter().map(|l| argmax(l)).collect::<Vec<_>>(), [1, 2, 3]);
 }
+
+#[test]
+fn bench_reports_prefill_and_decode_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = synth(dir.path(), GgmlType::I2S, 4);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args([
+            "bench",
+            "-m",
+            path.to_str().unwrap(),
+            "-p",
+            "8",
+            "-n",
+            "4",
+            "-r",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            j["prompt_tokens"].as_u64(),
+            j["gen_tokens"].as_u64(),
+            j["repetitions"].as_u64()
+        ),
+        (Some(8), Some(4), Some(2))
+    );
+    assert!(
+        j["prefill_tok_s"].as_f64().unwrap() > 0.0 && j["decode_tok_s"].as_f64().unwrap() > 0.0
+    );
+    assert_eq!(j["backend"], "cpu (burn-ndarray)");
+    assert_eq!(j["threads"], 1);
+}

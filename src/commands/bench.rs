@@ -1,0 +1,112 @@
+//! `bitnet bench`: prefill and decode tokens/s over repetitions (no tokenizer needed: fixed token ids).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{ensure, Result};
+use bitnet_burn::sampling::argmax;
+use bitnet_burn::{load, ActQuant, TernaryBackend};
+use serde_json::json;
+
+use crate::backend::{dispatch, BackendKind, BackendTask};
+
+/// Arguments of `bitnet bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model: a GGUF file or a transformers checkpoint directory.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Prompt tokens processed in one prefill (pp).
+    #[arg(short = 'p', long, default_value_t = 128)]
+    prompt_tokens: usize,
+    /// Tokens generated one at a time after the prefill (tg).
+    #[arg(short = 'n', long, default_value_t = 64)]
+    gen_tokens: usize,
+    /// Repetitions (the mean and standard deviation are reported).
+    #[arg(short, long, default_value_t = 3)]
+    repetitions: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Backend to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: BackendKind,
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    (
+        mean,
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt(),
+    )
+}
+
+impl BackendTask for Args {
+    type Output = ();
+    fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
+        ensure!(
+            self.prompt_tokens > 0 && self.repetitions > 0,
+            "-p and -r must be at least 1"
+        );
+        let model = load::<B>(&self.model, &device)?;
+        let vocab = model.config.vocab_size as u64;
+        let prompt: Vec<u32> = (0..self.prompt_tokens as u64)
+            .map(|i| ((i * 7919 + 13) % vocab) as u32)
+            .collect();
+        let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+        for _ in 0..self.repetitions {
+            let mut cache = model.new_cache(1, self.prompt_tokens + self.gen_tokens);
+            let start = Instant::now();
+            let mut logits = model
+                .forward_last(std::slice::from_ref(&prompt), &mut cache, ActQuant::Int8)?
+                .into_data();
+            prefill.push(self.prompt_tokens as f64 / start.elapsed().as_secs_f64());
+            let start = Instant::now();
+            for _ in 0..self.gen_tokens {
+                let next = argmax(
+                    logits
+                        .as_slice::<f32>()
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+                );
+                logits = model
+                    .forward_last(&[vec![next]], &mut cache, ActQuant::Int8)?
+                    .into_data();
+            }
+            if self.gen_tokens > 0 {
+                decode.push(self.gen_tokens as f64 / start.elapsed().as_secs_f64());
+            }
+        }
+        let ((pp, pp_sd), (tg, tg_sd)) = (
+            mean_std(&prefill),
+            if decode.is_empty() {
+                (0.0, 0.0)
+            } else {
+                mean_std(&decode)
+            },
+        );
+        let report = json!({
+            "model": self.model.display().to_string(), "backend": backend, "threads": 1,
+            "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens, "repetitions": self.repetitions,
+            "prefill_tok_s": pp, "prefill_tok_s_std": pp_sd, "decode_tok_s": tg, "decode_tok_s_std": tg_sd,
+        });
+        if self.json {
+            return crate::output::print(&report.to_string());
+        }
+        crate::output::print(&format!(
+            "{} [{backend}, 1 thread]\npp{} {:.1} ± {:.1} tok/s\ntg{} {:.1} ± {:.1} tok/s ({} repetitions)",
+            self.model.display(),
+            self.prompt_tokens,
+            pp,
+            pp_sd,
+            self.gen_tokens,
+            tg,
+            tg_sd,
+            self.repetitions
+        ))
+    }
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    dispatch(args.backend, args)
+}
