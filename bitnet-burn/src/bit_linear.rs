@@ -40,12 +40,14 @@ pub struct BitLinear<B: TernaryBackend> {
 impl BitLinearConfig {
     /// A layer with every trit 0 and every scale 1 (weights come from an importer or training).
     pub fn init<B: TernaryBackend>(&self, device: &B::Device) -> BitLinear<B> {
-        let trits = vec![0i8; self.in_features];
-        let rows = vec![trits; self.out_features];
+        let mut zero_row = vec![0u32; words_per_row(self.in_features)];
+        pack_row(&vec![0i8; self.in_features], &mut zero_row);
         let nb = self.in_features.div_ceil(self.block);
-        BitLinear::from_rows(
-            &rows.iter().map(|r| r.as_slice()).collect::<Vec<_>>(),
-            &vec![1.0; self.out_features * nb],
+        let words = zero_row.repeat(self.out_features);
+        BitLinear::from_packed(
+            words,
+            vec![1.0; self.out_features * nb],
+            self.out_features,
             nb,
             device,
         )
@@ -68,16 +70,6 @@ impl<B: TernaryBackend> BitLinear<B> {
             weight: Param::initialized(Default::default(), weight),
             scales: Param::from_tensor(scales).set_require_grad(false),
         }
-    }
-
-    /// Builds the layer from rows of trits and their scales.
-    pub fn from_rows(rows: &[&[i8]], scales: &[f32], nb: usize, device: &B::Device) -> Self {
-        let kw = words_per_row(rows.first().map_or(0, |r| r.len()));
-        let mut words = vec![0u32; rows.len() * kw];
-        for (row, out) in rows.iter().zip(words.chunks_exact_mut(kw)) {
-            pack_row(row, out);
-        }
-        Self::from_packed(words, scales.to_vec(), rows.len(), nb, device)
     }
 
     /// Input features.

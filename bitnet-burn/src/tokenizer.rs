@@ -205,11 +205,6 @@ impl Tokenizer {
         self.inner.decode(ids, false).map_err(lib)
     }
 
-    /// Raw bytes of `ids` (byte-level BPE), for streaming that never splits a UTF-8 character.
-    pub fn token_bytes(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
-    }
-
     /// Number of ids.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

@@ -49,9 +49,6 @@ impl<'a> GgufWriter<'a> {
         for (k, v) in file.metadata() {
             w.set(k, v.clone())?;
         }
-        let mut infos: Vec<_> = file.tensors().iter().collect();
-        infos.sort_by_key(|t| t.offset);
-        // Tensor infos keep file order; data keeps offset order (they differ only in unusual files).
         for t in file.tensors() {
             w.add_tensor(&t.name, &t.dims, t.ty, file.tensor_data(t))?;
         }
