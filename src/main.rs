@@ -2,6 +2,7 @@
 
 mod backend;
 mod commands;
+mod model_args;
 mod output;
 
 use std::process::ExitCode;

@@ -87,25 +87,17 @@ impl<B: TernaryBackend> BitLinear<B> {
         let mut dims = x.dims();
         let k = dims[D - 1];
         let x: Tensor<B, 2> = x.reshape([-1, k as i32]);
-        let y = match act {
-            ActQuant::Float => self.matmul(x),
-            ActQuant::Int8 => {
-                let amax = x.clone().abs().max_dim(1).clamp_min(1e-5);
-                let s = amax.ones_like().mul_scalar(127.0) / amax;
-                let q = (x * s.clone()).round().clamp(-128.0, 127.0);
-                self.matmul(q) / s
-            }
-        };
-        dims[D - 1] = self.out_features();
-        y.reshape(dims)
-    }
-
-    fn matmul(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let y = B::ternary_matmul(
-            x.into_primitive().tensor(),
+        let (w, scales) = (
             self.weight.val().into_primitive(),
             self.scales.val().into_primitive().tensor(),
         );
-        Tensor::from_primitive(TensorPrimitive::Float(y))
+        let x = x.into_primitive().tensor();
+        let y = match act {
+            ActQuant::Float => B::ternary_matmul(x, w, scales),
+            ActQuant::Int8 => B::ternary_matmul_i8(x, w, scales),
+        };
+        let y: Tensor<B, 2> = Tensor::from_primitive(TensorPrimitive::Float(y));
+        dims[D - 1] = self.out_features();
+        y.reshape(dims)
     }
 }

@@ -8,6 +8,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::attention::{Attention, AttentionConfig};
 use crate::bit_linear::ActQuant;
+use crate::head::{HeadMode, Int8Head};
 use crate::cache::KvCache;
 use crate::error::ForwardError;
 use crate::ffn::FeedForward;
@@ -168,6 +169,7 @@ pub struct BitNet<B: TernaryBackend> {
     /// Hyper-parameters.
     pub config: ModelConfig,
     rope: Rope<B>,
+    head: Option<Int8Head<B>>,
     device: B::Device,
 }
 
@@ -184,8 +186,29 @@ impl<B: TernaryBackend> BitNet<B> {
             model,
             config,
             rope,
+            head: None,
             device: device.clone(),
         }
+    }
+
+    /// Chooses how the output head is stored and computed (quantizing it now for [`HeadMode::Int8`]).
+    pub fn set_head(&mut self, mode: HeadMode) {
+        self.head = match mode {
+            HeadMode::Float => None,
+            HeadMode::Int8 => Some(Int8Head::quantize(self.head_weight().val())),
+        };
+    }
+
+    /// The current head mode.
+    pub fn head_mode(&self) -> HeadMode {
+        match self.head {
+            Some(_) => HeadMode::Int8,
+            None => HeadMode::Float,
+        }
+    }
+
+    fn head_weight(&self) -> &Param<Tensor<B, 2>> {
+        self.model.output.as_ref().unwrap_or(&self.model.embedding)
     }
 
     /// The device the weights live on.
@@ -249,13 +272,14 @@ impl<B: TernaryBackend> BitNet<B> {
 
     /// Logits `[batch, seq, vocab]` of hidden states from [`Self::forward_hidden`].
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        let head = self
-            .model
-            .output
-            .as_ref()
-            .unwrap_or(&self.model.embedding)
-            .val();
-        hidden.matmul(head.transpose().unsqueeze())
+        match &self.head {
+            None => hidden.matmul(self.head_weight().val().transpose().unsqueeze()),
+            Some(head) => {
+                let [b, seq, h] = hidden.dims();
+                head.forward(hidden.reshape([b * seq, h]))
+                    .reshape([b, seq, self.config.vocab_size])
+            }
+        }
     }
 
     /// Logits of every position of `tokens`.

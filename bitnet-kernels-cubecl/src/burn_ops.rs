@@ -40,3 +40,37 @@ pub fn ternary_matmul<B: Backend>(
     let weights = (trits.reshape([n, nb, block]) * scales.reshape([n, nb, 1])).reshape([n, k]);
     x.matmul(weights.transpose()).into_primitive().tensor()
 }
+
+/// Per-token int8 quantization in Burn ops: `(q, s)` with `q = clamp(round(x · s), -128, 127)`, `s = 127 / max|x|`.
+fn quantize_i8<B: Backend>(x: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let amax = x.clone().abs().max_dim(1).clamp_min(1e-5);
+    let s = amax.ones_like().mul_scalar(127.0) / amax;
+    ((x * s.clone()).round().clamp(-128.0, 127.0), s)
+}
+
+/// [`crate::TernaryBackend::ternary_matmul_i8`] in Burn ops.
+pub fn ternary_matmul_i8<B: Backend>(
+    x: FloatTensor<B>,
+    w: IntTensor<B>,
+    scales: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let (q, s) = quantize_i8(Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(x)));
+    let y = ternary_matmul::<B>(q.into_primitive().tensor(), w, scales);
+    (Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(y)) / s)
+        .into_primitive()
+        .tensor()
+}
+
+/// [`crate::TernaryBackend::int8_matmul`] in Burn ops.
+pub fn int8_matmul<B: Backend>(
+    x: FloatTensor<B>,
+    w: IntTensor<B>,
+    scales: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let (q, s) = quantize_i8(Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(x)));
+    let w = Tensor::<B, 2, Int>::from_primitive(w).float();
+    let scales = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(scales));
+    (q.matmul(w.transpose()) * scales.transpose() / s)
+        .into_primitive()
+        .tensor()
+}

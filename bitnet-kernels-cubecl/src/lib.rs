@@ -2,12 +2,13 @@
 //!
 //! Weights are stored once, packed 2 bits per trit in `u32` words ([`packing`]), with one float scale per row
 //! block; each backend implements [`TernaryBackend::ternary_matmul`] on that layout: burn-ndarray on the CPU
-//! directly on the packed words, CubeCL backends (wgpu, CUDA) and Autodiff through the portable Burn-ops
+//! with the hand-written SIMD kernels of [`cpu`], CubeCL backends (wgpu, CUDA) and Autodiff through the portable Burn-ops
 //! composition in [`burn_ops`].
 #![warn(missing_docs)]
 
 mod autodiff;
 pub mod burn_ops;
+pub mod cpu;
 #[cfg(feature = "cube")]
 mod cube;
 mod ndarray;
@@ -29,5 +30,27 @@ pub trait TernaryBackend: Backend {
         scales: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         burn_ops::ternary_matmul::<Self>(x, w, scales)
+    }
+
+    /// BitLinear in int8 mode: each row of `x` quantized per token to int8 (absmax, scale `s`, see
+    /// [`reference::quantize_row_i8`]), multiplied by the trits with integer accumulation, then
+    /// `y = ternary_matmul(q, w, scales) / s`.
+    fn ternary_matmul_i8(
+        x: FloatTensor<Self>,
+        w: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        burn_ops::ternary_matmul_i8::<Self>(x, w, scales)
+    }
+
+    /// The int8 output head: `y[m, n] = Σ_k q[m, k] · w[n, k] · scales[n] / s_m` for int8 weights `w [n, k]`
+    /// (dtype `I8`, values in [-127, 127], one scale per row `scales [n, 1]`) and `x` quantized per token as
+    /// in [`TernaryBackend::ternary_matmul_i8`].
+    fn int8_matmul(
+        x: FloatTensor<Self>,
+        w: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        burn_ops::int8_matmul::<Self>(x, w, scales)
     }
 }

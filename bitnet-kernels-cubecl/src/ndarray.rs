@@ -1,23 +1,50 @@
-//! The CPU (burn-ndarray) side of the ternary op: runs directly on the packed words.
+//! The CPU (burn-ndarray) side of the ops: the hand-written kernels of [`crate::cpu`] on the tensors' buffers.
 
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{TensorData, TensorMetadata};
 use burn_ndarray::{NdArray, NdArrayTensor};
+use std::borrow::Cow;
 
+use crate::cpu::{self, Isa};
 use crate::reference::{self, TernaryShape};
 use crate::TernaryBackend;
 
-fn f32_vec(t: &NdArrayTensor, what: &str) -> (Vec<usize>, Vec<f32>) {
-    match t {
-        NdArrayTensor::F32(s) => {
-            let v = s.view();
-            (v.shape().to_vec(), v.iter().copied().collect())
-        }
-        other => panic!(
-            "ternary_matmul: {what} must be f32, found {:?}",
-            other.dtype()
-        ),
+/// A contiguous view of a tensor's elements (borrowed when the storage is already standard-layout).
+fn elements<'a, E: Clone>(
+    view: ndarray::ArrayViewD<'a, E>,
+) -> (Vec<usize>, Cow<'a, [E]>) {
+    let shape = view.shape().to_vec();
+    match view.to_slice() {
+        Some(s) => (shape, Cow::Borrowed(s)),
+        None => (shape, Cow::Owned(view.iter().cloned().collect())),
     }
+}
+
+fn f32s<'a>(t: &'a NdArrayTensor, what: &str) -> (Vec<usize>, Cow<'a, [f32]>) {
+    match t {
+        NdArrayTensor::F32(s) => elements(s.view()),
+        other => panic!("{what} must be f32, found {:?}", other.dtype()),
+    }
+}
+
+fn ternary_args<'a>(
+    x: &'a NdArrayTensor,
+    w: &'a NdArrayTensor,
+    scales: &'a NdArrayTensor,
+) -> (Cow<'a, [f32]>, usize, Cow<'a, [u32]>, Cow<'a, [f32]>, TernaryShape) {
+    let (xs, x) = f32s(x, "ternary_matmul: x");
+    let (ss, scales) = f32s(scales, "ternary_matmul: scales");
+    let NdArrayTensor::U32(ws) = w else {
+        panic!("ternary_matmul: packed weights must be u32, found {:?}", w.dtype())
+    };
+    let (_, w) = elements(ws.view());
+    let (m, k) = (xs[0], xs[1]);
+    let shape = TernaryShape {
+        n: ss[0],
+        k,
+        block: k.div_ceil(ss[1]),
+    };
+    (x, m, w, scales, shape)
 }
 
 impl TernaryBackend for NdArray<f32> {
@@ -26,26 +53,34 @@ impl TernaryBackend for NdArray<f32> {
         w: IntTensor<Self>,
         scales: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let (xs, xv) = f32_vec(&x, "x");
-        let (ss, sv) = f32_vec(&scales, "scales");
-        let NdArrayTensor::U32(ws) = &w else {
-            panic!(
-                "ternary_matmul: packed weights must be u32, found {:?}",
-                w.dtype()
-            )
-        };
-        let wview = ws.view();
-        let wv: Vec<u32> = match wview.as_slice() {
-            Some(s) => s.to_vec(),
-            None => wview.iter().copied().collect(),
-        };
-        let (m, k) = (xs[0], xs[1]);
-        let shape = TernaryShape {
-            n: ss[0],
-            k,
-            block: k.div_ceil(ss[1]),
-        };
-        let y = reference::ternary_matmul(&xv, m, &wv, &sv, shape);
+        let (x, m, w, scales, shape) = ternary_args(&x, &w, &scales);
+        let y = reference::ternary_matmul(&x, m, &w, &scales, shape);
         NdArrayTensor::from_data(TensorData::new(y, [m, shape.n]))
+    }
+
+    fn ternary_matmul_i8(
+        x: FloatTensor<Self>,
+        w: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (x, m, w, scales, shape) = ternary_args(&x, &w, &scales);
+        let y = cpu::ternary_matmul_i8(&x, m, &w, &scales, shape, Isa::detect());
+        NdArrayTensor::from_data(TensorData::new(y, [m, shape.n]))
+    }
+
+    fn int8_matmul(
+        x: FloatTensor<Self>,
+        w: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (xs, x) = f32s(&x, "int8_matmul: x");
+        let (_, scales) = f32s(&scales, "int8_matmul: scales");
+        let NdArrayTensor::I8(ws) = &w else {
+            panic!("int8_matmul: weights must be i8, found {:?}", w.dtype())
+        };
+        let (_, w) = elements(ws.view());
+        let (m, k) = (xs[0], xs[1]);
+        let y = cpu::int8_matmul(&x, m, &w, &scales, k, Isa::detect());
+        NdArrayTensor::from_data(TensorData::new(y, [m, scales.len()]))
     }
 }

@@ -1,21 +1,20 @@
 //! `bitnet bench`: prefill and decode tokens/s over repetitions (no tokenizer needed: fixed token ids).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
 use bitnet_burn::sampling::argmax;
-use bitnet_burn::{load, ActQuant, TernaryBackend};
+use bitnet_burn::{ActQuant, TernaryBackend};
 use serde_json::json;
 
-use crate::backend::{dispatch, BackendKind, BackendTask};
+use crate::backend::BackendTask;
+use crate::model_args::ModelArgs;
 
 /// Arguments of `bitnet bench`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model: a GGUF file or a transformers checkpoint directory.
-    #[arg(short, long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Prompt tokens processed in one prefill (pp).
     #[arg(short = 'p', long, default_value_t = 128)]
     prompt_tokens: usize,
@@ -28,9 +27,6 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-    /// Backend to run on.
-    #[arg(long, value_enum, default_value = "cpu")]
-    backend: BackendKind,
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -48,7 +44,7 @@ impl BackendTask for Args {
             self.prompt_tokens > 0 && self.repetitions > 0,
             "-p and -r must be at least 1"
         );
-        let model = load::<B>(&self.model, &device)?;
+        let model = self.model.load::<B>(&device)?;
         let vocab = model.config.vocab_size as u64;
         let prompt: Vec<u32> = (0..self.prompt_tokens as u64)
             .map(|i| ((i * 7919 + 13) % vocab) as u32)
@@ -85,7 +81,7 @@ impl BackendTask for Args {
             },
         );
         let report = json!({
-            "model": self.model.display().to_string(), "backend": backend, "threads": 1,
+            "model": self.model.model.display().to_string(), "backend": backend, "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(),
             "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens, "repetitions": self.repetitions,
             "prefill_tok_s": pp, "prefill_tok_s_std": pp_sd, "decode_tok_s": tg, "decode_tok_s_std": tg_sd,
         });
@@ -93,8 +89,10 @@ impl BackendTask for Args {
             return crate::output::print(&report.to_string());
         }
         crate::output::print(&format!(
-            "{} [{backend}, 1 thread]\npp{} {:.1} ± {:.1} tok/s\ntg{} {:.1} ± {:.1} tok/s ({} repetitions)",
-            self.model.display(),
+            "{} [{backend}, {} threads, {:?} head]\npp{} {:.1} ± {:.1} tok/s\ntg{} {:.1} ± {:.1} tok/s ({} repetitions)",
+            self.model.model.display(),
+            self.model.threads(),
+            self.model.head,
             self.prompt_tokens,
             pp,
             pp_sd,
@@ -108,5 +106,5 @@ impl BackendTask for Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    dispatch(args.backend, args)
+    args.model.clone().run(args)
 }

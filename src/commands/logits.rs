@@ -3,17 +3,17 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bitnet_burn::{load, ActQuant, TernaryBackend};
+use bitnet_burn::{ActQuant, TernaryBackend};
 use npyz::WriterBuilder;
 
-use crate::backend::{dispatch, BackendKind, BackendTask};
+use crate::backend::BackendTask;
+use crate::model_args::ModelArgs;
 
 /// Arguments of `bitnet logits`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model: a GGUF file or a transformers checkpoint directory.
-    #[arg(short, long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Comma-separated token ids.
     #[arg(long, value_delimiter = ',', required = true)]
     tokens: Vec<u32>,
@@ -26,15 +26,12 @@ pub struct Args {
     /// Output .npy file.
     #[arg(short, long)]
     output: PathBuf,
-    /// Backend to run on.
-    #[arg(long, value_enum, default_value = "cpu")]
-    backend: BackendKind,
 }
 
 impl BackendTask for Args {
     type Output = ();
     fn run<B: TernaryBackend>(self, device: B::Device, _backend: &'static str) -> Result<()> {
-        let model = load::<B>(&self.model, &device)?;
+        let model = self.model.load::<B>(&device)?;
         let act = if self.float_activations {
             ActQuant::Float
         } else {
@@ -69,5 +66,5 @@ impl BackendTask for Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    dispatch(args.backend, args)
+    args.model.clone().run(args)
 }

@@ -6,18 +6,18 @@ use std::path::PathBuf;
 use anyhow::Result;
 use bitnet_burn::generate::{generate, GenerateOptions};
 use bitnet_burn::sampling::SamplerConfig;
-use bitnet_burn::{load, ActQuant, TernaryBackend};
+use bitnet_burn::{ActQuant, TernaryBackend};
 use serde_json::json;
 
-use crate::backend::{dispatch, BackendKind, BackendTask};
+use crate::backend::BackendTask;
+use crate::model_args::ModelArgs;
 use crate::commands::tokenize::load_tokenizer;
 
 /// Arguments of `bitnet run`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model: a GGUF file.
-    #[arg(short, long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     /// The prompt.
     #[arg(short, long)]
     prompt: String,
@@ -57,16 +57,13 @@ pub struct Args {
     /// Print one JSON object (text, ids, timings) instead of streaming.
     #[arg(long)]
     json: bool,
-    /// Backend to run on.
-    #[arg(long, value_enum, default_value = "cpu")]
-    backend: BackendKind,
 }
 
 impl BackendTask for Args {
     type Output = ();
     fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
-        let tokenizer = load_tokenizer(&self.model, self.tokenizer.as_ref())?;
-        let model = load::<B>(&self.model, &device)?;
+        let tokenizer = load_tokenizer(&self.model.model, self.tokenizer.as_ref())?;
+        let model = self.model.load::<B>(&device)?;
         let opts = GenerateOptions {
             max_new_tokens: self.max_tokens,
             act: if self.float_activations {
@@ -129,5 +126,5 @@ impl BackendTask for Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    dispatch(args.backend, args)
+    args.model.clone().run(args)
 }

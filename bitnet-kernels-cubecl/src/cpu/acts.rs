@@ -1,0 +1,79 @@
+//! Activations quantized to int8 per token, laid out the way the kernels read them.
+
+use crate::reference::{absmax_scale, quantize_i8};
+
+/// Columns per chunk of the ternary kernels: one 32-byte load of packed words holds 128 trits.
+pub const CHUNK: usize = 128;
+
+/// Where column `i` of a token lives in the permuted buffer: in each 128-column chunk, column `4b + s` (held
+/// by byte `b`, bits `2s..2s+2` of the packed row) goes to `32s + b`.
+#[inline]
+pub fn permuted(i: usize) -> usize {
+    let (c, r) = (i / CHUNK, i % CHUNK);
+    c * CHUNK + (r % 4) * 32 + r / 4
+}
+
+/// `m` tokens quantized to int8 with BitNet's per-token absmax, `stride` bytes per token (zero padded).
+#[derive(Debug, Default)]
+pub struct QuantizedActs {
+    /// Quantized values, `m · stride`.
+    pub q: Vec<i8>,
+    /// Per-token scale `127 / max|x|` (divide the integer result by it).
+    pub scale: Vec<f32>,
+    /// Σ q over each scale block of each token, `m · blocks` (the ternary kernels multiply by `trit + 1`).
+    pub block_sums: Vec<i32>,
+    /// Bytes per token.
+    pub stride: usize,
+    /// Scale blocks per token.
+    pub blocks: usize,
+}
+
+impl QuantizedActs {
+    /// Quantizes `x [m, k]` for the ternary kernels: permuted ([`permuted`]), padded to whole chunks, with
+    /// the sum of each `block`-column block. Reuses the buffers.
+    pub fn quantize_permuted(&mut self, x: &[f32], m: usize, k: usize, block: usize) {
+        self.reset(m, k.div_ceil(CHUNK) * CHUNK, k.div_ceil(block));
+        for (t, row) in x.chunks_exact(k).take(m).enumerate() {
+            let s = absmax_scale(row);
+            self.scale[t] = s;
+            let q = &mut self.q[t * self.stride..(t + 1) * self.stride];
+            let sums = &mut self.block_sums[t * self.blocks..(t + 1) * self.blocks];
+            for (b, (cols, sum)) in row.chunks(block).zip(sums.iter_mut()).enumerate() {
+                for (j, &v) in cols.iter().enumerate() {
+                    let v = quantize_i8(v, s);
+                    q[permuted(b * block + j)] = v;
+                    *sum += v as i32;
+                }
+            }
+        }
+    }
+
+    /// Quantizes `x [m, k]` in column order, padded to a multiple of 32 (the int8 head).
+    pub fn quantize_plain(&mut self, x: &[f32], m: usize, k: usize) {
+        self.reset(m, k.div_ceil(32) * 32, 0);
+        for (t, row) in x.chunks_exact(k).take(m).enumerate() {
+            let s = absmax_scale(row);
+            self.scale[t] = s;
+            let q = &mut self.q[t * self.stride..];
+            for (q, &v) in q.iter_mut().zip(row) {
+                *q = quantize_i8(v, s);
+            }
+        }
+    }
+
+    /// The quantized values of tokens `t..`.
+    pub fn from_token(&self, t: usize) -> &[i8] {
+        &self.q[t * self.stride..]
+    }
+
+    fn reset(&mut self, m: usize, stride: usize, blocks: usize) {
+        self.stride = stride;
+        self.blocks = blocks;
+        self.q.clear();
+        self.q.resize(m * stride, 0);
+        self.scale.clear();
+        self.scale.resize(m, 0.0);
+        self.block_sums.clear();
+        self.block_sums.resize(m * blocks, 0);
+    }
+}

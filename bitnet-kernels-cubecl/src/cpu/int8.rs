@@ -1,0 +1,92 @@
+//! The int8 output head: weights quantized per row at load, activations per token, integer dot products.
+
+use std::cell::RefCell;
+
+use super::isa::Isa;
+use super::par::{band_rows, par_rows, SharedOut};
+use super::scalar;
+use super::ternary::with_acts;
+use crate::reference::quantize_i8;
+
+/// Tokens sharing one pass over a weight row.
+const TOKEN_TILE: usize = 4;
+/// Rows per band at most (2560-column rows: 20 KiB).
+const MAX_BAND: usize = 8;
+
+thread_local! {
+    static DOTS: RefCell<[i32; TOKEN_TILE]> = const { RefCell::new([0; TOKEN_TILE]) };
+}
+
+/// Quantizes each row of `w` (`k` columns) to int8 with its own scale `max|row| / 127`, round half to even;
+/// returns the values (in [-127, 127]) and the scales.
+pub fn quantize_rows_i8(w: &[f32], k: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut q = vec![0i8; w.len()];
+    let scales = w
+        .chunks_exact(k)
+        .zip(q.chunks_exact_mut(k))
+        .map(|(row, q)| {
+            let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+            for (q, &v) in q.iter_mut().zip(row) {
+                *q = quantize_i8(v, inv);
+            }
+            amax / 127.0
+        })
+        .collect();
+    (q, scales)
+}
+
+/// `w · q` for one int8 row and `tokens` (1..=4) tokens of activations `stride` bytes apart, on `isa`.
+fn int8_row_dots(isa: Isa, w: &[i8], q: &[i8], stride: usize, tokens: usize, out: &mut [i32]) {
+    assert!((1..=TOKEN_TILE).contains(&tokens) && stride >= w.len());
+    assert!(q.len() >= (tokens - 1) * stride + w.len());
+    out[..tokens].fill(0);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present; `q` spans the row for every token (asserted).
+        return unsafe { super::avx2::int8_row_dots(w, q, stride, tokens, out) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if isa == Isa::Neon {
+        // SAFETY: NEON is baseline on AArch64; `q` spans the row for every token (asserted).
+        return unsafe { super::neon::int8_row_dots(w, q, stride, tokens, out) };
+    }
+    let _ = isa;
+    scalar::int8_row_dots(w, 0, q, stride, tokens, out);
+}
+
+/// `y[m, n] = Σ_k q[m, k] · w[n, k] · scales[n] / s_m` with `x [m, k]` quantized per token like BitLinear's
+/// activations and `w [n, k]` from [`quantize_rows_i8`] (a weight of -128 would read as +128 on the AVX2
+/// path); rows split across the current rayon pool.
+pub fn int8_matmul(
+    x: &[f32],
+    m: usize,
+    w: &[i8],
+    scales: &[f32],
+    k: usize,
+    isa: Isa,
+) -> Vec<f32> {
+    let n = scales.len();
+    assert!(x.len() == m * k && w.len() == n * k);
+    let mut y = vec![0f32; m * n];
+    let out = SharedOut::new(&mut y);
+    with_acts(|acts| {
+        acts.quantize_plain(x, m, k);
+        let acts = &*acts;
+        par_rows(n, band_rows(n, MAX_BAND), |rows| {
+            DOTS.with_borrow_mut(|dots| {
+                for t0 in (0..m).step_by(TOKEN_TILE) {
+                    let tokens = TOKEN_TILE.min(m - t0);
+                    for r in rows.clone() {
+                        int8_row_dots(isa, &w[r * k..(r + 1) * k], acts.from_token(t0), acts.stride, tokens, dots);
+                        for (t, &d) in dots.iter().enumerate().take(tokens) {
+                            // SAFETY: in bounds; row `r` belongs to this band only.
+                            unsafe { out.write((t0 + t) * n + r, d as f32 * scales[r] / acts.scale[t0 + t]) };
+                        }
+                    }
+                }
+            })
+        });
+    });
+    y
+}

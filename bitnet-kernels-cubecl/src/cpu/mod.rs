@@ -1,0 +1,24 @@
+//! Hand-written CPU kernels (the burn-ndarray side of the ops): activations quantized to int8 per token,
+//! integer dot products against the packed weights, one SIMD path per instruction set chosen once at run
+//! time ([`Isa`]), rows split across rayon's threads (`-t N` is the size of the pool the caller installs).
+//!
+//! Weights are read in the crate's one packed layout ([`crate::packing`]), copied once at load into the
+//! backend's tensor and never repacked: instead the activations are permuted while they are quantized
+//! ([`acts`]) so that one 32-byte load of packed words, shifted by `2s` and masked, lines up with 32
+//! contiguous activation bytes.
+
+pub mod acts;
+mod int8;
+mod isa;
+mod par;
+mod scalar;
+mod ternary;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+pub use int8::{int8_matmul, quantize_rows_i8};
+pub use isa::Isa;
+pub use ternary::{ternary_matmul_i8, ternary_row_dots};

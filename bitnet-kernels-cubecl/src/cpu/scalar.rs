@@ -1,0 +1,52 @@
+//! The portable path, and the tails the SIMD paths leave.
+
+use super::acts::CHUNK;
+use crate::reference::TernaryShape;
+
+/// Adds Σ code·q per block to `out[t · blocks + b]` for packed bytes `row[from..]` and `tokens` tokens of
+/// permuted activations (`stride` bytes apart). Byte `i` holds columns `4i..4i+4`.
+pub(crate) fn ternary_row_dots(
+    row: &[u8],
+    from: usize,
+    q: &[i8],
+    stride: usize,
+    tokens: usize,
+    shape: TernaryShape,
+    out: &mut [i32],
+) {
+    let nb = shape.blocks();
+    for (i, &byte) in row.iter().enumerate().skip(from) {
+        let (c, b) = (i / 32, i % 32);
+        for s in 0..4 {
+            let col = 4 * i + s;
+            if col >= shape.k {
+                return;
+            }
+            let code = ((byte >> (2 * s)) & 3) as i32;
+            let qi = c * CHUNK + s * 32 + b;
+            let blk = col / shape.block;
+            for t in 0..tokens {
+                out[t * nb + blk] += code * q[t * stride + qi] as i32;
+            }
+        }
+    }
+}
+
+/// `out[t] = Σ_{i ≥ from} w[i] · q[t · stride + i]` added for `tokens` tokens.
+pub(crate) fn int8_row_dots(
+    w: &[i8],
+    from: usize,
+    q: &[i8],
+    stride: usize,
+    tokens: usize,
+    out: &mut [i32],
+) {
+    for (t, o) in out.iter_mut().enumerate().take(tokens) {
+        let qt = &q[t * stride..];
+        *o += w[from..]
+            .iter()
+            .zip(&qt[from..])
+            .map(|(&a, &b)| a as i32 * b as i32)
+            .sum::<i32>();
+    }
+}

@@ -1,0 +1,265 @@
+//! The CPU kernels: every SIMD path this machine runs gives exactly the scalar path's integers, and both
+//! equal an independent oracle computed on unpermuted trits and activations; shapes include ragged widths
+//! (not multiples of the 128-column chunk), per-tensor, 128- and 256-column blocks, and blocks the SIMD
+//! paths hand to the scalar one.
+
+use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
+use bitnet_kernels_cubecl::cpu::{self, Isa};
+use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
+use bitnet_kernels_cubecl::reference::{self, TernaryShape};
+use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
+use burn::backend::NdArray;
+use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+    fn trit(&mut self) -> i8 {
+        (self.next() % 3) as i8 - 1
+    }
+    /// Heavy-tailed values so some tokens have outliers and others quantize to many zeros.
+    fn f32(&mut self) -> f32 {
+        let u = self.next() as f32 / u32::MAX as f32 * 2.0 - 1.0;
+        if self.next() % 50 == 0 {
+            u * 40.0
+        } else {
+            u
+        }
+    }
+}
+
+/// (n, k, block): ragged widths, 1 and many blocks; blocks of 16 and 48 are not whole chunks.
+const SHAPES: [(usize, usize, usize); 12] = [
+    (3, 16, 16),
+    (5, 48, 48),
+    (2, 112, 112),
+    (7, 128, 128),
+    (4, 144, 144),
+    (3, 400, 400),
+    (6, 512, 256),
+    (5, 384, 128),
+    (3, 96, 16),
+    (4, 240, 48),
+    (9, 2560, 2560),
+    (2, 6912, 6912),
+];
+
+struct Case {
+    shape: TernaryShape,
+    trits: Vec<i8>,
+    words: Vec<u32>,
+    scales: Vec<f32>,
+    x: Vec<f32>,
+    m: usize,
+}
+
+fn case(rng: &mut Lcg, m: usize, (n, k, block): (usize, usize, usize)) -> Case {
+    let shape = TernaryShape { n, k, block };
+    let trits: Vec<i8> = (0..n * k).map(|_| rng.trit()).collect();
+    let kw = words_per_row(k);
+    let mut words = vec![0u32; n * kw];
+    for (row, t) in words.chunks_exact_mut(kw).zip(trits.chunks_exact(k)) {
+        pack_row(t, row);
+    }
+    let scales = (0..n * shape.blocks())
+        .map(|_| 0.25 + rng.f32().abs())
+        .collect();
+    let x = (0..m * k).map(|_| rng.f32()).collect();
+    Case {
+        shape,
+        trits,
+        words,
+        scales,
+        x,
+        m,
+    }
+}
+
+#[test]
+fn every_isa_gives_the_oracle_integers() {
+    let mut rng = Lcg(99);
+    let isas = Isa::available();
+    eprintln!("paths on this CPU: {isas:?}");
+    for &dims in &SHAPES {
+        for tokens in 1..=4 {
+            let c = case(&mut rng, tokens, dims);
+            let TernaryShape { n, k, block } = c.shape;
+            let nb = c.shape.blocks();
+            let mut acts = QuantizedActs::default();
+            acts.quantize_permuted(&c.x, tokens, k, block);
+            let kw = words_per_row(k);
+            for r in 0..n {
+                let mut oracle = vec![0i32; tokens * nb];
+                for t in 0..tokens {
+                    let mut q = vec![0i8; k];
+                    reference::quantize_row_i8(&c.x[t * k..(t + 1) * k], &mut q);
+                    for (col, (&w, &a)) in c.trits[r * k..(r + 1) * k].iter().zip(&q).enumerate() {
+                        oracle[t * nb + col / block] += (w as i32 + 1) * a as i32;
+                    }
+                }
+                let row: &[u8] = bytemuck::cast_slice(&c.words[r * kw..(r + 1) * kw]);
+                for &isa in &isas {
+                    let mut out = vec![-7i32; tokens * nb];
+                    cpu::ternary_row_dots(isa, row, &acts.q, acts.stride, tokens, c.shape, &mut out);
+                    assert_eq!(out, oracle, "{isa:?} n{n} k{k} block{block} tokens{tokens} row{r}");
+                }
+            }
+        }
+    }
+}
+
+/// The fused op equals the reference applied to the quantized activations, bit for bit (integer sums are
+/// exact, and the same f32 operations follow), on one and two threads.
+#[test]
+fn ternary_matmul_i8_equals_reference_on_every_isa_and_thread_count() {
+    let mut rng = Lcg(5);
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for &dims in &SHAPES {
+            for m in [1, 3, 6] {
+                let c = case(&mut rng, m, dims);
+                let k = c.shape.k;
+                let mut q = vec![0i8; m * k];
+                let s: Vec<f32> = (0..m)
+                    .map(|t| {
+                        reference::quantize_row_i8(&c.x[t * k..(t + 1) * k], &mut q[t * k..(t + 1) * k])
+                    })
+                    .collect();
+                let qf: Vec<f32> = q.iter().map(|&v| v as f32).collect();
+                let mut expected = reference::ternary_matmul(&qf, m, &c.words, &c.scales, c.shape);
+                for (i, y) in expected.iter_mut().enumerate() {
+                    *y /= s[i / c.shape.n];
+                }
+                for isa in Isa::available() {
+                    let got = pool.install(|| {
+                        cpu::ternary_matmul_i8(&c.x, c.m, &c.words, &c.scales, c.shape, isa)
+                    });
+                    assert_eq!(got, expected, "{isa:?} {dims:?} m{m} threads{threads}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_head_equals_integer_reference_on_every_isa() {
+    let mut rng = Lcg(11);
+    for (n, k) in [(5, 16), (7, 33), (3, 64), (9, 100), (17, 2560)] {
+        let w: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+        let (wq, ws) = cpu::quantize_rows_i8(&w, k);
+        for (i, (&q, &v)) in wq.iter().zip(&w).enumerate() {
+            let scale = ws[i / k];
+            assert!(q != i8::MIN && (q as f32 * scale - v).abs() <= scale * 0.5 + 1e-6);
+        }
+        for m in [1, 2, 5] {
+            let x: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+            let mut expected = vec![0f32; m * n];
+            for t in 0..m {
+                let mut q = vec![0i8; k];
+                let s = reference::quantize_row_i8(&x[t * k..(t + 1) * k], &mut q);
+                for r in 0..n {
+                    let d: i32 = (0..k).map(|i| q[i] as i32 * wq[r * k + i] as i32).sum();
+                    expected[t * n + r] = d as f32 * ws[r] / s;
+                }
+            }
+            for isa in Isa::available() {
+                assert_eq!(
+                    cpu::int8_matmul(&x, m, &wq, &ws, k, isa),
+                    expected,
+                    "{isa:?} n{n} k{k} m{m}"
+                );
+            }
+        }
+    }
+}
+
+fn tensor_f32<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> Tensor<NdArray, D> {
+    Tensor::from_data(TensorData::new(v, shape), &Default::default())
+}
+
+fn to_vec(t: burn::tensor::ops::FloatTensor<NdArray>) -> Vec<f32> {
+    Tensor::<NdArray, 2>::from_primitive(TensorPrimitive::Float(t))
+        .into_data()
+        .to_vec()
+        .unwrap()
+}
+
+/// The backend ops on burn-ndarray (the kernels above) against their Burn-ops definitions.
+#[test]
+fn ndarray_ops_match_their_burn_ops_definitions() {
+    let mut rng = Lcg(3);
+    let dev = Default::default();
+    for &dims in &SHAPES {
+        let c = case(&mut rng, 3, dims);
+        let TernaryShape { n, k, .. } = c.shape;
+        let prims = || {
+            (
+                tensor_f32(c.x.clone(), [c.m, k]).into_primitive().tensor(),
+                Tensor::<NdArray, 2, Int>::from_data(
+                    TensorData::new(c.words.clone(), [n, words_per_row(k)]),
+                    (&dev, DType::U32),
+                )
+                .into_primitive(),
+                tensor_f32(c.scales.clone(), [n, c.shape.blocks()])
+                    .into_primitive()
+                    .tensor(),
+            )
+        };
+        let (x, w, s) = prims();
+        let fused = to_vec(NdArray::ternary_matmul_i8(x, w, s));
+        let (x, w, s) = prims();
+        let composed = to_vec(burn_ops::ternary_matmul_i8::<NdArray>(x, w, s));
+        let scale = composed.iter().fold(1f32, |a, v| a.max(v.abs()));
+        for (a, b) in fused.iter().zip(&composed) {
+            assert!((a - b).abs() <= 1e-6 * scale, "{dims:?}: {a} vs {b}");
+        }
+
+        let w: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+        let (wq, ws) = cpu::quantize_rows_i8(&w, k);
+        let wt = || {
+            Tensor::<NdArray, 2, Int>::from_data(TensorData::new(wq.clone(), [n, k]), (&dev, DType::I8))
+                .into_primitive()
+        };
+        let st = || tensor_f32(ws.clone(), [n, 1]).into_primitive().tensor();
+        let x = || tensor_f32(c.x.clone(), [c.m, k]).into_primitive().tensor();
+        let fused = to_vec(NdArray::int8_matmul(x(), wt(), st()));
+        let composed = to_vec(burn_ops::int8_matmul::<NdArray>(x(), wt(), st()));
+        let scale = composed.iter().fold(1f32, |a, v| a.max(v.abs()));
+        for (a, b) in fused.iter().zip(&composed) {
+            assert!((a - b).abs() <= 1e-5 * scale, "int8 {dims:?}: {a} vs {b}");
+        }
+    }
+}
+
+/// Extreme activations (-128 everywhere, which BitNet's quantizer never emits but the kernels accept) against
+/// all-(+1) and all-(-1) rows on the widest shape: the i16 accumulators must widen before they overflow.
+#[test]
+fn extreme_values_do_not_overflow_the_i16_accumulators() {
+    let (n, k) = (2, 6912);
+    let shape = TernaryShape { n, k, block: k };
+    let kw = words_per_row(k);
+    let mut words = vec![0u32; n * kw];
+    pack_row(&vec![1i8; k], &mut words[..kw]);
+    pack_row(&vec![-1i8; k], &mut words[kw..]);
+    for tokens in 1..=4 {
+        let stride = k;
+        let q = vec![-128i8; tokens * stride];
+        for &isa in &Isa::available() {
+            for (r, code) in [(0usize, 2i32), (1, 0)] {
+                let row: &[u8] = bytemuck::cast_slice(&words[r * kw..(r + 1) * kw]);
+                let mut out = vec![0i32; tokens];
+                cpu::ternary_row_dots(isa, row, &q, stride, tokens, shape, &mut out);
+                assert_eq!(out, vec![code * -128 * k as i32; tokens], "{isa:?} row{r} tokens{tokens}");
+            }
+        }
+    }
+}

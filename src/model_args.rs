@@ -1,0 +1,69 @@
+//! The options every model-running command shares (`-m`, `--backend`, `-t`, `--head`) and how they apply.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use bitnet_burn::{load, BitNet, HeadMode, TernaryBackend};
+use clap::ValueEnum;
+
+use crate::backend::{dispatch, BackendKind, BackendTask};
+
+/// How the output head runs (see `bitnet_burn::HeadMode`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadArg {
+    /// Float weights and activations: the reference numerics.
+    Float,
+    /// Int8 weights (one scale per row, quantized at load) and int8 activations: faster decode.
+    Int8,
+}
+
+/// Model options shared by `run`, `bench`, `logits`, ...
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Model: a GGUF file or a transformers checkpoint directory.
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Backend to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendKind,
+    /// CPU threads (0: one per available core).
+    #[arg(short = 't', long, default_value_t = 0)]
+    pub threads: usize,
+    /// Output head numerics.
+    #[arg(long, value_enum, default_value = "float")]
+    pub head: HeadArg,
+}
+
+impl ModelArgs {
+    /// Loads the model onto `device` with the chosen head.
+    pub fn load<B: TernaryBackend>(&self, device: &B::Device) -> Result<BitNet<B>> {
+        let mut model = load::<B>(&self.model, device)?;
+        model.set_head(match self.head {
+            HeadArg::Float => HeadMode::Float,
+            HeadArg::Int8 => HeadMode::Int8,
+        });
+        Ok(model)
+    }
+
+    /// The thread count in effect.
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            t => t,
+        }
+    }
+
+    /// Runs `task` on the chosen backend inside a pool of [`Self::threads`] threads (the CPU kernels and
+    /// burn-ndarray's own parallel ops all use it).
+    pub fn run<T: BackendTask + Send>(&self, task: T) -> Result<T::Output>
+    where
+        T::Output: Send,
+    {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads())
+            .build()
+            .context("starting the thread pool")?;
+        let backend = self.backend;
+        pool.install(move || dispatch(backend, task))
+    }
+}
