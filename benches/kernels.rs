@@ -57,7 +57,9 @@ fn ternary_gemv(c: &mut Criterion) {
             .map(|_| (0..words_per_matrix).map(|_| lcg(&mut seed)).collect())
             .collect();
         let scales = vec![1.0f32; n];
-        let x: Vec<f32> = (0..k).map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 - 0.5).collect();
+        let x: Vec<f32> = (0..k)
+            .map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 - 0.5)
+            .collect();
         let mut g = c.benchmark_group(format!("ternary_gemv_{n}x{k}"));
         g.throughput(Throughput::Bytes(4 * words_per_matrix as u64));
         for threads in [1, 2] {
@@ -67,7 +69,14 @@ fn ternary_gemv(c: &mut Criterion) {
                 b.iter(|| {
                     i = (i + 1) % copies;
                     pool.install(|| {
-                        black_box(cpu::ternary_matmul_i8(&x, 1, &matrices[i], &scales, shape, isa))
+                        black_box(cpu::ternary_matmul_i8(
+                            &x,
+                            1,
+                            &matrices[i],
+                            &scales,
+                            shape,
+                            isa,
+                        ))
                     })
                 })
             });

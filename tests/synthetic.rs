@@ -202,6 +202,10 @@ fn bench_reports_prefill_and_decode_speed() {
             "4",
             "-r",
             "2",
+            "-t",
+            "2",
+            "--head",
+            "int8",
             "--json",
         ])
         .output()
@@ -224,5 +228,5 @@ fn bench_reports_prefill_and_decode_speed() {
         j["prefill_tok_s"].as_f64().unwrap() > 0.0 && j["decode_tok_s"].as_f64().unwrap() > 0.0
     );
     assert_eq!(j["backend"], "cpu (burn-ndarray)");
-    assert_eq!(j["threads"], 1);
+    assert_eq!((&j["threads"], &j["head"]), (&2.into(), &"int8".into()));
 }

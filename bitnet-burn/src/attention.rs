@@ -92,23 +92,27 @@ impl<B: TernaryBackend> Attention<B> {
         let v = heads(self.wv.forward(x, act), self.n_kv_heads);
         let (k, v) = cache.append(layer, k, v);
         let total = start + seq;
-        let group = self.n_heads / self.n_kv_heads;
-        let expand = |t: Tensor<B, 4>| {
-            t.unsqueeze_dim::<5>(2)
-                .expand([b, self.n_kv_heads, group, total, head_dim])
-                .reshape([b, self.n_heads, total, head_dim])
-        };
+        let (kv, group) = (self.n_kv_heads, self.n_heads / self.n_kv_heads);
+        // Grouped-query attention without repeating K and V: the `group` query heads that share a KV head
+        // (consecutive heads) become `group · seq` rows of one matmul against that head's keys.
+        let q = q.reshape([b, kv, group * seq, head_dim]);
         let scores = q
-            .matmul(expand(k).swap_dims(2, 3))
+            .matmul(k.swap_dims(2, 3))
             .div_scalar((head_dim as f32).sqrt());
         let scores = if seq > 1 {
-            let mask = causal_mask::<B>(start, seq, &scores.device());
-            scores + mask
+            let scores = scores.reshape([b * kv, group, seq, total]);
+            (scores + causal_mask::<B>(start, seq, &v.device())).reshape([
+                b,
+                kv,
+                group * seq,
+                total,
+            ])
         } else {
             scores
         };
         let out = softmax(scores, 3)
-            .matmul(expand(v))
+            .matmul(v)
+            .reshape([b, self.n_heads, seq, head_dim])
             .swap_dims(1, 2)
             .reshape([b, seq, self.n_heads * head_dim]);
         let out = match &self.sub_norm {

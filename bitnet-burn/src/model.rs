@@ -8,11 +8,11 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::attention::{Attention, AttentionConfig};
 use crate::bit_linear::ActQuant;
-use crate::head::{HeadMode, Int8Head};
 use crate::cache::KvCache;
 use crate::error::ForwardError;
 use crate::ffn::FeedForward;
 use crate::ffn::FeedForwardConfig;
+use crate::head::{HeadMode, Int8Head};
 use crate::norm::RmsNorm;
 use crate::norm::RmsNormConfig;
 use crate::rope::Rope;
@@ -273,7 +273,17 @@ impl<B: TernaryBackend> BitNet<B> {
     /// Logits `[batch, seq, vocab]` of hidden states from [`Self::forward_hidden`].
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.head {
-            None => hidden.matmul(self.head_weight().val().transpose().unsqueeze()),
+            None => {
+                // `W · hᵀ` keeps the big matrix in its stored layout: `h · Wᵀ` would make backends that need
+                // contiguous operands (burn-ndarray) copy the whole head on every call.
+                let [b, seq, h] = hidden.dims();
+                let hidden_t = hidden.reshape([b * seq, h]).transpose();
+                self.head_weight()
+                    .val()
+                    .matmul(hidden_t)
+                    .transpose()
+                    .reshape([b, seq, self.config.vocab_size])
+            }
             Some(head) => {
                 let [b, seq, h] = hidden.dims();
                 head.forward(hidden.reshape([b * seq, h]))

@@ -10,9 +10,7 @@ use crate::reference::{self, TernaryShape};
 use crate::TernaryBackend;
 
 /// A contiguous view of a tensor's elements (borrowed when the storage is already standard-layout).
-fn elements<'a, E: Clone>(
-    view: ndarray::ArrayViewD<'a, E>,
-) -> (Vec<usize>, Cow<'a, [E]>) {
+fn elements<'a, E: Clone>(view: ndarray::ArrayViewD<'a, E>) -> (Vec<usize>, Cow<'a, [E]>) {
     let shape = view.shape().to_vec();
     match view.to_slice() {
         Some(s) => (shape, Cow::Borrowed(s)),
@@ -27,24 +25,41 @@ fn f32s<'a>(t: &'a NdArrayTensor, what: &str) -> (Vec<usize>, Cow<'a, [f32]>) {
     }
 }
 
+/// The operands of a ternary op, viewed as slices.
+struct TernaryArgs<'a> {
+    x: Cow<'a, [f32]>,
+    m: usize,
+    w: Cow<'a, [u32]>,
+    scales: Cow<'a, [f32]>,
+    shape: TernaryShape,
+}
+
 fn ternary_args<'a>(
     x: &'a NdArrayTensor,
     w: &'a NdArrayTensor,
     scales: &'a NdArrayTensor,
-) -> (Cow<'a, [f32]>, usize, Cow<'a, [u32]>, Cow<'a, [f32]>, TernaryShape) {
+) -> TernaryArgs<'a> {
     let (xs, x) = f32s(x, "ternary_matmul: x");
     let (ss, scales) = f32s(scales, "ternary_matmul: scales");
     let NdArrayTensor::U32(ws) = w else {
-        panic!("ternary_matmul: packed weights must be u32, found {:?}", w.dtype())
+        panic!(
+            "ternary_matmul: packed weights must be u32, found {:?}",
+            w.dtype()
+        )
     };
     let (_, w) = elements(ws.view());
-    let (m, k) = (xs[0], xs[1]);
-    let shape = TernaryShape {
-        n: ss[0],
-        k,
-        block: k.div_ceil(ss[1]),
-    };
-    (x, m, w, scales, shape)
+    let k = xs[1];
+    TernaryArgs {
+        x,
+        m: xs[0],
+        w,
+        scales,
+        shape: TernaryShape {
+            n: ss[0],
+            k,
+            block: k.div_ceil(ss[1]),
+        },
+    }
 }
 
 impl TernaryBackend for NdArray<f32> {
@@ -53,9 +68,9 @@ impl TernaryBackend for NdArray<f32> {
         w: IntTensor<Self>,
         scales: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let (x, m, w, scales, shape) = ternary_args(&x, &w, &scales);
-        let y = reference::ternary_matmul(&x, m, &w, &scales, shape);
-        NdArrayTensor::from_data(TensorData::new(y, [m, shape.n]))
+        let a = ternary_args(&x, &w, &scales);
+        let y = reference::ternary_matmul(&a.x, a.m, &a.w, &a.scales, a.shape);
+        NdArrayTensor::from_data(TensorData::new(y, [a.m, a.shape.n]))
     }
 
     fn ternary_matmul_i8(
@@ -63,9 +78,9 @@ impl TernaryBackend for NdArray<f32> {
         w: IntTensor<Self>,
         scales: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let (x, m, w, scales, shape) = ternary_args(&x, &w, &scales);
-        let y = cpu::ternary_matmul_i8(&x, m, &w, &scales, shape, Isa::detect());
-        NdArrayTensor::from_data(TensorData::new(y, [m, shape.n]))
+        let a = ternary_args(&x, &w, &scales);
+        let y = cpu::ternary_matmul_i8(&a.x, a.m, &a.w, &a.scales, a.shape, Isa::detect());
+        NdArrayTensor::from_data(TensorData::new(y, [a.m, a.shape.n]))
     }
 
     fn int8_matmul(

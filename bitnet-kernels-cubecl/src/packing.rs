@@ -12,11 +12,18 @@ pub fn words_per_row(cols: usize) -> usize {
 /// Packs one row of trits (each -1, 0 or 1) into `out` (`words_per_row(trits.len())` words).
 pub fn pack_row(trits: &[i8], out: &mut [u32]) {
     out.fill(0x5555_5555); // every code 1 = trit 0, so padding reads as zero
-    for (k, &t) in trits.iter().enumerate() {
-        debug_assert!((-1..=1).contains(&t), "trit {t} out of range");
-        let shift = 2 * (k % TRITS_PER_WORD);
-        let w = &mut out[k / TRITS_PER_WORD];
-        *w = (*w & !(3 << shift)) | (((t + 1) as u32) << shift);
+    for (w, chunk) in out.iter_mut().zip(trits.chunks(TRITS_PER_WORD)) {
+        let mut word = 0u32;
+        for (j, &t) in chunk.iter().enumerate() {
+            debug_assert!((-1..=1).contains(&t), "trit {t} out of range");
+            word |= ((t + 1) as u32 & 3) << (2 * j);
+        }
+        let used = 2 * chunk.len();
+        *w = if used == 32 {
+            word
+        } else {
+            word | (0x5555_5555 >> used << used)
+        };
     }
 }
 

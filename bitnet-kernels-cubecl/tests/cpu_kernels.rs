@@ -4,7 +4,7 @@
 //! paths hand to the scalar one.
 
 use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
-use bitnet_kernels_cubecl::cpu::{self, Isa};
+use bitnet_kernels_cubecl::cpu::{self, ActTile, Isa};
 use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
 use bitnet_kernels_cubecl::reference::{self, TernaryShape};
 use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
@@ -26,7 +26,7 @@ impl Lcg {
     /// Heavy-tailed values so some tokens have outliers and others quantize to many zeros.
     fn f32(&mut self) -> f32 {
         let u = self.next() as f32 / u32::MAX as f32 * 2.0 - 1.0;
-        if self.next() % 50 == 0 {
+        if self.next().is_multiple_of(50) {
             u * 40.0
         } else {
             u
@@ -94,20 +94,41 @@ fn every_isa_gives_the_oracle_integers() {
             let mut acts = QuantizedActs::default();
             acts.quantize_permuted(&c.x, tokens, k, block);
             let kw = words_per_row(k);
-            for r in 0..n {
-                let mut oracle = vec![0i32; tokens * nb];
-                for t in 0..tokens {
-                    let mut q = vec![0i8; k];
-                    reference::quantize_row_i8(&c.x[t * k..(t + 1) * k], &mut q);
-                    for (col, (&w, &a)) in c.trits[r * k..(r + 1) * k].iter().zip(&q).enumerate() {
-                        oracle[t * nb + col / block] += (w as i32 + 1) * a as i32;
+            let oracle: Vec<Vec<i32>> = (0..n)
+                .map(|r| {
+                    let mut o = vec![0i32; tokens * nb];
+                    for t in 0..tokens {
+                        let mut q = vec![0i8; k];
+                        reference::quantize_row_i8(&c.x[t * k..(t + 1) * k], &mut q);
+                        for (col, (&w, &a)) in
+                            c.trits[r * k..(r + 1) * k].iter().zip(&q).enumerate()
+                        {
+                            o[t * nb + col / block] += (w as i32 + 1) * a as i32;
+                        }
                     }
-                }
-                let row: &[u8] = bytemuck::cast_slice(&c.words[r * kw..(r + 1) * kw]);
-                for &isa in &isas {
-                    let mut out = vec![-7i32; tokens * nb];
-                    cpu::ternary_row_dots(isa, row, &acts.q, acts.stride, tokens, c.shape, &mut out);
-                    assert_eq!(out, oracle, "{isa:?} n{n} k{k} block{block} tokens{tokens} row{r}");
+                    o
+                })
+                .collect();
+            // tiles: one row × `tokens`, and (for one token) 2..=4 rows
+            let row_tiles: &[usize] = if tokens == 1 { &[1, 2, 3, 4] } else { &[1] };
+            for &rows in row_tiles {
+                for r0 in (0..n).step_by(rows) {
+                    let r1 = (r0 + rows).min(n);
+                    let tile: &[u8] = bytemuck::cast_slice(&c.words[r0 * kw..r1 * kw]);
+                    let expected: Vec<i32> = oracle[r0..r1].concat();
+                    for &isa in &isas {
+                        let mut out = vec![-7i32; expected.len()];
+                        let a = ActTile {
+                            q: &acts.q,
+                            stride: acts.stride,
+                            tokens,
+                        };
+                        cpu::ternary_tile_dots(isa, tile, kw * 4, a, c.shape, &mut out);
+                        assert_eq!(
+                            out, expected,
+                            "{isa:?} n{n} k{k} block{block} tokens{tokens} rows{r0}..{r1}"
+                        );
+                    }
                 }
             }
         }
@@ -131,7 +152,10 @@ fn ternary_matmul_i8_equals_reference_on_every_isa_and_thread_count() {
                 let mut q = vec![0i8; m * k];
                 let s: Vec<f32> = (0..m)
                     .map(|t| {
-                        reference::quantize_row_i8(&c.x[t * k..(t + 1) * k], &mut q[t * k..(t + 1) * k])
+                        reference::quantize_row_i8(
+                            &c.x[t * k..(t + 1) * k],
+                            &mut q[t * k..(t + 1) * k],
+                        )
                     })
                     .collect();
                 let qf: Vec<f32> = q.iter().map(|&v| v as f32).collect();
@@ -226,8 +250,11 @@ fn ndarray_ops_match_their_burn_ops_definitions() {
         let w: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
         let (wq, ws) = cpu::quantize_rows_i8(&w, k);
         let wt = || {
-            Tensor::<NdArray, 2, Int>::from_data(TensorData::new(wq.clone(), [n, k]), (&dev, DType::I8))
-                .into_primitive()
+            Tensor::<NdArray, 2, Int>::from_data(
+                TensorData::new(wq.clone(), [n, k]),
+                (&dev, DType::I8),
+            )
+            .into_primitive()
         };
         let st = || tensor_f32(ws.clone(), [n, 1]).into_primitive().tensor();
         let x = || tensor_f32(c.x.clone(), [c.m, k]).into_primitive().tensor();
@@ -257,8 +284,40 @@ fn extreme_values_do_not_overflow_the_i16_accumulators() {
             for (r, code) in [(0usize, 2i32), (1, 0)] {
                 let row: &[u8] = bytemuck::cast_slice(&words[r * kw..(r + 1) * kw]);
                 let mut out = vec![0i32; tokens];
-                cpu::ternary_row_dots(isa, row, &q, stride, tokens, shape, &mut out);
-                assert_eq!(out, vec![code * -128 * k as i32; tokens], "{isa:?} row{r} tokens{tokens}");
+                cpu::ternary_tile_dots(
+                    isa,
+                    row,
+                    kw * 4,
+                    ActTile {
+                        q: &q,
+                        stride,
+                        tokens,
+                    },
+                    shape,
+                    &mut out,
+                );
+                assert_eq!(
+                    out,
+                    vec![code * -128 * k as i32; tokens],
+                    "{isa:?} row{r} tokens{tokens}"
+                );
+            }
+            if tokens == 1 {
+                let rows: &[u8] = bytemuck::cast_slice(&words);
+                let mut out = vec![0i32; 2];
+                cpu::ternary_tile_dots(
+                    isa,
+                    rows,
+                    kw * 4,
+                    ActTile {
+                        q: &q,
+                        stride,
+                        tokens: 1,
+                    },
+                    shape,
+                    &mut out,
+                );
+                assert_eq!(out, vec![2 * -128 * k as i32, 0], "{isa:?} 2-row tile");
             }
         }
     }

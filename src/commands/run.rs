@@ -10,8 +10,8 @@ use bitnet_burn::{ActQuant, TernaryBackend};
 use serde_json::json;
 
 use crate::backend::BackendTask;
-use crate::model_args::ModelArgs;
 use crate::commands::tokenize::load_tokenizer;
+use crate::model_args::ModelArgs;
 
 /// Arguments of `bitnet run`.
 #[derive(clap::Args)]

@@ -1,5 +1,6 @@
 //! x86-64 AVX2 path: `vpmaddubsw` multiplies the unsigned 2-bit codes (trit + 1) by signed int8 activations
-//! into i16 pairs, which accumulate in i16 for up to 8 chunks before `vpmaddwd` widens them to i32.
+//! into i16 pairs, which accumulate in i16 for up to 15 chunks before `vpmaddwd` widens them to i32. Tiles of
+//! several rows (decode) share the activation loads; tiles of several tokens (prefill) share the unpacking.
 
 use std::arch::x86_64::*;
 
@@ -10,91 +11,127 @@ use crate::reference::TernaryShape;
 /// Bytes ahead of the current chunk to prefetch (rows are contiguous, so this runs into the next rows).
 const PREFETCH: usize = 1024;
 
-/// Chunks an i16 accumulator takes before widening, with `S` accumulators per token: each `vpmaddubsw` adds at
-/// most 2 · 2 · 128 = 512 to a lane, and a chunk does `4 / S` of them per accumulator.
+/// Chunks an i16 accumulator takes before widening, with `S` accumulators per (row, token): each `vpmaddubsw`
+/// adds at most 2 · 2 · 128 = 512 to a lane, and a chunk does `4 / S` of them per accumulator.
 const fn chunks_per_i16(s: usize) -> usize {
     32767 / (512 * 4 / s)
 }
 
-/// See [`scalar::ternary_row_dots`]; the whole row, `tokens` in 1..=4.
+/// See [`super::ternary::ternary_tile_dots`]: a tile of `rows` packed rows (`row_bytes` apart) × `tokens`.
 ///
 /// # Safety
-/// The CPU supports AVX2; blocks are one per row or a multiple of [`CHUNK`] columns; `q` holds `tokens`
-/// permuted rows of `stride ≥ row.len() · 4` rounded up to whole chunks.
+/// The CPU supports AVX2; the tile is 1 row × 1..=4 tokens or 2..=4 rows × 1 token; blocks are one per row
+/// or a multiple of [`CHUNK`] columns; `q` holds `tokens` permuted rows of `stride` bytes spanning every
+/// chunk of a row; `rows` holds the tile's rows.
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn ternary_row_dots(
-    row: &[u8],
+pub(crate) unsafe fn ternary_tile_dots(
+    rows: &[u8],
+    row_bytes: usize,
     q: &[i8],
     stride: usize,
     tokens: usize,
     shape: TernaryShape,
     out: &mut [i32],
 ) {
-    match tokens {
-        1 => ternary_dots::<1, 4>(row, q, stride, shape, out),
-        2 => ternary_dots::<2, 2>(row, q, stride, shape, out),
-        3 => ternary_dots::<3, 1>(row, q, stride, shape, out),
-        4 => ternary_dots::<4, 1>(row, q, stride, shape, out),
-        _ => unreachable!("token tiles are 1..=4"),
+    let tile = Tile {
+        rows,
+        row_bytes,
+        q,
+        stride,
+        shape,
+    };
+    match (rows.len() / row_bytes, tokens) {
+        (1, 1) => tile.dots::<1, 1, 4>(out),
+        (1, 2) => tile.dots::<1, 2, 2>(out),
+        (1, 3) => tile.dots::<1, 3, 1>(out),
+        (1, 4) => tile.dots::<1, 4, 1>(out),
+        (2, 1) => tile.dots::<2, 1, 2>(out),
+        (3, 1) => tile.dots::<3, 1, 1>(out),
+        (4, 1) => tile.dots::<4, 1, 1>(out),
+        other => unreachable!("tile {other:?}"),
     }
 }
 
-/// `T` tokens, `S` independent i16 accumulators per token (so a tile of one token is not bound by the
-/// latency of one chain of adds).
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn ternary_dots<const T: usize, const S: usize>(
-    row: &[u8],
-    q: &[i8],
+/// The operands of one tile.
+struct Tile<'a> {
+    rows: &'a [u8],
+    row_bytes: usize,
+    q: &'a [i8],
     stride: usize,
     shape: TernaryShape,
-    out: &mut [i32],
-) {
-    let nb = shape.blocks();
-    let chunks = row.len() / 32;
-    let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
-    debug_assert!(q.len() >= (T - 1) * stride + chunks * CHUNK);
-    let mask = _mm256_set1_epi8(3);
-    let ones = _mm256_set1_epi16(1);
-    let zero = _mm256_setzero_si256();
-    let (wp, qp) = (row.as_ptr(), q.as_ptr());
-    let mut c = 0;
-    for b in 0..nb {
-        let block_end = (c + block_chunks).min(chunks);
-        let mut acc32 = [zero; T];
-        while c < block_end {
-            let run_end = (c + chunks_per_i16(S)).min(block_end);
-            let mut acc16 = [[zero; S]; T];
-            for c in c..run_end {
-                _mm_prefetch::<_MM_HINT_T0>(wp.add(c * 32 + PREFETCH) as *const i8);
-                let w = _mm256_loadu_si256(wp.add(c * 32) as *const __m256i);
-                let codes = [
-                    _mm256_and_si256(w, mask),
-                    _mm256_and_si256(_mm256_srli_epi16::<2>(w), mask),
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(w), mask),
-                    _mm256_and_si256(_mm256_srli_epi16::<6>(w), mask),
-                ];
-                for (s, &code) in codes.iter().enumerate() {
-                    for (t, acc) in acc16.iter_mut().enumerate() {
-                        let a = _mm256_loadu_si256(
-                            qp.add(t * stride + c * CHUNK + s * 32) as *const __m256i
-                        );
-                        acc[s % S] = _mm256_add_epi16(acc[s % S], _mm256_maddubs_epi16(code, a));
+}
+
+impl Tile<'_> {
+    /// `R` rows × `T` tokens, `S` independent i16 accumulators per (row, token) so small tiles are not bound
+    /// by the latency of one chain of adds; `out[(r · T + t) · blocks + b]`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn dots<const R: usize, const T: usize, const S: usize>(&self, out: &mut [i32]) {
+        let Self {
+            rows,
+            row_bytes,
+            q,
+            stride,
+            shape,
+        } = *self;
+        let nb = shape.blocks();
+        let chunks = row_bytes / 32;
+        let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
+        let mask = _mm256_set1_epi8(3);
+        let ones = _mm256_set1_epi16(1);
+        let zero = _mm256_setzero_si256();
+        let (wp, qp) = (rows.as_ptr(), q.as_ptr());
+        let mut c = 0;
+        for b in 0..nb {
+            let block_end = (c + block_chunks).min(chunks);
+            let mut acc32 = [[zero; T]; R];
+            while c < block_end {
+                let run_end = (c + chunks_per_i16(S)).min(block_end);
+                let mut acc16 = [[[zero; S]; T]; R];
+                for c in c..run_end {
+                    for (r, acc) in acc16.iter_mut().enumerate() {
+                        let wr = wp.add(r * row_bytes + c * 32);
+                        _mm_prefetch::<_MM_HINT_T0>(wr.add(PREFETCH) as *const i8);
+                        let w = _mm256_loadu_si256(wr as *const __m256i);
+                        let codes = [
+                            _mm256_and_si256(w, mask),
+                            _mm256_and_si256(_mm256_srli_epi16::<2>(w), mask),
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(w), mask),
+                            _mm256_and_si256(_mm256_srli_epi16::<6>(w), mask),
+                        ];
+                        for (s, &code) in codes.iter().enumerate() {
+                            for (t, acc) in acc.iter_mut().enumerate() {
+                                let a = _mm256_loadu_si256(
+                                    qp.add(t * stride + c * CHUNK + s * 32) as *const __m256i
+                                );
+                                acc[s % S] =
+                                    _mm256_add_epi16(acc[s % S], _mm256_maddubs_epi16(code, a));
+                            }
+                        }
                     }
                 }
+                for r in 0..R {
+                    for t in 0..T {
+                        for &acc in &acc16[r][t] {
+                            acc32[r][t] =
+                                _mm256_add_epi32(acc32[r][t], _mm256_madd_epi16(acc, ones));
+                        }
+                    }
+                }
+                c = run_end;
             }
-            for t in 0..T {
-                for &acc in &acc16[t] {
-                    acc32[t] = _mm256_add_epi32(acc32[t], _mm256_madd_epi16(acc, ones));
+            for (r, acc) in acc32.iter().enumerate() {
+                for (t, &acc) in acc.iter().enumerate() {
+                    out[(r * T + t) * nb + b] += hsum(acc);
                 }
             }
-            c = run_end;
         }
-        for (t, &acc) in acc32.iter().enumerate() {
-            out[t * nb + b] += hsum(acc);
+        for r in 0..R {
+            let row = &rows[r * row_bytes..(r + 1) * row_bytes];
+            let out = &mut out[r * T * nb..(r + 1) * T * nb];
+            scalar::ternary_row_dots(row, chunks * 32, q, stride, T, shape, out);
         }
     }
-    scalar::ternary_row_dots(row, chunks * 32, q, stride, T, shape, out);
 }
 
 /// See [`scalar::int8_row_dots`]; the whole row, `tokens` in 1..=4. `vpsignb` moves the sign of each
@@ -128,10 +165,10 @@ unsafe fn int8_dots<const T: usize>(w: &[i8], q: &[i8], stride: usize, out: &mut
     let (wp, qp) = (w.as_ptr(), q.as_ptr());
     for v in 0..vectors {
         let wv = _mm256_loadu_si256(wp.add(v * 32) as *const __m256i);
-        for t in 0..T {
+        for (t, acc) in acc.iter_mut().enumerate() {
             let a = _mm256_loadu_si256(qp.add(t * stride + v * 32) as *const __m256i);
             let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(a), _mm256_sign_epi8(wv, a));
-            acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(pairs, ones));
+            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, ones));
         }
     }
     for t in 0..T {

@@ -58,14 +58,7 @@ fn int8_row_dots(isa: Isa, w: &[i8], q: &[i8], stride: usize, tokens: usize, out
 /// `y[m, n] = Σ_k q[m, k] · w[n, k] · scales[n] / s_m` with `x [m, k]` quantized per token like BitLinear's
 /// activations and `w [n, k]` from [`quantize_rows_i8`] (a weight of -128 would read as +128 on the AVX2
 /// path); rows split across the current rayon pool.
-pub fn int8_matmul(
-    x: &[f32],
-    m: usize,
-    w: &[i8],
-    scales: &[f32],
-    k: usize,
-    isa: Isa,
-) -> Vec<f32> {
+pub fn int8_matmul(x: &[f32], m: usize, w: &[i8], scales: &[f32], k: usize, isa: Isa) -> Vec<f32> {
     let n = scales.len();
     assert!(x.len() == m * k && w.len() == n * k);
     let mut y = vec![0f32; m * n];
@@ -78,10 +71,22 @@ pub fn int8_matmul(
                 for t0 in (0..m).step_by(TOKEN_TILE) {
                     let tokens = TOKEN_TILE.min(m - t0);
                     for r in rows.clone() {
-                        int8_row_dots(isa, &w[r * k..(r + 1) * k], acts.from_token(t0), acts.stride, tokens, dots);
+                        int8_row_dots(
+                            isa,
+                            &w[r * k..(r + 1) * k],
+                            acts.from_token(t0),
+                            acts.stride,
+                            tokens,
+                            dots,
+                        );
                         for (t, &d) in dots.iter().enumerate().take(tokens) {
                             // SAFETY: in bounds; row `r` belongs to this band only.
-                            unsafe { out.write((t0 + t) * n + r, d as f32 * scales[r] / acts.scale[t0 + t]) };
+                            unsafe {
+                                out.write(
+                                    (t0 + t) * n + r,
+                                    d as f32 * scales[r] / acts.scale[t0 + t],
+                                )
+                            };
                         }
                     }
                 }

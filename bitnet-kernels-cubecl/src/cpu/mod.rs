@@ -21,4 +21,4 @@ mod neon;
 
 pub use int8::{int8_matmul, quantize_rows_i8};
 pub use isa::Isa;
-pub use ternary::{ternary_matmul_i8, ternary_row_dots};
+pub use ternary::{ternary_matmul_i8, ternary_tile_dots, ActTile};

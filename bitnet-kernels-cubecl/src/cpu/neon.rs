@@ -10,80 +10,116 @@ use crate::reference::TernaryShape;
 /// i16 lanes gain at most 4 · 2 · 2 · 128 = 2048 per chunk; 8 chunks stay below 32767.
 const CHUNKS_PER_I16: usize = 8;
 
-/// See [`scalar::ternary_row_dots`]; the whole row, `tokens` in 1..=4.
+/// See [`super::ternary::ternary_tile_dots`]: a tile of `rows` packed rows (`row_bytes` apart) × `tokens`.
 ///
 /// # Safety
-/// Blocks are one per row or a multiple of [`CHUNK`] columns; `q` holds `tokens` permuted rows of
-/// `stride ≥ row.len() · 4` rounded up to whole chunks.
+/// The tile is 1 row × 1..=4 tokens or 2..=4 rows × 1 token; blocks are one per row or a multiple of
+/// [`CHUNK`] columns; `q` holds `tokens` permuted rows of `stride` bytes spanning every chunk of a row;
+/// `rows` holds the tile's rows.
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn ternary_row_dots(
-    row: &[u8],
+pub(crate) unsafe fn ternary_tile_dots(
+    rows: &[u8],
+    row_bytes: usize,
     q: &[i8],
     stride: usize,
     tokens: usize,
     shape: TernaryShape,
     out: &mut [i32],
 ) {
-    match tokens {
-        1 => ternary_dots::<1>(row, q, stride, shape, out),
-        2 => ternary_dots::<2>(row, q, stride, shape, out),
-        3 => ternary_dots::<3>(row, q, stride, shape, out),
-        4 => ternary_dots::<4>(row, q, stride, shape, out),
-        _ => unreachable!("token tiles are 1..=4"),
+    let tile = Tile {
+        rows,
+        row_bytes,
+        q,
+        stride,
+        shape,
+    };
+    match (rows.len() / row_bytes, tokens) {
+        (1, 1) => tile.dots::<1, 1>(out),
+        (1, 2) => tile.dots::<1, 2>(out),
+        (1, 3) => tile.dots::<1, 3>(out),
+        (1, 4) => tile.dots::<1, 4>(out),
+        (2, 1) => tile.dots::<2, 1>(out),
+        (3, 1) => tile.dots::<3, 1>(out),
+        (4, 1) => tile.dots::<4, 1>(out),
+        other => unreachable!("tile {other:?}"),
     }
 }
 
-#[target_feature(enable = "neon")]
-#[inline]
-unsafe fn ternary_dots<const T: usize>(
-    row: &[u8],
-    q: &[i8],
+/// The operands of one tile.
+struct Tile<'a> {
+    rows: &'a [u8],
+    row_bytes: usize,
+    q: &'a [i8],
     stride: usize,
     shape: TernaryShape,
-    out: &mut [i32],
-) {
-    let nb = shape.blocks();
-    let chunks = row.len() / 32;
-    let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
-    debug_assert!(q.len() >= (T - 1) * stride + chunks * CHUNK);
-    let mask = vdupq_n_u8(3);
-    let (wp, qp) = (row.as_ptr(), q.as_ptr());
-    let mut c = 0;
-    for b in 0..nb {
-        let block_end = (c + block_chunks).min(chunks);
-        let mut acc32 = [vdupq_n_s32(0); T];
-        while c < block_end {
-            let run_end = (c + CHUNKS_PER_I16).min(block_end);
-            let mut acc16 = [vdupq_n_s16(0); T];
-            for c in c..run_end {
-                for half in 0..2 {
-                    let w = vld1q_u8(wp.add(c * 32 + half * 16));
-                    let codes = [
-                        vandq_u8(w, mask),
-                        vandq_u8(vshrq_n_u8::<2>(w), mask),
-                        vandq_u8(vshrq_n_u8::<4>(w), mask),
-                        vandq_u8(vshrq_n_u8::<6>(w), mask),
-                    ];
-                    for (s, &code) in codes.iter().enumerate() {
-                        let code = vreinterpretq_s8_u8(code);
-                        for (t, acc) in acc16.iter_mut().enumerate() {
-                            let a = vld1q_s8(qp.add(t * stride + c * CHUNK + s * 32 + half * 16));
-                            *acc = vmlal_s8(*acc, vget_low_s8(code), vget_low_s8(a));
-                            *acc = vmlal_high_s8(*acc, code, a);
+}
+
+impl Tile<'_> {
+    /// `R` rows × `T` tokens; `out[(r · T + t) · blocks + b]`.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    unsafe fn dots<const R: usize, const T: usize>(&self, out: &mut [i32]) {
+        let Self {
+            rows,
+            row_bytes,
+            q,
+            stride,
+            shape,
+        } = *self;
+        let nb = shape.blocks();
+        let chunks = row_bytes / 32;
+        let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
+        let mask = vdupq_n_u8(3);
+        let (wp, qp) = (rows.as_ptr(), q.as_ptr());
+        let mut c = 0;
+        for b in 0..nb {
+            let block_end = (c + block_chunks).min(chunks);
+            let mut acc32 = [[vdupq_n_s32(0); T]; R];
+            while c < block_end {
+                let run_end = (c + CHUNKS_PER_I16).min(block_end);
+                let mut acc16 = [[vdupq_n_s16(0); T]; R];
+                for c in c..run_end {
+                    for (r, acc) in acc16.iter_mut().enumerate() {
+                        for half in 0..2 {
+                            let w = vld1q_u8(wp.add(r * row_bytes + c * 32 + half * 16));
+                            let codes = [
+                                vandq_u8(w, mask),
+                                vandq_u8(vshrq_n_u8::<2>(w), mask),
+                                vandq_u8(vshrq_n_u8::<4>(w), mask),
+                                vandq_u8(vshrq_n_u8::<6>(w), mask),
+                            ];
+                            for (s, &code) in codes.iter().enumerate() {
+                                let code = vreinterpretq_s8_u8(code);
+                                for (t, acc) in acc.iter_mut().enumerate() {
+                                    let a = vld1q_s8(
+                                        qp.add(t * stride + c * CHUNK + s * 32 + half * 16),
+                                    );
+                                    *acc = vmlal_s8(*acc, vget_low_s8(code), vget_low_s8(a));
+                                    *acc = vmlal_high_s8(*acc, code, a);
+                                }
+                            }
                         }
                     }
                 }
+                for r in 0..R {
+                    for t in 0..T {
+                        acc32[r][t] = vpadalq_s16(acc32[r][t], acc16[r][t]);
+                    }
+                }
+                c = run_end;
             }
-            for t in 0..T {
-                acc32[t] = vpadalq_s16(acc32[t], acc16[t]);
+            for (r, acc) in acc32.iter().enumerate() {
+                for (t, &acc) in acc.iter().enumerate() {
+                    out[(r * T + t) * nb + b] += vaddvq_s32(acc);
+                }
             }
-            c = run_end;
         }
-        for (t, &acc) in acc32.iter().enumerate() {
-            out[t * nb + b] += vaddvq_s32(acc);
+        for r in 0..R {
+            let row = &rows[r * row_bytes..(r + 1) * row_bytes];
+            let out = &mut out[r * T * nb..(r + 1) * T * nb];
+            scalar::ternary_row_dots(row, chunks * 32, q, stride, T, shape, out);
         }
     }
-    scalar::ternary_row_dots(row, chunks * 32, q, stride, T, shape, out);
 }
 
 /// See [`scalar::int8_row_dots`]; the whole row, `tokens` in 1..=4.
@@ -115,10 +151,10 @@ unsafe fn int8_dots<const T: usize>(w: &[i8], q: &[i8], stride: usize, out: &mut
     let (wp, qp) = (w.as_ptr(), q.as_ptr());
     for v in 0..vectors {
         let wv = vld1q_s8(wp.add(v * 16));
-        for t in 0..T {
+        for (t, acc) in acc.iter_mut().enumerate() {
             let a = vld1q_s8(qp.add(t * stride + v * 16));
-            acc[t] = vpadalq_s16(acc[t], vmull_s8(vget_low_s8(wv), vget_low_s8(a)));
-            acc[t] = vpadalq_s16(acc[t], vmull_high_s8(wv, a));
+            *acc = vpadalq_s16(*acc, vmull_s8(vget_low_s8(wv), vget_low_s8(a)));
+            *acc = vpadalq_s16(*acc, vmull_high_s8(wv, a));
         }
     }
     for t in 0..T {

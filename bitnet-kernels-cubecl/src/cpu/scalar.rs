@@ -14,6 +14,9 @@ pub(crate) fn ternary_row_dots(
     shape: TernaryShape,
     out: &mut [i32],
 ) {
+    if from * 4 >= shape.k {
+        return;
+    }
     let nb = shape.blocks();
     for (i, &byte) in row.iter().enumerate().skip(from) {
         let (c, b) = (i / 32, i % 32);

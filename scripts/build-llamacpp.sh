@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's reference tools (llama-bench, llama-completion, llama-quantize, llama-perplexity,
+# llama-tokenize) from the PyPI sdist llama-cpp-python==0.3.36, which vendors llama.cpp, so it works with only a
+# package registry. The build lives outside the repository (~10 min on 2 cores); prints the bin directory.
+set -euo pipefail
+VERSION=0.3.36
+ROOT="${LLAMACPP_CACHE:-$HOME/.cache/llamacpp}"
+SRC="$ROOT/llama_cpp_python-$VERSION/vendor/llama.cpp"
+BIN="$SRC/build/bin"
+TOOLS=(llama-bench llama-completion llama-quantize llama-perplexity llama-tokenize)
+mkdir -p "$ROOT"
+if [ ! -d "$SRC" ]; then
+  (cd "$ROOT" && pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$VERSION" \
+    && tar xzf "llama_cpp_python-$VERSION.tar.gz")
+fi
+missing=()
+for t in "${TOOLS[@]}"; do [ -x "$BIN/$t" ] || missing+=("$t"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v cmake >/dev/null && command -v ninja >/dev/null || pip install --quiet cmake ninja
+  cmake -S "$SRC" -B "$SRC/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF >&2
+  ninja -C "$SRC/build" -j"$(nproc)" "${missing[@]}" >&2
+fi
+echo "$BIN"
