@@ -27,6 +27,8 @@ enum Command {
     Run(commands::run::Args),
     /// Prefill and decode tokens/s over repetitions (`--json` for machines).
     Bench(commands::bench::Args),
+    /// Perplexity on a text file, windowed like llama.cpp's llama-perplexity.
+    Perplexity(commands::perplexity::Args),
     /// Text to token ids with the model's tokenizer (one per line, or --json).
     Tokenize(commands::tokenize::Args),
     /// Write a synthetic BitNet GGUF with a real shape and random ternary weights (deterministic from the seed).
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Perplexity(args) => commands::perplexity::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ mod head;
 pub mod import;
 mod model;
 mod norm;
+pub mod perplexity;
 mod rng;
 mod rope;
 pub mod sampling;

@@ -5,8 +5,11 @@ use bitnet_gguf::{GgufFile, ModelConfig};
 use proptest::prelude::*;
 
 fn fixture(name: &str) -> Option<Vec<u8>> {
-    // The crate sits one level below the repository, the fixtures beside the repository.
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    // The crate sits one level below the repository, the fixtures beside the repository. Read at run time:
+    // a test binary reused from a shared target directory may have been built from another checkout.
+    let crate_dir =
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let p = std::path::Path::new(&crate_dir)
         .join("../../shared/fixtures/bitnet-tiny-h256/gguf")
         .join(name);
     let bytes = std::fs::read(&p).ok();

@@ -9,7 +9,7 @@ use std::process::Command;
 pub fn fixtures_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("BITNET_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+        .unwrap_or_else(|| repo_dir().join("../shared/fixtures"));
     dir.join("bitnet-tiny-h256").is_dir().then_some(dir)
 }
 
@@ -70,7 +70,7 @@ pub fn python_references_or_skip(test: &str) -> bool {
 /// Runs `tests/ref/reference_weights.py MODE SRC` into a fresh temp dir and returns it.
 pub fn python_reference(mode: &str, src: &Path) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ref/reference_weights.py");
+    let script = repo_dir().join("tests/ref/reference_weights.py");
     let status = Command::new("python3")
         .arg(&script)
         .arg(mode)
@@ -99,4 +99,12 @@ pub fn wgpu_device_or_skip(test: &str) -> Option<burn::backend::wgpu::WgpuDevice
             None
         }
     }
+}
+
+/// The repository root, read at run time (a test binary reused from a shared target directory may have been
+/// built from another checkout).
+pub fn repo_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("cargo test sets CARGO_MANIFEST_DIR")
+        .into()
 }

@@ -1,0 +1,76 @@
+//! `bitnet perplexity`: perplexity of a model on a text file, windowed like llama.cpp's `llama-perplexity`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use bitnet_burn::perplexity::perplexity;
+use bitnet_burn::{ActQuant, TernaryBackend};
+use serde_json::json;
+
+use crate::backend::BackendTask;
+use crate::commands::tokenize::load_tokenizer;
+use crate::model_args::ModelArgs;
+
+/// Arguments of `bitnet perplexity`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Text file to score.
+    #[arg(short, long)]
+    file: PathBuf,
+    /// Tokens per window (each window scores its second half).
+    #[arg(short, long, default_value_t = 512)]
+    ctx: usize,
+    /// A tokenizer.json that overrides the model's tokenizer.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Float activations instead of BitNet's int8.
+    #[arg(long)]
+    float_activations: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BackendTask for Args {
+    type Output = ();
+    fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
+        let text = std::fs::read_to_string(&self.file)
+            .with_context(|| format!("reading {}", self.file.display()))?;
+        let tokenizer = load_tokenizer(&self.model.model, self.tokenizer.as_ref())?;
+        let tokens = tokenizer.encode(&text, false)?;
+        if tokens.len() < self.ctx || self.ctx < 4 {
+            bail!(
+                "{} holds {} tokens: need at least one window of --ctx {} (and --ctx ≥ 4)",
+                self.file.display(),
+                tokens.len(),
+                self.ctx
+            );
+        }
+        let model = self.model.load::<B>(&device)?;
+        let act = if self.float_activations {
+            ActQuant::Float
+        } else {
+            ActQuant::Int8
+        };
+        let p = perplexity(&model, &tokens, self.ctx, tokenizer.bos_id(), act)?;
+        let report = json!({
+            "model": self.model.model.display().to_string(), "file": self.file.display().to_string(),
+            "backend": backend, "head": format!("{:?}", self.model.head).to_lowercase(), "ctx": self.ctx,
+            "windows": p.windows, "scored_tokens": p.scored, "nll": p.nll, "ppl": p.ppl,
+        });
+        if self.json {
+            return crate::output::print(&report.to_string());
+        }
+        crate::output::print(&format!(
+            "perplexity {:.4} (nll {:.5} nats/token) over {} tokens in {} windows of {}",
+            p.ppl, p.nll, p.scored, p.windows, self.ctx
+        ))
+    }
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    args.model.clone().run(args)
+}
