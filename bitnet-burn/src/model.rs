@@ -4,7 +4,7 @@
 use bitnet_gguf::ModelConfig;
 use bitnet_kernels_cubecl::TernaryBackend;
 use burn::module::{Module, Param};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
 
 use crate::attention::{Attention, AttentionConfig};
 use crate::bit_linear::ActQuant;
@@ -274,14 +274,10 @@ impl<B: TernaryBackend> BitNet<B> {
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         match &self.head {
             None => {
-                // `W · hᵀ` keeps the big matrix in its stored layout: `h · Wᵀ` would make backends that need
-                // contiguous operands (burn-ndarray) copy the whole head on every call.
                 let [b, seq, h] = hidden.dims();
-                let hidden_t = hidden.reshape([b * seq, h]).transpose();
-                self.head_weight()
-                    .val()
-                    .matmul(hidden_t)
-                    .transpose()
+                let x = hidden.reshape([b * seq, h]).into_primitive().tensor();
+                let w = self.head_weight().val().into_primitive().tensor();
+                Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(B::float_matmul_nt(x, w)))
                     .reshape([b, seq, self.config.vocab_size])
             }
             Some(head) => {

@@ -74,3 +74,14 @@ pub fn int8_matmul<B: Backend>(
         .into_primitive()
         .tensor()
 }
+
+/// [`crate::TernaryBackend::float_matmul_nt`] in Burn ops, as `(w · xᵀ)ᵀ`: the big matrix keeps its stored layout
+/// (`x · wᵀ` would make backends that need contiguous operands copy it on every call).
+pub fn float_matmul_nt<B: Backend>(x: FloatTensor<B>, w: FloatTensor<B>) -> FloatTensor<B> {
+    let x = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(x));
+    let w = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(w));
+    w.matmul(x.transpose())
+        .transpose()
+        .into_primitive()
+        .tensor()
+}

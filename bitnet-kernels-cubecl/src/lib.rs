@@ -43,6 +43,12 @@ pub trait TernaryBackend: Backend {
         burn_ops::ternary_matmul_i8::<Self>(x, w, scales)
     }
 
+    /// The float output head: `y[m, n] = x[m, k] · w[n, k]ᵀ` without materializing `wᵀ` (`w` is the
+    /// `[vocab, hidden]` embedding when tied).
+    fn float_matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        burn_ops::float_matmul_nt::<Self>(x, w)
+    }
+
     /// The int8 output head: `y[m, n] = Σ_k q[m, k] · w[n, k] · scales[n] / s_m` for int8 weights `w [n, k]`
     /// (dtype `I8`, values in [-127, 127], one scale per row `scales [n, 1]`) and `x` quantized per token as
     /// in [`TernaryBackend::ternary_matmul_i8`].

@@ -83,6 +83,13 @@ impl TernaryBackend for NdArray<f32> {
         NdArrayTensor::from_data(TensorData::new(y, [a.m, a.shape.n]))
     }
 
+    fn float_matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (xs, x) = f32s(&x, "float_matmul_nt: x");
+        let (ws, w) = f32s(&w, "float_matmul_nt: w");
+        let y = cpu::f32_matmul_nt(&x, xs[0], &w, xs[1]);
+        NdArrayTensor::from_data(TensorData::new(y, [xs[0], ws[0]]))
+    }
+
     fn int8_matmul(
         x: FloatTensor<Self>,
         w: IntTensor<Self>,

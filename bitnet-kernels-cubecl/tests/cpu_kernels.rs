@@ -322,3 +322,24 @@ fn extreme_values_do_not_overflow_the_i16_accumulators() {
         }
     }
 }
+
+/// The float head kernel against the Burn-ops definition (f32 sums in a different order: 1e-5 relative).
+#[test]
+fn float_head_matches_burn_ops() {
+    let mut rng = Lcg(17);
+    for (m, n, k) in [(1, 7, 33), (3, 40, 256), (2, 9, 2560)] {
+        let x: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+        let prim = |v: &Vec<f32>, r: usize| tensor_f32(v.clone(), [r, k]).into_primitive().tensor();
+        let fused = to_vec(NdArray::float_matmul_nt(prim(&x, m), prim(&w, n)));
+        let composed = to_vec(burn_ops::float_matmul_nt::<NdArray>(
+            prim(&x, m),
+            prim(&w, n),
+        ));
+        let scale = composed.iter().fold(1f32, |a, v| a.max(v.abs()));
+        assert_eq!(fused.len(), m * n);
+        for (a, b) in fused.iter().zip(&composed) {
+            assert!((a - b).abs() <= 1e-5 * scale, "m{m} n{n} k{k}: {a} vs {b}");
+        }
+    }
+}

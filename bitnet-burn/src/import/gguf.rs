@@ -81,6 +81,16 @@ impl WeightSource for GgufFile {
             nb = r.scales.len();
             scales.extend_from_slice(r.scales);
         })?;
+        // BitNet models have one scale per matrix; formats with per-block scales (TQ1_0/TQ2_0) repeat it. One
+        // scale per row is the same function and lets the kernels sum whole rows in integers.
+        if nb > 1
+            && scales
+                .chunks_exact(nb)
+                .all(|row| row.iter().all(|&s| s == row[0]))
+        {
+            scales = scales.iter().step_by(nb).copied().collect();
+            nb = 1;
+        }
         Ok(BitLinear::from_packed(words, scales, out_f, nb, device))
     }
 }

@@ -8,6 +8,7 @@
 //! contiguous activation bytes.
 
 pub mod acts;
+mod f32;
 mod int8;
 mod isa;
 mod par;
@@ -19,6 +20,7 @@ mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
+pub use f32::f32_matmul_nt;
 pub use int8::{int8_matmul, quantize_rows_i8};
 pub use isa::Isa;
 pub use ternary::{ternary_matmul_i8, ternary_tile_dots, ActTile};
