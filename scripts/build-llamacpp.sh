@@ -3,16 +3,9 @@
 # llama-tokenize) from the PyPI sdist llama-cpp-python==0.3.36, which vendors llama.cpp, so it works with only a
 # package registry. The build lives outside the repository (~10 min on 2 cores); prints the bin directory.
 set -euo pipefail
-VERSION=0.3.36
-ROOT="${LLAMACPP_CACHE:-$HOME/.cache/llamacpp}"
-SRC="$ROOT/llama_cpp_python-$VERSION/vendor/llama.cpp"
+SRC="$(bash "$(dirname "$0")/fetch-llamacpp.sh")"
 BIN="$SRC/build/bin"
 TOOLS=(llama-bench llama-completion llama-quantize llama-perplexity llama-tokenize)
-mkdir -p "$ROOT"
-if [ ! -d "$SRC" ]; then
-  (cd "$ROOT" && pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$VERSION" \
-    && tar xzf "llama_cpp_python-$VERSION.tar.gz")
-fi
 missing=()
 for t in "${TOOLS[@]}"; do [ -x "$BIN/$t" ] || missing+=("$t"); done
 if [ ${#missing[@]} -gt 0 ]; then
