@@ -4,6 +4,8 @@ mod backend;
 mod commands;
 mod model_args;
 mod output;
+mod sampling_args;
+mod text_args;
 
 use std::process::ExitCode;
 
@@ -21,10 +23,16 @@ struct Cli {
 enum Command {
     /// Architecture, config, tensor table, tokenizer and validation verdict of a GGUF file.
     Info(commands::info::Args),
+    /// Can this file run here, and why not: published checksum, structure, architecture, tokenizer, a real load.
+    CompatCheck(commands::compat_check::Args),
     /// Dump logits for token ids as a float32 .npy [positions, vocab], for cross-checks with other engines.
     Logits(commands::logits::Args),
     /// Continue a prompt: streams the text, then prints prefill and decode tokens/s.
     Run(commands::run::Args),
+    /// Prompts from JSONL in, one JSON result per line out (the model loaded once).
+    RunBatch(commands::run_batch::Args),
+    /// Interactive chat in the model's chat format, keeping the KV cache between turns (/reset, /exit).
+    Chat(commands::chat::Args),
     /// Prefill and decode tokens/s over repetitions (`--json` for machines).
     Bench(commands::bench::Args),
     /// Perplexity on a text file, windowed like llama.cpp's llama-perplexity.
@@ -39,10 +47,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args),
+        Command::CompatCheck(args) => commands::compat_check::run(args),
         Command::Logits(args) => commands::logits::run(args),
         Command::Synth(args) => commands::synth::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::RunBatch(args) => commands::run_batch::run(args),
+        Command::Chat(args) => commands::chat::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Perplexity(args) => commands::perplexity::run(args),
     };

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bitnet_burn::{load, BitNet, HeadMode, TernaryBackend};
+use bitnet_burn::{load_with_progress, BitNet, HeadMode, TernaryBackend};
 use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{dispatch, BackendKind, BackendTask};
 
@@ -35,9 +36,19 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// Loads the model onto `device` with the chosen head.
+    /// Loads the model onto `device` with the chosen head, showing a progress bar on a terminal.
     pub fn load<B: TernaryBackend>(&self, device: &B::Device) -> Result<BitNet<B>> {
-        let mut model = load::<B>(&self.model, device)?;
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} parts, {elapsed}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(self.model.display().to_string());
+        let mut model = load_with_progress::<B>(&self.model, device, |p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+        })?;
+        bar.finish_and_clear();
         model.set_head(match self.head {
             HeadArg::Float => HeadMode::Float,
             HeadArg::Int8 => HeadMode::Int8,

@@ -348,3 +348,198 @@ fn special_tokens_in_the_prompt_and_the_files_bos_policy() {
         expected
     );
 }
+
+fn bitnet_with_input(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run bitnet");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn chat_answers_each_line_resets_and_reports_refused_messages() {
+    let Some(dir) = fixtures_or_skip("chat_answers_each_line_resets_and_reports_refused_messages")
+    else {
+        return;
+    };
+    let model = fixture_gguf(&dir, "i2_s");
+    let m = model.to_str().unwrap();
+    let out = bitnet_with_input(
+        &["chat", "-m", m, "-n", "6", "-v"],
+        "Hello there\n\nHow are you?\n/reset\nHi\n/exit\nnever read\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.matches("decode").count(), 3, "three replies: {err}");
+    assert!(err.contains("(conversation reset)"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    // After /reset the conversation restarts: the reply to "Hi" is what a fresh chat answers.
+    let fresh = bitnet_with_input(&["chat", "-m", m, "-n", "6"], "Hi\n");
+    let replies = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        replies.lines().last(),
+        String::from_utf8_lossy(&fresh.stdout).lines().last()
+    );
+
+    let long = format!("{}\nshort\n", "word ".repeat(5000));
+    let out = bitnet_with_input(&["chat", "-m", m, "-n", "4"], &long);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("tokens plus") && err.contains("context holds"),
+        "{err}"
+    );
+    assert!(err.contains("1 message(s) failed"), "{err}");
+}
+
+#[test]
+fn run_batch_writes_one_result_per_line_and_flags_bad_lines() {
+    let Some(dir) = fixtures_or_skip("run_batch_writes_one_result_per_line_and_flags_bad_lines")
+    else {
+        return;
+    };
+    let model = fixture_gguf(&dir, "i2_s");
+    let m = model.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("prompts.jsonl");
+    let output = tmp.path().join("results.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\": 1, \"prompt\": \"The quick brown fox\", \"max_tokens\": 5}\n\
+         {\"id\": \"two\", \"prompt\": \"\"}\n\
+         not json\n\
+         \n\
+         {\"prompt\": \"Once upon\", \"temp\": 0.9, \"seed\": 7, \"stop\": [\"zzz\"]}\n",
+    )
+    .unwrap();
+    let args = [
+        "run-batch",
+        "-m",
+        m,
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "-n",
+        "3",
+    ];
+    let out = bitnet(&args);
+    assert!(!out.status.success(), "two lines fail");
+    assert!(
+        stderr(&out).contains("2 of 4 prompts failed"),
+        "{}",
+        stderr(&out)
+    );
+    let results: Vec<serde_json::Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["id"], 1);
+    assert_eq!(results[0]["generated_tokens"], 5, "per-line max_tokens");
+    assert!(results[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("empty prompt"));
+    assert_eq!(results[1]["id"], "two");
+    assert!(results[2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("bad request"));
+    assert_eq!(results[3]["line"], 5);
+    assert_eq!(results[3]["generated_tokens"], 3, "command-line -n");
+    // The same request through `run` gives the same ids (greedy) and the same sample (seeded).
+    let single = bitnet(&[
+        "run",
+        "-m",
+        m,
+        "-p",
+        "The quick brown fox",
+        "-n",
+        "5",
+        "--json",
+    ]);
+    let j: serde_json::Value = serde_json::from_slice(&single.stdout).unwrap();
+    assert_eq!(j["ids"], results[0]["ids"]);
+    let sampled = bitnet(&[
+        "run",
+        "-m",
+        m,
+        "-p",
+        "Once upon",
+        "-n",
+        "3",
+        "--temp",
+        "0.9",
+        "-s",
+        "7",
+        "--json",
+    ]);
+    let j: serde_json::Value = serde_json::from_slice(&sampled.stdout).unwrap();
+    assert_eq!(j["ids"], results[3]["ids"]);
+}
+
+#[test]
+fn compat_check_loads_the_model_and_names_what_fails() {
+    let Some(dir) = fixtures_or_skip("compat_check_loads_the_model_and_names_what_fails") else {
+        return;
+    };
+    let good = fixture_gguf(&dir, "tq2_0");
+    let out = bitnet(&["compat-check", good.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["verdict"], "can run");
+    let load = j["checks"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (load["check"].as_str(), load["status"].as_str()),
+        (Some("load"), Some("ok"))
+    );
+    assert!(load["detail"]
+        .as_str()
+        .unwrap()
+        .contains("8192 finite logits"));
+
+    let out = bitnet(&["compat-check", good.to_str().unwrap(), "--backend", "cuda"]);
+    if cfg!(not(feature = "cuda")) {
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("no CUDA backend"));
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cut = tmp.path().join("cut.gguf");
+    std::fs::write(&cut, &std::fs::read(&good).unwrap()[..100_000]).unwrap();
+    let out = bitnet(&["compat-check", cut.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAIL gguf") && text.contains("offset"),
+        "{text}"
+    );
+    assert!(text.contains("cannot run"), "{text}");
+
+    // A file the size of the official 2B-4T GGUF but other bytes: the checksum catches it.
+    let fake = tmp.path().join("ggml-model-i2_s.gguf");
+    std::fs::File::create(&fake)
+        .unwrap()
+        .set_len(1_187_801_280)
+        .unwrap();
+    let out = bitnet(&["compat-check", fake.to_str().unwrap(), "--no-load"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("microsoft/bitnet-b1.58-2B-4T-gguf") && text.contains("corrupt or modified"),
+        "{text}"
+    );
+}

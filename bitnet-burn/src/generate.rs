@@ -115,15 +115,32 @@ pub fn generate<B: TernaryBackend>(
     cache: &mut KvCache<B>,
     prompt: &str,
     opts: &GenerateOptions,
-    mut on_text: impl FnMut(&str),
+    on_text: impl FnMut(&str),
 ) -> Result<Generation, GenerateError> {
     if prompt.is_empty() {
         return Err(GenerateError::EmptyPrompt);
     }
     let start = Instant::now();
     let prompt_ids = tokenizer.encode(prompt, opts.bos)?;
+    let tokenize = start.elapsed();
+    let mut g = generate_ids(model, tokenizer, cache, prompt_ids, opts, on_text)?;
+    g.timings.tokenize = tokenize;
+    Ok(g)
+}
+
+/// Continues the token ids `prompt_ids` after what `cache` holds (the ids are fed as they are: no BOS is added).
+pub fn generate_ids<B: TernaryBackend>(
+    model: &BitNet<B>,
+    tokenizer: &Tokenizer,
+    cache: &mut KvCache<B>,
+    prompt_ids: Vec<u32>,
+    opts: &GenerateOptions,
+    mut on_text: impl FnMut(&str),
+) -> Result<Generation, GenerateError> {
+    if prompt_ids.is_empty() {
+        return Err(GenerateError::EmptyPrompt);
+    }
     let mut timings = Timings {
-        tokenize: start.elapsed(),
         prompt_tokens: prompt_ids.len(),
         ..Default::default()
     };

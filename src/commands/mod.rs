@@ -1,9 +1,12 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod chat;
+pub mod compat_check;
 pub mod info;
 pub mod logits;
 pub mod perplexity;
 pub mod run;
+pub mod run_batch;
 pub mod synth;
 pub mod tokenize;

@@ -4,30 +4,26 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use bitnet_burn::perplexity::perplexity;
-use bitnet_burn::{ActQuant, TernaryBackend};
+use bitnet_burn::TernaryBackend;
 use serde_json::json;
 
 use crate::backend::BackendTask;
-use crate::commands::tokenize::load_tokenizer;
 use crate::model_args::ModelArgs;
+use crate::text_args::TextArgs;
 
 /// Arguments of `bitnet perplexity`.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    text: TextArgs,
     /// Text file to score.
     #[arg(short, long)]
     file: PathBuf,
     /// Tokens per window (each window scores its second half).
     #[arg(short, long, default_value_t = 512)]
     ctx: usize,
-    /// A tokenizer.json that overrides the model's tokenizer.
-    #[arg(long)]
-    tokenizer: Option<PathBuf>,
-    /// Float activations instead of BitNet's int8.
-    #[arg(long)]
-    float_activations: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -38,7 +34,7 @@ impl BackendTask for Args {
     fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
         let text = std::fs::read_to_string(&self.file)
             .with_context(|| format!("reading {}", self.file.display()))?;
-        let tokenizer = load_tokenizer(&self.model.model, self.tokenizer.as_ref())?;
+        let tokenizer = self.text.load_tokenizer(&self.model.model)?;
         let tokens = tokenizer.encode(&text, false)?;
         if tokens.len() < self.ctx || self.ctx < 4 {
             bail!(
@@ -49,12 +45,13 @@ impl BackendTask for Args {
             );
         }
         let model = self.model.load::<B>(&device)?;
-        let act = if self.float_activations {
-            ActQuant::Float
-        } else {
-            ActQuant::Int8
-        };
-        let p = perplexity(&model, &tokens, self.ctx, tokenizer.bos_id(), act)?;
+        let p = perplexity(
+            &model,
+            &tokens,
+            self.ctx,
+            tokenizer.bos_id(),
+            self.text.act(),
+        )?;
         let report = json!({
             "model": self.model.model.display().to_string(), "file": self.file.display().to_string(),
             "backend": backend, "head": format!("{:?}", self.model.head).to_lowercase(), "ctx": self.ctx,

@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use bitnet_burn::tokenizer::Tokenizer;
-use bitnet_gguf::GgufFile;
+
+use crate::text_args::load_tokenizer;
 
 /// Arguments of `bitnet tokenize`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// GGUF file whose tokenizer metadata is used.
+    /// GGUF file whose tokenizer metadata is used (or a checkpoint directory with a tokenizer.json).
     #[arg(short, long)]
     model: PathBuf,
     /// Text to tokenize.
@@ -26,20 +26,12 @@ pub struct Args {
     json: bool,
 }
 
-/// Loads the tokenizer a model file (or an override) describes.
-pub fn load_tokenizer(model: &PathBuf, override_json: Option<&PathBuf>) -> Result<Tokenizer> {
-    Ok(match override_json {
-        Some(path) => Tokenizer::from_file(path)?,
-        None => Tokenizer::from_gguf(&GgufFile::open(model)?)?,
-    })
-}
-
 /// Prints the ids.
 pub fn run(args: Args) -> Result<()> {
     if args.prompt.is_empty() {
         bail!("empty prompt: give the text to tokenize with -p");
     }
-    let tok = load_tokenizer(&args.model, args.tokenizer.as_ref())?;
+    let tok = load_tokenizer(&args.model, args.tokenizer.as_deref())?;
     let ids = tok.encode(&args.prompt, !args.no_bos)?;
     let text = if args.json {
         serde_json::to_string(&ids)?

@@ -2,23 +2,13 @@
 //! the packed layout; embeddings and norms dequantized from any type bitnet-gguf decodes.
 
 use bitnet_gguf::quant::for_each_ternary_row;
-use bitnet_gguf::{ErrorKind, GgufFile, ModelConfig};
+use bitnet_gguf::{ErrorKind, GgufFile};
 use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
 use bitnet_kernels_cubecl::TernaryBackend;
 
-use super::{build, WeightSource};
+use super::WeightSource;
 use crate::bit_linear::BitLinear;
 use crate::error::LoadError;
-use crate::model::BitNet;
-
-/// Loads every weight of a validated GGUF file onto `device`.
-pub fn load_gguf<B: TernaryBackend>(
-    file: &GgufFile,
-    device: &B::Device,
-) -> Result<BitNet<B>, LoadError> {
-    let config = ModelConfig::from_gguf(file)?;
-    build(file, config, device)
-}
 
 fn check_dims(file: &GgufFile, name: &str, expected: &[u64]) -> Result<(), LoadError> {
     let info = file.require_tensor(name)?;

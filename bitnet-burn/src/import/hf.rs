@@ -11,10 +11,9 @@ use bitnet_kernels_cubecl::TernaryBackend;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as Json;
 
-use super::{build, WeightSource};
+use super::WeightSource;
 use crate::bit_linear::BitLinear;
 use crate::error::LoadError;
-use crate::model::BitNet;
 
 /// A memory-mapped checkpoint directory: `config.json` plus one or more `*.safetensors` shards.
 pub struct HfCheckpoint {
@@ -22,13 +21,6 @@ pub struct HfCheckpoint {
     config: Json,
     shards: Vec<(PathBuf, memmap2::Mmap)>,
     index: HashMap<String, usize>,
-}
-
-/// Loads a transformers BitNet checkpoint directory onto `device`.
-pub fn load_hf<B: TernaryBackend>(dir: &Path, device: &B::Device) -> Result<BitNet<B>, LoadError> {
-    let ckpt = HfCheckpoint::open(dir)?;
-    let config = ckpt.model_config()?;
-    build(&ckpt, config, device)
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {

@@ -3,8 +3,7 @@
 mod gguf;
 mod hf;
 
-pub use gguf::load_gguf;
-pub use hf::{load_hf, HfCheckpoint};
+pub use hf::HfCheckpoint;
 
 use std::path::Path;
 
@@ -25,11 +24,33 @@ pub fn load<B: TernaryBackend>(
     path: impl AsRef<Path>,
     device: &B::Device,
 ) -> Result<BitNet<B>, LoadError> {
+    load_with_progress(path, device, |_| {})
+}
+
+/// How far loading has got: `done` of `total` parts (the embedding, each layer, the output norm and head).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadProgress {
+    /// Parts loaded.
+    pub done: usize,
+    /// Parts in all.
+    pub total: usize,
+}
+
+/// [`load`], calling `progress` after each part (for a progress bar on large files).
+pub fn load_with_progress<B: TernaryBackend>(
+    path: impl AsRef<Path>,
+    device: &B::Device,
+    mut progress: impl FnMut(LoadProgress),
+) -> Result<BitNet<B>, LoadError> {
     let path = path.as_ref();
     if path.is_dir() {
-        load_hf(path, device)
+        let ckpt = HfCheckpoint::open(path)?;
+        let config = ckpt.model_config()?;
+        build(&ckpt, config, device, &mut progress)
     } else {
-        load_gguf(&bitnet_gguf::GgufFile::open(path)?, device)
+        let file = bitnet_gguf::GgufFile::open(path)?;
+        let config = ModelConfig::from_gguf(&file)?;
+        build(&file, config, device, &mut progress)
     }
 }
 
@@ -54,8 +75,11 @@ pub(crate) fn build<B: TernaryBackend>(
     src: &impl WeightSource,
     config: ModelConfig,
     device: &B::Device,
+    progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<BitNet<B>, LoadError> {
     let c = &config;
+    let total = c.n_layers + 2;
+    let mut report = |done| progress(LoadProgress { done, total });
     let (h, f, hd) = (c.hidden_size, c.ffn_size, c.head_dim());
     let norm = |name: &str, len: usize| -> Result<_, LoadError> {
         Ok(RmsNorm::<B>::from_weights(
@@ -95,6 +119,7 @@ pub(crate) fn build<B: TernaryBackend>(
                 activation: c.activation,
             },
         });
+        report(i + 1);
     }
     let matrix = |name: &str| -> Result<Param<Tensor<B, 2>>, LoadError> {
         let v = src.float(name, c.vocab_size * h)?;
@@ -104,8 +129,10 @@ pub(crate) fn build<B: TernaryBackend>(
         ))
         .set_require_grad(false))
     };
+    let embedding = matrix("token_embd.weight")?;
+    report(c.n_layers + 1);
     let model = BitNetModel {
-        embedding: matrix("token_embd.weight")?,
+        embedding,
         blocks,
         norm: norm("output_norm.weight", h)?,
         output: if c.tied_embeddings {
@@ -114,5 +141,6 @@ pub(crate) fn build<B: TernaryBackend>(
             Some(matrix("output.weight")?)
         },
     };
+    report(total);
     Ok(BitNet::new(model, config, device))
 }

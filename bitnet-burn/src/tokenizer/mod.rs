@@ -158,7 +158,11 @@ impl Tokenizer {
                 };
                 let reason = format!(
                     "SentencePiece (scores, byte fallback{})",
-                    if add_space_prefix { ", space prefix" } else { "" }
+                    if add_space_prefix {
+                        ", space prefix"
+                    } else {
+                        ""
+                    }
                 );
                 (spm::build(&vocab).map_err(in_file)?, reason)
             }
@@ -224,6 +228,11 @@ impl Tokenizer {
     /// Number of ids.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// The vocabulary entry of `id` (special tokens by their text, e.g. `<|eot_id|>`).
+    pub fn token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
     }
 
     /// Beginning-of-text id.

@@ -1,0 +1,76 @@
+//! Options of the commands that read text (`run`, `run-batch`, `chat`, `perplexity`): the tokenizer and the
+//! activation numerics.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use bitnet_burn::chat::ChatTemplate;
+use bitnet_burn::tokenizer::Tokenizer;
+use bitnet_burn::ActQuant;
+use bitnet_gguf::GgufFile;
+
+/// Tokenizer and activation options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TextArgs {
+    /// A tokenizer.json that overrides the model's tokenizer.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Float activations instead of BitNet's int8.
+    #[arg(long)]
+    pub float_activations: bool,
+}
+
+impl TextArgs {
+    /// The activation numerics chosen.
+    pub fn act(&self) -> ActQuant {
+        if self.float_activations {
+            ActQuant::Float
+        } else {
+            ActQuant::Int8
+        }
+    }
+
+    /// The tokenizer of `model` (a GGUF file, or a checkpoint directory's tokenizer.json) unless overridden.
+    pub fn load_tokenizer(&self, model: &Path) -> Result<Tokenizer> {
+        load_tokenizer(model, self.tokenizer.as_deref())
+    }
+}
+
+/// The tokenizer a model file or checkpoint directory describes, or `override_json`.
+pub fn load_tokenizer(model: &Path, override_json: Option<&Path>) -> Result<Tokenizer> {
+    Ok(match override_json {
+        Some(path) => Tokenizer::from_file(path)?,
+        None if model.is_dir() => Tokenizer::from_file(&model.join("tokenizer.json"))?,
+        None => Tokenizer::from_gguf(&GgufFile::open(model)?)?,
+    })
+}
+
+/// The chat template: `template_file` if given, else the model's (GGUF `tokenizer.chat_template`, or a checkpoint's
+/// tokenizer_config.json), else the built-in BitNet format.
+pub fn load_chat_template(
+    model: &Path,
+    template_file: Option<&Path>,
+    tokenizer: &Tokenizer,
+) -> Result<ChatTemplate> {
+    if let Some(path) = template_file {
+        let source =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(ChatTemplate::new(
+            source,
+            path.display().to_string(),
+            tokenizer,
+        )?);
+    }
+    if model.is_dir() {
+        let config = model.join("tokenizer_config.json");
+        let source = std::fs::read(&config)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|j| j["chat_template"].as_str().map(String::from));
+        return Ok(match source {
+            Some(s) => ChatTemplate::new(s, config.display().to_string(), tokenizer)?,
+            None => ChatTemplate::bitnet(tokenizer)?,
+        });
+    }
+    Ok(ChatTemplate::from_gguf(&GgufFile::open(model)?, tokenizer)?)
+}
