@@ -11,17 +11,13 @@ use bitnet_burn::{load, tokenizer::Tokenizer};
 use bitnet_gguf::GgufFile;
 use clap::Parser;
 
-#[cfg(feature = "cuda")]
-type Backend = burn::backend::Cuda;
-#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-type Backend = burn::backend::Wgpu;
-#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-type Backend = burn::backend::NdArray;
+mod common;
+use common::{Backend, DEFAULT_MODEL};
 
 #[derive(Parser)]
 struct Args {
     /// GGUF model (default: the tiny test model beside the repository).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/bitnet-tiny-h256/gguf/bitnet-tiny-h256-i2_s.gguf"))]
+    #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
     /// A system message.
     #[arg(long)]

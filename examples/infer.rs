@@ -8,17 +8,13 @@ use bitnet_burn::generate::{generate, GenerateOptions};
 use bitnet_burn::{load, tokenizer::Tokenizer};
 use clap::Parser;
 
-#[cfg(feature = "cuda")]
-type Backend = burn::backend::Cuda;
-#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-type Backend = burn::backend::Wgpu;
-#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
-type Backend = burn::backend::NdArray;
+mod common;
+use common::{Backend, DEFAULT_MODEL};
 
 #[derive(Parser)]
 struct Args {
     /// GGUF model (default: the tiny test model beside the repository).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/bitnet-tiny-h256/gguf/bitnet-tiny-h256-i2_s.gguf"))]
+    #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
     #[arg(long, default_value = "The quick brown fox")]
     prompt: String,

@@ -2,26 +2,9 @@
 //! in the llama.cpp sources: each case's template, BOS/EOS and the text its Jinja path renders for a six-message
 //! conversation), plus the built-in BitNet 2B-4T format.
 
-use std::path::PathBuf;
+mod common;
 
 use bitnet_burn::chat::{ChatTemplate, Message};
-
-/// llama.cpp's source directory (`scripts/fetch-llamacpp.sh`; from `$BITNET_LLAMACPP_MODELS/..`).
-fn llamacpp_or_skip(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("BITNET_LLAMACPP_MODELS")
-        .map(|m| PathBuf::from(m).join(".."))
-        .filter(|d| d.join("tests/test-chat-template.cpp").exists());
-    if dir.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: BITNET_LLAMACPP_MODELS must point at llama.cpp's models/ in CI"
-        );
-        eprintln!(
-            "SKIPPED {test}: set BITNET_LLAMACPP_MODELS (scripts/fetch-llamacpp.sh prints it)"
-        );
-    }
-    dir
-}
 
 /// One `TestCase` of test-chat-template.cpp.
 #[derive(Debug, Default)]
@@ -124,9 +107,10 @@ fn conversation() -> Vec<Message> {
 
 #[test]
 fn llamacpp_chat_template_suite() {
-    let Some(dir) = llamacpp_or_skip("llamacpp_chat_template_suite") else {
+    let Some(models) = common::llamacpp_models_or_skip("llamacpp_chat_template_suite") else {
         return;
     };
+    let dir = models.join("..");
     let source = std::fs::read_to_string(dir.join("tests/test-chat-template.cpp")).unwrap();
     let all = cases(&source);
     assert!(all.len() > 30, "{} cases parsed", all.len());

@@ -2,27 +2,11 @@
 //! the ids written by transformers' `encode(text, add_special_tokens=False)`): SentencePiece (Llama 2, Phi-3) and
 //! byte-level BPE (Llama 3, GPT-2) vocabularies, each from a GGUF that holds only tokenizer metadata.
 
-use std::path::PathBuf;
+mod common;
 
 use bitnet_burn::tokenizer::Tokenizer;
 use bitnet_gguf::GgufFile;
-
-/// llama.cpp's `models/` directory from the PyPI sdist (`scripts/fetch-llamacpp.sh`; `$BITNET_LLAMACPP_MODELS`).
-fn models_or_skip(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("BITNET_LLAMACPP_MODELS")
-        .map(PathBuf::from)
-        .filter(|d| d.join("ggml-vocab-llama-spm.gguf").exists());
-    if dir.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: BITNET_LLAMACPP_MODELS must point at llama.cpp's models/ in CI"
-        );
-        eprintln!(
-            "SKIPPED {test}: set BITNET_LLAMACPP_MODELS (scripts/fetch-llamacpp.sh prints it)"
-        );
-    }
-    dir
-}
+use common::llamacpp_models_or_skip;
 
 /// The (text, ids) cases of `ggml-vocab-NAME.gguf.inp/.out`, split as llama.cpp's test-tokenizer-0 does.
 fn cases(dir: &std::path::Path, name: &str) -> Vec<(String, Vec<u32>)> {
@@ -43,7 +27,7 @@ fn cases(dir: &std::path::Path, name: &str) -> Vec<(String, Vec<u32>)> {
 }
 
 fn check_vocab(name: &str, expect_pre: &str) {
-    let Some(dir) = models_or_skip(&format!("llamacpp_vocab_{name}")) else {
+    let Some(dir) = llamacpp_models_or_skip(&format!("llamacpp_vocab_{name}")) else {
         return;
     };
     let file = GgufFile::open(dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap();

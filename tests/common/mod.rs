@@ -108,3 +108,19 @@ pub fn repo_dir() -> std::path::PathBuf {
         .expect("cargo test sets CARGO_MANIFEST_DIR")
         .into()
 }
+
+/// llama.cpp's `models/` directory from the PyPI sdist (`$BITNET_LLAMACPP_MODELS`, which
+/// `scripts/fetch-llamacpp.sh` prints the parent of), or `None` after saying the test is skipped. In CI it must exist.
+pub fn llamacpp_models_or_skip(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("BITNET_LLAMACPP_MODELS")
+        .map(PathBuf::from)
+        .filter(|d| d.join("ggml-vocab-llama-spm.gguf").exists());
+    if dir.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: BITNET_LLAMACPP_MODELS must point at llama.cpp's models/ in CI"
+        );
+        eprintln!("SKIPPED {test}: set BITNET_LLAMACPP_MODELS to the models/ of scripts/fetch-llamacpp.sh's output");
+    }
+    dir
+}

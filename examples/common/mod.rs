@@ -1,0 +1,17 @@
+//! What the examples share: the backend chosen by cargo feature, and the default model.
+
+/// `--features cuda` → burn-cuda, `--features wgpu` → burn-wgpu, otherwise burn-ndarray on the CPU.
+#[cfg(feature = "cuda")]
+pub type Backend = burn::backend::Cuda;
+/// `--features cuda` → burn-cuda, `--features wgpu` → burn-wgpu, otherwise burn-ndarray on the CPU.
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+pub type Backend = burn::backend::Wgpu;
+/// `--features cuda` → burn-cuda, `--features wgpu` → burn-wgpu, otherwise burn-ndarray on the CPU.
+#[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+pub type Backend = burn::backend::NdArray;
+
+/// The tiny test model beside the repository.
+pub const DEFAULT_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/bitnet-tiny-h256/gguf/bitnet-tiny-h256-i2_s.gguf"
+);
