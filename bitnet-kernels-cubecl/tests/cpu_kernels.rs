@@ -11,28 +11,8 @@ use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
 use burn::backend::NdArray;
 use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-    fn trit(&mut self) -> i8 {
-        (self.next() % 3) as i8 - 1
-    }
-    /// Heavy-tailed values so some tokens have outliers and others quantize to many zeros.
-    fn f32(&mut self) -> f32 {
-        let u = self.next() as f32 / u32::MAX as f32 * 2.0 - 1.0;
-        if self.next().is_multiple_of(50) {
-            u * 40.0
-        } else {
-            u
-        }
-    }
-}
+mod common;
+use common::Lcg;
 
 /// (n, k, block): ragged widths, 1 and many blocks; blocks of 16 and 48 are not whole chunks.
 const SHAPES: [(usize, usize, usize); 12] = [
@@ -68,9 +48,9 @@ fn case(rng: &mut Lcg, m: usize, (n, k, block): (usize, usize, usize)) -> Case {
         pack_row(t, row);
     }
     let scales = (0..n * shape.blocks())
-        .map(|_| 0.25 + rng.f32().abs())
+        .map(|_| 0.25 + rng.heavy().abs())
         .collect();
-    let x = (0..m * k).map(|_| rng.f32()).collect();
+    let x = (0..m * k).map(|_| rng.heavy()).collect();
     Case {
         shape,
         trits,
@@ -178,14 +158,14 @@ fn ternary_matmul_i8_equals_reference_on_every_isa_and_thread_count() {
 fn int8_head_equals_integer_reference_on_every_isa() {
     let mut rng = Lcg(11);
     for (n, k) in [(5, 16), (7, 33), (3, 64), (9, 100), (17, 2560)] {
-        let w: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.heavy()).collect();
         let (wq, ws) = cpu::quantize_rows_i8(&w, k);
         for (i, (&q, &v)) in wq.iter().zip(&w).enumerate() {
             let scale = ws[i / k];
             assert!(q != i8::MIN && (q as f32 * scale - v).abs() <= scale * 0.5 + 1e-6);
         }
         for m in [1, 2, 5] {
-            let x: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+            let x: Vec<f32> = (0..m * k).map(|_| rng.heavy()).collect();
             let mut expected = vec![0f32; m * n];
             for t in 0..m {
                 let mut q = vec![0i8; k];
@@ -247,7 +227,7 @@ fn ndarray_ops_match_their_burn_ops_definitions() {
             assert!((a - b).abs() <= 1e-6 * scale, "{dims:?}: {a} vs {b}");
         }
 
-        let w: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.heavy()).collect();
         let (wq, ws) = cpu::quantize_rows_i8(&w, k);
         let wt = || {
             Tensor::<NdArray, 2, Int>::from_data(
@@ -328,8 +308,8 @@ fn extreme_values_do_not_overflow_the_i16_accumulators() {
 fn float_head_matches_burn_ops() {
     let mut rng = Lcg(17);
     for (m, n, k) in [(1, 7, 33), (3, 40, 256), (2, 9, 2560)] {
-        let x: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
-        let w: Vec<f32> = (0..n * k).map(|_| rng.f32()).collect();
+        let x: Vec<f32> = (0..m * k).map(|_| rng.heavy()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.heavy()).collect();
         let prim = |v: &Vec<f32>, r: usize| tensor_f32(v.clone(), [r, k]).into_primitive().tensor();
         let fused = to_vec(NdArray::float_matmul_nt(prim(&x, m), prim(&w, n)));
         let composed = to_vec(burn_ops::float_matmul_nt::<NdArray>(

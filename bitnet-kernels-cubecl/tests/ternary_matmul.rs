@@ -7,23 +7,8 @@ use bitnet_kernels_cubecl::reference::{self, TernaryShape};
 use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
 use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
 
-/// A small deterministic generator (tests must not depend on a platform RNG).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-    fn trit(&mut self) -> i8 {
-        (self.next() % 3) as i8 - 1
-    }
-    fn f32(&mut self) -> f32 {
-        self.next() as f32 / u32::MAX as f32 * 2.0 - 1.0
-    }
-}
+mod common;
+use common::Lcg;
 
 struct Case {
     m: usize,
@@ -44,14 +29,14 @@ fn case(rng: &mut Lcg, m: usize, n: usize, k: usize, block: usize, int_valued: b
     let x = (0..m * k)
         .map(|_| {
             if int_valued {
-                (rng.f32() * 127.0).round()
+                (rng.uniform() * 127.0).round()
             } else {
-                rng.f32() * 3.0
+                rng.uniform() * 3.0
             }
         })
         .collect();
     let scales = (0..n * shape.blocks())
-        .map(|_| 0.5 + rng.f32().abs())
+        .map(|_| 0.5 + rng.uniform().abs())
         .collect();
     Case {
         m,

@@ -78,11 +78,15 @@ impl Tokenizer {
             .opt_str("tokenizer.ggml.model")
             .map_err(|e| bad(e.kind.to_string()))?
             .ok_or_else(|| bad("no tokenizer.ggml.model".into()))?;
-        if model != "gpt2" && model != "llama" {
-            return Err(bad(format!(
-                "tokenizer model {model:?} is not supported (byte-level BPE \"gpt2\" and SentencePiece \"llama\" are)"
-            )));
-        }
+        let spm = match model {
+            "gpt2" => false,
+            "llama" => true,
+            other => {
+                return Err(bad(format!(
+                    "tokenizer model {other:?} is not supported (byte-level BPE \"gpt2\" and SentencePiece \"llama\" are)"
+                )))
+            }
+        };
         let Some(Value::Array(Array::String(tokens))) = file.get("tokenizer.ggml.tokens") else {
             return Err(bad(
                 "tokenizer.ggml.tokens is missing or not a string array".into(),
@@ -113,32 +117,30 @@ impl Tokenizer {
             TokenizerError::Unsupported(message) => bad(message),
             other => other,
         };
-        let (mut inner, pre_tokenizer) = match model {
-            "gpt2" => {
-                let merges = match file.get("tokenizer.ggml.merges") {
-                    Some(Value::Array(Array::String(m))) => m.as_slice(),
-                    None => &[],
-                    Some(other) => {
-                        return Err(bad(format!(
-                            "tokenizer.ggml.merges is {}",
-                            other.describe()
-                        )))
-                    }
-                };
-                let pre = file
-                    .opt_str("tokenizer.ggml.pre")
-                    .map_err(|e| bad(e.kind.to_string()))?;
-                let llama3 = tokens.iter().any(|t| t == "<|begin_of_text|>")
-                    && tokens.iter().any(|t| t == "<|eot_id|>");
-                let (name, reason) = match pre {
+        let (mut inner, pre_tokenizer) = if !spm {
+            let merges = match file.get("tokenizer.ggml.merges") {
+                Some(Value::Array(Array::String(m))) => m.as_slice(),
+                None => &[],
+                Some(other) => {
+                    return Err(bad(format!(
+                        "tokenizer.ggml.merges is {}",
+                        other.describe()
+                    )))
+                }
+            };
+            let pre = file
+                .opt_str("tokenizer.ggml.pre")
+                .map_err(|e| bad(e.kind.to_string()))?;
+            let llama3 = tokens.iter().any(|t| t == "<|begin_of_text|>")
+                && tokens.iter().any(|t| t == "<|eot_id|>");
+            let (name, reason) = match pre {
                     Some(p) => (p.to_string(), format!("{p} (tokenizer.ggml.pre)")),
                     None if llama3 => ("llama-bpe".into(), "llama-bpe (no tokenizer.ggml.pre; the vocabulary is Llama 3's, so the Llama 3 regex, as transformers tokenizes)".into()),
                     None => ("default".into(), "default (no tokenizer.ggml.pre; GPT-2 regex)".into()),
                 };
-                (bpe::build(tokens, merges, &name).map_err(in_file)?, reason)
-            }
-            "llama" => {
-                let scores = match file.get("tokenizer.ggml.scores") {
+            (bpe::build(tokens, merges, &name).map_err(in_file)?, reason)
+        } else {
+            let scores = match file.get("tokenizer.ggml.scores") {
                     Some(Value::Array(Array::F32(s))) if s.len() == tokens.len() => s.as_slice(),
                     other => {
                         return Err(bad(format!(
@@ -148,25 +150,23 @@ impl Tokenizer {
                         )))
                     }
                 };
-                let add_space_prefix = flag("tokenizer.ggml.add_space_prefix").unwrap_or(true);
-                let vocab = spm::SpmVocab {
-                    tokens,
-                    scores,
-                    types: &types,
-                    unk: id("tokenizer.ggml.unknown_token_id"),
-                    add_space_prefix,
-                };
-                let reason = format!(
-                    "SentencePiece (scores, byte fallback{})",
-                    if add_space_prefix {
-                        ", space prefix"
-                    } else {
-                        ""
-                    }
-                );
-                (spm::build(&vocab).map_err(in_file)?, reason)
-            }
-            _ => unreachable!("checked above"),
+            let add_space_prefix = flag("tokenizer.ggml.add_space_prefix").unwrap_or(true);
+            let vocab = spm::SpmVocab {
+                tokens,
+                scores,
+                types: &types,
+                unk: id("tokenizer.ggml.unknown_token_id"),
+                add_space_prefix,
+            };
+            let reason = format!(
+                "SentencePiece (scores, byte fallback{})",
+                if add_space_prefix {
+                    ", space prefix"
+                } else {
+                    ""
+                }
+            );
+            (spm::build(&vocab).map_err(in_file)?, reason)
         };
         let specials: Vec<AddedToken> = tokens
             .iter()
