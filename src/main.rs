@@ -39,6 +39,8 @@ enum Command {
     Perplexity(commands::perplexity::Args),
     /// Text to token ids with the model's tokenizer (one per line, or --json).
     Tokenize(commands::tokenize::Args),
+    /// Convert a transformers BitNet checkpoint (packed ternary or float masters) to GGUF with its tokenizer.
+    Convert(commands::convert::Args),
     /// Write a synthetic BitNet GGUF with a real shape and random ternary weights (deterministic from the seed).
     Synth(commands::synth::Args),
 }
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::CompatCheck(args) => commands::compat_check::run(args),
         Command::Logits(args) => commands::logits::run(args),
         Command::Synth(args) => commands::synth::run(args),
+        Command::Convert(args) => commands::convert::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::RunBatch(args) => commands::run_batch::run(args),

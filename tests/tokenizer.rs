@@ -4,7 +4,7 @@
 mod common;
 
 use bitnet_burn::tokenizer::Tokenizer;
-use bitnet_gguf::GgufFile;
+use bitnet_gguf::{GgufFile, Value};
 use common::*;
 
 fn refs(dir: &std::path::Path, set: &str) -> Vec<(String, Vec<u32>)> {
@@ -142,7 +142,10 @@ fn full_llama3_vocabulary_from_a_tokenizer_only_gguf_matches_transformers() {
     );
     // A GGUF holding only tokenizer metadata, without tokenizer.ggml.pre, like the official 2B-4T file.
     let mut w = bitnet_gguf::GgufWriter::new();
-    for (k, v) in bitnet_burn::tokenizer::gguf_tokenizer_metadata(&json).unwrap() {
+    let meta = bitnet_burn::tokenizer::gguf_tokenizer_metadata(&json).unwrap();
+    let pre = meta.iter().find(|(k, _)| k == "tokenizer.ggml.pre");
+    assert_eq!(pre.map(|p| &p.1), Some(&Value::String("llama-bpe".into())));
+    for (k, v) in meta.into_iter().filter(|(k, _)| k != "tokenizer.ggml.pre") {
         w.set(&k, v).unwrap();
     }
     let tmp = tempfile::tempdir().unwrap();

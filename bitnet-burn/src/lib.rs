@@ -10,6 +10,7 @@ mod attention;
 mod bit_linear;
 mod cache;
 pub mod chat;
+pub mod convert;
 pub mod device;
 mod error;
 mod ffn;

@@ -14,7 +14,9 @@ struct PendingTensor<'a> {
     name: String,
     dims: Vec<u64>,
     ty: GgmlType,
-    data: Cow<'a, [u8]>,
+    size: u64,
+    /// `None`: produced when the file is written (see [`GgufWriter::declare_tensor`]).
+    data: Option<Cow<'a, [u8]>>,
 }
 
 /// Collects metadata and tensors, then writes a complete GGUF file.
@@ -94,30 +96,46 @@ impl<'a> GgufWriter<'a> {
         data: impl Into<Cow<'a, [u8]>>,
     ) -> Result<()> {
         let data = data.into();
+        let size = self.check_tensor(name, dims, ty)?;
+        if size != data.len() as u64 {
+            return Err(mem(ErrorKind::WrongDataSize {
+                tensor: name.into(),
+                ty: ty.name().into(),
+                dims: dims.to_vec(),
+                expected: size,
+                found: data.len() as u64,
+            }));
+        }
+        self.push(name, dims, ty, size, Some(data));
+        Ok(())
+    }
+
+    /// Declares a tensor whose bytes [`Self::write_file_with`] asks for when it reaches it, so a converter holds
+    /// one tensor in memory at a time.
+    pub fn declare_tensor(&mut self, name: &str, dims: &[u64], ty: GgmlType) -> Result<()> {
+        let size = self.check_tensor(name, dims, ty)?;
+        self.push(name, dims, ty, size, None);
+        Ok(())
+    }
+
+    /// The byte size of a valid new tensor.
+    fn check_tensor(&self, name: &str, dims: &[u64], ty: GgmlType) -> Result<u64> {
         let n = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
-        let expected = n.and_then(|n| ty.data_size(n));
         let blocked = if ty == GgmlType::I2S {
             n
         } else {
             dims.first().copied()
         };
+        let size = n.and_then(|n| ty.data_size(n));
         if dims.is_empty()
             || dims.len() > 4
             || blocked.is_none_or(|b| b == 0 || b % ty.block_size() != 0)
+            || size.is_none()
         {
             return Err(mem(ErrorKind::BadShape {
                 tensor: name.into(),
                 dims: dims.to_vec(),
                 why: "not a whole number of blocks",
-            }));
-        }
-        if expected != Some(data.len() as u64) {
-            return Err(mem(ErrorKind::WrongDataSize {
-                tensor: name.into(),
-                ty: ty.name().into(),
-                dims: dims.to_vec(),
-                expected: expected.unwrap_or(u64::MAX),
-                found: data.len() as u64,
             }));
         }
         if self.tensors.iter().any(|t| t.name == name) {
@@ -126,17 +144,41 @@ impl<'a> GgufWriter<'a> {
                 offset: 0,
             }));
         }
+        Ok(size.unwrap_or_default())
+    }
+
+    fn push(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        ty: GgmlType,
+        size: u64,
+        data: Option<Cow<'a, [u8]>>,
+    ) {
         self.tensors.push(PendingTensor {
             name: name.into(),
             dims: dims.to_vec(),
             ty,
+            size,
             data,
         });
-        Ok(())
     }
 
-    /// Writes the file to `out`.
+    /// Writes the file to `out` (every tensor must have its data: see [`Self::write_file_with`]).
     pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        self.write_with(out, &mut |name| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("tensor {name:?} was declared without data"),
+            ))
+        })
+    }
+
+    fn write_with(
+        &self,
+        out: &mut impl Write,
+        fill: &mut dyn FnMut(&str) -> std::io::Result<Vec<u8>>,
+    ) -> std::io::Result<()> {
         let mut head = Vec::new();
         head.extend_from_slice(&MAGIC);
         head.extend_from_slice(&self.version.to_le_bytes());
@@ -156,7 +198,7 @@ impl<'a> GgufWriter<'a> {
             }
             head.extend_from_slice(&t.ty.id().to_le_bytes());
             head.extend_from_slice(&offset.to_le_bytes());
-            offset = (offset + t.data.len() as u64).next_multiple_of(self.alignment);
+            offset = (offset + t.size).next_multiple_of(self.alignment);
         }
         head.resize(
             (head.len() as u64).next_multiple_of(self.alignment) as usize,
@@ -165,8 +207,27 @@ impl<'a> GgufWriter<'a> {
         out.write_all(&head)?;
         let zeros = vec![0u8; self.alignment as usize];
         for t in &self.tensors {
-            out.write_all(&t.data)?;
-            let pad = (t.data.len() as u64).next_multiple_of(self.alignment) - t.data.len() as u64;
+            let produced;
+            let data = match &t.data {
+                Some(d) => d.as_ref(),
+                None => {
+                    produced = fill(&t.name)?;
+                    if produced.len() as u64 != t.size {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "tensor {:?}: {} bytes produced, {} declared",
+                                t.name,
+                                produced.len(),
+                                t.size
+                            ),
+                        ));
+                    }
+                    &produced
+                }
+            };
+            out.write_all(data)?;
+            let pad = t.size.next_multiple_of(self.alignment) - t.size;
             out.write_all(&zeros[..pad as usize])?;
         }
         out.flush()
@@ -174,14 +235,33 @@ impl<'a> GgufWriter<'a> {
 
     /// Writes to `path` through a temporary file in the same directory, renamed into place when complete.
     pub fn write_file(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.write_file_with(path, |name| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("tensor {name:?} was declared without data"),
+            ))
+        })
+    }
+
+    /// [`Self::write_file`], asking `fill` for the bytes of each declared tensor in file order; an error from
+    /// `fill` stops the write and leaves no file at `path`.
+    pub fn write_file_with(
+        &self,
+        path: impl AsRef<Path>,
+        mut fill: impl FnMut(&str) -> std::io::Result<Vec<u8>>,
+    ) -> Result<()> {
         let path = path.as_ref();
         let io = |e| GgufError::new(path.display(), ErrorKind::Io(e));
         let tmp = path.with_extension("gguf.partial");
         let file = std::fs::File::create(&tmp).map_err(io)?;
         let mut out = std::io::BufWriter::new(file);
-        self.write_to(&mut out)
-            .and_then(|_| out.into_inner().map_err(|e| e.into_error())?.sync_all())
-            .map_err(io)?;
+        let written = self
+            .write_with(&mut out, &mut fill)
+            .and_then(|_| out.into_inner().map_err(|e| e.into_error())?.sync_all());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
         std::fs::rename(&tmp, path).map_err(io)
     }
 }

@@ -124,3 +124,17 @@ pub fn llamacpp_models_or_skip(test: &str) -> Option<PathBuf> {
     }
     dir
 }
+
+/// The bin directory of llama.cpp's tools built by `scripts/build-llamacpp.sh` (`$BITNET_LLAMACPP_BIN`), or `None`
+/// after saying the test is skipped. Optional even in CI: building llama.cpp takes ~10 minutes on 2 cores.
+pub fn llamacpp_bin_or_skip(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("BITNET_LLAMACPP_BIN")
+        .map(PathBuf::from)
+        .filter(|d| d.join("llama-completion").exists());
+    if dir.is_none() {
+        eprintln!(
+            "SKIPPED {test}: set BITNET_LLAMACPP_BIN to the output of scripts/build-llamacpp.sh"
+        );
+    }
+    dir
+}

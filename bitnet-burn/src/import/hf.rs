@@ -145,23 +145,107 @@ impl HfCheckpoint {
 
     fn floats(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), LoadError> {
         let t = self.tensor(name)?;
-        let d = t.data();
-        let v = match t.dtype() {
-            Dtype::F32 => d
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            Dtype::BF16 => d
-                .chunks_exact(2)
-                .map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-            Dtype::F16 => d
-                .chunks_exact(2)
-                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-            other => return Err(self.bad(name, format!("dtype {other:?} is not a float type"))),
-        };
+        let v = decode_floats(t.dtype(), t.data())
+            .ok_or_else(|| self.bad(name, format!("dtype {:?} is not a float type", t.dtype())))?;
         Ok((t.shape().to_vec(), v))
+    }
+
+    /// The ternary matrix `[out, in]` GGUF calls `name`, row by row as trits, and its scale (output = trits·x·scale).
+    ///
+    /// Packed uint8 weights keep their trits; `weight_scale` is read as `quantization_config.linear_class` says
+    /// (`autobitlinear` multiplies by it, legacy `bitlinear` divides). Float masters are ternarized with absmean.
+    pub(crate) fn ternary_rows(
+        &self,
+        name: &str,
+        in_f: usize,
+        out_f: usize,
+        mut row_out: impl FnMut(usize, &[i8]),
+    ) -> Result<f32, LoadError> {
+        let hf = hf_name(name);
+        let t = self.tensor(&hf)?;
+        let mut trits = vec![0i8; in_f];
+        if t.dtype() == Dtype::U8 {
+            // Packed [out/4, in]: rows i·out/4 + r of column c are bits 2i..2i+2 of byte [r, c], code = trit + 1.
+            if t.shape() != [out_f / 4, in_f] || !out_f.is_multiple_of(4) {
+                return Err(self.bad(
+                    &hf,
+                    format!(
+                        "packed shape {:?}, expected [{}, {in_f}]",
+                        t.shape(),
+                        out_f / 4
+                    ),
+                ));
+            }
+            let d = t.data();
+            let quarter = out_f / 4;
+            for row in 0..out_f {
+                let (chunk, r) = (row / quarter, row % quarter);
+                for (c, tr) in trits.iter_mut().enumerate() {
+                    let code = (d[r * in_f + c] >> (2 * chunk)) & 3;
+                    if code == 3 {
+                        return Err(self.bad(
+                            &hf,
+                            format!("code 3 at row {row}, column {c} (not a ternary packing)"),
+                        ));
+                    }
+                    *tr = code as i8 - 1;
+                }
+                row_out(row, &trits);
+            }
+            let (_, ws) = self.floats(&format!("{hf}_scale"))?;
+            let ws = *ws
+                .first()
+                .ok_or_else(|| self.bad(&hf, "empty weight_scale".into()))?;
+            if !ws.is_finite() || ws == 0.0 {
+                return Err(self.bad(&hf, format!("weight_scale is {ws}")));
+            }
+            return Ok(if self.scale_multiplies() {
+                ws
+            } else {
+                1.0 / ws
+            });
+        }
+        // Float master weights: absmean ternarization, scale = mean|W| (BitNet b1.58).
+        let (shape, w) = self.floats(&hf)?;
+        if shape != [out_f, in_f] {
+            return Err(self.bad(&hf, format!("shape {shape:?}, expected [{out_f}, {in_f}]")));
+        }
+        let scale =
+            (w.iter().map(|v| v.abs() as f64).sum::<f64>() / w.len() as f64).max(1e-5) as f32;
+        for (row, wr) in w.chunks_exact(in_f).enumerate() {
+            for (tr, &v) in trits.iter_mut().zip(wr) {
+                *tr = (v / scale).round_ties_even().clamp(-1.0, 1.0) as i8;
+            }
+            row_out(row, &trits);
+        }
+        Ok(scale)
+    }
+
+    /// Elements `range` of the float tensor GGUF calls `name` (checked to have `len` elements), decoded without
+    /// the rest of the tensor.
+    pub(crate) fn float_piece(
+        &self,
+        name: &str,
+        len: usize,
+        range: std::ops::Range<usize>,
+    ) -> Result<Vec<f32>, LoadError> {
+        let hf = hf_name(name);
+        let t = self.tensor(&hf)?;
+        let n: usize = t.shape().iter().product();
+        if n != len || range.end > n {
+            return Err(self.bad(
+                &hf,
+                format!("expected {len} elements, found shape {:?}", t.shape()),
+            ));
+        }
+        let size = t.data().len() / n.max(1);
+        decode_floats(t.dtype(), &t.data()[range.start * size..range.end * size])
+            .ok_or_else(|| self.bad(&hf, format!("dtype {:?} is not a float type", t.dtype())))
+    }
+
+    /// The checkpoint directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn bad(&self, name: &str, message: String) -> LoadError {
@@ -171,6 +255,25 @@ impl HfCheckpoint {
             message,
         }
     }
+}
+
+/// Little-endian F32, BF16 or F16 bytes as f32 (`None` for other dtypes).
+fn decode_floats(dtype: Dtype, d: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => d
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        Dtype::BF16 => d
+            .chunks_exact(2)
+            .map(|c| bf16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::F16 => d
+            .chunks_exact(2)
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        _ => return None,
+    })
 }
 
 /// GGUF tensor name → transformers name.
@@ -226,72 +329,11 @@ impl WeightSource for HfCheckpoint {
         out_f: usize,
         device: &B::Device,
     ) -> Result<BitLinear<B>, LoadError> {
-        let hf = hf_name(name);
-        let t = self.tensor(&hf)?;
         let kw = words_per_row(in_f);
         let mut words = vec![0u32; out_f * kw];
-        let mut trits = vec![0i8; in_f];
-        let scale = match t.dtype() {
-            Dtype::U8 => {
-                // Packed [out/4, in]: rows i·out/4 + r of column c are bits 2i..2i+2 of byte [r, c], code = trit + 1.
-                if t.shape() != [out_f / 4, in_f] || !out_f.is_multiple_of(4) {
-                    return Err(self.bad(
-                        &hf,
-                        format!(
-                            "packed shape {:?}, expected [{}, {in_f}]",
-                            t.shape(),
-                            out_f / 4
-                        ),
-                    ));
-                }
-                let d = t.data();
-                let quarter = out_f / 4;
-                for row in 0..out_f {
-                    let (chunk, r) = (row / quarter, row % quarter);
-                    for (c, tr) in trits.iter_mut().enumerate() {
-                        let code = (d[r * in_f + c] >> (2 * chunk)) & 3;
-                        if code == 3 {
-                            return Err(self.bad(
-                                &hf,
-                                format!("code 3 at row {row}, column {c} (not a ternary packing)"),
-                            ));
-                        }
-                        *tr = code as i8 - 1;
-                    }
-                    pack_row(&trits, &mut words[row * kw..(row + 1) * kw]);
-                }
-                let (_, ws) = self.floats(&format!("{hf}_scale"))?;
-                let ws = *ws
-                    .first()
-                    .ok_or_else(|| self.bad(&hf, "empty weight_scale".into()))?;
-                if !ws.is_finite() || ws == 0.0 {
-                    return Err(self.bad(&hf, format!("weight_scale is {ws}")));
-                }
-                if self.scale_multiplies() {
-                    ws
-                } else {
-                    1.0 / ws
-                }
-            }
-            _ => {
-                // Float master weights: absmean ternarization, scale = mean|W| (BitNet b1.58).
-                let (shape, w) = self.floats(&hf)?;
-                if shape != [out_f, in_f] {
-                    return Err(
-                        self.bad(&hf, format!("shape {shape:?}, expected [{out_f}, {in_f}]"))
-                    );
-                }
-                let scale = (w.iter().map(|v| v.abs() as f64).sum::<f64>() / w.len() as f64)
-                    .max(1e-5) as f32;
-                for (row, wr) in w.chunks_exact(in_f).enumerate() {
-                    for (tr, &v) in trits.iter_mut().zip(wr) {
-                        *tr = (v / scale).round_ties_even().clamp(-1.0, 1.0) as i8;
-                    }
-                    pack_row(&trits, &mut words[row * kw..(row + 1) * kw]);
-                }
-                scale
-            }
-        };
+        let scale = self.ternary_rows(name, in_f, out_f, |row, trits| {
+            pack_row(trits, &mut words[row * kw..(row + 1) * kw])
+        })?;
         Ok(BitLinear::from_packed(
             words,
             vec![scale; out_f],

@@ -8,7 +8,8 @@ use super::{TokenizerError, CONTROL, USER_DEFINED};
 
 /// GGUF tokenizer metadata (`tokenizer.ggml.*`) for a byte-level BPE `tokenizer.json`, as llama.cpp's converter
 /// writes it: tokens by id (gaps filled with unused `[PAD<id>]` tokens), token types (3 = control for special added
-/// tokens, 4 = user-defined for other added tokens), merges, and BOS/EOS from the usual special names.
+/// tokens, 4 = user-defined for other added tokens), merges, BOS/EOS from the usual special names, the
+/// pre-tokenizer's llama.cpp name when it is one we recognise, and whether the post-processor prepends BOS.
 pub fn gguf_tokenizer_metadata(
     tokenizer_json: &Path,
 ) -> Result<Vec<(String, Value)>, TokenizerError> {
@@ -20,6 +21,12 @@ pub fn gguf_tokenizer_metadata(
     let j: serde_json::Value = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
     if j["model"]["type"] != "BPE" {
         return Err(bad(format!("model type {} is not BPE", j["model"]["type"])));
+    }
+    if j["model"]["byte_fallback"] == true {
+        return Err(TokenizerError::Unsupported(format!(
+            "{}: a SentencePiece-style BPE (byte_fallback) cannot be written as GGUF metadata yet",
+            tokenizer_json.display()
+        )));
     }
     let vocab = j["model"]["vocab"]
         .as_object()
@@ -97,10 +104,54 @@ pub fn gguf_tokenizer_metadata(
         ),
     ];
     meta.extend(
+        pre_name(&j["pre_tokenizer"])
+            .map(|name| ("tokenizer.ggml.pre".to_string(), Value::String(name.into()))),
+    );
+    meta.push((
+        "tokenizer.ggml.add_bos_token".to_string(),
+        Value::Bool(prepends_special(&j["post_processor"])),
+    ));
+    meta.extend(
         find(&["<|begin_of_text|>", "<s>"]).map(|v| ("tokenizer.ggml.bos_token_id".to_string(), v)),
     );
     meta.extend(
         find(&["<|end_of_text|>", "</s>"]).map(|v| ("tokenizer.ggml.eos_token_id".to_string(), v)),
     );
     Ok(meta)
+}
+
+/// llama.cpp's name for a `tokenizer.json` pre-tokenizer: the Llama 3 split then byte-level (`llama-bpe`), or GPT-2's
+/// byte-level regex alone (`gpt-2`); `None` for anything else (llama.cpp then falls back to its default).
+fn pre_name(pre: &serde_json::Value) -> Option<&'static str> {
+    let byte_level = |p: &serde_json::Value, regex: bool| {
+        p["type"] == "ByteLevel" && p["use_regex"].as_bool().unwrap_or(true) == regex
+    };
+    if byte_level(pre, true) {
+        return Some("gpt-2");
+    }
+    match pre["pretokenizers"].as_array()?.as_slice() {
+        [split, bl]
+            if split["type"] == "Split"
+                && split["pattern"]["Regex"] == super::LLAMA3_REGEX
+                && byte_level(bl, false) =>
+        {
+            Some("llama-bpe")
+        }
+        _ => None,
+    }
+}
+
+/// Whether a post-processor puts a special token before the text (a `TemplateProcessing` whose single-sequence
+/// template starts with one, possibly inside a `Sequence`), as Llama 3's prepends `<|begin_of_text|>`.
+fn prepends_special(post: &serde_json::Value) -> bool {
+    match post["type"].as_str() {
+        Some("TemplateProcessing") => post["single"]
+            .as_array()
+            .and_then(|t| t.first())
+            .is_some_and(|first| first.get("SpecialToken").is_some()),
+        Some("Sequence") => post["processors"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(prepends_special)),
+        _ => false,
+    }
 }
