@@ -2,6 +2,7 @@
 
 mod backend;
 mod commands;
+mod hub_args;
 mod model_args;
 mod output;
 mod sampling_args;
@@ -24,6 +25,7 @@ enum Command {
     /// Architecture, config, tensor table, tokenizer and validation verdict of a GGUF file.
     Info(commands::info::Args),
     /// Can this file run here, and why not: published checksum, structure, architecture, tokenizer, a real load.
+    #[command(alias = "verify")]
     CompatCheck(commands::compat_check::Args),
     /// Dump logits for token ids as a float32 .npy [positions, vocab], for cross-checks with other engines.
     Logits(commands::logits::Args),
@@ -39,6 +41,8 @@ enum Command {
     Perplexity(commands::perplexity::Args),
     /// Text to token ids with the model's tokenizer (one per line, or --json).
     Tokenize(commands::tokenize::Args),
+    /// Download a model from the Hugging Face Hub into its shared cache (resumed, retried, checksum-verified).
+    Download(commands::download::Args),
     /// Convert a transformers BitNet checkpoint (packed ternary or float masters) to GGUF with its tokenizer.
     Convert(commands::convert::Args),
     /// Write a synthetic BitNet GGUF with a real shape and random ternary weights (deterministic from the seed).
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Command::Logits(args) => commands::logits::run(args),
         Command::Synth(args) => commands::synth::run(args),
         Command::Convert(args) => commands::convert::run(args),
+        Command::Download(args) => commands::download::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::RunBatch(args) => commands::run_batch::run(args),

@@ -21,8 +21,9 @@ pub enum HeadArg {
 /// Model options shared by `run`, `bench`, `logits`, ...
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Model: a GGUF file or a transformers checkpoint directory.
-    #[arg(short, long)]
+    /// Model: a GGUF file, a transformers checkpoint directory, or a Hub file `hf:OWNER/NAME/FILE` (downloaded
+    /// into the Hugging Face cache on first use).
+    #[arg(short, long, value_parser = crate::hub_args::model_path)]
     pub model: PathBuf,
     /// Backend to run on.
     #[arg(long, value_enum, default_value = "cpu")]

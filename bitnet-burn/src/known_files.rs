@@ -33,8 +33,17 @@ pub fn known_by_size(size: u64) -> impl Iterator<Item = &'static KnownFile> {
 
 /// SHA-256 of a file as lowercase hex, read in 1 MiB pieces.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    hash_file::<Sha256>(path, None)
+}
+
+/// Hex digest of a file; with `git_size`, of git's blob object (`blob SIZE\0` + bytes), which is the Hub's ETag of
+/// files kept in git rather than LFS.
+pub(crate) fn hash_file<D: Digest>(path: &Path, git_size: Option<u64>) -> std::io::Result<String> {
+    let mut hasher = D::new();
+    if let Some(size) = git_size {
+        hasher.update(format!("blob {size}\0").as_bytes());
+    }
     let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         match file.read(&mut buf)? {

@@ -16,6 +16,7 @@ mod error;
 mod ffn;
 pub mod generate;
 mod head;
+pub mod hub;
 pub mod import;
 pub mod known_files;
 mod model;

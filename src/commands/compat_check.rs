@@ -18,7 +18,8 @@ use crate::text_args::{load_chat_template, load_tokenizer};
 /// Arguments of `bitnet compat-check`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A GGUF file or a transformers checkpoint directory.
+    /// A GGUF file, a transformers checkpoint directory, or a Hub file `hf:OWNER/NAME/FILE`.
+    #[arg(value_parser = crate::hub_args::model_path)]
     model: PathBuf,
     /// Backend to load it on.
     #[arg(long, value_enum, default_value = "cpu")]

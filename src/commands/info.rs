@@ -11,7 +11,8 @@ use serde_json::json;
 /// Arguments of `bitnet info`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The GGUF file.
+    /// The GGUF file (or a Hub file `hf:OWNER/NAME/FILE`).
+    #[arg(value_parser = crate::hub_args::model_path)]
     file: PathBuf,
     /// Print one JSON object instead of text.
     #[arg(long)]

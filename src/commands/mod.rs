@@ -4,6 +4,7 @@ pub mod bench;
 pub mod chat;
 pub mod compat_check;
 pub mod convert;
+pub mod download;
 pub mod info;
 pub mod logits;
 pub mod perplexity;

@@ -10,7 +10,7 @@ use crate::text_args::load_tokenizer;
 #[derive(clap::Args)]
 pub struct Args {
     /// GGUF file whose tokenizer metadata is used (or a checkpoint directory with a tokenizer.json).
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = crate::hub_args::model_path)]
     model: PathBuf,
     /// Text to tokenize.
     #[arg(short, long)]
