@@ -315,3 +315,43 @@ fn llama_cpp_runs_the_converted_tq2_0_file() {
     assert!(ours.len() > "The quick brown fox".len() + 24);
     assert_eq!(ours, complete(&fixture_gguf(&dir, "tq2_0-f16emb")));
 }
+
+#[test]
+fn the_token_list_is_padded_to_the_embedding_rows() {
+    let Some(dir) = fixtures_or_skip("the_token_list_is_padded_to_the_embedding_rows") else {
+        return;
+    };
+    let hf = dir.join("bitnet-tiny-h256/hf");
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    std::fs::create_dir(&ckpt).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(hf.join(f), ckpt.join(f)).unwrap();
+    }
+    // Drop the added tokens from id 8000 on: the tokenizer then knows fewer tokens than the embedding has rows.
+    let mut tok: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(hf.join("tokenizer.json")).unwrap()).unwrap();
+    tok["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| t["id"].as_u64().unwrap() < 8000);
+    std::fs::write(ckpt.join("tokenizer.json"), tok.to_string()).unwrap();
+    let out = tmp.path().join("padded.gguf");
+    convert(&ckpt, &out, GgmlType::TQ2_0, GgmlType::F16).unwrap();
+    let file = GgufFile::open(&out).unwrap();
+    let tokenizer = Tokenizer::from_gguf(&file).unwrap();
+    assert_eq!(tokenizer.vocab_size(), 8192);
+    assert_eq!(tokenizer.token(8191).as_deref(), Some("[PAD8191]"));
+
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(hf.join("config.json")).unwrap()).unwrap();
+    config["vocab_size"] = 4096.into();
+    std::fs::write(ckpt.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(hf.join("tokenizer.json"), ckpt.join("tokenizer.json")).unwrap();
+    let err = convert(&ckpt, &out, GgmlType::TQ2_0, GgmlType::F16).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("8192 tokens for a model with vocab_size 4096"),
+        "{err}"
+    );
+}

@@ -28,13 +28,20 @@ pub struct AttentionConfig {
     /// Whether the BitNet `attn_sub_norm` is present.
     #[config(default = true)]
     pub sub_norm: bool,
+    /// Projections with latent float weights for training (see [`BitLinearConfig::trainable`]).
+    #[config(default = false)]
+    pub trainable: bool,
 }
 
 impl AttentionConfig {
     /// Zero weights, unit norms (weights come from an importer or training).
     pub fn init<B: TernaryBackend>(&self, device: &B::Device) -> Attention<B> {
         let head_dim = self.hidden / self.n_heads;
-        let lin = |i: usize, o: usize| BitLinearConfig::new(i, o, i).init(device);
+        let lin = |i: usize, o: usize| {
+            BitLinearConfig::new(i, o, i)
+                .with_trainable(self.trainable)
+                .init(device)
+        };
         Attention {
             wq: lin(self.hidden, self.hidden),
             wk: lin(self.hidden, self.n_kv_heads * head_dim),

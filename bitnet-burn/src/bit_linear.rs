@@ -1,10 +1,11 @@
-//! BitLinear: a linear layer with packed ternary weights and per-block scales, int8 or float activations.
+//! BitLinear: a linear layer with packed ternary weights and per-block scales, int8 or float activations; while
+//! training, latent float weights ternarized on the fly (BitNet b1.58 quantization-aware training).
 
 use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
 use bitnet_kernels_cubecl::TernaryBackend;
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Distribution, Int, Tensor, TensorData, TensorPrimitive};
 
 /// How BitLinear treats its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -26,6 +27,9 @@ pub struct BitLinearConfig {
     pub out_features: usize,
     /// Columns sharing one scale (`in_features` for a per-tensor scale, 256 for TQ1_0/TQ2_0).
     pub block: usize,
+    /// Latent float weights for training (uniform ±1/√in, as `nn::Linear` starts), instead of zero trits.
+    #[config(default = false)]
+    pub trainable: bool,
 }
 
 /// A ternary linear layer: `y = x · (trits ⊙ scales)ᵀ`, trits packed 16 per `u32` (see `bitnet_kernels_cubecl::packing`).
@@ -35,11 +39,28 @@ pub struct BitLinear<B: TernaryBackend> {
     pub weight: Param<Tensor<B, 2, Int>>,
     /// Scales `[out, in/block]`.
     pub scales: Param<Tensor<B, 2>>,
+    /// Latent float weights `[out, in]` while training: each forward ternarizes them with absmean and the
+    /// gradient passes straight through. `None` for loaded or [frozen](BitLinear::freeze) layers.
+    pub latent: Option<Param<Tensor<B, 2>>>,
 }
 
 impl BitLinearConfig {
-    /// A layer with every trit 0 and every scale 1 (weights come from an importer or training).
+    /// A layer with every trit 0 and every scale 1 (weights come from an importer), or with random latent weights
+    /// when `trainable`.
     pub fn init<B: TernaryBackend>(&self, device: &B::Device) -> BitLinear<B> {
+        let mut layer = self.zeros(device);
+        if self.trainable {
+            let bound = 1.0 / (self.in_features as f64).sqrt();
+            layer.latent = Some(Param::from_tensor(Tensor::random(
+                [self.out_features, self.in_features],
+                Distribution::Uniform(-bound, bound),
+                device,
+            )));
+        }
+        layer
+    }
+
+    fn zeros<B: TernaryBackend>(&self, device: &B::Device) -> BitLinear<B> {
         let mut zero_row = vec![0u32; words_per_row(self.in_features)];
         pack_row(&vec![0i8; self.in_features], &mut zero_row);
         let nb = self.in_features.div_ceil(self.block);
@@ -69,7 +90,35 @@ impl<B: TernaryBackend> BitLinear<B> {
         Self {
             weight: Param::initialized(Default::default(), weight),
             scales: Param::from_tensor(scales).set_require_grad(false),
+            latent: None,
         }
+    }
+
+    /// The inference layer of a trained one: latent weights ternarized once (absmean, one scale per tensor, as
+    /// the training forward does) and packed. Layers without latent weights are returned as they are.
+    pub fn freeze(self) -> Self {
+        let Some(latent) = self.latent else {
+            return self;
+        };
+        let w = latent.val();
+        let device = w.device();
+        let [out, inp] = w.dims();
+        let values = w
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("float weights");
+        let scale = absmean(&values);
+        let kw = words_per_row(inp);
+        let mut words = vec![0u32; out * kw];
+        let mut trits = vec![0i8; inp];
+        for (row, wr) in values.chunks_exact(inp).enumerate() {
+            for (t, &v) in trits.iter_mut().zip(wr) {
+                *t = (v / scale).round_ties_even().clamp(-1.0, 1.0) as i8;
+            }
+            pack_row(&trits, &mut words[row * kw..(row + 1) * kw]);
+        }
+        Self::from_packed(words, vec![scale; out], out, 1, &device)
     }
 
     /// Input features.
@@ -87,6 +136,11 @@ impl<B: TernaryBackend> BitLinear<B> {
         let mut dims = x.dims();
         let k = dims[D - 1];
         let x: Tensor<B, 2> = x.reshape([-1, k as i32]);
+        if let Some(latent) = &self.latent {
+            let y = qat_forward(x, latent.val(), act);
+            dims[D - 1] = y.dims()[1];
+            return y.reshape(dims);
+        }
         let (w, scales) = (
             self.weight.val().into_primitive(),
             self.scales.val().into_primitive().tensor(),
@@ -100,4 +154,34 @@ impl<B: TernaryBackend> BitLinear<B> {
         dims[D - 1] = self.out_features();
         y.reshape(dims)
     }
+}
+
+/// `mean|W|` with the floor the model uses (accumulated in f64, as the training forward's mean is exact enough
+/// that both round the same trits).
+fn absmean(values: &[f32]) -> f32 {
+    let sum: f64 = values.iter().map(|v| v.abs() as f64).sum();
+    ((sum / values.len().max(1) as f64) as f32).max(1e-5)
+}
+
+/// The training forward of BitNet b1.58 on `x [n, in]`: weights `clamp(round(W / mean|W|), -1, 1) · mean|W|`,
+/// activations per-token absmax int8 (for [`ActQuant::Int8`]), each through a straight-through estimator
+/// (`v + (q(v) − v).detach()`), so the forward sees the quantized values and the gradient reaches `W` and `x`
+/// unchanged.
+pub fn qat_forward<B: TernaryBackend>(
+    x: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+    act: ActQuant,
+) -> Tensor<B, 2> {
+    let scale = w.clone().abs().mean().clamp_min(1e-5).unsqueeze::<2>();
+    let wq = (w.clone() / scale.clone()).round().clamp(-1.0, 1.0) * scale;
+    let w = w.clone() + (wq - w).detach();
+    let x = match act {
+        ActQuant::Float => x,
+        ActQuant::Int8 => {
+            let s = x.clone().abs().max_dim(1).clamp_min(1e-5).recip() * 127.0;
+            let xq = (x.clone() * s.clone()).round().clamp(-128.0, 127.0) / s;
+            x.clone() + (xq - x).detach()
+        }
+    };
+    x.matmul(w.transpose())
 }

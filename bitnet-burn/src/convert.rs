@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use bitnet_gguf::{quant, GgmlType, GgufError, GgufWriter, ModelConfig, Value};
+use bitnet_gguf::{quant, Array, GgmlType, GgufError, GgufWriter, ModelConfig, Value};
 
 use crate::error::LoadError;
 use crate::import::HfCheckpoint;
@@ -65,6 +65,9 @@ const LINEAR_TYPES: [GgmlType; 6] = [
 const EMBEDDING_TYPES: [GgmlType; 4] =
     [GgmlType::F16, GgmlType::BF16, GgmlType::F32, GgmlType::Q8_0];
 
+/// llama.cpp's token type for padding.
+const UNUSED_TOKEN: i32 = 5;
+
 /// Rows of the embedding quantized per piece, so a 128k-token vocabulary never sits in memory as f32.
 const EMBEDDING_ROWS_PER_PIECE: usize = 4096;
 
@@ -120,7 +123,9 @@ pub fn convert_checkpoint(
     let mut notes = Vec::new();
     write_metadata(&mut w, &ckpt, &config, arch, options.linear)?;
     let tokenizer_json = dir.join("tokenizer.json");
-    for (k, v) in gguf_tokenizer_metadata(&tokenizer_json)? {
+    let mut tokenizer = gguf_tokenizer_metadata(&tokenizer_json)?;
+    pad_vocabulary(&mut tokenizer, config.vocab_size, &tokenizer_json)?;
+    for (k, v) in tokenizer {
         w.set(&k, v)?;
     }
     if w.get("tokenizer.ggml.pre").is_none() {
@@ -230,6 +235,35 @@ fn write_metadata(
     ];
     for (k, v) in entries {
         w.set(&k, v)?;
+    }
+    Ok(())
+}
+
+/// Pads the token list to the model's vocabulary with unused `[PAD<id>]` tokens (llama.cpp needs one token per
+/// embedding row, as its converter writes them); more tokens than rows is an error.
+fn pad_vocabulary(
+    meta: &mut [(String, Value)],
+    vocab: usize,
+    tokenizer_json: &Path,
+) -> Result<(), ConvertError> {
+    for (key, value) in meta.iter_mut() {
+        match (key.as_str(), value) {
+            ("tokenizer.ggml.tokens", Value::Array(Array::String(tokens))) => {
+                if tokens.len() > vocab {
+                    return Err(ConvertError::Unsupported(format!(
+                        "{}: {} tokens for a model with vocab_size {vocab}",
+                        tokenizer_json.display(),
+                        tokens.len()
+                    )));
+                }
+                let n = tokens.len();
+                tokens.extend((n..vocab).map(|i| format!("[PAD{i}]")));
+            }
+            ("tokenizer.ggml.token_type", Value::Array(Array::I32(types))) => {
+                types.resize(vocab.max(types.len()), UNUSED_TOKEN);
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

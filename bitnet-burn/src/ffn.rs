@@ -27,12 +27,19 @@ pub struct FeedForwardConfig {
     /// Whether the BitNet `ffn_sub_norm` is present.
     #[config(default = true)]
     pub sub_norm: bool,
+    /// Projections with latent float weights for training (see [`BitLinearConfig::trainable`]).
+    #[config(default = false)]
+    pub trainable: bool,
 }
 
 impl FeedForwardConfig {
     /// Zero weights, unit norms.
     pub fn init<B: TernaryBackend>(&self, device: &B::Device) -> FeedForward<B> {
-        let lin = |i: usize, o: usize| BitLinearConfig::new(i, o, i).init(device);
+        let lin = |i: usize, o: usize| {
+            BitLinearConfig::new(i, o, i)
+                .with_trainable(self.trainable)
+                .init(device)
+        };
         FeedForward {
             gate: lin(self.hidden, self.ffn),
             up: lin(self.hidden, self.ffn),

@@ -13,6 +13,7 @@ pub mod chat;
 pub mod convert;
 pub mod device;
 mod error;
+pub mod export;
 mod ffn;
 pub mod generate;
 mod head;
@@ -27,6 +28,7 @@ mod rope;
 pub mod sampling;
 pub mod synth;
 pub mod tokenizer;
+pub mod train;
 
 pub use attention::{Attention, AttentionConfig};
 pub use bit_linear::{ActQuant, BitLinear, BitLinearConfig};

@@ -53,6 +53,9 @@ pub struct BitNetConfig {
     /// BitNet sub-norms before the output and down projections.
     #[config(default = true)]
     pub sub_norms: bool,
+    /// Linear layers with latent float weights, for training (see [`crate::BitLinearConfig::trainable`]).
+    #[config(default = false)]
+    pub trainable: bool,
 }
 
 impl BitNetConfig {
@@ -116,12 +119,14 @@ impl BitNetConfig {
                 attn: AttentionConfig::new(self.hidden_size, self.n_heads, self.n_kv_heads)
                     .with_rms_eps(eps)
                     .with_sub_norm(self.sub_norms)
+                    .with_trainable(self.trainable)
                     .init(device),
                 ffn_norm: norm(self.hidden_size),
                 ffn: FeedForwardConfig::new(self.hidden_size, self.ffn_size)
                     .with_relu2(self.relu2)
                     .with_rms_eps(eps)
                     .with_sub_norm(self.sub_norms)
+                    .with_trainable(self.trainable)
                     .init(device),
             })
             .collect();
@@ -189,6 +194,36 @@ impl<B: TernaryBackend> BitNet<B> {
             head: None,
             device: device.clone(),
         }
+    }
+
+    /// The inference model of a trained one: every linear layer's latent weights ternarized and packed
+    /// ([`crate::BitLinear::freeze`]).
+    pub fn freeze(self) -> Self {
+        let model = BitNetModel {
+            blocks: self
+                .model
+                .blocks
+                .into_iter()
+                .map(|b| Block {
+                    attn: Attention {
+                        wq: b.attn.wq.freeze(),
+                        wk: b.attn.wk.freeze(),
+                        wv: b.attn.wv.freeze(),
+                        wo: b.attn.wo.freeze(),
+                        ..b.attn
+                    },
+                    ffn: FeedForward {
+                        gate: b.ffn.gate.freeze(),
+                        up: b.ffn.up.freeze(),
+                        down: b.ffn.down.freeze(),
+                        ..b.ffn
+                    },
+                    ..b
+                })
+                .collect(),
+            ..self.model
+        };
+        Self::new(model, self.config, &self.device)
     }
 
     /// Chooses how the output head is stored and computed (quantizing it now for [`HeadMode::Int8`]).

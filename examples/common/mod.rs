@@ -11,6 +11,7 @@ pub type Backend = burn::backend::Wgpu;
 pub type Backend = burn::backend::NdArray;
 
 /// The tiny test model beside the repository.
+#[allow(dead_code)] // not every example loads a model
 pub const DEFAULT_MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/fixtures/bitnet-tiny-h256/gguf/bitnet-tiny-h256-i2_s.gguf"

@@ -277,7 +277,7 @@ fn decode_floats(dtype: Dtype, d: &[u8]) -> Option<Vec<f32>> {
 }
 
 /// GGUF tensor name → transformers name.
-fn hf_name(gguf: &str) -> String {
+pub(crate) fn hf_name(gguf: &str) -> String {
     let Some(rest) = gguf.strip_prefix("blk.") else {
         return match gguf {
             "token_embd.weight" => "model.embed_tokens.weight",

@@ -3,6 +3,7 @@
 mod gguf;
 mod hf;
 
+pub(crate) use hf::hf_name;
 pub use hf::HfCheckpoint;
 
 use std::path::Path;

@@ -9,6 +9,7 @@ mod bpe;
 mod pre;
 mod spm;
 mod to_gguf;
+mod train;
 
 use std::path::Path;
 
@@ -17,6 +18,7 @@ use tokenizers::AddedToken;
 
 pub use pre::LLAMA3_REGEX;
 pub use to_gguf::gguf_tokenizer_metadata;
+pub use train::{train_byte_level_bpe, TRAINED_SPECIALS};
 
 /// Token types in `tokenizer.ggml.token_type`: normal pieces, and the special ones (control and user-defined).
 const NORMAL: i32 = 1;

@@ -1,0 +1,140 @@
+//! Train a small BitNet b1.58 from scratch (quantization-aware) on a text corpus, on the backend picked by cargo
+//! feature, then freeze it to packed ternary weights and sample from it:
+//!
+//! `cargo run --release --example train -- --corpus "$(bash scripts/fetch-shakespeare.sh)" --out runs/shakespeare`
+use std::io::Write;
+
+use anyhow::{ensure, Result};
+use bitnet_burn::generate::{generate, GenerateOptions};
+use bitnet_burn::tokenizer::train_byte_level_bpe;
+use bitnet_burn::train::{evaluate, unigram_loss, TrainConfig, Trainer, Windows};
+use bitnet_burn::BitNetConfig;
+use burn::backend::Autodiff;
+use burn::config::Config;
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+mod common;
+use common::Backend;
+
+#[derive(Parser)]
+struct Args {
+    /// Plain-text corpus; its last 5% is held out for validation.
+    #[arg(long)]
+    corpus: std::path::PathBuf,
+    /// Output directory: tokenizer.json, config.json, model.mpk, log.tsv.
+    #[arg(long)]
+    out: std::path::PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    #[arg(long, default_value_t = 2048)]
+    vocab: usize,
+    #[arg(long, default_value_t = 256)]
+    hidden: usize,
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 128)]
+    seq_len: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Evaluate every N steps (and at the end).
+    #[arg(long, default_value_t = 100)]
+    eval_every: usize,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.out)?;
+    let text = std::fs::read_to_string(&args.corpus)?;
+    let cut = text[..text.len() * 95 / 100].rfind('\n').unwrap_or(0);
+    let (train_text, val_text) = text.split_at(cut);
+    let tokenizer =
+        train_byte_level_bpe(&[train_text], args.vocab, &args.out.join("tokenizer.json"))?;
+    let (train_ids, val_ids) = (
+        tokenizer.encode(train_text, false)?,
+        tokenizer.encode(val_text, false)?,
+    );
+    ensure!(
+        val_ids.len() > args.seq_len,
+        "corpus too small for a validation window"
+    );
+    let model = BitNetConfig::new(
+        args.hidden,
+        args.layers,
+        args.hidden / 64,
+        args.hidden / 64,
+        args.hidden * 3,
+        tokenizer.vocab_size(),
+    )
+    .with_context_length(args.seq_len * 4);
+    let config = TrainConfig::new(model)
+        .with_steps(args.steps)
+        .with_seq_len(args.seq_len)
+        .with_batch(args.batch);
+    config.save(args.out.join("config.json"))?;
+    let unigram = unigram_loss(&train_ids, &val_ids, tokenizer.vocab_size());
+    eprintln!(
+        "{} train / {} validation tokens; unigram perplexity {:.1}",
+        train_ids.len(),
+        val_ids.len(),
+        unigram.exp()
+    );
+
+    let device = Default::default();
+    let mut trainer = Trainer::<Autodiff<Backend>>::new(config.clone(), &device);
+    let mut windows = Windows::new(&train_ids, args.seq_len, config.seed);
+    let mut log = std::fs::File::create(args.out.join("log.tsv"))?;
+    writeln!(log, "# unigram validation perplexity {:.2}", unigram.exp())?;
+    writeln!(log, "step\tlr\ttrain_loss\tval_loss\tval_ppl\tseconds")?;
+    let start = std::time::Instant::now();
+    let bar = ProgressBar::new(args.steps as u64).with_style(ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]",
+    )?);
+    while trainer.steps_done() < args.steps {
+        let (inputs, targets) = windows.sample(args.batch);
+        let (loss, lr) = trainer.step(&inputs, &targets);
+        let step = trainer.steps_done();
+        bar.set_position(step as u64);
+        bar.set_message(format!("loss {loss:.3}"));
+        if step.is_multiple_of(args.eval_every) || step == args.steps {
+            let val = evaluate(&trainer.net, &val_ids, args.seq_len, 32);
+            let secs = start.elapsed().as_secs_f64();
+            let line = format!(
+                "step {step}: train loss {loss:.3}, validation loss {val:.3}, perplexity {:.1} ({secs:.0} s)",
+                val.exp()
+            );
+            if bar.is_hidden() {
+                eprintln!("{line}")
+            } else {
+                bar.println(line)
+            }
+            let ppl = val.exp();
+            writeln!(
+                log,
+                "{step}\t{lr:.3e}\t{loss:.4}\t{val:.4}\t{ppl:.2}\t{secs:.1}"
+            )?;
+        }
+    }
+    bar.finish();
+    let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+    trainer
+        .net
+        .model
+        .clone()
+        .save_file(args.out.join("model"), &recorder)?;
+
+    let net = trainer.net.freeze();
+    let mut cache = net.new_cache(1, config.model.context_length);
+    let opts = GenerateOptions {
+        max_new_tokens: 64,
+        ..Default::default()
+    };
+    print!("ROMEO:");
+    generate(&net, &tokenizer, &mut cache, "ROMEO:", &opts, |t| {
+        print!("{t}")
+    })?;
+    println!();
+    Ok(())
+}
