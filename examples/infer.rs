@@ -13,10 +13,10 @@ use common::{Backend, DEFAULT_MODEL};
 
 #[derive(Parser)]
 struct Args {
-    /// GGUF model (default: the tiny test model beside the repository).
+    /// GGUF model (default: the Shakespeare model shipped in models/).
     #[arg(long, default_value = DEFAULT_MODEL)]
     model: String,
-    #[arg(long, default_value = "The quick brown fox")]
+    #[arg(long, default_value = "ROMEO:")]
     prompt: String,
     #[arg(short = 'n', long, default_value_t = 64)]
     max_tokens: usize,

@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use anyhow::{ensure, Result};
+use bitnet_burn::export::save_checkpoint;
 use bitnet_burn::generate::{generate, GenerateOptions};
 use bitnet_burn::tokenizer::train_byte_level_bpe;
 use bitnet_burn::train::{evaluate, unigram_loss, TrainConfig, Trainer, Windows};
@@ -24,7 +25,7 @@ struct Args {
     /// Plain-text corpus; its last 5% is held out for validation.
     #[arg(long)]
     corpus: std::path::PathBuf,
-    /// Output directory: tokenizer.json, config.json, model.mpk, log.tsv.
+    /// Output directory: tokenizer.json, config.json (training), model.mpk (Burn record), log.tsv, hf/ (checkpoint).
     #[arg(long)]
     out: std::path::PathBuf,
     #[arg(long, default_value_t = 1000)]
@@ -48,7 +49,11 @@ fn main() -> Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.out)?;
     let text = std::fs::read_to_string(&args.corpus)?;
-    let cut = text[..text.len() * 95 / 100].rfind('\n').unwrap_or(0);
+    let mut cut = text.len() * 95 / 100;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let cut = text[..cut].rfind('\n').unwrap_or(0);
     let (train_text, val_text) = text.split_at(cut);
     let tokenizer =
         train_byte_level_bpe(&[train_text], args.vocab, &args.out.join("tokenizer.json"))?;
@@ -68,7 +73,9 @@ fn main() -> Result<()> {
         args.hidden * 3,
         tokenizer.vocab_size(),
     )
-    .with_context_length(args.seq_len * 4);
+    .with_context_length(args.seq_len * 4)
+    // SiLU: the FFN stock llama.cpp's `bitnet` graph computes, so exported files run the same there.
+    .with_relu2(false);
     let config = TrainConfig::new(model)
         .with_steps(args.steps)
         .with_seq_len(args.seq_len)
@@ -125,6 +132,12 @@ fn main() -> Result<()> {
         .clone()
         .save_file(args.out.join("model"), &recorder)?;
 
+    // A transformers checkpoint with the float masters; `bitnet convert OUT/hf -o model.gguf --type tq2_0` makes GGUF.
+    save_checkpoint(
+        &trainer.net,
+        &args.out.join("tokenizer.json"),
+        &args.out.join("hf"),
+    )?;
     let net = trainer.net.freeze();
     let mut cache = net.new_cache(1, config.model.context_length);
     let opts = GenerateOptions {

@@ -18,12 +18,18 @@ pub enum HeadArg {
     Int8,
 }
 
+/// The small Shakespeare model shipped in `models/` (see models/README.md), used when `-m` is not given.
+pub const DEFAULT_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/models/shakespeare-bitnet-i2_s.gguf"
+);
+
 /// Model options shared by `run`, `bench`, `logits`, ...
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
     /// Model: a GGUF file, a transformers checkpoint directory, or a Hub file `hf:OWNER/NAME/FILE` (downloaded
-    /// into the Hugging Face cache on first use).
-    #[arg(short, long, value_parser = crate::hub_args::model_path)]
+    /// into the Hugging Face cache on first use). Default: the Shakespeare model shipped in models/.
+    #[arg(short, long, value_parser = crate::hub_args::model_path, default_value = DEFAULT_MODEL)]
     pub model: PathBuf,
     /// Backend to run on.
     #[arg(long, value_enum, default_value = "cpu")]

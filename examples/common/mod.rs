@@ -10,9 +10,9 @@ pub type Backend = burn::backend::Wgpu;
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
 pub type Backend = burn::backend::NdArray;
 
-/// The tiny test model beside the repository.
+/// The small Shakespeare model shipped in `models/` (see models/README.md).
 #[allow(dead_code)] // not every example loads a model
 pub const DEFAULT_MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/bitnet-tiny-h256/gguf/bitnet-tiny-h256-i2_s.gguf"
+    "/models/shakespeare-bitnet-i2_s.gguf"
 );

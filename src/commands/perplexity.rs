@@ -49,7 +49,8 @@ impl BackendTask for Args {
             &model,
             &tokens,
             self.ctx,
-            tokenizer.bos_id(),
+            // BOS opens each window only where the tokenizer adds one, as llama-perplexity decides.
+            tokenizer.bos_id().filter(|_| tokenizer.adds_bos()),
             self.text.act(),
         )?;
         let report = json!({

@@ -242,6 +242,12 @@ impl Tokenizer {
         self.bos
     }
 
+    /// Whether encoding with `bos` prepends BOS (the file's `tokenizer.ggml.add_bos_token`, or a tokenizer.json
+    /// that has a BOS token).
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos && self.bos.is_some()
+    }
+
     /// Ids that end generation (end of text, end of turn).
     pub fn stop_ids(&self) -> Vec<u32> {
         self.eos.into_iter().chain(self.eot).collect()
