@@ -108,16 +108,11 @@ impl<B: TernaryBackend> BitLinear<B> {
             .convert::<f32>()
             .to_vec::<f32>()
             .expect("float weights");
-        let scale = absmean(&values);
         let kw = words_per_row(inp);
         let mut words = vec![0u32; out * kw];
-        let mut trits = vec![0i8; inp];
-        for (row, wr) in values.chunks_exact(inp).enumerate() {
-            for (t, &v) in trits.iter_mut().zip(wr) {
-                *t = (v / scale).round_ties_even().clamp(-1.0, 1.0) as i8;
-            }
-            pack_row(&trits, &mut words[row * kw..(row + 1) * kw]);
-        }
+        let scale = absmean_ternarize(&values, inp, |row, trits| {
+            pack_row(trits, &mut words[row * kw..(row + 1) * kw])
+        });
         Self::from_packed(words, vec![scale; out], out, 1, &device)
     }
 
@@ -156,11 +151,24 @@ impl<B: TernaryBackend> BitLinear<B> {
     }
 }
 
-/// `mean|W|` with the floor the model uses (accumulated in f64, as the training forward's mean is exact enough
-/// that both round the same trits).
-fn absmean(values: &[f32]) -> f32 {
+/// BitNet b1.58's absmean ternarization of a `[rows, row_len]` matrix: `scale = max(mean|W|, 1e-5)` (accumulated in
+/// f64), trits `clamp(round(W / scale), -1, 1)` handed to `row_out` row by row; returns the scale. Training
+/// ([`BitLinear::freeze`]) and float-master import share it, so both round the same trits.
+pub(crate) fn absmean_ternarize(
+    values: &[f32],
+    row_len: usize,
+    mut row_out: impl FnMut(usize, &[i8]),
+) -> f32 {
     let sum: f64 = values.iter().map(|v| v.abs() as f64).sum();
-    ((sum / values.len().max(1) as f64) as f32).max(1e-5)
+    let scale = ((sum / values.len().max(1) as f64) as f32).max(1e-5);
+    let mut trits = vec![0i8; row_len];
+    for (row, wr) in values.chunks_exact(row_len).enumerate() {
+        for (t, &v) in trits.iter_mut().zip(wr) {
+            *t = (v / scale).round_ties_even().clamp(-1.0, 1.0) as i8;
+        }
+        row_out(row, &trits);
+    }
+    scale
 }
 
 /// The training forward of BitNet b1.58 on `x [n, in]`: weights `clamp(round(W / mean|W|), -1, 1) · mean|W|`,

@@ -12,7 +12,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as Json;
 
 use super::WeightSource;
-use crate::bit_linear::BitLinear;
+use crate::bit_linear::{absmean_ternarize, BitLinear};
 use crate::error::LoadError;
 
 /// A memory-mapped checkpoint directory: `config.json` plus one or more `*.safetensors` shards.
@@ -210,15 +210,7 @@ impl HfCheckpoint {
         if shape != [out_f, in_f] {
             return Err(self.bad(&hf, format!("shape {shape:?}, expected [{out_f}, {in_f}]")));
         }
-        let scale =
-            (w.iter().map(|v| v.abs() as f64).sum::<f64>() / w.len() as f64).max(1e-5) as f32;
-        for (row, wr) in w.chunks_exact(in_f).enumerate() {
-            for (tr, &v) in trits.iter_mut().zip(wr) {
-                *tr = (v / scale).round_ties_even().clamp(-1.0, 1.0) as i8;
-            }
-            row_out(row, &trits);
-        }
-        Ok(scale)
+        Ok(absmean_ternarize(&w, in_f, row_out))
     }
 
     /// Elements `range` of the float tensor GGUF calls `name` (checked to have `len` elements), decoded without
