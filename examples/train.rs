@@ -106,7 +106,7 @@ fn main() -> Result<()> {
         bar.set_position(step as u64);
         bar.set_message(format!("loss {loss:.3}"));
         if step.is_multiple_of(args.eval_every) || step == args.steps {
-            let val = evaluate(&trainer.net, &val_ids, args.seq_len, 32);
+            let val = evaluate(&trainer.inference_net(), &val_ids, args.seq_len, 32);
             let secs = start.elapsed().as_secs_f64();
             let line = format!(
                 "step {step}: train loss {loss:.3}, validation loss {val:.3}, perplexity {:.1} ({secs:.0} s)",
@@ -138,7 +138,7 @@ fn main() -> Result<()> {
         &args.out.join("tokenizer.json"),
         &args.out.join("hf"),
     )?;
-    let net = trainer.net.freeze();
+    let net = trainer.inference_net().freeze();
     let mut cache = net.new_cache(1, config.model.context_length);
     let opts = GenerateOptions {
         max_new_tokens: 64,

@@ -3,6 +3,7 @@
 //! [`BitNet`] that runs inference; [`BitNet::freeze`] turns its latent weights into packed ternary ones.
 
 use burn::config::Config;
+use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
@@ -167,6 +168,15 @@ where
             stage2: false,
             step: 0,
         }
+    }
+
+    /// The model as it stands, on the inner backend: no gradient tracking, for evaluation and sampling.
+    pub fn inference_net(&self) -> BitNet<B::InnerBackend> {
+        BitNet::new(
+            self.net.model.valid(),
+            self.net.config.clone(),
+            self.net.device(),
+        )
     }
 
     /// Steps taken.
