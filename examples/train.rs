@@ -2,14 +2,17 @@
 //! feature, then freeze it to packed ternary weights and sample from it:
 //!
 //! `cargo run --release --example train -- --corpus "$(bash scripts/fetch-shakespeare.sh)" --out runs/shakespeare`
+//!
+//! A checkpoint (`OUT/checkpoint`) is written at every evaluation; `--resume` continues from it.
 use std::io::Write;
 
 use anyhow::{ensure, Result};
 use bitnet_burn::export::save_checkpoint;
 use bitnet_burn::generate::{generate, GenerateOptions};
-use bitnet_burn::tokenizer::train_byte_level_bpe;
+use bitnet_burn::perplexity::perplexity;
+use bitnet_burn::tokenizer::{train_byte_level_bpe, Tokenizer};
 use bitnet_burn::train::{evaluate, unigram_loss, TrainConfig, Trainer, Windows};
-use bitnet_burn::BitNetConfig;
+use bitnet_burn::{ActQuant, BitNetConfig};
 use burn::backend::Autodiff;
 use burn::config::Config;
 use burn::module::Module;
@@ -40,9 +43,12 @@ struct Args {
     seq_len: usize,
     #[arg(long, default_value_t = 16)]
     batch: usize,
-    /// Evaluate every N steps (and at the end).
+    /// Evaluate and checkpoint every N steps (and at the end).
     #[arg(long, default_value_t = 100)]
     eval_every: usize,
+    /// Continue the run checkpointed in OUT (its tokenizer and hyper-parameters; the size flags are ignored).
+    #[arg(long)]
+    resume: bool,
 }
 
 fn main() -> Result<()> {
@@ -55,15 +61,15 @@ fn main() -> Result<()> {
     }
     let cut = text[..cut].rfind('\n').unwrap_or(0);
     let (train_text, val_text) = text.split_at(cut);
-    let tokenizer =
-        train_byte_level_bpe(&[train_text], args.vocab, &args.out.join("tokenizer.json"))?;
+    let tokenizer_json = args.out.join("tokenizer.json");
+    let tokenizer = if args.resume {
+        Tokenizer::from_file(&tokenizer_json)?
+    } else {
+        train_byte_level_bpe(&[train_text], args.vocab, &tokenizer_json)?
+    };
     let (train_ids, val_ids) = (
         tokenizer.encode(train_text, false)?,
         tokenizer.encode(val_text, false)?,
-    );
-    ensure!(
-        val_ids.len() > args.seq_len,
-        "corpus too small for a validation window"
     );
     let model = BitNetConfig::new(
         args.hidden,
@@ -80,7 +86,6 @@ fn main() -> Result<()> {
         .with_steps(args.steps)
         .with_seq_len(args.seq_len)
         .with_batch(args.batch);
-    config.save(args.out.join("config.json"))?;
     let unigram = unigram_loss(&train_ids, &val_ids, tokenizer.vocab_size());
     eprintln!(
         "{} train / {} validation tokens; unigram perplexity {:.1}",
@@ -90,23 +95,41 @@ fn main() -> Result<()> {
     );
 
     let device = Default::default();
-    let mut trainer = Trainer::<Autodiff<Backend>>::new(config.clone(), &device);
-    let mut windows = Windows::new(&train_ids, args.seq_len, config.seed);
-    let mut log = std::fs::File::create(args.out.join("log.tsv"))?;
-    writeln!(log, "# unigram validation perplexity {:.2}", unigram.exp())?;
-    writeln!(log, "step\tlr\ttrain_loss\tval_loss\tval_ppl\tseconds")?;
+    let checkpoint = args.out.join("checkpoint");
+    let (mut trainer, mut log) = if args.resume {
+        let trainer = Trainer::<Autodiff<Backend>>::resume(&checkpoint, &device)?;
+        eprintln!("resuming at step {}", trainer.steps_done());
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(args.out.join("log.tsv"))?;
+        (trainer, log)
+    } else {
+        let mut log = std::fs::File::create(args.out.join("log.tsv"))?;
+        writeln!(log, "# unigram validation perplexity {:.2}", unigram.exp())?;
+        writeln!(log, "step\tlr\ttrain_loss\tval_loss\tval_ppl\tseconds")?;
+        config.save(args.out.join("config.json"))?;
+        (Trainer::new(config, &device), log)
+    };
+    let config = trainer.config().clone();
+    let (steps, seq_len, batch) = (config.steps, config.seq_len, config.batch);
+    ensure!(
+        val_ids.len() > seq_len,
+        "corpus too small for a validation window"
+    );
+    let mut windows = Windows::new(&train_ids, seq_len, config.seed);
+    windows.skip(trainer.steps_done(), batch);
     let start = std::time::Instant::now();
-    let bar = ProgressBar::new(args.steps as u64).with_style(ProgressStyle::with_template(
+    let bar = ProgressBar::new(steps as u64).with_style(ProgressStyle::with_template(
         "{bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]",
     )?);
-    while trainer.steps_done() < args.steps {
-        let (inputs, targets) = windows.sample(args.batch);
+    while trainer.steps_done() < steps {
+        let (inputs, targets) = windows.sample(batch);
         let (loss, lr) = trainer.step(&inputs, &targets);
         let step = trainer.steps_done();
         bar.set_position(step as u64);
         bar.set_message(format!("loss {loss:.3}"));
-        if step.is_multiple_of(args.eval_every) || step == args.steps {
-            let val = evaluate(&trainer.inference_net(), &val_ids, args.seq_len, 32);
+        if step.is_multiple_of(args.eval_every) || step == steps {
+            let val = evaluate(&trainer.inference_net(), &val_ids, seq_len, 32);
             let secs = start.elapsed().as_secs_f64();
             let line = format!(
                 "step {step}: train loss {loss:.3}, validation loss {val:.3}, perplexity {:.1} ({secs:.0} s)",
@@ -122,9 +145,21 @@ fn main() -> Result<()> {
                 log,
                 "{step}\t{lr:.3e}\t{loss:.4}\t{val:.4}\t{ppl:.2}\t{secs:.1}"
             )?;
+            trainer.save(&checkpoint)?;
         }
     }
     bar.finish();
+    // The frozen model's perplexity on the whole held-out text as `bitnet perplexity -c SEQ_LEN` and llama.cpp's
+    // `llama-perplexity` compute it on the exported GGUF.
+    let net = trainer.inference_net().freeze();
+    let bos = tokenizer.bos_id().filter(|_| tokenizer.adds_bos());
+    let p = perplexity(&net, &val_ids, seq_len, bos, ActQuant::Int8)?;
+    let line = format!(
+        "# frozen model, held-out text in windows of {seq_len} (as llama-perplexity): perplexity {:.3} over {} tokens",
+        p.ppl, p.scored
+    );
+    eprintln!("{}", &line[2..]);
+    writeln!(log, "{line}")?;
     let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
     trainer
         .net
@@ -138,7 +173,6 @@ fn main() -> Result<()> {
         &args.out.join("tokenizer.json"),
         &args.out.join("hf"),
     )?;
-    let net = trainer.inference_net().freeze();
     let mut cache = net.new_cache(1, config.model.context_length);
     let opts = GenerateOptions {
         max_new_tokens: 64,

@@ -88,6 +88,14 @@ fn tokenizer_json_overrides_give_the_same_ids() {
     };
     let tok = Tokenizer::from_file(&dir.join("bitnet-tiny-h256/hf/tokenizer.json")).unwrap();
     check(&tok, &refs(&dir, "tiny_truncated_8k"), "hf/tokenizer.json");
+    // Its post-processor (ByteLevel only) puts no BOS before the text: transformers adds none, and llama.cpp's
+    // converter wrote add_bos_token = false from it.
+    let gguf = Tokenizer::from_gguf(&GgufFile::open(fixture_gguf(&dir, "tq2_0")).unwrap()).unwrap();
+    assert!(tok.bos_id().is_some() && !tok.adds_bos() && !gguf.adds_bos());
+    assert_eq!(
+        tok.encode("hi", true).unwrap(),
+        gguf.encode("hi", true).unwrap()
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Train → export → convert → load: a small BitNet trained with QAT on text through a BPE vocabulary trained here,
 //! saved as a transformers checkpoint, converted to GGUF and loaded by the inference path, predicts what the
-//! trained model predicts.
+//! trained model predicts; and the same training steps on wgpu as on the CPU.
+
+mod common;
 
 use bitnet_burn::convert::{convert_checkpoint, ConvertOptions};
 use bitnet_burn::export::save_checkpoint;
@@ -108,8 +110,80 @@ fn a_trained_model_exports_converts_and_predicts_the_same() {
         )
         .unwrap();
         assert_eq!(
-            tok.encode(&text[..300], false).unwrap(),
-            tokenizer.encode(&text[..300], false).unwrap()
+            tok.encode(&text[..300], true).unwrap(),
+            tokenizer.encode(&text[..300], true).unwrap()
+        );
+        // The trained tokenizer has <|begin_of_text|> but no post-processor: neither side prepends it.
+        assert!(tok.bos_id().is_some() && !tok.adds_bos() && !tokenizer.adds_bos());
+    }
+}
+
+/// Latent weights of every BitLinear, then the embedding.
+#[cfg(feature = "wgpu")]
+fn weights<B: burn::tensor::backend::AutodiffBackend + bitnet_burn::TernaryBackend>(
+    t: &Trainer<B>,
+) -> Vec<f32>
+where
+    B::InnerBackend: bitnet_burn::TernaryBackend,
+{
+    let host = |p: &burn::module::Param<Tensor<B, 2>>| -> Vec<f32> {
+        p.val().into_data().convert::<f32>().to_vec().unwrap()
+    };
+    let mut out = Vec::new();
+    for b in &t.net.model.blocks {
+        for l in [
+            &b.attn.wq,
+            &b.attn.wk,
+            &b.attn.wv,
+            &b.attn.wo,
+            &b.ffn.gate,
+            &b.ffn.up,
+            &b.ffn.down,
+        ] {
+            out.extend(host(l.latent.as_ref().unwrap()));
+        }
+    }
+    out.extend(host(&t.net.model.embedding));
+    out
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn training_steps_on_wgpu_follow_the_cpu() {
+    use burn::backend::Wgpu;
+    let Some(gpu) = common::wgpu_device_or_skip("training_steps_on_wgpu_follow_the_cpu") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("start");
+    let config = TrainConfig::new(BitNetConfig::new(64, 2, 4, 2, 128, 48).with_context_length(32))
+        .with_steps(6)
+        .with_warmup(2)
+        .with_seq_len(16)
+        .with_batch(2);
+    let mut cpu = Trainer::<Autodiff<NdArray>>::new(config.clone(), &Default::default());
+    cpu.save(&ckpt).unwrap();
+    // The same initial weights, uploaded from the checkpoint.
+    let mut gpu = Trainer::<Autodiff<Wgpu>>::resume(&ckpt, &gpu).unwrap();
+    let start = weights(&cpu);
+    assert_eq!(weights(&gpu), start);
+
+    let tokens: Vec<u32> = (0..300).map(|i| ((i * 5 + i / 7) % 48) as u32).collect();
+    let mut windows = Windows::new(&tokens, 16, 3);
+    for step in 0..config.steps {
+        let (x, y) = windows.sample(2);
+        let (a, b) = (cpu.step(&x, &y).0, gpu.step(&x, &y).0);
+        assert!(
+            (a - b).abs() <= 1e-3 * a.abs(),
+            "step {step}: loss {a} (cpu) vs {b} (wgpu)"
         );
     }
+    // Adam moves every weight by about the learning rate per step; the two runs move them alike.
+    let (c, g) = (weights(&cpu), weights(&gpu));
+    let moved: f32 = c.iter().zip(&start).map(|(a, b)| (a - b).abs()).sum();
+    let apart: f32 = c.iter().zip(&g).map(|(a, b)| (a - b).abs()).sum();
+    assert!(
+        apart <= 0.01 * moved,
+        "cpu and wgpu weights {apart} apart after moving {moved}"
+    );
 }

@@ -1,6 +1,10 @@
 //! Quantization-aware training: the straight-through estimator's gradients against finite differences of the
-//! float model, the frozen (packed) layer against the training forward, and a tiny model that learns.
+//! float model, the frozen (packed) layer against the training forward, a tiny model that learns, seeded
+//! initialization and checkpoints that resume a run exactly.
 
+use std::sync::Mutex;
+
+use bitnet_burn::train::{TrainConfig, Trainer, Windows};
 use bitnet_burn::{ActQuant, BitLinearConfig, BitNetConfig};
 use burn::backend::{Autodiff, NdArray};
 use burn::module::Param;
@@ -9,6 +13,10 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 
 type Train = Autodiff<NdArray>;
+
+/// The backend's generator is global: tests that draw from it take turns, so a seeded initialization is not
+/// interleaved with another test's draws.
+static RNG: Mutex<()> = Mutex::new(());
 
 fn host(t: Tensor<impl burn::tensor::backend::Backend, 2>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap()
@@ -35,6 +43,7 @@ fn quantize_rows(x: &[f32], k: usize) -> Vec<f64> {
 
 #[test]
 fn ste_gradients_equal_the_float_models_gradients_at_the_quantized_point() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let device = Default::default();
     let (n, k, m) = (4, 32, 6);
     let w = Tensor::<Train, 2>::random([m, k], Distribution::Normal(0.0, 0.05), &device);
@@ -89,6 +98,7 @@ fn ste_gradients_equal_the_float_models_gradients_at_the_quantized_point() {
 
 #[test]
 fn a_frozen_layer_computes_the_training_forward() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let device = Default::default();
     for act in [ActQuant::Int8, ActQuant::Float] {
         let layer = BitLinearConfig::new(64, 48, 64)
@@ -108,6 +118,7 @@ fn a_frozen_layer_computes_the_training_forward() {
 
 #[test]
 fn a_tiny_bitnet_learns_a_sequence_and_freezes_to_the_same_predictions() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let device = Default::default();
     let vocab = 32;
     let config = BitNetConfig::new(64, 2, 4, 2, 128, vocab)
@@ -164,4 +175,68 @@ fn a_tiny_bitnet_learns_a_sequence_and_freezes_to_the_same_predictions() {
         correct >= 28,
         "{correct}/32 next tokens right after freezing"
     );
+}
+
+fn latents(trainer: &Trainer<Train>) -> Vec<f32> {
+    let block = &trainer.net.model.blocks[0];
+    [&block.attn.wq, &block.ffn.down]
+        .into_iter()
+        .flat_map(|l| host(l.latent.as_ref().unwrap().val()))
+        .chain(host(trainer.net.model.embedding.val()))
+        .collect()
+}
+
+#[test]
+fn the_seed_fixes_the_initial_weights() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Default::default();
+    let config = |seed| TrainConfig::new(BitNetConfig::new(64, 1, 4, 2, 128, 32)).with_seed(seed);
+    let a = latents(&Trainer::<Train>::new(config(7), &device));
+    let b = latents(&Trainer::<Train>::new(config(7), &device));
+    let c = latents(&Trainer::<Train>::new(config(8), &device));
+    assert_eq!(a, b);
+    assert!(a.iter().zip(&c).filter(|(x, y)| x != y).count() > a.len() / 2);
+}
+
+#[test]
+fn a_run_resumed_from_checkpoints_takes_the_same_steps() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let device = Default::default();
+    let tokens: Vec<u32> = (0..400).map(|i| ((i * 7 + i / 13) % 32) as u32).collect();
+    // 8 steps: stage 2 (no weight decay, lower rate) starts at step 4.
+    let config = TrainConfig::new(BitNetConfig::new(64, 2, 4, 2, 128, 32).with_context_length(32))
+        .with_steps(8)
+        .with_warmup(2)
+        .with_seq_len(16)
+        .with_batch(2);
+    let run = |trainer: &mut Trainer<Train>, until: usize| {
+        let mut windows = Windows::new(&tokens, 16, config.seed);
+        windows.skip(trainer.steps_done(), 2);
+        while trainer.steps_done() < until {
+            let (x, y) = windows.sample(2);
+            trainer.step(&x, &y);
+        }
+    };
+    let mut straight = Trainer::<Train>::new(config.clone(), &device);
+    run(&mut straight, 8);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("checkpoint");
+    let mut first = Trainer::<Train>::new(config.clone(), &device);
+    run(&mut first, 3);
+    first.save(&ckpt).unwrap();
+    let mut second = Trainer::<Train>::resume(&ckpt, &device).unwrap();
+    assert_eq!(second.steps_done(), 3);
+    run(&mut second, 5);
+    second.save(&ckpt).unwrap();
+    let mut third = Trainer::<Train>::resume(&ckpt, &device).unwrap();
+    run(&mut third, 8);
+    assert_eq!(latents(&third), latents(&straight));
+
+    std::fs::write(ckpt.join("step.txt"), "nine\n").unwrap();
+    let err = Trainer::<Train>::resume(&ckpt, &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("step.txt") && err.contains("nine"), "{err}");
 }

@@ -194,7 +194,8 @@ impl Tokenizer {
     }
 
     /// Loads a `tokenizer.json` (which then overrides a model file's own tokenizer); special ids come from its
-    /// added tokens (`<|begin_of_text|>`, `<|end_of_text|>`, `<|eot_id|>` or `<s>`, `</s>`).
+    /// added tokens (`<|begin_of_text|>`, `<|end_of_text|>`, `<|eot_id|>` or `<s>`, `</s>`), and BOS is added
+    /// where its post-processor puts it before the text, as transformers does.
     pub fn from_file(path: &Path) -> Result<Self, TokenizerError> {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| TokenizerError::Library(format!("{}: {e}", path.display())))?;
@@ -204,7 +205,9 @@ impl Tokenizer {
             bos,
             eos: find(&["<|end_of_text|>", "</s>"]),
             eot: find(&["<|eot_id|>", "<|im_end|>"]),
-            add_bos: bos.is_some(),
+            add_bos: bos.is_some()
+                && serde_json::to_value(inner.get_post_processor())
+                    .is_ok_and(|post| to_gguf::prepends_special(&post)),
             pre_tokenizer: format!("from {}", path.display()),
             inner,
         })

@@ -143,7 +143,7 @@ fn pre_name(pre: &serde_json::Value) -> Option<&'static str> {
 
 /// Whether a post-processor puts a special token before the text (a `TemplateProcessing` whose single-sequence
 /// template starts with one, possibly inside a `Sequence`), as Llama 3's prepends `<|begin_of_text|>`.
-fn prepends_special(post: &serde_json::Value) -> bool {
+pub(super) fn prepends_special(post: &serde_json::Value) -> bool {
     match post["type"].as_str() {
         Some("TemplateProcessing") => post["single"]
             .as_array()
