@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use bitnet_burn::generate::{generate, GenerateOptions};
+use bitnet_burn::sampling::SamplerConfig;
 use bitnet_burn::{load, tokenizer::Tokenizer};
 use clap::Parser;
 
@@ -20,6 +21,11 @@ struct Args {
     prompt: String,
     #[arg(short = 'n', long, default_value_t = 64)]
     max_tokens: usize,
+    /// Sampling temperature (0: greedy; this small model loops when greedy).
+    #[arg(long, default_value_t = 0.8)]
+    temp: f32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 fn main() -> Result<()> {
@@ -30,6 +36,12 @@ fn main() -> Result<()> {
     let mut cache = model.new_cache(1, model.config.context_length);
     let opts = GenerateOptions {
         max_new_tokens: args.max_tokens,
+        sampler: SamplerConfig {
+            temperature: args.temp,
+            top_k: 40,
+            seed: args.seed,
+            ..Default::default()
+        },
         ..Default::default()
     };
     print!("{}", args.prompt);

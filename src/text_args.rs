@@ -15,19 +15,48 @@ pub struct TextArgs {
     /// A tokenizer.json that overrides the model's tokenizer.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// Float activations instead of BitNet's int8.
-    #[arg(long)]
+    #[command(flatten)]
+    pub act: ActArgs,
+}
+
+/// Activation numerics of BitLinear.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ActArgs {
+    /// int8: BitNet's per-token int8; float: float activations (to compare with float references); q8k: int8 per
+    /// 256-column block, as llama.cpp computes TQ1_0/TQ2_0 files (to compare with llama.cpp token for token).
+    #[arg(long, value_enum, default_value_t = Act::Int8)]
+    pub act: Act,
+    /// Shorthand for `--act float`.
+    #[arg(long, conflicts_with = "act")]
     pub float_activations: bool,
+}
+
+/// The values of `--act`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// Per-token int8 (BitNet b1.58).
+    Int8,
+    /// Float.
+    Float,
+    /// Per-256-column-block int8 (llama.cpp's Q8_K).
+    Q8k,
+}
+
+impl ActArgs {
+    /// The activation numerics chosen.
+    pub fn act(&self) -> ActQuant {
+        match (self.float_activations, self.act) {
+            (true, _) | (_, Act::Float) => ActQuant::Float,
+            (_, Act::Int8) => ActQuant::Int8,
+            (_, Act::Q8k) => ActQuant::Q8K,
+        }
+    }
 }
 
 impl TextArgs {
     /// The activation numerics chosen.
     pub fn act(&self) -> ActQuant {
-        if self.float_activations {
-            ActQuant::Float
-        } else {
-            ActQuant::Int8
-        }
+        self.act.act()
     }
 
     /// The tokenizer of `model` (a GGUF file, or a checkpoint directory's tokenizer.json) unless overridden.

@@ -16,7 +16,14 @@ pub enum ActQuant {
     Int8,
     /// Float activations (what llama.cpp computes on F32/F16 files; used for comparisons and training).
     Float,
+    /// llama.cpp's numerics on TQ1_0/TQ2_0 weights: int8 activations with one absmax scale per 256-column block
+    /// (its Q8_K) instead of per token, so our output can be compared with llama.cpp's token for token. Widths
+    /// that are not a multiple of 256 use one block per token, as [`ActQuant::Int8`].
+    Q8K,
 }
+
+/// Columns per activation block of [`ActQuant::Q8K`] (llama.cpp's `QK_K`).
+const Q8K_BLOCK: usize = 256;
 
 /// Shape of a [`BitLinear`].
 #[derive(Config, Debug)]
@@ -140,10 +147,13 @@ impl<B: TernaryBackend> BitLinear<B> {
             self.weight.val().into_primitive(),
             self.scales.val().into_primitive().tensor(),
         );
-        let x = x.into_primitive().tensor();
         let y = match act {
-            ActQuant::Float => B::ternary_matmul(x, w, scales),
-            ActQuant::Int8 => B::ternary_matmul_i8(x, w, scales),
+            ActQuant::Float => B::ternary_matmul(x.into_primitive().tensor(), w, scales),
+            ActQuant::Int8 => B::ternary_matmul_i8(x.into_primitive().tensor(), w, scales),
+            ActQuant::Q8K => {
+                let x = absmax_int8(x, q8k_block(k));
+                B::ternary_matmul(x.into_primitive().tensor(), w, scales)
+            }
         };
         let y: Tensor<B, 2> = Tensor::from_primitive(TensorPrimitive::Float(y));
         dims[D - 1] = self.out_features();
@@ -172,7 +182,7 @@ pub(crate) fn absmean_ternarize(
 }
 
 /// The training forward of BitNet b1.58 on `x [n, in]`: weights `clamp(round(W / mean|W|), -1, 1) · mean|W|`,
-/// activations per-token absmax int8 (for [`ActQuant::Int8`]), each through a straight-through estimator
+/// activations per-token absmax int8 (for [`ActQuant::Int8`]; per 256-column block for [`ActQuant::Q8K`]), each through a straight-through estimator
 /// (`v + (q(v) − v).detach()`), so the forward sees the quantized values and the gradient reaches `W` and `x`
 /// unchanged.
 pub fn qat_forward<B: TernaryBackend>(
@@ -183,13 +193,29 @@ pub fn qat_forward<B: TernaryBackend>(
     let scale = w.clone().abs().mean().clamp_min(1e-5).unsqueeze::<2>();
     let wq = (w.clone() / scale.clone()).round().clamp(-1.0, 1.0) * scale;
     let w = w.clone() + (wq - w).detach();
+    let k = x.dims()[1];
     let x = match act {
         ActQuant::Float => x,
-        ActQuant::Int8 => {
-            let s = x.clone().abs().max_dim(1).clamp_min(1e-5).recip() * 127.0;
-            let xq = (x.clone() * s.clone()).round().clamp(-128.0, 127.0) / s;
-            x.clone() + (xq - x).detach()
-        }
+        ActQuant::Int8 => x.clone() + (absmax_int8(x.clone(), k) - x).detach(),
+        ActQuant::Q8K => x.clone() + (absmax_int8(x.clone(), q8k_block(k)) - x).detach(),
     };
     x.matmul(w.transpose())
+}
+
+fn q8k_block(k: usize) -> usize {
+    if k.is_multiple_of(Q8K_BLOCK) {
+        Q8K_BLOCK
+    } else {
+        k
+    }
+}
+
+/// `x [n, k]` rounded to int8 levels with one absmax scale per `block` columns (`s = 127 / max(|x|, 1e-5)`,
+/// round half to even, clamp to [-128, 127]) and scaled back.
+fn absmax_int8<B: TernaryBackend>(x: Tensor<B, 2>, block: usize) -> Tensor<B, 2> {
+    let [n, k] = x.dims();
+    let x: Tensor<B, 3> = x.reshape([n, k / block, block]);
+    let s = x.clone().abs().max_dim(2).clamp_min(1e-5).recip() * 127.0;
+    let q = (x * s.clone()).round().clamp(-128.0, 127.0) / s;
+    q.reshape([n, k])
 }

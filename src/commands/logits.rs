@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bitnet_burn::{ActQuant, TernaryBackend};
+use bitnet_burn::TernaryBackend;
 use npyz::WriterBuilder;
 
 use crate::backend::BackendTask;
 use crate::model_args::ModelArgs;
+use crate::text_args::ActArgs;
 
 /// Arguments of `bitnet logits`.
 #[derive(clap::Args)]
@@ -20,9 +21,8 @@ pub struct Args {
     /// Save every position's logits, not only the last.
     #[arg(long)]
     all_positions: bool,
-    /// Float activations instead of BitNet's int8 (to compare with float references).
-    #[arg(long)]
-    float_activations: bool,
+    #[command(flatten)]
+    act: ActArgs,
     /// Output .npy file.
     #[arg(short, long)]
     output: PathBuf,
@@ -32,11 +32,7 @@ impl BackendTask for Args {
     type Output = ();
     fn run<B: TernaryBackend>(self, device: B::Device, _backend: &'static str) -> Result<()> {
         let model = self.model.load::<B>(&device)?;
-        let act = if self.float_activations {
-            ActQuant::Float
-        } else {
-            ActQuant::Int8
-        };
+        let act = self.act.act();
         let mut cache = model.new_cache(1, self.tokens.len());
         let logits = model.forward(std::slice::from_ref(&self.tokens), &mut cache, act)?;
         let vocab = model.config.vocab_size;
