@@ -6,7 +6,7 @@ use burn_ndarray::{NdArray, NdArrayTensor};
 use std::borrow::Cow;
 
 use crate::cpu::{self, Isa};
-use crate::reference::{self, TernaryShape};
+use crate::reference::TernaryShape;
 use crate::TernaryBackend;
 
 /// A contiguous view of a tensor's elements (borrowed when the storage is already standard-layout).
@@ -69,7 +69,7 @@ impl TernaryBackend for NdArray<f32> {
         scales: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let a = ternary_args(&x, &w, &scales);
-        let y = reference::ternary_matmul(&a.x, a.m, &a.w, &a.scales, a.shape);
+        let y = cpu::ternary_matmul_f32(&a.x, a.m, &a.w, &a.scales, a.shape);
         NdArrayTensor::from_data(TensorData::new(y, [a.m, a.shape.n]))
     }
 

@@ -115,6 +115,39 @@ fn every_isa_gives_the_oracle_integers() {
     }
 }
 
+/// The float-activation op equals the f64-summed reference within f32 summation error, on one and two threads.
+#[test]
+fn ternary_matmul_f32_equals_reference_on_every_thread_count() {
+    let mut rng = Lcg(11);
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for &dims in &SHAPES {
+            for m in [1, 3, 6] {
+                let c = case(&mut rng, m, dims);
+                let expected = reference::ternary_matmul(&c.x, m, &c.words, &c.scales, c.shape);
+                let got =
+                    pool.install(|| cpu::ternary_matmul_f32(&c.x, m, &c.words, &c.scales, c.shape));
+                // Relative to the row's magnitude: Σ|x|·scale bounds what f32 rounding can move.
+                let k = c.shape.k;
+                for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                    let (t, r) = (i / c.shape.n, i % c.shape.n);
+                    let mag: f32 = c.x[t * k..(t + 1) * k].iter().map(|v| v.abs()).sum::<f32>()
+                        * c.scales[r * c.shape.blocks()..(r + 1) * c.shape.blocks()]
+                            .iter()
+                            .fold(0f32, |a, &s| a.max(s));
+                    assert!(
+                        (g - e).abs() <= 1e-6 * mag,
+                        "{dims:?} m{m} threads{threads} [{i}]: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The fused op equals the reference applied to the quantized activations, bit for bit (integer sums are
 /// exact, and the same f32 operations follow), on one and two threads.
 #[test]

@@ -1,7 +1,10 @@
-//! The float output head on the CPU: `x · wᵀ` streaming `w` once, where a general matmul would first pack (copy)
-//! the whole `[vocab, hidden]` matrix on every call.
+//! Float activations on the CPU: the output head `x · wᵀ` streaming `w` once (a general matmul would first pack
+//! (copy) the whole `[vocab, hidden]` matrix on every call), and the ternary matmul with float activations (each
+//! packed row unpacked once per call, then dotted with every token).
 
 use super::par::{band_rows, par_rows, SharedOut};
+use crate::packing::{unpack_row, words_per_row};
+use crate::reference::TernaryShape;
 
 /// Rows per band at most.
 const MAX_BAND: usize = 8;
@@ -37,6 +40,43 @@ pub fn f32_matmul_nt(x: &[f32], m: usize, w: &[f32], k: usize) -> Vec<f32> {
             for (t, xt) in x.chunks_exact(k).enumerate() {
                 // SAFETY: in bounds; row `r` belongs to this band only.
                 unsafe { out.write(t * n + r, dot(xt, wr)) };
+            }
+        }
+    });
+    y
+}
+
+/// `y[m, n] = Σ_b scales[n, b] · Σ_{k ∈ b} x[m, k] · trit[n, k]` in f32 (the reference's semantics, summed in
+/// [`LANES`] partial sums instead of f64), rows split across the current rayon pool.
+pub fn ternary_matmul_f32(
+    x: &[f32],
+    m: usize,
+    w: &[u32],
+    scales: &[f32],
+    shape: TernaryShape,
+) -> Vec<f32> {
+    let TernaryShape { n, k, block } = shape;
+    let (kw, nb) = (words_per_row(k), shape.blocks());
+    assert!(x.len() == m * k && w.len() == n * kw && scales.len() == n * nb);
+    let mut y = vec![0f32; m * n];
+    let out = SharedOut::new(&mut y);
+    par_rows(n, band_rows(n, MAX_BAND), |rows| {
+        let (mut trits, mut row) = (vec![0i8; k], vec![0f32; k]);
+        for r in rows {
+            unpack_row(&w[r * kw..(r + 1) * kw], &mut trits);
+            for (v, &t) in row.iter_mut().zip(&trits) {
+                *v = t as f32;
+            }
+            let rs = &scales[r * nb..(r + 1) * nb];
+            for (t, xt) in x.chunks_exact(k).enumerate() {
+                let acc: f32 = xt
+                    .chunks(block)
+                    .zip(row.chunks(block))
+                    .zip(rs)
+                    .map(|((xb, wb), s)| dot(xb, wb) * s)
+                    .sum();
+                // SAFETY: in bounds; row `r` belongs to this band only.
+                unsafe { out.write(t * n + r, acc) };
             }
         }
     });

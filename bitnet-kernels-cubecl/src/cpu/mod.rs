@@ -20,7 +20,7 @@ mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
-pub use f32::f32_matmul_nt;
+pub use f32::{f32_matmul_nt, ternary_matmul_f32};
 pub use int8::{int8_matmul, quantize_rows_i8};
 pub use isa::Isa;
 pub use ternary::{ternary_matmul_i8, ternary_tile_dots, ActTile};
