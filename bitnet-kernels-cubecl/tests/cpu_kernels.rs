@@ -115,15 +115,26 @@ fn every_isa_gives_the_oracle_integers() {
     }
 }
 
+/// One- and two-thread rayon pools, with their sizes.
+fn pools() -> Vec<(usize, rayon::ThreadPool)> {
+    [1, 2]
+        .map(|n| {
+            (
+                n,
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .unwrap(),
+            )
+        })
+        .into()
+}
+
 /// The float-activation op equals the f64-summed reference within f32 summation error, on one and two threads.
 #[test]
 fn ternary_matmul_f32_equals_reference_on_every_thread_count() {
     let mut rng = Lcg(11);
-    for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+    for (threads, pool) in pools() {
         for &dims in &SHAPES {
             for m in [1, 3, 6] {
                 let c = case(&mut rng, m, dims);
@@ -153,11 +164,7 @@ fn ternary_matmul_f32_equals_reference_on_every_thread_count() {
 #[test]
 fn ternary_matmul_i8_equals_reference_on_every_isa_and_thread_count() {
     let mut rng = Lcg(5);
-    for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+    for (threads, pool) in pools() {
         for &dims in &SHAPES {
             for m in [1, 3, 6] {
                 let c = case(&mut rng, m, dims);
