@@ -14,8 +14,9 @@ use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
 mod common;
 use common::Lcg;
 
-/// (n, k, block): ragged widths, 1 and many blocks; blocks of 16 and 48 are not whole chunks.
-const SHAPES: [(usize, usize, usize); 12] = [
+/// (n, k, block): ragged widths, 1 and many blocks; blocks of 16 and 48 are not whole chunks; 150 rows span
+/// several of the kernels' 64-row blocks with a ragged last tile, on one thread and on two.
+const SHAPES: [(usize, usize, usize); 13] = [
     (3, 16, 16),
     (5, 48, 48),
     (2, 112, 112),
@@ -28,6 +29,7 @@ const SHAPES: [(usize, usize, usize); 12] = [
     (4, 240, 48),
     (9, 2560, 2560),
     (2, 6912, 6912),
+    (150, 384, 384),
 ];
 
 struct Case {
@@ -89,9 +91,8 @@ fn every_isa_gives_the_oracle_integers() {
                     o
                 })
                 .collect();
-            // tiles: one row × `tokens`, and (for one token) 2..=4 rows
-            let row_tiles: &[usize] = if tokens == 1 { &[1, 2, 3, 4] } else { &[1] };
-            for &rows in row_tiles {
+            // blocks of 1..=4 rows (each of the SIMD paths' tiles) and of all rows (tiles and a ragged tail)
+            for rows in [1, 2, 3, 4, n] {
                 for r0 in (0..n).step_by(rows) {
                     let r1 = (r0 + rows).min(n);
                     let tile: &[u8] = bytemuck::cast_slice(&c.words[r0 * kw..r1 * kw]);

@@ -8,21 +8,19 @@ use super::acts::CHUNK;
 use super::scalar;
 use crate::reference::TernaryShape;
 
-/// Bytes ahead of the current chunk to prefetch (rows are contiguous, so this runs into the next rows).
-const PREFETCH: usize = 1024;
-
 /// Chunks an i16 accumulator takes before widening, with `S` accumulators per (row, token): each `vpmaddubsw`
 /// adds at most 2 · 2 · 128 = 512 to a lane, and a chunk does `4 / S` of them per accumulator.
 const fn chunks_per_i16(s: usize) -> usize {
     32767 / (512 * 4 / s)
 }
 
-/// See [`super::ternary::ternary_tile_dots`]: a tile of `rows` packed rows (`row_bytes` apart) × `tokens`.
+/// See [`super::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × `tokens`, cut into
+/// tiles of 4 rows × 1 token (decode) or 1 row × `tokens` (prefill) inside this one call, so the dispatch is
+/// paid once per block of rows rather than once per tile.
 ///
 /// # Safety
-/// The CPU supports AVX2; the tile is 1 row × 1..=4 tokens or 2..=4 rows × 1 token; blocks are one per row
-/// or a multiple of [`CHUNK`] columns; `q` holds `tokens` permuted rows of `stride` bytes spanning every
-/// chunk of a row; `rows` holds the tile's rows.
+/// The CPU supports AVX2; `tokens` is 1..=4; blocks are one per row or a multiple of [`CHUNK`] columns; `q`
+/// holds `tokens` permuted rows of `stride` bytes spanning every chunk of a row; `out` holds every row's dots.
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn ternary_tile_dots(
     rows: &[u8],
@@ -33,22 +31,37 @@ pub(crate) unsafe fn ternary_tile_dots(
     shape: TernaryShape,
     out: &mut [i32],
 ) {
-    let tile = Tile {
-        rows,
+    let n_rows = rows.len() / row_bytes;
+    let per_row = tokens * shape.blocks();
+    let tile = |r0: usize, r1: usize| Tile {
+        rows: &rows[r0 * row_bytes..r1 * row_bytes],
         row_bytes,
         q,
         stride,
         shape,
     };
-    match (rows.len() / row_bytes, tokens) {
-        (1, 1) => tile.dots::<1, 1, 4>(out),
-        (1, 2) => tile.dots::<1, 2, 2>(out),
-        (1, 3) => tile.dots::<1, 3, 1>(out),
-        (1, 4) => tile.dots::<1, 4, 1>(out),
-        (2, 1) => tile.dots::<2, 1, 2>(out),
-        (3, 1) => tile.dots::<3, 1, 1>(out),
-        (4, 1) => tile.dots::<4, 1, 1>(out),
-        other => unreachable!("tile {other:?}"),
+    if tokens == 1 {
+        let whole = n_rows - n_rows % 4;
+        for r0 in (0..whole).step_by(4) {
+            tile(r0, r0 + 4).dots::<4, 1, 1>(&mut out[r0 * per_row..]);
+        }
+        let rest = &mut out[whole * per_row..];
+        match n_rows - whole {
+            0 => {}
+            1 => tile(whole, n_rows).dots::<1, 1, 4>(rest),
+            2 => tile(whole, n_rows).dots::<2, 1, 2>(rest),
+            _ => tile(whole, n_rows).dots::<3, 1, 1>(rest),
+        }
+        return;
+    }
+    for r in 0..n_rows {
+        let out = &mut out[r * per_row..];
+        match tokens {
+            2 => tile(r, r + 1).dots::<1, 2, 2>(out),
+            3 => tile(r, r + 1).dots::<1, 3, 1>(out),
+            4 => tile(r, r + 1).dots::<1, 4, 1>(out),
+            other => unreachable!("{other} tokens"),
+        }
     }
 }
 
@@ -91,7 +104,10 @@ impl Tile<'_> {
                 for c in c..run_end {
                     for (r, acc) in acc16.iter_mut().enumerate() {
                         let wr = wp.add(r * row_bytes + c * 32);
-                        _mm_prefetch::<_MM_HINT_T0>(wr.add(PREFETCH) as *const i8);
+                        // The next tile's bytes, at the rate this tile is read: it follows this one in memory
+                        // (a hint, so running past the matrix is harmless).
+                        let next = wp.wrapping_add(R * row_bytes + (c * R + r) * 32);
+                        _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
                         let w = _mm256_loadu_si256(wr as *const __m256i);
                         let codes = [
                             _mm256_and_si256(w, mask),

@@ -2,12 +2,10 @@
 //! (copy) the whole `[vocab, hidden]` matrix on every call), and the ternary matmul with float activations (each
 //! packed row unpacked once per call, then dotted with every token).
 
-use super::par::{band_rows, par_rows, SharedOut};
+use super::par::{par_bands, SharedOut};
 use crate::packing::{unpack_row, words_per_row};
 use crate::reference::TernaryShape;
 
-/// Rows per band at most.
-const MAX_BAND: usize = 8;
 /// Independent partial sums per dot product, so the compiler can keep them in SIMD lanes.
 const LANES: usize = 16;
 
@@ -34,7 +32,7 @@ pub fn f32_matmul_nt(x: &[f32], m: usize, w: &[f32], k: usize) -> Vec<f32> {
     assert!(x.len() == m * k && w.len() == n * k);
     let mut y = vec![0f32; m * n];
     let out = SharedOut::new(&mut y);
-    par_rows(n, band_rows(n, MAX_BAND), |rows| {
+    par_bands(n, 1, |rows| {
         for r in rows {
             let wr = &w[r * k..(r + 1) * k];
             for (t, xt) in x.chunks_exact(k).enumerate() {
@@ -60,7 +58,7 @@ pub fn ternary_matmul_f32(
     assert!(x.len() == m * k && w.len() == n * kw && scales.len() == n * nb);
     let mut y = vec![0f32; m * n];
     let out = SharedOut::new(&mut y);
-    par_rows(n, band_rows(n, MAX_BAND), |rows| {
+    par_bands(n, 1, |rows| {
         let (mut trits, mut row) = (vec![0i8; k], vec![0f32; k]);
         for r in rows {
             unpack_row(&w[r * kw..(r + 1) * kw], &mut trits);

@@ -3,15 +3,15 @@
 use std::cell::RefCell;
 
 use super::isa::Isa;
-use super::par::{band_rows, par_rows, SharedOut};
+use super::par::{blocks, par_bands, SharedOut};
 use super::scalar;
 use super::ternary::with_acts;
 use crate::reference::quantize_i8;
 
 /// Tokens sharing one pass over a weight row.
 const TOKEN_TILE: usize = 4;
-/// Rows per band at most (2560-column rows: 20 KiB).
-const MAX_BAND: usize = 8;
+/// Rows every token tile passes over before the next rows (2560-column rows: 20 KiB, in L1).
+const CACHED_ROWS: usize = 8;
 
 thread_local! {
     static DOTS: RefCell<[i32; TOKEN_TILE]> = const { RefCell::new([0; TOKEN_TILE]) };
@@ -66,27 +66,29 @@ pub fn int8_matmul(x: &[f32], m: usize, w: &[i8], scales: &[f32], k: usize, isa:
     with_acts(|acts| {
         acts.quantize_plain(x, m, k);
         let acts = &*acts;
-        par_rows(n, band_rows(n, MAX_BAND), |rows| {
+        par_bands(n, 1, |band| {
             DOTS.with_borrow_mut(|dots| {
-                for t0 in (0..m).step_by(TOKEN_TILE) {
-                    let tokens = TOKEN_TILE.min(m - t0);
-                    for r in rows.clone() {
-                        int8_row_dots(
-                            isa,
-                            &w[r * k..(r + 1) * k],
-                            acts.from_token(t0),
-                            acts.stride,
-                            tokens,
-                            dots,
-                        );
-                        for (t, &d) in dots.iter().enumerate().take(tokens) {
-                            // SAFETY: in bounds; row `r` belongs to this band only.
-                            unsafe {
-                                out.write(
-                                    (t0 + t) * n + r,
-                                    d as f32 * scales[r] / acts.scale[t0 + t],
-                                )
-                            };
+                for rows in blocks(band, CACHED_ROWS) {
+                    for t0 in (0..m).step_by(TOKEN_TILE) {
+                        let tokens = TOKEN_TILE.min(m - t0);
+                        for r in rows.clone() {
+                            int8_row_dots(
+                                isa,
+                                &w[r * k..(r + 1) * k],
+                                acts.from_token(t0),
+                                acts.stride,
+                                tokens,
+                                dots,
+                            );
+                            for (t, &d) in dots.iter().enumerate().take(tokens) {
+                                // SAFETY: in bounds; row `r` belongs to this band only.
+                                unsafe {
+                                    out.write(
+                                        (t0 + t) * n + r,
+                                        d as f32 * scales[r] / acts.scale[t0 + t],
+                                    )
+                                };
+                            }
                         }
                     }
                 }

@@ -10,12 +10,12 @@ use crate::reference::TernaryShape;
 /// i16 lanes gain at most 4 · 2 · 2 · 128 = 2048 per chunk; 8 chunks stay below 32767.
 const CHUNKS_PER_I16: usize = 8;
 
-/// See [`super::ternary::ternary_tile_dots`]: a tile of `rows` packed rows (`row_bytes` apart) × `tokens`.
+/// See [`super::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × `tokens`, cut into
+/// tiles of 4 rows × 1 token (decode) or 1 row × `tokens` (prefill) inside this one call.
 ///
 /// # Safety
-/// The tile is 1 row × 1..=4 tokens or 2..=4 rows × 1 token; blocks are one per row or a multiple of
-/// [`CHUNK`] columns; `q` holds `tokens` permuted rows of `stride` bytes spanning every chunk of a row;
-/// `rows` holds the tile's rows.
+/// `tokens` is 1..=4; blocks are one per row or a multiple of [`CHUNK`] columns; `q` holds `tokens` permuted
+/// rows of `stride` bytes spanning every chunk of a row; `out` holds every row's dots.
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn ternary_tile_dots(
     rows: &[u8],
@@ -26,22 +26,37 @@ pub(crate) unsafe fn ternary_tile_dots(
     shape: TernaryShape,
     out: &mut [i32],
 ) {
-    let tile = Tile {
-        rows,
+    let n_rows = rows.len() / row_bytes;
+    let per_row = tokens * shape.blocks();
+    let tile = |r0: usize, r1: usize| Tile {
+        rows: &rows[r0 * row_bytes..r1 * row_bytes],
         row_bytes,
         q,
         stride,
         shape,
     };
-    match (rows.len() / row_bytes, tokens) {
-        (1, 1) => tile.dots::<1, 1>(out),
-        (1, 2) => tile.dots::<1, 2>(out),
-        (1, 3) => tile.dots::<1, 3>(out),
-        (1, 4) => tile.dots::<1, 4>(out),
-        (2, 1) => tile.dots::<2, 1>(out),
-        (3, 1) => tile.dots::<3, 1>(out),
-        (4, 1) => tile.dots::<4, 1>(out),
-        other => unreachable!("tile {other:?}"),
+    if tokens == 1 {
+        let whole = n_rows - n_rows % 4;
+        for r0 in (0..whole).step_by(4) {
+            tile(r0, r0 + 4).dots::<4, 1>(&mut out[r0 * per_row..]);
+        }
+        let rest = &mut out[whole * per_row..];
+        match n_rows - whole {
+            0 => {}
+            1 => tile(whole, n_rows).dots::<1, 1>(rest),
+            2 => tile(whole, n_rows).dots::<2, 1>(rest),
+            _ => tile(whole, n_rows).dots::<3, 1>(rest),
+        }
+        return;
+    }
+    for r in 0..n_rows {
+        let out = &mut out[r * per_row..];
+        match tokens {
+            2 => tile(r, r + 1).dots::<1, 2>(out),
+            3 => tile(r, r + 1).dots::<1, 3>(out),
+            4 => tile(r, r + 1).dots::<1, 4>(out),
+            other => unreachable!("{other} tokens"),
+        }
     }
 }
 

@@ -4,17 +4,19 @@ use std::cell::RefCell;
 
 use super::acts::{QuantizedActs, CHUNK};
 use super::isa::Isa;
-use super::par::{band_rows, par_rows, SharedOut};
+use super::par::{blocks, par_bands, SharedOut};
 use super::scalar;
 use crate::packing::words_per_row;
 use crate::reference::TernaryShape;
 
 /// Tokens sharing one pass over a weight row (prefill).
 const TOKEN_TILE: usize = 4;
-/// Rows sharing each activation load (decode).
+/// Rows per kernel call: every token tile passes over them before the next rows (prefill), so they stay in
+/// L2 (64 packed rows of 6912 columns: 108 KiB), and the call's dispatch is amortized over many tiles.
+const BLOCK_ROWS: usize = 64;
+/// Rows of a decode tile on the SIMD paths: bands start on multiples of it, so only a matrix's last tile is
+/// ragged.
 const ROW_TILE: usize = 4;
-/// Rows per band at most: 16 packed rows of 2560 columns (10 KiB) plus a tile of activations stay in L1.
-const MAX_BAND: usize = 16;
 
 thread_local! {
     static ACTS: RefCell<QuantizedActs> = RefCell::default();
@@ -32,10 +34,11 @@ pub struct ActTile<'a> {
     pub tokens: usize,
 }
 
-/// Σ (trit + 1) · q per scale block for a tile of packed rows (`rows`: whole rows of `row_bytes` bytes, the
-/// `u32` words as little-endian bytes) and `tokens` tokens of permuted activations `stride` bytes apart, zero
-/// beyond column `k`, on the `isa` path: `out[(r · tokens + t) · blocks + b]` is overwritten. Tiles are one
-/// row × 1..=4 tokens (prefill) or 1..=4 rows × one token (decode). Every path returns the same integers.
+/// Σ (trit + 1) · q per scale block for a block of packed rows (`rows`: whole rows of `row_bytes` bytes, the
+/// `u32` words as little-endian bytes) and 1..=4 tokens of permuted activations `stride` bytes apart, zero
+/// beyond column `k`, on the `isa` path: `out[(r · tokens + t) · blocks + b]` is overwritten. The SIMD paths
+/// cut the block into tiles of 4 rows × one token (decode) or one row × the tokens (prefill). Every path
+/// returns the same integers.
 pub fn ternary_tile_dots(
     isa: Isa,
     rows: &[u8],
@@ -48,24 +51,21 @@ pub fn ternary_tile_dots(
     let span = row_bytes.div_ceil(32) * CHUNK;
     let n_rows = rows.len() / row_bytes;
     assert!(rows.len().is_multiple_of(row_bytes) && row_bytes * 4 >= shape.k);
-    assert!(
-        (n_rows == 1 && (1..=TOKEN_TILE).contains(&tokens))
-            || ((2..=ROW_TILE).contains(&n_rows) && tokens == 1),
-        "tile of {n_rows} rows × {tokens} tokens"
-    );
+    assert!((1..=TOKEN_TILE).contains(&tokens), "{tokens} tokens");
     assert!(stride >= span && q.len() >= (tokens - 1) * stride + span);
     out[..n_rows * tokens * shape.blocks()].fill(0);
     let simd = shape.blocks() == 1 || shape.block.is_multiple_of(CHUNK);
     #[cfg(target_arch = "x86_64")]
     if simd && isa == Isa::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present; tile shape, blocks and the span of `q` are asserted above.
+        // SAFETY: AVX2 is present; tokens, blocks, the span of `q` and the size of `out` are asserted above.
         return unsafe {
             super::avx2::ternary_tile_dots(rows, row_bytes, q, stride, tokens, shape, out)
         };
     }
     #[cfg(target_arch = "aarch64")]
     if simd && isa == Isa::Neon {
-        // SAFETY: NEON is baseline on AArch64; tile shape, blocks and the span of `q` are asserted above.
+        // SAFETY: NEON is baseline on AArch64; tokens, blocks, the span of `q` and the size of `out` are
+        // asserted above.
         return unsafe {
             super::neon::ternary_tile_dots(rows, row_bytes, q, stride, tokens, shape, out)
         };
@@ -98,26 +98,21 @@ pub fn ternary_matmul_i8(
     with_acts(|acts| {
         acts.quantize_permuted(x, m, k, block);
         let acts = &*acts;
-        par_rows(n, band_rows(n, MAX_BAND), |rows| {
+        par_bands(n, ROW_TILE, |band| {
             DOTS.with_borrow_mut(|dots| {
-                dots.resize(ROW_TILE.max(TOKEN_TILE) * nb, 0);
-                let (row_tile, token_tile) = if m == 1 {
-                    (ROW_TILE, 1)
-                } else {
-                    (1, TOKEN_TILE)
-                };
-                for t0 in (0..m).step_by(token_tile) {
-                    let tokens = token_tile.min(m - t0);
-                    for r0 in rows.clone().step_by(row_tile) {
-                        let r1 = (r0 + row_tile).min(rows.end);
-                        let tile = &bytes[r0 * kw * 4..r1 * kw * 4];
+                let token_tile = if m == 1 { 1 } else { TOKEN_TILE };
+                dots.resize(BLOCK_ROWS * token_tile * nb, 0);
+                for rows in blocks(band, BLOCK_ROWS) {
+                    let tile = &bytes[rows.start * kw * 4..rows.end * kw * 4];
+                    for t0 in (0..m).step_by(token_tile) {
+                        let tokens = token_tile.min(m - t0);
                         let a = ActTile {
                             q: acts.from_token(t0),
                             stride: acts.stride,
                             tokens,
                         };
                         ternary_tile_dots(isa, tile, kw * 4, a, shape, dots);
-                        for (i, r) in (r0..r1).enumerate() {
+                        for (i, r) in rows.clone().enumerate() {
                             for t in 0..tokens {
                                 let dots = &dots[(i * tokens + t) * nb..];
                                 let sums = &acts.block_sums[(t0 + t) * nb..(t0 + t + 1) * nb];
