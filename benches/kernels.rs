@@ -4,7 +4,8 @@
 
 use std::hint::black_box;
 
-use bitnet_kernels_cubecl::cpu::{self, Isa};
+use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
+use bitnet_kernels_cubecl::cpu::{self, ActTile, Isa};
 use bitnet_kernels_cubecl::packing::words_per_row;
 use bitnet_kernels_cubecl::reference::TernaryShape;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -84,9 +85,63 @@ fn ternary_gemv(c: &mut Criterion) {
     }
 }
 
+/// The decode kernel's compute rate: 256 rows × 2560 columns (160 KiB, in L2) through the SIMD tile function
+/// itself (no quantization, threads or rescaling), again and again on one thread. Memory-bound GEMVs can only
+/// reach the bandwidth if this is well above it.
+fn ternary_tiles_in_cache(c: &mut Criterion) {
+    let isa = Isa::detect();
+    let (n, k) = (256, 2560);
+    let shape = TernaryShape { n, k, block: k };
+    let mut seed = 5;
+    let w: Vec<u32> = (0..n * words_per_row(k)).map(|_| lcg(&mut seed)).collect();
+    let x: Vec<f32> = (0..4 * k)
+        .map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 - 0.5)
+        .collect();
+    let rows: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let mut g = c.benchmark_group(format!("ternary_tiles_in_cache_{n}x{k}"));
+    g.throughput(Throughput::Bytes(rows.len() as u64));
+    for tokens in [1, 4] {
+        let mut acts = QuantizedActs::default();
+        acts.quantize_permuted(&x, tokens, k, k);
+        let mut out = vec![0i32; n * tokens];
+        g.bench_function(format!("{}/tokens{tokens}", isa.name()), |b| {
+            b.iter(|| {
+                let a = ActTile {
+                    q: &acts.q,
+                    stride: acts.stride,
+                    tokens,
+                };
+                cpu::ternary_tile_dots(isa, &rows, k / 4, a, shape, &mut out);
+                black_box(&out);
+            })
+        });
+    }
+}
+
+/// The int8 output head of 2B-4T (vocabulary × hidden, one token): 0.33 GB, so one matrix already spills the
+/// last-level cache.
+fn int8_head_gemv(c: &mut Criterion) {
+    let isa = Isa::detect();
+    let (n, k) = (128_256, 2560);
+    let mut seed = 11;
+    let w: Vec<i8> = (0..n * k).map(|_| (lcg(&mut seed) % 255) as i8).collect();
+    let scales = vec![1.0f32; n];
+    let x: Vec<f32> = (0..k)
+        .map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 - 0.5)
+        .collect();
+    let mut g = c.benchmark_group(format!("int8_head_gemv_{n}x{k}"));
+    g.throughput(Throughput::Bytes((n * k) as u64));
+    for threads in [1, 2] {
+        let pool = pool(threads);
+        g.bench_function(format!("{}/t{threads}", isa.name()), |b| {
+            b.iter(|| pool.install(|| black_box(cpu::int8_matmul(&x, 1, &w, &scales, k, isa))))
+        });
+    }
+}
+
 criterion_group! {
     name = kernels;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(4));
-    targets = bandwidth, ternary_gemv
+    targets = bandwidth, ternary_gemv, ternary_tiles_in_cache, int8_head_gemv
 }
 criterion_main!(kernels);

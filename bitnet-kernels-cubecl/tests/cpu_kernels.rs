@@ -96,7 +96,15 @@ fn every_isa_gives_the_oracle_integers() {
                 for r0 in (0..n).step_by(rows) {
                     let r1 = (r0 + rows).min(n);
                     let tile: &[u8] = bytemuck::cast_slice(&c.words[r0 * kw..r1 * kw]);
-                    let expected: Vec<i32> = oracle[r0..r1].concat();
+                    // token-major: every row's blocks for token 0, then for token 1, ...
+                    let expected: Vec<i32> = (0..tokens)
+                        .flat_map(|t| {
+                            oracle[r0..r1]
+                                .iter()
+                                .flat_map(move |o| &o[t * nb..(t + 1) * nb])
+                        })
+                        .copied()
+                        .collect();
                     for &isa in &isas {
                         let mut out = vec![-7i32; expected.len()];
                         let a = ActTile {

@@ -6,6 +6,7 @@ use std::arch::x86_64::*;
 
 use super::acts::CHUNK;
 use super::scalar;
+use super::ternary::ActTile;
 use crate::reference::TernaryShape;
 
 /// Chunks an i16 accumulator takes before widening, with `S` accumulators per (row, token): each `vpmaddubsw`
@@ -32,20 +33,21 @@ pub(crate) unsafe fn ternary_tile_dots(
     out: &mut [i32],
 ) {
     let n_rows = rows.len() / row_bytes;
-    let per_row = tokens * shape.blocks();
+    let nb = shape.blocks();
     let tile = |r0: usize, r1: usize| Tile {
         rows: &rows[r0 * row_bytes..r1 * row_bytes],
         row_bytes,
         q,
         stride,
         shape,
+        out_stride: n_rows * nb,
     };
     if tokens == 1 {
         let whole = n_rows - n_rows % 4;
         for r0 in (0..whole).step_by(4) {
-            tile(r0, r0 + 4).dots::<4, 1, 1>(&mut out[r0 * per_row..]);
+            tile(r0, r0 + 4).dots::<4, 1, 1>(&mut out[r0 * nb..]);
         }
-        let rest = &mut out[whole * per_row..];
+        let rest = &mut out[whole * nb..];
         match n_rows - whole {
             0 => {}
             1 => tile(whole, n_rows).dots::<1, 1, 4>(rest),
@@ -55,7 +57,7 @@ pub(crate) unsafe fn ternary_tile_dots(
         return;
     }
     for r in 0..n_rows {
-        let out = &mut out[r * per_row..];
+        let out = &mut out[r * nb..];
         match tokens {
             2 => tile(r, r + 1).dots::<1, 2, 2>(out),
             3 => tile(r, r + 1).dots::<1, 3, 1>(out),
@@ -72,11 +74,13 @@ struct Tile<'a> {
     q: &'a [i8],
     stride: usize,
     shape: TernaryShape,
+    /// Distance between tokens in `out`.
+    out_stride: usize,
 }
 
 impl Tile<'_> {
     /// `R` rows × `T` tokens, `S` independent i16 accumulators per (row, token) so small tiles are not bound
-    /// by the latency of one chain of adds; `out[(r · T + t) · blocks + b]`.
+    /// by the latency of one chain of adds; `out[t · out_stride + r · blocks + b]`.
     #[target_feature(enable = "avx2")]
     #[inline]
     unsafe fn dots<const R: usize, const T: usize, const S: usize>(&self, out: &mut [i32]) {
@@ -86,6 +90,7 @@ impl Tile<'_> {
             q,
             stride,
             shape,
+            out_stride,
         } = *self;
         let nb = shape.blocks();
         let chunks = row_bytes / 32;
@@ -138,14 +143,25 @@ impl Tile<'_> {
             }
             for (r, acc) in acc32.iter().enumerate() {
                 for (t, &acc) in acc.iter().enumerate() {
-                    out[(r * T + t) * nb + b] += hsum(acc);
+                    out[t * out_stride + r * nb + b] += hsum(acc);
                 }
             }
         }
         for r in 0..R {
             let row = &rows[r * row_bytes..(r + 1) * row_bytes];
-            let out = &mut out[r * T * nb..(r + 1) * T * nb];
-            scalar::ternary_row_dots(row, chunks * 32, q, stride, T, shape, out);
+            let acts = ActTile {
+                q,
+                stride,
+                tokens: T,
+            };
+            scalar::ternary_row_dots(
+                row,
+                chunks * 32,
+                acts,
+                shape,
+                &mut out[r * nb..],
+                out_stride,
+            );
         }
     }
 }

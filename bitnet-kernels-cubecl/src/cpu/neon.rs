@@ -5,6 +5,7 @@ use std::arch::aarch64::*;
 
 use super::acts::CHUNK;
 use super::scalar;
+use super::ternary::ActTile;
 use crate::reference::TernaryShape;
 
 /// i16 lanes gain at most 4 · 2 · 2 · 128 = 2048 per chunk; 8 chunks stay below 32767.
@@ -27,20 +28,21 @@ pub(crate) unsafe fn ternary_tile_dots(
     out: &mut [i32],
 ) {
     let n_rows = rows.len() / row_bytes;
-    let per_row = tokens * shape.blocks();
+    let nb = shape.blocks();
     let tile = |r0: usize, r1: usize| Tile {
         rows: &rows[r0 * row_bytes..r1 * row_bytes],
         row_bytes,
         q,
         stride,
         shape,
+        out_stride: n_rows * nb,
     };
     if tokens == 1 {
         let whole = n_rows - n_rows % 4;
         for r0 in (0..whole).step_by(4) {
-            tile(r0, r0 + 4).dots::<4, 1>(&mut out[r0 * per_row..]);
+            tile(r0, r0 + 4).dots::<4, 1>(&mut out[r0 * nb..]);
         }
-        let rest = &mut out[whole * per_row..];
+        let rest = &mut out[whole * nb..];
         match n_rows - whole {
             0 => {}
             1 => tile(whole, n_rows).dots::<1, 1>(rest),
@@ -50,7 +52,7 @@ pub(crate) unsafe fn ternary_tile_dots(
         return;
     }
     for r in 0..n_rows {
-        let out = &mut out[r * per_row..];
+        let out = &mut out[r * nb..];
         match tokens {
             2 => tile(r, r + 1).dots::<1, 2>(out),
             3 => tile(r, r + 1).dots::<1, 3>(out),
@@ -67,10 +69,12 @@ struct Tile<'a> {
     q: &'a [i8],
     stride: usize,
     shape: TernaryShape,
+    /// Distance between tokens in `out`.
+    out_stride: usize,
 }
 
 impl Tile<'_> {
-    /// `R` rows × `T` tokens; `out[(r · T + t) · blocks + b]`.
+    /// `R` rows × `T` tokens; `out[t · out_stride + r · blocks + b]`.
     #[target_feature(enable = "neon")]
     #[inline]
     unsafe fn dots<const R: usize, const T: usize>(&self, out: &mut [i32]) {
@@ -80,6 +84,7 @@ impl Tile<'_> {
             q,
             stride,
             shape,
+            out_stride,
         } = *self;
         let nb = shape.blocks();
         let chunks = row_bytes / 32;
@@ -125,14 +130,25 @@ impl Tile<'_> {
             }
             for (r, acc) in acc32.iter().enumerate() {
                 for (t, &acc) in acc.iter().enumerate() {
-                    out[(r * T + t) * nb + b] += vaddvq_s32(acc);
+                    out[t * out_stride + r * nb + b] += vaddvq_s32(acc);
                 }
             }
         }
         for r in 0..R {
             let row = &rows[r * row_bytes..(r + 1) * row_bytes];
-            let out = &mut out[r * T * nb..(r + 1) * T * nb];
-            scalar::ternary_row_dots(row, chunks * 32, q, stride, T, shape, out);
+            let acts = ActTile {
+                q,
+                stride,
+                tokens: T,
+            };
+            scalar::ternary_row_dots(
+                row,
+                chunks * 32,
+                acts,
+                shape,
+                &mut out[r * nb..],
+                out_stride,
+            );
         }
     }
 }

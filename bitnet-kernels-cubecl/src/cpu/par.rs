@@ -25,6 +25,16 @@ impl SharedOut {
     pub(crate) unsafe fn write(self, i: usize, v: f32) {
         *self.0.add(i) = v;
     }
+
+    /// `y[start..start + len]`.
+    ///
+    /// # Safety
+    /// The range is in bounds of the buffer given to [`SharedOut::new`] and no other band touches it while
+    /// the slice lives.
+    #[inline]
+    pub(crate) unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    }
 }
 
 /// Calls `band(rows)` in parallel on one contiguous band of `0..n` per thread of the current pool, band

@@ -1,23 +1,23 @@
 //! The portable path, and the tails the SIMD paths leave.
 
 use super::acts::CHUNK;
+use super::ternary::ActTile;
 use crate::reference::TernaryShape;
 
-/// Adds Σ code·q per block to `out[t · blocks + b]` for packed bytes `row[from..]` and `tokens` tokens of
-/// permuted activations (`stride` bytes apart). Byte `i` holds columns `4i..4i+4`.
+/// Adds Σ code·q per block to `out[t · out_stride + b]` for packed bytes `row[from..]` and the tile's tokens of
+/// permuted activations. Byte `i` holds columns `4i..4i+4`.
 pub(crate) fn ternary_row_dots(
     row: &[u8],
     from: usize,
-    q: &[i8],
-    stride: usize,
-    tokens: usize,
+    acts: ActTile,
     shape: TernaryShape,
     out: &mut [i32],
+    out_stride: usize,
 ) {
     if from * 4 >= shape.k {
         return;
     }
-    let nb = shape.blocks();
+    let ActTile { q, stride, tokens } = acts;
     for (i, &byte) in row.iter().enumerate().skip(from) {
         let (c, b) = (i / 32, i % 32);
         for s in 0..4 {
@@ -29,7 +29,7 @@ pub(crate) fn ternary_row_dots(
             let qi = c * CHUNK + s * 32 + b;
             let blk = col / shape.block;
             for t in 0..tokens {
-                out[t * nb + blk] += code * q[t * stride + qi] as i32;
+                out[t * out_stride + blk] += code * q[t * stride + qi] as i32;
             }
         }
     }

@@ -36,7 +36,8 @@ pub struct ActTile<'a> {
 
 /// Σ (trit + 1) · q per scale block for a block of packed rows (`rows`: whole rows of `row_bytes` bytes, the
 /// `u32` words as little-endian bytes) and 1..=4 tokens of permuted activations `stride` bytes apart, zero
-/// beyond column `k`, on the `isa` path: `out[(r · tokens + t) · blocks + b]` is overwritten. The SIMD paths
+/// beyond column `k`, on the `isa` path: `out[(t · rows + r) · blocks + b]` is overwritten (token-major, so
+/// the rescale into each token's output row runs over contiguous rows). The SIMD paths
 /// cut the block into tiles of 4 rows × one token (decode) or one row × the tokens (prefill). Every path
 /// returns the same integers.
 pub fn ternary_tile_dots(
@@ -73,8 +74,7 @@ pub fn ternary_tile_dots(
     let _ = (simd, isa);
     let nb = shape.blocks();
     for (r, row) in rows.chunks_exact(row_bytes).enumerate() {
-        let out = &mut out[r * tokens * nb..(r + 1) * tokens * nb];
-        scalar::ternary_row_dots(row, 0, q, stride, tokens, shape, out);
+        scalar::ternary_row_dots(row, 0, acts, shape, &mut out[r * nb..], n_rows * nb);
     }
 }
 
@@ -112,16 +112,26 @@ pub fn ternary_matmul_i8(
                             tokens,
                         };
                         ternary_tile_dots(isa, tile, kw * 4, a, shape, dots);
-                        for (i, r) in rows.clone().enumerate() {
-                            for t in 0..tokens {
-                                let dots = &dots[(i * tokens + t) * nb..];
-                                let sums = &acts.block_sums[(t0 + t) * nb..(t0 + t + 1) * nb];
-                                let mut acc = 0f32;
-                                for b in 0..nb {
-                                    acc += (dots[b] - sums[b]) as f32 * scales[r * nb + b];
+                        for t in 0..tokens {
+                            let tok = t0 + t;
+                            // SAFETY: token `tok`'s outputs for this band's rows, which no other band writes.
+                            let y = unsafe { out.slice(tok * n + rows.start, rows.len()) };
+                            let dots = &dots[t * rows.len() * nb..(t + 1) * rows.len() * nb];
+                            let (s, sums) =
+                                (acts.scale[tok], &acts.block_sums[tok * nb..(tok + 1) * nb]);
+                            let scales = &scales[rows.start * nb..rows.end * nb];
+                            if nb == 1 {
+                                // one scale per row: a loop the compiler vectorizes
+                                for ((y, &d), &w) in y.iter_mut().zip(dots).zip(scales) {
+                                    *y = (d - sums[0]) as f32 * w / s;
                                 }
-                                // SAFETY: in bounds; row `r` belongs to this band only.
-                                unsafe { out.write((t0 + t) * n + r, acc / acts.scale[t0 + t]) };
+                                continue;
+                            }
+                            let rows = dots.chunks_exact(nb).zip(scales.chunks_exact(nb));
+                            for (y, (d, w)) in y.iter_mut().zip(rows) {
+                                let acc: f32 =
+                                    (0..nb).map(|b| (d[b] - sums[b]) as f32 * w[b]).sum();
+                                *y = acc / s;
                             }
                         }
                     }
