@@ -134,22 +134,12 @@ impl Tile<'_> {
                 }
             }
         }
-        for r in 0..R {
-            let row = &rows[r * row_bytes..(r + 1) * row_bytes];
-            let acts = ActTile {
-                q,
-                stride,
-                tokens: T,
-            };
-            scalar::ternary_row_dots(
-                row,
-                chunks * 32,
-                acts,
-                shape,
-                &mut out[r * nb..],
-                out_stride,
-            );
-        }
+        let acts = ActTile {
+            q,
+            stride,
+            tokens: T,
+        };
+        scalar::ternary_rows_dots(rows, row_bytes, chunks * 32, acts, shape, out, out_stride);
     }
 }
 

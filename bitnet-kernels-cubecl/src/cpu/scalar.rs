@@ -4,10 +4,12 @@ use super::acts::CHUNK;
 use super::ternary::ActTile;
 use crate::reference::TernaryShape;
 
-/// Adds Σ code·q per block to `out[t · out_stride + b]` for packed bytes `row[from..]` and the tile's tokens of
-/// permuted activations. Byte `i` holds columns `4i..4i+4`.
-pub(crate) fn ternary_row_dots(
-    row: &[u8],
+/// Adds Σ code·q per block to `out[t · out_stride + r · blocks + b]` for bytes `from..` of each packed row `r`
+/// of `rows` (`row_bytes` apart) and the tile's tokens of permuted activations: the whole computation on the
+/// portable path, the ragged tail after the SIMD paths' whole chunks. Byte `i` holds columns `4i..4i+4`.
+pub(crate) fn ternary_rows_dots(
+    rows: &[u8],
+    row_bytes: usize,
     from: usize,
     acts: ActTile,
     shape: TernaryShape,
@@ -18,18 +20,21 @@ pub(crate) fn ternary_row_dots(
         return;
     }
     let ActTile { q, stride, tokens } = acts;
-    for (i, &byte) in row.iter().enumerate().skip(from) {
-        let (c, b) = (i / 32, i % 32);
-        for s in 0..4 {
-            let col = 4 * i + s;
-            if col >= shape.k {
-                return;
-            }
-            let code = ((byte >> (2 * s)) & 3) as i32;
-            let qi = c * CHUNK + s * 32 + b;
-            let blk = col / shape.block;
-            for t in 0..tokens {
-                out[t * out_stride + blk] += code * q[t * stride + qi] as i32;
+    let nb = shape.blocks();
+    for (r, row) in rows.chunks_exact(row_bytes).enumerate() {
+        for (i, &byte) in row.iter().enumerate().skip(from) {
+            let (c, b) = (i / 32, i % 32);
+            for s in 0..4 {
+                let col = 4 * i + s;
+                if col >= shape.k {
+                    break;
+                }
+                let code = ((byte >> (2 * s)) & 3) as i32;
+                let qi = c * CHUNK + s * 32 + b;
+                let blk = col / shape.block;
+                for t in 0..tokens {
+                    out[t * out_stride + r * nb + blk] += code * q[t * stride + qi] as i32;
+                }
             }
         }
     }

@@ -72,10 +72,8 @@ pub fn ternary_tile_dots(
         };
     }
     let _ = (simd, isa);
-    let nb = shape.blocks();
-    for (r, row) in rows.chunks_exact(row_bytes).enumerate() {
-        scalar::ternary_row_dots(row, 0, acts, shape, &mut out[r * nb..], n_rows * nb);
-    }
+    let out_stride = n_rows * shape.blocks();
+    scalar::ternary_rows_dots(rows, row_bytes, 0, acts, shape, out, out_stride);
 }
 
 /// BitLinear in int8 mode on the CPU, `x [m, k]` → `y [m, n]`: each token quantized with
