@@ -1,6 +1,7 @@
 //! Hand-written CPU kernels (the burn-ndarray side of the ops): activations quantized to int8 per token,
 //! integer dot products against the packed weights, one SIMD path per instruction set chosen once at run
-//! time ([`Isa`]), rows split across rayon's threads (`-t N` is the size of the pool the caller installs).
+//! time ([`Isa`]), rows split into one band per thread of the rayon pool the caller installs (`-t N`), run on
+//! a pool of spinning workers ([`pool`]).
 //!
 //! Weights are read in the crate's one packed layout ([`crate::packing`]), copied once at load into the
 //! backend's tensor and never repacked: instead the activations are permuted while they are quantized
@@ -12,6 +13,7 @@ mod f32;
 mod int8;
 mod isa;
 mod par;
+mod pool;
 mod scalar;
 mod ternary;
 

@@ -1,8 +1,7 @@
-//! Splitting output rows across the current rayon pool.
+//! Splitting output rows across threads: as many bands as the current rayon pool has threads (the `-t`
+//! setting), run on the spinning [`super::pool`].
 
 use std::ops::Range;
-
-use rayon::prelude::*;
 
 /// A pointer the row bands write through; each band owns a disjoint set of output elements.
 #[derive(Clone, Copy)]
@@ -37,16 +36,16 @@ impl SharedOut {
     }
 }
 
-/// Calls `band(rows)` in parallel on one contiguous band of `0..n` per thread of the current pool, band
+/// Calls `band(rows)` in parallel on one contiguous band of `0..n` per thread of the current rayon pool, band
 /// boundaries on multiples of `align` rows. One band per thread makes each thread's weight reads one
 /// sequential stream that the hardware prefetcher follows: the 2B-4T GEMVs ran 1.45× faster than with 16-row
 /// bands handed out by work stealing (`cargo bench --bench kernels`, 2 threads).
 pub(crate) fn par_bands(n: usize, align: usize, band: impl Fn(Range<usize>) + Sync) {
     let threads = rayon::current_num_threads();
     let rows = n.div_ceil(threads).next_multiple_of(align.max(1));
-    (0..n.div_ceil(rows))
-        .into_par_iter()
-        .for_each(|b| band(b * rows..((b + 1) * rows).min(n)));
+    super::pool::run(n.div_ceil(rows), &|b| {
+        band(b * rows..((b + 1) * rows).min(n))
+    });
 }
 
 /// `rows` in consecutive blocks of at most `size` rows: each block's weights stay in cache while every tile of
