@@ -101,7 +101,7 @@ impl Shared {
                 }
                 std::hint::spin_loop();
                 polls = polls.wrapping_add(1);
-                if polls % 256 == 0 && idle.elapsed() > SPIN {
+                if polls.is_multiple_of(256) && idle.elapsed() > SPIN {
                     let guard = self.sleep.lock().unwrap();
                     self.sleepers.fetch_add(1, SeqCst);
                     let _guard = self
