@@ -3,8 +3,7 @@
 
 use bitnet_kernels_cubecl::TernaryBackend;
 use burn::module::Module;
-use burn::tensor::activation::softmax;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Tensor, TensorPrimitive};
 
 use crate::bit_linear::{ActQuant, BitLinear, BitLinearConfig};
 use crate::cache::KvCache;
@@ -98,28 +97,13 @@ impl<B: TernaryBackend> Attention<B> {
         );
         let v = heads(self.wv.forward(x, act), self.n_kv_heads);
         let (k, v) = cache.append(layer, k, v);
-        let total = start + seq;
-        let (kv, group) = (self.n_kv_heads, self.n_heads / self.n_kv_heads);
-        // Grouped-query attention without repeating K and V: the `group` query heads that share a KV head
-        // (consecutive heads) become `group · seq` rows of one matmul against that head's keys.
-        let q = q.reshape([b, kv, group * seq, head_dim]);
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .div_scalar((head_dim as f32).sqrt());
-        let scores = if seq > 1 {
-            let scores = scores.reshape([b * kv, group, seq, total]);
-            (scores + causal_mask::<B>(start, seq, &v.device())).reshape([
-                b,
-                kv,
-                group * seq,
-                total,
-            ])
-        } else {
-            scores
-        };
-        let out = softmax(scores, 3)
-            .matmul(v)
-            .reshape([b, self.n_heads, seq, head_dim])
+        let out = B::cached_attention(
+            q.into_primitive().tensor(),
+            k.into_primitive().tensor(),
+            v.into_primitive().tensor(),
+            start + seq,
+        );
+        let out = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(out))
             .swap_dims(1, 2)
             .reshape([b, seq, self.n_heads * head_dim]);
         let out = match &self.sub_norm {
@@ -128,21 +112,4 @@ impl<B: TernaryBackend> Attention<B> {
         };
         self.wo.forward(out, act)
     }
-}
-
-/// `[1, 1, seq, start + seq]`: 0 where query `i` (position `start + i`) may see key `j`, −∞ after it.
-fn causal_mask<B: TernaryBackend>(start: usize, seq: usize, device: &B::Device) -> Tensor<B, 4> {
-    let total = start + seq;
-    let mask: Vec<f32> = (0..seq)
-        .flat_map(|i| {
-            (0..total).map(move |j| {
-                if j > start + i {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-        })
-        .collect();
-    Tensor::from_data(TensorData::new(mask, [1, 1, seq, total]), device)
 }

@@ -66,7 +66,7 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Stores `k`, `v` `[batch, kv_heads, seq, head_dim]` of `layer` at positions `len..len+seq` and returns
-    /// the keys and values of positions `0..len+seq`.
+    /// the layer's whole cache `[batch, kv_heads, max_len, head_dim]` (positions `0..len+seq` valid).
     pub(crate) fn append(
         &mut self,
         layer: usize,
@@ -78,7 +78,7 @@ impl<B: Backend> KvCache<B> {
         let c = &mut self.layers[layer];
         c.k.inplace(|t| t.slice_assign([0..b, 0..h, start..end, 0..d], k));
         c.v.inplace(|t| t.slice_assign([0..b, 0..h, start..end, 0..d], v));
-        (c.k.clone().narrow(2, 0, end), c.v.clone().narrow(2, 0, end))
+        (c.k.clone(), c.v.clone())
     }
 
     /// Marks `seq` more positions as filled (after every layer appended).

@@ -1,9 +1,10 @@
-//! The ternary matmul written in plain Burn tensor ops: correct on every backend (and differentiable under
+//! The extension's ops written in plain Burn tensor ops: correct on every backend (and differentiable under
 //! Autodiff), used where no dedicated kernel exists.
 
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorPrimitive};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
 
 use crate::packing::TRITS_PER_WORD;
 
@@ -84,4 +85,52 @@ pub fn float_matmul_nt<B: Backend>(x: FloatTensor<B>, w: FloatTensor<B>) -> Floa
         .transpose()
         .into_primitive()
         .tensor()
+}
+
+/// [`crate::TernaryBackend::cached_attention`] in Burn ops. The `group` query heads that share a KV head become
+/// `group · seq` rows of one matmul against that head's keys, so K and V are never repeated.
+pub fn cached_attention<B: Backend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    len: usize,
+) -> FloatTensor<B> {
+    let q = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(q));
+    let k = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(k)).narrow(2, 0, len);
+    let v = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(v)).narrow(2, 0, len);
+    let [b, heads, seq, d] = q.dims();
+    let kv = k.dims()[1];
+    let group = heads / kv;
+    let scores = q
+        .reshape([b, kv, group * seq, d])
+        .matmul(k.swap_dims(2, 3))
+        .div_scalar((d as f32).sqrt());
+    let scores = if seq > 1 {
+        let mask = causal_mask::<B>(len - seq, seq, &scores.device());
+        (scores.reshape([b * kv, group, seq, len]) + mask).reshape([b, kv, group * seq, len])
+    } else {
+        scores
+    };
+    softmax(scores, 3)
+        .matmul(v)
+        .reshape([b, heads, seq, d])
+        .into_primitive()
+        .tensor()
+}
+
+/// `[1, 1, seq, start + seq]`: 0 where query `i` (position `start + i`) may see key `j`, −∞ after it.
+fn causal_mask<B: Backend>(start: usize, seq: usize, device: &B::Device) -> Tensor<B, 4> {
+    let total = start + seq;
+    let mask: Vec<f32> = (0..seq)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > start + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(mask, [1, 1, seq, total]), device)
 }

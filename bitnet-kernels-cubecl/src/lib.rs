@@ -59,4 +59,18 @@ pub trait TernaryBackend: Backend {
     ) -> FloatTensor<Self> {
         burn_ops::int8_matmul::<Self>(x, w, scales)
     }
+
+    /// Causal grouped-query attention over a KV cache: `q [b, heads, seq, d]` holds the queries of positions
+    /// `len - seq..len`, `k` and `v` `[b, kv_heads, max_len, d]` the cache, of which the first `len` positions are
+    /// valid; the `heads / kv_heads` consecutive query heads of a group share one KV head. Returns
+    /// `softmax(q·kᵀ/√d + causal mask)·v` as `[b, heads, seq, d]`. A separate op because, in Burn ops, narrowing
+    /// the cache and regrouping the heads copy the whole cache on every step on some backends.
+    fn cached_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        len: usize,
+    ) -> FloatTensor<Self> {
+        burn_ops::cached_attention::<Self>(q, k, v, len)
+    }
 }

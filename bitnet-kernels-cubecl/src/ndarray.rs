@@ -5,7 +5,7 @@ use burn::tensor::{TensorData, TensorMetadata};
 use burn_ndarray::{NdArray, NdArrayTensor};
 use std::borrow::Cow;
 
-use crate::cpu::{self, Isa};
+use crate::cpu::{self, AttentionShape, Isa};
 use crate::reference::TernaryShape;
 use crate::TernaryBackend;
 
@@ -104,5 +104,27 @@ impl TernaryBackend for NdArray<f32> {
         let (m, k) = (xs[0], xs[1]);
         let y = cpu::int8_matmul(&x, m, &w, &scales, k, Isa::detect());
         NdArrayTensor::from_data(TensorData::new(y, [m, scales.len()]))
+    }
+
+    fn cached_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        len: usize,
+    ) -> FloatTensor<Self> {
+        let (qs, q) = f32s(&q, "cached_attention: q");
+        let (ks, k) = f32s(&k, "cached_attention: k");
+        let (_, v) = f32s(&v, "cached_attention: v");
+        let shape = AttentionShape {
+            batch: qs[0],
+            heads: qs[1],
+            kv_heads: ks[1],
+            seq: qs[2],
+            head_dim: qs[3],
+            max_len: ks[2],
+            len,
+        };
+        let y = cpu::cached_attention(&q, &k, &v, shape);
+        NdArrayTensor::from_data(TensorData::new(y, qs))
     }
 }

@@ -9,6 +9,7 @@
 //! contiguous activation bytes.
 
 pub mod acts;
+mod attention;
 mod f32;
 mod int8;
 mod isa;
@@ -22,6 +23,7 @@ mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
+pub use attention::{cached_attention, AttentionShape};
 pub use f32::{f32_matmul_nt, ternary_matmul_f32};
 pub use int8::{int8_matmul, quantize_rows_i8};
 pub use isa::Isa;

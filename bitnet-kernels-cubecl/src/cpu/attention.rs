@@ -1,0 +1,98 @@
+//! Causal grouped-query attention read straight from the KV cache's buffer, split over query heads.
+
+use std::cell::RefCell;
+
+use super::par::{par_bands, SharedOut};
+
+/// Shape of a [`cached_attention`] call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionShape {
+    /// Sequences.
+    pub batch: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (divides `heads`).
+    pub kv_heads: usize,
+    /// Query positions, the last `seq` of `0..len`.
+    pub seq: usize,
+    /// Head width.
+    pub head_dim: usize,
+    /// Positions the cache holds room for.
+    pub max_len: usize,
+    /// Valid cache positions.
+    pub len: usize,
+}
+
+thread_local! {
+    /// One query's attention weights, reused across calls (no allocation per decode step).
+    static WEIGHTS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `q [batch, heads, seq, head_dim]` against the cache `k`, `v` `[batch, kv_heads, max_len, head_dim]`:
+/// `softmax(q·kᵀ/√d)·v` over keys `0..=position` for the query at `position = len - seq + i`, as
+/// `[batch, heads, seq, head_dim]` (the contract of [`crate::TernaryBackend::cached_attention`]).
+pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
+    let d = s.head_dim;
+    assert!(s.heads.is_multiple_of(s.kv_heads) && s.seq <= s.len && s.len <= s.max_len);
+    assert_eq!(q.len(), s.batch * s.heads * s.seq * d, "q");
+    assert_eq!(k.len(), s.batch * s.kv_heads * s.max_len * d, "k");
+    assert_eq!(v.len(), k.len(), "v");
+    let mut out = vec![0.0f32; q.len()];
+    let shared = SharedOut::new(&mut out);
+    let (group, scale) = (s.heads / s.kv_heads, (d as f32).sqrt());
+    par_bands(s.batch * s.heads, 1, |units| {
+        WEIGHTS.with_borrow_mut(|p| {
+            for unit in units {
+                let (b, h) = (unit / s.heads, unit % s.heads);
+                let cache = (b * s.kv_heads + h / group) * s.max_len * d;
+                let (keys, values) = (&k[cache..cache + s.len * d], &v[cache..cache + s.len * d]);
+                for i in 0..s.seq {
+                    let at = (unit * s.seq + i) * d;
+                    let visible = s.len - s.seq + i + 1;
+                    p.clear();
+                    p.extend(
+                        keys.chunks_exact(d)
+                            .take(visible)
+                            .map(|key| dot(&q[at..at + d], key) / scale),
+                    );
+                    softmax(p);
+                    // SAFETY: each (unit, i) owns its `d` outputs; units are split into disjoint bands.
+                    let o = unsafe { shared.slice(at, d) };
+                    for (w, value) in p.iter().zip(values.chunks_exact(d)) {
+                        o.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
+                    }
+                }
+            }
+        })
+    });
+    out
+}
+
+/// `Σ a·b` in 8 independent lanes (vectorizable without reassociating a single sum).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// In-place softmax: `exp(x - max) / Σ`.
+fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    x.iter_mut().for_each(|v| *v /= sum);
+}

@@ -1,0 +1,140 @@
+//! The cached-attention op (the CPU kernel and the Burn-ops composition) against a direct f64 evaluation of
+//! causal grouped-query attention, on shapes with several sequences, query groups, prefill chunks that start
+//! mid-cache, and caches with unused room.
+
+use bitnet_kernels_cubecl::cpu::{self, AttentionShape};
+use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn_ndarray::NdArray;
+
+mod common;
+use common::Lcg;
+
+/// Query `i` sits at position `len - seq + i` and sees keys `0..=position`; group `h / (heads / kv_heads)`.
+fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
+    let d = s.head_dim;
+    let mut out = Vec::with_capacity(q.len());
+    for b in 0..s.batch {
+        for h in 0..s.heads {
+            let cache = (b * s.kv_heads + h / (s.heads / s.kv_heads)) * s.max_len * d;
+            for i in 0..s.seq {
+                let qi = &q[((b * s.heads + h) * s.seq + i) * d..][..d];
+                let visible = s.len - s.seq + i + 1;
+                let scores: Vec<f64> = (0..visible)
+                    .map(|j| {
+                        let kj = &k[cache + j * d..][..d];
+                        qi.iter()
+                            .zip(kj)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                out.extend((0..d).map(|c| {
+                    (0..visible)
+                        .map(|j| e[j] / sum * v[cache + j * d + c] as f64)
+                        .sum::<f64>() as f32
+                }));
+            }
+        }
+    }
+    out
+}
+
+const SHAPES: [AttentionShape; 5] = [
+    shape(1, 20, 5, 1, 128, 64, 37),
+    shape(2, 4, 2, 3, 16, 10, 7),
+    shape(1, 6, 6, 5, 8, 5, 5),
+    shape(3, 8, 1, 1, 12, 9, 1),
+    shape(1, 4, 2, 17, 32, 40, 30),
+];
+
+const fn shape(
+    batch: usize,
+    heads: usize,
+    kv_heads: usize,
+    seq: usize,
+    head_dim: usize,
+    max_len: usize,
+    len: usize,
+) -> AttentionShape {
+    AttentionShape {
+        batch,
+        heads,
+        kv_heads,
+        seq,
+        head_dim,
+        max_len,
+        len,
+    }
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "{what}: element {i}: {g} vs {w}"
+        );
+    }
+}
+
+#[test]
+fn cached_attention_matches_the_f64_reference() {
+    let mut rng = Lcg(11);
+    for s in SHAPES {
+        let d = s.head_dim;
+        let mut values = |n: usize| (0..n).map(|_| rng.heavy()).collect::<Vec<f32>>();
+        let q = values(s.batch * s.heads * s.seq * d);
+        let (k, v) = (
+            values(s.batch * s.kv_heads * s.max_len * d),
+            values(s.batch * s.kv_heads * s.max_len * d),
+        );
+        let want = reference(&q, &k, &v, s);
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let got = pool.install(|| cpu::cached_attention(&q, &k, &v, s));
+            assert_close(
+                &got,
+                &want,
+                &format!("cpu kernel, {threads} threads, {s:?}"),
+            );
+        }
+        let device = Default::default();
+        let t = |x: &[f32], dims: [usize; 4]| {
+            Tensor::<NdArray, 4>::from_data(TensorData::new(x.to_vec(), dims), &device)
+                .into_primitive()
+                .tensor()
+        };
+        let kv_dims = [s.batch, s.kv_heads, s.max_len, d];
+        let q_t = t(&q, [s.batch, s.heads, s.seq, d]);
+        for (what, y) in [
+            (
+                "burn ops",
+                burn_ops::cached_attention::<NdArray>(
+                    q_t.clone(),
+                    t(&k, kv_dims),
+                    t(&v, kv_dims),
+                    s.len,
+                ),
+            ),
+            (
+                "ndarray backend op",
+                NdArray::cached_attention(q_t, t(&k, kv_dims), t(&v, kv_dims), s.len),
+            ),
+        ] {
+            let got = Tensor::<NdArray, 4>::from_primitive(TensorPrimitive::Float(y)).into_data();
+            assert_close(
+                &got.to_vec::<f32>().unwrap(),
+                &want,
+                &format!("{what}, {s:?}"),
+            );
+        }
+    }
+}
