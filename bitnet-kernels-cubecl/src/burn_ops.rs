@@ -43,7 +43,7 @@ pub fn ternary_matmul<B: Backend>(
 }
 
 /// Per-token int8 quantization in Burn ops: `(q, s)` with `q = clamp(round(x · s), -128, 127)`, `s = 127 / max|x|`.
-fn quantize_i8<B: Backend>(x: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
+pub(crate) fn quantize_i8<B: Backend>(x: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
     let amax = x.clone().abs().max_dim(1).clamp_min(1e-5);
     let s = amax.ones_like().mul_scalar(127.0) / amax;
     ((x * s.clone()).round().clamp(-128.0, 127.0), s)

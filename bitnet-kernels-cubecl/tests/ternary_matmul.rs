@@ -5,6 +5,8 @@
 use bitnet_kernels_cubecl::packing::{pack_row, trit_at, unpack_row, words_per_row};
 use bitnet_kernels_cubecl::reference::{self, TernaryShape};
 use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
+use burn::backend::NdArray;
+use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
 
 mod common;
@@ -47,7 +49,7 @@ fn case(rng: &mut Lcg, m: usize, n: usize, k: usize, block: usize, int_valued: b
     }
 }
 
-const SHAPES: [(usize, usize, usize, usize); 7] = [
+const SHAPES: [(usize, usize, usize, usize); 8] = [
     (1, 1, 16, 16),
     (3, 5, 32, 32),
     (1, 7, 37, 37),
@@ -55,9 +57,13 @@ const SHAPES: [(usize, usize, usize, usize); 7] = [
     (2, 3, 768, 256),
     (5, 4, 100, 50),
     (1, 64, 2560, 2560),
+    (19, 11, 272, 16),
 ];
 
-fn run_op<B: TernaryBackend>(c: &Case, device: &B::Device, portable: bool) -> Vec<f32> {
+/// A ternary op on primitives: `(x, packed words, scales) -> y`.
+type Op<B> = fn(FloatTensor<B>, IntTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
+
+fn run_op<B: TernaryBackend>(c: &Case, device: &B::Device, op: Op<B>) -> Vec<f32> {
     let x = Tensor::<B, 2>::from_data(TensorData::new(c.x.clone(), [c.m, c.shape.k]), device);
     let w = Tensor::<B, 2, Int>::from_data(
         TensorData::new(c.words.clone(), [c.shape.n, words_per_row(c.shape.k)]),
@@ -72,12 +78,7 @@ fn run_op<B: TernaryBackend>(c: &Case, device: &B::Device, portable: bool) -> Ve
         w.into_primitive(),
         s.into_primitive().tensor(),
     );
-    let y = if portable {
-        burn_ops::ternary_matmul::<B>(x, w, s)
-    } else {
-        B::ternary_matmul(x, w, s)
-    };
-    Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(y))
+    Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(op(x, w, s)))
         .into_data()
         .convert::<f32>()
         .to_vec()
@@ -87,13 +88,13 @@ fn run_op<B: TernaryBackend>(c: &Case, device: &B::Device, portable: bool) -> Ve
 /// Int-valued activations sum exactly in f32 at these sizes, so only the final scaling rounds: 1e-6 relative
 /// (of the output's magnitude) on the CPU. Float activations, and anything through a GPU matmul (lavapipe's
 /// Burn matmul does not sum integer-valued f32 exactly at k = 2560), are held to the 1e-5 relative.
-fn check<B: TernaryBackend>(device: &B::Device, portable: bool, what: &str, int_tol: f32) {
+fn check<B: TernaryBackend>(device: &B::Device, op: Op<B>, what: &str, int_tol: f32) {
     let mut rng = Lcg(2025);
     for &(m, n, k, block) in &SHAPES {
         for int_valued in [true, false] {
             let c = case(&mut rng, m, n, k, block, int_valued);
             let expected = reference::ternary_matmul(&c.x, c.m, &c.words, &c.scales, c.shape);
-            let got = run_op::<B>(&c, device, portable);
+            let got = run_op::<B>(&c, device, op);
             let scale = expected.iter().fold(1f32, |a, v| a.max(v.abs()));
             for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
                 let tol = if int_valued {
@@ -108,6 +109,38 @@ fn check<B: TernaryBackend>(device: &B::Device, portable: bool, what: &str, int_
             }
         }
     }
+}
+
+/// BitLinear's int8 op against the reference on activations quantized by the reference: the quantized integers
+/// must be the same (half-to-even rounding of the same f32 products), so only float summation order differs.
+fn check_i8<B: TernaryBackend>(device: &B::Device, what: &str) {
+    let mut rng = Lcg(99);
+    for &(m, n, k, block) in &SHAPES {
+        let c = case(&mut rng, m, n, k, block, false);
+        let mut q = vec![0i8; m * k];
+        let s: Vec<f32> = (0..m)
+            .map(|t| reference::quantize_row_i8(&c.x[t * k..][..k], &mut q[t * k..][..k]))
+            .collect();
+        let qf: Vec<f32> = q.iter().map(|&v| v as f32).collect();
+        let expected: Vec<f32> = reference::ternary_matmul(&qf, m, &c.words, &c.scales, c.shape)
+            .iter()
+            .enumerate()
+            .map(|(i, y)| y / s[i / n])
+            .collect();
+        let got = run_op::<B>(&c, device, B::ternary_matmul_i8);
+        let scale = expected.iter().fold(1f32, |a, v| a.max(v.abs()));
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            assert!(
+                (g - e).abs() <= 1e-5 * scale,
+                "{what} int8 m{m} n{n} k{k} block{block} [{i}]: {g} vs {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ndarray_int8_op_matches_reference() {
+    check_i8::<NdArray>(&Default::default(), "ndarray");
 }
 
 #[test]
@@ -128,12 +161,22 @@ fn packing_round_trips_with_zero_padding() {
 
 #[test]
 fn ndarray_op_matches_reference() {
-    check::<burn::backend::NdArray>(&Default::default(), false, "ndarray", 1e-6);
+    check::<NdArray>(
+        &Default::default(),
+        NdArray::ternary_matmul,
+        "ndarray",
+        1e-6,
+    );
 }
 
 #[test]
 fn portable_burn_ops_match_reference_on_ndarray() {
-    check::<burn::backend::NdArray>(&Default::default(), true, "burn-ops on ndarray", 1e-6);
+    check::<NdArray>(
+        &Default::default(),
+        burn_ops::ternary_matmul::<NdArray>,
+        "burn-ops on ndarray",
+        1e-6,
+    );
 }
 
 #[test]
@@ -148,6 +191,7 @@ fn int8_quantization_rounds_half_to_even() {
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use super::*;
+    use burn::backend::Wgpu;
 
     fn device() -> Option<burn::backend::wgpu::WgpuDevice> {
         let d = burn::backend::wgpu::WgpuDevice::default();
@@ -164,7 +208,13 @@ mod wgpu {
     #[test]
     fn wgpu_op_matches_reference() {
         let Some(d) = device() else { return };
-        check::<burn::backend::Wgpu>(&d, false, "wgpu", 1e-5);
+        check::<Wgpu>(&d, <Wgpu as TernaryBackend>::ternary_matmul, "wgpu", 1e-5);
+    }
+
+    #[test]
+    fn wgpu_int8_op_matches_reference() {
+        let Some(d) = device() else { return };
+        check_i8::<Wgpu>(&d, "wgpu");
     }
 
     /// BitNet's int8 activation quantization rounds half to even; SPIR-V's plain `Round` may not.

@@ -1,0 +1,160 @@
+//! The ternary matmul as one CubeCL kernel for every CubeCL runtime (wgpu/Vulkan/Metal, CUDA): weights stay
+//! packed 16 trits per `u32` on the device and are decoded in registers.
+//!
+//! One cube computes [`ROWS`] outputs for one token (decode) or [`PREFILL_TOKENS`] tokens (prefill). The
+//! [`LANES`] units of a row stride over its packed words, so a row's consecutive words are read by consecutive
+//! units (coalesced); each unit decodes a word's 16 trits once, multiplies them with 16 activations of each
+//! token read as 4-wide vectors, scales the word's sum by its block's scale, and the lanes' sums are added in
+//! shared memory. Integer-valued activations (BitLinear's int8 mode) give exact integer
+//! sums per word in f32, so only the scaling rounds.
+
+use burn::tensor::Shape;
+use burn::tensor::TensorMetadata;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeRuntime;
+use cubecl::prelude::*;
+
+/// Units per output row.
+const LANES: usize = 32;
+/// Output rows per cube.
+const ROWS: usize = 8;
+/// Activations per vector load.
+const VECTOR: usize = 4;
+/// Tokens a cube computes in prefill: each packed word is loaded and decoded once for all of them.
+const PREFILL_TOKENS: usize = 8;
+
+#[cube(launch)]
+fn ternary_rows<F: Float, N: Size>(
+    x: &Tensor<Vector<F, N>>,
+    w: &Tensor<u32>,
+    scales: &Tensor<F>,
+    y: &mut Tensor<F>,
+    block_words: usize,
+    #[comptime] tokens: usize,
+    #[define(F)] _dtype: StorageType,
+) {
+    let (m, n, kw, nb) = (y.shape(0), w.shape(0), w.shape(1), scales.shape(1));
+    let lane = UNIT_POS_X as usize;
+    let row = CUBE_POS_X as usize * ROWS + UNIT_POS_Y as usize;
+    let first = CUBE_POS_Y as usize * tokens;
+    let per_word = comptime!(16 / VECTOR);
+    let mut acc = Array::<F>::new(tokens);
+    #[unroll]
+    for t in 0..tokens {
+        acc[t] = F::new(0.0);
+    }
+    if row < n {
+        let mut shifts = Vector::<u32, N>::new(0u32);
+        let mut trits = Array::<Vector<F, N>>::new(per_word);
+        let mut j = lane;
+        while j < kw {
+            let word = w[row * kw + j];
+            #[unroll]
+            for v in 0..per_word {
+                #[unroll]
+                for l in 0..VECTOR {
+                    shifts[l] = comptime!(2 * (v * VECTOR + l)) as u32;
+                }
+                let codes = (Vector::<u32, N>::new(word) >> shifts) & Vector::<u32, N>::new(3u32);
+                trits[v] = Vector::<F, N>::cast_from(codes) - Vector::<F, N>::new(F::new(1.0));
+            }
+            let scale = scales[row * nb + j / block_words];
+            #[unroll]
+            for t in 0..tokens {
+                if first + t < m {
+                    let mut sum = Vector::<F, N>::new(F::new(0.0));
+                    #[unroll]
+                    for v in 0..per_word {
+                        sum += x[((first + t) * kw + j) * per_word + v] * trits[v];
+                    }
+                    let mut word_sum = F::new(0.0);
+                    #[unroll]
+                    for l in 0..VECTOR {
+                        word_sum += sum[l];
+                    }
+                    acc[t] += word_sum * scale;
+                }
+            }
+            j += LANES;
+        }
+    }
+    let mut partial = SharedMemory::<F>::new(comptime!(LANES * ROWS * tokens));
+    let unit = UNIT_POS_Y as usize * LANES + lane;
+    #[unroll]
+    for t in 0..tokens {
+        partial[t * ROWS * LANES + unit] = acc[t];
+    }
+    sync_cube();
+    #[unroll]
+    for level in 0..LANES.trailing_zeros() {
+        let stride = comptime!(LANES >> (level + 1));
+        if lane < stride {
+            #[unroll]
+            for t in 0..tokens {
+                let slot = t * ROWS * LANES + unit;
+                let other = partial[slot + stride];
+                partial[slot] += other;
+            }
+        }
+        sync_cube();
+    }
+    if lane == 0 && row < n {
+        #[unroll]
+        for t in 0..tokens {
+            if first + t < m {
+                y[(first + t) * n + row] = partial[t * ROWS * LANES + unit];
+            }
+        }
+    }
+}
+
+/// Whether [`ternary_matmul`] takes this layout: every packed word inside one scale block.
+pub(crate) fn supported(k: usize, blocks: usize) -> bool {
+    blocks == 1 || (k / blocks).is_multiple_of(16)
+}
+
+/// `y [m, n] = x [m, k] · (trits ⊙ scales)ᵀ` for `x` whose rows are padded with zeros to the packed width
+/// (`16 · words` columns), `w [n, words]`, `scales [n, blocks]` (see [`supported`]).
+pub(crate) fn ternary_matmul<R: CubeRuntime>(
+    x: CubeTensor<R>,
+    w: CubeTensor<R>,
+    scales: CubeTensor<R>,
+    k: usize,
+) -> CubeTensor<R> {
+    let (x, w, scales) = (
+        into_contiguous(x),
+        into_contiguous(w),
+        into_contiguous(scales),
+    );
+    let (m, n, kw, nb) = (x.shape()[0], w.shape()[0], w.shape()[1], scales.shape()[1]);
+    assert_eq!(
+        x.shape()[1],
+        kw * 16,
+        "activations padded to the packed width"
+    );
+    let block_words = if nb == 1 { kw } else { k / nb / 16 };
+    let dtype = x.dtype;
+    let y = empty_device_dtype(
+        x.client.clone(),
+        x.device.clone(),
+        Shape::new([m, n]),
+        dtype,
+    );
+    let tokens = if m == 1 { 1 } else { PREFILL_TOKENS };
+    ternary_rows::launch::<R>(
+        &y.client,
+        CubeCount::Static(n.div_ceil(ROWS) as u32, m.div_ceil(tokens) as u32, 1),
+        CubeDim::new_2d(LANES as u32, ROWS as u32),
+        VECTOR,
+        x.into_tensor_arg(),
+        w.into_tensor_arg(),
+        scales.into_tensor_arg(),
+        y.clone().into_tensor_arg(),
+        block_words,
+        tokens,
+        dtype.into(),
+    );
+    y
+}
