@@ -139,9 +139,43 @@ fn int8_head_gemv(c: &mut Criterion) {
     }
 }
 
+/// One decode step's attention for one layer of 2B-4T (20 query heads over 5 KV heads of 128) over 2048 cached
+/// positions: 2.6 MB of f32 keys and values, which stays in cache across iterations, so this is the compute
+/// rate (`BITNET_ISA=scalar` gives the portable path for comparison).
+fn cached_attention_decode(c: &mut Criterion) {
+    let shape = cpu::AttentionShape {
+        batch: 1,
+        heads: 20,
+        kv_heads: 5,
+        seq: 1,
+        head_dim: 128,
+        max_len: 2048,
+        len: 2048,
+    };
+    let mut seed = 13;
+    let mut values = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 - 0.5)
+            .collect()
+    };
+    let q = values(shape.heads * shape.head_dim);
+    let cache = shape.kv_heads * shape.max_len * shape.head_dim;
+    let (k, v) = (values(cache), values(cache));
+    let mut g = c.benchmark_group("cached_attention_decode_20x5x128_len2048");
+    g.throughput(Throughput::Elements(
+        (2 * shape.heads * shape.len * shape.head_dim) as u64,
+    ));
+    for threads in [1, 2] {
+        let pool = pool(threads);
+        g.bench_function(format!("{}/t{threads}", Isa::detect().name()), |b| {
+            b.iter(|| pool.install(|| black_box(cpu::cached_attention(&q, &k, &v, shape))))
+        });
+    }
+}
+
 criterion_group! {
     name = kernels;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(4));
-    targets = bandwidth, ternary_gemv, ternary_tiles_in_cache, int8_head_gemv
+    targets = bandwidth, ternary_gemv, ternary_tiles_in_cache, int8_head_gemv, cached_attention_decode
 }
 criterion_main!(kernels);

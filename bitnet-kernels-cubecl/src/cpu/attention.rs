@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 
 use super::par::{par_bands, SharedOut};
+use super::Isa;
 
 /// Shape of a [`cached_attention`] call.
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +41,7 @@ pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
     let mut out = vec![0.0f32; q.len()];
     let shared = SharedOut::new(&mut out);
     let (group, scale) = (s.heads / s.kv_heads, (d as f32).sqrt());
+    let avx2 = Isa::detect() == Isa::Avx2;
     par_bands(s.batch * s.heads, 1, |units| {
         WEIGHTS.with_borrow_mut(|p| {
             for unit in units {
@@ -49,17 +51,17 @@ pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
                 for i in 0..s.seq {
                     let at = (unit * s.seq + i) * d;
                     let visible = s.len - s.seq + i + 1;
-                    p.clear();
-                    p.extend(
-                        keys.chunks_exact(d)
-                            .take(visible)
-                            .map(|key| dot(&q[at..at + d], key) / scale),
-                    );
-                    softmax(p);
                     // SAFETY: each (unit, i) owns its `d` outputs; units are split into disjoint bands.
                     let o = unsafe { shared.slice(at, d) };
-                    for (w, value) in p.iter().zip(values.chunks_exact(d)) {
-                        o.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
+                    let keys = &keys[..visible * d];
+                    if avx2 {
+                        // SAFETY: the CPU has AVX2 (checked once above).
+                        #[cfg(target_arch = "x86_64")]
+                        unsafe {
+                            attend_avx2(&q[at..at + d], keys, values, scale, p, o)
+                        }
+                    } else {
+                        attend(&q[at..at + d], keys, values, scale, p, o);
                     }
                 }
             }
@@ -68,7 +70,39 @@ pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
     out
 }
 
+/// One query: `o += softmax(q·kᵀ/scale)·v` over the rows of `keys` (the visible positions), `p` as scratch.
+#[inline(always)]
+fn attend(q: &[f32], keys: &[f32], values: &[f32], scale: f32, p: &mut Vec<f32>, o: &mut [f32]) {
+    let d = q.len();
+    p.clear();
+    p.extend(keys.chunks_exact(d).map(|key| dot(q, key) / scale));
+    softmax(p);
+    for (w, value) in p.iter().zip(values.chunks_exact(d)) {
+        o.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
+    }
+}
+
+/// [`attend`] compiled for AVX2: the 8-lane dot products and the weighted sum of values become 256-bit
+/// vector operations (the baseline x86-64 target has 128-bit SSE only). Attention over the cache grows with
+/// the context: at 250 positions it was 5% of the decode samples.
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn attend_avx2(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    scale: f32,
+    p: &mut Vec<f32>,
+    o: &mut [f32],
+) {
+    attend(q, keys, values, scale, p, o)
+}
+
 /// `Σ a·b` in 8 independent lanes (vectorizable without reassociating a single sum).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -87,6 +121,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// In-place softmax: `exp(x - max) / Σ`.
+#[inline(always)]
 fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
