@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 
+use super::f32::dot;
 use super::par::{par_bands, SharedOut};
 use super::Isa;
 
@@ -82,7 +83,7 @@ fn attend(q: &[f32], keys: &[f32], values: &[f32], scale: f32, p: &mut Vec<f32>,
     }
 }
 
-/// [`attend`] compiled for AVX2: the 8-lane dot products and the weighted sum of values become 256-bit
+/// [`attend`] compiled for AVX2: the 16-lane dot products and the weighted sum of values become 256-bit
 /// vector operations (the baseline x86-64 target has 128-bit SSE only). Attention over the cache grows with
 /// the context: at 250 positions it was 5% of the decode samples.
 ///
@@ -99,25 +100,6 @@ unsafe fn attend_avx2(
     o: &mut [f32],
 ) {
     attend(q, keys, values, scale, p, o)
-}
-
-/// `Σ a·b` in 8 independent lanes (vectorizable without reassociating a single sum).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// In-place softmax: `exp(x - max) / Σ`.

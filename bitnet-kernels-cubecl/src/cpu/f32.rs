@@ -9,7 +9,10 @@ use crate::reference::TernaryShape;
 /// Independent partial sums per dot product, so the compiler can keep them in SIMD lanes.
 const LANES: usize = 16;
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// `Σ a·b` in independent lanes (vectorizable without reassociating one sum); inlined so that callers compiled
+/// for a wider instruction set vectorize it with that set.
+#[inline(always)]
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = ca

@@ -27,6 +27,33 @@ fn padded<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     x.into_primitive().tensor()
 }
 
+/// The ternary op on the CubeCL kernel, on float activations or (`int8`) on activations quantized per token as
+/// [`TernaryBackend::ternary_matmul_i8`] defines; layouts the kernel does not take use the Burn-ops composition.
+fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
+    x: FloatTensor<Cube<R, F, I, BT>>,
+    w: IntTensor<Cube<R, F, I, BT>>,
+    scales: FloatTensor<Cube<R, F, I, BT>>,
+    int8: bool,
+) -> FloatTensor<Cube<R, F, I, BT>> {
+    let (k, blocks) = (x.shape()[1], scales.shape()[1]);
+    match (ternary::supported(k, blocks), int8) {
+        (false, false) => burn_ops::ternary_matmul::<Cube<R, F, I, BT>>(x, w, scales),
+        (false, true) => burn_ops::ternary_matmul_i8::<Cube<R, F, I, BT>>(x, w, scales),
+        (true, false) => {
+            let x = Tensor::<Cube<R, F, I, BT>, 2>::from_primitive(TensorPrimitive::Float(x));
+            ternary::ternary_matmul(padded(x), w, scales, k)
+        }
+        (true, true) => {
+            let x = Tensor::<Cube<R, F, I, BT>, 2>::from_primitive(TensorPrimitive::Float(x));
+            let (q, s) = burn_ops::quantize_i8(x);
+            let y = ternary::ternary_matmul(padded(q), w, scales, k);
+            (Tensor::<Cube<R, F, I, BT>, 2>::from_primitive(TensorPrimitive::Float(y)) / s)
+                .into_primitive()
+                .tensor()
+        }
+    }
+}
+
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBackend
     for CubeBackend<R, F, I, BT>
 {
@@ -35,12 +62,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
         w: IntTensor<Self>,
         scales: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let (k, blocks) = (x.shape()[1], scales.shape()[1]);
-        if !ternary::supported(k, blocks) {
-            return burn_ops::ternary_matmul::<Self>(x, w, scales);
-        }
-        let x = padded(Tensor::<Self, 2>::from_primitive(TensorPrimitive::Float(x)));
-        ternary::ternary_matmul(x, w, scales, k)
+        kernel_matmul::<R, F, I, BT>(x, w, scales, false)
     }
 
     fn ternary_matmul_i8(
@@ -48,15 +70,6 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
         w: IntTensor<Self>,
         scales: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let (k, blocks) = (x.shape()[1], scales.shape()[1]);
-        if !ternary::supported(k, blocks) {
-            return burn_ops::ternary_matmul_i8::<Self>(x, w, scales);
-        }
-        let (q, s) =
-            burn_ops::quantize_i8(Tensor::<Self, 2>::from_primitive(TensorPrimitive::Float(x)));
-        let y = ternary::ternary_matmul(padded(q), w, scales, k);
-        (Tensor::<Self, 2>::from_primitive(TensorPrimitive::Float(y)) / s)
-            .into_primitive()
-            .tensor()
+        kernel_matmul::<R, F, I, BT>(x, w, scales, true)
     }
 }
