@@ -18,7 +18,7 @@ const SPIN: Duration = Duration::from_millis(2);
 #[derive(Clone, Copy)]
 struct TaskPtr(*const (dyn Fn(usize) + Sync));
 
-// SAFETY: the pointee is `Sync` and outlives every access (see `Pool::run`).
+// SAFETY: the pointee is `Sync` and outlives every access (see [`run`]).
 unsafe impl Send for TaskPtr {}
 
 /// State shared by the dispatcher and the workers.
@@ -122,11 +122,10 @@ impl Shared {
 /// calls, e.g. tests in parallel).
 pub(crate) fn run(bands: usize, task: &(dyn Fn(usize) + Sync)) {
     let pool = pool();
-    let guard = match (bands > 1).then(|| pool.dispatch.try_lock().ok()).flatten() {
-        Some(guard) => guard,
+    let mut workers = match (bands > 1).then(|| pool.dispatch.try_lock().ok()).flatten() {
+        Some(workers) => workers,
         None => return (0..bands).for_each(task),
     };
-    let mut workers = guard;
     while *workers < bands - 1 {
         let shared = pool.shared;
         std::thread::Builder::new()

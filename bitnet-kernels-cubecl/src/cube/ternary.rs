@@ -5,8 +5,8 @@
 //! [`LANES`] units of a row stride over its packed words, so a row's consecutive words are read by consecutive
 //! units (coalesced); each unit decodes a word's 16 trits once, multiplies them with 16 activations of each
 //! token read as 4-wide vectors, scales the word's sum by its block's scale, and the lanes' sums are added in
-//! shared memory. Integer-valued activations (BitLinear's int8 mode) give exact integer
-//! sums per word in f32, so only the scaling rounds.
+//! shared memory. Integer-valued activations (BitLinear's int8 mode) give exact integer sums per word in f32,
+//! so only the scaling rounds.
 
 use burn::tensor::Shape;
 use burn::tensor::TensorMetadata;
