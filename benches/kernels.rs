@@ -124,7 +124,7 @@ fn int8_head_gemv(c: &mut Criterion) {
     let isa = Isa::detect();
     let (n, k) = (128_256, 2560);
     let mut seed = 11;
-    let w: Vec<i8> = (0..n * k).map(|_| (lcg(&mut seed) % 255) as i8).collect();
+    let w: Vec<u32> = (0..n * k / 4).map(|_| lcg(&mut seed)).collect();
     let scales = vec![1.0f32; n];
     let x: Vec<f32> = (0..k)
         .map(|_| lcg(&mut seed) as f32 / u32::MAX as f32 - 0.5)

@@ -344,3 +344,5 @@ fn cpu_device(_test: &str) -> Option<burn::backend::ndarray::NdArrayDevice> {
 backend_tests!(ndarray, burn::backend::NdArray, cpu_device, CPU);
 #[cfg(feature = "wgpu")]
 backend_tests!(wgpu, burn::backend::Wgpu, common::wgpu_device_or_skip, GPU);
+#[cfg(feature = "cuda")]
+backend_tests!(cuda, burn::backend::Cuda, common::cuda_device_or_skip, GPU);

@@ -87,28 +87,46 @@ fn synthetic_prefill_equals_token_by_token() {
     incremental_matches_batched(&cpu(&synth(dir.path(), GgmlType::I2S, 3)), 1e-4);
 }
 
+/// A GPU backend against the CPU on a synthetic model, float and int8 head, batched and incremental: 2e-4
+/// absolute on logits of magnitude ~1 (GPU `exp` and division may be a few ulp off, and sums run in another
+/// order; the int8 head's integers are exact, so its activations' quantization must also agree).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn gpu_agrees_with_cpu<B: TernaryBackend>(device: &B::Device) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = synth(dir.path(), GgmlType::TQ2_0, 5);
+    let mut gpu = load::<B>(&path, device).unwrap();
+    let mut cpu = cpu(&path);
+    let agree = |gpu: &BitNet<B>, cpu: &BitNet<burn::backend::NdArray>| {
+        let (a, b) = (
+            logits(gpu, &TOKENS, ActQuant::Float),
+            logits(cpu, &TOKENS, ActQuant::Float),
+        );
+        for p in 0..TOKENS.len() {
+            let d = max_abs(&a[p], &b[p]);
+            assert!(d <= 2e-4, "{:?} head, position {p}: {d}", gpu.head_mode());
+        }
+    };
+    agree(&gpu, &cpu);
+    incremental_matches_batched(&gpu, 2e-4);
+    gpu.set_head(bitnet_burn::HeadMode::Int8);
+    cpu.set_head(bitnet_burn::HeadMode::Int8);
+    agree(&gpu, &cpu);
+}
+
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_agrees_with_cpu_on_a_synthetic_model() {
-    let Some(device) = common::wgpu_device_or_skip("wgpu_agrees_with_cpu_on_a_synthetic_model")
-    else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let path = synth(dir.path(), GgmlType::TQ2_0, 5);
-    let gpu = load::<burn::backend::Wgpu>(&path, &device).unwrap();
-    let (a, b) = (
-        logits(&gpu, &TOKENS, ActQuant::Float),
-        logits(&cpu(&path), &TOKENS, ActQuant::Float),
-    );
-    for p in 0..TOKENS.len() {
-        assert!(
-            max_abs(&a[p], &b[p]) <= 2e-4,
-            "position {p}: {}",
-            max_abs(&a[p], &b[p])
-        );
+    if let Some(device) = common::wgpu_device_or_skip("wgpu_agrees_with_cpu_on_a_synthetic_model") {
+        gpu_agrees_with_cpu::<burn::backend::Wgpu>(&device);
     }
-    incremental_matches_batched(&gpu, 2e-4);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_agrees_with_cpu_on_a_synthetic_model() {
+    if let Some(device) = common::cuda_device_or_skip("cuda_agrees_with_cpu_on_a_synthetic_model") {
+        gpu_agrees_with_cpu::<burn::backend::Cuda>(&device);
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! the tied head of the 2B-4T shape is 56% of a decode step's reads even in F16.
 
 use bitnet_kernels_cubecl::cpu::quantize_rows_i8;
+use bitnet_kernels_cubecl::packing::i8_words_per_row;
 use bitnet_kernels_cubecl::TernaryBackend;
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
@@ -19,7 +20,8 @@ pub enum HeadMode {
 /// An output head `[vocab, hidden]` quantized to int8 per row.
 #[derive(Module, Debug)]
 pub struct Int8Head<B: TernaryBackend> {
-    /// Int8 weights `[vocab, hidden]`, dtype I8, values in [-127, 127].
+    /// Int8 weights `[vocab, hidden]`, values in [-127, 127], packed 4 per `u32` word (`[vocab, hidden / 4]`, see
+    /// [`bitnet_kernels_cubecl::packing`]).
     pub weight: Param<Tensor<B, 2, Int>>,
     /// One scale per row `[vocab, 1]` (`max|row| / 127`).
     pub scales: Param<Tensor<B, 2>>,
@@ -35,7 +37,10 @@ impl<B: TernaryBackend> Int8Head<B> {
         Self {
             weight: Param::initialized(
                 Default::default(),
-                Tensor::from_data(TensorData::new(q, [n, k]), (&device, DType::I8)),
+                Tensor::from_data(
+                    TensorData::new(q, [n, i8_words_per_row(k)]),
+                    (&device, DType::U32),
+                ),
             ),
             scales: Param::from_tensor(Tensor::from_data(TensorData::new(scales, [n, 1]), &device))
                 .set_require_grad(false),

@@ -6,24 +6,37 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
 
-use crate::packing::TRITS_PER_WORD;
+use crate::packing::{I8_PER_WORD, TRITS_PER_WORD};
 
-/// Unpacks `[n, k/16]` packed words into a `[n, k]` float tensor of trits.
-pub fn unpack<B: Backend>(w: Tensor<B, 2, Int>, k: usize) -> Tensor<B, 2> {
+/// The unsigned `bits`-wide fields of `[n, words]` packed words as floats `[n, k]`, field `f` of word `j` at
+/// column `j · (32 / bits) + f`.
+fn fields<B: Backend>(w: Tensor<B, 2, Int>, bits: usize, k: usize) -> Tensor<B, 2> {
     let [n, kw] = w.dims();
-    let codes: Vec<Tensor<B, 3, Int>> = (0..TRITS_PER_WORD)
-        .map(|t| {
+    let per_word = 32 / bits;
+    let mask = (1i64 << bits) - 1;
+    let codes: Vec<Tensor<B, 3, Int>> = (0..per_word)
+        .map(|f| {
             w.clone()
-                .bitwise_right_shift_scalar(((2 * t) as i64).elem())
-                .bitwise_and_scalar(3i64.elem())
+                .bitwise_right_shift_scalar(((bits * f) as i64).elem())
+                .bitwise_and_scalar(mask.elem())
                 .unsqueeze_dim(2)
         })
         .collect();
-    let trits = Tensor::cat(codes, 2)
-        .reshape([n, kw * TRITS_PER_WORD])
+    Tensor::cat(codes, 2)
+        .reshape([n, kw * per_word])
         .float()
-        - 1.0;
-    trits.slice([0..n, 0..k])
+        .slice([0..n, 0..k])
+}
+
+/// Unpacks `[n, k/16]` packed words into a `[n, k]` float tensor of trits.
+pub fn unpack<B: Backend>(w: Tensor<B, 2, Int>, k: usize) -> Tensor<B, 2> {
+    fields(w, 32 / TRITS_PER_WORD, k) - 1.0
+}
+
+/// Unpacks `[n, k/4]` packed int8 words into a `[n, k]` float tensor of their values.
+pub fn unpack_i8<B: Backend>(w: Tensor<B, 2, Int>, k: usize) -> Tensor<B, 2> {
+    let bytes = fields(w, 32 / I8_PER_WORD, k);
+    bytes.clone() - bytes.greater_equal_elem(128).float() * 256.0
 }
 
 /// `x [m, k] · (trits ⊙ scales)ᵀ` with `scales [n, k/block]`.
@@ -68,8 +81,9 @@ pub fn int8_matmul<B: Backend>(
     w: IntTensor<B>,
     scales: FloatTensor<B>,
 ) -> FloatTensor<B> {
-    let (q, s) = quantize_i8(Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(x)));
-    let w = Tensor::<B, 2, Int>::from_primitive(w).float();
+    let x = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(x));
+    let w = unpack_i8(Tensor::<B, 2, Int>::from_primitive(w), x.dims()[1]);
+    let (q, s) = quantize_i8(x);
     let scales = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(scales));
     (q.matmul(w.transpose()) * scales.transpose() / s)
         .into_primitive()

@@ -50,8 +50,8 @@ pub trait TernaryBackend: Backend {
     }
 
     /// The int8 output head: `y[m, n] = Σ_k q[m, k] · w[n, k] · scales[n] / s_m` for int8 weights `w [n, k]`
-    /// (dtype `I8`, values in [-127, 127], one scale per row `scales [n, 1]`) and `x` quantized per token as
-    /// in [`TernaryBackend::ternary_matmul_i8`].
+    /// (values in [-127, 127], packed 4 per word as [`packing`] defines: `[n, ceil(k/4)]`, dtype `U32`), one
+    /// scale per row `scales [n, 1]`, and `x` quantized per token as in [`TernaryBackend::ternary_matmul_i8`].
     fn int8_matmul(
         x: FloatTensor<Self>,
         w: IntTensor<Self>,

@@ -97,8 +97,11 @@ impl TernaryBackend for NdArray<f32> {
     ) -> FloatTensor<Self> {
         let (xs, x) = f32s(&x, "int8_matmul: x");
         let (_, scales) = f32s(&scales, "int8_matmul: scales");
-        let NdArrayTensor::I8(ws) = &w else {
-            panic!("int8_matmul: weights must be i8, found {:?}", w.dtype())
+        let NdArrayTensor::U32(ws) = &w else {
+            panic!(
+                "int8_matmul: packed weights must be u32, found {:?}",
+                w.dtype()
+            )
         };
         let (_, w) = elements(ws.view());
         let (m, k) = (xs[0], xs[1]);

@@ -1,5 +1,11 @@
-//! The one packed ternary layout every backend uses: 16 trits per `u32`, element `16·j + t` of a row in bits
-//! `2t..2t+2` of word `j`, code = trit + 1 (0 → -1, 1 → 0, 2 → +1); rows padded with zero trits to a whole word.
+//! The packed weight layouts every backend uses, in `u32` words because WGSL and some GPU APIs have no 8-bit
+//! storage.
+//!
+//! - Ternary: 16 trits per word, element `16·j + t` of a row in bits `2t..2t+2` of word `j`, code = trit + 1
+//!   (0 → -1, 1 → 0, 2 → +1); rows padded with zero trits to a whole word.
+//! - Int8 (the quantized output head): 4 values per word, element `4·j + b` of a row in bits `8b..8b+8` of word
+//!   `j` (two's complement); rows padded with zeros to a whole word. On little-endian targets this is the
+//!   rows' bytes in memory order, so the CPU kernels read the words as `i8` slices without a copy.
 
 /// Trits per packed word.
 pub const TRITS_PER_WORD: usize = 16;
@@ -7,6 +13,30 @@ pub const TRITS_PER_WORD: usize = 16;
 /// Words per row of `cols` trits.
 pub fn words_per_row(cols: usize) -> usize {
     cols.div_ceil(TRITS_PER_WORD)
+}
+
+/// Int8 values per packed word.
+pub const I8_PER_WORD: usize = 4;
+
+/// Words per int8 row of `cols` values.
+pub fn i8_words_per_row(cols: usize) -> usize {
+    cols.div_ceil(I8_PER_WORD)
+}
+
+/// The int8 value at column `k` of a packed row.
+#[inline]
+pub fn i8_at(row: &[u32], k: usize) -> i8 {
+    (row[k / I8_PER_WORD] >> (8 * (k % I8_PER_WORD))) as u8 as i8
+}
+
+/// Packs one row of int8 values into `out` (`i8_words_per_row(values.len())` words).
+pub fn pack_i8_row(values: &[i8], out: &mut [u32]) {
+    out.fill(0);
+    for (w, chunk) in out.iter_mut().zip(values.chunks(I8_PER_WORD)) {
+        for (b, &v) in chunk.iter().enumerate() {
+            *w |= (v as u8 as u32) << (8 * b);
+        }
+    }
 }
 
 /// Packs one row of trits (each -1, 0 or 1) into `out` (`words_per_row(trits.len())` words).

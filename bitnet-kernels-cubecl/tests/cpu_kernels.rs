@@ -5,7 +5,7 @@
 
 use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
 use bitnet_kernels_cubecl::cpu::{self, ActTile, Isa};
-use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
+use bitnet_kernels_cubecl::packing::{i8_at, i8_words_per_row, pack_row, words_per_row};
 use bitnet_kernels_cubecl::reference::{self, TernaryShape};
 use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
 use burn::backend::NdArray;
@@ -209,8 +209,10 @@ fn int8_head_equals_integer_reference_on_every_isa() {
     for (n, k) in [(5, 16), (7, 33), (3, 64), (9, 100), (17, 2560)] {
         let w: Vec<f32> = (0..n * k).map(|_| rng.heavy()).collect();
         let (wq, ws) = cpu::quantize_rows_i8(&w, k);
-        for (i, (&q, &v)) in wq.iter().zip(&w).enumerate() {
-            let scale = ws[i / k];
+        let words = i8_words_per_row(k);
+        let value = |r: usize, i: usize| i8_at(&wq[r * words..(r + 1) * words], i);
+        for (i, &v) in w.iter().enumerate() {
+            let (q, scale) = (value(i / k, i % k), ws[i / k]);
             assert!(q != i8::MIN && (q as f32 * scale - v).abs() <= scale * 0.5 + 1e-6);
         }
         for m in [1, 2, 5] {
@@ -220,7 +222,7 @@ fn int8_head_equals_integer_reference_on_every_isa() {
                 let mut q = vec![0i8; k];
                 let s = reference::quantize_row_i8(&x[t * k..(t + 1) * k], &mut q);
                 for r in 0..n {
-                    let d: i32 = (0..k).map(|i| q[i] as i32 * wq[r * k + i] as i32).sum();
+                    let d: i32 = (0..k).map(|i| q[i] as i32 * value(r, i) as i32).sum();
                     expected[t * n + r] = d as f32 * ws[r] / s;
                 }
             }
@@ -280,8 +282,8 @@ fn ndarray_ops_match_their_burn_ops_definitions() {
         let (wq, ws) = cpu::quantize_rows_i8(&w, k);
         let wt = || {
             Tensor::<NdArray, 2, Int>::from_data(
-                TensorData::new(wq.clone(), [n, k]),
-                (&dev, DType::I8),
+                TensorData::new(wq.clone(), [n, i8_words_per_row(k)]),
+                (&dev, DType::U32),
             )
             .into_primitive()
         };

@@ -49,7 +49,7 @@ fn case(rng: &mut Lcg, m: usize, n: usize, k: usize, block: usize, int_valued: b
     }
 }
 
-const SHAPES: [(usize, usize, usize, usize); 8] = [
+const SHAPES: [(usize, usize, usize, usize); 10] = [
     (1, 1, 16, 16),
     (3, 5, 32, 32),
     (1, 7, 37, 37),
@@ -58,6 +58,8 @@ const SHAPES: [(usize, usize, usize, usize); 8] = [
     (5, 4, 100, 50),
     (1, 64, 2560, 2560),
     (19, 11, 272, 16),
+    (70, 67, 272, 16),
+    (32, 5, 2560, 2560),
 ];
 
 /// A ternary op on primitives: `(x, packed words, scales) -> y`.
@@ -188,44 +190,46 @@ fn int8_quantization_rounds_half_to_even() {
     assert_eq!(q, [0, 2, -2, 127]);
 }
 
-#[cfg(feature = "wgpu")]
-mod wgpu {
-    use super::*;
-    use burn::backend::Wgpu;
+/// The GPU tests, instantiated for each GPU backend compiled in; each skips with a message without a device.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+macro_rules! gpu_tests {
+    ($name:ident, $backend:ty, $device:path) => {
+        mod $name {
+            use super::*;
 
-    fn device() -> Option<burn::backend::wgpu::WgpuDevice> {
-        let d = burn::backend::wgpu::WgpuDevice::default();
-        let ok = std::panic::catch_unwind(|| {
-            Tensor::<burn::backend::Wgpu, 1>::from_floats([1.0], &d).into_data()
-        })
-        .is_ok();
-        if !ok {
-            eprintln!("SKIPPED wgpu kernel tests: no Vulkan/Metal adapter (install mesa-vulkan-drivers for lavapipe)");
+            #[test]
+            fn op_matches_reference() {
+                let Some(d) = $device() else { return };
+                check::<$backend>(
+                    &d,
+                    <$backend as TernaryBackend>::ternary_matmul,
+                    stringify!($name),
+                    1e-5,
+                );
+            }
+
+            #[test]
+            fn int8_op_matches_reference() {
+                let Some(d) = $device() else { return };
+                check_i8::<$backend>(&d, stringify!($name));
+            }
+
+            /// BitNet's int8 activation quantization rounds half to even; SPIR-V's plain `Round` may not.
+            #[test]
+            fn rounds_half_to_even() {
+                let Some(d) = $device() else { return };
+                let t = Tensor::<$backend, 1>::from_floats([0.5, 1.5, 2.5, -0.5, -1.5, 3.5], &d)
+                    .round();
+                assert_eq!(
+                    t.into_data().convert::<f32>().to_vec::<f32>().unwrap(),
+                    [0.0, 2.0, 2.0, -0.0, -2.0, 4.0]
+                );
+            }
         }
-        ok.then_some(d)
-    }
-
-    #[test]
-    fn wgpu_op_matches_reference() {
-        let Some(d) = device() else { return };
-        check::<Wgpu>(&d, <Wgpu as TernaryBackend>::ternary_matmul, "wgpu", 1e-5);
-    }
-
-    #[test]
-    fn wgpu_int8_op_matches_reference() {
-        let Some(d) = device() else { return };
-        check_i8::<Wgpu>(&d, "wgpu");
-    }
-
-    /// BitNet's int8 activation quantization rounds half to even; SPIR-V's plain `Round` may not.
-    #[test]
-    fn wgpu_rounds_half_to_even() {
-        let Some(d) = device() else { return };
-        let t = Tensor::<burn::backend::Wgpu, 1>::from_floats([0.5, 1.5, 2.5, -0.5, -1.5, 3.5], &d)
-            .round();
-        assert_eq!(
-            t.into_data().to_vec::<f32>().unwrap(),
-            [0.0, 2.0, 2.0, -0.0, -2.0, 4.0]
-        );
-    }
+    };
 }
+
+#[cfg(feature = "wgpu")]
+gpu_tests!(wgpu, burn::backend::Wgpu, common::wgpu_device);
+#[cfg(feature = "cuda")]
+gpu_tests!(cuda, burn::backend::Cuda, common::cuda_device);

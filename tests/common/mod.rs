@@ -89,16 +89,23 @@ pub fn python_reference(mode: &str, src: &Path) -> tempfile::TempDir {
 
 pub mod model;
 
-/// The default wgpu device if a Vulkan/Metal/DX12 adapter exists; otherwise `None` after saying what is skipped.
+/// `device` if usable; otherwise `None` after saying `test` is skipped on `backend`, and why.
+fn or_skip<D>(test: &str, backend: &str, device: Result<D, String>) -> Option<D> {
+    device
+        .inspect_err(|why| eprintln!("SKIPPED {test} on {backend}: {why}"))
+        .ok()
+}
+
+/// The default wgpu device if a Vulkan/Metal/DX12 adapter exists (lavapipe included).
 #[cfg(feature = "wgpu")]
 pub fn wgpu_device_or_skip(test: &str) -> Option<burn::backend::wgpu::WgpuDevice> {
-    match bitnet_burn::device::wgpu_available() {
-        Ok(device) => Some(device),
-        Err(why) => {
-            eprintln!("SKIPPED {test} on wgpu: {why}");
-            None
-        }
-    }
+    or_skip(test, "wgpu", bitnet_burn::device::wgpu_available())
+}
+
+/// The first CUDA device if an NVIDIA GPU and driver are present.
+#[cfg(feature = "cuda")]
+pub fn cuda_device_or_skip(test: &str) -> Option<burn::backend::cuda::CudaDevice> {
+    or_skip(test, "CUDA", bitnet_burn::device::cuda_available())
 }
 
 /// The repository root, read at run time (a test binary reused from a shared target directory may have been

@@ -1,11 +1,13 @@
 //! The int8 output head: weights quantized per row at load, activations per token, integer dot products.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use super::isa::Isa;
 use super::par::{blocks, par_bands, SharedOut};
 use super::scalar;
 use super::ternary::with_acts;
+use crate::packing::{i8_words_per_row, pack_i8_row, I8_PER_WORD};
 use crate::reference::quantize_i8;
 
 /// Tokens sharing one pass over a weight row.
@@ -18,22 +20,38 @@ thread_local! {
 }
 
 /// Quantizes each row of `w` (`k` columns) to int8 with its own scale `max|row| / 127`, round half to even;
-/// returns the values (in [-127, 127]) and the scales.
-pub fn quantize_rows_i8(w: &[f32], k: usize) -> (Vec<i8>, Vec<f32>) {
-    let mut q = vec![0i8; w.len()];
+/// returns the values (in [-127, 127]) packed per row as [`crate::packing`] defines, and the scales.
+pub fn quantize_rows_i8(w: &[f32], k: usize) -> (Vec<u32>, Vec<f32>) {
+    let words = i8_words_per_row(k);
+    let mut packed = vec![0u32; w.len() / k * words];
+    let mut q = vec![0i8; k];
     let scales = w
         .chunks_exact(k)
-        .zip(q.chunks_exact_mut(k))
-        .map(|(row, q)| {
+        .zip(packed.chunks_exact_mut(words))
+        .map(|(row, out)| {
             let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
             let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
             for (q, &v) in q.iter_mut().zip(row) {
                 *q = quantize_i8(v, inv);
             }
+            pack_i8_row(&q, out);
             amax / 127.0
         })
         .collect();
-    (q, scales)
+    (packed, scales)
+}
+
+/// Packed int8 rows as bytes: the words themselves on little-endian targets, unpacked elsewhere.
+fn i8_bytes(w: &[u32]) -> Cow<'_, [i8]> {
+    if cfg!(target_endian = "little") {
+        Cow::Borrowed(bytemuck::cast_slice(w))
+    } else {
+        Cow::Owned(
+            w.iter()
+                .flat_map(|&word| (0..I8_PER_WORD).map(move |b| (word >> (8 * b)) as u8 as i8))
+                .collect(),
+        )
+    }
 }
 
 /// `w · q` for one int8 row and `tokens` (1..=4) tokens of activations `stride` bytes apart, on `isa`.
@@ -56,11 +74,13 @@ fn int8_row_dots(isa: Isa, w: &[i8], q: &[i8], stride: usize, tokens: usize, out
 }
 
 /// `y[m, n] = Σ_k q[m, k] · w[n, k] · scales[n] / s_m` with `x [m, k]` quantized per token like BitLinear's
-/// activations and `w [n, k]` from [`quantize_rows_i8`] (a weight of -128 would read as +128 on the AVX2
+/// activations and `w [n, k]` packed by [`quantize_rows_i8`] (a weight of -128 would read as +128 on the AVX2
 /// path); rows split across the current rayon pool.
-pub fn int8_matmul(x: &[f32], m: usize, w: &[i8], scales: &[f32], k: usize, isa: Isa) -> Vec<f32> {
+pub fn int8_matmul(x: &[f32], m: usize, w: &[u32], scales: &[f32], k: usize, isa: Isa) -> Vec<f32> {
     let n = scales.len();
-    assert!(x.len() == m * k && w.len() == n * k);
+    let row = I8_PER_WORD * i8_words_per_row(k);
+    assert!(x.len() == m * k && w.len() * I8_PER_WORD == n * row);
+    let w = i8_bytes(w);
     let mut y = vec![0f32; m * n];
     let out = SharedOut::new(&mut y);
     with_acts(|acts| {
@@ -74,7 +94,7 @@ pub fn int8_matmul(x: &[f32], m: usize, w: &[i8], scales: &[f32], k: usize, isa:
                         for r in rows.clone() {
                             int8_row_dots(
                                 isa,
-                                &w[r * k..(r + 1) * k],
+                                &w[r * row..r * row + k],
                                 acts.from_token(t0),
                                 acts.stride,
                                 tokens,

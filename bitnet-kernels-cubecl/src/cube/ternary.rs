@@ -1,11 +1,9 @@
 //! The ternary matmul as one CubeCL kernel for every CubeCL runtime (wgpu/Vulkan/Metal, CUDA): weights stay
 //! packed 16 trits per `u32` on the device and are decoded in registers.
 //!
-//! One cube computes [`ROWS`] outputs for one token (decode) or [`PREFILL_TOKENS`] tokens (prefill). The
-//! [`LANES`] units of a row stride over its packed words, so a row's consecutive words are read by consecutive
-//! units (coalesced); each unit decodes a word's 16 trits once, multiplies them with 16 activations of each
-//! token read as 4-wide vectors, scales the word's sum by its block's scale, and the lanes' sums are added in
-//! shared memory. Integer-valued activations (BitLinear's int8 mode) give exact integer sums per word in f32,
+//! Cubes and lanes as [`super::rows`] lays them out; each unit decodes a word's 16 trits once, multiplies them
+//! with 16 activations of each token read as 4-wide vectors, scales the word's sum by its block's scale, and
+//! the lanes' sums are added in shared memory. Integer-valued activations (BitLinear's int8 mode) give exact integer sums per word in f32,
 //! so only the scaling rounds.
 
 use burn::tensor::Shape;
@@ -16,14 +14,12 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
-/// Units per output row.
-const LANES: usize = 32;
-/// Output rows per cube.
-const ROWS: usize = 8;
-/// Activations per vector load.
-const VECTOR: usize = 4;
-/// Tokens a cube computes in prefill: each packed word is loaded and decoded once for all of them.
-const PREFILL_TOKENS: usize = 8;
+use super::rows::{geometry, lane_sums, tokens_per_cube, LANES, ROWS, VECTOR};
+use super::tiles::{self, ternary_tiles, TILE};
+
+/// From this many tokens on, the tiled kernel of [`tiles`] (each word decoded once per [`TILE`] tokens) takes
+/// over from the row kernel (once per 8): half a tile, below which most of a tile would be padding.
+const TILED_FROM_TOKENS: usize = TILE / 2;
 
 #[cube(launch)]
 fn ternary_rows<F: Float, N: Size>(
@@ -81,25 +77,8 @@ fn ternary_rows<F: Float, N: Size>(
         }
     }
     let mut partial = SharedMemory::<F>::new(comptime!(LANES * ROWS * tokens));
+    lane_sums::<F>(&acc, &mut partial, tokens);
     let unit = UNIT_POS_Y as usize * LANES + lane;
-    #[unroll]
-    for t in 0..tokens {
-        partial[t * ROWS * LANES + unit] = acc[t];
-    }
-    sync_cube();
-    #[unroll]
-    for level in 0..LANES.trailing_zeros() {
-        let stride = comptime!(LANES >> (level + 1));
-        if lane < stride {
-            #[unroll]
-            for t in 0..tokens {
-                let slot = t * ROWS * LANES + unit;
-                let other = partial[slot + stride];
-                partial[slot] += other;
-            }
-        }
-        sync_cube();
-    }
     if lane == 0 && row < n {
         #[unroll]
         for t in 0..tokens {
@@ -142,11 +121,28 @@ pub(crate) fn ternary_matmul<R: CubeRuntime>(
         Shape::new([m, n]),
         dtype,
     );
-    let tokens = if m == 1 { 1 } else { PREFILL_TOKENS };
+    if m >= TILED_FROM_TOKENS {
+        let (count, dim) = tiles::geometry(n, m);
+        ternary_tiles::launch::<R>(
+            &y.client,
+            count,
+            dim,
+            VECTOR,
+            x.into_tensor_arg(),
+            w.into_tensor_arg(),
+            scales.into_tensor_arg(),
+            y.clone().into_tensor_arg(),
+            block_words,
+            dtype.into(),
+        );
+        return y;
+    }
+    let tokens = tokens_per_cube(m);
+    let (count, dim) = geometry(n, m, tokens);
     ternary_rows::launch::<R>(
         &y.client,
-        CubeCount::Static(n.div_ceil(ROWS) as u32, m.div_ceil(tokens) as u32, 1),
-        CubeDim::new_2d(LANES as u32, ROWS as u32),
+        count,
+        dim,
         VECTOR,
         x.into_tensor_arg(),
         w.into_tensor_arg(),

@@ -34,3 +34,31 @@ impl Lcg {
         }
     }
 }
+
+/// `device` when one tiny computation runs on it, or `None` after saying the tests of `backend` are skipped
+/// (Burn panics at the first operation when the driver or the device is missing).
+pub fn gpu_device<B: burn::tensor::backend::Backend>(
+    device: B::Device,
+    backend: &str,
+) -> Option<B::Device> {
+    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        burn::tensor::Tensor::<B, 1>::from_floats([1.0], &device).into_data()
+    }))
+    .is_ok();
+    if !ok {
+        eprintln!("SKIPPED {backend} kernel tests: no usable device (for wgpu, install mesa-vulkan-drivers for lavapipe; for CUDA, an NVIDIA GPU and driver)");
+    }
+    ok.then_some(device)
+}
+
+/// The default wgpu device (a Vulkan/Metal adapter, lavapipe included), if usable.
+#[cfg(feature = "wgpu")]
+pub fn wgpu_device() -> Option<burn::backend::wgpu::WgpuDevice> {
+    gpu_device::<burn::backend::Wgpu>(Default::default(), "wgpu")
+}
+
+/// The first CUDA device, if usable.
+#[cfg(feature = "cuda")]
+pub fn cuda_device() -> Option<burn::backend::cuda::CudaDevice> {
+    gpu_device::<burn::backend::Cuda>(Default::default(), "CUDA")
+}

@@ -1,0 +1,124 @@
+//! GPU kernel throughput on the 2B-4T shapes, against the device-to-device copy rate measured by the same
+//! harness: `cargo bench --bench gpu_kernels --features cuda` (or `wgpu`). GEMV weights cycle through more
+//! matrices than a GPU's L2 holds, so the rates are DRAM-bound as in a real decode step. Every iteration waits
+//! for the device (`Backend::sync`).
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod gpu {
+    use std::hint::black_box;
+
+    use bitnet_kernels_cubecl::packing::{i8_words_per_row, words_per_row};
+    use bitnet_kernels_cubecl::TernaryBackend;
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
+    use criterion::{Criterion, Throughput};
+
+    #[cfg(feature = "cuda")]
+    type Gpu = burn::backend::Cuda;
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    type Gpu = burn::backend::Wgpu;
+
+    /// Bytes of weights cycled through per GEMV benchmark (above the 50 MB L2 of an H100).
+    const WORKING_SET: usize = 256 << 20;
+
+    fn device() -> Device<Gpu> {
+        Default::default()
+    }
+
+    fn sync() {
+        Gpu::sync(&device()).expect("device sync");
+    }
+
+    /// Random packed words `[n, words]` (every bit pattern is a valid weight of both layouts).
+    fn words(n: usize, words: usize, seed: u64) -> Tensor<Gpu, 2, Int> {
+        let mut s = seed;
+        let data: Vec<u32> = (0..n * words)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (s >> 32) as u32
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(data, [n, words]), (&device(), DType::U32))
+    }
+
+    fn activations(m: usize, k: usize) -> Tensor<Gpu, 2> {
+        Tensor::random([m, k], Distribution::Uniform(-1.0, 1.0), &device())
+    }
+
+    /// Reads and writes `WORKING_SET` bytes: the bound every memory-bound kernel is held against.
+    pub fn copy(c: &mut Criterion) {
+        let x = Tensor::<Gpu, 1>::zeros([WORKING_SET / 4], &device());
+        let mut g = c.benchmark_group("device_copy");
+        g.throughput(Throughput::Bytes(2 * WORKING_SET as u64));
+        g.bench_function("f32_add_scalar", |b| {
+            b.iter(|| {
+                black_box(x.clone().add_scalar(1.0));
+                sync();
+            })
+        });
+    }
+
+    /// The int8 BitLinear op for one token (decode) on the FFN shapes, and for 128 tokens (prefill, counted in
+    /// multiply-adds).
+    pub fn ternary(c: &mut Criterion) {
+        for (n, k) in [(6912, 2560), (2560, 6912)] {
+            let kw = words_per_row(k);
+            let copies = WORKING_SET / (4 * n * kw) + 1;
+            let matrices: Vec<_> = (0..copies).map(|i| words(n, kw, i as u64)).collect();
+            let scales = Tensor::<Gpu, 2>::ones([n, 1], &device());
+            let mut g = c.benchmark_group(format!("gpu_ternary_{n}x{k}"));
+            for m in [1, 128] {
+                let x = activations(m, k);
+                g.throughput(if m == 1 {
+                    Throughput::Bytes(4 * (n * kw) as u64)
+                } else {
+                    Throughput::Elements((m * n * k) as u64)
+                });
+                let mut i = 0;
+                g.bench_function(format!("tokens{m}"), |b| {
+                    b.iter(|| {
+                        i = (i + 1) % copies;
+                        black_box(Gpu::ternary_matmul_i8(
+                            x.clone().into_primitive().tensor(),
+                            matrices[i].clone().into_primitive(),
+                            scales.clone().into_primitive().tensor(),
+                        ));
+                        sync();
+                    })
+                });
+            }
+        }
+    }
+
+    /// The int8 output head of 2B-4T for one token: 0.33 GB of packed weights, larger than any L2.
+    pub fn int8_head(c: &mut Criterion) {
+        let (n, k) = (128_256, 2560);
+        let w = words(n, i8_words_per_row(k), 9);
+        let scales = Tensor::<Gpu, 2>::ones([n, 1], &device());
+        let x = activations(1, k);
+        let mut g = c.benchmark_group(format!("gpu_int8_head_{n}x{k}"));
+        g.throughput(Throughput::Bytes((n * k) as u64));
+        g.bench_function("tokens1", |b| {
+            b.iter(|| {
+                black_box(Gpu::int8_matmul(
+                    x.clone().into_primitive().tensor(),
+                    w.clone().into_primitive(),
+                    scales.clone().into_primitive().tensor(),
+                ));
+                sync();
+            })
+        });
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+criterion::criterion_group!(benches, gpu::copy, gpu::ternary, gpu::int8_head);
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+criterion::criterion_main!(benches);
+
+#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+fn main() {
+    eprintln!("gpu_kernels needs a GPU backend: cargo bench --bench gpu_kernels --features cuda (or wgpu)");
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The GPU check and timing, in two halves because the lent GPU machine has no Rust toolchain and no network:
+#   scripts/gpu-bench.sh pack [cuda|wgpu]   here: builds the release binaries (bitnet, the GPU kernel and model
+#                                           tests, the gpu_kernels bench) into .gpu/bundle.tar.xz (git-ignored)
+#   scripts/gpu-bench.sh run                there (carry .gpu): runs the tests, times decode and prefill of the
+#                                           synthetic 2B-4T model with both heads, and the kernels against the
+#                                           device copy rate; logs go to $OUT (or .gpu/out), a table is printed last
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+BUNDLE="$HERE/.gpu"
+
+pack() {
+  local feature=${1:-cuda}
+  local target=${CARGO_TARGET_DIR:-$HERE/target}
+  rm -rf "$BUNDLE/stage" && mkdir -p "$BUNDLE/stage/tests"
+  cd "$HERE"
+  cargo build --release --features "$feature" --bin bitnet
+  cp "$target/release/bitnet" "$BUNDLE/stage/"
+  # Test and bench executables, by name from cargo's JSON messages.
+  {
+    cargo test --release --features "$feature" -p bitnet-kernels-cubecl --test ternary_matmul --test int8_head \
+      --no-run --message-format=json
+    cargo test --release --features "$feature" --test synthetic --no-run --message-format=json
+    cargo bench --features "$feature" --bench gpu_kernels --no-run --message-format=json
+  } | python3 -c '
+import json, shutil, sys
+stage = sys.argv[1]
+for line in sys.stdin:
+    m = json.loads(line)
+    exe = m.get("executable") if m.get("reason") == "compiler-artifact" else None
+    if exe and m["target"]["kind"] in (["test"], ["bench"]):
+        name = m["target"]["name"]
+        shutil.copy(exe, f"{stage}/tests/{name}" if name != "gpu_kernels" else f"{stage}/{name}")
+' "$BUNDLE/stage"
+  echo "$feature" > "$BUNDLE/stage/backend"
+  strip "$BUNDLE"/stage/bitnet "$BUNDLE"/stage/gpu_kernels "$BUNDLE"/stage/tests/*
+  tar -C "$BUNDLE/stage" -cJf "$BUNDLE/bundle.tar.xz" .
+  rm -rf "$BUNDLE/stage"
+  grep -qx '/.gpu/' "$HERE/.git/info/exclude" 2>/dev/null || echo '/.gpu/' >> "$HERE/.git/info/exclude"
+  ls -l "$BUNDLE/bundle.tar.xz"
+}
+
+run() {
+  local out=${OUT:-$BUNDLE/out} work
+  work=$(mktemp -d)
+  mkdir -p "$out"
+  tar -C "$work" -xJf "$BUNDLE/bundle.tar.xz"
+  local backend
+  backend=$(cat "$work/backend")
+  exec > >(tee "$out/gpu-bench.log") 2>&1
+  nvidia-smi -L 2>/dev/null || echo "(no nvidia-smi)"
+  echo "== tests on $backend"
+  for t in "$work"/tests/*; do
+    (cd "$HERE" && "$t" --test-threads=1 2>&1 | grep -E "^test |test result|SKIPPED|panicked") || echo "FAILED: $t"
+  done
+  echo "== synthetic 2B-4T model"
+  "$work/bitnet" synth --shape 2b4t --type tq2_0 -s 1 -o "$work/s2b.gguf"
+  for head in float int8; do
+    "$work/bitnet" bench -m "$work/s2b.gguf" --backend "$backend" -p 128 -n 64 -r 3 --head "$head" --json \
+      | tee -a "$out/model.jsonl"
+  done
+  echo "== kernels"
+  (cd "$work" && ./gpu_kernels --bench --warm-up-time 1 --measurement-time 3 2>&1) | tee "$out/kernels.txt"
+  echo "== summary"
+  python3 - "$out" <<'PY'
+import json, re, sys
+out = sys.argv[1]
+for r in map(json.loads, open(f"{out}/model.jsonl")):
+    print(f"model {r['backend']} head {r.get('head', '?')}: pp128 {r['prefill_tok_s']:.1f} tok/s, tg64 {r['decode_tok_s']:.1f} tok/s")
+name = None
+for line in open(f"{out}/kernels.txt"):
+    if re.match(r"^\S+/\S+", line):
+        name = line.split()[0]
+    m = re.search(r"thrpt:\s+\[\S+ \S+ (\S+) (\S+)", line)
+    if m and name:
+        print(f"{name}: {m.group(1)} {m.group(2)}")
+PY
+}
+
+case "${1:-}" in
+  pack) pack "${2:-cuda}" ;;
+  run) run ;;
+  *) echo "usage: $0 pack [cuda|wgpu] | run" >&2; exit 2 ;;
+esac
