@@ -5,6 +5,8 @@
 #   scripts/gpu-bench.sh run                there (carry .gpu): runs the tests, times decode and prefill of the
 #                                           synthetic 2B-4T model with both heads, and the kernels against the
 #                                           device copy rate; logs go to $OUT (or .gpu/out), a table is printed last
+# SHAPE (2b4t), PP (128) and TG (64) choose the model and lengths (SHAPE=tiny for a dry run on lavapipe), and
+# BENCH_ARGS extra criterion arguments for the kernels (e.g. "--sample-size 10").
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 BUNDLE="$HERE/.gpu"
@@ -54,19 +56,21 @@ run() {
     (cd "$HERE" && "$t" --test-threads=1 2>&1 | grep -E "^test |test result|SKIPPED|panicked") || echo "FAILED: $t"
   done
   echo "== synthetic 2B-4T model"
-  "$work/bitnet" synth --shape 2b4t --type tq2_0 -s 1 -o "$work/s2b.gguf"
+  "$work/bitnet" synth --shape "${SHAPE:-2b4t}" --type tq2_0 -s 1 -o "$work/model.gguf"
   for head in float int8; do
-    "$work/bitnet" bench -m "$work/s2b.gguf" --backend "$backend" -p 128 -n 64 -r 3 --head "$head" --json \
-      | tee -a "$out/model.jsonl"
+    "$work/bitnet" bench -m "$work/model.gguf" --backend "$backend" -p "${PP:-128}" -n "${TG:-64}" -r 3 \
+      --head "$head" --json | tee -a "$out/model.jsonl"
   done
   echo "== kernels"
-  (cd "$work" && ./gpu_kernels --bench --warm-up-time 1 --measurement-time 3 2>&1) | tee "$out/kernels.txt"
+  # shellcheck disable=SC2086 # BENCH_ARGS is a list of arguments
+  (cd "$work" && ./gpu_kernels --bench --warm-up-time 1 --measurement-time 3 ${BENCH_ARGS:-} 2>&1) \
+    | tee "$out/kernels.txt"
   echo "== summary"
   python3 - "$out" <<'PY'
 import json, re, sys
 out = sys.argv[1]
 for r in map(json.loads, open(f"{out}/model.jsonl")):
-    print(f"model {r['backend']} head {r.get('head', '?')}: pp128 {r['prefill_tok_s']:.1f} tok/s, tg64 {r['decode_tok_s']:.1f} tok/s")
+    print(f"{r['model']} {r['backend']} head {r.get('head', '?')}: prefill {r['prefill_tok_s']:.1f} tok/s, decode {r['decode_tok_s']:.1f} tok/s")
 name = None
 for line in open(f"{out}/kernels.txt"):
     if re.match(r"^\S+/\S+", line):
