@@ -10,7 +10,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
-use super::rows::{geometry, lane_sums, tokens_per_cube, LANES, ROWS};
+use super::rows::{geometry, lane_sums, LANES, ROWS};
 use crate::packing::I8_PER_WORD;
 
 #[cube(launch)]
@@ -100,8 +100,7 @@ pub(crate) fn int8_matmul<R: CubeRuntime>(
         Shape::new([m, n]),
         dtype,
     );
-    let tokens = tokens_per_cube(m);
-    let (count, dim) = geometry(n, m, tokens);
+    let (count, dim, tokens) = geometry(n, m);
     int8_rows::launch::<R>(
         &y.client,
         count,

@@ -13,20 +13,13 @@ pub(super) const VECTOR: usize = 4;
 /// Tokens a cube computes in prefill: each packed word is loaded and decoded once for all of them.
 pub(super) const PREFILL_TOKENS: usize = 8;
 
-/// Tokens per cube for `m` tokens.
-pub(super) fn tokens_per_cube(m: usize) -> usize {
-    if m == 1 {
-        1
-    } else {
-        PREFILL_TOKENS
-    }
-}
-
-/// The cube grid and shape for `n` rows of `m` tokens, `tokens` per cube.
-pub(super) fn geometry(n: usize, m: usize, tokens: usize) -> (CubeCount, CubeDim) {
+/// The cube grid and shape for `n` rows of `m` tokens, and the tokens each cube computes (1 in decode).
+pub(super) fn geometry(n: usize, m: usize) -> (CubeCount, CubeDim, usize) {
+    let tokens = if m == 1 { 1 } else { PREFILL_TOKENS };
     (
         CubeCount::Static(n.div_ceil(ROWS) as u32, m.div_ceil(tokens) as u32, 1),
         CubeDim::new_2d(LANES as u32, ROWS as u32),
+        tokens,
     )
 }
 

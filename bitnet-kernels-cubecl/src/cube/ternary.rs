@@ -14,7 +14,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
-use super::rows::{geometry, lane_sums, tokens_per_cube, LANES, ROWS, VECTOR};
+use super::rows::{geometry, lane_sums, LANES, ROWS, VECTOR};
 use super::tiles::{self, ternary_tiles, TILE};
 
 /// From this many tokens on, the tiled kernel of [`tiles`] (each word decoded once per [`TILE`] tokens) takes
@@ -137,8 +137,7 @@ pub(crate) fn ternary_matmul<R: CubeRuntime>(
         );
         return y;
     }
-    let tokens = tokens_per_cube(m);
-    let (count, dim) = geometry(n, m, tokens);
+    let (count, dim, tokens) = geometry(n, m);
     ternary_rows::launch::<R>(
         &y.client,
         count,
