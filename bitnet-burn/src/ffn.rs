@@ -1,10 +1,9 @@
 //! The gated feed-forward network: `down(sub_norm(act(gate(x)) · up(x)))` with ReLU² or SiLU.
 
 use bitnet_gguf::Activation;
-use bitnet_kernels_cubecl::TernaryBackend;
+use bitnet_kernels_cubecl::{Gate, TernaryBackend};
 use burn::module::Module;
-use burn::tensor::activation::{relu, silu};
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorPrimitive};
 
 use crate::bit_linear::{ActQuant, BitLinear, BitLinearConfig};
 use crate::norm::RmsNorm;
@@ -78,11 +77,14 @@ impl<B: TernaryBackend> FeedForward<B> {
     /// `[batch, seq, hidden]` → `[batch, seq, hidden]`. The activation stays in f32 (ReLU² overflows f16).
     pub fn forward(&self, x: Tensor<B, 3>, act: ActQuant) -> Tensor<B, 3> {
         let g = self.gate.forward(x.clone(), act);
-        let g = match self.activation {
-            Activation::Relu2 => relu(g).powi_scalar(2),
-            Activation::Silu => silu(g),
+        let dims = g.dims();
+        let rows = |t: Tensor<B, 3>| t.reshape([-1, dims[2] as i32]).into_primitive().tensor();
+        let gate = match self.activation {
+            Activation::Relu2 => Gate::Relu2,
+            Activation::Silu => Gate::Silu,
         };
-        let h = g * self.up.forward(x, act);
+        let h = B::gated(rows(g), rows(self.up.forward(x, act)), gate);
+        let h = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(h)).reshape(dims);
         let h = match &self.sub_norm {
             Some(norm) => norm.forward(h),
             None => h,

@@ -1,10 +1,10 @@
-//! RMSNorm computed in the reference order (transformers and llama.cpp multiply by `1/sqrt(mean(x²) + eps)`;
-//! dividing instead moves results by an ulp, enough to flip int8 activation roundings downstream).
+//! RMSNorm as a module over the backend's fused op ([`TernaryBackend::rms_norm`], which fixes the reference
+//! order of operations).
 
 use bitnet_kernels_cubecl::TernaryBackend;
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
 /// Shape of an [`RmsNorm`].
 #[derive(Config, Debug)]
@@ -47,9 +47,13 @@ impl<B: TernaryBackend> RmsNorm<B> {
 
     /// Normalizes `[..., size]`.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let inv = (x.clone().square().mean_dim(D - 1) + self.eps)
-            .sqrt()
-            .recip();
-        x * inv * self.weight.val().unsqueeze()
+        let dims = x.dims();
+        let rows: Tensor<B, 2> = x.reshape([-1, dims[D - 1] as i32]);
+        let y = B::rms_norm(
+            rows.into_primitive().tensor(),
+            self.weight.val().into_primitive().tensor(),
+            self.eps,
+        );
+        Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(y)).reshape(dims)
     }
 }

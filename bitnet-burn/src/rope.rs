@@ -1,17 +1,16 @@
 //! NEOX-style rotary position embedding (rotate-half): dimension `i` pairs with `i + rope_dim/2`.
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use bitnet_kernels_cubecl::TernaryBackend;
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
 /// Precomputed cos/sin tables for positions `0..max_positions`.
 #[derive(Debug, Clone)]
-pub struct Rope<B: Backend> {
+pub struct Rope<B: TernaryBackend> {
     cos: Tensor<B, 2>,
     sin: Tensor<B, 2>,
-    rope_dim: usize,
 }
 
-impl<B: Backend> Rope<B> {
+impl<B: TernaryBackend> Rope<B> {
     /// Tables for `rope_dim` rotated dimensions with base `theta` (angles computed in f64, stored in f32).
     pub fn new(rope_dim: usize, theta: f32, max_positions: usize, device: &B::Device) -> Self {
         let half = rope_dim / 2;
@@ -31,7 +30,6 @@ impl<B: Backend> Rope<B> {
         Self {
             cos: t(cos),
             sin: t(sin),
-            rope_dim,
         }
     }
 
@@ -40,29 +38,15 @@ impl<B: Backend> Rope<B> {
         self.cos.dims()[0]
     }
 
-    /// Rotates `x [batch, heads, seq, head_dim]` whose first token is at position `start`.
+    /// Rotates `x [batch, heads, seq, head_dim]` whose first token is at position `start` (see
+    /// [`TernaryBackend::rope`]).
     pub fn apply(&self, x: Tensor<B, 4>, start: usize) -> Tensor<B, 4> {
-        let [_, _, seq, head_dim] = x.dims();
-        let half = self.rope_dim / 2;
-        let cos = self
-            .cos
-            .clone()
-            .narrow(0, start, seq)
-            .reshape([1, 1, seq, half]);
-        let sin = self
-            .sin
-            .clone()
-            .narrow(0, start, seq)
-            .reshape([1, 1, seq, half]);
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.clone().narrow(3, half, half);
-        let mut parts = vec![
-            x1.clone() * cos.clone() - x2.clone() * sin.clone(),
-            x2 * cos + x1 * sin,
-        ];
-        if self.rope_dim < head_dim {
-            parts.push(x.narrow(3, self.rope_dim, head_dim - self.rope_dim));
-        }
-        Tensor::cat(parts, 3)
+        let y = B::rope(
+            x.into_primitive().tensor(),
+            self.cos.clone().into_primitive().tensor(),
+            self.sin.clone().into_primitive().tensor(),
+            start,
+        );
+        Tensor::from_primitive(TensorPrimitive::Float(y))
     }
 }

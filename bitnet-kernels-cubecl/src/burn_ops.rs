@@ -1,12 +1,13 @@
 //! The extension's ops written in plain Burn tensor ops: correct on every backend (and differentiable under
 //! Autodiff), used where no dedicated kernel exists.
 
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{relu, silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
 
 use crate::packing::{I8_PER_WORD, TRITS_PER_WORD};
+use crate::Gate;
 
 /// The unsigned `bits`-wide fields of `[n, words]` packed words as floats `[n, k]`, field `f` of word `j` at
 /// column `j · (32 / bits) + f`.
@@ -88,6 +89,53 @@ pub fn int8_matmul<B: Backend>(
     (q.matmul(w.transpose()) * scales.transpose() / s)
         .into_primitive()
         .tensor()
+}
+
+/// [`crate::TernaryBackend::rms_norm`] in Burn ops.
+pub fn rms_norm<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, eps: f64) -> FloatTensor<B> {
+    let x = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(x));
+    let weight = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(weight));
+    let inv = (x.clone().square().mean_dim(1) + eps).sqrt().recip();
+    (x * inv * weight.unsqueeze()).into_primitive().tensor()
+}
+
+/// [`crate::TernaryBackend::rope`] in Burn ops.
+pub fn rope<B: Backend>(
+    x: FloatTensor<B>,
+    cos: FloatTensor<B>,
+    sin: FloatTensor<B>,
+    start: usize,
+) -> FloatTensor<B> {
+    let x = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(x));
+    let [_, _, seq, d] = x.dims();
+    let table = |t: FloatTensor<B>| {
+        let t = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(t));
+        let half = t.dims()[1];
+        t.narrow(0, start, seq).reshape([1, 1, seq, half])
+    };
+    let (cos, sin) = (table(cos), table(sin));
+    let half = cos.dims()[3];
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.clone().narrow(3, half, half);
+    let mut parts = vec![
+        x1.clone() * cos.clone() - x2.clone() * sin.clone(),
+        x2 * cos + x1 * sin,
+    ];
+    if 2 * half < d {
+        parts.push(x.narrow(3, 2 * half, d - 2 * half));
+    }
+    Tensor::cat(parts, 3).into_primitive().tensor()
+}
+
+/// [`crate::TernaryBackend::gated`] in Burn ops.
+pub fn gated<B: Backend>(gate: FloatTensor<B>, up: FloatTensor<B>, act: Gate) -> FloatTensor<B> {
+    let g = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(gate));
+    let up = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(up));
+    let g = match act {
+        Gate::Relu2 => relu(g).powi_scalar(2),
+        Gate::Silu => silu(g),
+    };
+    (g * up).into_primitive().tensor()
 }
 
 /// [`crate::TernaryBackend::float_matmul_nt`] in Burn ops, as `(w · xᵀ)ᵀ`: the big matrix keeps its stored layout

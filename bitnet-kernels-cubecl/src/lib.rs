@@ -18,6 +18,15 @@ pub mod reference;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
+/// The activation of a gated FFN: `act(gate) · up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// `max(x, 0)²` (BitNet b1.58 2B-4T).
+    Relu2,
+    /// `x · sigmoid(x)` (the llama family, the older BitNet releases).
+    Silu,
+}
+
 /// A backend that can multiply activations by packed ternary weights.
 pub trait TernaryBackend: Backend {
     /// `y[m, n] = Σ_b scales[n, b] · Σ_{k ∈ block b} x[m, k] · trit[n, k]`.
@@ -58,6 +67,32 @@ pub trait TernaryBackend: Backend {
         scales: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         burn_ops::int8_matmul::<Self>(x, w, scales)
+    }
+
+    /// RMSNorm of each row of `x [rows, size]`: `x · (1 / sqrt(mean(x²) + eps)) · weight[size]`, in that order
+    /// (transformers' and llama.cpp's; dividing instead moves results by an ulp, enough to flip int8 activation
+    /// roundings downstream). An op so GPU backends run it as one kernel instead of seven.
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        burn_ops::rms_norm::<Self>(x, weight, eps)
+    }
+
+    /// NEOX (rotate-half) rotary embedding of `x [b, heads, seq, d]` whose tokens sit at positions
+    /// `start..start + seq`: with `cos`, `sin` `[positions, half]` and `i < half`, dimension `i` becomes
+    /// `x[i]·cos − x[i + half]·sin` and `i + half` becomes `x[i + half]·cos + x[i]·sin`; dimensions from `2·half`
+    /// on pass through. Returns a contiguous tensor. An op so GPU backends run it as one kernel instead of ten.
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        start: usize,
+    ) -> FloatTensor<Self> {
+        burn_ops::rope::<Self>(x, cos, sin, start)
+    }
+
+    /// The gated FFN activation `act(gate) · up` of two `[rows, n]` tensors, kept in f32 (ReLU² overflows f16).
+    /// An op so GPU backends run it as one kernel instead of four.
+    fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Gate) -> FloatTensor<Self> {
+        burn_ops::gated::<Self>(gate, up, act)
     }
 
     /// Causal grouped-query attention over a KV cache: `q [b, heads, seq, d]` holds the queries of positions

@@ -1,6 +1,7 @@
-//! The cached-attention op (the CPU kernel and the Burn-ops composition) against a direct f64 evaluation of
-//! causal grouped-query attention, on shapes with several sequences, query groups, prefill chunks that start
-//! mid-cache, and caches with unused room.
+//! The cached-attention op (the CPU kernel, the Burn-ops composition and the CubeCL kernel) against a direct f64
+//! evaluation of causal grouped-query attention, on shapes with several sequences, query groups, prefill chunks
+//! that start mid-cache, caches with unused room, head widths that are not multiples of 4, and caches longer
+//! than the GPU kernel's 128-key chunks.
 
 use bitnet_kernels_cubecl::cpu::{self, AttentionShape};
 use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
@@ -44,8 +45,10 @@ fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
     out
 }
 
-const SHAPES: [AttentionShape; 5] = [
+const SHAPES: [AttentionShape; 7] = [
     shape(1, 20, 5, 1, 128, 64, 37),
+    shape(1, 4, 2, 2, 64, 400, 333),
+    shape(1, 2, 1, 3, 258, 300, 290),
     shape(2, 4, 2, 3, 16, 10, 7),
     shape(1, 6, 6, 5, 8, 5, 5),
     shape(3, 8, 1, 1, 12, 9, 1),
@@ -82,18 +85,76 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-#[test]
-fn cached_attention_matches_the_f64_reference() {
+/// Random `q`, `k`, `v` for `s` and the reference output. Heavy-tailed values on short caches; uniform ones
+/// from 64 positions on, where the f32 rounding of outlier scores (|q·k| up to 1600 per term) alone moves
+/// the softmax by more than the 1e-5 tolerance, in any summation order.
+fn case(rng: &mut Lcg, s: AttentionShape) -> [Vec<f32>; 4] {
+    let d = s.head_dim;
+    let heavy = s.len <= 64;
+    let mut values = |n: usize| {
+        (0..n)
+            .map(|_| if heavy { rng.heavy() } else { rng.uniform() })
+            .collect::<Vec<f32>>()
+    };
+    let q = values(s.batch * s.heads * s.seq * d);
+    let k = values(s.batch * s.kv_heads * s.max_len * d);
+    let v = values(s.batch * s.kv_heads * s.max_len * d);
+    let want = reference(&q, &k, &v, s);
+    [q, k, v, want]
+}
+
+/// The backend's op on every shape.
+fn check_backend<B: TernaryBackend>(device: &B::Device, what: &str) {
     let mut rng = Lcg(11);
     for s in SHAPES {
-        let d = s.head_dim;
-        let mut values = |n: usize| (0..n).map(|_| rng.heavy()).collect::<Vec<f32>>();
-        let q = values(s.batch * s.heads * s.seq * d);
-        let (k, v) = (
-            values(s.batch * s.kv_heads * s.max_len * d),
-            values(s.batch * s.kv_heads * s.max_len * d),
+        let [q, k, v, want] = case(&mut rng, s);
+        let t = |x: &[f32], dims: [usize; 4]| {
+            Tensor::<B, 4>::from_data(TensorData::new(x.to_vec(), dims), device)
+                .into_primitive()
+                .tensor()
+        };
+        let kv_dims = [s.batch, s.kv_heads, s.max_len, s.head_dim];
+        let y = B::cached_attention(
+            t(&q, [s.batch, s.heads, s.seq, s.head_dim]),
+            t(&k, kv_dims),
+            t(&v, kv_dims),
+            s.len,
         );
-        let want = reference(&q, &k, &v, s);
+        let got = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(y)).into_data();
+        assert_close(
+            &got.to_vec::<f32>().unwrap(),
+            &want,
+            &format!("{what}, {s:?}"),
+        );
+    }
+}
+
+#[test]
+fn ndarray_op_matches_the_f64_reference() {
+    check_backend::<NdArray>(&Default::default(), "ndarray backend op");
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_op_matches_the_f64_reference() {
+    if let Some(d) = common::wgpu_device() {
+        check_backend::<burn::backend::Wgpu>(&d, "wgpu");
+    }
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_op_matches_the_f64_reference() {
+    if let Some(d) = common::cuda_device() {
+        check_backend::<burn::backend::Cuda>(&d, "cuda");
+    }
+}
+
+#[test]
+fn cpu_kernel_and_burn_ops_match_the_f64_reference() {
+    let mut rng = Lcg(11);
+    for s in SHAPES {
+        let [q, k, v, want] = case(&mut rng, s);
         for threads in [1, 3] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -109,32 +170,21 @@ fn cached_attention_matches_the_f64_reference() {
         let device = Default::default();
         let t = |x: &[f32], dims: [usize; 4]| {
             Tensor::<NdArray, 4>::from_data(TensorData::new(x.to_vec(), dims), &device)
-                .into_primitive()
-                .tensor()
         };
-        let kv_dims = [s.batch, s.kv_heads, s.max_len, d];
-        let q_t = t(&q, [s.batch, s.heads, s.seq, d]);
-        for (what, y) in [
-            (
-                "burn ops",
-                burn_ops::cached_attention::<NdArray>(
-                    q_t.clone(),
-                    t(&k, kv_dims),
-                    t(&v, kv_dims),
-                    s.len,
-                ),
-            ),
-            (
-                "ndarray backend op",
-                NdArray::cached_attention(q_t, t(&k, kv_dims), t(&v, kv_dims), s.len),
-            ),
-        ] {
-            let got = Tensor::<NdArray, 4>::from_primitive(TensorPrimitive::Float(y)).into_data();
-            assert_close(
-                &got.to_vec::<f32>().unwrap(),
-                &want,
-                &format!("{what}, {s:?}"),
-            );
-        }
+        let kv_dims = [s.batch, s.kv_heads, s.max_len, s.head_dim];
+        let y = burn_ops::cached_attention::<NdArray>(
+            t(&q, [s.batch, s.heads, s.seq, s.head_dim])
+                .into_primitive()
+                .tensor(),
+            t(&k, kv_dims).into_primitive().tensor(),
+            t(&v, kv_dims).into_primitive().tensor(),
+            s.len,
+        );
+        let got = Tensor::<NdArray, 4>::from_primitive(TensorPrimitive::Float(y)).into_data();
+        assert_close(
+            &got.to_vec::<f32>().unwrap(),
+            &want,
+            &format!("burn ops, {s:?}"),
+        );
     }
 }

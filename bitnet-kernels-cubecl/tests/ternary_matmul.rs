@@ -181,13 +181,39 @@ fn portable_burn_ops_match_reference_on_ndarray() {
     );
 }
 
+/// Activations on the half-way points of the int8 grid (`max|x| = 127`, so `s = 1`), and the values
+/// `ternary_matmul_i8` must give when row `j` of the weights picks column `j`: the levels rounded half to even.
+const HALF_WAY: [f32; 8] = [127.0, 0.5, 1.5, 2.5, -0.5, -1.5, 3.5, -126.5];
+const HALF_WAY_LEVELS: [f32; 8] = [127.0, 0.0, 2.0, 2.0, 0.0, -2.0, 4.0, -126.0];
+
+/// BitNet's int8 activation quantization rounds half to even (SPIR-V's plain `Round` and C's `roundf` do not).
+fn check_rounds_half_to_even<B: TernaryBackend>(device: &B::Device) {
+    let k = HALF_WAY.len();
+    let kw = words_per_row(k);
+    let mut words = vec![0u32; k * kw];
+    for (j, row) in words.chunks_exact_mut(kw).enumerate() {
+        let trits: Vec<i8> = (0..k).map(|c| i8::from(c == j)).collect();
+        pack_row(&trits, row);
+    }
+    let x = Tensor::<B, 2>::from_data(TensorData::new(HALF_WAY.to_vec(), [1, k]), device);
+    let w = Tensor::<B, 2, Int>::from_data(TensorData::new(words, [k, kw]), (device, DType::U32));
+    let scales = Tensor::<B, 2>::ones([k, 1], device);
+    let y = B::ternary_matmul_i8(
+        x.into_primitive().tensor(),
+        w.into_primitive(),
+        scales.into_primitive().tensor(),
+    );
+    let y = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(y));
+    assert_eq!(y.into_data().to_vec::<f32>().unwrap(), HALF_WAY_LEVELS);
+}
+
 #[test]
 fn int8_quantization_rounds_half_to_even() {
-    let mut q = [0i8; 4];
-    // amax 127 → s = 1: values land exactly on .5
-    let s = reference::quantize_row_i8(&[0.5, 1.5, -2.5, 127.0], &mut q);
+    let mut q = [0i8; HALF_WAY.len()];
+    let s = reference::quantize_row_i8(&HALF_WAY, &mut q);
     assert_eq!(s, 1.0);
-    assert_eq!(q, [0, 2, -2, 127]);
+    assert_eq!(q.map(f32::from), HALF_WAY_LEVELS);
+    check_rounds_half_to_even::<NdArray>(&Default::default());
 }
 
 /// The GPU tests, instantiated for each GPU backend compiled in; each skips with a message without a device.
@@ -214,16 +240,10 @@ macro_rules! gpu_tests {
                 check_i8::<$backend>(&d, stringify!($name));
             }
 
-            /// BitNet's int8 activation quantization rounds half to even; SPIR-V's plain `Round` may not.
             #[test]
             fn rounds_half_to_even() {
                 let Some(d) = $device() else { return };
-                let t = Tensor::<$backend, 1>::from_floats([0.5, 1.5, 2.5, -0.5, -1.5, 3.5], &d)
-                    .round();
-                assert_eq!(
-                    t.into_data().convert::<f32>().to_vec::<f32>().unwrap(),
-                    [0.0, 2.0, 2.0, -0.0, -2.0, 4.0]
-                );
+                check_rounds_half_to_even::<$backend>(&d);
             }
         }
     };

@@ -2,14 +2,13 @@
 //! f32 bytes, and never expanded), activations arrive quantized per token, and each row's dot product is
 //! accumulated in `i32`, so the integers equal the CPU kernels' exactly.
 
-use burn::tensor::Shape;
 use burn::tensor::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
+use super::output;
 use super::rows::{geometry, lane_sums, LANES, ROWS};
 use crate::packing::I8_PER_WORD;
 
@@ -81,25 +80,15 @@ pub(crate) fn int8_matmul<R: CubeRuntime>(
     w: CubeTensor<R>,
     scales: CubeTensor<R>,
 ) -> CubeTensor<R> {
-    let (q, s, w, scales) = (
-        into_contiguous(q),
-        into_contiguous(s),
-        into_contiguous(w),
-        into_contiguous(scales),
-    );
+    let [q, s, w, scales] = [q, s, w, scales].map(into_contiguous);
     let (m, n, kw) = (q.shape()[0], w.shape()[0], w.shape()[1]);
     assert_eq!(
         q.shape()[1],
         kw * I8_PER_WORD,
         "activations padded to the packed width"
     );
+    let y = output(&q, m, n);
     let dtype = q.dtype;
-    let y = empty_device_dtype(
-        q.client.clone(),
-        q.device.clone(),
-        Shape::new([m, n]),
-        dtype,
-    );
     let (count, dim, tokens) = geometry(n, m);
     int8_rows::launch::<R>(
         &y.client,

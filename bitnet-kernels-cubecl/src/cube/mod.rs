@@ -1,34 +1,37 @@
-//! The CubeCL backends (wgpu/Vulkan/Metal, CUDA) get the ops from one generic impl: the ternary matmul and
-//! the int8 head from the CubeCL kernels of [`ternary`] and [`int8`], the rest from the Burn-ops compositions.
+//! The CubeCL backends (wgpu/Vulkan/Metal, CUDA) get the ops from one generic impl of CubeCL kernels: the
+//! ternary matmul ([`ternary`], [`tiles`]), activation quantization ([`quantize`]), the int8 head ([`int8`]),
+//! RMSNorm ([`norm`]), RoPE ([`rope`]), cached attention ([`attention`]) and
+//! the FFN gate ([`gate`]); only the float head is the Burn-ops composition.
 
+mod attention;
+mod gate;
 mod int8;
+mod norm;
+mod quantize;
+mod rope;
 mod rows;
 mod ternary;
 mod tiles;
 
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
+use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
 use crate::packing::{i8_words_per_row, words_per_row, I8_PER_WORD, TRITS_PER_WORD};
-use crate::{burn_ops, TernaryBackend};
+use crate::{burn_ops, Gate, TernaryBackend};
 
 type Cube<R, F, I, BT> = CubeBackend<R, F, I, BT>;
 
-/// `x [m, k]` with zero columns up to the packed width `width`.
-fn padded<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
-    x: Tensor<Cube<R, F, I, BT>, 2>,
-    width: usize,
-) -> FloatTensor<Cube<R, F, I, BT>> {
-    let [m, k] = x.dims();
-    let pad = width - k;
-    let x = if pad == 0 {
-        x
-    } else {
-        let zeros = Tensor::zeros([m, pad], &x.device());
-        Tensor::cat(vec![x, zeros], 1)
-    };
-    x.into_primitive().tensor()
+/// An uninitialized `[m, n]` tensor on `like`'s device, of its dtype: a kernel's output.
+fn output<R: CubeRuntime>(like: &CubeTensor<R>, m: usize, n: usize) -> CubeTensor<R> {
+    empty_device_dtype(
+        like.client.clone(),
+        like.device.clone(),
+        Shape::new([m, n]),
+        like.dtype,
+    )
 }
 
 /// The ternary op on the CubeCL kernel, on float activations or (`int8`) on activations quantized per token as
@@ -39,22 +42,26 @@ fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
     scales: FloatTensor<Cube<R, F, I, BT>>,
     int8: bool,
 ) -> FloatTensor<Cube<R, F, I, BT>> {
-    let (k, blocks) = (x.shape()[1], scales.shape()[1]);
+    let (m, k, blocks) = (x.shape()[0], x.shape()[1], scales.shape()[1]);
     let width = TRITS_PER_WORD * words_per_row(k);
     match (ternary::supported(k, blocks), int8) {
         (false, false) => burn_ops::ternary_matmul::<Cube<R, F, I, BT>>(x, w, scales),
         (false, true) => burn_ops::ternary_matmul_i8::<Cube<R, F, I, BT>>(x, w, scales),
         (true, false) => {
             let x = Tensor::<Cube<R, F, I, BT>, 2>::from_primitive(TensorPrimitive::Float(x));
-            ternary::ternary_matmul(padded(x, width), w, scales, k)
+            let device = x.device();
+            let x = if width == k {
+                x
+            } else {
+                Tensor::cat(vec![x, Tensor::zeros([m, width - k], &device)], 1)
+            };
+            let ones = Tensor::<Cube<R, F, I, BT>, 2>::ones([m, 1], &device);
+            let [x, ones] = [x, ones].map(|t| t.into_primitive().tensor());
+            ternary::ternary_matmul(x, ones, w, scales, k)
         }
         (true, true) => {
-            let x = Tensor::<Cube<R, F, I, BT>, 2>::from_primitive(TensorPrimitive::Float(x));
-            let (q, s) = burn_ops::quantize_i8(x);
-            let y = ternary::ternary_matmul(padded(q, width), w, scales, k);
-            (Tensor::<Cube<R, F, I, BT>, 2>::from_primitive(TensorPrimitive::Float(y)) / s)
-                .into_primitive()
-                .tensor()
+            let (q, s) = quantize::quantize_i8(x, width);
+            ternary::ternary_matmul(q, s, w, scales, k)
         }
     }
 }
@@ -83,9 +90,34 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
         w: IntTensor<Self>,
         scales: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let x = Tensor::<Self, 2>::from_primitive(TensorPrimitive::Float(x));
-        let width = I8_PER_WORD * i8_words_per_row(x.dims()[1]);
-        let (q, s) = burn_ops::quantize_i8(x);
-        int8::int8_matmul(padded(q, width), s.into_primitive().tensor(), w, scales)
+        let width = I8_PER_WORD * i8_words_per_row(x.shape()[1]);
+        let (q, s) = quantize::quantize_i8(x, width);
+        int8::int8_matmul(q, s, w, scales)
+    }
+
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        norm::rms_norm(x, weight, eps)
+    }
+
+    fn cached_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        len: usize,
+    ) -> FloatTensor<Self> {
+        attention::cached_attention(q, k, v, len)
+    }
+
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        start: usize,
+    ) -> FloatTensor<Self> {
+        rope::rope(x, cos, sin, start)
+    }
+
+    fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Gate) -> FloatTensor<Self> {
+        gate::gated(gate, up, act)
     }
 }

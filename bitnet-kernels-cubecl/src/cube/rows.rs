@@ -52,3 +52,24 @@ pub(super) fn lane_sums<E: Numeric>(
         sync_cube();
     }
 }
+
+/// Reduces `shared[0..len]` (one value per unit, `len` a power of two) into `shared[0]`: the maximum when `max`,
+/// else the sum. Every unit of the cube must call it; it synchronizes before reading and after each level.
+#[cube]
+pub(super) fn tree<F: Float>(
+    shared: &mut SharedMemory<F>,
+    unit: usize,
+    #[comptime] len: usize,
+    #[comptime] max: bool,
+) {
+    sync_cube();
+    #[unroll]
+    for level in 0..len.trailing_zeros() {
+        let stride = comptime!(len >> (level + 1));
+        if unit < stride {
+            let (a, b) = (shared[unit], shared[unit + stride]);
+            shared[unit] = if max { F::max(a, b) } else { a + b };
+        }
+        sync_cube();
+    }
+}

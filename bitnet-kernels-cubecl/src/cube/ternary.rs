@@ -6,14 +6,13 @@
 //! the lanes' sums are added in shared memory. Integer-valued activations (BitLinear's int8 mode) give exact integer sums per word in f32,
 //! so only the scaling rounds.
 
-use burn::tensor::Shape;
 use burn::tensor::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
+use super::output;
 use super::rows::{geometry, lane_sums, LANES, ROWS, VECTOR};
 use super::tiles::{self, ternary_tiles, TILE};
 
@@ -24,6 +23,7 @@ const TILED_FROM_TOKENS: usize = TILE / 2;
 #[cube(launch)]
 fn ternary_rows<F: Float, N: Size>(
     x: &Tensor<Vector<F, N>>,
+    s: &Tensor<F>,
     w: &Tensor<u32>,
     scales: &Tensor<F>,
     y: &mut Tensor<F>,
@@ -83,7 +83,7 @@ fn ternary_rows<F: Float, N: Size>(
         #[unroll]
         for t in 0..tokens {
             if first + t < m {
-                y[(first + t) * n + row] = partial[t * ROWS * LANES + unit];
+                y[(first + t) * n + row] = partial[t * ROWS * LANES + unit] / s[first + t];
             }
         }
     }
@@ -94,19 +94,17 @@ pub(crate) fn supported(k: usize, blocks: usize) -> bool {
     blocks == 1 || (k / blocks).is_multiple_of(16)
 }
 
-/// `y [m, n] = x [m, k] · (trits ⊙ scales)ᵀ` for `x` whose rows are padded with zeros to the packed width
-/// (`16 · words` columns), `w [n, words]`, `scales [n, blocks]` (see [`supported`]).
+/// `y [m, n] = x [m, k] · (trits ⊙ scales)ᵀ / s[m]` for `x` whose rows are padded with zeros to the packed
+/// width (`16 · words` columns), token divisors `s [m, 1]`, `w [n, words]` and `scales [n, blocks]` (see
+/// [`supported`]).
 pub(crate) fn ternary_matmul<R: CubeRuntime>(
     x: CubeTensor<R>,
+    s: CubeTensor<R>,
     w: CubeTensor<R>,
     scales: CubeTensor<R>,
     k: usize,
 ) -> CubeTensor<R> {
-    let (x, w, scales) = (
-        into_contiguous(x),
-        into_contiguous(w),
-        into_contiguous(scales),
-    );
+    let [x, s, w, scales] = [x, s, w, scales].map(into_contiguous);
     let (m, n, kw, nb) = (x.shape()[0], w.shape()[0], w.shape()[1], scales.shape()[1]);
     assert_eq!(
         x.shape()[1],
@@ -114,42 +112,48 @@ pub(crate) fn ternary_matmul<R: CubeRuntime>(
         "activations padded to the packed width"
     );
     let block_words = if nb == 1 { kw } else { k / nb / 16 };
-    let dtype = x.dtype;
-    let y = empty_device_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        Shape::new([m, n]),
-        dtype,
+    let y = output(&x, m, n);
+    let dtype = x.dtype.into();
+    let args = (
+        x.into_tensor_arg(),
+        s.into_tensor_arg(),
+        w.into_tensor_arg(),
+        scales.into_tensor_arg(),
+        y.clone().into_tensor_arg(),
     );
     if m >= TILED_FROM_TOKENS {
         let (count, dim) = tiles::geometry(n, m);
+        let (x, s, w, scales, out) = args;
         ternary_tiles::launch::<R>(
             &y.client,
             count,
             dim,
             VECTOR,
-            x.into_tensor_arg(),
-            w.into_tensor_arg(),
-            scales.into_tensor_arg(),
-            y.clone().into_tensor_arg(),
+            x,
+            s,
+            w,
+            scales,
+            out,
             block_words,
-            dtype.into(),
+            dtype,
         );
-        return y;
+    } else {
+        let (count, dim, tokens) = geometry(n, m);
+        let (x, s, w, scales, out) = args;
+        ternary_rows::launch::<R>(
+            &y.client,
+            count,
+            dim,
+            VECTOR,
+            x,
+            s,
+            w,
+            scales,
+            out,
+            block_words,
+            tokens,
+            dtype,
+        );
     }
-    let (count, dim, tokens) = geometry(n, m);
-    ternary_rows::launch::<R>(
-        &y.client,
-        count,
-        dim,
-        VECTOR,
-        x.into_tensor_arg(),
-        w.into_tensor_arg(),
-        scales.into_tensor_arg(),
-        y.clone().into_tensor_arg(),
-        block_words,
-        tokens,
-        dtype.into(),
-    );
     y
 }

@@ -21,6 +21,7 @@ const WORD_VECTORS: usize = 16 / VECTOR;
 #[cube(launch)]
 pub(super) fn ternary_tiles<F: Float, N: Size>(
     x: &Tensor<Vector<F, N>>,
+    s: &Tensor<F>,
     w: &Tensor<u32>,
     scales: &Tensor<F>,
     y: &mut Tensor<F>,
@@ -109,7 +110,7 @@ pub(super) fn ternary_tiles<F: Float, N: Size>(
         for b in 0..BLOCK {
             let row = row0 + tx * BLOCK + b;
             if token < m && row < n {
-                y[token * n + row] = acc[a * BLOCK + b];
+                y[token * n + row] = acc[a * BLOCK + b] / s[token];
             }
         }
     }

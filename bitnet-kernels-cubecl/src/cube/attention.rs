@@ -1,0 +1,138 @@
+//! Causal grouped-query attention over the KV cache as one CubeCL kernel (in Burn ops it is a dozen launches:
+//! mask, two matmuls, the softmax's reductions and element-wise steps). One cube per query row walks the visible
+//! keys in chunks of [`UNITS`] positions with an online softmax: each unit scores one key of the chunk, the
+//! cube takes the chunk's maximum and sum with shared-memory trees, and the units then add the chunk's weighted
+//! values to their slice of the output row (consecutive units read consecutive values: coalesced).
+
+use burn::tensor::TensorMetadata;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeRuntime;
+use cubecl::prelude::*;
+
+use super::rows::tree;
+
+/// Units per query row, and keys per chunk.
+const UNITS: usize = 128;
+/// Below every score: the start of a running maximum, and the score of positions past the causal limit.
+const LOWEST: f32 = -3.0e38;
+
+#[cube(launch)]
+fn attention_rows<F: Float, N: Size>(
+    q: &Tensor<Vector<F, N>>,
+    k: &Tensor<Vector<F, N>>,
+    v: &Tensor<Vector<F, N>>,
+    out: &mut Tensor<Vector<F, N>>,
+    len: usize,
+    sqrt_d: f32,
+    #[comptime] vectors: usize,
+    #[define(F)] _dtype: StorageType,
+) {
+    let (heads, seq, kv_heads, max_len) = (q.shape(1), q.shape(2), k.shape(1), k.shape(2));
+    let query = CUBE_POS_X as usize;
+    let unit = UNIT_POS_X as usize;
+    let (i, head, batch) = (query % seq, (query / seq) % heads, query / (seq * heads));
+    let kv = head / (heads / kv_heads);
+    let cache = (batch * kv_heads + kv) * max_len * vectors;
+    let visible = len - seq + i + 1;
+    let per_unit = comptime!(vectors.div_ceil(UNITS));
+
+    let mut qs = SharedMemory::<Vector<F, N>>::new(vectors);
+    let mut j = unit;
+    while j < vectors {
+        qs[j] = q[query * vectors + j];
+        j += UNITS;
+    }
+    let mut weights = SharedMemory::<F>::new(UNITS);
+    let mut red = SharedMemory::<F>::new(UNITS);
+    let mut acc = Array::<Vector<F, N>>::new(per_unit);
+    #[unroll]
+    for e in 0..per_unit {
+        acc[e] = Vector::<F, N>::new(F::new(0.0));
+    }
+    let (mut run_max, mut run_sum) = (F::new(LOWEST), F::new(0.0));
+    sync_cube();
+    let mut start = 0;
+    while start < visible {
+        let key = start + unit;
+        let mut score = F::new(LOWEST);
+        if key < visible {
+            let mut dot = Vector::<F, N>::new(F::new(0.0));
+            for c in 0..vectors {
+                dot += qs[c] * k[cache + key * vectors + c];
+            }
+            let mut sum = F::new(0.0);
+            #[unroll]
+            for l in 0..N::value() {
+                sum += dot[l];
+            }
+            score = sum / F::cast_from(sqrt_d);
+        }
+        red[unit] = score;
+        tree::<F>(&mut red, unit, UNITS, true);
+        let new_max = F::max(run_max, red[0]);
+        let mut p = F::new(0.0);
+        if key < visible {
+            p = F::exp(score - new_max);
+        }
+        sync_cube();
+        weights[unit] = p;
+        red[unit] = p;
+        tree::<F>(&mut red, unit, UNITS, false);
+        let correction = F::exp(run_max - new_max);
+        run_sum = run_sum * correction + red[0];
+        run_max = new_max;
+        let keys = usize::min(UNITS, visible - start);
+        #[unroll]
+        for e in 0..per_unit {
+            let c = unit + e * UNITS;
+            if c < vectors {
+                let mut a = acc[e] * Vector::<F, N>::new(correction);
+                for t in 0..keys {
+                    a += Vector::<F, N>::new(weights[t]) * v[cache + (start + t) * vectors + c];
+                }
+                acc[e] = a;
+            }
+        }
+        sync_cube();
+        start += UNITS;
+    }
+    #[unroll]
+    for e in 0..per_unit {
+        let c = unit + e * UNITS;
+        if c < vectors {
+            out[query * vectors + c] = acc[e] / Vector::<F, N>::new(run_sum);
+        }
+    }
+}
+
+/// [`crate::TernaryBackend::cached_attention`]: `q [b, heads, seq, d]`, caches `[b, kv_heads, max_len, d]` of
+/// which `len` positions are valid.
+pub(crate) fn cached_attention<R: CubeRuntime>(
+    q: CubeTensor<R>,
+    k: CubeTensor<R>,
+    v: CubeTensor<R>,
+    len: usize,
+) -> CubeTensor<R> {
+    let [q, k, v] = [q, k, v].map(into_contiguous);
+    let shape = q.shape();
+    let d = shape[3];
+    let vector = [4, 2, 1].into_iter().find(|n| d % n == 0).unwrap_or(1);
+    let out = empty_device_dtype(q.client.clone(), q.device.clone(), shape.clone(), q.dtype);
+    attention_rows::launch::<R>(
+        &q.client,
+        CubeCount::Static((shape[0] * shape[1] * shape[2]) as u32, 1, 1),
+        CubeDim::new_1d(UNITS as u32),
+        vector,
+        q.clone().into_tensor_arg(),
+        k.into_tensor_arg(),
+        v.into_tensor_arg(),
+        out.clone().into_tensor_arg(),
+        len,
+        (d as f32).sqrt(),
+        d / vector,
+        q.dtype.into(),
+    );
+    out
+}

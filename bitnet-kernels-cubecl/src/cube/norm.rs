@@ -1,0 +1,63 @@
+//! RMSNorm as one CubeCL kernel (seven launches in Burn ops): one cube per row sums the squares with a
+//! shared-memory tree, then writes `x · (1 / sqrt(mean + eps)) · weight`.
+
+use burn::tensor::TensorMetadata;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeRuntime;
+use cubecl::prelude::*;
+
+use super::output;
+use super::quantize::UNITS;
+use super::rows::tree;
+
+#[cube(launch)]
+fn rms_rows<F: Float>(
+    x: &Tensor<F>,
+    weight: &Tensor<F>,
+    y: &mut Tensor<F>,
+    eps: f32,
+    #[define(F)] _dtype: StorageType,
+) {
+    let size = x.shape(1);
+    let base = CUBE_POS_X as usize * size;
+    let unit = UNIT_POS_X as usize;
+    let mut sum = F::new(0.0);
+    let mut j = unit;
+    while j < size {
+        let v = x[base + j];
+        sum += v * v;
+        j += UNITS;
+    }
+    let mut shared = SharedMemory::<F>::new(UNITS);
+    shared[unit] = sum;
+    tree::<F>(&mut shared, unit, UNITS, false);
+    let inv = F::new(1.0) / F::sqrt(shared[0] / F::cast_from(size) + F::cast_from(eps));
+    j = unit;
+    while j < size {
+        y[base + j] = x[base + j] * inv * weight[j];
+        j += UNITS;
+    }
+}
+
+/// [`crate::TernaryBackend::rms_norm`] of `x [rows, size]` with `weight [size]`.
+pub(crate) fn rms_norm<R: CubeRuntime>(
+    x: CubeTensor<R>,
+    weight: CubeTensor<R>,
+    eps: f64,
+) -> CubeTensor<R> {
+    let [x, weight] = [x, weight].map(into_contiguous);
+    let (rows, size) = (x.shape()[0], x.shape()[1]);
+    let y = output(&x, rows, size);
+    rms_rows::launch::<R>(
+        &x.client,
+        CubeCount::Static(rows as u32, 1, 1),
+        CubeDim::new_1d(UNITS as u32),
+        x.clone().into_tensor_arg(),
+        weight.into_tensor_arg(),
+        y.clone().into_tensor_arg(),
+        eps as f32,
+        x.dtype.into(),
+    );
+    y
+}
