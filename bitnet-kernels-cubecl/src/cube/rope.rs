@@ -53,12 +53,7 @@ pub(crate) fn rope<R: CubeRuntime>(
     let [cos, sin] = [cos, sin].map(into_contiguous);
     let shape = x.shape();
     let rows = shape[0] * shape[1] * shape[2];
-    let y = empty_device_dtype(
-        x.client.clone(),
-        x.device.clone(),
-        shape.clone(),
-        x.dtype,
-    );
+    let y = empty_device_dtype(x.client.clone(), x.device.clone(), shape.clone(), x.dtype);
     rope_rows::launch::<R>(
         &x.client,
         CubeCount::Static(rows as u32, 1, 1),
