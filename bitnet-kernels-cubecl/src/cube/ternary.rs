@@ -114,7 +114,7 @@ pub(crate) fn ternary_matmul<R: CubeRuntime>(
     let block_words = if nb == 1 { kw } else { k / nb / 16 };
     let y = output(&x, m, n);
     let dtype = x.dtype.into();
-    let args = (
+    let (x, s, w, scales, out) = (
         x.into_tensor_arg(),
         s.into_tensor_arg(),
         w.into_tensor_arg(),
@@ -123,7 +123,6 @@ pub(crate) fn ternary_matmul<R: CubeRuntime>(
     );
     if m >= TILED_FROM_TOKENS {
         let (count, dim) = tiles::geometry(n, m);
-        let (x, s, w, scales, out) = args;
         ternary_tiles::launch::<R>(
             &y.client,
             count,
@@ -139,7 +138,6 @@ pub(crate) fn ternary_matmul<R: CubeRuntime>(
         );
     } else {
         let (count, dim, tokens) = geometry(n, m);
-        let (x, s, w, scales, out) = args;
         ternary_rows::launch::<R>(
             &y.client,
             count,
