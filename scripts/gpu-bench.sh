@@ -21,7 +21,7 @@ pack() {
   # Test and bench executables, by name from cargo's JSON messages.
   {
     cargo test --release --features "$feature" -p bitnet-kernels-cubecl --test ternary_matmul --test int8_head \
-      --test attention --test rms_norm --test rope --test gated \
+      --test attention --test rms_norm --test rope --test gated --test bit_linears \
       --no-run --message-format=json
     cargo test --release --features "$feature" --test synthetic --no-run --message-format=json
     cargo bench --features "$feature" --bench gpu_kernels --no-run --message-format=json

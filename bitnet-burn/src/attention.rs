@@ -5,7 +5,7 @@ use bitnet_kernels_cubecl::TernaryBackend;
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use crate::bit_linear::{ActQuant, BitLinear, BitLinearConfig};
+use crate::bit_linear::{forward_shared, ActQuant, BitLinear, BitLinearConfig};
 use crate::cache::KvCache;
 use crate::norm::RmsNorm;
 use crate::norm::RmsNormConfig;
@@ -77,10 +77,12 @@ pub struct Attention<B: TernaryBackend> {
 }
 
 impl<B: TernaryBackend> Attention<B> {
-    /// `x [batch, seq, hidden]` at positions `cache.len()..` → `[batch, seq, hidden]`.
+    /// `x [batch, seq, hidden]` at positions `cache.len()..`, normalized first by `norm` (the block's
+    /// `attn_norm`, fused with the projections' input quantization where the backend can) → `[batch, seq, hidden]`.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
+        norm: &RmsNorm<B>,
         layer: usize,
         cache: &mut KvCache<B>,
         rope: &Rope<B>,
@@ -90,12 +92,13 @@ impl<B: TernaryBackend> Attention<B> {
         let start = cache.len();
         let head_dim = self.wq.out_features() / self.n_heads;
         let heads = |t: Tensor<B, 3>, h: usize| t.reshape([b, seq, h, head_dim]).swap_dims(1, 2);
-        let q = rope.apply(heads(self.wq.forward(x.clone(), act), self.n_heads), start);
-        let k = rope.apply(
-            heads(self.wk.forward(x.clone(), act), self.n_kv_heads),
-            start,
-        );
-        let v = heads(self.wv.forward(x, act), self.n_kv_heads);
+        let [q, k, v]: [Tensor<B, 3>; 3] =
+            forward_shared(&[&self.wq, &self.wk, &self.wv], Some(norm), x, act)
+                .try_into()
+                .expect("three projections");
+        let q = rope.apply(heads(q, self.n_heads), start);
+        let k = rope.apply(heads(k, self.n_kv_heads), start);
+        let v = heads(v, self.n_kv_heads);
         let (k, v) = cache.append(layer, k, v);
         let out = B::cached_attention(
             q.into_primitive().tensor(),
@@ -106,10 +109,6 @@ impl<B: TernaryBackend> Attention<B> {
         let out = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(out))
             .swap_dims(1, 2)
             .reshape([b, seq, self.n_heads * head_dim]);
-        let out = match &self.sub_norm {
-            Some(norm) => norm.forward(out),
-            None => out,
-        };
-        self.wo.forward(out, act)
+        forward_shared(&[&self.wo], self.sub_norm.as_ref(), out, act).remove(0)
     }
 }

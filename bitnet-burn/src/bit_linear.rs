@@ -7,6 +7,8 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{DType, Distribution, Int, Tensor, TensorData, TensorPrimitive};
 
+use crate::norm::RmsNorm;
+
 /// How BitLinear treats its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ActQuant {
@@ -159,6 +161,40 @@ impl<B: TernaryBackend> BitLinear<B> {
         dims[D - 1] = self.out_features();
         y.reshape(dims)
     }
+}
+
+/// Layers of the same input width applied to one input `x [..., in]` (q/k/v, gate/up), normalized by `norm`
+/// first when given. Packed layers in [`ActQuant::Int8`] take one backend op that normalizes and quantizes the
+/// input once ([`TernaryBackend::bit_linears_i8`]); any other case runs `norm` and then each layer's
+/// [`BitLinear::forward`].
+pub fn forward_shared<B: TernaryBackend, const D: usize>(
+    layers: &[&BitLinear<B>],
+    norm: Option<&RmsNorm<B>>,
+    x: Tensor<B, D>,
+    act: ActQuant,
+) -> Vec<Tensor<B, D>> {
+    if act != ActQuant::Int8 || layers.iter().any(|l| l.latent.is_some()) {
+        let x = norm.map_or(x.clone(), |n| n.forward(x));
+        return layers.iter().map(|l| l.forward(x.clone(), act)).collect();
+    }
+    let mut dims = x.dims();
+    let x: Tensor<B, 2> = x.reshape([-1, dims[D - 1] as i32]);
+    let norm = norm.map(|n| (n.weight.val().into_primitive().tensor(), n.eps));
+    let weights = layers
+        .iter()
+        .map(|l| {
+            let scales = l.scales.val().into_primitive().tensor();
+            (l.weight.val().into_primitive(), scales)
+        })
+        .collect();
+    B::bit_linears_i8(x.into_primitive().tensor(), norm, weights)
+        .into_iter()
+        .zip(layers)
+        .map(|(y, l)| {
+            dims[D - 1] = l.out_features();
+            Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(y)).reshape(dims)
+        })
+        .collect()
 }
 
 /// BitNet b1.58's absmean ternarization of a `[rows, row_len]` matrix: `scale = max(mean|W|, 1e-5)` (accumulated in

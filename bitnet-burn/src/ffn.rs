@@ -5,7 +5,7 @@ use bitnet_kernels_cubecl::{Gate, TernaryBackend};
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use crate::bit_linear::{ActQuant, BitLinear, BitLinearConfig};
+use crate::bit_linear::{forward_shared, ActQuant, BitLinear, BitLinearConfig};
 use crate::norm::RmsNorm;
 use crate::norm::RmsNormConfig;
 use burn::config::Config;
@@ -74,21 +74,22 @@ pub struct FeedForward<B: TernaryBackend> {
 }
 
 impl<B: TernaryBackend> FeedForward<B> {
-    /// `[batch, seq, hidden]` → `[batch, seq, hidden]`. The activation stays in f32 (ReLU² overflows f16).
-    pub fn forward(&self, x: Tensor<B, 3>, act: ActQuant) -> Tensor<B, 3> {
-        let g = self.gate.forward(x.clone(), act);
+    /// `[batch, seq, hidden]`, normalized first by `norm` (the block's `ffn_norm`, fused with the gate and up
+    /// projections' input quantization where the backend can) → `[batch, seq, hidden]`. The activation stays
+    /// in f32 (ReLU² overflows f16).
+    pub fn forward(&self, x: Tensor<B, 3>, norm: &RmsNorm<B>, act: ActQuant) -> Tensor<B, 3> {
+        let [g, up]: [Tensor<B, 3>; 2] =
+            forward_shared(&[&self.gate, &self.up], Some(norm), x, act)
+                .try_into()
+                .expect("two projections");
         let dims = g.dims();
         let rows = |t: Tensor<B, 3>| t.reshape([-1, dims[2] as i32]).into_primitive().tensor();
         let gate = match self.activation {
             Activation::Relu2 => Gate::Relu2,
             Activation::Silu => Gate::Silu,
         };
-        let h = B::gated(rows(g), rows(self.up.forward(x, act)), gate);
+        let h = B::gated(rows(g), rows(up), gate);
         let h = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(h)).reshape(dims);
-        let h = match &self.sub_norm {
-            Some(norm) => norm.forward(h),
-            None => h,
-        };
-        self.down.forward(h, act)
+        forward_shared(&[&self.down], self.sub_norm.as_ref(), h, act).remove(0)
     }
 }

@@ -31,7 +31,7 @@ pub mod tokenizer;
 pub mod train;
 
 pub use attention::{Attention, AttentionConfig};
-pub use bit_linear::{ActQuant, BitLinear, BitLinearConfig};
+pub use bit_linear::{forward_shared, ActQuant, BitLinear, BitLinearConfig};
 pub use bitnet_gguf::{Activation, ModelConfig};
 pub use bitnet_kernels_cubecl::TernaryBackend;
 pub use cache::KvCache;

@@ -295,11 +295,9 @@ impl<B: TernaryBackend> BitNet<B> {
             self.config.hidden_size,
         ]);
         for (layer, block) in self.model.blocks.iter().enumerate() {
-            x = x.clone()
-                + block
-                    .attn
-                    .forward(block.attn_norm.forward(x), layer, cache, &self.rope, act);
-            x = x.clone() + block.ffn.forward(block.ffn_norm.forward(x), act);
+            let attn = &block.attn;
+            x = x.clone() + attn.forward(x, &block.attn_norm, layer, cache, &self.rope, act);
+            x = x.clone() + block.ffn.forward(x, &block.ffn_norm, act);
         }
         cache.advance(seq);
         Ok(self.model.norm.forward(x))

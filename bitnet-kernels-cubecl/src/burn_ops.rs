@@ -7,7 +7,7 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
 
 use crate::packing::{I8_PER_WORD, TRITS_PER_WORD};
-use crate::Gate;
+use crate::{Gate, TernaryBackend};
 
 /// The unsigned `bits`-wide fields of `[n, words]` packed words as floats `[n, k]`, field `f` of word `j` at
 /// column `j · (32 / bits) + f`.
@@ -54,6 +54,22 @@ pub fn ternary_matmul<B: Backend>(
     let block = k / nb;
     let weights = (trits.reshape([n, nb, block]) * scales.reshape([n, nb, 1])).reshape([n, k]);
     x.matmul(weights.transpose()).into_primitive().tensor()
+}
+
+/// [`crate::TernaryBackend::bit_linears_i8`] as the ops it stands for: the norm, then one int8 matmul per layer.
+pub fn bit_linears_i8<B: TernaryBackend>(
+    x: FloatTensor<B>,
+    norm: Option<(FloatTensor<B>, f64)>,
+    layers: Vec<(IntTensor<B>, FloatTensor<B>)>,
+) -> Vec<FloatTensor<B>> {
+    let x = match norm {
+        Some((weight, eps)) => B::rms_norm(x, weight, eps),
+        None => x,
+    };
+    layers
+        .into_iter()
+        .map(|(w, scales)| B::ternary_matmul_i8(x.clone(), w, scales))
+        .collect()
 }
 
 /// Per-token int8 quantization in Burn ops: `(q, s)` with `q = clamp(round(x · s), -128, 127)`, `s = 127 / max|x|`.

@@ -52,6 +52,18 @@ pub trait TernaryBackend: Backend {
         burn_ops::ternary_matmul_i8::<Self>(x, w, scales)
     }
 
+    /// BitLinears in int8 mode on one input (q/k/v, gate/up), after an optional RMSNorm: `x` normalized by
+    /// [`TernaryBackend::rms_norm`] with `norm = (weight, eps)` when given, then
+    /// [`TernaryBackend::ternary_matmul_i8`] by each `(w, scales)` of `layers`. An op so backends quantize a
+    /// shared input once, and GPU backends fuse the norm into that quantization.
+    fn bit_linears_i8(
+        x: FloatTensor<Self>,
+        norm: Option<(FloatTensor<Self>, f64)>,
+        layers: Vec<(IntTensor<Self>, FloatTensor<Self>)>,
+    ) -> Vec<FloatTensor<Self>> {
+        burn_ops::bit_linears_i8::<Self>(x, norm, layers)
+    }
+
     /// The float output head: `y[m, n] = x[m, k] · w[n, k]ᵀ` without materializing `wᵀ` (`w` is the
     /// `[vocab, hidden]` embedding when tied).
     fn float_matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {

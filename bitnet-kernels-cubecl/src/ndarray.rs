@@ -5,7 +5,7 @@ use burn::tensor::{TensorData, TensorMetadata};
 use burn_ndarray::{NdArray, NdArrayTensor};
 use std::borrow::Cow;
 
-use crate::cpu::{self, AttentionShape, Isa};
+use crate::cpu::{self, AttentionShape, Isa, TernaryMatrix};
 use crate::reference::TernaryShape;
 use crate::TernaryBackend;
 
@@ -81,6 +81,36 @@ impl TernaryBackend for NdArray<f32> {
         let a = ternary_args(&x, &w, &scales);
         let y = cpu::ternary_matmul_i8(&a.x, a.m, &a.w, &a.scales, a.shape, Isa::detect());
         NdArrayTensor::from_data(TensorData::new(y, [a.m, a.shape.n]))
+    }
+
+    fn bit_linears_i8(
+        x: FloatTensor<Self>,
+        norm: Option<(FloatTensor<Self>, f64)>,
+        layers: Vec<(IntTensor<Self>, FloatTensor<Self>)>,
+    ) -> Vec<FloatTensor<Self>> {
+        let x = match norm {
+            Some((weight, eps)) => Self::rms_norm(x, weight, eps),
+            None => x,
+        };
+        let blocks = |(_, scales): &(IntTensor<Self>, FloatTensor<Self>)| scales.shape()[1];
+        if layers.iter().any(|l| blocks(l) != blocks(&layers[0])) {
+            return crate::burn_ops::bit_linears_i8::<Self>(x, None, layers);
+        }
+        let args: Vec<TernaryArgs> = layers.iter().map(|(w, s)| ternary_args(&x, w, s)).collect();
+        let matrices: Vec<TernaryMatrix> = args
+            .iter()
+            .map(|a| TernaryMatrix {
+                w: &a.w,
+                scales: &a.scales,
+                shape: a.shape,
+            })
+            .collect();
+        let (xs, xv) = f32s(&x, "bit_linears_i8: x");
+        let ys = cpu::ternary_matmuls_i8(&xv, xs[0], &matrices, Isa::detect());
+        ys.into_iter()
+            .zip(&matrices)
+            .map(|(y, a)| NdArrayTensor::from_data(TensorData::new(y, [xs[0], a.shape.n])))
+            .collect()
     }
 
     fn float_matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -27,4 +27,6 @@ pub use attention::{cached_attention, AttentionShape};
 pub use f32::{f32_matmul_nt, ternary_matmul_f32};
 pub use int8::{int8_matmul, quantize_rows_i8};
 pub use isa::Isa;
-pub use ternary::{ternary_matmul_i8, ternary_tile_dots, ActTile};
+pub use ternary::{
+    ternary_matmul_i8, ternary_matmuls_i8, ternary_tile_dots, ActTile, TernaryMatrix,
+};

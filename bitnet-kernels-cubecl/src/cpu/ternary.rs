@@ -1,6 +1,7 @@
 //! BitLinear's int8-activation ternary matmul on the CPU: quantize, integer block dots, rescale.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use super::acts::{QuantizedActs, CHUNK};
 use super::isa::Isa;
@@ -76,6 +77,17 @@ pub fn ternary_tile_dots(
     scalar::ternary_rows_dots(rows, row_bytes, 0, acts, shape, out, out_stride);
 }
 
+/// One packed ternary matrix: `w` `[n, ceil(k/16)]` words and `scales` `[n, blocks]`.
+#[derive(Clone, Copy, Debug)]
+pub struct TernaryMatrix<'a> {
+    /// Packed words.
+    pub w: &'a [u32],
+    /// Scales per row block.
+    pub scales: &'a [f32],
+    /// Its shape.
+    pub shape: TernaryShape,
+}
+
 /// BitLinear in int8 mode on the CPU, `x [m, k]` → `y [m, n]`: each token quantized with
 /// [`crate::reference::quantize_row_i8`] (scale `s`), then
 /// `y = Σ_b (Σ_{k∈b} (trit+1)·q − Σ_{k∈b} q) · scales[n, b] / s`, rows split across the current rayon pool.
@@ -87,57 +99,101 @@ pub fn ternary_matmul_i8(
     shape: TernaryShape,
     isa: Isa,
 ) -> Vec<f32> {
-    let TernaryShape { n, k, block } = shape;
-    let (nb, kw) = (shape.blocks(), words_per_row(k));
-    assert!(x.len() == m * k && w.len() == n * kw && scales.len() == n * nb);
-    let bytes: &[u8] = bytemuck::cast_slice(w);
-    let mut y = vec![0f32; m * n];
-    let out = SharedOut::new(&mut y);
+    let matrix = TernaryMatrix { w, scales, shape };
+    ternary_matmuls_i8(x, m, &[matrix], isa).remove(0)
+}
+
+/// [`ternary_matmul_i8`] of one input by several matrices of the same `k` and block (q/k/v, gate/up): the
+/// input is quantized once, and one parallel call covers every matrix's rows, their bands laid end to end.
+pub fn ternary_matmuls_i8(
+    x: &[f32],
+    m: usize,
+    matrices: &[TernaryMatrix],
+    isa: Isa,
+) -> Vec<Vec<f32>> {
+    let first = matrices.first().expect("at least one matrix").shape;
+    let (k, block) = (first.k, first.block);
+    for &TernaryMatrix { w, scales, shape } in matrices {
+        assert!(
+            shape.k == k && shape.block == block,
+            "{shape:?} after {first:?}"
+        );
+        assert!(w.len() == shape.n * words_per_row(k) && scales.len() == shape.n * shape.blocks());
+    }
+    assert_eq!(x.len(), m * k);
+    let mut ys: Vec<Vec<f32>> = matrices.iter().map(|a| vec![0f32; m * a.shape.n]).collect();
+    let outs: Vec<SharedOut> = ys.iter_mut().map(|y| SharedOut::new(y)).collect();
+    let starts: Vec<usize> = matrices
+        .iter()
+        .scan(0, |row, a| {
+            *row += a.shape.n;
+            Some(*row - a.shape.n)
+        })
+        .collect();
+    let total = matrices.iter().map(|a| a.shape.n).sum();
     with_acts(|acts| {
         acts.quantize_permuted(x, m, k, block);
         let acts = &*acts;
-        par_bands(n, ROW_TILE, |band| {
-            DOTS.with_borrow_mut(|dots| {
-                let token_tile = if m == 1 { 1 } else { TOKEN_TILE };
-                dots.resize(BLOCK_ROWS * token_tile * nb, 0);
-                for rows in blocks(band, BLOCK_ROWS) {
-                    let tile = &bytes[rows.start * kw * 4..rows.end * kw * 4];
-                    for t0 in (0..m).step_by(token_tile) {
-                        let tokens = token_tile.min(m - t0);
-                        let a = ActTile {
-                            q: acts.from_token(t0),
-                            stride: acts.stride,
-                            tokens,
-                        };
-                        ternary_tile_dots(isa, tile, kw * 4, a, shape, dots);
-                        for t in 0..tokens {
-                            let tok = t0 + t;
-                            // SAFETY: token `tok`'s outputs for this band's rows, which no other band writes.
-                            let y = unsafe { out.slice(tok * n + rows.start, rows.len()) };
-                            let dots = &dots[t * rows.len() * nb..(t + 1) * rows.len() * nb];
-                            let (s, sums) =
-                                (acts.scale[tok], &acts.block_sums[tok * nb..(tok + 1) * nb]);
-                            let scales = &scales[rows.start * nb..rows.end * nb];
-                            if nb == 1 {
-                                // one scale per row: a loop the compiler vectorizes
-                                for ((y, &d), &w) in y.iter_mut().zip(dots).zip(scales) {
-                                    *y = (d - sums[0]) as f32 * w / s;
-                                }
-                                continue;
-                            }
-                            let rows = dots.chunks_exact(nb).zip(scales.chunks_exact(nb));
-                            for (y, (d, w)) in y.iter_mut().zip(rows) {
-                                let acc: f32 =
-                                    (0..nb).map(|b| (d[b] - sums[b]) as f32 * w[b]).sum();
-                                *y = acc / s;
-                            }
-                        }
-                    }
+        par_bands(total, ROW_TILE, |band| {
+            for ((a, &start), &out) in matrices.iter().zip(&starts).zip(&outs) {
+                let rows = band.start.max(start)..band.end.min(start + a.shape.n);
+                if !rows.is_empty() {
+                    matrix_rows(a, rows.start - start..rows.end - start, m, acts, isa, out);
                 }
-            })
+            }
         });
     });
-    y
+    ys
+}
+
+/// Rows `band` of `x · a` for the `m` quantized tokens `acts`, written into `out` (`[m, n]`).
+fn matrix_rows(
+    a: &TernaryMatrix,
+    band: Range<usize>,
+    m: usize,
+    acts: &QuantizedActs,
+    isa: Isa,
+    out: SharedOut,
+) {
+    let TernaryMatrix { w, scales, shape } = *a;
+    let (n, nb, kw) = (shape.n, shape.blocks(), words_per_row(shape.k));
+    let bytes: &[u8] = bytemuck::cast_slice(w);
+    DOTS.with_borrow_mut(|dots| {
+        let token_tile = if m == 1 { 1 } else { TOKEN_TILE };
+        dots.resize(BLOCK_ROWS * token_tile * nb, 0);
+        for rows in blocks(band, BLOCK_ROWS) {
+            let tile = &bytes[rows.start * kw * 4..rows.end * kw * 4];
+            for t0 in (0..m).step_by(token_tile) {
+                let tokens = token_tile.min(m - t0);
+                let a = ActTile {
+                    q: acts.from_token(t0),
+                    stride: acts.stride,
+                    tokens,
+                };
+                ternary_tile_dots(isa, tile, kw * 4, a, shape, dots);
+                for t in 0..tokens {
+                    let tok = t0 + t;
+                    // SAFETY: token `tok`'s outputs for this band's rows, which no other band writes.
+                    let y = unsafe { out.slice(tok * n + rows.start, rows.len()) };
+                    let dots = &dots[t * rows.len() * nb..(t + 1) * rows.len() * nb];
+                    let (s, sums) = (acts.scale[tok], &acts.block_sums[tok * nb..(tok + 1) * nb]);
+                    let scales = &scales[rows.start * nb..rows.end * nb];
+                    if nb == 1 {
+                        // one scale per row: a loop the compiler vectorizes
+                        for ((y, &d), &w) in y.iter_mut().zip(dots).zip(scales) {
+                            *y = (d - sums[0]) as f32 * w / s;
+                        }
+                        continue;
+                    }
+                    let rows = dots.chunks_exact(nb).zip(scales.chunks_exact(nb));
+                    for (y, (d, w)) in y.iter_mut().zip(rows) {
+                        let acc: f32 = (0..nb).map(|b| (d[b] - sums[b]) as f32 * w[b]).sum();
+                        *y = acc / s;
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Runs `f` on this thread's activation buffer (a fresh one if a caller up the stack holds it).

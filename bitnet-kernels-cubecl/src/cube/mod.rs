@@ -1,5 +1,6 @@
 //! The CubeCL backends (wgpu/Vulkan/Metal, CUDA) get the ops from one generic impl of CubeCL kernels: the
-//! ternary matmul ([`ternary`], [`tiles`]), activation quantization ([`quantize`]), the int8 head ([`int8`]),
+//! ternary matmul ([`ternary`], [`tiles`]), activation quantization fused with the RMSNorm before it
+//! ([`quantize`]), the int8 head ([`int8`]),
 //! RMSNorm ([`norm`]), RoPE ([`rope`]), cached attention ([`attention`]) and
 //! the FFN gate ([`gate`]); only the float head is the Burn-ops composition.
 
@@ -60,7 +61,7 @@ fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
             ternary::ternary_matmul(x, ones, w, scales, k)
         }
         (true, true) => {
-            let (q, s) = quantize::quantize_i8(x, width);
+            let (q, s) = quantize::quantize_i8(x, None, width);
             ternary::ternary_matmul(q, s, w, scales, k)
         }
     }
@@ -85,13 +86,32 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
         kernel_matmul::<R, F, I, BT>(x, w, scales, true)
     }
 
+    fn bit_linears_i8(
+        x: FloatTensor<Self>,
+        norm: Option<(FloatTensor<Self>, f64)>,
+        layers: Vec<(IntTensor<Self>, FloatTensor<Self>)>,
+    ) -> Vec<FloatTensor<Self>> {
+        let k = x.shape()[1];
+        if !layers
+            .iter()
+            .all(|(_, s)| ternary::supported(k, s.shape()[1]))
+        {
+            return burn_ops::bit_linears_i8::<Self>(x, norm, layers);
+        }
+        let (q, s) = quantize::quantize_i8(x, norm, TRITS_PER_WORD * words_per_row(k));
+        layers
+            .into_iter()
+            .map(|(w, scales)| ternary::ternary_matmul(q.clone(), s.clone(), w, scales, k))
+            .collect()
+    }
+
     fn int8_matmul(
         x: FloatTensor<Self>,
         w: IntTensor<Self>,
         scales: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let width = I8_PER_WORD * i8_words_per_row(x.shape()[1]);
-        let (q, s) = quantize::quantize_i8(x, width);
+        let (q, s) = quantize::quantize_i8(x, None, width);
         int8::int8_matmul(q, s, w, scales)
     }
 

@@ -11,16 +11,11 @@ use super::output;
 use super::quantize::UNITS;
 use super::rows::tree;
 
-#[cube(launch)]
-fn rms_rows<F: Float>(
-    x: &Tensor<F>,
-    weight: &Tensor<F>,
-    y: &mut Tensor<F>,
-    eps: f32,
-    #[define(F)] _dtype: StorageType,
-) {
-    let size = x.shape(1);
-    let base = CUBE_POS_X as usize * size;
+/// `1 / sqrt(mean(x²) + eps)` of the `size` values from `x[base]`, summed by [`UNITS`] units in a fixed
+/// order (the fused norm-and-quantize kernel calls it too, so both give the same bits). Every unit of the
+/// cube must call it.
+#[cube]
+pub(super) fn inv_rms<F: Float>(x: &Tensor<F>, base: usize, size: usize, eps: f32) -> F {
     let unit = UNIT_POS_X as usize;
     let mut sum = F::new(0.0);
     let mut j = unit;
@@ -32,8 +27,21 @@ fn rms_rows<F: Float>(
     let mut shared = SharedMemory::<F>::new(UNITS);
     shared[unit] = sum;
     tree::<F>(&mut shared, unit, UNITS, false);
-    let inv = F::new(1.0) / F::sqrt(shared[0] / F::cast_from(size) + F::cast_from(eps));
-    j = unit;
+    F::new(1.0) / F::sqrt(shared[0] / F::cast_from(size) + F::cast_from(eps))
+}
+
+#[cube(launch)]
+fn rms_rows<F: Float>(
+    x: &Tensor<F>,
+    weight: &Tensor<F>,
+    y: &mut Tensor<F>,
+    eps: f32,
+    #[define(F)] _dtype: StorageType,
+) {
+    let size = x.shape(1);
+    let base = CUBE_POS_X as usize * size;
+    let inv = inv_rms::<F>(x, base, size, eps);
+    let mut j = UNIT_POS_X as usize;
     while j < size {
         y[base + j] = x[base + j] * inv * weight[j];
         j += UNITS;

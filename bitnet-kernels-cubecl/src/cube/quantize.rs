@@ -1,7 +1,7 @@
 //! Per-token int8 quantization of activations as one CubeCL kernel (in Burn ops it is ten launches: abs, max,
-//! clamp, divide, multiply, round, clamp and the zero padding): one cube per token finds the absmax with a
-//! shared-memory tree, then writes `clamp(round(x · s), -128, 127)` as integer-valued floats, zero-padded to the
-//! packed width, and `s = 127 / max(|x|, 1e-5)`.
+//! clamp, divide, multiply, round, clamp and the zero padding), optionally after an RMSNorm in the same kernel:
+//! one cube per token finds the absmax with a shared-memory tree, then writes `clamp(round(x · s), -128, 127)`
+//! as integer-valued floats, zero-padded to the packed width, and `s = 127 / max(|x|, 1e-5)`.
 
 use burn::tensor::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
@@ -9,26 +9,53 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
+use super::norm::inv_rms;
 use super::output;
 use super::rows::tree;
 
 /// Units per token.
 pub(super) const UNITS: usize = 256;
 
+/// Element `j` of row `base` as the quantization sees it: `x · inv · weight[j]` (RMSNorm's arithmetic, see
+/// [`super::norm`]) when `norm`, else `x`.
+#[cube]
+fn value<F: Float>(
+    x: &Tensor<F>,
+    weight: &Tensor<F>,
+    base: usize,
+    j: usize,
+    inv: F,
+    #[comptime] norm: bool,
+) -> F {
+    let mut v = x[base + j];
+    if comptime!(norm) {
+        v = v * inv * weight[j];
+    }
+    v
+}
+
 #[cube(launch)]
 fn quantize_rows<F: Float>(
     x: &Tensor<F>,
+    weight: &Tensor<F>,
     q: &mut Tensor<F>,
     s: &mut Tensor<F>,
+    eps: f32,
+    #[comptime] norm: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let (k, width) = (x.shape(1), q.shape(1));
     let token = CUBE_POS_X as usize;
     let unit = UNIT_POS_X as usize;
+    let base = token * k;
+    let mut inv = F::new(1.0);
+    if comptime!(norm) {
+        inv = inv_rms::<F>(x, base, k, eps);
+    }
     let mut amax = F::new(0.0);
     let mut j = unit;
     while j < k {
-        amax = F::max(amax, F::abs(x[token * k + j]));
+        amax = F::max(amax, F::abs(value::<F>(x, weight, base, j, inv, norm)));
         j += UNITS;
     }
     let mut shared = SharedMemory::<F>::new(UNITS);
@@ -40,7 +67,7 @@ fn quantize_rows<F: Float>(
         let mut v = F::new(0.0);
         if j < k {
             v = F::clamp(
-                F::round(x[token * k + j] * scale),
+                F::round(value::<F>(x, weight, base, j, inv, norm) * scale),
                 F::new(-128.0),
                 F::new(127.0),
             );
@@ -53,22 +80,30 @@ fn quantize_rows<F: Float>(
     }
 }
 
-/// `(q [m, width], s [m, 1])` for `x [m, k]`: the int8 levels of each token as floats, zero columns from `k` to
-/// `width`, and the token scales, with [`crate::reference::quantize_row_i8`]'s arithmetic.
+/// `(q [m, width], s [m, 1])` for `x [m, k]`, RMS-normalized first when `norm = (weight, eps)` is given (in one
+/// kernel, with [`super::norm`]'s arithmetic): the int8 levels of each token as floats, zero columns from `k`
+/// to `width`, and the token scales, with [`crate::reference::quantize_row_i8`]'s arithmetic.
 pub(crate) fn quantize_i8<R: CubeRuntime>(
     x: CubeTensor<R>,
+    norm: Option<(CubeTensor<R>, f64)>,
     width: usize,
 ) -> (CubeTensor<R>, CubeTensor<R>) {
     let x = into_contiguous(x);
     let m = x.shape()[0];
     let (q, s) = (output(&x, m, width), output(&x, m, 1));
+    let fused = norm.is_some();
+    // Without a norm the weight argument is unused: `x` stands in for it.
+    let (weight, eps) = norm.map_or((x.clone(), 0.0), |(w, eps)| (into_contiguous(w), eps));
     quantize_rows::launch::<R>(
         &x.client,
         CubeCount::Static(m as u32, 1, 1),
         CubeDim::new_1d(UNITS as u32),
         x.clone().into_tensor_arg(),
+        weight.into_tensor_arg(),
         q.clone().into_tensor_arg(),
         s.clone().into_tensor_arg(),
+        eps as f32,
+        fused,
         x.dtype.into(),
     );
     (q, s)
