@@ -4,9 +4,9 @@
 use burn::tensor::activation::{relu, silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
 
-use crate::packing::{I8_PER_WORD, TRITS_PER_WORD};
+use crate::packing::{i8_words_per_row, I8_PER_WORD, TRITS_PER_WORD};
 use crate::{Gate, TernaryBackend};
 
 /// The unsigned `bits`-wide fields of `[n, words]` packed words as floats `[n, k]`, field `f` of word `j` at
@@ -105,6 +105,21 @@ pub fn int8_matmul<B: Backend>(
     (q.matmul(w.transpose()) * scales.transpose() / s)
         .into_primitive()
         .tensor()
+}
+
+/// [`crate::TernaryBackend::quantize_rows_i8`] through the host: the weights read back, quantized by
+/// [`crate::cpu::quantize_rows_i8`], and uploaded.
+pub fn quantize_rows_i8<B: Backend>(w: FloatTensor<B>) -> (IntTensor<B>, FloatTensor<B>) {
+    let w = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(w));
+    let ([n, k], device) = (w.dims(), w.device());
+    let values = w.into_data().convert::<f32>().into_vec::<f32>();
+    let (q, scales) = crate::cpu::quantize_rows_i8(&values.expect("f32 after convert"), k);
+    let q = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(q, [n, i8_words_per_row(k)]),
+        (&device, DType::U32),
+    );
+    let scales = Tensor::<B, 2>::from_data(TensorData::new(scales, [n, 1]), &device);
+    (q.into_primitive(), scales.into_primitive().tensor())
 }
 
 /// [`crate::TernaryBackend::rms_norm`] in Burn ops.

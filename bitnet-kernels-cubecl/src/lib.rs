@@ -81,6 +81,15 @@ pub trait TernaryBackend: Backend {
         burn_ops::int8_matmul::<Self>(x, w, scales)
     }
 
+    /// The int8 head's weights from float `w [n, k]`: each row quantized to [-127, 127] with its own scale
+    /// `max|row| / 127` ([`cpu::quantize_rows_i8`]), returned as the packed words `[n, ceil(k/4)]` (dtype `U32`)
+    /// and the scales `[n, 1]` that [`TernaryBackend::int8_matmul`] takes. An op so the CPU backend reads the
+    /// weights in place: turning the 1.3 GB tied embedding of the 2B-4T shape into `TensorData` copied it
+    /// element by element, 17 of the 22 seconds of loading.
+    fn quantize_rows_i8(w: FloatTensor<Self>) -> (IntTensor<Self>, FloatTensor<Self>) {
+        burn_ops::quantize_rows_i8::<Self>(w)
+    }
+
     /// RMSNorm of each row of `x [rows, size]`: `x · (1 / sqrt(mean(x²) + eps)) · weight[size]`, in that order
     /// (transformers' and llama.cpp's; dividing instead moves results by an ulp, enough to flip int8 activation
     /// roundings downstream). An op so GPU backends run it as one kernel instead of seven.

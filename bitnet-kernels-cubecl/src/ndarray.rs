@@ -6,6 +6,7 @@ use burn_ndarray::{NdArray, NdArrayTensor};
 use std::borrow::Cow;
 
 use crate::cpu::{self, AttentionShape, Isa, TernaryMatrix};
+use crate::packing::i8_words_per_row;
 use crate::reference::TernaryShape;
 use crate::TernaryBackend;
 
@@ -137,6 +138,16 @@ impl TernaryBackend for NdArray<f32> {
         let (m, k) = (xs[0], xs[1]);
         let y = cpu::int8_matmul(&x, m, &w, &scales, k, Isa::detect());
         NdArrayTensor::from_data(TensorData::new(y, [m, scales.len()]))
+    }
+
+    fn quantize_rows_i8(w: FloatTensor<Self>) -> (IntTensor<Self>, FloatTensor<Self>) {
+        let (ws, values) = f32s(&w, "quantize_rows_i8: w");
+        let (n, k) = (ws[0], ws[1]);
+        let (q, scales) = cpu::quantize_rows_i8(&values, k);
+        (
+            NdArrayTensor::from_data(TensorData::new(q, [n, i8_words_per_row(k)])),
+            NdArrayTensor::from_data(TensorData::new(scales, [n, 1])),
+        )
     }
 
     fn cached_attention(

@@ -1,7 +1,6 @@
 //! Every backend's int8 output head against an integer reference, on ragged shapes (widths that are not
 //! whole packed words, partial row and token tiles) and heavy-tailed weights and activations.
 
-use bitnet_kernels_cubecl::cpu::quantize_rows_i8;
 use bitnet_kernels_cubecl::packing::{i8_at, i8_words_per_row};
 use bitnet_kernels_cubecl::reference;
 use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
@@ -25,14 +24,47 @@ const SHAPES: [(usize, usize, usize); 6] = [
 /// An int8 head op on primitives: `(x, packed int8 words, row scales) -> y`.
 type Op<B> = fn(FloatTensor<B>, IntTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
 
-/// Runs `op` on every shape against `y[t, r] = (Σ q·w as i32) · scale[r] / s[t]` with the reference's
-/// quantization: the integers must be exact, so the only allowed difference is the rounding of the final
+/// The backend's head quantization of `w [n, k]`, read back: packed words and row scales.
+fn quantize_head<B: TernaryBackend>(
+    device: &B::Device,
+    w: &[f32],
+    n: usize,
+    k: usize,
+) -> (Vec<u32>, Vec<f32>) {
+    let wt = Tensor::<B, 2>::from_data(TensorData::new(w.to_vec(), [n, k]), device);
+    let (q, scales) = B::quantize_rows_i8(wt.into_primitive().tensor());
+    let q = Tensor::<B, 2, Int>::from_primitive(q).into_data();
+    let words = q.convert::<u32>().to_vec::<u32>().unwrap();
+    let scales = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(scales))
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    (words, scales)
+}
+
+/// Quantizes random weights with the backend's [`TernaryBackend::quantize_rows_i8`] (checked against its
+/// definition), then runs `op` on every shape against `y[t, r] = (Σ q·w as i32) · scale[r] / s[t]` with the
+/// reference's quantization: the integers must be exact, so the only allowed difference is the rounding of the final
 /// multiply and divide (2 ulp; a GPU's f32 division need not be correctly rounded).
 fn check<B: TernaryBackend>(device: &B::Device, op: Op<B>, what: &str) {
     let mut rng = Lcg(404);
     for (m, n, k) in SHAPES {
         let w: Vec<f32> = (0..n * k).map(|_| rng.heavy()).collect();
-        let (words, scales) = quantize_rows_i8(&w, k);
+        let (words, scales) = quantize_head::<B>(device, &w, n, k);
+        for r in 0..n {
+            let row = &w[r * k..(r + 1) * k];
+            let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
+            assert_eq!(
+                scales[r],
+                amax / 127.0,
+                "{what} n{n} k{k}: scale of row {r}"
+            );
+            for (i, &v) in row.iter().enumerate() {
+                let want = (v * (127.0 / amax)).round_ties_even();
+                let got = i8_at(&words[r * i8_words_per_row(k)..], i);
+                assert_eq!(got as f32, want, "{what} n{n} k{k}: row {r} column {i}");
+            }
+        }
         let x: Vec<f32> = (0..m * k).map(|_| rng.heavy()).collect();
         let kw = i8_words_per_row(k);
         let mut expected = vec![0f32; m * n];

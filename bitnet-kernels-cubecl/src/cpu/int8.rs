@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
+use rayon::prelude::*;
+
 use super::isa::Isa;
 use super::par::{blocks, par_bands, SharedOut};
 use super::scalar;
@@ -20,24 +22,28 @@ thread_local! {
 }
 
 /// Quantizes each row of `w` (`k` columns) to int8 with its own scale `max|row| / 127`, round half to even;
-/// returns the values (in [-127, 127]) packed per row as [`crate::packing`] defines, and the scales.
+/// returns the values (in [-127, 127]) packed per row as [`crate::packing`] defines, and the scales. Rows are
+/// split across the current rayon pool (the 2B-4T head has 128,256 of them).
 pub fn quantize_rows_i8(w: &[f32], k: usize) -> (Vec<u32>, Vec<f32>) {
     let words = i8_words_per_row(k);
-    let mut packed = vec![0u32; w.len() / k * words];
-    let mut q = vec![0i8; k];
-    let scales = w
-        .chunks_exact(k)
-        .zip(packed.chunks_exact_mut(words))
-        .map(|(row, out)| {
-            let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
-            for (q, &v) in q.iter_mut().zip(row) {
-                *q = quantize_i8(v, inv);
-            }
-            pack_i8_row(&q, out);
-            amax / 127.0
-        })
-        .collect();
+    let rows = w.len() / k;
+    let mut packed = vec![0u32; rows * words];
+    let mut scales = vec![0f32; rows];
+    w.par_chunks_exact(k)
+        .zip(packed.par_chunks_exact_mut(words))
+        .zip(scales.par_iter_mut())
+        .for_each_init(
+            || vec![0i8; k],
+            |q, ((row, out), scale)| {
+                let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+                for (q, &v) in q.iter_mut().zip(row) {
+                    *q = quantize_i8(v, inv);
+                }
+                pack_i8_row(q, out);
+                *scale = amax / 127.0;
+            },
+        );
     (packed, scales)
 }
 
