@@ -4,10 +4,8 @@
 use bitnet_gguf::quant::for_each_ternary_row;
 use bitnet_gguf::{ErrorKind, GgufFile};
 use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
-use bitnet_kernels_cubecl::TernaryBackend;
 
-use super::WeightSource;
-use crate::bit_linear::BitLinear;
+use super::{PackedTernary, WeightSource};
 use crate::error::LoadError;
 
 fn check_dims(file: &GgufFile, name: &str, expected: &[u64]) -> Result<(), LoadError> {
@@ -48,13 +46,7 @@ impl WeightSource for GgufFile {
         self.tensor(name).is_some()
     }
 
-    fn bit_linear<B: TernaryBackend>(
-        &self,
-        name: &str,
-        in_f: usize,
-        out_f: usize,
-        device: &B::Device,
-    ) -> Result<BitLinear<B>, LoadError> {
+    fn ternary(&self, name: &str, in_f: usize, out_f: usize) -> Result<PackedTernary, LoadError> {
         check_dims(self, name, &[in_f as u64, out_f as u64])?;
         if !in_f.is_multiple_of(16) {
             return Err(LoadError::Tensor {
@@ -81,6 +73,11 @@ impl WeightSource for GgufFile {
             scales = scales.iter().step_by(nb).copied().collect();
             nb = 1;
         }
-        Ok(BitLinear::from_packed(words, scales, out_f, nb, device))
+        Ok(PackedTernary {
+            words,
+            scales,
+            out: out_f,
+            blocks: nb,
+        })
     }
 }

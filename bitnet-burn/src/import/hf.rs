@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use bitnet_gguf::quant::bf16_to_f32;
 use bitnet_gguf::{quant::f16_to_f32, Activation, ModelConfig};
 use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
-use bitnet_kernels_cubecl::TernaryBackend;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as Json;
 
-use super::WeightSource;
-use crate::bit_linear::{absmean_ternarize, BitLinear};
+use super::{PackedTernary, WeightSource};
+use crate::bit_linear::absmean_ternarize;
 use crate::error::LoadError;
 
 /// A memory-mapped checkpoint directory: `config.json` plus one or more `*.safetensors` shards.
@@ -314,24 +313,17 @@ impl WeightSource for HfCheckpoint {
         self.index.contains_key(&hf_name(name))
     }
 
-    fn bit_linear<B: TernaryBackend>(
-        &self,
-        name: &str,
-        in_f: usize,
-        out_f: usize,
-        device: &B::Device,
-    ) -> Result<BitLinear<B>, LoadError> {
+    fn ternary(&self, name: &str, in_f: usize, out_f: usize) -> Result<PackedTernary, LoadError> {
         let kw = words_per_row(in_f);
         let mut words = vec![0u32; out_f * kw];
         let scale = self.ternary_rows(name, in_f, out_f, |row, trits| {
             pack_row(trits, &mut words[row * kw..(row + 1) * kw])
         })?;
-        Ok(BitLinear::from_packed(
+        Ok(PackedTernary {
             words,
-            vec![scale; out_f],
-            out_f,
-            1,
-            device,
-        ))
+            scales: vec![scale; out_f],
+            out: out_f,
+            blocks: 1,
+        })
     }
 }

@@ -19,6 +19,7 @@ use crate::model::{BitNet, BitNetModel, Block};
 use crate::norm::RmsNorm;
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
 
 /// Loads a model from a `.gguf` file or a transformers checkpoint directory.
 pub fn load<B: TernaryBackend>(
@@ -55,21 +56,41 @@ pub fn load_with_progress<B: TernaryBackend>(
     }
 }
 
+/// A ternary matrix `[out, in]` decoded and packed on the host, ready for [`BitLinear::from_packed`].
+pub(crate) struct PackedTernary {
+    words: Vec<u32>,
+    scales: Vec<f32>,
+    out: usize,
+    blocks: usize,
+}
+
+impl PackedTernary {
+    fn into_layer<B: TernaryBackend>(self, device: &B::Device) -> BitLinear<B> {
+        BitLinear::from_packed(self.words, self.scales, self.out, self.blocks, device)
+    }
+}
+
 /// Where weights come from: names follow GGUF (`blk.N.attn_q.weight`); each source maps them to its own.
-pub(crate) trait WeightSource {
+/// `Sync` so the ternary matrices of several layers decode on several threads.
+pub(crate) trait WeightSource: Sync {
     /// A float tensor's values, checked to have `len` elements.
     fn float(&self, name: &str, len: usize) -> Result<Vec<f32>, LoadError>;
     /// Whether a tensor exists.
     fn has(&self, name: &str) -> bool;
-    /// A ternary matrix `[out, in]` packed into a BitLinear.
-    fn bit_linear<B: TernaryBackend>(
-        &self,
-        name: &str,
-        in_f: usize,
-        out_f: usize,
-        device: &B::Device,
-    ) -> Result<BitLinear<B>, LoadError>;
+    /// A ternary matrix `[out, in]`, packed.
+    fn ternary(&self, name: &str, in_f: usize, out_f: usize) -> Result<PackedTernary, LoadError>;
 }
+
+/// The projections of a block, in the order [`build`] assembles them.
+const PROJECTIONS: [&str; 7] = [
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
 
 /// Assembles the model from any weight source.
 pub(crate) fn build<B: TernaryBackend>(
@@ -96,31 +117,55 @@ pub(crate) fn build<B: TernaryBackend>(
             Ok(None)
         }
     };
+    let (q, kv) = (c.n_heads * hd, c.n_kv_heads * hd);
+    let dims = [(h, q), (h, kv), (h, kv), (q, h), (h, f), (h, f), (f, h)];
     let mut blocks = Vec::with_capacity(c.n_layers);
-    for i in 0..c.n_layers {
-        let n = |t: &str| format!("blk.{i}.{t}.weight");
-        let lin = |t: &str, i_f, o_f| src.bit_linear::<B>(&n(t), i_f, o_f, device);
-        blocks.push(Block {
-            attn_norm: norm(&n("attn_norm"), h)?,
-            attn: Attention {
-                wq: lin("attn_q", h, c.n_heads * hd)?,
-                wk: lin("attn_k", h, c.n_kv_heads * hd)?,
-                wv: lin("attn_v", h, c.n_kv_heads * hd)?,
-                wo: lin("attn_output", c.n_heads * hd, h)?,
-                sub_norm: opt_norm(&n("attn_sub_norm"), c.n_heads * hd)?,
-                n_heads: c.n_heads,
-                n_kv_heads: c.n_kv_heads,
-            },
-            ffn_norm: norm(&n("ffn_norm"), h)?,
-            ffn: FeedForward {
-                gate: lin("ffn_gate", h, f)?,
-                up: lin("ffn_up", h, f)?,
-                down: lin("ffn_down", f, h)?,
-                sub_norm: opt_norm(&n("ffn_sub_norm"), f)?,
-                activation: c.activation,
-            },
-        });
-        report(i + 1);
+    // Decoding and packing the trits is most of the load: a group of layers at a time, one matrix per task,
+    // across the rayon pool; the tensors are then made on this thread.
+    let layers: Vec<usize> = (0..c.n_layers).collect();
+    for group in layers.chunks(rayon::current_num_threads().max(1)) {
+        let tasks: Vec<(usize, usize)> = group
+            .iter()
+            .flat_map(|&i| (0..PROJECTIONS.len()).map(move |p| (i, p)))
+            .collect();
+        let packed: Vec<Result<PackedTernary, LoadError>> = tasks
+            .par_iter()
+            .map(|&(i, p)| {
+                let (in_f, out_f) = dims[p];
+                src.ternary(&format!("blk.{i}.{}.weight", PROJECTIONS[p]), in_f, out_f)
+            })
+            .collect();
+        let mut packed = packed.into_iter();
+        for &i in group {
+            let n = |t: &str| format!("blk.{i}.{t}.weight");
+            let mut lin = || -> Result<BitLinear<B>, LoadError> {
+                Ok(packed
+                    .next()
+                    .expect("one per projection")?
+                    .into_layer(device))
+            };
+            blocks.push(Block {
+                attn_norm: norm(&n("attn_norm"), h)?,
+                attn: Attention {
+                    wq: lin()?,
+                    wk: lin()?,
+                    wv: lin()?,
+                    wo: lin()?,
+                    sub_norm: opt_norm(&n("attn_sub_norm"), q)?,
+                    n_heads: c.n_heads,
+                    n_kv_heads: c.n_kv_heads,
+                },
+                ffn_norm: norm(&n("ffn_norm"), h)?,
+                ffn: FeedForward {
+                    gate: lin()?,
+                    up: lin()?,
+                    down: lin()?,
+                    sub_norm: opt_norm(&n("ffn_sub_norm"), f)?,
+                    activation: c.activation,
+                },
+            });
+            report(i + 1);
+        }
     }
     let matrix = |name: &str| -> Result<Param<Tensor<B, 2>>, LoadError> {
         let v = src.float(name, c.vocab_size * h)?;
