@@ -8,6 +8,7 @@ use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use burn_ndarray::NdArray;
 
+#[macro_use]
 mod common;
 use common::Lcg;
 
@@ -129,26 +130,7 @@ fn check_backend<B: TernaryBackend>(device: &B::Device, what: &str) {
     }
 }
 
-#[test]
-fn ndarray_op_matches_the_f64_reference() {
-    check_backend::<NdArray>(&Default::default(), "ndarray backend op");
-}
-
-#[cfg(feature = "wgpu")]
-#[test]
-fn wgpu_op_matches_the_f64_reference() {
-    if let Some(d) = common::wgpu_device() {
-        check_backend::<burn::backend::Wgpu>(&d, "wgpu");
-    }
-}
-
-#[cfg(feature = "cuda")]
-#[test]
-fn cuda_op_matches_the_f64_reference() {
-    if let Some(d) = common::cuda_device() {
-        check_backend::<burn::backend::Cuda>(&d, "cuda");
-    }
-}
+backend_tests!(check_backend);
 
 #[test]
 fn cpu_kernel_and_burn_ops_match_the_f64_reference() {

@@ -5,10 +5,10 @@
 use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
 use bitnet_kernels_cubecl::reference::{self, TernaryShape};
 use bitnet_kernels_cubecl::TernaryBackend;
-use burn::backend::NdArray;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
 
+#[macro_use]
 mod common;
 use common::Lcg;
 
@@ -163,23 +163,4 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
     }
 }
 
-#[test]
-fn ndarray_bit_linears_match_composition_and_reference() {
-    check::<NdArray>(&Default::default(), "ndarray");
-}
-
-#[cfg(feature = "wgpu")]
-#[test]
-fn wgpu_bit_linears_match_composition_and_reference() {
-    if let Some(d) = common::wgpu_device() {
-        check::<burn::backend::Wgpu>(&d, "wgpu");
-    }
-}
-
-#[cfg(feature = "cuda")]
-#[test]
-fn cuda_bit_linears_match_composition_and_reference() {
-    if let Some(d) = common::cuda_device() {
-        check::<burn::backend::Cuda>(&d, "cuda");
-    }
-}
+backend_tests!(check);

@@ -2,9 +2,9 @@
 //! against an f64 evaluation, on element counts that are not multiples of the kernel's 256 units.
 
 use bitnet_kernels_cubecl::{Gate, TernaryBackend};
-use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
+#[macro_use]
 mod common;
 use common::Lcg;
 
@@ -49,23 +49,4 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
     }
 }
 
-#[test]
-fn ndarray_gated_matches_reference() {
-    check::<NdArray>(&Default::default(), "ndarray");
-}
-
-#[cfg(feature = "wgpu")]
-#[test]
-fn wgpu_gated_matches_reference() {
-    if let Some(d) = common::wgpu_device() {
-        check::<burn::backend::Wgpu>(&d, "wgpu");
-    }
-}
-
-#[cfg(feature = "cuda")]
-#[test]
-fn cuda_gated_matches_reference() {
-    if let Some(d) = common::cuda_device() {
-        check::<burn::backend::Cuda>(&d, "cuda");
-    }
-}
+backend_tests!(check);

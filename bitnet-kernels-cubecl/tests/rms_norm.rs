@@ -2,9 +2,9 @@
 //! whose widths are not multiples of the kernel's 256 units and with values spanning several magnitudes.
 
 use bitnet_kernels_cubecl::TernaryBackend;
-use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
+#[macro_use]
 mod common;
 use common::Lcg;
 
@@ -52,23 +52,4 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
     }
 }
 
-#[test]
-fn ndarray_rms_norm_matches_reference() {
-    check::<NdArray>(&Default::default(), "ndarray");
-}
-
-#[cfg(feature = "wgpu")]
-#[test]
-fn wgpu_rms_norm_matches_reference() {
-    if let Some(d) = common::wgpu_device() {
-        check::<burn::backend::Wgpu>(&d, "wgpu");
-    }
-}
-
-#[cfg(feature = "cuda")]
-#[test]
-fn cuda_rms_norm_matches_reference() {
-    if let Some(d) = common::cuda_device() {
-        check::<burn::backend::Cuda>(&d, "cuda");
-    }
-}
+backend_tests!(check);

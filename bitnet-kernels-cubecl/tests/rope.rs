@@ -3,9 +3,9 @@
 //! not contiguous), with partial rotation (`2·half < d`) and prompts that start mid-table.
 
 use bitnet_kernels_cubecl::TernaryBackend;
-use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
+#[macro_use]
 mod common;
 use common::Lcg;
 
@@ -84,23 +84,4 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
     }
 }
 
-#[test]
-fn ndarray_rope_matches_reference() {
-    check::<NdArray>(&Default::default(), "ndarray");
-}
-
-#[cfg(feature = "wgpu")]
-#[test]
-fn wgpu_rope_matches_reference() {
-    if let Some(d) = common::wgpu_device() {
-        check::<burn::backend::Wgpu>(&d, "wgpu");
-    }
-}
-
-#[cfg(feature = "cuda")]
-#[test]
-fn cuda_rope_matches_reference() {
-    if let Some(d) = common::cuda_device() {
-        check::<burn::backend::Cuda>(&d, "cuda");
-    }
-}
+backend_tests!(check);

@@ -1,5 +1,5 @@
 //! What the kernel tests share: a small deterministic generator (tests must not depend on a platform RNG).
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 /// A 64-bit linear congruential generator.
 pub struct Lcg(pub u64);
@@ -61,4 +61,34 @@ pub fn wgpu_device() -> Option<burn::backend::wgpu::WgpuDevice> {
 #[cfg(feature = "cuda")]
 pub fn cuda_device() -> Option<burn::backend::cuda::CudaDevice> {
     gpu_device::<burn::backend::Cuda>(Default::default(), "CUDA")
+}
+
+/// A module `on` with one test per backend compiled in, each calling `$check::<Backend>(&device, "name")`:
+/// `on::ndarray` always, `on::wgpu` and `on::cuda` with their features (skipping with a message without a
+/// device).
+macro_rules! backend_tests {
+    ($check:ident) => {
+        mod on {
+            #[test]
+            fn ndarray() {
+                super::$check::<burn::backend::NdArray>(&Default::default(), "ndarray");
+            }
+
+            #[cfg(feature = "wgpu")]
+            #[test]
+            fn wgpu() {
+                if let Some(d) = super::common::wgpu_device() {
+                    super::$check::<burn::backend::Wgpu>(&d, "wgpu");
+                }
+            }
+
+            #[cfg(feature = "cuda")]
+            #[test]
+            fn cuda() {
+                if let Some(d) = super::common::cuda_device() {
+                    super::$check::<burn::backend::Cuda>(&d, "cuda");
+                }
+            }
+        }
+    };
 }
