@@ -106,9 +106,11 @@ impl<B: TernaryBackend> Attention<B> {
             v.into_primitive().tensor(),
             start + seq,
         );
-        let out = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(out))
-            .swap_dims(1, 2)
-            .reshape([b, seq, self.n_heads * head_dim]);
+        let out = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(out)).reshape([
+            b,
+            seq,
+            self.n_heads * head_dim,
+        ]);
         forward_shared(&[&self.wo], self.sub_norm.as_ref(), out, act).remove(0)
     }
 }

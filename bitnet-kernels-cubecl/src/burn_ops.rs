@@ -207,6 +207,7 @@ pub fn cached_attention<B: Backend>(
     softmax(scores, 3)
         .matmul(v)
         .reshape([b, heads, seq, d])
+        .swap_dims(1, 2)
         .into_primitive()
         .tensor()
 }

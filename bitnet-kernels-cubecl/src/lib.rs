@@ -119,7 +119,8 @@ pub trait TernaryBackend: Backend {
     /// Causal grouped-query attention over a KV cache: `q [b, heads, seq, d]` holds the queries of positions
     /// `len - seq..len`, `k` and `v` `[b, kv_heads, max_len, d]` the cache, of which the first `len` positions are
     /// valid; the `heads / kv_heads` consecutive query heads of a group share one KV head. Returns
-    /// `softmax(q·kᵀ/√d + causal mask)·v` as `[b, heads, seq, d]`. A separate op because, in Burn ops, narrowing
+    /// `softmax(q·kᵀ/√d + causal mask)·v` token-major, as `[b, seq, heads, d]`, so the output projection's input
+    /// `[b, seq, heads·d]` is a free reshape (no copy, and on GPUs no extra launch). A separate op because, in Burn ops, narrowing
     /// the cache and regrouping the heads copy the whole cache on every step on some backends.
     fn cached_attention(
         q: FloatTensor<Self>,

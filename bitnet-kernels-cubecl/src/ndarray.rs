@@ -169,6 +169,6 @@ impl TernaryBackend for NdArray<f32> {
             len,
         };
         let y = cpu::cached_attention(&q, &k, &v, shape);
-        NdArrayTensor::from_data(TensorData::new(y, qs))
+        NdArrayTensor::from_data(TensorData::new(y, [qs[0], qs[2], qs[1], qs[3]]))
     }
 }

@@ -12,10 +12,11 @@ use burn_ndarray::NdArray;
 mod common;
 use common::Lcg;
 
-/// Query `i` sits at position `len - seq + i` and sees keys `0..=position`; group `h / (heads / kv_heads)`.
+/// Query `i` sits at position `len - seq + i` and sees keys `0..=position`; group `h / (heads / kv_heads)`;
+/// the output is token-major, `[batch, seq, heads, d]`.
 fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
     let d = s.head_dim;
-    let mut out = Vec::with_capacity(q.len());
+    let mut out = vec![0f32; q.len()];
     for b in 0..s.batch {
         for h in 0..s.heads {
             let cache = (b * s.kv_heads + h / (s.heads / s.kv_heads)) * s.max_len * d;
@@ -35,11 +36,12 @@ fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
                 let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
                 let sum: f64 = e.iter().sum();
-                out.extend((0..d).map(|c| {
-                    (0..visible)
+                let o = &mut out[((b * s.seq + i) * s.heads + h) * d..][..d];
+                for (c, o) in o.iter_mut().enumerate() {
+                    *o = (0..visible)
                         .map(|j| e[j] / sum * v[cache + j * d + c] as f64)
-                        .sum::<f64>() as f32
-                }));
+                        .sum::<f64>() as f32;
+                }
             }
         }
     }

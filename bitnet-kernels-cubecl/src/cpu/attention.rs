@@ -32,7 +32,7 @@ thread_local! {
 
 /// `q [batch, heads, seq, head_dim]` against the cache `k`, `v` `[batch, kv_heads, max_len, head_dim]`:
 /// `softmax(q·kᵀ/√d)·v` over keys `0..=position` for the query at `position = len - seq + i`, as
-/// `[batch, heads, seq, head_dim]` (the contract of [`crate::TernaryBackend::cached_attention`]).
+/// `[batch, seq, heads, head_dim]` (the contract of [`crate::TernaryBackend::cached_attention`]).
 pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
     let d = s.head_dim;
     assert!(s.heads.is_multiple_of(s.kv_heads) && s.seq <= s.len && s.len <= s.max_len);
@@ -53,7 +53,7 @@ pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
                     let at = (unit * s.seq + i) * d;
                     let visible = s.len - s.seq + i + 1;
                     // SAFETY: each (unit, i) owns its `d` outputs; units are split into disjoint bands.
-                    let o = unsafe { shared.slice(at, d) };
+                    let o = unsafe { shared.slice(((b * s.seq + i) * s.heads + h) * d, d) };
                     let keys = &keys[..visible * d];
                     if avx2 {
                         // SAFETY: the CPU has AVX2 (checked once above).

@@ -102,13 +102,14 @@ fn attention_rows<F: Float, N: Size>(
     for e in 0..per_unit {
         let c = unit + e * UNITS;
         if c < vectors {
-            out[query * vectors + c] = acc[e] / Vector::<F, N>::new(run_sum);
+            out[((batch * seq + i) * heads + head) * vectors + c] =
+                acc[e] / Vector::<F, N>::new(run_sum);
         }
     }
 }
 
 /// [`crate::TernaryBackend::cached_attention`]: `q [b, heads, seq, d]`, caches `[b, kv_heads, max_len, d]` of
-/// which `len` positions are valid.
+/// which `len` positions are valid; the output is `[b, seq, heads, d]`.
 pub(crate) fn cached_attention<R: CubeRuntime>(
     q: CubeTensor<R>,
     k: CubeTensor<R>,
@@ -119,7 +120,8 @@ pub(crate) fn cached_attention<R: CubeRuntime>(
     let shape = q.shape();
     let d = shape[3];
     let vector = [4, 2, 1].into_iter().find(|n| d % n == 0).unwrap_or(1);
-    let out = empty_device_dtype(q.client.clone(), q.device.clone(), shape.clone(), q.dtype);
+    let out_shape = burn::tensor::Shape::new([shape[0], shape[2], shape[1], d]);
+    let out = empty_device_dtype(q.client.clone(), q.device.clone(), out_shape, q.dtype);
     attention_rows::launch::<R>(
         &q.client,
         CubeCount::Static((shape[0] * shape[1] * shape[2]) as u32, 1, 1),
