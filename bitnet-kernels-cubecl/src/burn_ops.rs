@@ -56,16 +56,24 @@ pub fn ternary_matmul<B: Backend>(
     x.matmul(weights.transpose()).into_primitive().tensor()
 }
 
+/// `x` through [`crate::TernaryBackend::rms_norm`] when `norm = (weight, eps)` is given.
+pub(crate) fn pre_norm<B: TernaryBackend>(
+    x: FloatTensor<B>,
+    norm: Option<(FloatTensor<B>, f64)>,
+) -> FloatTensor<B> {
+    match norm {
+        Some((weight, eps)) => B::rms_norm(x, weight, eps),
+        None => x,
+    }
+}
+
 /// [`crate::TernaryBackend::bit_linears_i8`] as the ops it stands for: the norm, then one int8 matmul per layer.
 pub fn bit_linears_i8<B: TernaryBackend>(
     x: FloatTensor<B>,
     norm: Option<(FloatTensor<B>, f64)>,
     layers: Vec<(IntTensor<B>, FloatTensor<B>)>,
 ) -> Vec<FloatTensor<B>> {
-    let x = match norm {
-        Some((weight, eps)) => B::rms_norm(x, weight, eps),
-        None => x,
-    };
+    let x = pre_norm::<B>(x, norm);
     layers
         .into_iter()
         .map(|(w, scales)| B::ternary_matmul_i8(x.clone(), w, scales))

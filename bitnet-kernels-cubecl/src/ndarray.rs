@@ -89,10 +89,7 @@ impl TernaryBackend for NdArray<f32> {
         norm: Option<(FloatTensor<Self>, f64)>,
         layers: Vec<(IntTensor<Self>, FloatTensor<Self>)>,
     ) -> Vec<FloatTensor<Self>> {
-        let x = match norm {
-            Some((weight, eps)) => Self::rms_norm(x, weight, eps),
-            None => x,
-        };
+        let x = crate::burn_ops::pre_norm::<Self>(x, norm);
         let blocks = |(_, scales): &(IntTensor<Self>, FloatTensor<Self>)| scales.shape()[1];
         if layers.iter().any(|l| blocks(l) != blocks(&layers[0])) {
             return crate::burn_ops::bit_linears_i8::<Self>(x, None, layers);

@@ -2,7 +2,7 @@
 //! the composition it stands for (`rms_norm`, then `ternary_matmul_i8` per layer, which the other tests hold
 //! to their references), and against an f64 norm plus the scalar reference matmul.
 
-use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
+use bitnet_kernels_cubecl::packing::words_per_row;
 use bitnet_kernels_cubecl::reference::{self, TernaryShape};
 use bitnet_kernels_cubecl::TernaryBackend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
@@ -31,18 +31,9 @@ struct Layer {
 
 fn layer(rng: &mut Lcg, n: usize, k: usize, block: usize) -> Layer {
     let shape = TernaryShape { n, k, block };
-    let kw = words_per_row(k);
-    let mut words = vec![0u32; n * kw];
-    for row in words.chunks_exact_mut(kw) {
-        let trits: Vec<i8> = (0..k).map(|_| rng.trit()).collect();
-        pack_row(&trits, row);
-    }
-    let scales = (0..n * shape.blocks())
-        .map(|_| 0.5 + rng.uniform().abs())
-        .collect();
     Layer {
-        words,
-        scales,
+        words: common::packed_trits(rng, n, k),
+        scales: common::scales(rng, n * shape.blocks()),
         shape,
     }
 }
@@ -76,19 +67,6 @@ fn values<B: TernaryBackend>(y: FloatTensor<B>) -> Vec<f32> {
         .convert::<f32>()
         .to_vec()
         .unwrap()
-}
-
-/// The f64 RMSNorm of each row, rounded to f32.
-fn reference_norm(x: &[f32], weight: &[f32]) -> Vec<f32> {
-    x.chunks_exact(weight.len())
-        .flat_map(|row| {
-            let ms = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / row.len() as f64;
-            let inv = 1.0 / (ms + EPS).sqrt();
-            row.iter()
-                .zip(weight)
-                .map(move |(&v, &w)| (v as f64 * inv * w as f64) as f32)
-        })
-        .collect()
 }
 
 /// Reference outputs of one layer on `x`, and each output's size of one int8 level (`scale / s`).
@@ -135,7 +113,7 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
                 None => xt(),
             };
             let normed_x = if normed {
-                reference_norm(&x, &weight)
+                common::rms_norm_f64(&x, &weight, EPS)
             } else {
                 x.clone()
             };

@@ -12,18 +12,6 @@ use common::Lcg;
 const SHAPES: [(usize, usize); 5] = [(1, 2560), (7, 100), (3, 256), (2, 300), (1, 6912)];
 const EPS: f64 = 1e-5;
 
-fn reference(x: &[f32], weight: &[f32]) -> Vec<f32> {
-    x.chunks_exact(weight.len())
-        .flat_map(|row| {
-            let ms = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / row.len() as f64;
-            let inv = 1.0 / (ms + EPS).sqrt();
-            row.iter()
-                .zip(weight)
-                .map(move |(&v, &w)| (v as f64 * inv * w as f64) as f32)
-        })
-        .collect()
-}
-
 /// Within 1e-5 relative to the row's scale: f32 sums of up to 6912 squares in any order differ from f64 by a
 /// few 1e-7 relative.
 fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
@@ -31,7 +19,7 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
     for (rows, size) in SHAPES {
         let x: Vec<f32> = (0..rows * size).map(|_| rng.heavy() * 3.0).collect();
         let weight: Vec<f32> = (0..size).map(|_| 1.0 + rng.uniform()).collect();
-        let want = reference(&x, &weight);
+        let want = common::rms_norm_f64(&x, &weight, EPS);
         let xt = Tensor::<B, 2>::from_data(TensorData::new(x, [rows, size]), device);
         let wt = Tensor::<B, 1>::from_data(TensorData::new(weight, [size]), device);
         let y = B::rms_norm(

@@ -22,12 +22,7 @@ struct Case {
 
 fn case(rng: &mut Lcg, m: usize, n: usize, k: usize, block: usize, int_valued: bool) -> Case {
     let shape = TernaryShape { n, k, block };
-    let kw = words_per_row(k);
-    let mut words = vec![0u32; n * kw];
-    for row in words.chunks_exact_mut(kw) {
-        let trits: Vec<i8> = (0..k).map(|_| rng.trit()).collect();
-        pack_row(&trits, row);
-    }
+    let words = common::packed_trits(rng, n, k);
     let x = (0..m * k)
         .map(|_| {
             if int_valued {
@@ -37,9 +32,7 @@ fn case(rng: &mut Lcg, m: usize, n: usize, k: usize, block: usize, int_valued: b
             }
         })
         .collect();
-    let scales = (0..n * shape.blocks())
-        .map(|_| 0.5 + rng.uniform().abs())
-        .collect();
+    let scales = common::scales(rng, n * shape.blocks());
     Case {
         m,
         shape,

@@ -35,6 +35,35 @@ impl Lcg {
     }
 }
 
+/// `n` rows of `k` random trits, packed as the kernels read them.
+pub fn packed_trits(rng: &mut Lcg, n: usize, k: usize) -> Vec<u32> {
+    let kw = bitnet_kernels_cubecl::packing::words_per_row(k);
+    let mut words = vec![0u32; n * kw];
+    for row in words.chunks_exact_mut(kw) {
+        let trits: Vec<i8> = (0..k).map(|_| rng.trit()).collect();
+        bitnet_kernels_cubecl::packing::pack_row(&trits, row);
+    }
+    words
+}
+
+/// `count` weight scales in [0.5, 1.5).
+pub fn scales(rng: &mut Lcg, count: usize) -> Vec<f32> {
+    (0..count).map(|_| 0.5 + rng.uniform().abs()).collect()
+}
+
+/// RMSNorm of each row of `x` evaluated in f64 (`x / sqrt(mean(x²) + eps) · weight`), rounded to f32.
+pub fn rms_norm_f64(x: &[f32], weight: &[f32], eps: f64) -> Vec<f32> {
+    x.chunks_exact(weight.len())
+        .flat_map(|row| {
+            let ms = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / row.len() as f64;
+            let inv = 1.0 / (ms + eps).sqrt();
+            row.iter()
+                .zip(weight)
+                .map(move |(&v, &w)| (v as f64 * inv * w as f64) as f32)
+        })
+        .collect()
+}
+
 /// `device` when one tiny computation runs on it, or `None` after saying the tests of `backend` are skipped
 /// (Burn panics at the first operation when the driver or the device is missing).
 pub fn gpu_device<B: burn::tensor::backend::Backend>(
