@@ -174,7 +174,10 @@ pub fn forward_shared<B: TernaryBackend, const D: usize>(
     act: ActQuant,
 ) -> Vec<Tensor<B, D>> {
     if act != ActQuant::Int8 || layers.iter().any(|l| l.latent.is_some()) {
-        let x = norm.map_or(x.clone(), |n| n.forward(x));
+        let x = match norm {
+            Some(n) => n.forward(x),
+            None => x,
+        };
         return layers.iter().map(|l| l.forward(x.clone(), act)).collect();
     }
     let mut dims = x.dims();
