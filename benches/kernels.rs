@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
-use bitnet_kernels_cubecl::cpu::{self, ActTile, Isa};
+use bitnet_kernels_cubecl::cpu::{self, Isa};
 use bitnet_kernels_cubecl::packing::words_per_row;
 use bitnet_kernels_cubecl::reference::TernaryShape;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -102,15 +102,11 @@ fn ternary_tiles_in_cache(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(rows.len() as u64));
     for tokens in [1, 4] {
         let mut acts = QuantizedActs::default();
-        acts.quantize_permuted(&x, tokens, k, k);
+        acts.quantize_permuted(&x, tokens, k, k, isa.chunk());
         let mut out = vec![0i32; n * tokens];
         g.bench_function(format!("{}/tokens{tokens}", isa.name()), |b| {
             b.iter(|| {
-                let a = ActTile {
-                    q: &acts.q,
-                    stride: acts.stride,
-                    tokens,
-                };
+                let a = acts.tile(0, tokens);
                 cpu::ternary_tile_dots(isa, &rows, k / 4, a, shape, &mut out);
                 black_box(&out);
             })

@@ -16,7 +16,7 @@ use common::Lcg;
 
 /// (n, k, block): ragged widths, 1 and many blocks; blocks of 16 and 48 are not whole chunks; 150 rows span
 /// several of the kernels' 64-row blocks with a ragged last tile, on one thread and on two.
-const SHAPES: [(usize, usize, usize); 13] = [
+const SHAPES: [(usize, usize, usize); 14] = [
     (3, 16, 16),
     (5, 48, 48),
     (2, 112, 112),
@@ -30,6 +30,7 @@ const SHAPES: [(usize, usize, usize); 13] = [
     (9, 2560, 2560),
     (2, 6912, 6912),
     (150, 384, 384),
+    (7, 1280, 256),
 ];
 
 struct Case {
@@ -73,8 +74,15 @@ fn every_isa_gives_the_oracle_integers() {
             let c = case(&mut rng, tokens, dims);
             let TernaryShape { n, k, block } = c.shape;
             let nb = c.shape.blocks();
-            let mut acts = QuantizedActs::default();
-            acts.quantize_permuted(&c.x, tokens, k, block);
+            // each path reads the activations permuted in its own chunks
+            let acts: Vec<QuantizedActs> = isas
+                .iter()
+                .map(|isa| {
+                    let mut acts = QuantizedActs::default();
+                    acts.quantize_permuted(&c.x, tokens, k, block, isa.chunk());
+                    acts
+                })
+                .collect();
             let kw = words_per_row(k);
             let oracle: Vec<Vec<i32>> = (0..n)
                 .map(|r| {
@@ -105,13 +113,9 @@ fn every_isa_gives_the_oracle_integers() {
                         })
                         .copied()
                         .collect();
-                    for &isa in &isas {
+                    for (&isa, acts) in isas.iter().zip(&acts) {
                         let mut out = vec![-7i32; expected.len()];
-                        let a = ActTile {
-                            q: &acts.q,
-                            stride: acts.stride,
-                            tokens,
-                        };
+                        let a = acts.tile(0, tokens);
                         cpu::ternary_tile_dots(isa, tile, kw * 4, a, c.shape, &mut out);
                         assert_eq!(
                             out, expected,
@@ -323,6 +327,7 @@ fn extreme_values_do_not_overflow_the_i16_accumulators() {
                         q: &q,
                         stride,
                         tokens,
+                        chunk: isa.chunk(),
                     },
                     shape,
                     &mut out,
@@ -344,6 +349,7 @@ fn extreme_values_do_not_overflow_the_i16_accumulators() {
                         q: &q,
                         stride,
                         tokens: 1,
+                        chunk: isa.chunk(),
                     },
                     shape,
                     &mut out,

@@ -2,17 +2,19 @@
 
 use rayon::prelude::*;
 
+use super::ternary::ActTile;
 use crate::reference::{absmax_scale, quantize_i8};
 
-/// Columns per chunk of the ternary kernels: one 32-byte load of packed words holds 128 trits.
+/// Columns per chunk of the 256-bit kernels (AVX2, NEON): one 32-byte load of packed words holds 128 trits.
 pub const CHUNK: usize = 128;
 
-/// Where column `i` of a token lives in the permuted buffer: in each 128-column chunk, column `4b + s` (held
-/// by byte `b`, bits `2s..2s+2` of the packed row) goes to `32s + b`.
+/// Where column `i` of a token lives in the permuted buffer of `chunk`-column chunks (the trits of one vector
+/// load of packed words, see [`super::Isa::chunk`]): in each chunk, column `4b + s` (held by byte `b`, bits
+/// `2s..2s+2` of the packed row) goes to `s · chunk/4 + b`.
 #[inline]
-pub fn permuted(i: usize) -> usize {
-    let (c, r) = (i / CHUNK, i % CHUNK);
-    c * CHUNK + (r % 4) * 32 + r / 4
+pub fn permuted(i: usize, chunk: usize) -> usize {
+    let (c, r) = (i / chunk, i % chunk);
+    c * chunk + (r % 4) * (chunk / 4) + r / 4
 }
 
 /// `m` tokens quantized to int8 with BitNet's per-token absmax, `stride` bytes per token (zero padded).
@@ -28,14 +30,18 @@ pub struct QuantizedActs {
     pub stride: usize,
     /// Scale blocks per token.
     pub blocks: usize,
+    /// Columns per permutation chunk ([`permuted`]).
+    pub chunk: usize,
 }
 
 impl QuantizedActs {
-    /// Quantizes `x [m, k]` for the ternary kernels: permuted ([`permuted`]), padded to whole chunks, with
-    /// the sum of each `block`-column block. Reuses the buffers; tokens are split across the current rayon
-    /// pool (prefill: done on one thread, this was 5% of the step while the others waited).
-    pub fn quantize_permuted(&mut self, x: &[f32], m: usize, k: usize, block: usize) {
-        self.reset(m, k.div_ceil(CHUNK) * CHUNK, k.div_ceil(block));
+    /// Quantizes `x [m, k]` for the ternary kernels: permuted in `chunk`-column chunks ([`permuted`]), padded
+    /// to whole chunks, with the sum of each `block`-column block. Reuses the buffers; tokens are split across
+    /// the current rayon pool (prefill: done on one thread, this was 5% of the step while the others waited).
+    pub fn quantize_permuted(&mut self, x: &[f32], m: usize, k: usize, block: usize, chunk: usize) {
+        assert!(chunk.is_multiple_of(4), "chunk {chunk}");
+        self.reset(m, k.div_ceil(chunk) * chunk, k.div_ceil(block));
+        self.chunk = chunk;
         let (x, stride, blocks) = (&x[..m * k], self.stride, self.blocks);
         if m == 1 {
             x.chunks_exact(k)
@@ -45,7 +51,7 @@ impl QuantizedActs {
                         .iter_mut()
                         .zip(self.block_sums.chunks_mut(blocks)),
                 )
-                .for_each(|((row, q), (s, sums))| *s = quantize_token(row, block, q, sums));
+                .for_each(|((row, q), (s, sums))| *s = quantize_token(row, block, chunk, q, sums));
         } else {
             x.par_chunks_exact(k)
                 .zip(self.q.par_chunks_mut(stride))
@@ -54,7 +60,7 @@ impl QuantizedActs {
                         .par_iter_mut()
                         .zip(self.block_sums.par_chunks_mut(blocks)),
                 )
-                .for_each(|((row, q), (s, sums))| *s = quantize_token(row, block, q, sums));
+                .for_each(|((row, q), (s, sums))| *s = quantize_token(row, block, chunk, q, sums));
         }
     }
 
@@ -76,6 +82,16 @@ impl QuantizedActs {
         &self.q[t * self.stride..]
     }
 
+    /// Tokens `t..t + tokens` as the ternary kernels take them.
+    pub fn tile(&self, t: usize, tokens: usize) -> ActTile<'_> {
+        ActTile {
+            q: self.from_token(t),
+            stride: self.stride,
+            tokens,
+            chunk: self.chunk,
+        }
+    }
+
     fn reset(&mut self, m: usize, stride: usize, blocks: usize) {
         self.stride = stride;
         self.blocks = blocks;
@@ -89,12 +105,12 @@ impl QuantizedActs {
 }
 
 /// Quantizes one token into its permuted slot `q` and the sums of its `block`-column blocks; returns its scale.
-fn quantize_token(row: &[f32], block: usize, q: &mut [i8], sums: &mut [i32]) -> f32 {
+fn quantize_token(row: &[f32], block: usize, chunk: usize, q: &mut [i8], sums: &mut [i32]) -> f32 {
     let s = absmax_scale(row);
     for (b, (cols, sum)) in row.chunks(block).zip(sums.iter_mut()).enumerate() {
         for (j, &v) in cols.iter().enumerate() {
             let v = quantize_i8(v, s);
-            q[permuted(b * block + j)] = v;
+            q[permuted(b * block + j, chunk)] = v;
             *sum += v as i32;
         }
     }

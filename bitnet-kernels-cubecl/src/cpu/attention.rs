@@ -42,7 +42,7 @@ pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
     let mut out = vec![0.0f32; q.len()];
     let shared = SharedOut::new(&mut out);
     let (group, scale) = (s.heads / s.kv_heads, (d as f32).sqrt());
-    let avx2 = Isa::detect() == Isa::Avx2;
+    let avx2 = Isa::detect().has_avx2();
     par_bands(s.batch * s.heads, 1, |units| {
         WEIGHTS.with_borrow_mut(|p| {
             for unit in units {

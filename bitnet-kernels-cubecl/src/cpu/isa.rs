@@ -9,12 +9,16 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2: `vpmaddubsw` (codes × int8) then `vpmaddwd` into i32.
     Avx2,
+    /// x86-64 AVX-512 with VNNI: `vpdpbusd` (codes × int8, summed into i32 in one instruction) on 512-bit
+    /// vectors; the other kernels (int8 head, attention) take the AVX2 path on such CPUs.
+    Avx512Vnni,
     /// AArch64 NEON: widening `smull`/`sadalp` multiply-accumulate.
     Neon,
 }
 
 impl Isa {
-    /// The best path this CPU runs, detected once; `BITNET_ISA=scalar|avx2|neon` forces one it supports.
+    /// The best path this CPU runs, detected once; `BITNET_ISA=scalar|avx2|avx512vnni|neon` forces one it
+    /// supports.
     pub fn detect() -> Isa {
         static CHOSEN: OnceLock<Isa> = OnceLock::new();
         *CHOSEN.get_or_init(|| {
@@ -29,6 +33,10 @@ impl Isa {
     /// Every path this CPU can run, best first (the tests compare them all with [`Isa::Scalar`]).
     pub fn available() -> Vec<Isa> {
         let mut isas = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        if Isa::Avx512Vnni.supported() {
+            isas.push(Isa::Avx512Vnni);
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             isas.push(Isa::Avx2);
@@ -46,7 +54,41 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512vnni",
             Isa::Neon => "neon",
+        }
+    }
+
+    /// Whether this CPU runs the path.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Whether the AVX2 kernels run (AVX2 itself, and the int8 head and attention on AVX-512 CPUs).
+    pub fn has_avx2(self) -> bool {
+        matches!(self, Isa::Avx2 | Isa::Avx512Vnni) && Isa::Avx2.supported()
+    }
+
+    /// Columns per chunk of the activations' permutation that the ternary kernel of this path reads: the trits
+    /// of one vector load of packed words (64 bytes on AVX-512, 32 elsewhere).
+    pub fn chunk(self) -> usize {
+        match self {
+            Isa::Avx512Vnni => 2 * super::acts::CHUNK,
+            _ => super::acts::CHUNK,
         }
     }
 }

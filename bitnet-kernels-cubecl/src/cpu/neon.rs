@@ -138,6 +138,7 @@ impl Tile<'_> {
             q,
             stride,
             tokens: T,
+            chunk: CHUNK,
         };
         scalar::ternary_rows_dots(rows, row_bytes, chunks * 32, acts, shape, out, out_stride);
     }

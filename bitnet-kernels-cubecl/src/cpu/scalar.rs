@@ -1,6 +1,5 @@
 //! The portable path, and the tails the SIMD paths leave.
 
-use super::acts::CHUNK;
 use super::ternary::ActTile;
 use crate::reference::TernaryShape;
 
@@ -19,18 +18,23 @@ pub(crate) fn ternary_rows_dots(
     if from * 4 >= shape.k {
         return;
     }
-    let ActTile { q, stride, tokens } = acts;
-    let nb = shape.blocks();
+    let ActTile {
+        q,
+        stride,
+        tokens,
+        chunk,
+    } = acts;
+    let (nb, chunk_bytes) = (shape.blocks(), chunk / 4);
     for (r, row) in rows.chunks_exact(row_bytes).enumerate() {
         for (i, &byte) in row.iter().enumerate().skip(from) {
-            let (c, b) = (i / 32, i % 32);
+            let (c, b) = (i / chunk_bytes, i % chunk_bytes);
             for s in 0..4 {
                 let col = 4 * i + s;
                 if col >= shape.k {
                     break;
                 }
                 let code = ((byte >> (2 * s)) & 3) as i32;
-                let qi = c * CHUNK + s * 32 + b;
+                let qi = c * chunk + s * chunk_bytes + b;
                 let blk = col / shape.block;
                 for t in 0..tokens {
                     out[t * out_stride + r * nb + blk] += code * q[t * stride + qi] as i32;

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::acts::{QuantizedActs, CHUNK};
+use super::acts::QuantizedActs;
 use super::isa::Isa;
 use super::par::{blocks, par_bands, SharedOut};
 use super::scalar;
@@ -33,14 +33,16 @@ pub struct ActTile<'a> {
     pub stride: usize,
     /// Tokens in the tile.
     pub tokens: usize,
+    /// Columns per permutation chunk ([`super::acts::permuted`]); a SIMD path runs only on its own
+    /// ([`Isa::chunk`]), the portable path on any.
+    pub chunk: usize,
 }
 
 /// Σ (trit + 1) · q per scale block for a block of packed rows (`rows`: whole rows of `row_bytes` bytes, the
 /// `u32` words as little-endian bytes) and 1..=4 tokens of permuted activations `stride` bytes apart, zero
 /// beyond column `k`, on the `isa` path: `out[(t · rows + r) · blocks + b]` is overwritten (token-major, so
-/// the rescale into each token's output row runs over contiguous rows). The SIMD paths
-/// cut the block into tiles of 4 rows × one token (decode) or one row × the tokens (prefill). Every path
-/// returns the same integers.
+/// the rescale into each token's output row runs over contiguous rows). The SIMD paths cut the block into
+/// tiles of rows × tokens. Every path returns the same integers.
 pub fn ternary_tile_dots(
     isa: Isa,
     rows: &[u8],
@@ -49,14 +51,27 @@ pub fn ternary_tile_dots(
     shape: TernaryShape,
     out: &mut [i32],
 ) {
-    let ActTile { q, stride, tokens } = acts;
-    let span = row_bytes.div_ceil(32) * CHUNK;
+    let ActTile {
+        q,
+        stride,
+        tokens,
+        chunk,
+    } = acts;
+    let span = (row_bytes * 4).div_ceil(chunk) * chunk;
     let n_rows = rows.len() / row_bytes;
     assert!(rows.len().is_multiple_of(row_bytes) && row_bytes * 4 >= shape.k);
     assert!((1..=TOKEN_TILE).contains(&tokens), "{tokens} tokens");
     assert!(stride >= span && q.len() >= (tokens - 1) * stride + span);
     out[..n_rows * tokens * shape.blocks()].fill(0);
-    let simd = shape.blocks() == 1 || shape.block.is_multiple_of(CHUNK);
+    let simd = chunk == isa.chunk() && (shape.blocks() == 1 || shape.block.is_multiple_of(chunk));
+    #[cfg(target_arch = "x86_64")]
+    if simd && isa == Isa::Avx512Vnni && Isa::Avx512Vnni.supported() {
+        // SAFETY: AVX-512 F/BW/VNNI are present; tokens, blocks, chunk, the span of `q` and the size of `out`
+        // are asserted above.
+        return unsafe {
+            super::avx512::ternary_tile_dots(rows, row_bytes, q, stride, tokens, shape, out)
+        };
+    }
     #[cfg(target_arch = "x86_64")]
     if simd && isa == Isa::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present; tokens, blocks, the span of `q` and the size of `out` are asserted above.
@@ -132,7 +147,7 @@ pub fn ternary_matmuls_i8(
         .collect();
     let total = matrices.iter().map(|a| a.shape.n).sum();
     with_acts(|acts| {
-        acts.quantize_permuted(x, m, k, block);
+        acts.quantize_permuted(x, m, k, block, isa.chunk());
         let acts = &*acts;
         par_bands(total, ROW_TILE, |band| {
             for ((a, &start), &out) in matrices.iter().zip(&starts).zip(&outs) {
@@ -165,12 +180,7 @@ fn matrix_rows(
             let tile = &bytes[rows.start * kw * 4..rows.end * kw * 4];
             for t0 in (0..m).step_by(token_tile) {
                 let tokens = token_tile.min(m - t0);
-                let a = ActTile {
-                    q: acts.from_token(t0),
-                    stride: acts.stride,
-                    tokens,
-                };
-                ternary_tile_dots(isa, tile, kw * 4, a, shape, dots);
+                ternary_tile_dots(isa, tile, kw * 4, acts.tile(t0, tokens), shape, dots);
                 for t in 0..tokens {
                     let tok = t0 + t;
                     // SAFETY: token `tok`'s outputs for this band's rows, which no other band writes.
