@@ -1,5 +1,6 @@
 //! The `bitnet` command-line tool: inspect GGUF files and run BitNet b1.58 models on any compiled-in backend.
 
+mod allocator;
 mod backend;
 mod commands;
 mod hub_args;
@@ -50,6 +51,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args),

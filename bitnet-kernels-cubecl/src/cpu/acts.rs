@@ -1,7 +1,6 @@
 //! Activations quantized to int8 per token, laid out the way the kernels read them.
 
-use rayon::prelude::*;
-
+use super::par::{par_bands, SharedOut};
 use super::ternary::ActTile;
 use crate::reference::{absmax_scale, quantize_i8};
 
@@ -13,8 +12,9 @@ pub const CHUNK: usize = 128;
 /// `2s..2s+2` of the packed row) goes to `s · chunk/4 + b`.
 #[inline]
 pub fn permuted(i: usize, chunk: usize) -> usize {
-    let (c, r) = (i / chunk, i % chunk);
-    c * chunk + (r % 4) * (chunk / 4) + r / 4
+    debug_assert!(chunk.is_power_of_two());
+    let r = i & (chunk - 1);
+    (i - r) + (r & 3) * (chunk / 4) + (r >> 2)
 }
 
 /// `m` tokens quantized to int8 with BitNet's per-token absmax, `stride` bytes per token (zero padded).
@@ -37,31 +37,27 @@ pub struct QuantizedActs {
 impl QuantizedActs {
     /// Quantizes `x [m, k]` for the ternary kernels: permuted in `chunk`-column chunks ([`permuted`]), padded
     /// to whole chunks, with the sum of each `block`-column block. Reuses the buffers; tokens are split across
-    /// the current rayon pool (prefill: done on one thread, this was 5% of the step while the others waited).
+    /// the kernel pool (prefill: on one thread this was 5% of the step while the other waited).
     pub fn quantize_permuted(&mut self, x: &[f32], m: usize, k: usize, block: usize, chunk: usize) {
-        assert!(chunk.is_multiple_of(4), "chunk {chunk}");
+        assert!(chunk.is_power_of_two() && chunk >= 4, "chunk {chunk}");
         self.reset(m, k.div_ceil(chunk) * chunk, k.div_ceil(block));
         self.chunk = chunk;
         let (x, stride, blocks) = (&x[..m * k], self.stride, self.blocks);
-        if m == 1 {
-            x.chunks_exact(k)
-                .zip(self.q.chunks_mut(stride))
-                .zip(
-                    self.scale
-                        .iter_mut()
-                        .zip(self.block_sums.chunks_mut(blocks)),
-                )
-                .for_each(|((row, q), (s, sums))| *s = quantize_token(row, block, chunk, q, sums));
-        } else {
-            x.par_chunks_exact(k)
-                .zip(self.q.par_chunks_mut(stride))
-                .zip(
-                    self.scale
-                        .par_iter_mut()
-                        .zip(self.block_sums.par_chunks_mut(blocks)),
-                )
-                .for_each(|((row, q), (s, sums))| *s = quantize_token(row, block, chunk, q, sums));
-        }
+        let q = SharedOut::new(&mut self.q);
+        let scale = SharedOut::new(&mut self.scale);
+        let sums = SharedOut::new(&mut self.block_sums);
+        par_bands(m, 1, |tokens| {
+            for t in tokens {
+                // SAFETY: token `t`'s slots, which only this band writes; the buffers were sized by `reset`.
+                unsafe {
+                    let (q, sums) = (q.slice(t * stride, stride), sums.slice(t * blocks, blocks));
+                    scale.write(
+                        t,
+                        quantize_token(&x[t * k..(t + 1) * k], block, chunk, q, sums),
+                    );
+                }
+            }
+        });
     }
 
     /// Quantizes `x [m, k]` in column order, padded to a multiple of 32 (the int8 head).

@@ -4,15 +4,22 @@
 use std::ops::Range;
 
 /// A pointer the row bands write through; each band owns a disjoint set of output elements.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedOut(*mut f32);
+pub(crate) struct SharedOut<T = f32>(*mut T);
+
+impl<T> Clone for SharedOut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for SharedOut<T> {}
 
 // SAFETY: bands write disjoint elements (see `par_bands`), and the buffer outlives the parallel scope.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
+unsafe impl<T: Send> Send for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
 
-impl SharedOut {
-    pub(crate) fn new(y: &mut [f32]) -> Self {
+impl<T> SharedOut<T> {
+    pub(crate) fn new(y: &mut [T]) -> Self {
         Self(y.as_mut_ptr())
     }
 
@@ -21,7 +28,7 @@ impl SharedOut {
     /// # Safety
     /// `i` is in bounds of the buffer given to [`SharedOut::new`] and no other band writes it.
     #[inline]
-    pub(crate) unsafe fn write(self, i: usize, v: f32) {
+    pub(crate) unsafe fn write(self, i: usize, v: T) {
         *self.0.add(i) = v;
     }
 
@@ -31,7 +38,7 @@ impl SharedOut {
     /// The range is in bounds of the buffer given to [`SharedOut::new`] and no other band touches it while
     /// the slice lives.
     #[inline]
-    pub(crate) unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
+    pub(crate) unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [T] {
         std::slice::from_raw_parts_mut(self.0.add(start), len)
     }
 }
