@@ -3,12 +3,13 @@
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{TensorData, TensorMetadata};
 use burn_ndarray::{NdArray, NdArrayTensor};
+use ndarray::Axis;
 use std::borrow::Cow;
 
 use crate::cpu::{self, AttentionShape, Isa, TernaryMatrix};
 use crate::packing::i8_words_per_row;
 use crate::reference::TernaryShape;
-use crate::TernaryBackend;
+use crate::{Gate, TernaryBackend};
 
 /// A contiguous view of a tensor's elements (borrowed when the storage is already standard-layout).
 fn elements<'a, E: Clone>(view: ndarray::ArrayViewD<'a, E>) -> (Vec<usize>, Cow<'a, [E]>) {
@@ -145,6 +146,48 @@ impl TernaryBackend for NdArray<f32> {
             NdArrayTensor::from_data(TensorData::new(q, [n, i8_words_per_row(k)])),
             NdArrayTensor::from_data(TensorData::new(scales, [n, 1])),
         )
+    }
+
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        start: usize,
+    ) -> FloatTensor<Self> {
+        let NdArrayTensor::F32(xs) = &x else {
+            panic!("rope: x must be f32, found {:?}", x.dtype())
+        };
+        let (view, (cs, cos), (_, sin)) =
+            (xs.view(), f32s(&cos, "rope: cos"), f32s(&sin, "rope: sin"));
+        let dims = view.shape().to_vec();
+        let (seq, d, half) = (dims[2], dims[3], cs[1]);
+        let mut y = vec![0f32; view.len()];
+        let mut strided = Vec::new();
+        // Lanes of the head dimension in [b, heads, seq] order, read through the view's strides.
+        for (i, (lane, out)) in view
+            .lanes(Axis(3))
+            .into_iter()
+            .zip(y.chunks_exact_mut(d))
+            .enumerate()
+        {
+            let pos = (start + i % seq) * half;
+            let x = match lane.to_slice() {
+                Some(x) => x,
+                None => {
+                    strided.clear();
+                    strided.extend(lane.iter());
+                    &strided
+                }
+            };
+            cpu::rope_row(x, &cos[pos..pos + half], &sin[pos..pos + half], out);
+        }
+        NdArrayTensor::from_data(TensorData::new(y, dims))
+    }
+
+    fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Gate) -> FloatTensor<Self> {
+        let (shape, gate) = f32s(&gate, "gated: gate");
+        let (_, up) = f32s(&up, "gated: up");
+        NdArrayTensor::from_data(TensorData::new(cpu::gated(&gate, &up, act), shape))
     }
 
     fn cached_attention(

@@ -1,4 +1,4 @@
-//! The gated FFN activation op (Burn ops on the CPU, one kernel on the CubeCL backends), ReLU² and SiLU,
+//! The gated FFN activation op (a CPU loop on burn-ndarray, one kernel on the CubeCL backends), ReLU² and SiLU,
 //! against an f64 evaluation, on element counts that are not multiples of the kernel's 256 units.
 
 use bitnet_kernels_cubecl::{Gate, TernaryBackend};

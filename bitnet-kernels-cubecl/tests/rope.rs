@@ -1,4 +1,4 @@
-//! The RoPE op (Burn ops on the CPU, one kernel on the CubeCL backends) against an f64 evaluation, on
+//! The RoPE op (a CPU loop on burn-ndarray, one kernel on the CubeCL backends) against an f64 evaluation, on
 //! inputs in the layout the model hands over (a projection's `[b, seq, heads, d]` with dims 1 and 2 swapped,
 //! not contiguous), with partial rotation (`2·half < d`) and prompts that start mid-table.
 

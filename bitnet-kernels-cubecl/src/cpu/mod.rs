@@ -11,10 +11,12 @@
 pub mod acts;
 mod attention;
 mod f32;
+mod gated;
 mod int8;
 mod isa;
 mod par;
 mod pool;
+mod rope;
 mod scalar;
 mod ternary;
 
@@ -27,8 +29,10 @@ mod neon;
 
 pub use attention::{cached_attention, AttentionShape};
 pub use f32::{f32_matmul_nt, ternary_matmul_f32};
+pub use gated::gated;
 pub use int8::{int8_matmul, quantize_rows_i8};
 pub use isa::Isa;
+pub use rope::rope_row;
 pub use ternary::{
     ternary_matmul_i8, ternary_matmuls_i8, ternary_tile_dots, ActTile, TernaryMatrix,
 };
