@@ -32,21 +32,10 @@ impl Isa {
 
     /// Every path this CPU can run, best first (the tests compare them all with [`Isa::Scalar`]).
     pub fn available() -> Vec<Isa> {
-        let mut isas = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        if Isa::Avx512Vnni.supported() {
-            isas.push(Isa::Avx512Vnni);
-        }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            isas.push(Isa::Avx2);
-        }
-        #[cfg(target_arch = "aarch64")]
-        if std::arch::is_aarch64_feature_detected!("neon") {
-            isas.push(Isa::Neon);
-        }
-        isas.push(Isa::Scalar);
-        isas
+        [Isa::Avx512Vnni, Isa::Avx2, Isa::Neon, Isa::Scalar]
+            .into_iter()
+            .filter(|isa| isa.supported())
+            .collect()
     }
 
     /// Lower-case name, as `BITNET_ISA` takes it.

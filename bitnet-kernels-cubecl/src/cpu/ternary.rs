@@ -73,7 +73,7 @@ pub fn ternary_tile_dots(
         };
     }
     #[cfg(target_arch = "x86_64")]
-    if simd && isa == Isa::Avx2 && std::arch::is_x86_feature_detected!("avx2") {
+    if simd && isa == Isa::Avx2 && Isa::Avx2.supported() {
         // SAFETY: AVX2 is present; tokens, blocks, the span of `q` and the size of `out` are asserted above.
         return unsafe {
             super::avx2::ternary_tile_dots(rows, row_bytes, q, stride, tokens, shape, out)
