@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::acts::CHUNK;
 use super::scalar;
-use super::ternary::ActTile;
+use super::ternary::{prefetch_distance, ActTile};
 use crate::reference::TernaryShape;
 
 /// Chunks an i16 accumulator takes before widening, with `S` accumulators per (row, token): each `vpmaddubsw`
@@ -99,6 +99,7 @@ impl Tile<'_> {
         let ones = _mm256_set1_epi16(1);
         let zero = _mm256_setzero_si256();
         let (wp, qp) = (rows.as_ptr(), q.as_ptr());
+        let ahead = prefetch_distance(R, row_bytes);
         let mut c = 0;
         for b in 0..nb {
             let block_end = (c + block_chunks).min(chunks);
@@ -109,9 +110,8 @@ impl Tile<'_> {
                 for c in c..run_end {
                     for (r, acc) in acc16.iter_mut().enumerate() {
                         let wr = wp.add(r * row_bytes + c * 32);
-                        // The next tile's bytes, at the rate this tile is read: it follows this one in memory
-                        // (a hint, so running past the matrix is harmless).
-                        let next = wp.wrapping_add(R * row_bytes + (c * R + r) * 32);
+                        // In address order at the rate the tile is read (a hint: past the matrix is harmless).
+                        let next = wp.wrapping_add(ahead + (c * R + r) * 32);
                         _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
                         let w = _mm256_loadu_si256(wr as *const __m256i);
                         let codes = [

@@ -7,7 +7,7 @@
 use std::arch::x86_64::*;
 
 use super::scalar;
-use super::ternary::ActTile;
+use super::ternary::{prefetch_distance, ActTile};
 use crate::reference::TernaryShape;
 
 /// Columns per 64-byte load of packed words (see [`super::Isa::chunk`]).
@@ -64,6 +64,18 @@ impl Tiles<'_> {
     unsafe fn all<const T: usize>(&self, out: &mut [i32]) {
         let n_rows = self.rows.len() / self.row_bytes;
         let whole = n_rows - n_rows % ROWS;
+        if T == 1 {
+            for r0 in (0..whole).step_by(ROWS) {
+                self.gemv_dots::<ROWS>(r0, out);
+            }
+            match n_rows - whole {
+                0 => {}
+                1 => self.gemv_dots::<1>(whole, out),
+                2 => self.gemv_dots::<2>(whole, out),
+                _ => self.gemv_dots::<3>(whole, out),
+            }
+            return;
+        }
         for r0 in (0..whole).step_by(ROWS) {
             self.dots::<ROWS, T>(r0, out);
         }
@@ -73,6 +85,96 @@ impl Tiles<'_> {
             2 => self.dots::<2, T>(whole, out),
             _ => self.dots::<3, T>(whole, out),
         }
+    }
+
+    /// Rows `r0..r0 + R` × one token. Decode is bound by `vpdpbusd` once the weights are in cache, so the
+    /// unpacking here is one AND per slice instead of a shift and an AND: slice `s` is masked in place
+    /// (`w & 3 << 2s`, the codes times `4^s`) into its own accumulator, which is a multiple of `4^s` and is
+    /// shifted back exactly at the end. Codes are at most 2, so `2 · 64` still fits the unsigned byte.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    unsafe fn gemv_dots<const R: usize>(&self, r0: usize, out: &mut [i32]) {
+        let Self {
+            rows,
+            row_bytes,
+            q,
+            shape,
+            ..
+        } = *self;
+        let nb = shape.blocks();
+        let chunks = row_bytes / 64;
+        let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
+        let masks = [3u8, 3 << 2, 3 << 4, 3 << 6].map(|m| _mm512_set1_epi8(m as i8));
+        let (wp, qp) = (rows.as_ptr().add(r0 * row_bytes), q.as_ptr());
+        let ahead = prefetch_distance(R, row_bytes);
+        let mut c = 0;
+        for b in 0..nb {
+            let block_end = (c + block_chunks).min(chunks);
+            let mut acc = [[_mm512_setzero_si512(); 4]; R];
+            for c in c..block_end {
+                let w = self.load_prefetching::<R>(wp, c, ahead);
+                for (s, &mask) in masks.iter().enumerate() {
+                    let a = _mm512_loadu_si512(qp.add(c * CHUNK + s * 64).cast());
+                    for (acc, &w) in acc.iter_mut().zip(&w) {
+                        acc[s] = _mm512_dpbusd_epi32(acc[s], _mm512_and_si512(w, mask), a);
+                    }
+                }
+            }
+            for (r, [a0, a1, a2, a3]) in acc.into_iter().enumerate() {
+                let sum = _mm512_add_epi32(
+                    _mm512_add_epi32(a0, _mm512_srai_epi32::<2>(a1)),
+                    _mm512_add_epi32(_mm512_srai_epi32::<4>(a2), _mm512_srai_epi32::<6>(a3)),
+                );
+                out[(r0 + r) * nb + b] += _mm512_reduce_add_epi32(sum);
+            }
+            c = block_end;
+        }
+        self.tail::<R, 1>(r0, out);
+    }
+
+    /// Chunk `c` of each of the `R` rows from `wp`, prefetching the line `ahead` bytes past each in address
+    /// order ([`prefetch_distance`]; a hint, so running past the matrix is harmless).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    unsafe fn load_prefetching<const R: usize>(
+        &self,
+        wp: *const u8,
+        c: usize,
+        ahead: usize,
+    ) -> [__m512i; R] {
+        let mut w = [_mm512_setzero_si512(); R];
+        for (r, w) in w.iter_mut().enumerate() {
+            _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(ahead + (c * R + r) * 64).cast());
+            *w = _mm512_loadu_si512(wp.add(r * self.row_bytes + c * 64).cast());
+        }
+        w
+    }
+
+    /// The ragged tail of rows `r0..r0 + R` (past their whole chunks) × `T` tokens, on the portable path.
+    fn tail<const R: usize, const T: usize>(&self, r0: usize, out: &mut [i32]) {
+        let Self {
+            rows,
+            row_bytes,
+            q,
+            stride,
+            shape,
+        } = *self;
+        let nb = shape.blocks();
+        let acts = ActTile {
+            q,
+            stride,
+            tokens: T,
+            chunk: CHUNK,
+        };
+        scalar::ternary_rows_dots(
+            &rows[r0 * row_bytes..(r0 + R) * row_bytes],
+            row_bytes,
+            row_bytes / 64 * 64,
+            acts,
+            shape,
+            &mut out[r0 * nb..],
+            rows.len() / row_bytes * nb,
+        );
     }
 
     /// Rows `r0..r0 + R` × `T` tokens into `out[t · rows · blocks + r · blocks + b]`, the whole chunks here
@@ -93,20 +195,13 @@ impl Tiles<'_> {
         let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
         let mask = _mm512_set1_epi8(3);
         let (wp, qp) = (rows.as_ptr().add(r0 * row_bytes), q.as_ptr());
+        let ahead = prefetch_distance(R, row_bytes);
         let mut c = 0;
         for b in 0..nb {
             let block_end = (c + block_chunks).min(chunks);
             let mut acc = [[_mm512_setzero_si512(); T]; R];
             for c in c..block_end {
-                // The next tile's bytes, at the rate this tile is read (a hint: past the end is harmless).
-                for r in 0..R {
-                    let next = wp.wrapping_add(R * row_bytes + (c * R + r) * 64);
-                    _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
-                }
-                let mut w = [_mm512_setzero_si512(); R];
-                for (r, w) in w.iter_mut().enumerate() {
-                    *w = _mm512_loadu_si512(wp.add(r * row_bytes + c * 64).cast());
-                }
+                let w = self.load_prefetching::<R>(wp, c, ahead);
                 for s in 0..4 {
                     let mut a = [_mm512_setzero_si512(); T];
                     for (t, a) in a.iter_mut().enumerate() {
@@ -133,20 +228,6 @@ impl Tiles<'_> {
             }
             c = block_end;
         }
-        let tail = ActTile {
-            q,
-            stride,
-            tokens: T,
-            chunk: CHUNK,
-        };
-        scalar::ternary_rows_dots(
-            &rows[r0 * row_bytes..(r0 + R) * row_bytes],
-            row_bytes,
-            chunks * 64,
-            tail,
-            shape,
-            &mut out[r0 * nb..],
-            out_stride,
-        );
+        self.tail::<R, T>(r0, out);
     }
 }

@@ -19,6 +19,18 @@ const BLOCK_ROWS: usize = 64;
 /// ragged.
 const ROW_TILE: usize = 4;
 
+/// How far past the rows a tile reads its SIMD path prefetches, in bytes of the matrix after them.
+const PREFETCH_AHEAD: usize = 8 << 10;
+
+/// Bytes from a tile's first row to the line a SIMD path prefetches while it reads the tile, one line per line
+/// read and in address order. The hardware prefetcher alone left decode GEMVs at half the read bandwidth on a
+/// Zen 5 VM. The rows of a tile are read side by side, so the last row's next bytes are needed soonest: the
+/// distance counts from there. 8 KiB past it was the best of 6-16 KiB on both 2B-4T shapes
+/// (`cargo bench --bench gemv_bandwidth`).
+pub(crate) fn prefetch_distance(tile_rows: usize, row_bytes: usize) -> usize {
+    (tile_rows - 1) * row_bytes + PREFETCH_AHEAD
+}
+
 thread_local! {
     static ACTS: RefCell<QuantizedActs> = RefCell::default();
     static DOTS: RefCell<Vec<i32>> = RefCell::default();
