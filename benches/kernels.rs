@@ -39,25 +39,6 @@ fn ternary_tiles_in_cache(c: &mut Criterion) {
     }
 }
 
-/// The int8 output head of 2B-4T (vocabulary × hidden, one token): 0.33 GB, so one matrix already spills the
-/// last-level cache.
-fn int8_head_gemv(c: &mut Criterion) {
-    let isa = Isa::detect();
-    let (n, k) = (128_256, 2560);
-    let mut seed = 11;
-    let w: Vec<u32> = (0..n * k / 4).map(|_| lcg(&mut seed)).collect();
-    let scales = vec![1.0f32; n];
-    let x = activations(&mut seed, k);
-    let mut g = c.benchmark_group(format!("int8_head_gemv_{n}x{k}"));
-    g.throughput(Throughput::Bytes((n * k) as u64));
-    for threads in [1, 2] {
-        let pool = pool(threads);
-        g.bench_function(format!("{}/t{threads}", isa.name()), |b| {
-            b.iter(|| pool.install(|| black_box(cpu::int8_matmul(&x, 1, &w, &scales, k, isa))))
-        });
-    }
-}
-
 /// One decode step's attention for one layer of 2B-4T (20 query heads over 5 KV heads of 128) over 2048 cached
 /// positions: 2.6 MB of f32 keys and values, which stays in cache across iterations, so this is the compute
 /// rate (`BITNET_ISA=scalar` gives the portable path for comparison).
@@ -91,6 +72,6 @@ fn cached_attention_decode(c: &mut Criterion) {
 criterion_group! {
     name = kernels;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(4));
-    targets = ternary_tiles_in_cache, int8_head_gemv, cached_attention_decode
+    targets = ternary_tiles_in_cache, cached_attention_decode
 }
 criterion_main!(kernels);

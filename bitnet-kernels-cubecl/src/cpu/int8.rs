@@ -71,9 +71,11 @@ fn int8_row_dots(isa: Isa, w: &[i8], q: &[i8], stride: usize, tokens: usize, out
         return unsafe { super::avx2::int8_row_dots(w, q, stride, tokens, out) };
     }
     #[cfg(target_arch = "aarch64")]
-    if isa == Isa::Neon {
-        // SAFETY: NEON is baseline on AArch64; `q` spans the row for every token (asserted).
-        return unsafe { super::neon::int8_row_dots(w, q, stride, tokens, out) };
+    if matches!(isa, Isa::Neon | Isa::NeonDot) && isa.supported() {
+        let dot = isa == Isa::NeonDot;
+        // SAFETY: NEON is baseline on AArch64 and `sdot` is used only where detected; `q` spans the row for
+        // every token (asserted).
+        return unsafe { super::neon::int8_row_dots(w, q, stride, tokens, out, dot) };
     }
     let _ = isa;
     scalar::int8_row_dots(w, 0, q, stride, tokens, out);

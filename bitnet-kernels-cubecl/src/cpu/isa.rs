@@ -12,12 +12,15 @@ pub enum Isa {
     /// x86-64 AVX-512 with VNNI: `vpdpbusd` (codes × int8, summed into i32 in one instruction) on 512-bit
     /// vectors; the other kernels (int8 head, attention) take the AVX2 path on such CPUs.
     Avx512Vnni,
-    /// AArch64 NEON: widening `smull`/`sadalp` multiply-accumulate.
+    /// AArch64 NEON: widening `smlal`/`sadalp` multiply-accumulate.
     Neon,
+    /// AArch64 NEON with the dot-product extension (Armv8.2+: Apple M1 on, Graviton 2 on): `sdot` multiplies
+    /// 16 int8 pairs and adds each group of four into an i32 lane in one instruction.
+    NeonDot,
 }
 
 impl Isa {
-    /// The best path this CPU runs, detected once; `BITNET_ISA=scalar|avx2|avx512vnni|neon` forces one it
+    /// The best path this CPU runs, detected once; `BITNET_ISA=scalar|avx2|avx512vnni|neon|neondot` forces one it
     /// supports.
     pub fn detect() -> Isa {
         static CHOSEN: OnceLock<Isa> = OnceLock::new();
@@ -32,10 +35,16 @@ impl Isa {
 
     /// Every path this CPU can run, best first (the tests compare them all with [`Isa::Scalar`]).
     pub fn available() -> Vec<Isa> {
-        [Isa::Avx512Vnni, Isa::Avx2, Isa::Neon, Isa::Scalar]
-            .into_iter()
-            .filter(|isa| isa.supported())
-            .collect()
+        [
+            Isa::Avx512Vnni,
+            Isa::Avx2,
+            Isa::NeonDot,
+            Isa::Neon,
+            Isa::Scalar,
+        ]
+        .into_iter()
+        .filter(|isa| isa.supported())
+        .collect()
     }
 
     /// Lower-case name, as `BITNET_ISA` takes it.
@@ -45,6 +54,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Avx512Vnni => "avx512vnni",
             Isa::Neon => "neon",
+            Isa::NeonDot => "neondot",
         }
     }
 
@@ -62,6 +72,8 @@ impl Isa {
             }
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
             _ => false,
         }
     }

@@ -1,5 +1,6 @@
-//! AArch64 NEON path: widening multiply-accumulate (`smlal`) of the 2-bit codes (trit + 1) by int8
-//! activations into i16, widened to i32 with `sadalp` every 8 chunks.
+//! AArch64 NEON paths: the 2-bit codes (trit + 1) times int8 activations either by widening multiply-accumulate
+//! (`smlal`) into i16, widened to i32 with `sadalp` every 8 chunks, or, where the CPU has the dot-product
+//! extension, by `sdot` straight into i32 (half the multiply instructions, no i16 stage).
 
 use std::arch::aarch64::*;
 
@@ -11,52 +12,54 @@ use crate::reference::TernaryShape;
 /// i16 lanes gain at most 4 · 2 · 2 · 128 = 2048 per chunk; 8 chunks stay below 32767.
 const CHUNKS_PER_I16: usize = 8;
 
-/// See [`super::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × `tokens`, cut into
-/// tiles of 4 rows × 1 token (decode) or 1 row × `tokens` (prefill) inside this one call.
+/// See [`super::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × the tile's tokens, cut
+/// into tiles of 4 rows × 1 token (decode) or 1 row × `tokens` (prefill) inside this one call; `dot` picks
+/// `sdot`.
 ///
 /// # Safety
-/// `tokens` is 1..=4; blocks are one per row or a multiple of [`CHUNK`] columns; `q` holds `tokens` permuted
-/// rows of `stride` bytes spanning every chunk of a row; `out` holds every row's dots.
+/// The CPU has the dot-product extension if `dot`; the tile has 1..=4 tokens; blocks are one per row or a
+/// multiple of [`CHUNK`] columns; `q` holds the tokens' permuted rows spanning every chunk of a row; `out`
+/// holds every row's dots.
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn ternary_tile_dots(
     rows: &[u8],
     row_bytes: usize,
-    q: &[i8],
-    stride: usize,
-    tokens: usize,
+    acts: ActTile,
     shape: TernaryShape,
     out: &mut [i32],
+    dot: bool,
 ) {
     let n_rows = rows.len() / row_bytes;
     let nb = shape.blocks();
     let tile = |r0: usize, r1: usize| Tile {
         rows: &rows[r0 * row_bytes..r1 * row_bytes],
         row_bytes,
-        q,
-        stride,
+        q: acts.q,
+        stride: acts.stride,
         shape,
         out_stride: n_rows * nb,
+        dot,
     };
-    if tokens == 1 {
+    if acts.tokens == 1 {
         let whole = n_rows - n_rows % 4;
         for r0 in (0..whole).step_by(4) {
-            tile(r0, r0 + 4).dots::<4, 1>(&mut out[r0 * nb..]);
+            tile(r0, r0 + 4).run::<4, 1>(&mut out[r0 * nb..]);
         }
         let rest = &mut out[whole * nb..];
         match n_rows - whole {
             0 => {}
-            1 => tile(whole, n_rows).dots::<1, 1>(rest),
-            2 => tile(whole, n_rows).dots::<2, 1>(rest),
-            _ => tile(whole, n_rows).dots::<3, 1>(rest),
+            1 => tile(whole, n_rows).run::<1, 1>(rest),
+            2 => tile(whole, n_rows).run::<2, 1>(rest),
+            _ => tile(whole, n_rows).run::<3, 1>(rest),
         }
         return;
     }
     for r in 0..n_rows {
         let out = &mut out[r * nb..];
-        match tokens {
-            2 => tile(r, r + 1).dots::<1, 2>(out),
-            3 => tile(r, r + 1).dots::<1, 3>(out),
-            4 => tile(r, r + 1).dots::<1, 4>(out),
+        match acts.tokens {
+            2 => tile(r, r + 1).run::<1, 2>(out),
+            3 => tile(r, r + 1).run::<1, 3>(out),
+            4 => tile(r, r + 1).run::<1, 4>(out),
             other => unreachable!("{other} tokens"),
         }
     }
@@ -71,9 +74,65 @@ struct Tile<'a> {
     shape: TernaryShape,
     /// Distance between tokens in `out`.
     out_stride: usize,
+    /// Whether to use `sdot` (the CPU has it).
+    dot: bool,
 }
 
 impl Tile<'_> {
+    /// `R` rows × `T` tokens on the path `dot` picks.
+    #[target_feature(enable = "neon")]
+    #[inline]
+    unsafe fn run<const R: usize, const T: usize>(&self, out: &mut [i32]) {
+        if self.dot {
+            // SAFETY: `dot` is set only where the CPU has the dot-product extension.
+            self.sdots::<R, T>(out)
+        } else {
+            self.dots::<R, T>(out)
+        }
+    }
+
+    /// `R` rows × `T` tokens with `sdot`, one i32 accumulator per (row, token, slice) so that 4-16 independent
+    /// chains hide its latency; `out[t · out_stride + r · blocks + b]`.
+    #[target_feature(enable = "neon,dotprod")]
+    #[inline]
+    unsafe fn sdots<const R: usize, const T: usize>(&self, out: &mut [i32]) {
+        let nb = self.shape.blocks();
+        let chunks = self.row_bytes / 32;
+        let block_chunks = if nb == 1 {
+            chunks
+        } else {
+            self.shape.block / CHUNK
+        };
+        let (wp, qp) = (self.rows.as_ptr(), self.q.as_ptr());
+        let mut c = 0;
+        for b in 0..nb {
+            let block_end = (c + block_chunks).min(chunks);
+            let mut acc = [[[vdupq_n_s32(0); 4]; T]; R];
+            for c in c..block_end {
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    for half in 0..2 {
+                        let codes =
+                            codes(vld1q_u8(wp.add(r * self.row_bytes + c * 32 + half * 16)));
+                        for (s, &code) in codes.iter().enumerate() {
+                            for (t, acc) in acc.iter_mut().enumerate() {
+                                let at = t * self.stride + c * CHUNK + s * 32 + half * 16;
+                                acc[s] = sdot(acc[s], code, vld1q_s8(qp.add(at)));
+                            }
+                        }
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                for (t, [a0, a1, a2, a3]) in acc.iter().enumerate() {
+                    let sum = vaddq_s32(vaddq_s32(*a0, *a1), vaddq_s32(*a2, *a3));
+                    out[t * self.out_stride + r * nb + b] += vaddvq_s32(sum);
+                }
+            }
+            c = block_end;
+        }
+        self.tail::<T>(out);
+    }
+
     /// `R` rows × `T` tokens; `out[t · out_stride + r · blocks + b]`.
     #[target_feature(enable = "neon")]
     #[inline]
@@ -85,11 +144,11 @@ impl Tile<'_> {
             stride,
             shape,
             out_stride,
+            ..
         } = *self;
         let nb = shape.blocks();
         let chunks = row_bytes / 32;
         let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
-        let mask = vdupq_n_u8(3);
         let (wp, qp) = (rows.as_ptr(), q.as_ptr());
         let mut c = 0;
         for b in 0..nb {
@@ -101,15 +160,8 @@ impl Tile<'_> {
                 for c in c..run_end {
                     for (r, acc) in acc16.iter_mut().enumerate() {
                         for half in 0..2 {
-                            let w = vld1q_u8(wp.add(r * row_bytes + c * 32 + half * 16));
-                            let codes = [
-                                vandq_u8(w, mask),
-                                vandq_u8(vshrq_n_u8::<2>(w), mask),
-                                vandq_u8(vshrq_n_u8::<4>(w), mask),
-                                vandq_u8(vshrq_n_u8::<6>(w), mask),
-                            ];
+                            let codes = codes(vld1q_u8(wp.add(r * row_bytes + c * 32 + half * 16)));
                             for (s, &code) in codes.iter().enumerate() {
-                                let code = vreinterpretq_s8_u8(code);
                                 for (t, acc) in acc.iter_mut().enumerate() {
                                     let a = vld1q_s8(
                                         qp.add(t * stride + c * CHUNK + s * 32 + half * 16),
@@ -134,20 +186,62 @@ impl Tile<'_> {
                 }
             }
         }
+        self.tail::<T>(out);
+    }
+
+    /// The ragged tail of every row (past its whole chunks) × `T` tokens, on the portable path.
+    fn tail<const T: usize>(&self, out: &mut [i32]) {
         let acts = ActTile {
-            q,
-            stride,
+            q: self.q,
+            stride: self.stride,
             tokens: T,
             chunk: CHUNK,
         };
-        scalar::ternary_rows_dots(rows, row_bytes, chunks * 32, acts, shape, out, out_stride);
+        let from = self.row_bytes / 32 * 32;
+        scalar::ternary_rows_dots(
+            self.rows,
+            self.row_bytes,
+            from,
+            acts,
+            self.shape,
+            out,
+            self.out_stride,
+        );
     }
 }
 
-/// See [`scalar::int8_row_dots`]; the whole row, `tokens` in 1..=4.
+/// The four slices of codes in 16 packed bytes: bits `2s..2s+2` of each byte.
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn codes(w: uint8x16_t) -> [int8x16_t; 4] {
+    let mask = vdupq_n_u8(3);
+    [
+        vandq_u8(w, mask),
+        vandq_u8(vshrq_n_u8::<2>(w), mask),
+        vandq_u8(vshrq_n_u8::<4>(w), mask),
+        vshrq_n_u8::<6>(w),
+    ]
+    .map(|c| vreinterpretq_s8_u8(c))
+}
+
+/// `acc + Σ a·b` over each group of four int8 lanes (`sdot`, not yet a stable intrinsic in Rust).
+#[target_feature(enable = "neon,dotprod")]
+#[inline]
+unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    std::arch::asm!(
+        "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+        acc = inout(vreg) acc,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// See [`scalar::int8_row_dots`]; the whole row, `tokens` in 1..=4, with `sdot` if `dot`.
 ///
 /// # Safety
-/// `q` holds `tokens` rows of `stride ≥ w.len()` bytes.
+/// The CPU has the dot-product extension if `dot`; `q` holds `tokens` rows of `stride ≥ w.len()` bytes.
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn int8_row_dots(
     w: &[i8],
@@ -155,14 +249,38 @@ pub(crate) unsafe fn int8_row_dots(
     stride: usize,
     tokens: usize,
     out: &mut [i32],
+    dot: bool,
 ) {
-    match tokens {
-        1 => int8_dots::<1>(w, q, stride, out),
-        2 => int8_dots::<2>(w, q, stride, out),
-        3 => int8_dots::<3>(w, q, stride, out),
-        4 => int8_dots::<4>(w, q, stride, out),
+    match (tokens, dot) {
+        (1, false) => int8_dots::<1>(w, q, stride, out),
+        (2, false) => int8_dots::<2>(w, q, stride, out),
+        (3, false) => int8_dots::<3>(w, q, stride, out),
+        (4, false) => int8_dots::<4>(w, q, stride, out),
+        (1, true) => int8_sdots::<1>(w, q, stride, out),
+        (2, true) => int8_sdots::<2>(w, q, stride, out),
+        (3, true) => int8_sdots::<3>(w, q, stride, out),
+        (4, true) => int8_sdots::<4>(w, q, stride, out),
         _ => unreachable!("token tiles are 1..=4"),
     }
+}
+
+/// [`int8_dots`] with `sdot`: two accumulators per token, each `sdot` adding at most 4 · 127² to a lane.
+#[target_feature(enable = "neon,dotprod")]
+#[inline]
+unsafe fn int8_sdots<const T: usize>(w: &[i8], q: &[i8], stride: usize, out: &mut [i32]) {
+    let mut acc = [[vdupq_n_s32(0); 2]; T];
+    let vectors = w.len() / 16;
+    let (wp, qp) = (w.as_ptr(), q.as_ptr());
+    for v in 0..vectors {
+        let wv = vld1q_s8(wp.add(v * 16));
+        for (t, acc) in acc.iter_mut().enumerate() {
+            acc[v % 2] = sdot(acc[v % 2], wv, vld1q_s8(qp.add(t * stride + v * 16)));
+        }
+    }
+    for (t, [a, b]) in acc.iter().enumerate() {
+        out[t] += vaddvq_s32(vaddq_s32(*a, *b));
+    }
+    scalar::int8_row_dots(w, vectors * 16, q, stride, T, out);
 }
 
 #[target_feature(enable = "neon")]

@@ -20,13 +20,16 @@ const BLOCK_ROWS: usize = 64;
 const ROW_TILE: usize = 4;
 
 /// How far past the rows a tile reads its SIMD path prefetches, in bytes of the matrix after them.
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_AHEAD: usize = 8 << 10;
 
 /// Bytes from a tile's first row to the line a SIMD path prefetches while it reads the tile, one line per line
 /// read and in address order. The hardware prefetcher alone left decode GEMVs at half the read bandwidth on a
 /// Zen 5 VM. The rows of a tile are read side by side, so the last row's next bytes are needed soonest: the
 /// distance counts from there. 8 KiB past it was the best of 6-16 KiB on both 2B-4T shapes
-/// (`cargo bench --bench gemv_bandwidth`).
+/// (`cargo bench --bench gemv_bandwidth`). The x86-64 paths only: the NEON paths have not been measured on
+/// AArch64 hardware.
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn prefetch_distance(tile_rows: usize, row_bytes: usize) -> usize {
     (tile_rows - 1) * row_bytes + PREFETCH_AHEAD
 }
@@ -92,12 +95,11 @@ pub fn ternary_tile_dots(
         };
     }
     #[cfg(target_arch = "aarch64")]
-    if simd && isa == Isa::Neon {
-        // SAFETY: NEON is baseline on AArch64; tokens, blocks, the span of `q` and the size of `out` are
-        // asserted above.
-        return unsafe {
-            super::neon::ternary_tile_dots(rows, row_bytes, q, stride, tokens, shape, out)
-        };
+    if simd && matches!(isa, Isa::Neon | Isa::NeonDot) && isa.supported() {
+        let dot = isa == Isa::NeonDot;
+        // SAFETY: NEON is baseline on AArch64 and `sdot` is used only where detected; tokens, blocks, the
+        // span of `q` and the size of `out` are asserted above.
+        return unsafe { super::neon::ternary_tile_dots(rows, row_bytes, acts, shape, out, dot) };
     }
     let _ = (simd, isa);
     let out_stride = n_rows * shape.blocks();
