@@ -152,17 +152,11 @@ impl Tiles<'_> {
 
     /// The ragged tail of rows `r0..r0 + R` (past their whole chunks) × `T` tokens, on the portable path.
     fn tail<const R: usize, const T: usize>(&self, r0: usize, out: &mut [i32]) {
-        let Self {
-            rows,
-            row_bytes,
-            q,
-            stride,
-            shape,
-        } = *self;
+        let (rows, row_bytes, shape) = (self.rows, self.row_bytes, self.shape);
         let nb = shape.blocks();
         let acts = ActTile {
-            q,
-            stride,
+            q: self.q,
+            stride: self.stride,
             tokens: T,
             chunk: CHUNK,
         };
