@@ -64,26 +64,26 @@ impl Tiles<'_> {
     unsafe fn all<const T: usize>(&self, out: &mut [i32]) {
         let n_rows = self.rows.len() / self.row_bytes;
         let whole = n_rows - n_rows % ROWS;
-        if T == 1 {
-            for r0 in (0..whole).step_by(ROWS) {
-                self.gemv_dots::<ROWS>(r0, out);
-            }
-            match n_rows - whole {
-                0 => {}
-                1 => self.gemv_dots::<1>(whole, out),
-                2 => self.gemv_dots::<2>(whole, out),
-                _ => self.gemv_dots::<3>(whole, out),
-            }
-            return;
-        }
         for r0 in (0..whole).step_by(ROWS) {
-            self.dots::<ROWS, T>(r0, out);
+            self.tile::<ROWS, T>(r0, out);
         }
         match n_rows - whole {
             0 => {}
-            1 => self.dots::<1, T>(whole, out),
-            2 => self.dots::<2, T>(whole, out),
-            _ => self.dots::<3, T>(whole, out),
+            1 => self.tile::<1, T>(whole, out),
+            2 => self.tile::<2, T>(whole, out),
+            _ => self.tile::<3, T>(whole, out),
+        }
+    }
+
+    /// Rows `r0..r0 + R` × `T` tokens: the shift-free decode tile for one token, the shared-unpacking tile for
+    /// more.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
+    unsafe fn tile<const R: usize, const T: usize>(&self, r0: usize, out: &mut [i32]) {
+        if T == 1 {
+            self.gemv_dots::<R>(r0, out)
+        } else {
+            self.dots::<R, T>(r0, out)
         }
     }
 
