@@ -20,8 +20,8 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The best path this CPU runs, detected once; `BITNET_ISA=scalar|avx2|avx512vnni|neon|neondot` forces one it
-    /// supports.
+    /// The best path this CPU runs, detected once; `BITNET_ISA=scalar|avx2|avx512vnni|neon|neondot` forces
+    /// one it supports.
     pub fn detect() -> Isa {
         static CHOSEN: OnceLock<Isa> = OnceLock::new();
         *CHOSEN.get_or_init(|| {
