@@ -42,7 +42,9 @@ fn case(rng: &mut Lcg, m: usize, n: usize, k: usize, block: usize, int_valued: b
     }
 }
 
-const SHAPES: [(usize, usize, usize, usize); 10] = [
+/// `(m, n, k, block)`: widths of 1..160 words, a multiple of the GPU kernels' 4-word loads or not, and blocks
+/// of 1 to 160 words (2 inside one 4-word load).
+const SHAPES: [(usize, usize, usize, usize); 11] = [
     (1, 1, 16, 16),
     (3, 5, 32, 32),
     (1, 7, 37, 37),
@@ -53,6 +55,7 @@ const SHAPES: [(usize, usize, usize, usize); 10] = [
     (19, 11, 272, 16),
     (70, 67, 272, 16),
     (32, 5, 2560, 2560),
+    (3, 6, 128, 32),
 ];
 
 /// A ternary op on primitives: `(x, packed words, scales) -> y`.

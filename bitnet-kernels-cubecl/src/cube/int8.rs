@@ -9,20 +9,23 @@ use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
 use super::output;
-use super::rows::{geometry, lane_sums, LANES, ROWS};
+use super::rows::{launch, row_totals, LANES, ROWS};
 use crate::packing::I8_PER_WORD;
 
 #[cube(launch)]
-fn int8_rows<F: Float, N: Size>(
+fn int8_rows<F: Float, N: Size, L: Size>(
     q: &Tensor<Vector<F, N>>,
     s: &Tensor<F>,
-    w: &Tensor<u32>,
+    w: &Tensor<Vector<u32, L>>,
     scales: &Tensor<F>,
     y: &mut Tensor<F>,
     #[comptime] tokens: usize,
+    #[comptime] plane: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let (m, n, kw) = (y.shape(0), w.shape(0), w.shape(1));
+    let words = w.vector_size();
+    let loads = kw / words;
     let lane = UNIT_POS_X as usize;
     let row = CUBE_POS_X as usize * ROWS + UNIT_POS_Y as usize;
     let first = CUBE_POS_Y as usize * tokens;
@@ -38,33 +41,37 @@ fn int8_rows<F: Float, N: Size>(
             shifts[b] = comptime!(8 * b) as u32;
         }
         let mut j = lane;
-        while j < kw {
-            let bytes =
-                (Vector::<u32, N>::new(w[row * kw + j]) >> shifts) & Vector::<u32, N>::new(255u32);
-            // Two's complement bytes to i32 without a sign-changing cast: (b ^ 128) - 128.
-            let values = Vector::<i32, N>::cast_from(bytes ^ Vector::<u32, N>::new(128u32))
-                - Vector::<i32, N>::new(128i32);
+        while j < loads {
+            let packed = w[row * loads + j];
             #[unroll]
-            for t in 0..tokens {
-                if first + t < m {
-                    let products = Vector::<i32, N>::cast_from(q[(first + t) * kw + j]) * values;
-                    #[unroll]
-                    for b in 0..I8_PER_WORD {
-                        acc[t] += products[b];
+            for u in 0..words {
+                let col = j * words + u;
+                let bytes =
+                    (Vector::<u32, N>::new(packed[u]) >> shifts) & Vector::<u32, N>::new(255u32);
+                // Two's complement bytes to i32 without a sign-changing cast: (b ^ 128) - 128.
+                let values = Vector::<i32, N>::cast_from(bytes ^ Vector::<u32, N>::new(128u32))
+                    - Vector::<i32, N>::new(128i32);
+                #[unroll]
+                for t in 0..tokens {
+                    if first + t < m {
+                        let products =
+                            Vector::<i32, N>::cast_from(q[(first + t) * kw + col]) * values;
+                        #[unroll]
+                        for b in 0..I8_PER_WORD {
+                            acc[t] += products[b];
+                        }
                     }
                 }
             }
             j += LANES;
         }
     }
-    let mut partial = SharedMemory::<i32>::new(comptime!(LANES * ROWS * tokens));
-    lane_sums::<i32>(&acc, &mut partial, tokens);
-    let unit = UNIT_POS_Y as usize * LANES + lane;
+    row_totals::<i32>(&mut acc, tokens, plane);
     if lane == 0 && row < n {
         #[unroll]
         for t in 0..tokens {
             if first + t < m {
-                let dot = F::cast_from(partial[t * ROWS * LANES + unit]);
+                let dot = F::cast_from(acc[t]);
                 y[(first + t) * n + row] = dot * scales[row] / s[first + t];
             }
         }
@@ -89,18 +96,20 @@ pub(crate) fn int8_matmul<R: CubeRuntime>(
     );
     let y = output(&q, m, n);
     let dtype = q.dtype;
-    let (count, dim, tokens) = geometry(n, m);
+    let rows = launch(&y.client, &[n], m, kw);
     int8_rows::launch::<R>(
         &y.client,
-        count,
-        dim,
+        rows.count,
+        rows.dim,
         I8_PER_WORD,
+        rows.words,
         q.into_tensor_arg(),
         s.into_tensor_arg(),
         w.into_tensor_arg(),
         scales.into_tensor_arg(),
         y.clone().into_tensor_arg(),
-        tokens,
+        rows.tokens,
+        rows.plane,
         dtype.into(),
     );
     y

@@ -35,6 +35,11 @@ fn output<R: CubeRuntime>(like: &CubeTensor<R>, m: usize, n: usize) -> CubeTenso
     )
 }
 
+/// The one output of a one-layer [`ternary::ternary_matmuls`].
+fn single<R: CubeRuntime>(mut ys: Vec<CubeTensor<R>>) -> CubeTensor<R> {
+    ys.pop().expect("one output per layer")
+}
+
 /// The ternary op on the CubeCL kernel, on float activations or (`int8`) on activations quantized per token as
 /// [`TernaryBackend::ternary_matmul_i8`] defines; layouts the kernel does not take use the Burn-ops composition.
 fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
@@ -58,11 +63,11 @@ fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
             };
             let ones = Tensor::<Cube<R, F, I, BT>, 2>::ones([m, 1], &device);
             let [x, ones] = [x, ones].map(|t| t.into_primitive().tensor());
-            ternary::ternary_matmul(x, ones, w, scales, k)
+            single(ternary::ternary_matmuls(x, ones, vec![(w, scales)], k))
         }
         (true, true) => {
             let (q, s) = quantize::quantize_i8(x, None, width);
-            ternary::ternary_matmul(q, s, w, scales, k)
+            single(ternary::ternary_matmuls(q, s, vec![(w, scales)], k))
         }
     }
 }
@@ -99,10 +104,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
             return burn_ops::bit_linears_i8::<Self>(x, norm, layers);
         }
         let (q, s) = quantize::quantize_i8(x, norm, TRITS_PER_WORD * words_per_row(k));
-        layers
-            .into_iter()
-            .map(|(w, scales)| ternary::ternary_matmul(q.clone(), s.clone(), w, scales, k))
-            .collect()
+        ternary::ternary_matmuls(q, s, layers, k)
     }
 
     fn int8_matmul(

@@ -1,10 +1,11 @@
 //! The ternary matmul as one CubeCL kernel for every CubeCL runtime (wgpu/Vulkan/Metal, CUDA): weights stay
 //! packed 16 trits per `u32` on the device and are decoded in registers.
 //!
-//! Cubes and lanes as [`super::rows`] lays them out; each unit decodes a word's 16 trits once, multiplies them
-//! with 16 activations of each token read as 4-wide vectors, scales the word's sum by its block's scale, and
-//! the lanes' sums are added in shared memory. Integer-valued activations (BitLinear's int8 mode) give exact integer sums per word in f32,
-//! so only the scaling rounds.
+//! Cubes and lanes as [`super::rows`] lays them out; each unit loads four packed words at once where rows
+//! allow, decodes each word's 16 trits once, multiplies them with 16 activations of each token read as
+//! 4-wide vectors, scales the word's sum by its block's scale, and the lanes' sums are added by
+//! [`super::rows::row_totals`]. Integer-valued activations (BitLinear's int8 mode) give exact integer sums per
+//! word in f32, so only the scaling rounds.
 
 use burn::tensor::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
@@ -13,27 +14,70 @@ use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
 use super::output;
-use super::rows::{geometry, lane_sums, LANES, ROWS, VECTOR};
+use super::rows::{launch, row_totals, LANES, ROWS, VECTOR};
 use super::tiles::{self, ternary_tiles, TILE};
+use crate::packing::words_per_row;
 
 /// From this many tokens on, the tiled kernel of [`tiles`] (each word decoded once per [`TILE`] tokens) takes
 /// over from the row kernel (once per 8): half a tile, below which most of a tile would be padding.
 const TILED_FROM_TOKENS: usize = TILE / 2;
 
+/// Every layer's rows in one launch (decode runs q/k/v, and gate/up, as one kernel each): the cubes are laid
+/// out layer after layer, and each computes [`ROWS`] rows of the layer it falls in.
 #[cube(launch)]
-fn ternary_rows<F: Float, N: Size>(
+fn ternary_rows<F: Float, N: Size, L: Size>(
     x: &Tensor<Vector<F, N>>,
     s: &Tensor<F>,
-    w: &Tensor<u32>,
-    scales: &Tensor<F>,
-    y: &mut Tensor<F>,
-    block_words: usize,
+    w: &Sequence<Tensor<Vector<u32, L>>>,
+    scales: &Sequence<Tensor<F>>,
+    y: &mut Sequence<Tensor<F>>,
+    k: usize,
     #[comptime] tokens: usize,
+    #[comptime] plane: bool,
     #[define(F)] _dtype: StorageType,
 ) {
+    let cube = CUBE_POS_X as usize;
+    let mut first = 0usize;
+    #[unroll]
+    for l in 0..w.len() {
+        let cubes = w.index(l).shape(0).div_ceil(ROWS);
+        if cube >= first && cube < first + cubes {
+            layer_rows::<F, N, L>(
+                x,
+                s,
+                w.index(l),
+                scales.index(l),
+                y.index_mut(l),
+                k,
+                cube - first,
+                tokens,
+                plane,
+            );
+        }
+        first += cubes;
+    }
+}
+
+/// Rows `cube · ROWS ..` of one layer for the cube's tokens.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn layer_rows<F: Float, N: Size, L: Size>(
+    x: &Tensor<Vector<F, N>>,
+    s: &Tensor<F>,
+    w: &Tensor<Vector<u32, L>>,
+    scales: &Tensor<F>,
+    y: &mut Tensor<F>,
+    k: usize,
+    cube: usize,
+    #[comptime] tokens: usize,
+    #[comptime] plane: bool,
+) {
     let (m, n, kw, nb) = (y.shape(0), w.shape(0), w.shape(1), scales.shape(1));
+    let block_words = if nb == 1 { kw } else { k / nb / 16 };
+    let words = w.vector_size();
+    let loads = kw / words;
     let lane = UNIT_POS_X as usize;
-    let row = CUBE_POS_X as usize * ROWS + UNIT_POS_Y as usize;
+    let row = cube * ROWS + UNIT_POS_Y as usize;
     let first = CUBE_POS_Y as usize * tokens;
     let per_word = comptime!(16 / VECTOR);
     let mut acc = Array::<F>::new(tokens);
@@ -45,113 +89,130 @@ fn ternary_rows<F: Float, N: Size>(
         let mut shifts = Vector::<u32, N>::new(0u32);
         let mut trits = Array::<Vector<F, N>>::new(per_word);
         let mut j = lane;
-        while j < kw {
-            let word = w[row * kw + j];
+        while j < loads {
+            let packed = w[row * loads + j];
             #[unroll]
-            for v in 0..per_word {
+            for u in 0..words {
+                let word = packed[u];
+                let col = j * words + u;
                 #[unroll]
-                for l in 0..VECTOR {
-                    shifts[l] = comptime!(2 * (v * VECTOR + l)) as u32;
-                }
-                let codes = (Vector::<u32, N>::new(word) >> shifts) & Vector::<u32, N>::new(3u32);
-                trits[v] = Vector::<F, N>::cast_from(codes) - Vector::<F, N>::new(F::new(1.0));
-            }
-            let scale = scales[row * nb + j / block_words];
-            #[unroll]
-            for t in 0..tokens {
-                if first + t < m {
-                    let mut sum = Vector::<F, N>::new(F::new(0.0));
-                    #[unroll]
-                    for v in 0..per_word {
-                        sum += x[((first + t) * kw + j) * per_word + v] * trits[v];
-                    }
-                    let mut word_sum = F::new(0.0);
+                for v in 0..per_word {
                     #[unroll]
                     for l in 0..VECTOR {
-                        word_sum += sum[l];
+                        shifts[l] = comptime!(2 * (v * VECTOR + l)) as u32;
                     }
-                    acc[t] += word_sum * scale;
+                    let codes =
+                        (Vector::<u32, N>::new(word) >> shifts) & Vector::<u32, N>::new(3u32);
+                    trits[v] = Vector::<F, N>::cast_from(codes) - Vector::<F, N>::new(F::new(1.0));
+                }
+                let scale = scales[row * nb + col / block_words];
+                #[unroll]
+                for t in 0..tokens {
+                    if first + t < m {
+                        let mut sum = Vector::<F, N>::new(F::new(0.0));
+                        #[unroll]
+                        for v in 0..per_word {
+                            sum += x[((first + t) * kw + col) * per_word + v] * trits[v];
+                        }
+                        let mut word_sum = F::new(0.0);
+                        #[unroll]
+                        for l in 0..VECTOR {
+                            word_sum += sum[l];
+                        }
+                        acc[t] += word_sum * scale;
+                    }
                 }
             }
             j += LANES;
         }
     }
-    let mut partial = SharedMemory::<F>::new(comptime!(LANES * ROWS * tokens));
-    lane_sums::<F>(&acc, &mut partial, tokens);
-    let unit = UNIT_POS_Y as usize * LANES + lane;
+    row_totals::<F>(&mut acc, tokens, plane);
     if lane == 0 && row < n {
         #[unroll]
         for t in 0..tokens {
             if first + t < m {
-                y[(first + t) * n + row] = partial[t * ROWS * LANES + unit] / s[first + t];
+                y[(first + t) * n + row] = acc[t] / s[first + t];
             }
         }
     }
 }
 
-/// Whether [`ternary_matmul`] takes this layout: every packed word inside one scale block.
+/// Whether [`ternary_matmuls`] takes this layout: every packed word inside one scale block.
 pub(crate) fn supported(k: usize, blocks: usize) -> bool {
     blocks == 1 || (k / blocks).is_multiple_of(16)
 }
 
-/// `y [m, n] = x [m, k] · (trits ⊙ scales)ᵀ / s[m]` for `x` whose rows are padded with zeros to the packed
-/// width (`16 · words` columns), token divisors `s [m, 1]`, `w [n, words]` and `scales [n, blocks]` (see
-/// [`supported`]).
-pub(crate) fn ternary_matmul<R: CubeRuntime>(
+/// `y_i [m, n_i] = x [m, k] · (trits_i ⊙ scales_i)ᵀ / s[m]` for every layer `(w_i [n_i, words], scales_i
+/// [n_i, blocks_i])` (see [`supported`]), `x` with its rows padded with zeros to the packed width
+/// (`16 · words` columns) and token divisors `s [m, 1]`. Short inputs take one launch for all layers; from
+/// [`TILED_FROM_TOKENS`] tokens on, each layer is one tiled launch.
+pub(crate) fn ternary_matmuls<R: CubeRuntime>(
     x: CubeTensor<R>,
     s: CubeTensor<R>,
-    w: CubeTensor<R>,
-    scales: CubeTensor<R>,
+    layers: Vec<(CubeTensor<R>, CubeTensor<R>)>,
     k: usize,
-) -> CubeTensor<R> {
-    let [x, s, w, scales] = [x, s, w, scales].map(into_contiguous);
-    let (m, n, kw, nb) = (x.shape()[0], w.shape()[0], w.shape()[1], scales.shape()[1]);
+) -> Vec<CubeTensor<R>> {
+    let [x, s] = [x, s].map(into_contiguous);
+    let layers: Vec<_> = layers
+        .into_iter()
+        .map(|(w, scales)| (into_contiguous(w), into_contiguous(scales)))
+        .collect();
+    let (m, kw) = (x.shape()[0], words_per_row(k));
     assert_eq!(
         x.shape()[1],
         kw * 16,
         "activations padded to the packed width"
     );
-    let block_words = if nb == 1 { kw } else { k / nb / 16 };
-    let y = output(&x, m, n);
-    let dtype = x.dtype.into();
-    let (x, s, w, scales, out) = (
-        x.into_tensor_arg(),
-        s.into_tensor_arg(),
-        w.into_tensor_arg(),
-        scales.into_tensor_arg(),
-        y.clone().into_tensor_arg(),
-    );
+    let ys: Vec<_> = layers
+        .iter()
+        .map(|(w, _)| output(&x, m, w.shape()[0]))
+        .collect();
+    let (client, dtype) = (x.client.clone(), x.dtype.into());
     if m >= TILED_FROM_TOKENS {
-        let (count, dim) = tiles::geometry(n, m);
-        ternary_tiles::launch::<R>(
-            &y.client,
-            count,
-            dim,
-            VECTOR,
-            x,
-            s,
-            w,
-            scales,
-            out,
-            block_words,
-            dtype,
-        );
+        for ((w, scales), y) in layers.into_iter().zip(&ys) {
+            let (n, nb) = (w.shape()[0], scales.shape()[1]);
+            let block_words = if nb == 1 { kw } else { k / nb / 16 };
+            let (count, dim) = tiles::geometry(n, m);
+            ternary_tiles::launch::<R>(
+                &client,
+                count,
+                dim,
+                VECTOR,
+                x.clone().into_tensor_arg(),
+                s.clone().into_tensor_arg(),
+                w.into_tensor_arg(),
+                scales.into_tensor_arg(),
+                y.clone().into_tensor_arg(),
+                block_words,
+                dtype,
+            );
+        }
     } else {
-        let (count, dim, tokens) = geometry(n, m);
+        let rows: Vec<usize> = layers.iter().map(|(w, _)| w.shape()[0]).collect();
+        let plan = launch(&client, &rows, m, kw);
+        let (mut w, mut scales, mut out) =
+            (SequenceArg::new(), SequenceArg::new(), SequenceArg::new());
+        for ((wi, si), y) in layers.into_iter().zip(&ys) {
+            w.push(wi.into_tensor_arg());
+            scales.push(si.into_tensor_arg());
+            out.push(y.clone().into_tensor_arg());
+        }
         ternary_rows::launch::<R>(
-            &y.client,
-            count,
-            dim,
+            &client,
+            plan.count,
+            plan.dim,
             VECTOR,
-            x,
-            s,
+            plan.words,
+            x.into_tensor_arg(),
+            s.into_tensor_arg(),
             w,
             scales,
             out,
-            block_words,
-            tokens,
+            k,
+            plan.tokens,
+            plan.plane,
             dtype,
         );
     }
-    y
+    ys
 }
