@@ -96,10 +96,12 @@ impl<B: TernaryBackend> Attention<B> {
             forward_shared(&[&self.wq, &self.wk, &self.wv], Some(norm), x, act)
                 .try_into()
                 .expect("three projections");
-        let q = rope.apply(heads(q, self.n_heads), start);
-        let k = rope.apply(heads(k, self.n_kv_heads), start);
-        let v = heads(v, self.n_kv_heads);
-        let (k, v) = cache.append(layer, k, v);
+        let qkv = [
+            heads(q, self.n_heads),
+            heads(k, self.n_kv_heads),
+            heads(v, self.n_kv_heads),
+        ];
+        let [q, k, v] = cache.append(layer, qkv, rope);
         let out = B::cached_attention(
             q.into_primitive().tensor(),
             k.into_primitive().tensor(),

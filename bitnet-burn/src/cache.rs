@@ -1,7 +1,10 @@
 //! The key/value cache: preallocated per layer, appended in place, reusable (reset or truncate) across calls.
 
+use bitnet_kernels_cubecl::TernaryBackend;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+
+use crate::rope::Rope;
 
 #[derive(Debug, Clone)]
 struct LayerCache<B: Backend> {
@@ -65,24 +68,31 @@ impl<B: Backend> KvCache<B> {
         self.len = self.len.min(len);
     }
 
-    /// Stores `k`, `v` `[batch, kv_heads, seq, head_dim]` of `layer` at positions `len..len+seq` and returns
-    /// the layer's whole cache `[batch, kv_heads, max_len, head_dim]` (positions `0..len+seq` valid).
-    pub(crate) fn append(
-        &mut self,
-        layer: usize,
-        k: Tensor<B, 4>,
-        v: Tensor<B, 4>,
-    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let [b, h, seq, d] = k.dims();
-        let (start, end) = (self.len, self.len + seq);
-        let c = &mut self.layers[layer];
-        c.k.inplace(|t| t.slice_assign([0..b, 0..h, start..end, 0..d], k));
-        c.v.inplace(|t| t.slice_assign([0..b, 0..h, start..end, 0..d], v));
-        (c.k.clone(), c.v.clone())
-    }
-
     /// Marks `seq` more positions as filled (after every layer appended).
     pub(crate) fn advance(&mut self, seq: usize) {
         self.len += seq;
+    }
+}
+
+impl<B: TernaryBackend> KvCache<B> {
+    /// Rotates `q [batch, heads, seq, head_dim]` and `k` with `rope`, stores `k` and `v`
+    /// `[batch, kv_heads, seq, head_dim]` of `layer` at positions `len..len+seq` (one
+    /// [`TernaryBackend::rope_append`]), and returns the rotated `q` and the layer's whole cache
+    /// `[batch, kv_heads, max_len, head_dim]` (positions `0..len+seq` valid).
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        [q, k, v]: [Tensor<B, 4>; 3],
+        rope: &Rope<B>,
+    ) -> [Tensor<B, 4>; 3] {
+        let c = &mut self.layers[layer];
+        let empty = || Tensor::empty([0; 4], &q.device());
+        let (k_cache, v_cache) = (
+            std::mem::replace(&mut c.k, empty()),
+            std::mem::replace(&mut c.v, empty()),
+        );
+        let [q, k_cache, v_cache] = rope.append(q, k, v, self.len, k_cache, v_cache);
+        (c.k, c.v) = (k_cache.clone(), v_cache.clone());
+        [q, k_cache, v_cache]
     }
 }

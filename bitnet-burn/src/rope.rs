@@ -38,15 +38,29 @@ impl<B: TernaryBackend> Rope<B> {
         self.cos.dims()[0]
     }
 
-    /// Rotates `x [batch, heads, seq, head_dim]` whose first token is at position `start` (see
-    /// [`TernaryBackend::rope`]).
-    pub fn apply(&self, x: Tensor<B, 4>, start: usize) -> Tensor<B, 4> {
-        let y = B::rope(
-            x.into_primitive().tensor(),
-            self.cos.clone().into_primitive().tensor(),
-            self.sin.clone().into_primitive().tensor(),
+    /// Rotates `q` and `k` whose first token is at position `start` and writes `k` and `v` into the layer's
+    /// caches at that position (see [`TernaryBackend::rope_append`]): the rotated `q` and the caches.
+    pub(crate) fn append(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        start: usize,
+        k_cache: Tensor<B, 4>,
+        v_cache: Tensor<B, 4>,
+    ) -> [Tensor<B, 4>; 3] {
+        let t = |x: Tensor<B, 4>| x.into_primitive().tensor();
+        let table = |x: &Tensor<B, 2>| x.clone().into_primitive().tensor();
+        B::rope_append(
+            t(q),
+            t(k),
+            t(v),
+            table(&self.cos),
+            table(&self.sin),
             start,
-        );
-        Tensor::from_primitive(TensorPrimitive::Float(y))
+            t(k_cache),
+            t(v_cache),
+        )
+        .map(|y| Tensor::from_primitive(TensorPrimitive::Float(y)))
     }
 }

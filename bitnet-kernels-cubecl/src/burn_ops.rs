@@ -166,6 +166,32 @@ pub fn rope<B: Backend>(
     Tensor::cat(parts, 3).into_primitive().tensor()
 }
 
+/// [`crate::TernaryBackend::rope_append`] from the backend's [`crate::TernaryBackend::rope`] and slice
+/// assignments.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_append<B: TernaryBackend>(
+    q: FloatTensor<B>,
+    k: FloatTensor<B>,
+    v: FloatTensor<B>,
+    cos: FloatTensor<B>,
+    sin: FloatTensor<B>,
+    start: usize,
+    k_cache: FloatTensor<B>,
+    v_cache: FloatTensor<B>,
+) -> [FloatTensor<B>; 3] {
+    let q = B::rope(q, cos.clone(), sin.clone(), start);
+    let k = B::rope(k, cos, sin, start);
+    let write = |cache: FloatTensor<B>, x: FloatTensor<B>| {
+        let x = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(x));
+        let [b, h, seq, d] = x.dims();
+        Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(cache))
+            .slice_assign([0..b, 0..h, start..start + seq, 0..d], x)
+            .into_primitive()
+            .tensor()
+    };
+    [q, write(k_cache, k), write(v_cache, v)]
+}
+
 /// [`crate::TernaryBackend::gated`] in Burn ops.
 pub fn gated<B: Backend>(gate: FloatTensor<B>, up: FloatTensor<B>, act: Gate) -> FloatTensor<B> {
     let g = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(gate));

@@ -110,6 +110,24 @@ pub trait TernaryBackend: Backend {
         burn_ops::rope::<Self>(x, cos, sin, start)
     }
 
+    /// One layer's step of the KV cache: [`TernaryBackend::rope`] on `q [b, heads, seq, d]` and
+    /// `k [b, kv_heads, seq, d]` (tokens at positions `start..start + seq`), and the rotated `k` and `v` written
+    /// into `k_cache`, `v_cache` `[b, kv_heads, max_len, d]` at those positions. Returns the rotated `q` and the
+    /// two caches. An op so GPU backends run it as one kernel instead of four (two RoPEs, two writes).
+    #[allow(clippy::too_many_arguments)]
+    fn rope_append(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        start: usize,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        burn_ops::rope_append::<Self>(q, k, v, cos, sin, start, k_cache, v_cache)
+    }
+
     /// The gated FFN activation `act(gate) · up` of two `[rows, n]` tensors, kept in f32 (ReLU² overflows f16).
     /// An op so GPU backends run it as one kernel instead of four.
     fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Gate) -> FloatTensor<Self> {

@@ -1,6 +1,8 @@
 //! The RoPE op (a CPU loop on burn-ndarray, one kernel on the CubeCL backends) against an f64 evaluation, on
 //! inputs in the layout the model hands over (a projection's `[b, seq, heads, d]` with dims 1 and 2 swapped,
-//! not contiguous), with partial rotation (`2·half < d`) and prompts that start mid-table.
+//! not contiguous), with partial rotation (`2·half < d`) and prompts that start mid-table; and the KV-cache step
+//! (`rope_append`) that rotates q and k and writes k and v into the cache, which must leave every other cache
+//! position as it was.
 
 use bitnet_kernels_cubecl::TernaryBackend;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
@@ -47,9 +49,36 @@ fn reference(x: &[f32], dims: [usize; 4], half: usize, start: usize, angles: &[f
     out
 }
 
+/// `[b, seq, h, d]` values as the `[b, h, seq, d]` heads view the model hands over.
+fn heads<B: TernaryBackend>(
+    x: &[f32],
+    [b, h, seq, d]: [usize; 4],
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    Tensor::<B, 4>::from_data(TensorData::new(x.to_vec(), [b, seq, h, d]), device).swap_dims(1, 2)
+}
+
+fn values<B: TernaryBackend>(y: burn::tensor::ops::FloatTensor<B>, dims: [usize; 4]) -> Vec<f32> {
+    let y = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(y));
+    assert_eq!(y.dims(), dims, "shape");
+    y.into_data().to_vec::<f32>().unwrap()
+}
+
+/// Two f32 products and a sum, with cos/sin rounded to f32: a few ulp of the inputs' magnitude.
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "{what}: element {i}: {g} vs {w}"
+        );
+    }
+}
+
 fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
     let mut rng = Lcg(3);
     for (b, h, seq, d, half, start) in SHAPES {
+        let what = format!("{what} {b}x{h}x{seq}x{d}, half {half}, start {start}");
         let angles: Vec<f64> = (0..POSITIONS * half)
             .map(|i| {
                 (i / half) as f64 * 10000f64.powf(-2.0 * (i % half) as f64 / (2 * half) as f64)
@@ -61,25 +90,68 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
                 .into_primitive()
                 .tensor()
         };
-        let x: Vec<f32> = (0..b * seq * h * d).map(|_| rng.heavy()).collect();
-        let want = reference(&x, [b, h, seq, d], half, start, &angles);
-        let xt =
-            Tensor::<B, 4>::from_data(TensorData::new(x, [b, seq, h, d]), device).swap_dims(1, 2);
+        let q: Vec<f32> = (0..b * seq * h * d).map(|_| rng.heavy()).collect();
+        let q_want = reference(&q, [b, h, seq, d], half, start, &angles);
         let y = B::rope(
-            xt.into_primitive().tensor(),
+            heads::<B>(&q, [b, h, seq, d], device)
+                .into_primitive()
+                .tensor(),
             table(f64::cos),
             table(f64::sin),
             start,
         );
-        let got = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(y));
-        assert_eq!(got.dims(), [b, h, seq, d], "{what}: shape");
-        let got = got.into_data().to_vec::<f32>().unwrap();
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            // Two f32 products and a sum, with cos/sin rounded to f32: a few ulp of the inputs' magnitude.
-            assert!(
-                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                "{what} {b}x{h}x{seq}x{d}, half {half}, start {start}: element {i}: {g} vs {w}"
-            );
+        assert_close(&values::<B>(y, [b, h, seq, d]), &q_want, &what);
+
+        let kv = h.div_ceil(2);
+        let k: Vec<f32> = (0..b * seq * kv * d).map(|_| rng.heavy()).collect();
+        let v: Vec<f32> = (0..b * seq * kv * d).map(|_| rng.heavy()).collect();
+        let k_want = reference(&k, [b, kv, seq, d], half, start, &angles);
+        // `v` only changes layout: the reference with no rotated dimensions.
+        let v_want = reference(&v, [b, kv, seq, d], 0, start, &angles);
+        let cache_dims = [b, kv, POSITIONS, d];
+        let old: Vec<f32> = (0..cache_dims.iter().product())
+            .map(|_| rng.heavy())
+            .collect();
+        let cache = || {
+            Tensor::<B, 4>::from_data(TensorData::new(old.clone(), cache_dims), device)
+                .into_primitive()
+                .tensor()
+        };
+        let input = |x: &[f32]| {
+            heads::<B>(x, [b, kv, seq, d], device)
+                .into_primitive()
+                .tensor()
+        };
+        let [q_got, k_cache, v_cache] = B::rope_append(
+            heads::<B>(&q, [b, h, seq, d], device)
+                .into_primitive()
+                .tensor(),
+            input(&k),
+            input(&v),
+            table(f64::cos),
+            table(f64::sin),
+            start,
+            cache(),
+            cache(),
+        );
+        assert_close(
+            &values::<B>(q_got, [b, h, seq, d]),
+            &q_want,
+            &format!("{what}: q"),
+        );
+        for (name, got, want) in [
+            ("k", values::<B>(k_cache, cache_dims), &k_want),
+            ("v", values::<B>(v_cache, cache_dims), &v_want),
+        ] {
+            for (row, cached) in got.chunks_exact(d).enumerate() {
+                let (head_row, pos) = (row / POSITIONS, row % POSITIONS);
+                let expected = if (start..start + seq).contains(&pos) {
+                    &want[(head_row * seq + pos - start) * d..][..d]
+                } else {
+                    &old[row * d..][..d]
+                };
+                assert_close(cached, expected, &format!("{what}: {name} cache row {row}"));
+            }
         }
     }
 }

@@ -139,6 +139,19 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
         rope::rope(x, cos, sin, start)
     }
 
+    fn rope_append(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        start: usize,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        rope::rope_append(q, k, v, cos, sin, start, k_cache, v_cache)
+    }
+
     fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Gate) -> FloatTensor<Self> {
         gate::gated(gate, up, act)
     }
