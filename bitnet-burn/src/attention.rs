@@ -5,7 +5,7 @@ use bitnet_kernels_cubecl::TernaryBackend;
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use crate::bit_linear::{forward_shared, ActQuant, BitLinear, BitLinearConfig};
+use crate::bit_linear::{forward_residual, forward_shared, ActQuant, BitLinear, BitLinearConfig};
 use crate::cache::KvCache;
 use crate::norm::RmsNorm;
 use crate::norm::RmsNormConfig;
@@ -77,8 +77,9 @@ pub struct Attention<B: TernaryBackend> {
 }
 
 impl<B: TernaryBackend> Attention<B> {
-    /// `x [batch, seq, hidden]` at positions `cache.len()..`, normalized first by `norm` (the block's
-    /// `attn_norm`, fused with the projections' input quantization where the backend can) → `[batch, seq, hidden]`.
+    /// `x + attention(x)` for `x [batch, seq, hidden]` at positions `cache.len()..`, normalized first by `norm`
+    /// (the block's `attn_norm`, fused with the projections' input quantization where the backend can), the
+    /// residual added by the output projection's op.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -89,6 +90,7 @@ impl<B: TernaryBackend> Attention<B> {
         act: ActQuant,
     ) -> Tensor<B, 3> {
         let [b, seq, _] = x.dims();
+        let residual = x.clone();
         let start = cache.len();
         let head_dim = self.wq.out_features() / self.n_heads;
         let heads = |t: Tensor<B, 3>, h: usize| t.reshape([b, seq, h, head_dim]).swap_dims(1, 2);
@@ -113,6 +115,6 @@ impl<B: TernaryBackend> Attention<B> {
             seq,
             self.n_heads * head_dim,
         ]);
-        forward_shared(&[&self.wo], self.sub_norm.as_ref(), out, act).remove(0)
+        forward_residual(&self.wo, self.sub_norm.as_ref(), out, residual, act)
     }
 }

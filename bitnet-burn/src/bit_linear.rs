@@ -200,6 +200,33 @@ pub fn forward_shared<B: TernaryBackend, const D: usize>(
         .collect()
 }
 
+/// `residual + layer(norm(x))`: a block's output projection added to the residual stream. Packed layers in
+/// [`ActQuant::Int8`] take one backend op ([`TernaryBackend::bit_linear_i8_residual`]), so GPU backends add in
+/// the matmul's kernel; any other case is [`forward_shared`] and an addition.
+pub fn forward_residual<B: TernaryBackend, const D: usize>(
+    layer: &BitLinear<B>,
+    norm: Option<&RmsNorm<B>>,
+    x: Tensor<B, D>,
+    residual: Tensor<B, D>,
+    act: ActQuant,
+) -> Tensor<B, D> {
+    if act != ActQuant::Int8 || layer.latent.is_some() {
+        return residual + forward_shared(&[layer], norm, x, act).remove(0);
+    }
+    let dims = residual.dims();
+    let rows = |t: Tensor<B, D>| {
+        let width = t.dims()[D - 1] as i32;
+        t.reshape([-1, width]).into_primitive().tensor()
+    };
+    let norm = norm.map(|n| (n.weight.val().into_primitive().tensor(), n.eps));
+    let weights = (
+        layer.weight.val().into_primitive(),
+        layer.scales.val().into_primitive().tensor(),
+    );
+    let y = B::bit_linear_i8_residual(rows(x), norm, weights, rows(residual));
+    Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(y)).reshape(dims)
+}
+
 /// BitNet b1.58's absmean ternarization of a `[rows, row_len]` matrix: `scale = max(mean|W|, 1e-5)` (accumulated in
 /// f64), trits `clamp(round(W / scale), -1, 1)` handed to `row_out` row by row; returns the scale. Training
 /// ([`BitLinear::freeze`]) and float-master import share it, so both round the same trits.

@@ -5,7 +5,7 @@ use bitnet_kernels_cubecl::{Gate, TernaryBackend};
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorPrimitive};
 
-use crate::bit_linear::{forward_shared, ActQuant, BitLinear, BitLinearConfig};
+use crate::bit_linear::{forward_residual, forward_shared, ActQuant, BitLinear, BitLinearConfig};
 use crate::norm::RmsNorm;
 use crate::norm::RmsNormConfig;
 use burn::config::Config;
@@ -74,12 +74,12 @@ pub struct FeedForward<B: TernaryBackend> {
 }
 
 impl<B: TernaryBackend> FeedForward<B> {
-    /// `[batch, seq, hidden]`, normalized first by `norm` (the block's `ffn_norm`, fused with the gate and up
-    /// projections' input quantization where the backend can) → `[batch, seq, hidden]`. The activation stays
-    /// in f32 (ReLU² overflows f16).
+    /// `x + ffn(x)` for `x [batch, seq, hidden]`, normalized first by `norm` (the block's `ffn_norm`, fused with
+    /// the gate and up projections' input quantization where the backend can), the residual added by the down
+    /// projection's op. The activation stays in f32 (ReLU² overflows f16).
     pub fn forward(&self, x: Tensor<B, 3>, norm: &RmsNorm<B>, act: ActQuant) -> Tensor<B, 3> {
         let [g, up]: [Tensor<B, 3>; 2] =
-            forward_shared(&[&self.gate, &self.up], Some(norm), x, act)
+            forward_shared(&[&self.gate, &self.up], Some(norm), x.clone(), act)
                 .try_into()
                 .expect("two projections");
         let dims = g.dims();
@@ -90,6 +90,6 @@ impl<B: TernaryBackend> FeedForward<B> {
         };
         let h = B::gated(rows(g), rows(up), gate);
         let h = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(h)).reshape(dims);
-        forward_shared(&[&self.down], self.sub_norm.as_ref(), h, act).remove(0)
+        forward_residual(&self.down, self.sub_norm.as_ref(), h, x, act)
     }
 }

@@ -296,8 +296,8 @@ impl<B: TernaryBackend> BitNet<B> {
         ]);
         for (layer, block) in self.model.blocks.iter().enumerate() {
             let attn = &block.attn;
-            x = x.clone() + attn.forward(x, &block.attn_norm, layer, cache, &self.rope, act);
-            x = x.clone() + block.ffn.forward(x, &block.ffn_norm, act);
+            x = attn.forward(x, &block.attn_norm, layer, cache, &self.rope, act);
+            x = block.ffn.forward(x, &block.ffn_norm, act);
         }
         cache.advance(seq);
         Ok(self.model.norm.forward(x))

@@ -80,6 +80,19 @@ pub fn bit_linears_i8<B: TernaryBackend>(
         .collect()
 }
 
+/// [`crate::TernaryBackend::bit_linear_i8_residual`] as the backend's [`crate::TernaryBackend::bit_linears_i8`]
+/// and an addition.
+pub fn bit_linear_i8_residual<B: TernaryBackend>(
+    x: FloatTensor<B>,
+    norm: Option<(FloatTensor<B>, f64)>,
+    layer: (IntTensor<B>, FloatTensor<B>),
+    residual: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let float = |t| Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(t));
+    let y = B::bit_linears_i8(x, norm, vec![layer]).remove(0);
+    (float(residual) + float(y)).into_primitive().tensor()
+}
+
 /// Per-token int8 quantization in Burn ops: `(q, s)` with `q = clamp(round(x · s), -128, 127)`, `s = 127 / max|x|`.
 pub(crate) fn quantize_i8<B: Backend>(x: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<B, 2>) {
     let amax = x.clone().abs().max_dim(1).clamp_min(1e-5);

@@ -64,6 +64,17 @@ pub trait TernaryBackend: Backend {
         burn_ops::bit_linears_i8::<Self>(x, norm, layers)
     }
 
+    /// `residual [m, n] +` the one layer of [`TernaryBackend::bit_linears_i8`]: a block's output projection
+    /// added to the residual stream. An op so GPU backends add in the matmul's kernel instead of one more launch.
+    fn bit_linear_i8_residual(
+        x: FloatTensor<Self>,
+        norm: Option<(FloatTensor<Self>, f64)>,
+        layer: (IntTensor<Self>, FloatTensor<Self>),
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        burn_ops::bit_linear_i8_residual::<Self>(x, norm, layer, residual)
+    }
+
     /// The float output head: `y[m, n] = x[m, k] · w[n, k]ᵀ` without materializing `wᵀ` (`w` is the
     /// `[vocab, hidden]` embedding when tied).
     fn float_matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -78,16 +78,6 @@ const fn shape(
     }
 }
 
-fn assert_close(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-            "{what}: element {i}: {g} vs {w}"
-        );
-    }
-}
-
 /// Random `q`, `k`, `v` for `s` and the reference output. Heavy-tailed values on short caches; uniform ones
 /// from 64 positions on, where the f32 rounding of outlier scores (|q·k| up to 1600 per term) alone moves
 /// the softmax by more than the 1e-5 tolerance, in any summation order.
@@ -124,7 +114,7 @@ fn check_backend<B: TernaryBackend>(device: &B::Device, what: &str) {
             s.len,
         );
         let got = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(y)).into_data();
-        assert_close(
+        common::assert_close(
             &got.to_vec::<f32>().unwrap(),
             &want,
             &format!("{what}, {s:?}"),
@@ -145,7 +135,7 @@ fn cpu_kernel_and_burn_ops_match_the_f64_reference() {
                 .build()
                 .unwrap();
             let got = pool.install(|| cpu::cached_attention(&q, &k, &v, s));
-            assert_close(
+            common::assert_close(
                 &got,
                 &want,
                 &format!("cpu kernel, {threads} threads, {s:?}"),
@@ -165,7 +155,7 @@ fn cpu_kernel_and_burn_ops_match_the_f64_reference() {
             s.len,
         );
         let got = Tensor::<NdArray, 4>::from_primitive(TensorPrimitive::Float(y)).into_data();
-        assert_close(
+        common::assert_close(
             &got.to_vec::<f32>().unwrap(),
             &want,
             &format!("burn ops, {s:?}"),

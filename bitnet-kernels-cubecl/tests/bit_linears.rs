@@ -1,6 +1,7 @@
 //! `bit_linears_i8` (several BitLinears on one input, after an optional RMSNorm) on every backend: bit for bit
 //! the composition it stands for (`rms_norm`, then `ternary_matmul_i8` per layer, which the other tests hold
-//! to their references), and against an f64 norm plus the scalar reference matmul.
+//! to their references), and against an f64 norm plus the scalar reference matmul; and `bit_linear_i8_residual`
+//! as exactly those outputs plus the residual.
 
 use bitnet_kernels_cubecl::packing::words_per_row;
 use bitnet_kernels_cubecl::reference::{self, TernaryShape};
@@ -108,7 +109,7 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
                 .collect();
             assert_eq!(got.len(), layers.len(), "{case}");
 
-            let input = match norm {
+            let input = match norm.clone() {
                 Some((w, eps)) => B::rms_norm(xt(), w, eps),
                 None => xt(),
             };
@@ -128,6 +129,16 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
                     got.len() == composed.len() && differ.is_none(),
                     "{case} layer {i}: not the composition at {differ:?}"
                 );
+                // The output projection's op adds the residual to exactly these outputs (one rounding).
+                let r: Vec<f32> = (0..m * l.shape.n).map(|_| rng.heavy()).collect();
+                let with_residual = values::<B>(B::bit_linear_i8_residual(
+                    xt(),
+                    norm.clone(),
+                    weights::<B>(l, device),
+                    float::<B, 2>(r.clone(), [m, l.shape.n], device),
+                ));
+                let sums: Vec<f32> = got.iter().zip(&r).map(|(y, r)| y + r).collect();
+                assert_eq!(with_residual, sums, "{case} layer {i}: residual");
                 let (want, level) = reference_layer(&normed_x, m, l);
                 let scale = want.iter().fold(1f32, |a, v| a.max(v.abs()));
                 for (j, ((g, w), level)) in got.iter().zip(&want).zip(&level).enumerate() {

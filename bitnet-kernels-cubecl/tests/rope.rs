@@ -64,17 +64,6 @@ fn values<B: TernaryBackend>(y: burn::tensor::ops::FloatTensor<B>, dims: [usize;
     y.into_data().to_vec::<f32>().unwrap()
 }
 
-/// Two f32 products and a sum, with cos/sin rounded to f32: a few ulp of the inputs' magnitude.
-fn assert_close(got: &[f32], want: &[f32], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-            "{what}: element {i}: {g} vs {w}"
-        );
-    }
-}
-
 fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
     let mut rng = Lcg(3);
     for (b, h, seq, d, half, start) in SHAPES {
@@ -100,7 +89,7 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
             table(f64::sin),
             start,
         );
-        assert_close(&values::<B>(y, [b, h, seq, d]), &q_want, &what);
+        common::assert_close(&values::<B>(y, [b, h, seq, d]), &q_want, &what);
 
         let kv = h.div_ceil(2);
         let k: Vec<f32> = (0..b * seq * kv * d).map(|_| rng.heavy()).collect();
@@ -134,7 +123,7 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
             cache(),
             cache(),
         );
-        assert_close(
+        common::assert_close(
             &values::<B>(q_got, [b, h, seq, d]),
             &q_want,
             &format!("{what}: q"),
@@ -150,7 +139,7 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
                 } else {
                     &old[row * d..][..d]
                 };
-                assert_close(cached, expected, &format!("{what}: {name} cache row {row}"));
+                common::assert_close(cached, expected, &format!("{what}: {name} cache row {row}"));
             }
         }
     }

@@ -63,11 +63,17 @@ fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
             };
             let ones = Tensor::<Cube<R, F, I, BT>, 2>::ones([m, 1], &device);
             let [x, ones] = [x, ones].map(|t| t.into_primitive().tensor());
-            single(ternary::ternary_matmuls(x, ones, vec![(w, scales)], k))
+            single(ternary::ternary_matmuls(
+                x,
+                ones,
+                vec![(w, scales)],
+                k,
+                None,
+            ))
         }
         (true, true) => {
             let (q, s) = quantize::quantize_i8(x, None, width);
-            single(ternary::ternary_matmuls(q, s, vec![(w, scales)], k))
+            single(ternary::ternary_matmuls(q, s, vec![(w, scales)], k, None))
         }
     }
 }
@@ -104,7 +110,27 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
             return burn_ops::bit_linears_i8::<Self>(x, norm, layers);
         }
         let (q, s) = quantize::quantize_i8(x, norm, TRITS_PER_WORD * words_per_row(k));
-        ternary::ternary_matmuls(q, s, layers, k)
+        ternary::ternary_matmuls(q, s, layers, k, None)
+    }
+
+    fn bit_linear_i8_residual(
+        x: FloatTensor<Self>,
+        norm: Option<(FloatTensor<Self>, f64)>,
+        layer: (IntTensor<Self>, FloatTensor<Self>),
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let k = x.shape()[1];
+        if !ternary::supported(k, layer.1.shape()[1]) {
+            return burn_ops::bit_linear_i8_residual::<Self>(x, norm, layer, residual);
+        }
+        let (q, s) = quantize::quantize_i8(x, norm, TRITS_PER_WORD * words_per_row(k));
+        single(ternary::ternary_matmuls(
+            q,
+            s,
+            vec![layer],
+            k,
+            Some(residual),
+        ))
     }
 
     fn int8_matmul(

@@ -9,6 +9,7 @@
 
 use burn::tensor::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::add;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
@@ -23,7 +24,8 @@ use crate::packing::words_per_row;
 const TILED_FROM_TOKENS: usize = TILE / 2;
 
 /// Every layer's rows in one launch (decode runs q/k/v, and gate/up, as one kernel each): the cubes are laid
-/// out layer after layer, and each computes [`ROWS`] rows of the layer it falls in.
+/// out layer after layer, and each computes [`ROWS`] rows of the layer it falls in. With `add` (one layer),
+/// the residual `r` is added to the outputs.
 #[cube(launch)]
 fn ternary_rows<F: Float, N: Size, L: Size>(
     x: &Tensor<Vector<F, N>>,
@@ -31,9 +33,11 @@ fn ternary_rows<F: Float, N: Size, L: Size>(
     w: &Sequence<Tensor<Vector<u32, L>>>,
     scales: &Sequence<Tensor<F>>,
     y: &mut Sequence<Tensor<F>>,
+    r: &Tensor<F>,
     k: usize,
     #[comptime] tokens: usize,
     #[comptime] plane: bool,
+    #[comptime] add: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let cube = CUBE_POS_X as usize;
@@ -48,17 +52,19 @@ fn ternary_rows<F: Float, N: Size, L: Size>(
                 w.index(l),
                 scales.index(l),
                 y.index_mut(l),
+                r,
                 k,
                 cube - first,
                 tokens,
                 plane,
+                add,
             );
         }
         first += cubes;
     }
 }
 
-/// Rows `cube · ROWS ..` of one layer for the cube's tokens.
+/// Rows `cube · ROWS ..` of one layer for the cube's tokens, plus `r [m, n]` when `add`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn layer_rows<F: Float, N: Size, L: Size>(
@@ -67,10 +73,12 @@ fn layer_rows<F: Float, N: Size, L: Size>(
     w: &Tensor<Vector<u32, L>>,
     scales: &Tensor<F>,
     y: &mut Tensor<F>,
+    r: &Tensor<F>,
     k: usize,
     cube: usize,
     #[comptime] tokens: usize,
     #[comptime] plane: bool,
+    #[comptime] add: bool,
 ) {
     let (m, n, kw, nb) = (y.shape(0), w.shape(0), w.shape(1), scales.shape(1));
     let block_words = if nb == 1 { kw } else { k / nb / 16 };
@@ -131,7 +139,12 @@ fn layer_rows<F: Float, N: Size, L: Size>(
         #[unroll]
         for t in 0..tokens {
             if first + t < m {
-                y[(first + t) * n + row] = acc[t] / s[first + t];
+                let at = (first + t) * n + row;
+                let mut value = acc[t] / s[first + t];
+                if comptime!(add) {
+                    value += r[at];
+                }
+                y[at] = value;
             }
         }
     }
@@ -144,15 +157,22 @@ pub(crate) fn supported(k: usize, blocks: usize) -> bool {
 
 /// `y_i [m, n_i] = x [m, k] · (trits_i ⊙ scales_i)ᵀ / s[m]` for every layer `(w_i [n_i, words], scales_i
 /// [n_i, blocks_i])` (see [`supported`]), `x` with its rows padded with zeros to the packed width
-/// (`16 · words` columns) and token divisors `s [m, 1]`. Short inputs take one launch for all layers; from
-/// [`TILED_FROM_TOKENS`] tokens on, each layer is one tiled launch.
+/// (`16 · words` columns) and token divisors `s [m, 1]`, plus `residual [m, n]` when given (one layer). Short
+/// inputs take one launch for all layers, the addition included; from [`TILED_FROM_TOKENS`] tokens on, each
+/// layer is one tiled launch and the addition another.
 pub(crate) fn ternary_matmuls<R: CubeRuntime>(
     x: CubeTensor<R>,
     s: CubeTensor<R>,
     layers: Vec<(CubeTensor<R>, CubeTensor<R>)>,
     k: usize,
+    residual: Option<CubeTensor<R>>,
 ) -> Vec<CubeTensor<R>> {
+    assert!(
+        residual.is_none() || layers.len() == 1,
+        "a residual is added to one layer"
+    );
     let [x, s] = [x, s].map(into_contiguous);
+    let residual = residual.map(into_contiguous);
     let layers: Vec<_> = layers
         .into_iter()
         .map(|(w, scales)| (into_contiguous(w), into_contiguous(scales)))
@@ -163,13 +183,13 @@ pub(crate) fn ternary_matmuls<R: CubeRuntime>(
         kw * 16,
         "activations padded to the packed width"
     );
-    let ys: Vec<_> = layers
+    let mut ys: Vec<_> = layers
         .iter()
         .map(|(w, _)| output(&x, m, w.shape()[0]))
         .collect();
     let (client, dtype) = (x.client.clone(), x.dtype.into());
     if m >= TILED_FROM_TOKENS {
-        for ((w, scales), y) in layers.into_iter().zip(&ys) {
+        for ((w, scales), y) in layers.into_iter().zip(&mut ys) {
             let (n, nb) = (w.shape()[0], scales.shape()[1]);
             let block_words = if nb == 1 { kw } else { k / nb / 16 };
             let (count, dim) = tiles::geometry(n, m);
@@ -186,6 +206,9 @@ pub(crate) fn ternary_matmuls<R: CubeRuntime>(
                 block_words,
                 dtype,
             );
+            if let Some(r) = &residual {
+                *y = add(r.clone(), y.clone());
+            }
         }
     } else {
         let rows: Vec<usize> = layers.iter().map(|(w, _)| w.shape()[0]).collect();
@@ -204,13 +227,15 @@ pub(crate) fn ternary_matmuls<R: CubeRuntime>(
             VECTOR,
             plan.words,
             x.into_tensor_arg(),
-            s.into_tensor_arg(),
+            s.clone().into_tensor_arg(),
             w,
             scales,
             out,
+            residual.as_ref().unwrap_or(&s).clone().into_tensor_arg(),
             k,
             plan.tokens,
             plan.plane,
+            residual.is_some(),
             dtype,
         );
     }

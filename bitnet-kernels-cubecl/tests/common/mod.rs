@@ -121,3 +121,15 @@ macro_rules! backend_tests {
         }
     };
 }
+
+/// `got` equals `want` to `1e-5 · (1 + |want|)` element by element: a few f32 ulp of values of order one (a
+/// couple of f32 products and sums against an f64 evaluation).
+pub fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "{what}: element {i}: {g} vs {w}"
+        );
+    }
+}
