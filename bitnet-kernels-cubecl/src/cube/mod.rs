@@ -40,6 +40,19 @@ fn single<R: CubeRuntime>(mut ys: Vec<CubeTensor<R>>) -> CubeTensor<R> {
     ys.pop().expect("one output per layer")
 }
 
+/// `layers` (see [`ternary::supported`]) on `x [m, k]` after one kernel that normalizes by `norm` when given and
+/// quantizes per token, plus `residual` when given (one layer).
+fn quantized_matmuls<R: CubeRuntime>(
+    x: CubeTensor<R>,
+    norm: Option<(CubeTensor<R>, f64)>,
+    layers: Vec<(CubeTensor<R>, CubeTensor<R>)>,
+    residual: Option<CubeTensor<R>>,
+) -> Vec<CubeTensor<R>> {
+    let k = x.shape()[1];
+    let (q, s) = quantize::quantize_i8(x, norm, TRITS_PER_WORD * words_per_row(k));
+    ternary::ternary_matmuls(q, s, layers, k, residual)
+}
+
 /// The ternary op on the CubeCL kernel, on float activations or (`int8`) on activations quantized per token as
 /// [`TernaryBackend::ternary_matmul_i8`] defines; layouts the kernel does not take use the Burn-ops composition.
 fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
@@ -71,10 +84,7 @@ fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
                 None,
             ))
         }
-        (true, true) => {
-            let (q, s) = quantize::quantize_i8(x, None, width);
-            single(ternary::ternary_matmuls(q, s, vec![(w, scales)], k, None))
-        }
+        (true, true) => single(quantized_matmuls(x, None, vec![(w, scales)], None)),
     }
 }
 
@@ -109,8 +119,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
         {
             return burn_ops::bit_linears_i8::<Self>(x, norm, layers);
         }
-        let (q, s) = quantize::quantize_i8(x, norm, TRITS_PER_WORD * words_per_row(k));
-        ternary::ternary_matmuls(q, s, layers, k, None)
+        quantized_matmuls(x, norm, layers, None)
     }
 
     fn bit_linear_i8_residual(
@@ -123,14 +132,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
         if !ternary::supported(k, layer.1.shape()[1]) {
             return burn_ops::bit_linear_i8_residual::<Self>(x, norm, layer, residual);
         }
-        let (q, s) = quantize::quantize_i8(x, norm, TRITS_PER_WORD * words_per_row(k));
-        single(ternary::ternary_matmuls(
-            q,
-            s,
-            vec![layer],
-            k,
-            Some(residual),
-        ))
+        single(quantized_matmuls(x, norm, vec![layer], Some(residual)))
     }
 
     fn int8_matmul(

@@ -29,8 +29,8 @@ pub(super) struct Launch {
 
 /// The launch for layers of `rows` rows each, of `kw` packed words, and `m` tokens (1 token per cube in
 /// decode): four words per load (128 bits) when every row starts on a 16-byte boundary, and plane sums when
-/// the device has plane operations and its planes are exactly [`LANES`] wide (CUDA; wgpu turns them off on CPU drivers such as
-/// lavapipe, which therefore checks the shared-memory path).
+/// the device has plane operations and its planes are exactly [`LANES`] wide (CUDA; wgpu turns them off on
+/// CPU drivers such as lavapipe, which therefore checks the shared-memory path).
 pub(super) fn launch<R: Runtime>(
     client: &ComputeClient<R>,
     rows: &[usize],
