@@ -5,9 +5,9 @@
 use std::io::{BufRead, Write};
 
 use anyhow::Result;
-use bitnet_burn::chat::{Chat, ChatTemplate};
-use bitnet_burn::generate::GenerateOptions;
-use bitnet_burn::{load, tokenizer::Tokenizer};
+use bitnet_burn::text::chat::{Chat, ChatTemplate};
+use bitnet_burn::text::generate::GenerateOptions;
+use bitnet_burn::{load, text::tokenizer::Tokenizer};
 use bitnet_gguf::GgufFile;
 use clap::Parser;
 

@@ -4,9 +4,9 @@
 use std::io::Write;
 
 use anyhow::Result;
-use bitnet_burn::generate::{generate, GenerateOptions};
-use bitnet_burn::sampling::SamplerConfig;
-use bitnet_burn::{load, tokenizer::Tokenizer};
+use bitnet_burn::text::generate::{generate, GenerateOptions};
+use bitnet_burn::text::sampling::SamplerConfig;
+use bitnet_burn::{load, text::tokenizer::Tokenizer};
 use clap::Parser;
 
 mod common;

@@ -7,12 +7,12 @@
 use std::io::Write;
 
 use anyhow::{ensure, Result};
-use bitnet_burn::export::save_checkpoint;
-use bitnet_burn::generate::{generate, GenerateOptions};
-use bitnet_burn::perplexity::perplexity;
-use bitnet_burn::tokenizer::{train_byte_level_bpe, Tokenizer};
+use bitnet_burn::io::export::save_checkpoint;
+use bitnet_burn::text::generate::{generate, GenerateOptions};
+use bitnet_burn::text::perplexity::perplexity;
+use bitnet_burn::text::tokenizer::{train_byte_level_bpe, Tokenizer};
 use bitnet_burn::train::{evaluate, unigram_loss, TrainConfig, Trainer, Windows};
-use bitnet_burn::{ActQuant, BitNetConfig};
+use bitnet_burn::{ActQuant, Activation, ModelConfig};
 use burn::backend::Autodiff;
 use burn::config::Config;
 use burn::module::Module;
@@ -71,7 +71,7 @@ fn main() -> Result<()> {
         tokenizer.encode(train_text, false)?,
         tokenizer.encode(val_text, false)?,
     );
-    let model = BitNetConfig::new(
+    let model = ModelConfig::new(
         args.hidden,
         args.layers,
         args.hidden / 64,
@@ -81,7 +81,7 @@ fn main() -> Result<()> {
     )
     .with_context_length(args.seq_len * 4)
     // SiLU: the FFN stock llama.cpp's `bitnet` graph computes, so exported files run the same there.
-    .with_relu2(false);
+    .with_activation(Activation::Silu);
     let config = TrainConfig::new(model)
         .with_steps(args.steps)
         .with_seq_len(args.seq_len)

@@ -19,4 +19,4 @@ fi
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 cargo clippy --target "$target" -p bitnet-kernels-cubecl --all-targets -- -D warnings
-cargo test --target "$target" -p bitnet-kernels-cubecl --test cpu_kernels
+cargo test --target "$target" -p bitnet-kernels-cubecl --test it cpu_kernels

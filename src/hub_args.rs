@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use bitnet_burn::hub::{DownloadProgress, Hub, HubFile};
+use bitnet_burn::io::hub::{DownloadProgress, Hub, HubFile};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A clap value parser: a local path as given, or a Hub file resolved to its cached copy (downloaded if absent).

@@ -1,7 +1,7 @@
 //! Sampling and stopping options shared by `run`, `run-batch` and `chat`.
 
-use bitnet_burn::generate::GenerateOptions;
-use bitnet_burn::sampling::SamplerConfig;
+use bitnet_burn::text::generate::GenerateOptions;
+use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::ActQuant;
 
 /// How tokens are chosen and when generation stops.

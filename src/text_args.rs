@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use bitnet_burn::chat::ChatTemplate;
-use bitnet_burn::tokenizer::Tokenizer;
+use bitnet_burn::text::chat::ChatTemplate;
+use bitnet_burn::text::tokenizer::Tokenizer;
 use bitnet_burn::ActQuant;
 use bitnet_gguf::GgufFile;
 

@@ -4,7 +4,8 @@ use crate::error::{ErrorKind, Result};
 use crate::file::GgufFile;
 
 /// The gated FFN's activation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// `relu(x)²`: BitNet b1.58 2B-4T and its family.
     Relu2,
@@ -31,11 +32,35 @@ impl Activation {
     }
 }
 
+/// How RoPE pairs the dimensions of a head (llama.cpp's `llama_rope_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RopeType {
+    /// Dimension `i` rotates with `i + rope_dim/2` (GPT-NeoX; transformers' `rotate_half`): the `bitnet*`
+    /// architectures, and every transformers checkpoint.
+    Neox,
+    /// Dimensions `2i` and `2i+1` rotate together (GPT-J): llama.cpp's `llama` architecture, whose converters
+    /// permute the rows of Q and K so that this pairing computes what the checkpoint's rotate-half did.
+    Normal,
+}
+
+impl RopeType {
+    /// The name llama.cpp's docs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Neox => "neox",
+            Self::Normal => "normal",
+        }
+    }
+}
+
 /// Architectures this crate extracts a config for.
 pub const ARCHITECTURES: [&str; 4] = ["bitnet-b1.58", "bitnet-25", "bitnet", "llama"];
 
-/// Hyper-parameters of a BitNet b1.58 model, whatever converter wrote the file.
-#[derive(Clone, Debug, PartialEq)]
+/// Hyper-parameters of a BitNet b1.58 model, whatever converter wrote the file: the one description of a model's
+/// shape, read from files ([`ModelConfig::from_gguf`]), taken from a preset ([`ModelConfig::preset`]) or written
+/// by hand, and what models are built from and training configs embed (serializable).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelConfig {
     /// `general.architecture`.
     pub architecture: String,
@@ -57,6 +82,10 @@ pub struct ModelConfig {
     pub rope_theta: f32,
     /// Rotated dimensions per head.
     pub rope_dim: usize,
+    /// How RoPE pairs dimensions.
+    pub rope_type: RopeType,
+    /// Why this RoPE type was chosen.
+    pub rope_type_source: String,
     /// RMSNorm epsilon.
     pub rms_eps: f32,
     /// FFN activation.
@@ -69,7 +98,83 @@ pub struct ModelConfig {
     pub sub_norms: bool,
 }
 
+/// Names of the presets [`ModelConfig::preset`] knows.
+pub const PRESETS: [&str; 4] = ["tiny", "tiny-llama", "2b4t", "large"];
+
 impl ModelConfig {
+    /// The BitNet b1.58 2B-4T graph (ReLU², sub-norms, tied head, RoPE base 500000, context 4096) at the given
+    /// width, depth, heads, key/value heads, FFN width and vocabulary.
+    pub fn new(
+        hidden_size: usize,
+        n_layers: usize,
+        n_heads: usize,
+        n_kv_heads: usize,
+        ffn_size: usize,
+        vocab_size: usize,
+    ) -> Self {
+        Self {
+            architecture: "bitnet-b1.58".into(),
+            hidden_size,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            ffn_size,
+            vocab_size,
+            context_length: 4096,
+            rope_theta: 500_000.0,
+            rope_dim: hidden_size / n_heads.max(1),
+            rope_type: RopeType::Neox,
+            rope_type_source: "given".into(),
+            rms_eps: 1e-5,
+            activation: Activation::Relu2,
+            activation_source: "given".into(),
+            tied_embeddings: true,
+            sub_norms: true,
+        }
+    }
+
+    /// A named shape: on the 2B-4T graph `tiny` (2 layers of width 256, for tests; every width a multiple of 256
+    /// as the TQ types need), `2b4t` (microsoft/bitnet-b1.58-2B-4T) or `large` (the dimensions of
+    /// 1bitLLM/bitnet_b1_58-large, for speed measurements); `tiny-llama`, the tiny shape on the graph of the
+    /// ternary `llama` files (Falcon3-1.58bit, Llama3-8B-1.58: SiLU, no sub-norms, a separate head, adjacent-pair
+    /// RoPE).
+    pub fn preset(name: &str) -> Option<Self> {
+        Some(match name {
+            "tiny" => Self {
+                context_length: 256,
+                ..Self::new(256, 2, 4, 2, 512, 512)
+            },
+            "tiny-llama" => Self {
+                architecture: "llama".into(),
+                rope_theta: 10_000.0,
+                rope_type: RopeType::Normal,
+                activation: Activation::Silu,
+                tied_embeddings: false,
+                sub_norms: false,
+                ..Self::preset("tiny")?
+            },
+            "2b4t" => Self::new(2560, 30, 20, 5, 6912, 128_256),
+            "large" => Self {
+                context_length: 2048,
+                ..Self::new(1536, 24, 16, 16, 4096, 32_002)
+            },
+            _ => return None,
+        })
+    }
+
+    /// This config with a context of `context_length` positions.
+    pub fn with_context_length(self, context_length: usize) -> Self {
+        Self {
+            context_length,
+            ..self
+        }
+    }
+
+    /// This config with the FFN activation `activation`.
+    pub fn with_activation(self, activation: Activation) -> Self {
+        Self { activation, ..self }
+    }
+
     /// Per-head dimension.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.n_heads
@@ -150,6 +255,7 @@ impl ModelConfig {
             }));
         }
         let (activation, activation_source) = activation(file, &arch)?;
+        let (rope_type, rope_type_source) = rope_type(file, &arch, rope_dim, head_dim)?;
         Ok(Self {
             architecture: arch,
             hidden_size,
@@ -161,6 +267,8 @@ impl ModelConfig {
             context_length,
             rope_theta,
             rope_dim,
+            rope_type,
+            rope_type_source,
             rms_eps,
             activation,
             activation_source,
@@ -204,4 +312,44 @@ fn activation(file: &GgufFile, arch: &str) -> Result<(Activation, String)> {
         ),
         _ => (Activation::Silu, format!("inferred: {arch} uses SiLU")),
     })
+}
+
+/// The RoPE pairing of an architecture, as llama.cpp's `llama_model_rope_type` assigns it (no file key says it):
+/// `llama` rotates adjacent pairs, the BitNet architectures rotate halves. Refuses what this engine does not
+/// compute: partial rotary dimensions on `llama` (its converters permute whole heads), RoPE scaling other than
+/// none or a linear factor of 1, and per-frequency factors (`rope_freqs.weight`, Llama 3.1 scaling).
+fn rope_type(
+    file: &GgufFile,
+    arch: &str,
+    rope_dim: usize,
+    head_dim: usize,
+) -> Result<(RopeType, String)> {
+    let unsupported = |what: String| Err(file.error(ErrorKind::UnsupportedModel(what)));
+    let scaling_key = format!("{arch}.rope.scaling.type");
+    let factor = file.opt(&format!("{arch}.rope.scaling.factor"), GgufFile::get_f64)?;
+    match file.opt_str(&scaling_key)? {
+        None | Some("none") => {}
+        Some("linear") if factor.is_none_or(|f| f == 1.0) => {}
+        Some(kind) => return unsupported(format!(
+            "{scaling_key} = {kind:?} (factor {factor:?}): this engine computes unscaled RoPE only"
+        )),
+    }
+    if file.tensor("rope_freqs.weight").is_some() {
+        return unsupported("rope_freqs.weight (per-frequency RoPE factors, as in Llama 3.1 scaling) is not supported".into());
+    }
+    if arch == "llama" {
+        if rope_dim != head_dim {
+            return unsupported(format!(
+                "llama.rope.dimension_count = {rope_dim} for head dim {head_dim}: partial rotary on the llama architecture"
+            ));
+        }
+        return Ok((
+            RopeType::Normal,
+            "architecture llama: adjacent pairs (llama.cpp LLAMA_ROPE_TYPE_NORM; its converters permute Q/K rows for it)".into(),
+        ));
+    }
+    Ok((
+        RopeType::Neox,
+        format!("architecture {arch}: rotate-half (llama.cpp LLAMA_ROPE_TYPE_NEOX)"),
+    ))
 }

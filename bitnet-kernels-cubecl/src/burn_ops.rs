@@ -7,7 +7,7 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
 
 use crate::packing::{i8_words_per_row, I8_PER_WORD, TRITS_PER_WORD};
-use crate::{Gate, TernaryBackend};
+use crate::{Activation, TernaryBackend};
 
 /// The unsigned `bits`-wide fields of `[n, words]` packed words as floats `[n, k]`, field `f` of word `j` at
 /// column `j · (32 / bits) + f`.
@@ -206,12 +206,16 @@ pub fn rope_append<B: TernaryBackend>(
 }
 
 /// [`crate::TernaryBackend::gated`] in Burn ops.
-pub fn gated<B: Backend>(gate: FloatTensor<B>, up: FloatTensor<B>, act: Gate) -> FloatTensor<B> {
+pub fn gated<B: Backend>(
+    gate: FloatTensor<B>,
+    up: FloatTensor<B>,
+    act: Activation,
+) -> FloatTensor<B> {
     let g = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(gate));
     let up = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(up));
     let g = match act {
-        Gate::Relu2 => relu(g).powi_scalar(2),
-        Gate::Silu => silu(g),
+        Activation::Relu2 => relu(g).powi_scalar(2),
+        Activation::Silu => silu(g),
     };
     (g * up).into_primitive().tensor()
 }

@@ -11,21 +11,17 @@ pub mod burn_ops;
 pub mod cpu;
 #[cfg(feature = "cube")]
 mod cube;
+pub mod device;
 mod ndarray;
+pub mod ops;
 pub mod packing;
 pub mod reference;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
-/// The activation of a gated FFN: `act(gate) · up`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gate {
-    /// `max(x, 0)²` (BitNet b1.58 2B-4T).
-    Relu2,
-    /// `x · sigmoid(x)` (the llama family, the older BitNet releases).
-    Silu,
-}
+/// The gated FFN's activation (`act(gate) · up`): the model files' own enum, so one type names it everywhere.
+pub use bitnet_gguf::Activation;
 
 /// A backend that can multiply activations by packed ternary weights.
 pub trait TernaryBackend: Backend {
@@ -141,7 +137,7 @@ pub trait TernaryBackend: Backend {
 
     /// The gated FFN activation `act(gate) · up` of two `[rows, n]` tensors, kept in f32 (ReLU² overflows f16).
     /// An op so GPU backends run it as one kernel instead of four.
-    fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Gate) -> FloatTensor<Self> {
+    fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Activation) -> FloatTensor<Self> {
         burn_ops::gated::<Self>(gate, up, act)
     }
 

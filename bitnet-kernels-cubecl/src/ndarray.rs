@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use crate::cpu::{self, AttentionShape, Isa, TernaryMatrix};
 use crate::packing::i8_words_per_row;
 use crate::reference::TernaryShape;
-use crate::{Gate, TernaryBackend};
+use crate::{Activation, TernaryBackend};
 
 /// A contiguous view of a tensor's elements (borrowed when the storage is already standard-layout).
 fn elements<'a, E: Clone>(view: ndarray::ArrayViewD<'a, E>) -> (Vec<usize>, Cow<'a, [E]>) {
@@ -184,7 +184,7 @@ impl TernaryBackend for NdArray<f32> {
         NdArrayTensor::from_data(TensorData::new(y, dims))
     }
 
-    fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Gate) -> FloatTensor<Self> {
+    fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Activation) -> FloatTensor<Self> {
         let (shape, gate) = f32s(&gate, "gated: gate");
         let (_, up) = f32s(&up, "gated: up");
         NdArrayTensor::from_data(TensorData::new(cpu::gated(&gate, &up, act), shape))

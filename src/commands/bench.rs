@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
-use bitnet_burn::sampling::argmax;
+use bitnet_burn::text::sampling::argmax;
 use bitnet_burn::{ActQuant, TernaryBackend};
 use serde_json::json;
 

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Result;
-use bitnet_burn::chat::Chat;
+use bitnet_burn::text::chat::Chat;
 use bitnet_burn::TernaryBackend;
 
 use crate::backend::BackendTask;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use bitnet_burn::known_files::{known_by_size, sha256_file};
+use bitnet_burn::io::known_files::{known_by_size, sha256_file};
 use bitnet_burn::{load, ActQuant, TernaryBackend};
 use bitnet_gguf::{GgufFile, ModelConfig};
 use serde_json::json;

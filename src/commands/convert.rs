@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
-use bitnet_burn::convert::{convert_checkpoint, ConvertOptions};
+use bitnet_burn::io::convert::{convert_checkpoint, ConvertOptions};
 use bitnet_gguf::GgmlType;
 use indicatif::{ProgressBar, ProgressStyle};
 

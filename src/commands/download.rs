@@ -1,7 +1,7 @@
 //! `bitnet download`: fetch a model from the Hugging Face Hub into the shared cache, verified, and print its path.
 
 use anyhow::Result;
-use bitnet_burn::hub::{files_to_fetch, Hub, HubFile, Verified};
+use bitnet_burn::io::hub::{files_to_fetch, Hub, HubFile, Verified};
 
 use crate::hub_args::{byte_bar, show};
 use crate::output::print;

@@ -32,7 +32,7 @@ fn tokenizer_summary(f: &GgufFile) -> serde_json::Value {
         "bos": id("tokenizer.ggml.bos_token_id"),
         "eos": id("tokenizer.ggml.eos_token_id"),
         "chat_template": f.get("tokenizer.chat_template").is_some(),
-        "pre_tokenizer": match bitnet_burn::tokenizer::Tokenizer::from_gguf(f) {
+        "pre_tokenizer": match bitnet_burn::text::tokenizer::Tokenizer::from_gguf(f) {
             Ok(t) => t.pre_tokenizer().to_string(),
             Err(e) => format!("unusable: {e}"),
         },
@@ -45,6 +45,7 @@ fn config_json(c: &ModelConfig) -> serde_json::Value {
         "n_kv_heads": c.n_kv_heads, "head_dim": c.head_dim(), "ffn_size": c.ffn_size, "vocab_size": c.vocab_size,
         "context_length": c.context_length, "rope_theta": c.rope_theta, "rope_dim": c.rope_dim, "rms_eps": c.rms_eps,
         "activation": c.activation.name(), "activation_source": c.activation_source,
+        "rope_type": c.rope_type.name(), "rope_type_source": c.rope_type_source,
         "tied_embeddings": c.tied_embeddings, "sub_norms": c.sub_norms,
     })
 }
@@ -103,6 +104,12 @@ pub fn run(args: Args) -> Result<()> {
             "activation  {} ({})",
             c.activation.name(),
             c.activation_source
+        )?;
+        writeln!(
+            out,
+            "rope        {} ({})",
+            c.rope_type.name(),
+            c.rope_type_source
         )?;
         writeln!(
             out,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use bitnet_burn::perplexity::perplexity;
+use bitnet_burn::text::perplexity::perplexity;
 use bitnet_burn::TernaryBackend;
 use serde_json::json;
 

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use bitnet_burn::generate::{generate, Generation};
+use bitnet_burn::text::generate::{generate, Generation};
 use bitnet_burn::TernaryBackend;
 use serde_json::{json, Value};
 

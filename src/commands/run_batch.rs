@@ -9,7 +9,7 @@ use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
-use bitnet_burn::generate::{generate, GenerateOptions};
+use bitnet_burn::text::generate::{generate, GenerateOptions};
 use bitnet_burn::TernaryBackend;
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use bitnet_burn::synth::{write_synthetic, SynthShape};
-use bitnet_gguf::GgmlType;
+use bitnet_burn::io::synth::write_synthetic;
+use bitnet_gguf::{GgmlType, ModelConfig};
 use clap::ValueEnum;
 
 /// Shapes the generator knows.
@@ -12,6 +12,9 @@ use clap::ValueEnum;
 pub enum Shape {
     /// 2 layers, width 256 (tests).
     Tiny,
+    /// The tiny shape as a ternary `llama` file (the Falcon3-1.58bit / Llama3-8B-1.58 graph).
+    #[value(name = "tiny-llama")]
+    TinyLlama,
     /// microsoft/bitnet-b1.58-2B-4T.
     #[value(name = "2b4t")]
     B2b4t,
@@ -54,18 +57,20 @@ pub struct Args {
 
 /// Writes the file.
 pub fn run(args: Args) -> Result<()> {
-    let shape = match args.shape {
-        Shape::Tiny => SynthShape::TINY,
-        Shape::B2b4t => SynthShape::B2B4T,
-        Shape::Large => SynthShape::LARGE,
+    let preset = match args.shape {
+        Shape::Tiny => "tiny",
+        Shape::TinyLlama => "tiny-llama",
+        Shape::B2b4t => "2b4t",
+        Shape::Large => "large",
     };
+    let shape = ModelConfig::preset(preset).expect("every Shape is a preset");
     let ty = match args.ty {
         WeightType::I2S => GgmlType::I2S,
         WeightType::Tq2 => GgmlType::TQ2_0,
         WeightType::Tq1 => GgmlType::TQ1_0,
         WeightType::F32 => GgmlType::F32,
     };
-    write_synthetic(&args.output, shape, ty, args.seed)?;
+    write_synthetic(&args.output, &shape, ty, args.seed)?;
     eprintln!(
         "wrote {} ({:?}, {ty}, seed {})",
         args.output.display(),

@@ -11,7 +11,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::trainer::optimizer;
 use super::{schedule, TrainConfig, Trainer};
-use crate::model::BitNet;
+use crate::nn::BitNet;
 use crate::TernaryBackend;
 
 const CONFIG: &str = "config.json";
@@ -107,11 +107,7 @@ where
             ));
         }
         let file = dir.join(MODEL);
-        let model = config
-            .model
-            .clone()
-            .with_trainable(true)
-            .init::<B>(device)
+        let model = BitNet::<B>::init(config.model.clone(), true, device)
             .model
             .load_file(&file, &recorder, device)
             .map_err(|e| invalid(&file, e))?;
@@ -120,7 +116,7 @@ where
             .load(file.clone(), device)
             .map_err(|e| invalid(&file, e))?;
         let weight_decay = schedule(&config, step).1;
-        let net = BitNet::new(model, config.model.model_config(), device);
+        let net = BitNet::new(model, config.model.clone(), device);
         Ok(Self {
             net,
             optim: optimizer(weight_decay).load_record(record),

@@ -2,13 +2,13 @@
 
 use burn::config::Config;
 
-use crate::model::BitNetConfig;
+use bitnet_gguf::ModelConfig;
 
 /// Hyper-parameters of a training run.
 #[derive(Config, Debug)]
 pub struct TrainConfig {
-    /// The model (its `trainable` flag is set by [`Trainer::new`]).
-    pub model: BitNetConfig,
+    /// The model's shape (built with trainable latent weights by [`super::Trainer::new`]).
+    pub model: ModelConfig,
     /// Tokens per training window.
     #[config(default = 128)]
     pub seq_len: usize,

@@ -8,7 +8,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
 use super::{schedule, TrainConfig};
-use crate::model::{BitNet, BitNetModel};
+use crate::nn::{BitNet, BitNetModel};
 use crate::{ActQuant, TernaryBackend};
 
 /// Mean next-token cross-entropy (nats) of `inputs` → `targets` under `net`, as a tensor for backward.
@@ -73,7 +73,7 @@ where
     /// A freshly initialized trainable model; the same `config.seed` gives the same initial weights.
     pub fn new(config: TrainConfig, device: &B::Device) -> Self {
         B::seed(device, config.seed);
-        let net = config.model.clone().with_trainable(true).init::<B>(device);
+        let net = BitNet::init(config.model.clone(), true, device);
         Self {
             net,
             optim: optimizer(config.weight_decay),

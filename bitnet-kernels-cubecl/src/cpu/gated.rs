@@ -1,14 +1,14 @@
 //! The gated FFN activation `act(gate) · up` on the CPU, split across the kernel pool.
 
 use super::par::{par_bands, SharedOut};
-use crate::Gate;
+use crate::Activation;
 
 /// Elements per band boundary (keeps bands on whole cache lines of both inputs).
 const ALIGN: usize = 1024;
 
 /// `act(gate[i]) · up[i]` for equal-length `gate` and `up`, evaluated as the Burn-ops definition does
 /// (`(relu(g)²) · up`, `(g · sigmoid(g)) · up`).
-pub fn gated(gate: &[f32], up: &[f32], act: Gate) -> Vec<f32> {
+pub fn gated(gate: &[f32], up: &[f32], act: Activation) -> Vec<f32> {
     assert_eq!(gate.len(), up.len(), "gate and up");
     let mut y = vec![0f32; gate.len()];
     let out = SharedOut::new(&mut y);
@@ -17,13 +17,13 @@ pub fn gated(gate: &[f32], up: &[f32], act: Gate) -> Vec<f32> {
         let y = unsafe { out.slice(band.start, band.len()) };
         let (g, u) = (&gate[band.clone()], &up[band]);
         match act {
-            Gate::Relu2 => {
+            Activation::Relu2 => {
                 for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
                     let r = g.max(0.0);
                     *y = r * r * u;
                 }
             }
-            Gate::Silu => {
+            Activation::Silu => {
                 for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
                     *y = g / (1.0 + (-g).exp()) * u;
                 }

@@ -8,7 +8,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
-use crate::Gate;
+use crate::Activation;
 
 /// Units per cube.
 const UNITS: usize = 256;
@@ -38,7 +38,7 @@ fn gate_elements<F: Float>(
 pub(crate) fn gated<R: CubeRuntime>(
     gate: CubeTensor<R>,
     up: CubeTensor<R>,
-    act: Gate,
+    act: Activation,
 ) -> CubeTensor<R> {
     let [gate, up] = [gate, up].map(into_contiguous);
     let shape = gate.shape();
@@ -52,7 +52,7 @@ pub(crate) fn gated<R: CubeRuntime>(
         gate.clone().into_tensor_arg(),
         up.into_tensor_arg(),
         y.clone().into_tensor_arg(),
-        act == Gate::Relu2,
+        act == Activation::Relu2,
         gate.dtype.into(),
     );
     y

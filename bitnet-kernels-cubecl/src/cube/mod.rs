@@ -21,7 +21,7 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
 use crate::packing::{i8_words_per_row, words_per_row, I8_PER_WORD, TRITS_PER_WORD};
-use crate::{burn_ops, Gate, TernaryBackend};
+use crate::{burn_ops, Activation, TernaryBackend};
 
 type Cube<R, F, I, BT> = CubeBackend<R, F, I, BT>;
 
@@ -180,7 +180,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
         rope::rope_append(q, k, v, cos, sin, start, k_cache, v_cache)
     }
 
-    fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Gate) -> FloatTensor<Self> {
+    fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Activation) -> FloatTensor<Self> {
         gate::gated(gate, up, act)
     }
 }

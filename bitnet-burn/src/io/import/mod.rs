@@ -1,0 +1,226 @@
+//! Importers: GGUF files (every type bitnet-gguf reads) and transformers checkpoints, into one packed layout.
+
+mod gguf;
+mod hf;
+
+pub(crate) use hf::hf_name;
+pub use hf::HfCheckpoint;
+
+use std::path::Path;
+
+use bitnet_gguf::{ModelConfig, RopeType};
+use bitnet_kernels_cubecl::TernaryBackend;
+
+use crate::error::LoadError;
+use crate::nn::Attention;
+use crate::nn::BitLinear;
+use crate::nn::FeedForward;
+use crate::nn::RmsNorm;
+use crate::nn::{BitNet, BitNetModel, Block};
+use burn::module::Param;
+use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Loads a model from a `.gguf` file or a transformers checkpoint directory.
+pub fn load<B: TernaryBackend>(
+    path: impl AsRef<Path>,
+    device: &B::Device,
+) -> Result<BitNet<B>, LoadError> {
+    load_with_progress(path, device, |_| {})
+}
+
+/// How far loading has got: `done` of `total` parts (the embedding, each layer, the output norm and head).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadProgress {
+    /// Parts loaded.
+    pub done: usize,
+    /// Parts in all.
+    pub total: usize,
+}
+
+/// [`load`], calling `progress` after each part (for a progress bar on large files).
+pub fn load_with_progress<B: TernaryBackend>(
+    path: impl AsRef<Path>,
+    device: &B::Device,
+    mut progress: impl FnMut(LoadProgress),
+) -> Result<BitNet<B>, LoadError> {
+    let path = path.as_ref();
+    if path.is_dir() {
+        let ckpt = HfCheckpoint::open(path)?;
+        let config = ckpt.model_config()?;
+        build(&ckpt, config, device, &mut progress)
+    } else {
+        let file = bitnet_gguf::GgufFile::open(path)?;
+        let config = ModelConfig::from_gguf(&file)?;
+        build(&file, config, device, &mut progress)
+    }
+}
+
+/// A ternary matrix `[out, in]` decoded and packed on the host, ready for [`BitLinear::from_packed`].
+pub(crate) struct PackedTernary {
+    words: Vec<u32>,
+    scales: Vec<f32>,
+    out: usize,
+    blocks: usize,
+}
+
+impl PackedTernary {
+    /// Reorders the rows of each of `heads` heads from the adjacent-pair order of llama.cpp's `llama` files
+    /// (row `2i + j` of a head) to the rotate-half order the model's RoPE computes (row `j · d/2 + i`): the inverse
+    /// of the permutation llama.cpp's converters apply to Q and K. Attention scores are dot products over a
+    /// head, so the same permutation of q and k leaves them unchanged.
+    fn unpermute_heads(&mut self, heads: usize) {
+        let rows_per_head = self.out / heads;
+        let half = rows_per_head / 2;
+        let (kw, nb) = (self.words.len() / self.out, self.blocks);
+        let (words, scales) = (self.words.clone(), self.scales.clone());
+        for h in 0..heads {
+            for i in 0..half {
+                for j in 0..2 {
+                    let (from, to) = (
+                        h * rows_per_head + 2 * i + j,
+                        h * rows_per_head + j * half + i,
+                    );
+                    self.words[to * kw..(to + 1) * kw]
+                        .copy_from_slice(&words[from * kw..(from + 1) * kw]);
+                    self.scales[to * nb..(to + 1) * nb]
+                        .copy_from_slice(&scales[from * nb..(from + 1) * nb]);
+                }
+            }
+        }
+    }
+
+    fn into_layer<B: TernaryBackend>(self, device: &B::Device) -> BitLinear<B> {
+        BitLinear::from_packed(self.words, self.scales, self.out, self.blocks, device)
+    }
+}
+
+/// Where weights come from: names follow GGUF (`blk.N.attn_q.weight`); each source maps them to its own.
+/// `Sync` so the ternary matrices of several layers decode on several threads.
+pub(crate) trait WeightSource: Sync {
+    /// A float tensor's values, checked to have `len` elements.
+    fn float(&self, name: &str, len: usize) -> Result<Vec<f32>, LoadError>;
+    /// Whether a tensor exists.
+    fn has(&self, name: &str) -> bool;
+    /// A ternary matrix `[out, in]`, packed.
+    fn ternary(&self, name: &str, in_f: usize, out_f: usize) -> Result<PackedTernary, LoadError>;
+}
+
+/// The projections of a block, in the order [`build`] assembles them.
+const PROJECTIONS: [&str; 7] = [
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+
+/// Assembles the model from any weight source.
+pub(crate) fn build<B: TernaryBackend>(
+    src: &impl WeightSource,
+    config: ModelConfig,
+    device: &B::Device,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<BitNet<B>, LoadError> {
+    let c = &config;
+    let total = c.n_layers + 2;
+    let mut report = |done| progress(LoadProgress { done, total });
+    let (h, f, hd) = (c.hidden_size, c.ffn_size, c.head_dim());
+    let norm = |name: &str, len: usize| -> Result<_, LoadError> {
+        Ok(RmsNorm::<B>::from_weights(
+            src.float(name, len)?,
+            c.rms_eps,
+            device,
+        ))
+    };
+    let opt_norm = |name: &str, len: usize| {
+        if src.has(name) {
+            norm(name, len).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let (q, kv) = (c.n_heads * hd, c.n_kv_heads * hd);
+    let dims = [(h, q), (h, kv), (h, kv), (q, h), (h, f), (h, f), (f, h)];
+    let mut blocks = Vec::with_capacity(c.n_layers);
+    // Decoding and packing the trits is most of the load: a group of layers at a time, one matrix per task,
+    // across the rayon pool; the tensors are then made on this thread.
+    let layers: Vec<usize> = (0..c.n_layers).collect();
+    for group in layers.chunks(rayon::current_num_threads().max(1)) {
+        let tasks: Vec<(usize, usize)> = group
+            .iter()
+            .flat_map(|&i| (0..PROJECTIONS.len()).map(move |p| (i, p)))
+            .collect();
+        let packed: Vec<Result<PackedTernary, LoadError>> = tasks
+            .par_iter()
+            .map(|&(i, p)| {
+                let (in_f, out_f) = dims[p];
+                let mut m =
+                    src.ternary(&format!("blk.{i}.{}.weight", PROJECTIONS[p]), in_f, out_f)?;
+                if c.rope_type == RopeType::Normal {
+                    match PROJECTIONS[p] {
+                        "attn_q" => m.unpermute_heads(c.n_heads),
+                        "attn_k" => m.unpermute_heads(c.n_kv_heads),
+                        _ => {}
+                    }
+                }
+                Ok(m)
+            })
+            .collect();
+        let mut packed = packed.into_iter();
+        for &i in group {
+            let n = |t: &str| format!("blk.{i}.{t}.weight");
+            let mut lin = || -> Result<BitLinear<B>, LoadError> {
+                Ok(packed
+                    .next()
+                    .expect("one per projection")?
+                    .into_layer(device))
+            };
+            blocks.push(Block {
+                attn_norm: norm(&n("attn_norm"), h)?,
+                attn: Attention {
+                    wq: lin()?,
+                    wk: lin()?,
+                    wv: lin()?,
+                    wo: lin()?,
+                    sub_norm: opt_norm(&n("attn_sub_norm"), q)?,
+                    n_heads: c.n_heads,
+                    n_kv_heads: c.n_kv_heads,
+                },
+                ffn_norm: norm(&n("ffn_norm"), h)?,
+                ffn: FeedForward {
+                    gate: lin()?,
+                    up: lin()?,
+                    down: lin()?,
+                    sub_norm: opt_norm(&n("ffn_sub_norm"), f)?,
+                    activation: c.activation,
+                },
+            });
+            report(i + 1);
+        }
+    }
+    let matrix = |name: &str| -> Result<Param<Tensor<B, 2>>, LoadError> {
+        let v = src.float(name, c.vocab_size * h)?;
+        Ok(Param::from_tensor(Tensor::from_data(
+            TensorData::new(v, [c.vocab_size, h]),
+            device,
+        ))
+        .set_require_grad(false))
+    };
+    let embedding = matrix("token_embd.weight")?;
+    report(c.n_layers + 1);
+    let model = BitNetModel {
+        embedding,
+        blocks,
+        norm: norm("output_norm.weight", h)?,
+        output: if c.tied_embeddings {
+            None
+        } else {
+            Some(matrix("output.weight")?)
+        },
+    };
+    report(total);
+    Ok(BitNet::new(model, config, device))
+}

@@ -1,0 +1,314 @@
+//! Text generation: tokenize, prefill the prompt through the KV cache, then sample one token at a time,
+//! streaming text that never splits a UTF-8 character or shows part of a stop string.
+
+use std::time::{Duration, Instant};
+
+use bitnet_kernels_cubecl::TernaryBackend;
+
+use crate::error::ForwardError;
+use crate::nn::ActQuant;
+use crate::nn::BitNet;
+use crate::nn::KvCache;
+use crate::text::sampling::{Sampler, SamplerConfig};
+use crate::text::tokenizer::{Tokenizer, TokenizerError};
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    /// Upper bound on new tokens.
+    pub max_new_tokens: usize,
+    /// Activation quantization (BitNet's int8 by default).
+    pub act: ActQuant,
+    /// Sampling settings.
+    pub sampler: SamplerConfig,
+    /// Text that ends generation (not included in the output).
+    pub stop_strings: Vec<String>,
+    /// Prepend BOS to the prompt when the model wants it.
+    pub bos: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 128,
+            act: ActQuant::Int8,
+            sampler: SamplerConfig::default(),
+            stop_strings: Vec::new(),
+            bos: true,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// `max_new_tokens` were generated.
+    MaxTokens,
+    /// An end-of-text or end-of-turn token.
+    StopToken(u32),
+    /// A stop string appeared.
+    StopString(String),
+    /// The KV cache (or the model's context) is full.
+    ContextFull,
+}
+
+/// Time spent in each phase.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timings {
+    /// Tokenizing the prompt.
+    pub tokenize: Duration,
+    /// Running the prompt through the model.
+    pub prefill: Duration,
+    /// Generating tokens after the first.
+    pub decode: Duration,
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens.
+    pub generated_tokens: usize,
+}
+
+impl Timings {
+    /// Prompt tokens per second.
+    pub fn prefill_tok_s(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prefill.as_secs_f64().max(1e-9)
+    }
+
+    /// Generated tokens per second (each decode step produces one token).
+    pub fn decode_tok_s(&self) -> f64 {
+        self.generated_tokens.saturating_sub(1) as f64 / self.decode.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The result of [`generate`].
+#[derive(Clone, Debug)]
+pub struct Generation {
+    /// Prompt ids (BOS included).
+    pub prompt_ids: Vec<u32>,
+    /// Generated ids (the stop token included).
+    pub ids: Vec<u32>,
+    /// Generated text (up to a stop string).
+    pub text: String,
+    /// Why it ended.
+    pub stop: StopReason,
+    /// Per-phase timings.
+    pub timings: Timings,
+}
+
+/// Why generation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// The prompt is empty.
+    #[error("empty prompt: give some text to continue")]
+    EmptyPrompt,
+    /// The model refused the input (context overflow, bad id).
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+    /// The tokenizer failed.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+}
+
+/// Continues `prompt` after what `cache` holds, calling `on_text` with each new piece of text.
+pub fn generate<B: TernaryBackend>(
+    model: &BitNet<B>,
+    tokenizer: &Tokenizer,
+    cache: &mut KvCache<B>,
+    prompt: &str,
+    opts: &GenerateOptions,
+    on_text: impl FnMut(&str),
+) -> Result<Generation, GenerateError> {
+    if prompt.is_empty() {
+        return Err(GenerateError::EmptyPrompt);
+    }
+    let start = Instant::now();
+    let prompt_ids = tokenizer.encode(prompt, opts.bos)?;
+    let tokenize = start.elapsed();
+    let mut g = generate_ids(model, tokenizer, cache, prompt_ids, opts, on_text)?;
+    g.timings.tokenize = tokenize;
+    Ok(g)
+}
+
+/// Continues the token ids `prompt_ids` after what `cache` holds (the ids are fed as they are: no BOS is added).
+pub fn generate_ids<B: TernaryBackend>(
+    model: &BitNet<B>,
+    tokenizer: &Tokenizer,
+    cache: &mut KvCache<B>,
+    prompt_ids: Vec<u32>,
+    opts: &GenerateOptions,
+    mut on_text: impl FnMut(&str),
+) -> Result<Generation, GenerateError> {
+    if prompt_ids.is_empty() {
+        return Err(GenerateError::EmptyPrompt);
+    }
+    let mut timings = Timings {
+        prompt_tokens: prompt_ids.len(),
+        ..Default::default()
+    };
+    let limit = cache.max_len().min(model.config.context_length);
+
+    let start = Instant::now();
+    let mut logits =
+        to_vec(model.forward_last(std::slice::from_ref(&prompt_ids), cache, opts.act)?);
+    timings.prefill = start.elapsed();
+
+    let stops = tokenizer.stop_ids();
+    let mut sampler = Sampler::new(opts.sampler.clone());
+    let mut history = prompt_ids.clone();
+    let (mut ids, mut stream) = (Vec::new(), TextStream::new(&opts.stop_strings));
+    let decode_start = Instant::now();
+    let stop = loop {
+        if ids.len() >= opts.max_new_tokens {
+            break StopReason::MaxTokens;
+        }
+        let next = sampler.sample(&mut logits, &history);
+        ids.push(next);
+        history.push(next);
+        if stops.contains(&next) {
+            break StopReason::StopToken(next);
+        }
+        if let Some(s) = stream.push(tokenizer.decode(&ids)?, &mut on_text) {
+            break StopReason::StopString(s);
+        }
+        if ids.len() >= opts.max_new_tokens {
+            break StopReason::MaxTokens;
+        }
+        if cache.len() >= limit {
+            break StopReason::ContextFull;
+        }
+        logits = to_vec(model.forward_last(&[vec![next]], cache, opts.act)?);
+    };
+    timings.decode = decode_start.elapsed();
+    timings.generated_tokens = ids.len();
+    stream.finish(&mut on_text);
+    let text = tokenizer.decode(
+        ids.iter()
+            .copied()
+            .filter(|id| !stops.contains(id))
+            .collect::<Vec<_>>()
+            .as_slice(),
+    )?;
+    let text = match &stop {
+        StopReason::StopString(s) => text
+            .find(s.as_str())
+            .map_or(text.clone(), |i| text[..i].to_string()),
+        _ => text,
+    };
+    Ok(Generation {
+        prompt_ids,
+        ids,
+        text,
+        stop,
+        timings,
+    })
+}
+
+fn to_vec<B: TernaryBackend>(t: burn::tensor::Tensor<B, 2>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().expect("f32 logits")
+}
+
+/// Emits text as it becomes final: holds back an incomplete UTF-8 sequence (decoded as U+FFFD at the end) and
+/// any tail that could start a stop string.
+struct TextStream<'a> {
+    stops: &'a [String],
+    emitted: usize,
+    latest: String,
+}
+
+impl<'a> TextStream<'a> {
+    fn new(stops: &'a [String]) -> Self {
+        Self {
+            stops,
+            emitted: 0,
+            latest: String::new(),
+        }
+    }
+
+    /// `text` is the decode of every generated token so far; returns the stop string if one appeared.
+    fn push(&mut self, text: String, on_text: &mut impl FnMut(&str)) -> Option<String> {
+        if text.ends_with('\u{FFFD}') {
+            return None;
+        }
+        self.latest = text;
+        let found = self
+            .stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.latest.find(s.as_str()).map(|at| (at, s)))
+            .min();
+        let (end, stop) = match found {
+            Some((at, s)) => (at, Some(s.clone())),
+            None => {
+                let hold = self
+                    .stops
+                    .iter()
+                    .map(|s| longest_prefix_suffix(&self.latest, s))
+                    .max()
+                    .unwrap_or(0);
+                (self.latest.len() - hold, None)
+            }
+        };
+        let end = (0..=end)
+            .rev()
+            .find(|&i| self.latest.is_char_boundary(i))
+            .unwrap_or(0);
+        if end > self.emitted {
+            on_text(&self.latest[self.emitted..end]);
+            self.emitted = end;
+        }
+        if stop.is_some() {
+            self.latest.truncate(self.emitted);
+        }
+        stop
+    }
+
+    /// Emits what was held back (generation ended without a stop string).
+    fn finish(&mut self, on_text: &mut impl FnMut(&str)) {
+        if self.latest.len() > self.emitted {
+            on_text(&self.latest[self.emitted..]);
+            self.emitted = self.latest.len();
+        }
+    }
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of `stop`.
+fn longest_prefix_suffix(text: &str, stop: &str) -> usize {
+    (1..stop.len())
+        .rev()
+        .find(|&n| stop.is_char_boundary(n) && text.ends_with(&stop[..n]))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TextStream;
+
+    fn run(pieces: &[&str], stops: &[&str]) -> (Vec<String>, Option<String>) {
+        let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
+        let mut s = TextStream::new(&stops);
+        let mut out = Vec::new();
+        let mut text = String::new();
+        for p in pieces {
+            text.push_str(p);
+            if let Some(stop) = s.push(text.clone(), &mut |t: &str| out.push(t.to_string())) {
+                return (out, Some(stop));
+            }
+        }
+        s.finish(&mut |t: &str| out.push(t.to_string()));
+        (out, None)
+    }
+
+    #[test]
+    fn incomplete_utf8_is_held_back() {
+        let (out, _) = run(&["ab", "\u{FFFD}", "c"], &[]);
+        assert_eq!(out, ["ab", "\u{FFFD}c"]);
+    }
+
+    #[test]
+    fn stop_strings_are_never_shown_even_in_part() {
+        let (out, stop) = run(&["Hello", " Us", "er: hi"], &["User:"]);
+        assert_eq!(out.concat(), "Hello ");
+        assert_eq!(stop.as_deref(), Some("User:"));
+        let (out, stop) = run(&["a", "U", "x"], &["User:"]);
+        assert_eq!((out.concat().as_str(), stop), ("aUx", None));
+    }
+}

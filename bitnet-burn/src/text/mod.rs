@@ -1,0 +1,8 @@
+//! Text in and out: the tokenizer, sampling, generation, chat and perplexity.
+
+#[cfg(feature = "chat")]
+pub mod chat;
+pub mod generate;
+pub mod perplexity;
+pub mod sampling;
+pub mod tokenizer;

@@ -1,0 +1,147 @@
+//! The [`TernaryBackend`] ops on Burn `Tensor`s, so model code never handles the backend's primitives. Each
+//! function is the op of the same name; see it for the semantics.
+
+use burn::tensor::{Int, Tensor, TensorPrimitive};
+
+use crate::{Activation, TernaryBackend};
+
+fn float<B: TernaryBackend, const D: usize>(t: Tensor<B, D>) -> burn::tensor::ops::FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+fn tensor<B: TernaryBackend, const D: usize>(t: burn::tensor::ops::FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// An RMSNorm's weight and epsilon, as the fused ops take them.
+pub type Norm<B> = (Tensor<B, 1>, f64);
+
+/// Packed ternary words `[n, ceil(k/16)]` and their scales `[n, blocks]`: one BitLinear's weights.
+pub type Ternary<B> = (Tensor<B, 2, Int>, Tensor<B, 2>);
+
+/// [`TernaryBackend::ternary_matmul`]: `x [m, k]` by packed trits, float activations.
+pub fn ternary_matmul<B: TernaryBackend>(x: Tensor<B, 2>, (w, scales): Ternary<B>) -> Tensor<B, 2> {
+    tensor(B::ternary_matmul(
+        float(x),
+        w.into_primitive(),
+        float(scales),
+    ))
+}
+
+/// [`TernaryBackend::ternary_matmul_i8`]: `x [m, k]` quantized per token to int8, then by packed trits.
+pub fn ternary_matmul_i8<B: TernaryBackend>(
+    x: Tensor<B, 2>,
+    (w, scales): Ternary<B>,
+) -> Tensor<B, 2> {
+    tensor(B::ternary_matmul_i8(
+        float(x),
+        w.into_primitive(),
+        float(scales),
+    ))
+}
+
+/// [`TernaryBackend::bit_linears_i8`]: `x [m, k]`, normalized by `norm` when given, by each of `layers`.
+pub fn bit_linears_i8<B: TernaryBackend>(
+    x: Tensor<B, 2>,
+    norm: Option<Norm<B>>,
+    layers: Vec<Ternary<B>>,
+) -> Vec<Tensor<B, 2>> {
+    let norm = norm.map(|(w, eps)| (float(w), eps));
+    let layers = layers
+        .into_iter()
+        .map(|(w, s)| (w.into_primitive(), float(s)))
+        .collect();
+    B::bit_linears_i8(float(x), norm, layers)
+        .into_iter()
+        .map(tensor)
+        .collect()
+}
+
+/// [`TernaryBackend::bit_linear_i8_residual`]: `residual [m, n] + layer(norm(x))`.
+pub fn bit_linear_i8_residual<B: TernaryBackend>(
+    x: Tensor<B, 2>,
+    norm: Option<Norm<B>>,
+    (w, scales): Ternary<B>,
+    residual: Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    let norm = norm.map(|(w, eps)| (float(w), eps));
+    tensor(B::bit_linear_i8_residual(
+        float(x),
+        norm,
+        (w.into_primitive(), float(scales)),
+        float(residual),
+    ))
+}
+
+/// [`TernaryBackend::float_matmul_nt`]: `x [m, k] · w [n, k]ᵀ`.
+pub fn float_matmul_nt<B: TernaryBackend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    tensor(B::float_matmul_nt(float(x), float(w)))
+}
+
+/// [`TernaryBackend::int8_matmul`]: `x [m, k]` by int8 rows `w` (packed 4 per word) with scales `[n, 1]`.
+pub fn int8_matmul<B: TernaryBackend>(
+    x: Tensor<B, 2>,
+    w: Tensor<B, 2, Int>,
+    scales: Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    tensor(B::int8_matmul(float(x), w.into_primitive(), float(scales)))
+}
+
+/// [`TernaryBackend::quantize_rows_i8`]: float rows `w [n, k]` to packed int8 words and per-row scales.
+pub fn quantize_rows_i8<B: TernaryBackend>(w: Tensor<B, 2>) -> (Tensor<B, 2, Int>, Tensor<B, 2>) {
+    let (q, scales) = B::quantize_rows_i8(float(w));
+    (Tensor::from_primitive(q), tensor(scales))
+}
+
+/// [`TernaryBackend::rms_norm`] over the last dimension of `x [..., size]`.
+pub fn rms_norm<B: TernaryBackend, const D: usize>(
+    x: Tensor<B, D>,
+    weight: Tensor<B, 1>,
+    eps: f64,
+) -> Tensor<B, D> {
+    let dims = x.dims();
+    let rows: Tensor<B, 2> = x.reshape([-1, dims[D - 1] as i32]);
+    tensor::<B, 2>(B::rms_norm(float(rows), float(weight), eps)).reshape(dims)
+}
+
+/// [`TernaryBackend::rope_append`]: rotated `q`, and the caches with the rotated `k` and `v` written at `start`.
+pub fn rope_append<B: TernaryBackend>(
+    [q, k, v]: [Tensor<B, 4>; 3],
+    (cos, sin): (Tensor<B, 2>, Tensor<B, 2>),
+    start: usize,
+    [k_cache, v_cache]: [Tensor<B, 4>; 2],
+) -> [Tensor<B, 4>; 3] {
+    B::rope_append(
+        float(q),
+        float(k),
+        float(v),
+        float(cos),
+        float(sin),
+        start,
+        float(k_cache),
+        float(v_cache),
+    )
+    .map(tensor)
+}
+
+/// [`TernaryBackend::gated`]: `act(gate) · up` over `[..., n]`, kept in f32.
+pub fn gated<B: TernaryBackend, const D: usize>(
+    gate: Tensor<B, D>,
+    up: Tensor<B, D>,
+    act: Activation,
+) -> Tensor<B, D> {
+    let dims = gate.dims();
+    let rows = |t: Tensor<B, D>| float(t.reshape::<2, _>([-1, dims[D - 1] as i32]));
+    tensor::<B, 2>(B::gated(rows(gate), rows(up), act)).reshape(dims)
+}
+
+/// [`TernaryBackend::cached_attention`]: `q [b, heads, seq, d]` over the first `len` cached positions, returned
+/// token-major `[b, seq, heads, d]`.
+pub fn cached_attention<B: TernaryBackend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    len: usize,
+) -> Tensor<B, 4> {
+    tensor(B::cached_attention(float(q), float(k), float(v), len))
+}

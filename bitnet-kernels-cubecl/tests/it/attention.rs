@@ -1,0 +1,163 @@
+//! The cached-attention op (the CPU kernel, the Burn-ops composition and the CubeCL kernel) against a direct f64
+//! evaluation of causal grouped-query attention, on shapes with several sequences, query groups, prefill chunks
+//! that start mid-cache, caches with unused room, head widths that are not multiples of 4, and caches longer
+//! than the GPU kernel's 128-key chunks.
+
+use bitnet_kernels_cubecl::cpu::{self, AttentionShape};
+use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn_ndarray::NdArray;
+
+use crate::common;
+use crate::common::Lcg;
+
+/// Query `i` sits at position `len - seq + i` and sees keys `0..=position`; group `h / (heads / kv_heads)`;
+/// the output is token-major, `[batch, seq, heads, d]`.
+fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
+    let d = s.head_dim;
+    let mut out = vec![0f32; q.len()];
+    for b in 0..s.batch {
+        for h in 0..s.heads {
+            let cache = (b * s.kv_heads + h / (s.heads / s.kv_heads)) * s.max_len * d;
+            for i in 0..s.seq {
+                let qi = &q[((b * s.heads + h) * s.seq + i) * d..][..d];
+                let visible = s.len - s.seq + i + 1;
+                let scores: Vec<f64> = (0..visible)
+                    .map(|j| {
+                        let kj = &k[cache + j * d..][..d];
+                        qi.iter()
+                            .zip(kj)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                let o = &mut out[((b * s.seq + i) * s.heads + h) * d..][..d];
+                for (c, o) in o.iter_mut().enumerate() {
+                    *o = (0..visible)
+                        .map(|j| e[j] / sum * v[cache + j * d + c] as f64)
+                        .sum::<f64>() as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+const SHAPES: [AttentionShape; 7] = [
+    shape(1, 20, 5, 1, 128, 64, 37),
+    shape(1, 4, 2, 2, 64, 400, 333),
+    shape(1, 2, 1, 3, 258, 300, 290),
+    shape(2, 4, 2, 3, 16, 10, 7),
+    shape(1, 6, 6, 5, 8, 5, 5),
+    shape(3, 8, 1, 1, 12, 9, 1),
+    shape(1, 4, 2, 17, 32, 40, 30),
+];
+
+const fn shape(
+    batch: usize,
+    heads: usize,
+    kv_heads: usize,
+    seq: usize,
+    head_dim: usize,
+    max_len: usize,
+    len: usize,
+) -> AttentionShape {
+    AttentionShape {
+        batch,
+        heads,
+        kv_heads,
+        seq,
+        head_dim,
+        max_len,
+        len,
+    }
+}
+
+/// Random `q`, `k`, `v` for `s` and the reference output. Heavy-tailed values on short caches; uniform ones
+/// from 64 positions on, where the f32 rounding of outlier scores (|q·k| up to 1600 per term) alone moves
+/// the softmax by more than the 1e-5 tolerance, in any summation order.
+fn case(rng: &mut Lcg, s: AttentionShape) -> [Vec<f32>; 4] {
+    let d = s.head_dim;
+    let heavy = s.len <= 64;
+    let mut values = |n: usize| {
+        (0..n)
+            .map(|_| if heavy { rng.heavy() } else { rng.uniform() })
+            .collect::<Vec<f32>>()
+    };
+    let q = values(s.batch * s.heads * s.seq * d);
+    let k = values(s.batch * s.kv_heads * s.max_len * d);
+    let v = values(s.batch * s.kv_heads * s.max_len * d);
+    let want = reference(&q, &k, &v, s);
+    [q, k, v, want]
+}
+
+/// The backend's op on every shape.
+fn check_backend<B: TernaryBackend>(device: &B::Device, what: &str) {
+    let mut rng = Lcg(11);
+    for s in SHAPES {
+        let [q, k, v, want] = case(&mut rng, s);
+        let t = |x: &[f32], dims: [usize; 4]| {
+            Tensor::<B, 4>::from_data(TensorData::new(x.to_vec(), dims), device)
+                .into_primitive()
+                .tensor()
+        };
+        let kv_dims = [s.batch, s.kv_heads, s.max_len, s.head_dim];
+        let y = B::cached_attention(
+            t(&q, [s.batch, s.heads, s.seq, s.head_dim]),
+            t(&k, kv_dims),
+            t(&v, kv_dims),
+            s.len,
+        );
+        let got = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(y)).into_data();
+        common::assert_close(
+            &got.to_vec::<f32>().unwrap(),
+            &want,
+            &format!("{what}, {s:?}"),
+        );
+    }
+}
+
+backend_tests!(check_backend);
+
+#[test]
+fn cpu_kernel_and_burn_ops_match_the_f64_reference() {
+    let mut rng = Lcg(11);
+    for s in SHAPES {
+        let [q, k, v, want] = case(&mut rng, s);
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let got = pool.install(|| cpu::cached_attention(&q, &k, &v, s));
+            common::assert_close(
+                &got,
+                &want,
+                &format!("cpu kernel, {threads} threads, {s:?}"),
+            );
+        }
+        let device = Default::default();
+        let t = |x: &[f32], dims: [usize; 4]| {
+            Tensor::<NdArray, 4>::from_data(TensorData::new(x.to_vec(), dims), &device)
+        };
+        let kv_dims = [s.batch, s.kv_heads, s.max_len, s.head_dim];
+        let y = burn_ops::cached_attention::<NdArray>(
+            t(&q, [s.batch, s.heads, s.seq, s.head_dim])
+                .into_primitive()
+                .tensor(),
+            t(&k, kv_dims).into_primitive().tensor(),
+            t(&v, kv_dims).into_primitive().tensor(),
+            s.len,
+        );
+        let got = Tensor::<NdArray, 4>::from_primitive(TensorPrimitive::Float(y)).into_data();
+        common::assert_close(
+            &got.to_vec::<f32>().unwrap(),
+            &want,
+            &format!("burn ops, {s:?}"),
+        );
+    }
+}

@@ -1,0 +1,381 @@
+//! The CPU kernels: every SIMD path this machine runs gives exactly the scalar path's integers, and both
+//! equal an independent oracle computed on unpermuted trits and activations; shapes include ragged widths
+//! (not multiples of the 128-column chunk), per-tensor, 128- and 256-column blocks, and blocks the SIMD
+//! paths hand to the scalar one.
+
+use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
+use bitnet_kernels_cubecl::cpu::{self, ActTile, Isa};
+use bitnet_kernels_cubecl::packing::{i8_at, i8_words_per_row, pack_row, words_per_row};
+use bitnet_kernels_cubecl::reference::{self, TernaryShape};
+use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
+use burn::backend::NdArray;
+use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
+
+use crate::common::Lcg;
+
+/// (n, k, block): ragged widths, 1 and many blocks; blocks of 16 and 48 are not whole chunks; 150 rows span
+/// several of the kernels' 64-row blocks with a ragged last tile, on one thread and on two.
+const SHAPES: [(usize, usize, usize); 14] = [
+    (3, 16, 16),
+    (5, 48, 48),
+    (2, 112, 112),
+    (7, 128, 128),
+    (4, 144, 144),
+    (3, 400, 400),
+    (6, 512, 256),
+    (5, 384, 128),
+    (3, 96, 16),
+    (4, 240, 48),
+    (9, 2560, 2560),
+    (2, 6912, 6912),
+    (150, 384, 384),
+    (7, 1280, 256),
+];
+
+struct Case {
+    shape: TernaryShape,
+    trits: Vec<i8>,
+    words: Vec<u32>,
+    scales: Vec<f32>,
+    x: Vec<f32>,
+    m: usize,
+}
+
+fn case(rng: &mut Lcg, m: usize, (n, k, block): (usize, usize, usize)) -> Case {
+    let shape = TernaryShape { n, k, block };
+    let trits: Vec<i8> = (0..n * k).map(|_| rng.trit()).collect();
+    let kw = words_per_row(k);
+    let mut words = vec![0u32; n * kw];
+    for (row, t) in words.chunks_exact_mut(kw).zip(trits.chunks_exact(k)) {
+        pack_row(t, row);
+    }
+    let scales = (0..n * shape.blocks())
+        .map(|_| 0.25 + rng.heavy().abs())
+        .collect();
+    let x = (0..m * k).map(|_| rng.heavy()).collect();
+    Case {
+        shape,
+        trits,
+        words,
+        scales,
+        x,
+        m,
+    }
+}
+
+#[test]
+fn every_isa_gives_the_oracle_integers() {
+    let mut rng = Lcg(99);
+    let isas = Isa::available();
+    eprintln!("paths on this CPU: {isas:?}");
+    for &dims in &SHAPES {
+        for tokens in 1..=4 {
+            let c = case(&mut rng, tokens, dims);
+            let TernaryShape { n, k, block } = c.shape;
+            let nb = c.shape.blocks();
+            // each path reads the activations permuted in its own chunks
+            let acts: Vec<QuantizedActs> = isas
+                .iter()
+                .map(|isa| {
+                    let mut acts = QuantizedActs::default();
+                    acts.quantize_permuted(&c.x, tokens, k, block, isa.chunk());
+                    acts
+                })
+                .collect();
+            let kw = words_per_row(k);
+            let oracle: Vec<Vec<i32>> = (0..n)
+                .map(|r| {
+                    let mut o = vec![0i32; tokens * nb];
+                    for t in 0..tokens {
+                        let mut q = vec![0i8; k];
+                        reference::quantize_row_i8(&c.x[t * k..(t + 1) * k], &mut q);
+                        for (col, (&w, &a)) in
+                            c.trits[r * k..(r + 1) * k].iter().zip(&q).enumerate()
+                        {
+                            o[t * nb + col / block] += (w as i32 + 1) * a as i32;
+                        }
+                    }
+                    o
+                })
+                .collect();
+            // blocks of 1..=4 rows (each of the SIMD paths' tiles) and of all rows (tiles and a ragged tail)
+            for rows in [1, 2, 3, 4, n] {
+                for r0 in (0..n).step_by(rows) {
+                    let r1 = (r0 + rows).min(n);
+                    let tile: &[u8] = bytemuck::cast_slice(&c.words[r0 * kw..r1 * kw]);
+                    // token-major: every row's blocks for token 0, then for token 1, ...
+                    let expected: Vec<i32> = (0..tokens)
+                        .flat_map(|t| {
+                            oracle[r0..r1]
+                                .iter()
+                                .flat_map(move |o| &o[t * nb..(t + 1) * nb])
+                        })
+                        .copied()
+                        .collect();
+                    for (&isa, acts) in isas.iter().zip(&acts) {
+                        let mut out = vec![-7i32; expected.len()];
+                        let a = acts.tile(0, tokens);
+                        cpu::ternary_tile_dots(isa, tile, kw * 4, a, c.shape, &mut out);
+                        assert_eq!(
+                            out, expected,
+                            "{isa:?} n{n} k{k} block{block} tokens{tokens} rows{r0}..{r1}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One- and two-thread rayon pools, with their sizes.
+fn pools() -> Vec<(usize, rayon::ThreadPool)> {
+    [1, 2]
+        .map(|n| {
+            (
+                n,
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .unwrap(),
+            )
+        })
+        .into()
+}
+
+/// The float-activation op equals the f64-summed reference within f32 summation error, on one and two threads.
+#[test]
+fn ternary_matmul_f32_equals_reference_on_every_thread_count() {
+    let mut rng = Lcg(11);
+    for (threads, pool) in pools() {
+        for &dims in &SHAPES {
+            for m in [1, 3, 6] {
+                let c = case(&mut rng, m, dims);
+                let expected = reference::ternary_matmul(&c.x, m, &c.words, &c.scales, c.shape);
+                let got =
+                    pool.install(|| cpu::ternary_matmul_f32(&c.x, m, &c.words, &c.scales, c.shape));
+                // Relative to the row's magnitude: Σ|x|·scale bounds what f32 rounding can move.
+                let k = c.shape.k;
+                for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                    let (t, r) = (i / c.shape.n, i % c.shape.n);
+                    let mag: f32 = c.x[t * k..(t + 1) * k].iter().map(|v| v.abs()).sum::<f32>()
+                        * c.scales[r * c.shape.blocks()..(r + 1) * c.shape.blocks()]
+                            .iter()
+                            .fold(0f32, |a, &s| a.max(s));
+                    assert!(
+                        (g - e).abs() <= 1e-6 * mag,
+                        "{dims:?} m{m} threads{threads} [{i}]: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The fused op equals the reference applied to the quantized activations, bit for bit (integer sums are
+/// exact, and the same f32 operations follow), on one and two threads.
+#[test]
+fn ternary_matmul_i8_equals_reference_on_every_isa_and_thread_count() {
+    let mut rng = Lcg(5);
+    for (threads, pool) in pools() {
+        for &dims in &SHAPES {
+            for m in [1, 3, 6] {
+                let c = case(&mut rng, m, dims);
+                let k = c.shape.k;
+                let mut q = vec![0i8; m * k];
+                let s: Vec<f32> = (0..m)
+                    .map(|t| {
+                        reference::quantize_row_i8(
+                            &c.x[t * k..(t + 1) * k],
+                            &mut q[t * k..(t + 1) * k],
+                        )
+                    })
+                    .collect();
+                let qf: Vec<f32> = q.iter().map(|&v| v as f32).collect();
+                let mut expected = reference::ternary_matmul(&qf, m, &c.words, &c.scales, c.shape);
+                for (i, y) in expected.iter_mut().enumerate() {
+                    *y /= s[i / c.shape.n];
+                }
+                for isa in Isa::available() {
+                    let got = pool.install(|| {
+                        cpu::ternary_matmul_i8(&c.x, c.m, &c.words, &c.scales, c.shape, isa)
+                    });
+                    assert_eq!(got, expected, "{isa:?} {dims:?} m{m} threads{threads}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_head_equals_integer_reference_on_every_isa() {
+    let mut rng = Lcg(11);
+    for (n, k) in [(5, 16), (7, 33), (3, 64), (9, 100), (17, 2560)] {
+        let w: Vec<f32> = (0..n * k).map(|_| rng.heavy()).collect();
+        let (wq, ws) = cpu::quantize_rows_i8(&w, k);
+        let words = i8_words_per_row(k);
+        let value = |r: usize, i: usize| i8_at(&wq[r * words..(r + 1) * words], i);
+        for (i, &v) in w.iter().enumerate() {
+            let (q, scale) = (value(i / k, i % k), ws[i / k]);
+            assert!(q != i8::MIN && (q as f32 * scale - v).abs() <= scale * 0.5 + 1e-6);
+        }
+        for m in [1, 2, 5] {
+            let x: Vec<f32> = (0..m * k).map(|_| rng.heavy()).collect();
+            let mut expected = vec![0f32; m * n];
+            for t in 0..m {
+                let mut q = vec![0i8; k];
+                let s = reference::quantize_row_i8(&x[t * k..(t + 1) * k], &mut q);
+                for r in 0..n {
+                    let d: i32 = (0..k).map(|i| q[i] as i32 * value(r, i) as i32).sum();
+                    expected[t * n + r] = d as f32 * ws[r] / s;
+                }
+            }
+            for isa in Isa::available() {
+                assert_eq!(
+                    cpu::int8_matmul(&x, m, &wq, &ws, k, isa),
+                    expected,
+                    "{isa:?} n{n} k{k} m{m}"
+                );
+            }
+        }
+    }
+}
+
+fn tensor_f32<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> Tensor<NdArray, D> {
+    Tensor::from_data(TensorData::new(v, shape), &Default::default())
+}
+
+fn to_vec(t: burn::tensor::ops::FloatTensor<NdArray>) -> Vec<f32> {
+    Tensor::<NdArray, 2>::from_primitive(TensorPrimitive::Float(t))
+        .into_data()
+        .to_vec()
+        .unwrap()
+}
+
+/// The backend ops on burn-ndarray (the kernels above) against their Burn-ops definitions.
+#[test]
+fn ndarray_ops_match_their_burn_ops_definitions() {
+    let mut rng = Lcg(3);
+    let dev = Default::default();
+    for &dims in &SHAPES {
+        let c = case(&mut rng, 3, dims);
+        let TernaryShape { n, k, .. } = c.shape;
+        let prims = || {
+            (
+                tensor_f32(c.x.clone(), [c.m, k]).into_primitive().tensor(),
+                Tensor::<NdArray, 2, Int>::from_data(
+                    TensorData::new(c.words.clone(), [n, words_per_row(k)]),
+                    (&dev, DType::U32),
+                )
+                .into_primitive(),
+                tensor_f32(c.scales.clone(), [n, c.shape.blocks()])
+                    .into_primitive()
+                    .tensor(),
+            )
+        };
+        let (x, w, s) = prims();
+        let fused = to_vec(NdArray::ternary_matmul_i8(x, w, s));
+        let (x, w, s) = prims();
+        let composed = to_vec(burn_ops::ternary_matmul_i8::<NdArray>(x, w, s));
+        let scale = composed.iter().fold(1f32, |a, v| a.max(v.abs()));
+        for (a, b) in fused.iter().zip(&composed) {
+            assert!((a - b).abs() <= 1e-6 * scale, "{dims:?}: {a} vs {b}");
+        }
+
+        let w: Vec<f32> = (0..n * k).map(|_| rng.heavy()).collect();
+        let (wq, ws) = cpu::quantize_rows_i8(&w, k);
+        let wt = || {
+            Tensor::<NdArray, 2, Int>::from_data(
+                TensorData::new(wq.clone(), [n, i8_words_per_row(k)]),
+                (&dev, DType::U32),
+            )
+            .into_primitive()
+        };
+        let st = || tensor_f32(ws.clone(), [n, 1]).into_primitive().tensor();
+        let x = || tensor_f32(c.x.clone(), [c.m, k]).into_primitive().tensor();
+        let fused = to_vec(NdArray::int8_matmul(x(), wt(), st()));
+        let composed = to_vec(burn_ops::int8_matmul::<NdArray>(x(), wt(), st()));
+        let scale = composed.iter().fold(1f32, |a, v| a.max(v.abs()));
+        for (a, b) in fused.iter().zip(&composed) {
+            assert!((a - b).abs() <= 1e-5 * scale, "int8 {dims:?}: {a} vs {b}");
+        }
+    }
+}
+
+/// Extreme activations (-128 everywhere, which BitNet's quantizer never emits but the kernels accept) against
+/// all-(+1) and all-(-1) rows on the widest shape: the i16 accumulators must widen before they overflow.
+#[test]
+fn extreme_values_do_not_overflow_the_i16_accumulators() {
+    let (n, k) = (2, 6912);
+    let shape = TernaryShape { n, k, block: k };
+    let kw = words_per_row(k);
+    let mut words = vec![0u32; n * kw];
+    pack_row(&vec![1i8; k], &mut words[..kw]);
+    pack_row(&vec![-1i8; k], &mut words[kw..]);
+    for tokens in 1..=4 {
+        let stride = k;
+        let q = vec![-128i8; tokens * stride];
+        for &isa in &Isa::available() {
+            for (r, code) in [(0usize, 2i32), (1, 0)] {
+                let row: &[u8] = bytemuck::cast_slice(&words[r * kw..(r + 1) * kw]);
+                let mut out = vec![0i32; tokens];
+                cpu::ternary_tile_dots(
+                    isa,
+                    row,
+                    kw * 4,
+                    ActTile {
+                        q: &q,
+                        stride,
+                        tokens,
+                        chunk: isa.chunk(),
+                    },
+                    shape,
+                    &mut out,
+                );
+                assert_eq!(
+                    out,
+                    vec![code * -128 * k as i32; tokens],
+                    "{isa:?} row{r} tokens{tokens}"
+                );
+            }
+            if tokens == 1 {
+                let rows: &[u8] = bytemuck::cast_slice(&words);
+                let mut out = vec![0i32; 2];
+                cpu::ternary_tile_dots(
+                    isa,
+                    rows,
+                    kw * 4,
+                    ActTile {
+                        q: &q,
+                        stride,
+                        tokens: 1,
+                        chunk: isa.chunk(),
+                    },
+                    shape,
+                    &mut out,
+                );
+                assert_eq!(out, vec![2 * -128 * k as i32, 0], "{isa:?} 2-row tile");
+            }
+        }
+    }
+}
+
+/// The float head kernel against the Burn-ops definition (f32 sums in a different order: 1e-5 relative).
+#[test]
+fn float_head_matches_burn_ops() {
+    let mut rng = Lcg(17);
+    for (m, n, k) in [(1, 7, 33), (3, 40, 256), (2, 9, 2560)] {
+        let x: Vec<f32> = (0..m * k).map(|_| rng.heavy()).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.heavy()).collect();
+        let prim = |v: &Vec<f32>, r: usize| tensor_f32(v.clone(), [r, k]).into_primitive().tensor();
+        let fused = to_vec(NdArray::float_matmul_nt(prim(&x, m), prim(&w, n)));
+        let composed = to_vec(burn_ops::float_matmul_nt::<NdArray>(
+            prim(&x, m),
+            prim(&w, n),
+        ));
+        let scale = composed.iter().fold(1f32, |a, v| a.max(v.abs()));
+        assert_eq!(fused.len(), m * n);
+        for (a, b) in fused.iter().zip(&composed) {
+            assert!((a - b).abs() <= 1e-5 * scale, "m{m} n{n} k{k}: {a} vs {b}");
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Integration tests of the `bitnet` CLI and the library, against the reference fixtures in `../shared/fixtures`:
+//! one test binary (each links all of Burn), one module per topic, the shared helpers in `common`.
+
+mod common;
+
+mod chat;
+mod chat_templates;
+mod cli;
+mod convert;
+mod default_model;
+mod download;
+mod gguf_fixtures;
+mod llamacpp_vocabs;
+mod model_fixtures;
+mod perplexity;
+mod synthetic;
+mod tokenizer;
+mod train_export;

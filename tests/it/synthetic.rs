@@ -1,0 +1,252 @@
+//! The whole pipeline on models the project generates itself (no fixtures needed): GGUF written in every ternary
+//! format → validated → imported → run, with the formats agreeing and the KV cache consistent.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+
+use crate::common::model::{argmax, logits, max_abs};
+use bitnet_burn::io::synth::write_synthetic;
+use bitnet_burn::{load, ActQuant, BitNet, ModelConfig, TernaryBackend};
+use bitnet_gguf::GgmlType;
+
+const FORMATS: [GgmlType; 4] = [
+    GgmlType::F32,
+    GgmlType::I2S,
+    GgmlType::TQ2_0,
+    GgmlType::TQ1_0,
+];
+const TOKENS: [u32; 12] = [256, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100];
+
+fn synth(dir: &Path, ty: GgmlType, seed: u64) -> PathBuf {
+    let path = dir.join(format!("tiny-{}-{seed}.gguf", ty.name()));
+    write_synthetic(&path, &ModelConfig::preset("tiny").unwrap(), ty, seed).unwrap();
+    path
+}
+
+fn cpu(path: &Path) -> BitNet<burn::backend::NdArray> {
+    load::<burn::backend::NdArray>(path, &Default::default()).unwrap()
+}
+
+#[test]
+fn the_seed_determines_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = std::fs::read(synth(dir.path(), GgmlType::TQ2_0, 1)).unwrap();
+    let b = std::fs::read(synth(&dir.path().join("."), GgmlType::TQ2_0, 1)).unwrap();
+    let c = std::fs::read(synth(dir.path(), GgmlType::TQ2_0, 2)).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn every_format_of_a_synthetic_model_gives_the_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    for act in [ActQuant::Int8, ActQuant::Float] {
+        let all: Vec<_> = FORMATS
+            .iter()
+            .map(|&ty| logits(&cpu(&synth(dir.path(), ty, 7)), &TOKENS, act))
+            .collect();
+        // F32 and I2_S hold one scale per matrix: identical arithmetic.
+        assert_eq!(all[0], all[1], "{act:?}: F32 vs I2_S");
+        // TQ1_0 and TQ2_0 hold the same per-256-block scales.
+        assert_eq!(all[2], all[3], "{act:?}: TQ2_0 vs TQ1_0");
+        // Per-block vs per-matrix scaling only changes where the f32 rounding happens.
+        for (p, (i2s, tq2)) in all[1].iter().zip(&all[2]).enumerate() {
+            let d = max_abs(i2s, tq2);
+            assert!(d <= 1e-3, "{act:?} position {p}: I2_S vs TQ2_0 {d}");
+            assert_eq!(argmax(i2s), argmax(tq2));
+        }
+    }
+}
+
+fn incremental_matches_batched<B: TernaryBackend>(model: &BitNet<B>, tol: f32) {
+    let batched = logits(model, &TOKENS, ActQuant::Float);
+    let mut cache = model.new_cache(1, TOKENS.len());
+    for (p, &t) in TOKENS.iter().enumerate() {
+        let step: Vec<f32> = model
+            .forward(&[vec![t]], &mut cache, ActQuant::Float)
+            .unwrap()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap();
+        assert!(
+            max_abs(&step, &batched[p]) <= tol,
+            "position {p}: {}",
+            max_abs(&step, &batched[p])
+        );
+    }
+    assert_eq!(cache.len(), TOKENS.len());
+    cache.reset();
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn synthetic_prefill_equals_token_by_token() {
+    let dir = tempfile::tempdir().unwrap();
+    incremental_matches_batched(&cpu(&synth(dir.path(), GgmlType::I2S, 3)), 1e-4);
+}
+
+/// A GPU backend against the CPU on a synthetic model, float and int8 head, batched and incremental: 2e-4
+/// absolute on logits of magnitude ~1 (GPU `exp` and division may be a few ulp off, and sums run in another
+/// order; the int8 head's integers are exact, so its activations' quantization must also agree).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn gpu_agrees_with_cpu<B: TernaryBackend>(device: &B::Device) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = synth(dir.path(), GgmlType::TQ2_0, 5);
+    let mut gpu = load::<B>(&path, device).unwrap();
+    let mut cpu = cpu(&path);
+    let agree = |gpu: &BitNet<B>, cpu: &BitNet<burn::backend::NdArray>| {
+        let (a, b) = (
+            logits(gpu, &TOKENS, ActQuant::Float),
+            logits(cpu, &TOKENS, ActQuant::Float),
+        );
+        for p in 0..TOKENS.len() {
+            let d = max_abs(&a[p], &b[p]);
+            assert!(d <= 2e-4, "{:?} head, position {p}: {d}", gpu.head_mode());
+        }
+    };
+    agree(&gpu, &cpu);
+    incremental_matches_batched(&gpu, 2e-4);
+    gpu.set_head(bitnet_burn::HeadMode::Int8);
+    cpu.set_head(bitnet_burn::HeadMode::Int8);
+    agree(&gpu, &cpu);
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_agrees_with_cpu_on_a_synthetic_model() {
+    if let Some(device) = common::wgpu_device_or_skip("wgpu_agrees_with_cpu_on_a_synthetic_model") {
+        gpu_agrees_with_cpu::<burn::backend::Wgpu>(&device);
+    }
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_agrees_with_cpu_on_a_synthetic_model() {
+    if let Some(device) = common::cuda_device_or_skip("cuda_agrees_with_cpu_on_a_synthetic_model") {
+        gpu_agrees_with_cpu::<burn::backend::Cuda>(&device);
+    }
+}
+
+#[test]
+fn synth_command_writes_a_file_that_info_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    let bin = env!("CARGO_BIN_EXE_bitnet");
+    let out = std::process::Command::new(bin)
+        .args([
+            "synth",
+            "--shape",
+            "tiny",
+            "--type",
+            "tq1_0",
+            "--seed",
+            "9",
+            "-o",
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(bin)
+        .args(["info", path.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["config"]["hidden_size"], 256);
+    assert_eq!(j["config"]["activation"], "relu2");
+    assert_eq!(
+        j["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["type"] == "TQ1_0")
+            .count(),
+        14
+    );
+    let out = std::process::Command::new(bin)
+        .args(["synth", "--shape", "huge", "-o", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "unknown shapes are usage errors"
+    );
+}
+
+#[test]
+fn a_model_from_its_config_runs_and_the_config_round_trips() {
+    use bitnet_burn::train::TrainConfig;
+    use burn::config::Config;
+    let config = ModelConfig::new(64, 2, 4, 2, 128, 100)
+        .with_context_length(32)
+        .with_activation(bitnet_burn::Activation::Silu);
+    let json = serde_json::to_string(&config).unwrap();
+    assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), config);
+    let dir = tempfile::tempdir().unwrap();
+    TrainConfig::new(config.clone())
+        .save(dir.path().join("config.json"))
+        .unwrap();
+    assert_eq!(
+        TrainConfig::load(dir.path().join("config.json"))
+            .unwrap()
+            .model,
+        config
+    );
+    let model = BitNet::<burn::backend::NdArray>::init(config, false, &Default::default());
+    let out = logits(&model, &[1, 2, 3], ActQuant::Int8);
+    assert_eq!((out.len(), out[0].len()), (3, 100));
+    assert!(out.iter().flatten().all(|v| v.is_finite()));
+    // Zero ternary weights leave only the residual stream: each position's top token is its own input token.
+    assert_eq!(out.iter().map(|l| argmax(l)).collect::<Vec<_>>(), [1, 2, 3]);
+}
+
+#[test]
+fn bench_reports_prefill_and_decode_speed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = synth(dir.path(), GgmlType::I2S, 4);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args([
+            "bench",
+            "-m",
+            path.to_str().unwrap(),
+            "-p",
+            "8",
+            "-n",
+            "4",
+            "-r",
+            "2",
+            "-t",
+            "2",
+            "--head",
+            "int8",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            j["prompt_tokens"].as_u64(),
+            j["gen_tokens"].as_u64(),
+            j["repetitions"].as_u64()
+        ),
+        (Some(8), Some(4), Some(2))
+    );
+    assert!(
+        j["prefill_tok_s"].as_f64().unwrap() > 0.0 && j["decode_tok_s"].as_f64().unwrap() > 0.0
+    );
+    assert_eq!(j["backend"], "cpu (burn-ndarray)");
+    assert_eq!((&j["threads"], &j["head"]), (&2.into(), &"int8".into()));
+}
