@@ -35,7 +35,9 @@ impl BackendTask for Args {
         let text = std::fs::read_to_string(&self.file)
             .with_context(|| format!("reading {}", self.file.display()))?;
         let tokenizer = self.text.load_tokenizer(&self.model.model)?;
-        let tokens = tokenizer.encode(&text, false)?;
+        // Tokenized with BOS first where the model adds one, as llama-perplexity does: its windows start at the
+        // same tokens (without it every window would be shifted by one).
+        let tokens = tokenizer.encode(&text, true)?;
         if tokens.len() < self.ctx || self.ctx < 4 {
             bail!(
                 "{} holds {} tokens: need at least one window of --ctx {} (and --ctx ≥ 4)",

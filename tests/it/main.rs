@@ -10,6 +10,7 @@ mod convert;
 mod default_model;
 mod download;
 mod gguf_fixtures;
+mod llama_arch;
 mod llamacpp_vocabs;
 mod model_fixtures;
 mod perplexity;

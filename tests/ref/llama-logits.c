@@ -1,7 +1,7 @@
 // Logits of every position of a token sequence from llama.cpp's libllama, as raw little-endian float32
 // [positions, vocab]: the reference the llama-architecture tests compare with (tests/data/llama-arch/README.md).
 // Build: cc -O2 llama-logits.c -I$SRC/include -I$SRC/ggml/include -L$SRC/build/bin -lllama -o llama-logits
-// Run:   llama-logits MODEL.gguf 1,2,3 OUT.f32 [f32|f16]   (KV cache type; f32 for float-exact comparisons)
+// Run:   llama-logits MODEL.gguf 1,2,3 OUT.f32 [f32|f16]   (f32: f32 KV cache, no flash attention: float-exact)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +23,11 @@ int main(int argc, char **argv) {
     cp.n_ctx = n < 64 ? 64 : n;
     cp.n_batch = cp.n_ubatch = cp.n_ctx;
     cp.n_threads = cp.n_threads_batch = 2;
-    if (argc > 4 && strcmp(argv[4], "f32") == 0) cp.type_k = cp.type_v = GGML_TYPE_F32;
+    if (argc > 4 && strcmp(argv[4], "f32") == 0) {
+        cp.type_k = cp.type_v = GGML_TYPE_F32;
+        // The CPU flash-attention kernel rounds to f16 on the way; the plain path keeps f32 end to end.
+        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    }
     struct llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) return 1;
     struct llama_batch batch = llama_batch_init(n, 0, 1);
