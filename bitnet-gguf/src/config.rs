@@ -258,12 +258,6 @@ impl ModelConfig {
         let (rope_type, rope_type_source) = rope_type(file, &arch, rope_dim, head_dim)?;
         Ok(Self {
             architecture: arch,
-            hidden_size,
-            n_layers,
-            n_heads,
-            n_kv_heads,
-            ffn_size,
-            vocab_size,
             context_length,
             rope_theta,
             rope_dim,
@@ -274,6 +268,14 @@ impl ModelConfig {
             activation_source,
             tied_embeddings: file.tensor("output.weight").is_none(),
             sub_norms: file.tensor("blk.0.attn_sub_norm.weight").is_some(),
+            ..Self::new(
+                hidden_size,
+                n_layers,
+                n_heads,
+                n_kv_heads,
+                ffn_size,
+                vocab_size,
+            )
         })
     }
 }
@@ -330,9 +332,11 @@ fn rope_type(
     match file.opt_str(&scaling_key)? {
         None | Some("none") => {}
         Some("linear") if factor.is_none_or(|f| f == 1.0) => {}
-        Some(kind) => return unsupported(format!(
+        Some(kind) => {
+            return unsupported(format!(
             "{scaling_key} = {kind:?} (factor {factor:?}): this engine computes unscaled RoPE only"
-        )),
+        ))
+        }
     }
     if file.tensor("rope_freqs.weight").is_some() {
         return unsupported("rope_freqs.weight (per-frequency RoPE factors, as in Llama 3.1 scaling) is not supported".into());

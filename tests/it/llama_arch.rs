@@ -47,8 +47,12 @@ fn tokens() -> Vec<u32> {
 
 /// llama.cpp's logits of every position, `[positions][vocab]`.
 fn reference(name: &str) -> Vec<Vec<f32>> {
-    let (shape, values) = read_npy(&repo_dir().join(format!("tests/data/llama-arch/llamacpp-{name}.npy")));
-    values.chunks(shape[1] as usize).map(<[f32]>::to_vec).collect()
+    let (shape, values) =
+        read_npy(&repo_dir().join(format!("tests/data/llama-arch/llamacpp-{name}.npy")));
+    values
+        .chunks(shape[1] as usize)
+        .map(<[f32]>::to_vec)
+        .collect()
 }
 
 #[test]
@@ -74,7 +78,10 @@ fn float_logits_equal_llamacpp() {
     let scale = theirs.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
     for (p, (o, r)) in ours.iter().zip(&theirs).enumerate() {
         let d = max_abs(o, r);
-        assert!(d <= 1e-4 * scale, "position {p}: max |Δ| {d} > 1e-4 · {scale}");
+        assert!(
+            d <= 1e-4 * scale,
+            "position {p}: max |Δ| {d} > 1e-4 · {scale}"
+        );
         assert_eq!(argmax(o), argmax(r), "position {p}: top-1");
     }
 }
@@ -113,7 +120,11 @@ fn perplexity_equals_llama_perplexity() {
         .args(["-c", "128", "--act", "float", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ours = report["ppl"].as_f64().unwrap();
     let theirs = refs()["perplexity_ctx128"].as_f64().unwrap();
