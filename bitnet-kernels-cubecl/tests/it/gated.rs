@@ -4,7 +4,6 @@
 use bitnet_kernels_cubecl::{Activation, TernaryBackend};
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
-use crate::common;
 use crate::common::Lcg;
 
 const SHAPES: [(usize, usize); 3] = [(1, 6912), (3, 100), (2, 257)];

@@ -8,7 +8,6 @@ use burn::backend::NdArray;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
 
-use crate::common;
 use crate::common::Lcg;
 
 /// `(m, n, k)`: one token and prefill tiles, rows past a cube's 8, widths of 1..many words with remainders.
@@ -135,11 +134,11 @@ macro_rules! gpu_test {
 gpu_test!(
     wgpu_int8_head_matches_integer_reference,
     burn::backend::Wgpu,
-    common::wgpu_device
+    crate::common::wgpu_device
 );
 #[cfg(feature = "cuda")]
 gpu_test!(
     cuda_int8_head_matches_integer_reference,
     burn::backend::Cuda,
-    common::cuda_device
+    crate::common::cuda_device
 );

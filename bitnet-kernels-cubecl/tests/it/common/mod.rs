@@ -92,7 +92,7 @@ macro_rules! backend_tests {
             #[cfg(feature = "wgpu")]
             #[test]
             fn wgpu() {
-                if let Some(d) = super::common::wgpu_device() {
+                if let Some(d) = crate::common::wgpu_device() {
                     super::$check::<burn::backend::Wgpu>(&d, "wgpu");
                 }
             }
@@ -100,7 +100,7 @@ macro_rules! backend_tests {
             #[cfg(feature = "cuda")]
             #[test]
             fn cuda() {
-                if let Some(d) = super::common::cuda_device() {
+                if let Some(d) = crate::common::cuda_device() {
                     super::$check::<burn::backend::Cuda>(&d, "cuda");
                 }
             }
