@@ -7,13 +7,6 @@ use std::process::{Command, Output};
 use crate::common::model::{max_abs, reference};
 use crate::common::*;
 
-fn bitnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bitnet"))
-        .args(args)
-        .output()
-        .expect("run bitnet")
-}
-
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -5,7 +5,6 @@
 //! TQ2_0 within its own quantization noise, and `bitnet perplexity` equal to `llama-perplexity` within 0.1%.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bitnet_burn::io::synth::write_synthetic;
 use bitnet_burn::{load, ActQuant, ModelConfig};
@@ -14,7 +13,7 @@ use burn::backend::NdArray;
 use sha2::{Digest, Sha256};
 
 use crate::common::model::{argmax, logits, margin, max_abs, rms};
-use crate::common::{read_npy, repo_dir};
+use crate::common::{bitnet_json, read_npy, repo_dir};
 
 fn refs() -> serde_json::Value {
     let path = repo_dir().join("tests/data/llama-arch/refs.json");
@@ -112,20 +111,18 @@ fn perplexity_equals_llama_perplexity() {
     let dir = tempfile::tempdir().unwrap();
     let path = synthetic(dir.path(), GgmlType::F32, "f32");
     let text = repo_dir().join("tests/data/shakespeare-heldout.txt");
-    let out = Command::new(env!("CARGO_BIN_EXE_bitnet"))
-        .args(["perplexity", "-m"])
-        .arg(&path)
-        .arg("-f")
-        .arg(&text)
-        .args(["-c", "128", "--act", "float", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = bitnet_json(&[
+        "perplexity",
+        "-m",
+        path.to_str().unwrap(),
+        "-f",
+        text.to_str().unwrap(),
+        "-c",
+        "128",
+        "--act",
+        "float",
+        "--json",
+    ]);
     let ours = report["ppl"].as_f64().unwrap();
     let theirs = refs()["perplexity_ctx128"].as_f64().unwrap();
     assert!(

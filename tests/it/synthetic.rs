@@ -133,31 +133,11 @@ fn cuda_agrees_with_cpu_on_a_synthetic_model() {
 fn synth_command_writes_a_file_that_info_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.gguf");
-    let bin = env!("CARGO_BIN_EXE_bitnet");
-    let out = std::process::Command::new(bin)
-        .args([
-            "synth",
-            "--shape",
-            "tiny",
-            "--type",
-            "tq1_0",
-            "--seed",
-            "9",
-            "-o",
-            path.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = std::process::Command::new(bin)
-        .args(["info", path.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = path.to_str().unwrap();
+    common::bitnet_json(&[
+        "synth", "--shape", "tiny", "--type", "tq1_0", "--seed", "9", "-o", path,
+    ]);
+    let j = common::bitnet_json(&["info", path, "--json"]);
     assert_eq!(j["config"]["hidden_size"], 256);
     assert_eq!(j["config"]["activation"], "relu2");
     assert_eq!(
@@ -169,10 +149,7 @@ fn synth_command_writes_a_file_that_info_accepts() {
             .count(),
         14
     );
-    let out = std::process::Command::new(bin)
-        .args(["synth", "--shape", "huge", "-o", path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = common::bitnet(&["synth", "--shape", "huge", "-o", path]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -211,31 +188,22 @@ fn a_model_from_its_config_runs_and_the_config_round_trips() {
 fn bench_reports_prefill_and_decode_speed() {
     let dir = tempfile::tempdir().unwrap();
     let path = synth(dir.path(), GgmlType::I2S, 4);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitnet"))
-        .args([
-            "bench",
-            "-m",
-            path.to_str().unwrap(),
-            "-p",
-            "8",
-            "-n",
-            "4",
-            "-r",
-            "2",
-            "-t",
-            "2",
-            "--head",
-            "int8",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j = common::bitnet_json(&[
+        "bench",
+        "-m",
+        path.to_str().unwrap(),
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "-r",
+        "2",
+        "-t",
+        "2",
+        "--head",
+        "int8",
+        "--json",
+    ]);
     assert_eq!(
         (
             j["prompt_tokens"].as_u64(),

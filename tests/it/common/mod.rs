@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// `../shared/fixtures` beside the repository (or `$BITNET_FIXTURES`).
 pub fn fixtures_dir() -> Option<PathBuf> {
@@ -103,6 +103,29 @@ pub fn wgpu_device_or_skip(test: &str) -> Option<burn::backend::wgpu::WgpuDevice
 pub fn cuda_device_or_skip(test: &str) -> Option<burn::backend::cuda::CudaDevice> {
     use bitnet_kernels_cubecl::device;
     device::or_skip(test, device::cuda_available())
+}
+
+/// The `bitnet` binary run with `args`, its output captured.
+pub fn bitnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bitnet"))
+        .args(args)
+        .output()
+        .expect("run bitnet")
+}
+
+/// [`bitnet`] that must succeed (its stderr is the failure message); its stdout parsed as JSON, for `--json`
+/// commands, or `Null` when it prints none.
+pub fn bitnet_json(args: &[&str]) -> serde_json::Value {
+    let out = bitnet(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).expect("bitnet printed JSON")
 }
 
 /// The repository root, read at run time (a test binary reused from a shared target directory may have been
