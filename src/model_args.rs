@@ -1,9 +1,10 @@
-//! The options every model-running command shares (`-m`, `--backend`, `-t`, `--head`) and how they apply.
+//! The options every model-running command shares (`-m`, `--backend`, `-t`, `--head`, `--activation`) and how
+//! they apply.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bitnet_burn::{load_with_progress, BitNet, HeadMode, TernaryBackend};
+use bitnet_burn::{load_with_progress, Activation, BitNet, HeadMode, Overrides, TernaryBackend};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -40,6 +41,19 @@ pub struct ModelArgs {
     /// Output head numerics.
     #[arg(long, value_enum, default_value = "float")]
     pub head: HeadArg,
+    /// FFN activation, overriding what the file says or what is inferred from its architecture and vocabulary
+    /// (for a file that says nothing, or says it wrong).
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
+}
+
+/// The FFN activations (see `bitnet_burn::Activation`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivationArg {
+    /// ReLU² (BitNet b1.58 2B-4T).
+    Relu2,
+    /// SiLU (bitnet_b1_58-large/3B, Falcon3-1.58bit, Llama3-8B-1.58, Falcon-E).
+    Silu,
 }
 
 impl ModelArgs {
@@ -51,7 +65,13 @@ impl ModelArgs {
                 .progress_chars("=> "),
         );
         bar.set_message(self.model.display().to_string());
-        let mut model = load_with_progress::<B>(&self.model, device, |p| {
+        let overrides = Overrides {
+            activation: self.activation.map(|a| match a {
+                ActivationArg::Relu2 => Activation::Relu2,
+                ActivationArg::Silu => Activation::Silu,
+            }),
+        };
+        let mut model = load_with_progress::<B>(&self.model, device, &overrides, |p| {
             bar.set_length(p.total as u64);
             bar.set_position(p.done as u64);
         })?;

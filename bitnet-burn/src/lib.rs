@@ -15,7 +15,7 @@ mod rng;
 pub mod text;
 pub mod train;
 
-pub use bitnet_gguf::{Activation, ModelConfig};
+pub use bitnet_gguf::{Activation, ModelConfig, Overrides};
 pub use bitnet_kernels_cubecl::{device, TernaryBackend};
 pub use error::{ForwardError, LoadError};
 pub use io::import::{load, load_with_progress, LoadProgress};

@@ -98,8 +98,23 @@ pub struct ModelConfig {
     pub sub_norms: bool,
 }
 
+/// What a user says about a model where its file is silent or wrong; taken instead of the file's keys and the
+/// inference rules (the CLI's `--activation`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// The FFN activation.
+    pub activation: Option<Activation>,
+}
+
 /// Names of the presets [`ModelConfig::preset`] knows.
-pub const PRESETS: [&str; 4] = ["tiny", "tiny-llama", "2b4t", "large"];
+pub const PRESETS: [&str; 6] = [
+    "tiny",
+    "tiny-llama",
+    "tiny-falcon-e",
+    "tiny-1bitllm",
+    "2b4t",
+    "large",
+];
 
 impl ModelConfig {
     /// The BitNet b1.58 2B-4T graph (ReLU², sub-norms, tied head, RoPE base 500000, context 4096) at the given
@@ -135,9 +150,11 @@ impl ModelConfig {
 
     /// A named shape: on the 2B-4T graph `tiny` (2 layers of width 256, for tests; every width a multiple of 256
     /// as the TQ types need), `2b4t` (microsoft/bitnet-b1.58-2B-4T) or `large` (the dimensions of
-    /// 1bitLLM/bitnet_b1_58-large, for speed measurements); `tiny-llama`, the tiny shape on the graph of the
-    /// ternary `llama` files (Falcon3-1.58bit, Llama3-8B-1.58: SiLU, no sub-norms, a separate head, adjacent-pair
-    /// RoPE).
+    /// 1bitLLM/bitnet_b1_58-large, for speed measurements). The tiny shape on the other families' graphs:
+    /// `tiny-llama`, the ternary `llama` files (Falcon3-1.58bit, Llama3-8B-1.58: SiLU, no sub-norms, a separate
+    /// head, adjacent-pair RoPE); `tiny-falcon-e`, the same with the head tied to the embedding (Falcon-E);
+    /// `tiny-1bitllm`, llama.cpp's `bitnet` architecture as 1bitLLM/bitnet_b1_58-large and -3B use it (SiLU,
+    /// sub-norms, tied head, half-split RoPE, a SentencePiece vocabulary).
     pub fn preset(name: &str) -> Option<Self> {
         Some(match name {
             "tiny" => Self {
@@ -151,6 +168,16 @@ impl ModelConfig {
                 activation: Activation::Silu,
                 tied_embeddings: false,
                 sub_norms: false,
+                ..Self::preset("tiny")?
+            },
+            "tiny-falcon-e" => Self {
+                tied_embeddings: true,
+                ..Self::preset("tiny-llama")?
+            },
+            "tiny-1bitllm" => Self {
+                architecture: "bitnet".into(),
+                rope_theta: 10_000.0,
+                activation: Activation::Silu,
                 ..Self::preset("tiny")?
             },
             "2b4t" => Self::new(2560, 30, 20, 5, 6912, 128_256),
@@ -182,6 +209,11 @@ impl ModelConfig {
 
     /// Reads the config of a `bitnet-b1.58`, `bitnet-25`, `bitnet` or ternary `llama` file.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
+        Self::from_gguf_with(file, &Overrides::default())
+    }
+
+    /// [`Self::from_gguf`], taking what `overrides` gives instead of reading or inferring it.
+    pub fn from_gguf_with(file: &GgufFile, overrides: &Overrides) -> Result<Self> {
         let arch = file.get_str("general.architecture")?.to_string();
         if !ARCHITECTURES.contains(&arch.as_str()) {
             return Err(file.error(ErrorKind::UnsupportedModel(format!(
@@ -254,7 +286,10 @@ impl ModelConfig {
                 found: embd.dims.clone(),
             }));
         }
-        let (activation, activation_source) = activation(file, &arch)?;
+        let (activation, activation_source) = match overrides.activation {
+            Some(a) => (a, "given (overrides what the file says)".into()),
+            None => activation(file, &arch)?,
+        };
         let (rope_type, rope_type_source) = rope_type(file, &arch, rope_dim, head_dim)?;
         Ok(Self {
             architecture: arch,
@@ -283,7 +318,8 @@ impl ModelConfig {
 /// GGUF files of the BitNet family carry no activation key (llama.cpp assumes SiLU, which is wrong for 2B-4T),
 /// so the activation is inferred: an explicit key wins; bitnet.cpp's architectures are the 2B-4T graph (relu²);
 /// llama.cpp's `bitnet` is relu² with the Llama-3 BPE vocabulary of 2B-4T and SiLU with the SentencePiece
-/// vocabulary of bitnet_b1_58-large/3B; `llama` (Falcon3-1.58bit) is SiLU.
+/// vocabulary of bitnet_b1_58-large/3B, and refused with any other vocabulary (no published family tells);
+/// `llama` (Falcon3-1.58bit, Falcon-E) is SiLU.
 fn activation(file: &GgufFile, arch: &str) -> Result<(Activation, String)> {
     for k in ["hidden_act", "activation"] {
         let key = format!("{arch}.{k}");
@@ -308,10 +344,17 @@ fn activation(file: &GgufFile, arch: &str) -> Result<(Activation, String)> {
             Activation::Relu2,
             "inferred: bitnet with a BPE (Llama 3) vocabulary is the 2B-4T family".into(),
         ),
-        "bitnet" => (
+        "bitnet" if tok_model == Some("llama") => (
             Activation::Silu,
             "inferred: bitnet with a SentencePiece vocabulary is bitnet_b1_58-large/3B".into(),
         ),
+        "bitnet" => {
+            return Err(file.error(ErrorKind::UnsupportedModel(format!(
+                "no bitnet.hidden_act key, and the tokenizer (tokenizer.ggml.model = {tok_model:?}) is neither \
+                 2B-4T's BPE (relu2) nor bitnet_b1_58's SentencePiece (silu): say which with --activation \
+                 relu2|silu"
+            ))))
+        }
         _ => (Activation::Silu, format!("inferred: {arch} uses SiLU")),
     })
 }

@@ -14,7 +14,7 @@ mod metadata;
 pub mod quant;
 mod writer;
 
-pub use config::{Activation, ModelConfig, RopeType, ARCHITECTURES, PRESETS};
+pub use config::{Activation, ModelConfig, Overrides, RopeType, ARCHITECTURES, PRESETS};
 pub use cursor::MAX_NESTING;
 pub use error::{ErrorKind, GgufError, Result};
 pub use file::{GgufFile, TensorInfo, DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS};

@@ -4,23 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use bitnet_burn::io::synth::write_synthetic;
-use bitnet_gguf::{GgmlType, ModelConfig};
+use bitnet_gguf::{GgmlType, ModelConfig, PRESETS};
+use clap::builder::PossibleValuesParser;
 use clap::ValueEnum;
-
-/// Shapes the generator knows.
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum Shape {
-    /// 2 layers, width 256 (tests).
-    Tiny,
-    /// The tiny shape as a ternary `llama` file (the Falcon3-1.58bit / Llama3-8B-1.58 graph).
-    #[value(name = "tiny-llama")]
-    TinyLlama,
-    /// microsoft/bitnet-b1.58-2B-4T.
-    #[value(name = "2b4t")]
-    B2b4t,
-    /// 1bitLLM/bitnet_b1_58-large.
-    Large,
-}
 
 /// Weight storage types.
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -41,9 +27,11 @@ pub enum WeightType {
 /// Arguments of `bitnet synth`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model shape.
-    #[arg(long, value_enum, default_value = "tiny")]
-    shape: Shape,
+    /// Model shape: `tiny` (2 layers of width 256), the tiny shape on another family's graph (`tiny-llama`:
+    /// Falcon3-1.58bit / Llama3-8B-1.58; `tiny-falcon-e`; `tiny-1bitllm`: bitnet_b1_58-large/3B), `2b4t`
+    /// (microsoft/bitnet-b1.58-2B-4T) or `large` (1bitLLM/bitnet_b1_58-large's dimensions).
+    #[arg(long, default_value = "tiny", value_parser = PossibleValuesParser::new(PRESETS))]
+    shape: String,
     /// Storage type of the linear weights.
     #[arg(long = "type", value_enum, default_value = "i2_s")]
     ty: WeightType,
@@ -57,13 +45,7 @@ pub struct Args {
 
 /// Writes the file.
 pub fn run(args: Args) -> Result<()> {
-    let preset = match args.shape {
-        Shape::Tiny => "tiny",
-        Shape::TinyLlama => "tiny-llama",
-        Shape::B2b4t => "2b4t",
-        Shape::Large => "large",
-    };
-    let shape = ModelConfig::preset(preset).expect("every Shape is a preset");
+    let shape = ModelConfig::preset(&args.shape).expect("clap accepts presets only");
     let ty = match args.ty {
         WeightType::I2S => GgmlType::I2S,
         WeightType::Tq2 => GgmlType::TQ2_0,
@@ -72,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     write_synthetic(&args.output, &shape, ty, args.seed)?;
     eprintln!(
-        "wrote {} ({:?}, {ty}, seed {})",
+        "wrote {} ({}, {ty}, seed {})",
         args.output.display(),
         args.shape,
         args.seed

@@ -25,26 +25,98 @@ fn byte_tokens() -> Vec<String> {
         .collect()
 }
 
+/// The tokenizer a synthetic file carries.
+enum Vocab {
+    /// GPT-2 byte-level BPE: 256 byte tokens, then control tokens.
+    Bpe,
+    /// SentencePiece (llama.cpp's `llama` tokenizer model): `<unk>`, `<s>`, `</s>`, 256 byte-fallback tokens,
+    /// then ASCII pieces with scores so that words merge.
+    SentencePiece,
+}
+
+/// Writes the GPT-2 byte-level vocabulary of `size` tokens; returns the BOS id.
+fn bpe_vocab(w: &mut GgufWriter, size: usize) -> Result<usize, GgufError> {
+    let mut tokens = byte_tokens();
+    tokens.extend((0..size.saturating_sub(256)).map(|i| format!("<|reserved_special_token_{i}|>")));
+    tokens.truncate(size);
+    let types = (0..tokens.len())
+        .map(|i| if i < 256 { 1 } else { 3 })
+        .collect();
+    w.set("tokenizer.ggml.model", Value::String("gpt2".into()))?;
+    w.set("tokenizer.ggml.pre", Value::String("llama-bpe".into()))?;
+    w.set("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)))?;
+    w.set("tokenizer.ggml.token_type", Value::Array(Array::I32(types)))?;
+    w.set(
+        "tokenizer.ggml.merges",
+        Value::Array(Array::String(Vec::new())),
+    )?;
+    Ok(256.min(size - 1))
+}
+
+/// Writes a SentencePiece vocabulary of `size` tokens (at least 259); returns the BOS id.
+fn spm_vocab(w: &mut GgufWriter, size: usize) -> Result<usize, GgufError> {
+    const CONTROL: i32 = 3;
+    const BYTE: i32 = 6;
+    let mut tokens: Vec<(String, i32)> = vec![
+        ("<unk>".into(), 2),
+        ("<s>".into(), CONTROL),
+        ("</s>".into(), CONTROL),
+    ];
+    tokens.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>"), BYTE)));
+    let mut pieces: Vec<String> = vec!["\u{2581}".into()];
+    pieces.extend(('a'..='z').map(|c| format!("\u{2581}{c}")));
+    pieces.extend((33u8..=126).map(|b| char::from(b).to_string()));
+    let letters: Vec<char> = "etaoinshrdlu".chars().collect();
+    for a in &letters {
+        for b in &letters {
+            pieces.push(format!("{a}{b}"));
+            pieces.push(format!("\u{2581}{a}{b}"));
+        }
+    }
+    tokens.extend(pieces.into_iter().map(|p| (p, 1)));
+    tokens.extend((tokens.len()..size).map(|i| (format!("<extra_{i}>"), CONTROL)));
+    tokens.truncate(size);
+    // Shorter pieces score higher, as in a trained unigram model; ties broken by position.
+    let scores = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, (t, ty))| match *ty {
+            1 => -(t.chars().count() as f32) - i as f32 * 1e-3,
+            _ => 0.0,
+        })
+        .collect();
+    let types = tokens.iter().map(|(_, ty)| *ty).collect();
+    let tokens = tokens.into_iter().map(|(t, _)| t).collect();
+    w.set("tokenizer.ggml.model", Value::String("llama".into()))?;
+    w.set("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)))?;
+    w.set("tokenizer.ggml.scores", Value::Array(Array::F32(scores)))?;
+    w.set("tokenizer.ggml.token_type", Value::Array(Array::I32(types)))?;
+    Ok(1)
+}
+
 /// Writes a synthetic model of `shape` (e.g. a [`ModelConfig::preset`]) with its linear weights in `ty` (I2_S,
 /// TQ1_0, TQ2_0 or F32).
 ///
 /// Each matrix is `trits · s` with one scale `s` exactly representable in f16, so every format stores the same
 /// values and gives identical logits. The embedding is F16 (and the head, when not tied), norms F32 around 1,
-/// sub-norms as the config says, and the tokenizer section is a GPT-2 byte-level vocabulary (256 byte tokens,
-/// then control tokens up to the vocabulary size). The architecture is `llama` when the config says so (SiLU,
-/// llama.cpp's adjacent-pair RoPE, as Falcon3-1.58bit and Llama3-8B-1.58 files), otherwise `bitnet` (`bitnet-b1.58`
-/// for I2_S) with ReLU², which readers infer from a `bitnet` file with that vocabulary; an activation the
-/// architecture does not have is refused.
+/// sub-norms as the config says. The architecture is `llama` when the config says so (SiLU, llama.cpp's
+/// adjacent-pair RoPE, as Falcon3-1.58bit, Llama3-8B-1.58 and Falcon-E files), `bitnet` with SiLU and a
+/// SentencePiece vocabulary for a SiLU `bitnet` config (1bitLLM's bitnet_b1_58-large/3B), otherwise `bitnet`
+/// (`bitnet-b1.58` for I2_S) with ReLU² and a GPT-2 byte-level vocabulary, which readers infer the activation
+/// from; an activation the architecture does not have is refused.
 pub fn write_synthetic(
     path: &Path,
     shape: &ModelConfig,
     ty: GgmlType,
     seed: u64,
 ) -> Result<(), GgufError> {
-    let (arch, activation) = match shape.architecture.as_str() {
-        "llama" => ("llama", Activation::Silu),
-        _ if ty == GgmlType::I2S => ("bitnet-b1.58", Activation::Relu2),
-        _ => ("bitnet", Activation::Relu2),
+    let (arch, activation, vocab) = match shape.architecture.as_str() {
+        "llama" => ("llama", Activation::Silu, Vocab::Bpe),
+        "bitnet" if shape.activation == Activation::Silu => {
+            ("bitnet", Activation::Silu, Vocab::SentencePiece)
+        }
+        _ if ty == GgmlType::I2S => ("bitnet-b1.58", Activation::Relu2, Vocab::Bpe),
+        _ => ("bitnet", Activation::Relu2, Vocab::Bpe),
     };
     if shape.activation != activation {
         return Err(mem(bitnet_gguf::ErrorKind::UnsupportedModel(format!(
@@ -86,44 +158,12 @@ pub fn write_synthetic(
         Value::F32(shape.rms_eps),
     )?;
     kv(&mut w, &a("rope.freq_base"), Value::F32(shape.rope_theta))?;
-    let mut tokens = byte_tokens();
-    let specials = shape.vocab_size.saturating_sub(256);
-    tokens.extend((0..specials).map(|i| format!("<|reserved_special_token_{i}|>")));
-    tokens.truncate(shape.vocab_size);
-    let types: Vec<i32> = (0..tokens.len())
-        .map(|i| if i < 256 { 1 } else { 3 })
-        .collect();
-    kv(&mut w, "tokenizer.ggml.model", Value::String("gpt2".into()))?;
-    kv(
-        &mut w,
-        "tokenizer.ggml.pre",
-        Value::String("llama-bpe".into()),
-    )?;
-    kv(
-        &mut w,
-        "tokenizer.ggml.tokens",
-        Value::Array(Array::String(tokens)),
-    )?;
-    kv(
-        &mut w,
-        "tokenizer.ggml.token_type",
-        Value::Array(Array::I32(types)),
-    )?;
-    kv(
-        &mut w,
-        "tokenizer.ggml.merges",
-        Value::Array(Array::String(Vec::new())),
-    )?;
-    kv(
-        &mut w,
-        "tokenizer.ggml.bos_token_id",
-        u32v(256.min(shape.vocab_size - 1)),
-    )?;
-    kv(
-        &mut w,
-        "tokenizer.ggml.eos_token_id",
-        u32v(257.min(shape.vocab_size - 1)),
-    )?;
+    let bos = match vocab {
+        Vocab::Bpe => bpe_vocab(&mut w, shape.vocab_size)?,
+        Vocab::SentencePiece => spm_vocab(&mut w, shape.vocab_size)?,
+    };
+    kv(&mut w, "tokenizer.ggml.bos_token_id", u32v(bos))?;
+    kv(&mut w, "tokenizer.ggml.eos_token_id", u32v(bos + 1))?;
 
     let f16_exact = |v: f32| half::f16::from_f32(v).to_f32();
     let matrices = if shape.tied_embeddings {

@@ -8,7 +8,7 @@ pub use hf::HfCheckpoint;
 
 use std::path::Path;
 
-use bitnet_gguf::{ModelConfig, RopeType};
+use bitnet_gguf::{ModelConfig, Overrides, RopeType};
 use bitnet_kernels_cubecl::TernaryBackend;
 
 use crate::error::LoadError;
@@ -26,7 +26,7 @@ pub fn load<B: TernaryBackend>(
     path: impl AsRef<Path>,
     device: &B::Device,
 ) -> Result<BitNet<B>, LoadError> {
-    load_with_progress(path, device, |_| {})
+    load_with_progress(path, device, &Overrides::default(), |_| {})
 }
 
 /// How far loading has got: `done` of `total` parts (the embedding, each layer, the output norm and head).
@@ -38,20 +38,25 @@ pub struct LoadProgress {
     pub total: usize,
 }
 
-/// [`load`], calling `progress` after each part (for a progress bar on large files).
+/// [`load`] with `overrides` to what the file says, calling `progress` after each part (for a progress bar on
+/// large files).
 pub fn load_with_progress<B: TernaryBackend>(
     path: impl AsRef<Path>,
     device: &B::Device,
+    overrides: &Overrides,
     mut progress: impl FnMut(LoadProgress),
 ) -> Result<BitNet<B>, LoadError> {
     let path = path.as_ref();
     if path.is_dir() {
         let ckpt = HfCheckpoint::open(path)?;
-        let config = ckpt.model_config()?;
+        let mut config = ckpt.model_config()?;
+        if let Some(a) = overrides.activation {
+            config = config.with_activation(a);
+        }
         build(&ckpt, config, device, &mut progress)
     } else {
         let file = bitnet_gguf::GgufFile::open(path)?;
-        let config = ModelConfig::from_gguf(&file)?;
+        let config = ModelConfig::from_gguf_with(&file, overrides)?;
         build(&file, config, device, &mut progress)
     }
 }
