@@ -14,6 +14,7 @@ mod gguf_fixtures;
 mod llamacpp_vocabs;
 mod model_fixtures;
 mod perplexity;
+mod streaming;
 mod synthetic;
 mod tokenizer;
 mod train_export;

@@ -154,9 +154,10 @@ pub fn generate_ids<B: TernaryBackend>(
     let stops = tokenizer.stop_ids();
     let mut sampler = Sampler::new(opts.sampler.clone());
     let mut history = prompt_ids.clone();
-    let (mut ids, mut stream) = (Vec::new(), TextStream::new(&opts.stop_strings));
+    let mut ids = Vec::new();
+    let (mut detok, mut stream) = (Detokenizer::default(), TextStream::new(&opts.stop_strings));
     let decode_start = Instant::now();
-    let stop = loop {
+    let mut stop = loop {
         if ids.len() >= opts.max_new_tokens {
             break StopReason::MaxTokens;
         }
@@ -166,7 +167,8 @@ pub fn generate_ids<B: TernaryBackend>(
         if stops.contains(&next) {
             break StopReason::StopToken(next);
         }
-        if let Some(s) = stream.push(tokenizer.decode(&ids)?, &mut on_text) {
+        let piece = detok.next(tokenizer, &ids)?;
+        if let Some(s) = stream.push(&piece, &mut on_text) {
             break StopReason::StopString(s);
         }
         if ids.len() >= opts.max_new_tokens {
@@ -179,7 +181,12 @@ pub fn generate_ids<B: TernaryBackend>(
     };
     timings.decode = decode_start.elapsed();
     timings.generated_tokens = ids.len();
-    stream.finish(&mut on_text);
+    if !matches!(stop, StopReason::StopString(_)) {
+        match stream.push(&detok.flush(tokenizer, &ids)?, &mut on_text) {
+            Some(s) => stop = StopReason::StopString(s),
+            None => stream.finish(&mut on_text),
+        }
+    }
     let text = tokenizer.decode(
         ids.iter()
             .copied()
@@ -206,12 +213,61 @@ fn to_vec<B: TernaryBackend>(t: burn::tensor::Tensor<B, 2>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().expect("f32 logits")
 }
 
-/// Emits text as it becomes final: holds back an incomplete UTF-8 sequence (decoded as U+FFFD at the end) and
-/// any tail that could start a stop string.
+/// Turns generated ids into text a step at a time without decoding them all again: decodes a window from the
+/// previous step's boundary and keeps what the newest ids added (a SentencePiece decode of a window drops the
+/// space its first piece starts with; both decodes start at the same id, so the difference is right). Holds back
+/// ids that end in an incomplete UTF-8 sequence (decoded as U+FFFD) or in a run of byte-fallback pieces (whose
+/// text depends on the whole run) until it completes, so windows never split a run.
+#[derive(Default)]
+struct Detokenizer {
+    /// Where the decode window starts.
+    prefix: usize,
+    /// Ids up to here have been turned into text.
+    read: usize,
+}
+
+impl Detokenizer {
+    /// The text `ids` (all generated so far) add to what earlier calls returned.
+    fn next(&mut self, tokenizer: &Tokenizer, ids: &[u32]) -> Result<String, GenerateError> {
+        if ids.last().is_some_and(|&id| tokenizer.is_byte_piece(id)) {
+            return Ok(String::new());
+        }
+        let window = tokenizer.decode(&ids[self.prefix..])?;
+        if window.ends_with('\u{FFFD}') {
+            return Ok(String::new());
+        }
+        let before = tokenizer.decode(&ids[self.prefix..self.read])?;
+        let new = match window.strip_prefix(before.as_str()) {
+            Some(new) => new.to_string(),
+            // Decoding is not prefix-stable here (a normalizer joined the pieces): diff whole decodes, once.
+            None => {
+                let whole = tokenizer.decode(ids)?;
+                let old = tokenizer.decode(&ids[..self.read])?;
+                whole.get(old.len()..).unwrap_or_default().to_string()
+            }
+        };
+        (self.prefix, self.read) = (self.read, ids.len());
+        Ok(new)
+    }
+
+    /// The text of ids still held back (an incomplete UTF-8 sequence at the end, as U+FFFD).
+    fn flush(&mut self, tokenizer: &Tokenizer, ids: &[u32]) -> Result<String, GenerateError> {
+        if self.read == ids.len() {
+            return Ok(String::new());
+        }
+        let window = tokenizer.decode(&ids[self.prefix..])?;
+        let before = tokenizer.decode(&ids[self.prefix..self.read])?;
+        (self.prefix, self.read) = (self.read, ids.len());
+        Ok(window.get(before.len()..).unwrap_or_default().to_string())
+    }
+}
+
+/// Emits text as it becomes final, holding back any tail that could start a stop string; looks for stop strings
+/// only in text not yet emitted (a stop cannot start earlier: that text was not the start of one).
 struct TextStream<'a> {
     stops: &'a [String],
     emitted: usize,
-    latest: String,
+    text: String,
 }
 
 impl<'a> TextStream<'a> {
@@ -219,53 +275,50 @@ impl<'a> TextStream<'a> {
         Self {
             stops,
             emitted: 0,
-            latest: String::new(),
+            text: String::new(),
         }
     }
 
-    /// `text` is the decode of every generated token so far; returns the stop string if one appeared.
-    fn push(&mut self, text: String, on_text: &mut impl FnMut(&str)) -> Option<String> {
-        if text.ends_with('\u{FFFD}') {
+    /// Appends `piece` to the text; returns the stop string if one appeared.
+    fn push(&mut self, piece: &str, on_text: &mut impl FnMut(&str)) -> Option<String> {
+        if piece.is_empty() {
             return None;
         }
-        self.latest = text;
+        self.text.push_str(piece);
+        let pending = &self.text[self.emitted..];
         let found = self
             .stops
             .iter()
             .filter(|s| !s.is_empty())
-            .filter_map(|s| self.latest.find(s.as_str()).map(|at| (at, s)))
+            .filter_map(|s| pending.find(s.as_str()).map(|at| (at, s)))
             .min();
         let (end, stop) = match found {
-            Some((at, s)) => (at, Some(s.clone())),
+            Some((at, s)) => (self.emitted + at, Some(s.clone())),
             None => {
                 let hold = self
                     .stops
                     .iter()
-                    .map(|s| longest_prefix_suffix(&self.latest, s))
+                    .map(|s| longest_prefix_suffix(pending, s))
                     .max()
                     .unwrap_or(0);
-                (self.latest.len() - hold, None)
+                (self.text.len() - hold, None)
             }
         };
-        let end = (0..=end)
-            .rev()
-            .find(|&i| self.latest.is_char_boundary(i))
-            .unwrap_or(0);
         if end > self.emitted {
-            on_text(&self.latest[self.emitted..end]);
+            on_text(&self.text[self.emitted..end]);
             self.emitted = end;
         }
         if stop.is_some() {
-            self.latest.truncate(self.emitted);
+            self.text.truncate(self.emitted);
         }
         stop
     }
 
     /// Emits what was held back (generation ended without a stop string).
     fn finish(&mut self, on_text: &mut impl FnMut(&str)) {
-        if self.latest.len() > self.emitted {
-            on_text(&self.latest[self.emitted..]);
-            self.emitted = self.latest.len();
+        if self.text.len() > self.emitted {
+            on_text(&self.text[self.emitted..]);
+            self.emitted = self.text.len();
         }
     }
 }
@@ -286,21 +339,13 @@ mod tests {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
         let mut s = TextStream::new(&stops);
         let mut out = Vec::new();
-        let mut text = String::new();
         for p in pieces {
-            text.push_str(p);
-            if let Some(stop) = s.push(text.clone(), &mut |t: &str| out.push(t.to_string())) {
+            if let Some(stop) = s.push(p, &mut |t: &str| out.push(t.to_string())) {
                 return (out, Some(stop));
             }
         }
         s.finish(&mut |t: &str| out.push(t.to_string()));
         (out, None)
-    }
-
-    #[test]
-    fn incomplete_utf8_is_held_back() {
-        let (out, _) = run(&["ab", "\u{FFFD}", "c"], &[]);
-        assert_eq!(out, ["ab", "\u{FFFD}c"]);
     }
 
     #[test]

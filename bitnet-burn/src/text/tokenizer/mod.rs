@@ -230,6 +230,17 @@ impl Tokenizer {
         self.inner.decode(ids, false).map_err(lib)
     }
 
+    /// Whether `id` is a SentencePiece byte-fallback piece (`<0xXX>`): a run of them decodes as one UTF-8 sequence
+    /// (all U+FFFD when invalid), so its text is known only when the run ends.
+    pub fn is_byte_piece(&self, id: u32) -> bool {
+        self.token(id).is_some_and(|t| {
+            t.len() == 6
+                && t.starts_with("<0x")
+                && t.ends_with('>')
+                && u8::from_str_radix(&t[3..5], 16).is_ok()
+        })
+    }
+
     /// Number of ids.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
