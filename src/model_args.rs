@@ -35,11 +35,14 @@ pub struct ModelArgs {
     /// Backend to run on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendKind,
-    /// CPU threads (0: one per available core).
-    #[arg(short = 't', long, default_value_t = 0)]
+    /// CPU threads (0: one per available core; more than the available cores are capped with a warning, since
+    /// spinning workers that share a core slow every step down).
+    #[arg(short = 't', long, default_value_t = 0, value_parser = capped_threads)]
     pub threads: usize,
-    /// Output head numerics.
-    #[arg(long, value_enum, default_value = "float")]
+    /// Output head numerics. int8 is the default: it halves a 2B-4T decode step's time (the tied head is most of
+    /// the bytes read per token) and moved the shipped model's held-out perplexity by 0.005%; `float` gives the
+    /// reference numerics.
+    #[arg(long, value_enum, default_value = "int8")]
     pub head: HeadArg,
     /// FFN activation, overriding what the file says or what is inferred from its architecture and vocabulary
     /// (for a file that says nothing, or says it wrong).
@@ -54,6 +57,21 @@ pub enum ActivationArg {
     Relu2,
     /// SiLU (bitnet_b1_58-large/3B, Falcon3-1.58bit, Llama3-8B-1.58, Falcon-E).
     Silu,
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Parses `-t`, capping it at the available cores with a warning.
+fn capped_threads(arg: &str) -> Result<usize, String> {
+    let t: usize = arg.parse().map_err(|e| format!("{e}"))?;
+    let cores = cores();
+    if t > cores {
+        eprintln!("warning: -t {t} is more than the {cores} available cores; using {cores}");
+        return Ok(cores);
+    }
+    Ok(t)
 }
 
 impl ModelArgs {
@@ -86,7 +104,7 @@ impl ModelArgs {
     /// The thread count in effect.
     pub fn threads(&self) -> usize {
         match self.threads {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            0 => cores(),
             t => t,
         }
     }

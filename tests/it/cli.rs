@@ -105,6 +105,8 @@ fn logits_match_transformers_and_cover_all_positions() {
         &tokens,
         "--all-positions",
         "--float-activations",
+        "--head",
+        "float",
         "-o",
         npy.to_str().unwrap(),
     ]);

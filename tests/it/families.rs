@@ -142,6 +142,8 @@ fn perplexity_equals_llama_perplexity(preset: &str) {
         "128",
         "--act",
         "float",
+        "--head",
+        "float",
         "--json",
     ]);
     let ours = report["ppl"].as_f64().unwrap();
@@ -235,7 +237,7 @@ fn an_untellable_activation_is_refused_and_the_flag_overrides_it() {
             "--act",
             "float",
         ];
-        args.extend(["-o", out.to_str().unwrap()]);
+        args.extend(["--head", "float", "-o", out.to_str().unwrap()]);
         if let Some(a) = act {
             args.extend(["--activation", a]);
         }

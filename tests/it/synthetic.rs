@@ -218,3 +218,34 @@ fn bench_reports_prefill_and_decode_speed() {
     assert_eq!(j["backend"], "cpu (burn-ndarray)");
     assert_eq!((&j["threads"], &j["head"]), (&2.into(), &"int8".into()));
 }
+
+/// The defaults are the fast ones: the int8 head, and threads capped at the available cores with a warning
+/// (999 spinning workers on 2 cores ran prefill at 1.5 tok/s).
+#[test]
+fn bench_defaults_to_the_int8_head_and_caps_threads_at_the_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = synth(dir.path(), GgmlType::I2S, 4);
+    let out = common::bitnet(&[
+        "bench",
+        "-m",
+        path.to_str().unwrap(),
+        "-p",
+        "4",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-t",
+        "999",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!((&j["threads"], &j["head"]), (&cores.into(), &"int8".into()));
+    assert!(
+        err.contains(&format!("-t 999 is more than the {cores} available cores")),
+        "{err}"
+    );
+}
