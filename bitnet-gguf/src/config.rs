@@ -202,6 +202,23 @@ impl ModelConfig {
         Self { activation, ..self }
     }
 
+    /// The published model family whose graph this config computes (the architecture, activation and head
+    /// decide it; the sizes do not).
+    pub fn family(&self) -> &'static str {
+        match (
+            self.architecture.as_str(),
+            self.activation,
+            self.tied_embeddings,
+        ) {
+            ("llama", _, false) => {
+                "Falcon3-1.58bit / Llama3-8B-1.58 (ternary llama, separate head)"
+            }
+            ("llama", _, true) => "Falcon-E (ternary llama, tied head)",
+            (_, Activation::Silu, _) => "1bitLLM bitnet_b1_58-large/3B (bitnet, SiLU)",
+            _ => "BitNet b1.58 2B-4T (relu², sub-norms)",
+        }
+    }
+
     /// Per-head dimension.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.n_heads

@@ -21,6 +21,10 @@ pub struct Args {
     /// Tokens generated one at a time after the prefill (tg).
     #[arg(short = 'n', long, default_value_t = 64)]
     gen_tokens: usize,
+    /// Tokens already in the context when the timed part starts (prefilled untimed, as llama-bench's `-d`): the
+    /// speed a long conversation sees.
+    #[arg(short = 'd', long, default_value_t = 0)]
+    depth: usize,
     /// Repetitions (the mean and standard deviation are reported).
     #[arg(short, long, default_value_t = 3)]
     repetitions: usize,
@@ -45,13 +49,29 @@ impl BackendTask for Args {
             "-p and -r must be at least 1"
         );
         let model = self.model.load::<B>(&device)?;
+        let total = self.depth + self.prompt_tokens + self.gen_tokens;
+        ensure!(
+            total <= model.config.context_length,
+            "-d {} + -p {} + -n {} = {total} tokens exceed the model's context of {}",
+            self.depth,
+            self.prompt_tokens,
+            self.gen_tokens,
+            model.config.context_length
+        );
         let vocab = model.config.vocab_size as u64;
-        let prompt: Vec<u32> = (0..self.prompt_tokens as u64)
-            .map(|i| ((i * 7919 + 13) % vocab) as u32)
-            .collect();
+        let ids = |n: usize, from: u64| -> Vec<u32> {
+            (from..from + n as u64)
+                .map(|i| ((i * 7919 + 13) % vocab) as u32)
+                .collect()
+        };
+        let prompt = ids(self.prompt_tokens, self.depth as u64);
         let (mut prefill, mut decode) = (Vec::new(), Vec::new());
         for _ in 0..self.repetitions {
-            let mut cache = model.new_cache(1, self.prompt_tokens + self.gen_tokens);
+            let mut cache = model.new_cache(1, total);
+            // The context is prefilled in chunks, as a long prompt would be.
+            for chunk in ids(self.depth, 0).chunks(512) {
+                model.forward_last(&[chunk.to_vec()], &mut cache, ActQuant::Int8)?;
+            }
             let start = Instant::now();
             let mut logits = model
                 .forward_last(std::slice::from_ref(&prompt), &mut cache, ActQuant::Int8)?
@@ -80,19 +100,25 @@ impl BackendTask for Args {
                 mean_std(&decode)
             },
         );
+        // The CPU kernels' instruction set (what `BITNET_ISA` forces); GPU backends run CubeCL kernels.
+        let isa = backend
+            .starts_with("cpu")
+            .then(|| bitnet_kernels_cubecl::cpu::Isa::detect().name());
         let report = json!({
-            "model": self.model.model.display().to_string(), "backend": backend, "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(),
-            "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens, "repetitions": self.repetitions,
+            "model": self.model.model.display().to_string(), "backend": backend, "isa": isa, "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(),
+            "depth": self.depth, "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens, "repetitions": self.repetitions,
             "prefill_tok_s": pp, "prefill_tok_s_std": pp_sd, "decode_tok_s": tg, "decode_tok_s_std": tg_sd,
         });
         if self.json {
             return crate::output::print(&report.to_string());
         }
         crate::output::print(&format!(
-            "{} [{backend}, {} threads, {:?} head]\npp{} {:.1} ± {:.1} tok/s\ntg{} {:.1} ± {:.1} tok/s ({} repetitions)",
+            "{} [{backend}{}, {} threads, {:?} head, depth {}]\npp{} {:.1} ± {:.1} tok/s\ntg{} {:.1} ± {:.1} tok/s ({} repetitions)",
             self.model.model.display(),
+            isa.map(|i| format!(", {i}")).unwrap_or_default(),
             self.model.threads(),
             self.model.head,
+            self.depth,
             self.prompt_tokens,
             pp,
             pp_sd,

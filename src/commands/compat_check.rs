@@ -158,8 +158,9 @@ fn check_gguf(path: &Path, r: &mut Report) {
             "architecture",
             Status::Ok,
             format!(
-                "{}: hidden {}, {} layers, {}/{} heads, ffn {}, vocab {}, {} activation",
+                "{} ({} graph): hidden {}, {} layers, {}/{} heads, ffn {}, vocab {}, {} activation",
                 c.architecture,
+                c.family(),
                 c.hidden_size,
                 c.n_layers,
                 c.n_heads,

@@ -46,7 +46,7 @@ fn config_json(c: &ModelConfig) -> serde_json::Value {
         "context_length": c.context_length, "rope_theta": c.rope_theta, "rope_dim": c.rope_dim, "rms_eps": c.rms_eps,
         "activation": c.activation.name(), "activation_source": c.activation_source,
         "rope_type": c.rope_type.name(), "rope_type_source": c.rope_type_source,
-        "tied_embeddings": c.tied_embeddings, "sub_norms": c.sub_norms,
+        "tied_embeddings": c.tied_embeddings, "sub_norms": c.sub_norms, "family": c.family(),
     })
 }
 
@@ -82,7 +82,12 @@ pub fn run(args: Args) -> Result<()> {
         f.alignment()
     )?;
     if let Ok(c) = &config {
-        writeln!(out, "arch        {}", c.architecture)?;
+        writeln!(
+            out,
+            "arch        {} (the {} graph)",
+            c.architecture,
+            c.family()
+        )?;
         writeln!(
             out,
             "shape       hidden {}, layers {}, heads {}/{} (head dim {}), ffn {}, vocab {}",

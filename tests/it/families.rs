@@ -189,18 +189,33 @@ fn the_config_says_what_each_family_computes() {
     use bitnet_burn::Activation::Silu;
     use bitnet_gguf::RopeType::{Neox, Normal};
     let dir = tempfile::tempdir().unwrap();
-    for (preset, rope, tied, sub_norms) in [
-        ("tiny-llama", Normal, false, false),
-        ("tiny-falcon-e", Normal, true, false),
-        ("tiny-1bitllm", Neox, true, true),
+    for (preset, rope, tied, sub_norms, family) in [
+        (
+            "tiny-llama",
+            Normal,
+            false,
+            false,
+            "Falcon3-1.58bit / Llama3-8B-1.58",
+        ),
+        ("tiny-falcon-e", Normal, true, false, "Falcon-E"),
+        (
+            "tiny-1bitllm",
+            Neox,
+            true,
+            true,
+            "1bitLLM bitnet_b1_58-large/3B",
+        ),
     ] {
         let path = synthetic(preset, dir.path(), GgmlType::F32, "f32");
-        let c = ModelConfig::from_gguf(&GgufFile::open(path).unwrap()).unwrap();
+        let c = ModelConfig::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
         assert_eq!(
             (c.rope_type, c.activation, c.tied_embeddings, c.sub_norms),
             (rope, Silu, tied, sub_norms),
             "{preset}"
         );
+        assert!(c.family().starts_with(family), "{preset}: {}", c.family());
+        let info = bitnet_json(&["info", path.to_str().unwrap(), "--json"]);
+        assert_eq!(info["config"]["family"], c.family());
     }
 }
 

@@ -249,3 +249,34 @@ fn bench_defaults_to_the_int8_head_and_caps_threads_at_the_cores() {
         "{err}"
     );
 }
+
+/// `-d N` times prefill and decode after an N-token context (llama-bench's `-d`), refusing a depth the model's
+/// context cannot hold with a message naming the numbers.
+#[test]
+fn bench_runs_at_a_depth_within_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-1024.gguf");
+    let config = ModelConfig::preset("tiny")
+        .unwrap()
+        .with_context_length(1024);
+    write_synthetic(&path, &config, GgmlType::I2S, 4).unwrap();
+    let path = path.to_str().unwrap();
+    let args = |d: &'static str| {
+        [
+            "bench", "-m", path, "-d", d, "-p", "16", "-n", "4", "-r", "1", "--json",
+        ]
+    };
+    let j = common::bitnet_json(&args("600"));
+    assert_eq!(
+        (&j["depth"], &j["prompt_tokens"]),
+        (&600.into(), &16.into())
+    );
+    assert!(j["decode_tok_s"].as_f64().unwrap() > 0.0);
+    let out = common::bitnet(&args("1020"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("= 1040 tokens exceed the model's context of 1024"),
+        "{err}"
+    );
+}
