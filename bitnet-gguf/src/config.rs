@@ -106,6 +106,20 @@ pub struct Overrides {
     pub activation: Option<Activation>,
 }
 
+impl Overrides {
+    /// `config` with what these overrides give, each named as its source.
+    pub fn apply(&self, config: ModelConfig) -> ModelConfig {
+        match self.activation {
+            Some(activation) => ModelConfig {
+                activation,
+                activation_source: "given (overrides what the file says)".into(),
+                ..config
+            },
+            None => config,
+        }
+    }
+}
+
 /// Names of the presets [`ModelConfig::preset`] knows.
 pub const PRESETS: [&str; 6] = [
     "tiny",
@@ -303,12 +317,13 @@ impl ModelConfig {
                 found: embd.dims.clone(),
             }));
         }
+        // An overridden activation is not inferred (inference may refuse the file); `apply` below sets it.
         let (activation, activation_source) = match overrides.activation {
-            Some(a) => (a, "given (overrides what the file says)".into()),
+            Some(a) => (a, String::new()),
             None => activation(file, &arch)?,
         };
         let (rope_type, rope_type_source) = rope_type(file, &arch, rope_dim, head_dim)?;
-        Ok(Self {
+        Ok(overrides.apply(Self {
             architecture: arch,
             context_length,
             rope_theta,
@@ -328,7 +343,7 @@ impl ModelConfig {
                 ffn_size,
                 vocab_size,
             )
-        })
+        }))
     }
 }
 

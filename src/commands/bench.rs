@@ -7,7 +7,7 @@ use bitnet_burn::text::sampling::argmax;
 use bitnet_burn::{ActQuant, TernaryBackend};
 use serde_json::json;
 
-use crate::backend::BackendTask;
+use crate::backend::{BackendKind, BackendTask};
 use crate::model_args::ModelArgs;
 
 /// Arguments of `bitnet bench`.
@@ -64,12 +64,15 @@ impl BackendTask for Args {
                 .map(|i| ((i * 7919 + 13) % vocab) as u32)
                 .collect()
         };
-        let prompt = ids(self.prompt_tokens, self.depth as u64);
+        let (context, prompt) = (
+            ids(self.depth, 0),
+            ids(self.prompt_tokens, self.depth as u64),
+        );
         let (mut prefill, mut decode) = (Vec::new(), Vec::new());
         for _ in 0..self.repetitions {
             let mut cache = model.new_cache(1, total);
             // The context is prefilled in chunks, as a long prompt would be.
-            for chunk in ids(self.depth, 0).chunks(512) {
+            for chunk in context.chunks(512) {
                 model.forward_last(&[chunk.to_vec()], &mut cache, ActQuant::Int8)?;
             }
             let start = Instant::now();
@@ -101,8 +104,7 @@ impl BackendTask for Args {
             },
         );
         // The CPU kernels' instruction set (what `BITNET_ISA` forces); GPU backends run CubeCL kernels.
-        let isa = backend
-            .starts_with("cpu")
+        let isa = (self.model.backend == BackendKind::Cpu)
             .then(|| bitnet_kernels_cubecl::cpu::Isa::detect().name());
         let report = json!({
             "model": self.model.model.display().to_string(), "backend": backend, "isa": isa, "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(),

@@ -227,7 +227,8 @@ struct Detokenizer {
 }
 
 impl Detokenizer {
-    /// The text `ids` (all generated so far) add to what earlier calls returned.
+    /// The text `ids` (all generated so far) add to what earlier calls returned, or nothing while they end in
+    /// a byte run or an incomplete UTF-8 sequence.
     fn next(&mut self, tokenizer: &Tokenizer, ids: &[u32]) -> Result<String, GenerateError> {
         if ids.last().is_some_and(|&id| tokenizer.is_byte_piece(id)) {
             return Ok(String::new());
@@ -236,6 +237,25 @@ impl Detokenizer {
         if window.ends_with('\u{FFFD}') {
             return Ok(String::new());
         }
+        self.take(tokenizer, ids, window)
+    }
+
+    /// The text of ids still held back (an incomplete UTF-8 sequence at the end, as U+FFFD).
+    fn flush(&mut self, tokenizer: &Tokenizer, ids: &[u32]) -> Result<String, GenerateError> {
+        if self.read == ids.len() {
+            return Ok(String::new());
+        }
+        let window = tokenizer.decode(&ids[self.prefix..])?;
+        self.take(tokenizer, ids, window)
+    }
+
+    /// What `window`, the decode of `ids[prefix..]`, adds to the ids read before; moves the window on.
+    fn take(
+        &mut self,
+        tokenizer: &Tokenizer,
+        ids: &[u32],
+        window: String,
+    ) -> Result<String, GenerateError> {
         let before = tokenizer.decode(&ids[self.prefix..self.read])?;
         let new = match window.strip_prefix(before.as_str()) {
             Some(new) => new.to_string(),
@@ -248,17 +268,6 @@ impl Detokenizer {
         };
         (self.prefix, self.read) = (self.read, ids.len());
         Ok(new)
-    }
-
-    /// The text of ids still held back (an incomplete UTF-8 sequence at the end, as U+FFFD).
-    fn flush(&mut self, tokenizer: &Tokenizer, ids: &[u32]) -> Result<String, GenerateError> {
-        if self.read == ids.len() {
-            return Ok(String::new());
-        }
-        let window = tokenizer.decode(&ids[self.prefix..])?;
-        let before = tokenizer.decode(&ids[self.prefix..self.read])?;
-        (self.prefix, self.read) = (self.read, ids.len());
-        Ok(window.get(before.len()..).unwrap_or_default().to_string())
     }
 }
 
@@ -333,7 +342,27 @@ fn longest_prefix_suffix(text: &str, stop: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::TextStream;
+    use super::{Detokenizer, TextStream};
+    use crate::text::tokenizer::Tokenizer;
+
+    /// An incomplete UTF-8 sequence is held back (with the text before it in the window) until it completes,
+    /// and flushed as U+FFFD if it never does.
+    #[test]
+    fn incomplete_utf8_is_held_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        let config = bitnet_gguf::ModelConfig::preset("tiny").unwrap();
+        crate::io::synth::write_synthetic(&path, &config, bitnet_gguf::GgmlType::F32, 1).unwrap();
+        let tok = Tokenizer::from_gguf(&bitnet_gguf::GgufFile::open(&path).unwrap()).unwrap();
+        // The synthetic vocabulary's first 256 ids are the bytes: "é" is 0xC3 0xA9.
+        let ids = [u32::from(b'a'), 0xC3, 0xA9, u32::from(b'b'), 0xC3];
+        let mut d = Detokenizer::default();
+        let pieces: Vec<String> = (1..=ids.len())
+            .map(|n| d.next(&tok, &ids[..n]).unwrap())
+            .collect();
+        assert_eq!(pieces, ["a", "", "\u{e9}", "b", ""]);
+        assert_eq!(d.flush(&tok, &ids).unwrap(), "\u{FFFD}");
+    }
 
     fn run(pieces: &[&str], stops: &[&str]) -> (Vec<String>, Option<String>) {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();

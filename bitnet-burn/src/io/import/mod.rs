@@ -49,10 +49,7 @@ pub fn load_with_progress<B: TernaryBackend>(
     let path = path.as_ref();
     if path.is_dir() {
         let ckpt = HfCheckpoint::open(path)?;
-        let mut config = ckpt.model_config()?;
-        if let Some(a) = overrides.activation {
-            config = config.with_activation(a);
-        }
+        let config = overrides.apply(ckpt.model_config()?);
         build(&ckpt, config, device, &mut progress)
     } else {
         let file = bitnet_gguf::GgufFile::open(path)?;
