@@ -10,18 +10,6 @@ use bitnet_burn::text::tokenizer::Tokenizer;
 use bitnet_burn::{load, ActQuant};
 use burn::backend::NdArray;
 
-fn bitnet(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_bitnet"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 fn perplexity(extra: &[&str]) -> f64 {
     let text = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -29,10 +17,7 @@ fn perplexity(extra: &[&str]) -> f64 {
     );
     let mut args = vec!["perplexity", "-f", text, "-c", "128", "--json"];
     args.extend_from_slice(extra);
-    let (ok, out, err) = bitnet(&args);
-    assert!(ok, "{err}");
-    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
-    j["ppl"].as_f64().unwrap()
+    common::bitnet_json(&args)["ppl"].as_f64().unwrap()
 }
 
 #[test]
@@ -55,8 +40,9 @@ fn the_default_model_knows_shakespeare() {
 
 #[test]
 fn run_without_a_model_argument_writes_a_play() {
-    let (ok, out, err) = bitnet(&["run", "-p", "ROMEO:", "-n", "48", "--temp", "0"]);
-    assert!(ok, "{err}");
+    let o = common::bitnet(&["run", "-p", "ROMEO:", "-n", "48", "--temp", "0"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
     // The continuation: several lines of text (the model writes speeches and line breaks).
     assert!(out.lines().count() >= 2 && out.len() > 60, "{out}");
 }
