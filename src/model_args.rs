@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bitnet_burn::{load_with_progress, Activation, BitNet, HeadMode, Overrides, TernaryBackend};
+use bitnet_burn::{
+    load_with_progress, Activation, BitNet, HeadMode, LoadOptions, Overrides, TernaryBackend,
+};
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -83,21 +85,23 @@ impl ModelArgs {
                 .progress_chars("=> "),
         );
         bar.set_message(self.model.display().to_string());
-        let overrides = Overrides {
-            activation: self.activation.map(|a| match a {
-                ActivationArg::Relu2 => Activation::Relu2,
-                ActivationArg::Silu => Activation::Silu,
-            }),
+        let options = LoadOptions {
+            overrides: Overrides {
+                activation: self.activation.map(|a| match a {
+                    ActivationArg::Relu2 => Activation::Relu2,
+                    ActivationArg::Silu => Activation::Silu,
+                }),
+            },
+            head: match self.head {
+                HeadArg::Float => HeadMode::Float,
+                HeadArg::Int8 => HeadMode::Int8,
+            },
         };
-        let mut model = load_with_progress::<B>(&self.model, device, &overrides, |p| {
+        let model = load_with_progress::<B>(&self.model, device, &options, |p| {
             bar.set_length(p.total as u64);
             bar.set_position(p.done as u64);
         })?;
         bar.finish_and_clear();
-        model.set_head(match self.head {
-            HeadArg::Float => HeadMode::Float,
-            HeadArg::Int8 => HeadMode::Int8,
-        });
         Ok(model)
     }
 

@@ -48,6 +48,9 @@ pub enum ForwardError {
         /// The limit.
         limit: usize,
     },
+    /// Reading the embedding's rows from the model file failed.
+    #[error("reading the embedding: {0}")]
+    Read(String),
     /// A token id outside the vocabulary.
     #[error("token id {id} is outside the vocabulary (size {vocab})")]
     BadToken {

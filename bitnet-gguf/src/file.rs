@@ -44,7 +44,11 @@ impl TensorInfo {
 }
 
 enum Storage {
-    Mmap(memmap2::Mmap),
+    /// The mapping, and the file for reads that should not map pages into this process.
+    Mmap(
+        memmap2::Mmap,
+        #[cfg_attr(not(unix), allow(dead_code))] std::fs::File,
+    ),
     Owned(Vec<u8>),
 }
 
@@ -81,7 +85,7 @@ impl GgufFile {
         let file = std::fs::File::open(path).map_err(err)?;
         // SAFETY: the mapping is read-only; like every mmap reader we assume the file is not truncated while open.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(err)?;
-        Self::parse(name, Storage::Mmap(map))
+        Self::parse(name, Storage::Mmap(map, file))
     }
 
     /// Validates a file held in memory (tests, fuzzing, network buffers).
@@ -91,7 +95,7 @@ impl GgufFile {
 
     fn parse(name: String, storage: Storage) -> Result<Self> {
         let buf: &[u8] = match &storage {
-            Storage::Mmap(m) => m,
+            Storage::Mmap(m, _) => m,
             Storage::Owned(v) => v,
         };
         let header = parse_header(buf).map_err(|k| GgufError::new(&name, k))?;
@@ -153,7 +157,7 @@ impl GgufFile {
     /// The whole file.
     pub fn bytes(&self) -> &[u8] {
         match &self.storage {
-            Storage::Mmap(m) => m,
+            Storage::Mmap(m, _) => m,
             Storage::Owned(v) => v,
         }
     }
@@ -188,6 +192,62 @@ impl GgufFile {
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
         let start = (self.data_offset + info.offset) as usize;
         &self.bytes()[start..start + info.size as usize]
+    }
+
+    /// Drops bytes `range` of a tensor's data from this process's resident memory once they have been read
+    /// (the pages stay in the page cache, and reading them again faults them back in): a loader that repacks
+    /// the weights would otherwise hold both the file's pages and its own copy. Files held in memory are left
+    /// as they are.
+    pub fn release(&self, info: &TensorInfo, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if let Storage::Mmap(m, _) = &self.storage {
+            let start = (self.data_offset + info.offset) as usize + range.start;
+            let len = range
+                .end
+                .min(info.size as usize)
+                .saturating_sub(range.start);
+            // SAFETY: the mapping is read-only and backed by the file, so MADV_DONTNEED cannot lose data: a later
+            // read of these pages faults the file's contents back in.
+            let advised =
+                unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+            // Releasing only saves memory; a kernel that refuses the advice leaves the pages mapped.
+            drop(advised);
+        }
+        #[cfg(not(unix))]
+        let _ = (info, range);
+    }
+
+    /// Copies `out.len()` bytes of a tensor's data from byte `start` on, reading the file rather than the mapping
+    /// where there is one: a few looked-up embedding rows then add nothing to this process's resident memory,
+    /// where touching the mapping maps the page cache's whole folio (measured: 1.6 MB per looked-up row on
+    /// Linux 6.18).
+    pub fn read_tensor_bytes(&self, info: &TensorInfo, start: usize, out: &mut [u8]) -> Result<()> {
+        let end = start
+            .checked_add(out.len())
+            .filter(|&e| e as u64 <= info.size);
+        let Some(end) = end else {
+            let message = format!(
+                "bytes {start}..{} of tensor {:?} ({} bytes)",
+                start.saturating_add(out.len()),
+                info.name,
+                info.size
+            );
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
+            return Err(self.error(ErrorKind::Io(e)));
+        };
+        match &self.storage {
+            #[cfg(unix)]
+            Storage::Mmap(_, file) => {
+                use std::os::unix::fs::FileExt;
+                let at = self.data_offset + info.offset + start as u64;
+                file.read_exact_at(out, at)
+                    .map_err(|e| self.error(ErrorKind::Io(e)))
+            }
+            _ => {
+                out.copy_from_slice(&self.tensor_data(info)[start..end]);
+                Ok(())
+            }
+        }
     }
 
     /// An unsigned integer value (any integer width), or an error naming the key.

@@ -30,4 +30,21 @@ impl GgufFile {
             .map_err(|k| self.error(k))?;
         Ok(out)
     }
+
+    /// Bytes of one row of `info` (a matrix of `dims[0]`-value rows stored in whole blocks, so that rows decode one at a time), or an error for a type whose blocks are
+    /// not whole rows.
+    pub fn row_bytes(&self, info: &TensorInfo) -> Result<usize> {
+        let cols = info.dims[0];
+        match info.ty.data_size(cols) {
+            Some(b) if info.ty != GgmlType::I2S && cols.is_multiple_of(info.ty.block_size()) => {
+                Ok(b as usize)
+            }
+            _ => Err(self.error(ErrorKind::NotBlockMultiple {
+                tensor: info.name.clone(),
+                ty: info.ty.name().into(),
+                block: info.ty.block_size(),
+                ne0: cols,
+            })),
+        }
+    }
 }

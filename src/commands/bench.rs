@@ -48,7 +48,9 @@ impl BackendTask for Args {
             self.prompt_tokens > 0 && self.repetitions > 0,
             "-p and -r must be at least 1"
         );
+        let loading = Instant::now();
         let model = self.model.load::<B>(&device)?;
+        let load_s = loading.elapsed().as_secs_f64();
         let total = self.depth + self.prompt_tokens + self.gen_tokens;
         ensure!(
             total <= model.config.context_length,
@@ -109,13 +111,13 @@ impl BackendTask for Args {
         let report = json!({
             "model": self.model.model.display().to_string(), "backend": backend, "isa": isa, "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(),
             "depth": self.depth, "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens, "repetitions": self.repetitions,
-            "prefill_tok_s": pp, "prefill_tok_s_std": pp_sd, "decode_tok_s": tg, "decode_tok_s_std": tg_sd,
+            "load_s": load_s, "prefill_tok_s": pp, "prefill_tok_s_std": pp_sd, "decode_tok_s": tg, "decode_tok_s_std": tg_sd,
         });
         if self.json {
             return crate::output::print(&report.to_string());
         }
         crate::output::print(&format!(
-            "{} [{backend}{}, {} threads, {:?} head, depth {}]\npp{} {:.1} ± {:.1} tok/s\ntg{} {:.1} ± {:.1} tok/s ({} repetitions)",
+            "{} [{backend}{}, {} threads, {:?} head, depth {}]\nload {load_s:.2} s\npp{} {:.1} ± {:.1} tok/s\ntg{} {:.1} ± {:.1} tok/s ({} repetitions)",
             self.model.model.display(),
             isa.map(|i| format!(", {i}")).unwrap_or_default(),
             self.model.threads(),

@@ -7,7 +7,7 @@ use crate::common;
 use std::process::Command;
 
 use bitnet_burn::text::tokenizer::Tokenizer;
-use bitnet_burn::{load, ActQuant};
+use bitnet_burn::ActQuant;
 use burn::backend::NdArray;
 
 fn perplexity(extra: &[&str]) -> f64 {
@@ -55,7 +55,7 @@ fn greedy_with_margins(
     n: usize,
 ) -> (String, Vec<(usize, f32)>) {
     let device = Default::default();
-    let model = load::<NdArray>(path, &device).unwrap();
+    let model = crate::common::load_float::<NdArray>(path, &device);
     let tokenizer = Tokenizer::from_gguf(&bitnet_gguf::GgufFile::open(path).unwrap()).unwrap();
     let mut cache = model.new_cache(1, model.config.context_length);
     let mut input = tokenizer.encode(prompt, true).unwrap();
@@ -117,7 +117,9 @@ fn llamacpp_continues_prompts_with_our_greedy_text() {
             .iter()
             .position(|&(len, _)| len > same)
             .unwrap_or(steps.len());
-        if split < steps.len() {
+        // llama-completion's output was once seen cut short under a loaded machine (a prefix of ours, exit 0):
+        // running out of text is not parting.
+        if split < steps.len() && same < theirs.len() {
             let margin = steps[split].1;
             assert!(
                 margin < 0.02,

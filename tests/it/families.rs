@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use bitnet_burn::io::synth::write_synthetic;
 use bitnet_burn::text::tokenizer::Tokenizer;
-use bitnet_burn::{load, ActQuant, ModelConfig};
+use bitnet_burn::{ActQuant, ModelConfig};
 use bitnet_gguf::{GgmlType, GgufFile};
 use burn::backend::NdArray;
 use sha2::{Digest, Sha256};
@@ -84,7 +84,7 @@ fn tokens_equal_llama_tokenize(preset: &str) {
 fn float_logits_equal_llamacpp(preset: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = synthetic(preset, dir.path(), GgmlType::F32, "f32");
-    let model = load::<NdArray>(&path, &Default::default()).unwrap();
+    let model = crate::common::load_float::<NdArray>(&path, &Default::default());
     let ours = logits(&model, &logit_tokens(preset), ActQuant::Float);
     let theirs = reference(preset, "f32");
     let scale = theirs.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
@@ -107,7 +107,7 @@ fn float_logits_equal_llamacpp(preset: &str) {
 fn q8k_logits_on_tq2_0_equal_llamacpp(preset: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = synthetic(preset, dir.path(), GgmlType::TQ2_0, "tq2_0");
-    let model = load::<NdArray>(&path, &Default::default()).unwrap();
+    let model = crate::common::load_float::<NdArray>(&path, &Default::default());
     let ours = logits(&model, &logit_tokens(preset), ActQuant::Q8K);
     let (q8k, float) = (reference(preset, "q8k"), reference(preset, "f32"));
     let mut total = 0.0;

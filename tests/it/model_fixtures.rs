@@ -20,7 +20,7 @@ use crate::common;
 
 use crate::common::model::*;
 use crate::common::*;
-use bitnet_burn::{load, ActQuant, BitNet, TernaryBackend};
+use bitnet_burn::{ActQuant, BitNet, TernaryBackend};
 use std::path::Path;
 
 /// The bounds a backend is held to (see the module doc).
@@ -52,7 +52,7 @@ fn load_variant<B: TernaryBackend>(dir: &Path, variant: &str, device: &B::Device
     } else {
         fixture_gguf(dir, variant)
     };
-    load::<B>(&path, device).unwrap_or_else(|e| panic!("{variant}: {e}"))
+    crate::common::load_float::<B>(&path, device)
 }
 
 /// Our logits for a sequence, aligned with a reference file (all positions, or the last one).

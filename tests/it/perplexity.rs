@@ -5,7 +5,7 @@
 use crate::common::model::*;
 use crate::common::*;
 use bitnet_burn::text::perplexity::perplexity;
-use bitnet_burn::{load, ActQuant, HeadMode};
+use bitnet_burn::{ActQuant, HeadMode};
 
 /// llama-perplexity's rule on one window: positions ctx/2 .. ctx-2 predict the next token.
 fn reference_nll(logits: &[Vec<f32>], tokens: &[u32]) -> f64 {
@@ -33,8 +33,10 @@ fn perplexity_matches_transformers_and_the_int8_head_costs_little() {
     };
     let tokens = sequence(&dir, "seq16");
     let expected = reference_nll(&reference(&dir, "hf", "logits_seq16_all"), &tokens);
-    let mut model =
-        load::<burn::backend::NdArray>(fixture_gguf(&dir, "i2_s"), &Default::default()).unwrap();
+    let mut model = crate::common::load_float::<burn::backend::NdArray>(
+        &fixture_gguf(&dir, "i2_s"),
+        &Default::default(),
+    );
     let float = perplexity(&model, &tokens, tokens.len(), None, ActQuant::Int8).unwrap();
     assert_eq!((float.windows, float.scored), (1, 7));
     // Our int8 logits equal transformers' to float rounding (model_fixtures.rs); the NLL sums in f64.

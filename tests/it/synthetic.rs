@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::model::{argmax, logits, max_abs};
 use bitnet_burn::io::synth::write_synthetic;
-use bitnet_burn::{load, ActQuant, BitNet, ModelConfig, TernaryBackend};
+use bitnet_burn::{ActQuant, BitNet, ModelConfig, TernaryBackend};
 use bitnet_gguf::GgmlType;
 
 const FORMATS: [GgmlType; 4] = [
@@ -25,7 +25,7 @@ fn synth(dir: &Path, ty: GgmlType, seed: u64) -> PathBuf {
 }
 
 fn cpu(path: &Path) -> BitNet<burn::backend::NdArray> {
-    load::<burn::backend::NdArray>(path, &Default::default()).unwrap()
+    crate::common::load_float::<burn::backend::NdArray>(path, &Default::default())
 }
 
 #[test]
@@ -94,7 +94,7 @@ fn synthetic_prefill_equals_token_by_token() {
 fn gpu_agrees_with_cpu<B: TernaryBackend>(device: &B::Device) {
     let dir = tempfile::tempdir().unwrap();
     let path = synth(dir.path(), GgmlType::TQ2_0, 5);
-    let mut gpu = load::<B>(&path, device).unwrap();
+    let mut gpu = crate::common::load_float::<B>(&path, device);
     let mut cpu = cpu(&path);
     let agree = |gpu: &BitNet<B>, cpu: &BitNet<burn::backend::NdArray>| {
         let (a, b) = (

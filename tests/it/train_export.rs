@@ -8,7 +8,7 @@ use bitnet_burn::io::convert::{convert_checkpoint, ConvertOptions};
 use bitnet_burn::io::export::save_checkpoint;
 use bitnet_burn::text::tokenizer::train_byte_level_bpe;
 use bitnet_burn::train::{TrainConfig, Trainer, Windows};
-use bitnet_burn::{load, ActQuant, Activation, ModelConfig};
+use bitnet_burn::{ActQuant, Activation, ModelConfig};
 use bitnet_gguf::GgmlType;
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::Tensor;
@@ -93,7 +93,7 @@ fn a_trained_model_exports_converts_and_predicts_the_same() {
             |_, _| {},
         )
         .unwrap();
-        let net = load::<NdArray>(&out, &device).unwrap();
+        let net = crate::common::load_float::<NdArray>(&out, &device);
         let got = logits(&net, probe);
         let worst = got
             .iter()
@@ -126,9 +126,7 @@ fn weights<B: burn::tensor::backend::AutodiffBackend + bitnet_burn::TernaryBacke
 where
     B::InnerBackend: bitnet_burn::TernaryBackend,
 {
-    let host = |p: &burn::module::Param<Tensor<B, 2>>| -> Vec<f32> {
-        p.val().into_data().convert::<f32>().to_vec().unwrap()
-    };
+    let host = |t: Tensor<B, 2>| -> Vec<f32> { t.into_data().convert::<f32>().to_vec().unwrap() };
     let mut out = Vec::new();
     for b in &t.net.model.blocks {
         for l in [
@@ -140,10 +138,10 @@ where
             &b.ffn.up,
             &b.ffn.down,
         ] {
-            out.extend(host(l.latent.as_ref().unwrap()));
+            out.extend(host(l.latent.as_ref().unwrap().val()));
         }
     }
-    out.extend(host(&t.net.model.embedding));
+    out.extend(host(t.net.model.embedding.float(t.net.device())));
     out
 }
 

@@ -50,10 +50,10 @@ pub fn save_checkpoint<B: TernaryBackend>(
     };
     let matrix = |t: Tensor<B, 2>| (t.dims().to_vec(), t);
     let vector = |p: &Param<Tensor<B, 1>>| (p.dims().to_vec(), p.val().unsqueeze::<2>());
-    let (shape, t) = matrix(m.embedding.val());
+    let (shape, t) = matrix(m.embedding.float(net.device()));
     push("token_embd.weight", t, shape);
     if let Some(out) = &m.output {
-        let (shape, t) = matrix(out.val());
+        let (shape, t) = matrix(out.float(net.device()));
         push("output.weight", t, shape);
     }
     let (shape, t) = vector(&m.norm.weight);

@@ -4,11 +4,12 @@
 use bitnet_gguf::ModelConfig;
 use bitnet_kernels_cubecl::{ops, TernaryBackend};
 use burn::module::{Module, Param};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 
 use super::bit_linear::ActQuant;
 use super::block::Block;
 use super::cache::KvCache;
+use super::embedding::Embedding;
 use super::head::{HeadMode, Int8Head};
 use super::norm::{RmsNorm, RmsNormConfig};
 use super::rope::Rope;
@@ -18,13 +19,24 @@ use crate::error::ForwardError;
 #[derive(Module, Debug)]
 pub struct BitNetModel<B: TernaryBackend> {
     /// Token embedding `[vocab, hidden]` (also the head when tied).
-    pub embedding: Param<Tensor<B, 2>>,
+    pub embedding: Embedding<B>,
     /// Blocks.
     pub blocks: Vec<Block<B>>,
     /// Final norm.
     pub norm: RmsNorm<B>,
     /// Separate output head `[vocab, hidden]`, `None` when tied to the embedding.
-    pub output: Option<Param<Tensor<B, 2>>>,
+    pub output: Option<Embedding<B>>,
+}
+
+/// How logits are computed from the final hidden states.
+#[derive(Debug)]
+enum Head<B: TernaryBackend> {
+    /// The head's float parameter, read at each call (training updates it).
+    Parameter,
+    /// Float weights decoded from an encoded table: the reference numerics, only when asked for.
+    Decoded(Tensor<B, 2>),
+    /// Int8 weights.
+    Int8(Box<Int8Head<B>>),
 }
 
 /// A loaded model: weights, config and RoPE tables, ready to run.
@@ -35,7 +47,7 @@ pub struct BitNet<B: TernaryBackend> {
     /// Hyper-parameters.
     pub config: ModelConfig,
     rope: Rope<B>,
-    head: Option<Int8Head<B>>,
+    head: Head<B>,
     device: B::Device,
 }
 
@@ -46,11 +58,11 @@ impl<B: TernaryBackend> BitNet<B> {
     pub fn init(config: ModelConfig, trainable: bool, device: &B::Device) -> Self {
         let c = &config;
         let matrix = || {
-            Param::from_tensor(Tensor::random(
+            Embedding::Float(Param::from_tensor(Tensor::random(
                 [c.vocab_size, c.hidden_size],
                 burn::tensor::Distribution::Normal(0.0, 0.02),
                 device,
-            ))
+            )))
         };
         let model = BitNetModel {
             embedding: matrix(),
@@ -65,50 +77,70 @@ impl<B: TernaryBackend> BitNet<B> {
         Self::new(model, config, device)
     }
 
-    /// Wraps weights with their config (builds the RoPE tables for the full context).
+    /// Wraps weights with their config (builds the RoPE tables for the full context), with the float head
+    /// (what training needs).
     pub fn new(model: BitNetModel<B>, config: ModelConfig, device: &B::Device) -> Self {
+        Self::with_head(model, config, HeadMode::Float, device)
+    }
+
+    /// [`BitNet::new`] with the head computed as `head` says.
+    pub fn with_head(
+        model: BitNetModel<B>,
+        config: ModelConfig,
+        head: HeadMode,
+        device: &B::Device,
+    ) -> Self {
         let rope = Rope::new(
             config.rope_dim,
             config.rope_theta,
             config.context_length,
             device,
         );
-        Self {
+        let mut net = Self {
             model,
             config,
             rope,
-            head: None,
+            head: Head::Parameter,
             device: device.clone(),
-        }
+        };
+        net.set_head(head);
+        net
     }
 
     /// The inference model of a trained one: every linear layer's latent weights ternarized and packed
     /// ([`super::BitLinear::freeze`]).
     pub fn freeze(self) -> Self {
+        let head = self.head_mode();
         let model = BitNetModel {
             blocks: self.model.blocks.into_iter().map(Block::freeze).collect(),
             ..self.model
         };
-        Self::new(model, self.config, &self.device)
+        Self::with_head(model, self.config, head, &self.device)
     }
 
-    /// Chooses how the output head is stored and computed (quantizing it now for [`HeadMode::Int8`]).
+    /// Chooses how the output head is stored and computed (quantizing it now for [`HeadMode::Int8`], decoding
+    /// an encoded table to f32 for [`HeadMode::Float`]).
     pub fn set_head(&mut self, mode: HeadMode) {
-        self.head = match mode {
-            HeadMode::Float => None,
-            HeadMode::Int8 => Some(Int8Head::quantize(self.head_weight().val())),
+        self.head = Head::Parameter; // drops the old head's weights before the new ones are made
+        let weights = self.head_weights();
+        self.head = match (mode, weights) {
+            (HeadMode::Float, Embedding::Float(_)) => Head::Parameter,
+            (HeadMode::Float, Embedding::Encoded(_)) => Head::Decoded(weights.float(&self.device)),
+            (HeadMode::Int8, _) => {
+                Head::Int8(Box::new(Int8Head::from_embedding(weights, &self.device)))
+            }
         };
     }
 
     /// The current head mode.
     pub fn head_mode(&self) -> HeadMode {
         match self.head {
-            Some(_) => HeadMode::Int8,
-            None => HeadMode::Float,
+            Head::Int8(_) => HeadMode::Int8,
+            Head::Parameter | Head::Decoded(_) => HeadMode::Float,
         }
     }
 
-    fn head_weight(&self) -> &Param<Tensor<B, 2>> {
+    fn head_weights(&self) -> &Embedding<B> {
         self.model.output.as_ref().unwrap_or(&self.model.embedding)
     }
 
@@ -153,9 +185,8 @@ impl<B: TernaryBackend> BitNet<B> {
         if let Some(&id) = tokens.iter().flatten().find(|&&id| id as usize >= vocab) {
             return Err(ForwardError::BadToken { id, vocab });
         }
-        let ids: Vec<i32> = tokens.iter().flatten().map(|&t| t as i32).collect();
-        let ids = Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [batch * seq]), &self.device);
-        let mut x = self.model.embedding.val().select(0, ids).reshape([
+        let ids: Vec<u32> = tokens.iter().flatten().copied().collect();
+        let mut x = self.model.embedding.lookup(&ids, &self.device)?.reshape([
             batch,
             seq,
             self.config.hidden_size,
@@ -172,8 +203,9 @@ impl<B: TernaryBackend> BitNet<B> {
         let [b, seq, h] = hidden.dims();
         let x = hidden.reshape([b * seq, h]);
         let logits = match &self.head {
-            None => ops::float_matmul_nt(x, self.head_weight().val()),
-            Some(head) => head.forward(x),
+            Head::Parameter => ops::float_matmul_nt(x, self.head_weights().float(&self.device)),
+            Head::Decoded(w) => ops::float_matmul_nt(x, w.clone()),
+            Head::Int8(head) => head.forward(x),
         };
         logits.reshape([b, seq, self.config.vocab_size])
     }

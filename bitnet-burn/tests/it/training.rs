@@ -181,7 +181,7 @@ fn latents(trainer: &Trainer<Train>) -> Vec<f32> {
     [&block.attn.wq, &block.ffn.down]
         .into_iter()
         .flat_map(|l| host(l.latent.as_ref().unwrap().val()))
-        .chain(host(trainer.net.model.embedding.val()))
+        .chain(host(trainer.net.model.embedding.float(&Default::default())))
         .collect()
 }
 

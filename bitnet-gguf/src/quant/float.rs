@@ -1,5 +1,6 @@
 //! F32, F16 and BF16 conversions.
 
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 /// IEEE half bits to f32.
@@ -28,14 +29,35 @@ pub(super) fn dequantize_f32(data: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Little-endian 16-bit values as a slice of `T`, where the bytes are aligned (tensor data is, at 32 bytes).
+fn halves<T: bytemuck::Pod>(data: &[u8]) -> Option<&[T]> {
+    if cfg!(target_endian = "little") {
+        bytemuck::try_cast_slice(data).ok()
+    } else {
+        None
+    }
+}
+
+// The slice conversions use F16C/NEON where the CPU has them: an int8 head quantized from the F16 embedding of
+// the 2B-4T shape converts 328 M values at load.
 pub(super) fn dequantize_f16(data: &[u8], out: &mut [f32]) {
-    for (o, c) in out.iter_mut().zip(data.chunks_exact(2)) {
-        *o = f16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+    match halves::<f16>(data) {
+        Some(h) => h.convert_to_f32_slice(out),
+        None => {
+            for (o, c) in out.iter_mut().zip(data.chunks_exact(2)) {
+                *o = f16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+            }
+        }
     }
 }
 
 pub(super) fn dequantize_bf16(data: &[u8], out: &mut [f32]) {
-    for (o, c) in out.iter_mut().zip(data.chunks_exact(2)) {
-        *o = bf16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+    match halves::<bf16>(data) {
+        Some(h) => h.convert_to_f32_slice(out),
+        None => {
+            for (o, c) in out.iter_mut().zip(data.chunks_exact(2)) {
+                *o = bf16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+            }
+        }
     }
 }

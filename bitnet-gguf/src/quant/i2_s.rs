@@ -13,9 +13,13 @@ pub(super) fn scale(data: &[u8]) -> f32 {
 /// Trits of elements `[start, start + out.len())` of the flattened tensor (`start` a multiple of 128).
 pub(super) fn trits(data: &[u8], start: usize, out: &mut [i8]) {
     for (bi, y) in out.chunks_exact_mut(128).enumerate() {
-        let b = &data[(start / 128 + bi) * 32..][..32];
-        for (j, o) in y.iter_mut().enumerate() {
-            *o = ((b[j % 32] >> (6 - 2 * (j / 32))) & 3) as i8 - 1;
+        // Fixed-size views: without bounds checks the loops vectorize.
+        let b: &[u8; 32] = data[(start / 128 + bi) * 32..][..32].try_into().unwrap();
+        let y: &mut [i8; 128] = y.try_into().unwrap();
+        for g in 0..4 {
+            for m in 0..32 {
+                y[32 * g + m] = ((b[m] >> (6 - 2 * g)) & 3) as i8 - 1;
+            }
         }
     }
 }

@@ -22,29 +22,59 @@ thread_local! {
 }
 
 /// Quantizes each row of `w` (`k` columns) to int8 with its own scale `max|row| / 127`, round half to even;
-/// returns the values (in [-127, 127]) packed per row as [`crate::packing`] defines, and the scales. Rows are
-/// split across the current rayon pool (the 2B-4T head has 128,256 of them).
+/// returns the values (in [-127, 127]) packed per row as [`crate::packing`] defines, and the scales.
 pub fn quantize_rows_i8(w: &[f32], k: usize) -> (Vec<u32>, Vec<f32>) {
-    let words = i8_words_per_row(k);
     let rows = w.len() / k;
-    let mut packed = vec![0u32; rows * words];
+    let mut packed = vec![0u32; rows * i8_words_per_row(k)];
     let mut scales = vec![0f32; rows];
-    w.par_chunks_exact(k)
-        .zip(packed.par_chunks_exact_mut(words))
+    quantize_rows_i8_into(
+        k,
+        |r, row| row.copy_from_slice(&w[r * k..(r + 1) * k]),
+        &mut packed,
+        &mut scales,
+    );
+    (packed, scales)
+}
+
+/// [`quantize_rows_i8`] of the `scales.len()` rows that `read_row(r, row)` writes one at a time (from a file's
+/// F16 or quantized rows: the float matrix is never whole in memory), into `packed` and `scales`. Rows are split
+/// across the current rayon pool (the 2B-4T head has 128,256 of them).
+pub fn quantize_rows_i8_into(
+    k: usize,
+    read_row: impl Fn(usize, &mut [f32]) + Sync,
+    packed: &mut [u32],
+    scales: &mut [f32],
+) {
+    packed
+        .par_chunks_exact_mut(i8_words_per_row(k))
         .zip(scales.par_iter_mut())
+        .enumerate()
         .for_each_init(
-            || vec![0i8; k],
-            |q, ((row, out), scale)| {
-                let amax = row.iter().fold(0f32, |a, v| a.max(v.abs()));
+            || (vec![0f32; k], vec![0i8; k]),
+            |(row, q), (r, (out, scale))| {
+                read_row(r, row);
+                let amax = absmax(row);
                 let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
-                for (q, &v) in q.iter_mut().zip(row) {
+                for (q, &v) in q.iter_mut().zip(row.iter()) {
                     *q = quantize_i8(v, inv);
                 }
                 pack_i8_row(q, out);
                 *scale = amax / 127.0;
             },
         );
-    (packed, scales)
+}
+
+/// `max |x|`, in 16 independent lanes so that it vectorizes.
+fn absmax(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v.abs());
+        }
+    }
+    tail.iter().chain(&lanes).fold(0f32, |m, v| m.max(v.abs()))
 }
 
 /// Packed int8 rows as bytes: the words themselves on little-endian targets, unpacked elsewhere.

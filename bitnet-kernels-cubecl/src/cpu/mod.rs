@@ -30,7 +30,7 @@ mod neon;
 pub use attention::{cached_attention, AttentionShape};
 pub use f32::{f32_matmul_nt, ternary_matmul_f32};
 pub use gated::gated;
-pub use int8::{int8_matmul, quantize_rows_i8};
+pub use int8::{int8_matmul, quantize_rows_i8, quantize_rows_i8_into};
 pub use isa::Isa;
 pub use rope::rope_row;
 pub use ternary::{

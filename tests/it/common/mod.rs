@@ -43,6 +43,17 @@ pub const VARIANTS: [&str; 6] = [
     "i2_s",
 ];
 
+/// A model with the float head: the reference numerics every comparison with llama.cpp and transformers is
+/// bounded for (the library's default is the int8 head).
+pub fn load_float<B: bitnet_burn::TernaryBackend>(
+    path: &Path,
+    device: &B::Device,
+) -> bitnet_burn::BitNet<B> {
+    let options = bitnet_burn::LoadOptions::head(bitnet_burn::HeadMode::Float);
+    bitnet_burn::load_with_progress(path, device, &options, |_| {})
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Reads a float32 .npy file as (shape, values).
 pub fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bitnet_gguf::quant::bf16_to_f32;
-use bitnet_gguf::{quant::f16_to_f32, Activation, ModelConfig, RopeType};
+use bitnet_gguf::{quant::f16_to_f32, Activation, GgmlType, ModelConfig, RopeType};
 use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value as Json;
 
 use super::{PackedTernary, WeightSource};
 use crate::error::LoadError;
-use crate::nn::absmean_ternarize;
+use crate::nn::{absmean_ternarize, RowTable};
 
 /// A memory-mapped checkpoint directory: `config.json` plus one or more `*.safetensors` shards.
 pub struct HfCheckpoint {
@@ -313,6 +313,25 @@ impl WeightSource for HfCheckpoint {
 
     fn has(&self, name: &str) -> bool {
         self.index.contains_key(&hf_name(name))
+    }
+
+    fn table(&self, name: &str, rows: usize, cols: usize) -> Result<RowTable, LoadError> {
+        let hf = hf_name(name);
+        let t = self.tensor(&hf)?;
+        if t.shape() != [rows, cols] {
+            return Err(self.bad(
+                &hf,
+                format!("shape {:?}, expected [{rows}, {cols}]", t.shape()),
+            ));
+        }
+        // The checkpoint's own encoding (the same little-endian layouts as ggml's), not an f32 copy.
+        let ty = match t.dtype() {
+            Dtype::F32 => GgmlType::F32,
+            Dtype::F16 => GgmlType::F16,
+            Dtype::BF16 => GgmlType::BF16,
+            other => return Err(self.bad(&hf, format!("dtype {other:?} is not a float type"))),
+        };
+        RowTable::owned(&hf, ty, t.data().to_vec(), rows, cols)
     }
 
     fn ternary(&self, name: &str, in_f: usize, out_f: usize) -> Result<PackedTernary, LoadError> {

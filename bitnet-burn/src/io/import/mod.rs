@@ -7,6 +7,7 @@ pub(crate) use hf::hf_name;
 pub use hf::HfCheckpoint;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use bitnet_gguf::{ModelConfig, Overrides, RopeType};
 use bitnet_kernels_cubecl::TernaryBackend;
@@ -16,17 +17,35 @@ use crate::nn::Attention;
 use crate::nn::BitLinear;
 use crate::nn::FeedForward;
 use crate::nn::RmsNorm;
-use crate::nn::{BitNet, BitNetModel, Block};
-use burn::module::Param;
-use burn::tensor::{Tensor, TensorData};
+use crate::nn::{BitNet, BitNetModel, Block, Embedding, HeadMode, RowTable};
 use rayon::prelude::*;
 
-/// Loads a model from a `.gguf` file or a transformers checkpoint directory.
+/// Loads a model from a `.gguf` file or a transformers checkpoint directory, with the default options (the
+/// int8 head: [`HeadMode`]).
 pub fn load<B: TernaryBackend>(
     path: impl AsRef<Path>,
     device: &B::Device,
 ) -> Result<BitNet<B>, LoadError> {
-    load_with_progress(path, device, &Overrides::default(), |_| {})
+    load_with_progress(path, device, &LoadOptions::default(), |_| {})
+}
+
+/// What a load may change from what the file says.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Hyper-parameters to override.
+    pub overrides: Overrides,
+    /// How the output head is stored and computed (chosen at load, so the head not chosen is never built).
+    pub head: HeadMode,
+}
+
+impl LoadOptions {
+    /// The default options with the head computed as `head` says.
+    pub fn head(head: HeadMode) -> Self {
+        Self {
+            head,
+            ..Self::default()
+        }
+    }
 }
 
 /// How far loading has got: `done` of `total` parts (the embedding, each layer, the output norm and head).
@@ -38,24 +57,26 @@ pub struct LoadProgress {
     pub total: usize,
 }
 
-/// [`load`] with `overrides` to what the file says, calling `progress` after each part (for a progress bar on
-/// large files).
+/// [`load`] with `options`, calling `progress` after each part (for a progress bar on large files).
 pub fn load_with_progress<B: TernaryBackend>(
     path: impl AsRef<Path>,
     device: &B::Device,
-    overrides: &Overrides,
+    options: &LoadOptions,
     mut progress: impl FnMut(LoadProgress),
 ) -> Result<BitNet<B>, LoadError> {
     let path = path.as_ref();
-    if path.is_dir() {
+    let model = if path.is_dir() {
         let ckpt = HfCheckpoint::open(path)?;
-        let config = overrides.apply(ckpt.model_config()?);
-        build(&ckpt, config, device, &mut progress)
+        let config = options.overrides.apply(ckpt.model_config()?);
+        build(&ckpt, config, device, &mut progress)?
     } else {
-        let file = bitnet_gguf::GgufFile::open(path)?;
-        let config = ModelConfig::from_gguf_with(&file, overrides)?;
-        build(&file, config, device, &mut progress)
-    }
+        // Shared: the embedding's rows are read from the mapping for as long as the model lives.
+        let file = Arc::new(bitnet_gguf::GgufFile::open(path)?);
+        let config = ModelConfig::from_gguf_with(&file, &options.overrides)?;
+        build(&file, config, device, &mut progress)?
+    };
+    let (model, config) = model;
+    Ok(BitNet::with_head(model, config, options.head, device))
 }
 
 /// A ternary matrix `[out, in]` decoded and packed on the host, ready for [`BitLinear::from_packed`].
@@ -106,6 +127,8 @@ pub(crate) trait WeightSource: Sync {
     fn has(&self, name: &str) -> bool;
     /// A ternary matrix `[out, in]`, packed.
     fn ternary(&self, name: &str, in_f: usize, out_f: usize) -> Result<PackedTernary, LoadError>;
+    /// A float matrix `[rows, cols]` as the source encodes it, for row-by-row decoding.
+    fn table(&self, name: &str, rows: usize, cols: usize) -> Result<RowTable, LoadError>;
 }
 
 /// The projections of a block, in the order [`build`] assembles them.
@@ -119,13 +142,13 @@ const PROJECTIONS: [&str; 7] = [
     "ffn_down",
 ];
 
-/// Assembles the model from any weight source.
+/// Assembles the weights from any weight source.
 pub(crate) fn build<B: TernaryBackend>(
     src: &impl WeightSource,
     config: ModelConfig,
     device: &B::Device,
     progress: &mut dyn FnMut(LoadProgress),
-) -> Result<BitNet<B>, LoadError> {
+) -> Result<(BitNetModel<B>, ModelConfig), LoadError> {
     let c = &config;
     let total = c.n_layers + 2;
     let mut report = |done| progress(LoadProgress { done, total });
@@ -203,14 +226,7 @@ pub(crate) fn build<B: TernaryBackend>(
             report(i + 1);
         }
     }
-    let matrix = |name: &str| -> Result<Param<Tensor<B, 2>>, LoadError> {
-        let v = src.float(name, c.vocab_size * h)?;
-        Ok(Param::from_tensor(Tensor::from_data(
-            TensorData::new(v, [c.vocab_size, h]),
-            device,
-        ))
-        .set_require_grad(false))
-    };
+    let matrix = |name: &str| src.table(name, c.vocab_size, h).map(Embedding::encoded);
     let embedding = matrix("token_embd.weight")?;
     report(c.n_layers + 1);
     let model = BitNetModel {
@@ -224,5 +240,5 @@ pub(crate) fn build<B: TernaryBackend>(
         },
     };
     report(total);
-    Ok(BitNet::new(model, config, device))
+    Ok((model, config))
 }
