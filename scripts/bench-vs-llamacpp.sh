@@ -1,33 +1,71 @@
 #!/usr/bin/env bash
-# Prefill and decode tokens/s of `bitnet bench` and llama.cpp's `llama-bench` on the same GGUF file, same
-# threads and lengths, alternating engines in one run so both see the same machine state; prints a table with
-# the ratio. Usage: scripts/bench-vs-llamacpp.sh MODEL.gguf [THREADS] [PP] [TG] [ROUNDS] [-- extra bitnet args]
+# Prefill and decode tokens/s, peak RSS and wall time of `bitnet bench` against llama.cpp's `llama-bench` on the
+# same TQ2_0 file and, with I2S_MODEL set, against bitnet.cpp's `llama-bench` on the same I2_S file: same threads,
+# lengths and depth, every engine with its default flags, alternating engines in each round so all see the same
+# machine state. Prints a markdown table with the ratios.
+# Usage: [I2S_MODEL=FILE] [DEPTH=N] scripts/bench-vs-llamacpp.sh MODEL.gguf [THREADS] [PP] [TG] [ROUNDS]
+#        [-- extra bitnet args]
 set -euo pipefail
-MODEL=$1; THREADS=${2:-2}; PP=${3:-128}; TG=${4:-64}; ROUNDS=${5:-3}
+MODEL=$1; THREADS=${2:-2}; PP=${3:-128}; TG=${4:-64}; ROUNDS=${5:-3}; DEPTH=${DEPTH:-0}
 shift $(( $# < 5 ? $# : 5 )); [ "${1:-}" = "--" ] && shift
 EXTRA=("$@")
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-LLAMA_BIN=$("$HERE/scripts/build-llamacpp.sh")
+LLAMA_BENCH="$("$HERE/scripts/build-llamacpp.sh")/llama-bench"
 BITNET="${BITNET:-${CARGO_TARGET_DIR:-$HERE/target}/release/bitnet}"
 [ -x "$BITNET" ] || (cd "$HERE" && cargo build --release --bin bitnet >&2)
+ENGINES=("ours-tq2:$MODEL" "llama.cpp:$MODEL")
+if [ -n "${I2S_MODEL:-}" ]; then
+  BITNET_CPP_BENCH=$(bash "$HERE/../shared/reference/build-bitnet-cpp.sh")
+  ENGINES+=("ours-i2s:$I2S_MODEL" "bitnet.cpp:$I2S_MODEL")
+fi
 OUT=$(mktemp -d)
 for r in $(seq "$ROUNDS"); do
-  "$BITNET" bench -m "$MODEL" -t "$THREADS" -p "$PP" -n "$TG" -r 1 --json "${EXTRA[@]}" >> "$OUT/ours.jsonl"
-  "$LLAMA_BIN/llama-bench" -m "$MODEL" -t "$THREADS" -p "$PP" -n "$TG" -r 1 -o jsonl >> "$OUT/llama.jsonl" 2>/dev/null
+  for e in "${ENGINES[@]}"; do
+    name=${e%%:*}; file=${e#*:}
+    case $name in
+      ours-*) cmd=("$BITNET" bench -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -d "$DEPTH" -r 1 --json "${EXTRA[@]}") ;;
+      llama.cpp) cmd=("$LLAMA_BENCH" -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -d "$DEPTH" -r 1 -o jsonl) ;;
+      bitnet.cpp) cmd=("$BITNET_CPP_BENCH" -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -r 1 -o jsonl) ;;
+    esac
+    # bitnet.cpp's January 2026 llama-bench has no -d: it runs at depth 0 only.
+    [ "$name" = bitnet.cpp ] && [ "$DEPTH" != 0 ] && continue
+    /usr/bin/time -f "%M %e" -o "$OUT/time" "${cmd[@]}" 2>/dev/null | grep '^{' > "$OUT/run"
+    python3 -c 'import json,sys; rss,wall=open(sys.argv[2]).read().split()[-2:]
+for l in open(sys.argv[1]): r=json.loads(l); r["rss_kb"]=int(rss); r["wall_s"]=float(wall); print(json.dumps(r))' \
+      "$OUT/run" "$OUT/time" >> "$OUT/$name.jsonl"
+  done
 done
-python3 - "$OUT" "$MODEL" "$THREADS" "$PP" "$TG" "${EXTRA[*]:-}" <<'PY'
-import json, statistics, sys
-out, model, threads, pp, tg, extra = sys.argv[1:]
-ours = [json.loads(l) for l in open(f"{out}/ours.jsonl")]
-llama = [json.loads(l) for l in open(f"{out}/llama.jsonl")]
-def ms(v): return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
-o_pp, o_tg = ms([r["prefill_tok_s"] for r in ours]), ms([r["decode_tok_s"] for r in ours])
-l_pp = ms([r["avg_ts"] for r in llama if r["n_prompt"] > 0])
-l_tg = ms([r["avg_ts"] for r in llama if r["n_gen"] > 0])
-print(f"model {model}, {threads} threads, {len(ours)} alternating rounds, bitnet args: {extra or '-'}")
-print(f"| engine | pp{pp} tok/s | tg{tg} tok/s |\n|---|---|---|")
-print(f"| bitnet-burn ({ours[0]['backend']}, head {ours[0].get('head', '?')}) | {o_pp[0]:.1f} ± {o_pp[1]:.1f} | {o_tg[0]:.1f} ± {o_tg[1]:.1f} |")
-print(f"| llama.cpp {llama[0].get('build_commit', '')} | {l_pp[0]:.1f} ± {l_pp[1]:.1f} | {l_tg[0]:.1f} ± {l_tg[1]:.1f} |")
-print(f"| ratio | {o_pp[0] / l_pp[0]:.2f}× | {o_tg[0] / l_tg[0]:.2f}× |")
+python3 - "$OUT" "$THREADS" "$PP" "$TG" "$DEPTH" "$ROUNDS" "${EXTRA[*]:-}" <<'PY'
+import json, os, statistics, sys
+out, threads, pp, tg, depth, rounds, extra = sys.argv[1:]
+def ms(v): return (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) if v else (0.0, 0.0)
+rows = {}
+for name in ["ours-tq2", "llama.cpp", "ours-i2s", "bitnet.cpp"]:
+    path = f"{out}/{name}.jsonl"
+    if not os.path.exists(path):
+        continue
+    runs = [json.loads(l) for l in open(path)]
+    if name.startswith("ours"):
+        p, t = ms([r["prefill_tok_s"] for r in runs]), ms([r["decode_tok_s"] for r in runs])
+        label = f"bitnet-burn {name[5:].upper()} ({runs[0]['backend']}, {runs[0]['isa']}, head {runs[0]['head']})"
+        load = f"{statistics.mean(r['load_s'] for r in runs):.2f}"
+    else:
+        p = ms([r["avg_ts"] for r in runs if r["n_prompt"] > 0])
+        t = ms([r["avg_ts"] for r in runs if r["n_gen"] > 0])
+        label, load = f"{name} {runs[0].get('build_commit', '')}", "-"
+    rss = max(r["rss_kb"] for r in runs) / 1e6
+    wall = ms([r["wall_s"] for r in runs])
+    rows[name] = (p, t)
+    print_row = f"| {label} | {p[0]:.1f} ± {p[1]:.1f} | {t[0]:.1f} ± {t[1]:.1f} | {rss:.2f} GB | {load} | {wall[0]:.1f} |"
+    rows[name + "-row"] = print_row
+print(f"{threads} threads, pp{pp}, tg{tg}, depth {depth}, {rounds} alternating rounds, bitnet args: {extra or '-'}")
+print(f"| engine | pp{pp} tok/s | tg{tg} tok/s | peak RSS | load s | wall s |\n|---|---|---|---|---|---|")
+for name in ["ours-tq2", "llama.cpp", "ours-i2s", "bitnet.cpp"]:
+    if name + "-row" in rows:
+        print(rows[name + "-row"])
+for ours, theirs in [("ours-tq2", "llama.cpp"), ("ours-i2s", "bitnet.cpp")]:
+    if ours in rows and theirs in rows:
+        (op, ot), (tp, tt) = rows[ours], rows[theirs]
+        print(f"| ratio {ours} / {theirs} | {op[0] / tp[0]:.2f}× | {ot[0] / tt[0]:.2f}× | | | |")
 PY
 rm -rf "$OUT"
