@@ -48,18 +48,21 @@ impl RowTable {
     pub fn mapped(file: Arc<GgufFile>, info: TensorInfo) -> Result<Self, LoadError> {
         let (rows, cols) = info.rows_cols();
         let row_bytes = file.row_bytes(&info)?;
-        Self::checked(Self {
+        let file_name = file.name().to_string();
+        Self {
             name: info.name.clone(),
             ty: info.ty,
             bytes: Arc::new(Bytes::Mapped(file, info)),
             rows,
             cols,
             row_bytes,
-        })
+        }
+        .checked(&file_name)
     }
 
-    /// `rows × cols` values of `ty` (F32, F16 or BF16) stored little-endian in `bytes`.
+    /// `rows × cols` values of `ty` (F32, F16 or BF16) stored little-endian in `bytes`, tensor `name` of `file`.
     pub(crate) fn owned(
+        file: &str,
         name: &str,
         ty: GgmlType,
         bytes: Vec<u8>,
@@ -69,31 +72,38 @@ impl RowTable {
         let row_bytes = cols * ty.type_size() as usize;
         if bytes.len() != rows * row_bytes {
             return Err(LoadError::Tensor {
-                file: name.into(),
+                file: file.into(),
                 tensor: name.into(),
                 message: format!("{} bytes, expected {rows} rows of {row_bytes}", bytes.len()),
             });
         }
-        Self::checked(Self {
+        Self {
             name: name.into(),
             ty,
             bytes: Arc::new(Bytes::Owned(bytes)),
             rows,
             cols,
             row_bytes,
-        })
+        }
+        .checked(file)
     }
 
     /// Decodes the first row once, so that no later decode can fail (the type is one the codecs know).
-    fn checked(self) -> Result<Self, LoadError> {
+    fn checked(self, file: &str) -> Result<Self, LoadError> {
         let mut row = vec![0f32; self.cols];
         bitnet_gguf::quant::dequantize(&self.name, self.ty, self.row_data(0, 1), &mut row)
             .map_err(|k| LoadError::Tensor {
-                file: self.name.clone(),
+                file: file.into(),
                 tensor: self.name.clone(),
                 message: k.to_string(),
             })?;
         Ok(self)
+    }
+
+    /// Decodes whole rows' bytes into `out`.
+    fn decode(&self, data: &[u8], out: &mut [f32]) {
+        bitnet_gguf::quant::dequantize(&self.name, self.ty, data, out)
+            .expect("the type and row size were checked when the table was made");
     }
 
     fn row_data(&self, first: usize, n: usize) -> &[u8] {
@@ -124,9 +134,7 @@ impl RowTable {
     /// # Panics
     /// If the rows are out of range.
     pub fn decode_rows(&self, first: usize, out: &mut [f32]) {
-        let n = out.len() / self.cols;
-        bitnet_gguf::quant::dequantize(&self.name, self.ty, self.row_data(first, n), out)
-            .expect("the type and row size were checked when the table was made");
+        self.decode(self.row_data(first, out.len() / self.cols), out);
     }
 
     /// The rows `ids` one after another (`[ids.len(), cols]`); ids must be below [`RowTable::rows`]. A mapped
@@ -139,8 +147,7 @@ impl RowTable {
             match &*self.bytes {
                 Bytes::Mapped(file, info) => {
                     file.read_tensor_bytes(info, id * self.row_bytes, &mut bytes)?;
-                    bitnet_gguf::quant::dequantize(&self.name, self.ty, &bytes, row)
-                        .expect("the type and row size were checked when the table was made");
+                    self.decode(&bytes, row);
                 }
                 Bytes::Owned(_) => self.decode_rows(id, row),
             }
@@ -192,15 +199,7 @@ impl<B: TernaryBackend> Embedding<B> {
         })
     }
 
-    /// Rows (the vocabulary size).
-    pub fn rows(&self) -> usize {
-        match self {
-            Self::Float(w) => w.dims()[0],
-            Self::Encoded(e) => e.table.rows(),
-        }
-    }
-
-    /// The rows of `ids` (each below [`Embedding::rows`]) `[ids.len(), hidden]`.
+    /// The rows of `ids` (each below the vocabulary size) `[ids.len(), hidden]`.
     pub fn lookup(&self, ids: &[u32], device: &B::Device) -> Result<Tensor<B, 2>, ForwardError> {
         Ok(match self {
             Self::Float(w) => {

@@ -26,6 +26,17 @@ pub struct AttentionShape {
     pub len: usize,
 }
 
+impl AttentionShape {
+    /// The (sequence, KV head, query position) of row `row` of the `batch · kv_heads · seq` units of work.
+    fn row(&self, row: usize) -> (usize, usize, usize) {
+        (
+            row / (self.kv_heads * self.seq),
+            row / self.seq % self.kv_heads,
+            row % self.seq,
+        )
+    }
+}
+
 /// Fewest keys per chunk when a step's keys are split across threads: below it merging costs more than the split
 /// gains.
 const MIN_CHUNK: usize = 64;
@@ -81,11 +92,7 @@ pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
         SCORES.with_borrow_mut(|scratch| {
             for unit in units {
                 let (row, c) = (unit / chunks, unit % chunks);
-                let (b, kvh, i) = (
-                    row / (s.kv_heads * s.seq),
-                    row / s.seq % s.kv_heads,
-                    row % s.seq,
-                );
+                let (b, kvh, i) = s.row(row);
                 let visible = s.len - s.seq + i + 1;
                 let per = visible.div_ceil(chunks);
                 let (lo, hi) = ((c * per).min(visible), ((c + 1) * per).min(visible));
@@ -207,11 +214,7 @@ fn merge(partial: &[f32], out: &mut [f32], s: AttentionShape, chunks: usize) {
     let (d, group) = (s.head_dim, s.heads / s.kv_heads);
     let part = d + 2;
     for row in 0..s.batch * s.kv_heads * s.seq {
-        let (b, kvh, i) = (
-            row / (s.kv_heads * s.seq),
-            row / s.seq % s.kv_heads,
-            row % s.seq,
-        );
+        let (b, kvh, i) = s.row(row);
         for g in 0..group {
             let parts =
                 (0..chunks).map(|c| &partial[((row * chunks + c) * group + g) * part..][..part]);

@@ -331,7 +331,14 @@ impl WeightSource for HfCheckpoint {
             Dtype::BF16 => GgmlType::BF16,
             other => return Err(self.bad(&hf, format!("dtype {other:?} is not a float type"))),
         };
-        RowTable::owned(&hf, ty, t.data().to_vec(), rows, cols)
+        RowTable::owned(
+            &self.dir.display().to_string(),
+            &hf,
+            ty,
+            t.data().to_vec(),
+            rows,
+            cols,
+        )
     }
 
     fn ternary(&self, name: &str, in_f: usize, out_f: usize) -> Result<PackedTernary, LoadError> {

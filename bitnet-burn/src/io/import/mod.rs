@@ -65,7 +65,7 @@ pub fn load_with_progress<B: TernaryBackend>(
     mut progress: impl FnMut(LoadProgress),
 ) -> Result<BitNet<B>, LoadError> {
     let path = path.as_ref();
-    let model = if path.is_dir() {
+    let (model, config) = if path.is_dir() {
         let ckpt = HfCheckpoint::open(path)?;
         let config = options.overrides.apply(ckpt.model_config()?);
         build(&ckpt, config, device, &mut progress)?
@@ -75,7 +75,6 @@ pub fn load_with_progress<B: TernaryBackend>(
         let config = ModelConfig::from_gguf_with(&file, &options.overrides)?;
         build(&file, config, device, &mut progress)?
     };
-    let (model, config) = model;
     Ok(BitNet::with_head(model, config, options.head, device))
 }
 
