@@ -8,6 +8,7 @@
 //! model: `BitNet<NdArray>`, `BitNet<Wgpu>`, `BitNet<Cuda>`.
 #![warn(missing_docs)]
 
+pub mod engine;
 mod error;
 pub mod io;
 pub mod nn;

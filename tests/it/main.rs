@@ -9,6 +9,7 @@ mod cli;
 mod convert;
 mod default_model;
 mod download;
+mod engine;
 mod embedding;
 mod families;
 mod gguf_fixtures;

@@ -76,32 +76,48 @@ pub struct Attention<B: TernaryBackend> {
 }
 
 impl<B: TernaryBackend> Attention<B> {
-    /// Attention of `x [batch, seq, hidden]` (the block's normalized input) at positions `cache.start()..`,
-    /// returning the output projection unapplied so the block adds it to the residual stream in one op.
+    /// Attention of `x [batch, rows, hidden]` (the block's normalized input), whose rows are consecutive runs
+    /// of tokens of different sequences, one run per cache in `caches` (`caches[i].seq()` rows each, at positions
+    /// `caches[i].start()..`): the projections see all rows at once, attention runs per sequence over its own
+    /// cache. Returns the output projection unapplied so the block adds it to the residual stream in one op.
     pub fn forward<'a>(
         &'a self,
         x: Normed<'a, B, 3>,
-        cache: &mut LayerCache<'_, B>,
+        caches: &mut [LayerCache<'_, B>],
         rope: &Rope<B>,
         act: ActQuant,
     ) -> Projection<'a, B, 3> {
-        let [b, seq, _] = x.x.dims();
+        let b = x.x.dims()[0];
         let head_dim = self.wq.out_features() / self.n_heads;
-        let heads = |t: Tensor<B, 3>, h: usize| t.reshape([b, seq, h, head_dim]).swap_dims(1, 2);
-        let [q, k, v]: [Tensor<B, 3>; 3] = forward_shared(&[&self.wq, &self.wk, &self.wv], x, act)
+        let qkv: [Tensor<B, 3>; 3] = forward_shared(&[&self.wq, &self.wk, &self.wv], x, act)
             .try_into()
             .expect("three projections");
-        let qkv = [
-            heads(q, self.n_heads),
-            heads(k, self.n_kv_heads),
-            heads(v, self.n_kv_heads),
-        ];
-        let [q, k, v] = cache.append(qkv, rope);
-        let out = ops::cached_attention(q, k, v, cache.start() + seq).reshape([
-            b,
-            seq,
-            self.n_heads * head_dim,
-        ]);
+        let heads = [self.n_heads, self.n_kv_heads, self.n_kv_heads];
+        let mut row = 0;
+        let mut outs: Vec<Tensor<B, 3>> = caches
+            .iter_mut()
+            .map(|cache| {
+                let seq = cache.seq();
+                let part = |i: usize| {
+                    qkv[i]
+                        .clone()
+                        .narrow(1, row, seq)
+                        .reshape([b, seq, heads[i], head_dim])
+                        .swap_dims(1, 2)
+                };
+                let [q, k, v] = cache.append([part(0), part(1), part(2)], rope);
+                row += seq;
+                ops::cached_attention(q, k, v, cache.start() + seq).reshape([
+                    b,
+                    seq,
+                    self.n_heads * head_dim,
+                ])
+            })
+            .collect();
+        let out = match outs.len() {
+            1 => outs.pop().expect("one sequence"),
+            _ => Tensor::cat(outs, 1),
+        };
         let out = Normed {
             x: out,
             norm: self.sub_norm.as_ref(),

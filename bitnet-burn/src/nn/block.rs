@@ -49,17 +49,18 @@ impl<B: TernaryBackend> Block<B> {
         }
     }
 
-    /// `x [batch, seq, hidden]` at positions `cache.start()..` through the block. The norms are applied by the
+    /// `x [batch, rows, hidden]` through the block, its rows being runs of tokens of the sequences of `caches`
+    /// (see [`Attention::forward`]). The norms are applied by the
     /// projections that read them and each sublayer's last projection is added to the residual stream in its
     /// op ([`super::Projection`]), so on GPUs neither costs a launch of its own.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        cache: &mut LayerCache<'_, B>,
+        caches: &mut [LayerCache<'_, B>],
         rope: &Rope<B>,
         act: ActQuant,
     ) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.attn_norm.lazy(x), cache, rope, act);
+        let x = x.clone() + self.attn.forward(self.attn_norm.lazy(x), caches, rope, act);
         x.clone() + self.ffn.forward(self.ffn_norm.lazy(x), act)
     }
 

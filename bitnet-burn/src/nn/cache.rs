@@ -68,13 +68,13 @@ impl<B: Backend> KvCache<B> {
         self.len = self.len.min(len);
     }
 
-    /// One handle per layer for a step that appends after the positions held; call [`KvCache::advance`] once
-    /// every layer has appended.
-    pub fn layers(&mut self) -> impl Iterator<Item = LayerCache<'_, B>> {
+    /// One handle per layer for a step that appends `seq` positions after those held; call
+    /// [`KvCache::advance`] once every layer has appended.
+    pub fn layers(&mut self, seq: usize) -> impl Iterator<Item = LayerCache<'_, B>> {
         let start = self.len;
         self.layers
             .iter_mut()
-            .map(move |kv| LayerCache { kv, start })
+            .map(move |kv| LayerCache { kv, start, seq })
     }
 
     /// Marks `seq` more positions as filled (after every layer appended).
@@ -83,17 +83,24 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-/// One layer's part of a [`KvCache`] during a step whose first token sits at position [`LayerCache::start`].
+/// One layer's part of a [`KvCache`] during a step that appends [`LayerCache::seq`] positions from
+/// [`LayerCache::start`].
 #[derive(Debug)]
 pub struct LayerCache<'a, B: Backend> {
     kv: &'a mut LayerKv<B>,
     start: usize,
+    seq: usize,
 }
 
 impl<B: TernaryBackend> LayerCache<'_, B> {
     /// Position of the step's first token.
     pub fn start(&self) -> usize {
         self.start
+    }
+
+    /// Positions the step appends.
+    pub fn seq(&self) -> usize {
+        self.seq
     }
 
     /// Rotates `q [batch, heads, seq, head_dim]` and `k` with `rope`, stores `k` and `v`

@@ -169,32 +169,82 @@ impl<B: TernaryBackend> BitNet<B> {
         cache: &mut KvCache<B>,
         act: ActQuant,
     ) -> Result<Tensor<B, 3>, ForwardError> {
-        let batch = tokens.len();
         let seq = tokens.first().map_or(0, Vec::len);
-        if seq == 0 || tokens.iter().any(|t| t.len() != seq) {
+        if tokens.iter().any(|t| t.len() != seq) {
             return Err(ForwardError::Empty);
         }
-        let limit = cache.max_len().min(self.rope.max_positions());
-        if cache.len() + seq > limit {
-            return Err(ForwardError::ContextOverflow {
-                needed: cache.len() + seq,
-                limit,
-            });
+        let ids: Vec<u32> = tokens.iter().flatten().copied().collect();
+        self.run(&ids, tokens.len(), &mut [(cache, seq)], act)
+    }
+
+    /// One step of several sequences at once, each appending its tokens to its own cache (of batch 1) at its
+    /// own position: the projections and the FFN see all the step's rows together (one pass over the weights),
+    /// attention runs per sequence. Returns the logits of each sequence's last token `[sequences, vocab]`. On the
+    /// integer paths a sequence's logits do not depend on what else is in the step.
+    pub fn forward_sequences(
+        &self,
+        steps: &mut [(&mut KvCache<B>, &[u32])],
+        act: ActQuant,
+    ) -> Result<Tensor<B, 2>, ForwardError> {
+        let ids: Vec<u32> = steps.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+        let mut caches: Vec<(&mut KvCache<B>, usize)> =
+            steps.iter_mut().map(|(c, t)| (&mut **c, t.len())).collect();
+        let hidden = self.run(&ids, 1, &mut caches, act)?;
+        let last: Vec<i64> = steps
+            .iter()
+            .scan(0, |end, (_, t)| {
+                *end += t.len();
+                Some(*end as i64 - 1)
+            })
+            .collect();
+        let [_, rows, h] = hidden.dims();
+        let n = last.len();
+        let last = Tensor::from_data(burn::tensor::TensorData::new(last, [n]), &self.device);
+        let x = hidden.reshape([rows, h]).select(0, last).reshape([n, 1, h]);
+        Ok(self.logits(x).reshape([n, self.config.vocab_size]))
+    }
+
+    /// `ids` (`batch` rows of consecutive runs, one run of `seq` tokens per cache) through the blocks.
+    fn run(
+        &self,
+        ids: &[u32],
+        batch: usize,
+        caches: &mut [(&mut KvCache<B>, usize)],
+        act: ActQuant,
+    ) -> Result<Tensor<B, 3>, ForwardError> {
+        if caches.is_empty() || caches.iter().any(|(_, seq)| *seq == 0) {
+            return Err(ForwardError::Empty);
+        }
+        for (cache, seq) in caches.iter() {
+            let limit = cache.max_len().min(self.rope.max_positions());
+            if cache.len() + seq > limit {
+                return Err(ForwardError::ContextOverflow {
+                    needed: cache.len() + seq,
+                    limit,
+                });
+            }
         }
         let vocab = self.config.vocab_size;
-        if let Some(&id) = tokens.iter().flatten().find(|&&id| id as usize >= vocab) {
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
             return Err(ForwardError::BadToken { id, vocab });
         }
-        let ids: Vec<u32> = tokens.iter().flatten().copied().collect();
-        let mut x = self.model.embedding.lookup(&ids, &self.device)?.reshape([
+        let mut x = self.model.embedding.lookup(ids, &self.device)?.reshape([
             batch,
-            seq,
+            ids.len() / batch,
             self.config.hidden_size,
         ]);
-        for (block, mut layer_cache) in self.model.blocks.iter().zip(cache.layers()) {
-            x = block.forward(x, &mut layer_cache, &self.rope, act);
+        let mut layers: Vec<_> = caches.iter_mut().map(|(c, seq)| c.layers(*seq)).collect();
+        for block in &self.model.blocks {
+            let mut step: Vec<_> = layers
+                .iter_mut()
+                .map(|l| l.next().expect("a cache layer per block"))
+                .collect();
+            x = block.forward(x, &mut step, &self.rope, act);
         }
-        cache.advance(seq);
+        drop(layers);
+        for (cache, seq) in caches.iter_mut() {
+            cache.advance(*seq);
+        }
         Ok(self.model.norm.forward(x))
     }
 

@@ -151,55 +151,26 @@ pub fn generate_ids<B: TernaryBackend>(
         to_vec(model.forward_last(std::slice::from_ref(&prompt_ids), cache, opts.act)?);
     timings.prefill = start.elapsed();
 
-    let stops = tokenizer.stop_ids();
-    let mut sampler = Sampler::new(opts.sampler.clone());
-    let mut history = prompt_ids.clone();
-    let mut ids = Vec::new();
-    let (mut detok, mut stream) = (Detokenizer::default(), TextStream::new(&opts.stop_strings));
+    let mut continuation = Continuation::new(
+        tokenizer,
+        &prompt_ids,
+        opts.max_new_tokens,
+        opts.sampler.clone(),
+        opts.stop_strings.clone(),
+    );
     let decode_start = Instant::now();
-    let mut stop = loop {
-        if ids.len() >= opts.max_new_tokens {
-            break StopReason::MaxTokens;
-        }
-        let next = sampler.sample(&mut logits, &history);
-        ids.push(next);
-        history.push(next);
-        if stops.contains(&next) {
-            break StopReason::StopToken(next);
-        }
-        let piece = detok.next(tokenizer, &ids)?;
-        if let Some(s) = stream.push(&piece, &mut on_text) {
-            break StopReason::StopString(s);
-        }
-        if ids.len() >= opts.max_new_tokens {
-            break StopReason::MaxTokens;
+    let stop = loop {
+        if let Some(stop) = continuation.step(tokenizer, &mut logits, &mut on_text)? {
+            break stop;
         }
         if cache.len() >= limit {
             break StopReason::ContextFull;
         }
-        logits = to_vec(model.forward_last(&[vec![next]], cache, opts.act)?);
+        logits = to_vec(model.forward_last(&[vec![continuation.last()]], cache, opts.act)?);
     };
     timings.decode = decode_start.elapsed();
+    let (ids, text, stop) = continuation.finish(tokenizer, stop, &mut on_text)?;
     timings.generated_tokens = ids.len();
-    if !matches!(stop, StopReason::StopString(_)) {
-        match stream.push(&detok.flush(tokenizer, &ids)?, &mut on_text) {
-            Some(s) => stop = StopReason::StopString(s),
-            None => stream.finish(&mut on_text),
-        }
-    }
-    let text = tokenizer.decode(
-        ids.iter()
-            .copied()
-            .filter(|id| !stops.contains(id))
-            .collect::<Vec<_>>()
-            .as_slice(),
-    )?;
-    let text = match &stop {
-        StopReason::StopString(s) => text
-            .find(s.as_str())
-            .map_or(text.clone(), |i| text[..i].to_string()),
-        _ => text,
-    };
     Ok(Generation {
         prompt_ids,
         ids,
@@ -207,6 +178,110 @@ pub fn generate_ids<B: TernaryBackend>(
         stop,
         timings,
     })
+}
+
+/// One sequence being generated, whatever runs the model: samples each next token from the logits it is given,
+/// turns the ids into text as that text becomes final (never splitting a UTF-8 character or showing part of a
+/// stop string) and says when to stop. [`generate_ids`] drives one; a batched engine drives many.
+pub struct Continuation {
+    sampler: Sampler,
+    history: Vec<u32>,
+    ids: Vec<u32>,
+    stop_ids: Vec<u32>,
+    max_new_tokens: usize,
+    detok: Detokenizer,
+    stream: TextStream,
+}
+
+impl Continuation {
+    /// A continuation of `prompt_ids` (the penalties see them) of at most `max_new_tokens` tokens, sampled by
+    /// `sampler`, ending at any of `stop_strings`.
+    pub fn new(
+        tokenizer: &Tokenizer,
+        prompt_ids: &[u32],
+        max_new_tokens: usize,
+        sampler: SamplerConfig,
+        stop_strings: Vec<String>,
+    ) -> Self {
+        Self {
+            sampler: Sampler::new(sampler),
+            history: prompt_ids.to_vec(),
+            ids: Vec::new(),
+            stop_ids: tokenizer.stop_ids(),
+            max_new_tokens,
+            detok: Detokenizer::default(),
+            stream: TextStream::new(stop_strings),
+        }
+    }
+
+    /// Samples the next token from `logits` (modified in place), passes the text it completes to `on_text`, and
+    /// returns why generation ends if it does (a stop token or string, or the length limit); then call
+    /// [`Continuation::finish`], else feed [`Continuation::last`] to the model for the next logits.
+    pub fn step(
+        &mut self,
+        tokenizer: &Tokenizer,
+        logits: &mut [f32],
+        on_text: &mut impl FnMut(&str),
+    ) -> Result<Option<StopReason>, GenerateError> {
+        if self.ids.len() >= self.max_new_tokens {
+            return Ok(Some(StopReason::MaxTokens));
+        }
+        let next = self.sampler.sample(logits, &self.history);
+        self.ids.push(next);
+        self.history.push(next);
+        if self.stop_ids.contains(&next) {
+            return Ok(Some(StopReason::StopToken(next)));
+        }
+        let piece = self.detok.next(tokenizer, &self.ids)?;
+        if let Some(s) = self.stream.push(&piece, on_text) {
+            return Ok(Some(StopReason::StopString(s)));
+        }
+        Ok((self.ids.len() >= self.max_new_tokens).then_some(StopReason::MaxTokens))
+    }
+
+    /// The last sampled token.
+    pub fn last(&self) -> u32 {
+        *self.ids.last().expect("a token was sampled")
+    }
+
+    /// Tokens generated so far.
+    pub fn generated(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Ends generation for `stop`: passes any text held back to `on_text` (unless it completes a stop string)
+    /// and returns the generated ids (the stop token included), their text up to any stop string, and the final
+    /// reason.
+    pub fn finish(
+        mut self,
+        tokenizer: &Tokenizer,
+        mut stop: StopReason,
+        on_text: &mut impl FnMut(&str),
+    ) -> Result<(Vec<u32>, String, StopReason), GenerateError> {
+        if !matches!(stop, StopReason::StopString(_)) {
+            match self
+                .stream
+                .push(&self.detok.flush(tokenizer, &self.ids)?, on_text)
+            {
+                Some(s) => stop = StopReason::StopString(s),
+                None => self.stream.finish(on_text),
+            }
+        }
+        let kept: Vec<u32> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| !self.stop_ids.contains(id))
+            .collect();
+        let text = tokenizer.decode(&kept)?;
+        let text = match &stop {
+            StopReason::StopString(s) => text
+                .find(s.as_str())
+                .map_or(text.clone(), |i| text[..i].to_string()),
+            _ => text,
+        };
+        Ok((self.ids, text, stop))
+    }
 }
 
 fn to_vec<B: TernaryBackend>(t: burn::tensor::Tensor<B, 2>) -> Vec<f32> {
@@ -273,14 +348,14 @@ impl Detokenizer {
 
 /// Emits text as it becomes final, holding back any tail that could start a stop string; looks for stop strings
 /// only in text not yet emitted (a stop cannot start earlier: that text was not the start of one).
-struct TextStream<'a> {
-    stops: &'a [String],
+struct TextStream {
+    stops: Vec<String>,
     emitted: usize,
     text: String,
 }
 
-impl<'a> TextStream<'a> {
-    fn new(stops: &'a [String]) -> Self {
+impl TextStream {
+    fn new(stops: Vec<String>) -> Self {
         Self {
             stops,
             emitted: 0,
@@ -366,7 +441,7 @@ mod tests {
 
     fn run(pieces: &[&str], stops: &[&str]) -> (Vec<String>, Option<String>) {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
-        let mut s = TextStream::new(&stops);
+        let mut s = TextStream::new(stops);
         let mut out = Vec::new();
         for p in pieces {
             if let Some(stop) = s.push(p, &mut |t: &str| out.push(t.to_string())) {

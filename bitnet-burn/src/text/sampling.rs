@@ -16,8 +16,12 @@ pub struct SamplerConfig {
     pub min_p: f32,
     /// Divide positive (multiply negative) logits of recently generated tokens by this (1: off).
     pub repeat_penalty: f32,
-    /// How many recent tokens the penalty looks at.
+    /// How many recent tokens the penalties look at.
     pub repeat_last_n: usize,
+    /// Subtracted from the logit of each recent token once (OpenAI's `presence_penalty`; 0: off).
+    pub presence_penalty: f32,
+    /// Subtracted from the logit of each recent token once per occurrence (`frequency_penalty`; 0: off).
+    pub frequency_penalty: f32,
     /// Random seed.
     pub seed: u64,
 }
@@ -31,6 +35,8 @@ impl Default for SamplerConfig {
             min_p: 0.0,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             seed: 0,
         }
     }
@@ -53,18 +59,18 @@ impl Sampler {
     /// Picks a token from `logits` (modified in place) given the tokens so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         let c = &self.config;
-        if c.repeat_penalty != 1.0 {
+        if c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0 {
             let start = history.len().saturating_sub(c.repeat_last_n);
             let mut seen: Vec<u32> = history[start..].to_vec();
             seen.sort_unstable();
-            seen.dedup();
-            for t in seen {
-                if let Some(l) = logits.get_mut(t as usize) {
+            for run in seen.chunk_by(|a, b| a == b) {
+                if let Some(l) = logits.get_mut(run[0] as usize) {
                     *l = if *l > 0.0 {
                         *l / c.repeat_penalty
                     } else {
                         *l * c.repeat_penalty
                     };
+                    *l -= c.presence_penalty + c.frequency_penalty * run.len() as f32;
                 }
             }
         }
@@ -193,5 +199,20 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(s.sample(&mut logits(), &[1]), 4, "3.0 / 2 = 1.5 < 2.9");
+    }
+
+    #[test]
+    fn presence_and_frequency_penalties_subtract_per_token_and_per_occurrence() {
+        let pick = |presence, frequency, history: &[u32]| {
+            let mut s = Sampler::new(SamplerConfig {
+                presence_penalty: presence,
+                frequency_penalty: frequency,
+                ..Default::default()
+            });
+            s.sample(&mut logits(), history)
+        };
+        assert_eq!(pick(0.2, 0.0, &[1]), 4, "3.0 - 0.2 < 2.9");
+        assert_eq!(pick(0.05, 0.0, &[1, 1, 1]), 1, "presence counts once: 2.95 > 2.9");
+        assert_eq!(pick(0.0, 0.05, &[1, 1, 1]), 4, "frequency counts each: 2.85 < 2.9");
     }
 }

@@ -1,0 +1,209 @@
+//! The scheduler loop: admit requests into free slots, run one step for every active sequence, sample, stream.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bitnet_kernels_cubecl::TernaryBackend;
+use tokio::sync::mpsc;
+
+use super::slots::Slots;
+use super::{EngineConfig, Event, Finished, Queued, Stats};
+use crate::nn::BitNet;
+use crate::text::generate::{Continuation, StopReason};
+use crate::text::tokenizer::Tokenizer;
+
+/// A request holding a slot.
+struct Sequence {
+    slot: usize,
+    /// Prompt tokens not yet run (the front goes next).
+    pending: Vec<u32>,
+    continuation: Continuation,
+    events: mpsc::UnboundedSender<Event>,
+    prompt_tokens: usize,
+    cached_tokens: usize,
+    submitted: Instant,
+    first_token: Option<Duration>,
+}
+
+/// Runs until the queue is closed and every admitted request has finished.
+pub(super) fn run<B: TernaryBackend>(
+    model: BitNet<B>,
+    tokenizer: &Tokenizer,
+    config: &EngineConfig,
+    mut queue: mpsc::Receiver<Queued>,
+    stats: &Stats,
+) {
+    let mut slots = Slots::new(&model, config.slots, config.ctx);
+    let mut active: Vec<Sequence> = Vec::new();
+    let vocab = model.config.vocab_size;
+    loop {
+        while slots.busy() < config.slots {
+            let next = if active.is_empty() {
+                match queue.blocking_recv() {
+                    Some(q) => q,
+                    None => return,
+                }
+            } else {
+                match queue.try_recv() {
+                    Ok(q) => q,
+                    Err(_) => break,
+                }
+            };
+            stats.queued.fetch_sub(1, Ordering::Relaxed);
+            let Queued { request, at } = next;
+            if request.events.is_closed() {
+                continue;
+            }
+            let (slot, cached) = slots.acquire(&request.prompt).expect("a free slot");
+            active.push(Sequence {
+                slot,
+                pending: request.prompt[cached..].to_vec(),
+                continuation: Continuation::new(
+                    tokenizer,
+                    &request.prompt,
+                    request.max_new_tokens,
+                    request.sampler,
+                    request.stop_strings,
+                ),
+                events: request.events,
+                prompt_tokens: request.prompt.len(),
+                cached_tokens: cached,
+                submitted: at,
+                first_token: None,
+            });
+        }
+        active.retain(|s| {
+            let gone = s.events.is_closed();
+            if gone {
+                release(&mut slots, stats, s.slot);
+            }
+            !gone
+        });
+        stats.busy.store(slots.busy() as u64, Ordering::Relaxed);
+        if active.is_empty() {
+            continue;
+        }
+
+        let mut feed: Vec<Option<Vec<u32>>> = vec![None; config.slots];
+        for s in &mut active {
+            feed[s.slot] = Some(if s.pending.is_empty() {
+                vec![s.continuation.last()]
+            } else {
+                let n = config.chunk.min(s.pending.len());
+                s.pending.drain(..n).collect()
+            });
+        }
+        let started = Instant::now();
+        let logits = {
+            let mut step = slots.step(&feed);
+            model
+                .forward_sequences(&mut step, config.act)
+                .map_err(|e| e.to_string())
+                .and_then(|l| {
+                    l.into_data()
+                        .convert::<f32>()
+                        .to_vec::<f32>()
+                        .map_err(|e| format!("reading the logits: {e:?}"))
+                })
+        };
+        let mut logits = match logits {
+            Ok(l) => l,
+            Err(message) => {
+                for s in active.drain(..) {
+                    let _ = s.events.send(Event::Failed(message.clone()));
+                    slots.clear(s.slot);
+                    release(&mut slots, stats, s.slot);
+                }
+                continue;
+            }
+        };
+        // The step's logits rows are in slot order.
+        let mut rows = vec![usize::MAX; config.slots];
+        for (row, slot) in (0..config.slots).filter(|&i| feed[i].is_some()).enumerate() {
+            rows[slot] = row;
+        }
+        let mut decoded = 0;
+        let mut i = 0;
+        while i < active.len() {
+            let s = &mut active[i];
+            if !s.pending.is_empty() {
+                i += 1;
+                continue;
+            }
+            decoded += 1;
+            let row = &mut logits[rows[s.slot] * vocab..(rows[s.slot] + 1) * vocab];
+            s.first_token.get_or_insert_with(|| s.submitted.elapsed());
+            let mut open = true;
+            let events = &s.events;
+            let mut on_text = |t: &str| open &= events.send(Event::Text(t.to_string())).is_ok();
+            let ended = match s.continuation.step(tokenizer, row, &mut on_text) {
+                Ok(Some(stop)) => Some(stop),
+                Ok(None) if slots.room(s.slot) == 0 => Some(StopReason::ContextFull),
+                Ok(None) => None,
+                Err(e) => {
+                    let _ = s.events.send(Event::Failed(e.to_string()));
+                    release(&mut slots, stats, s.slot);
+                    active.swap_remove(i);
+                    continue;
+                }
+            };
+            if !open {
+                release(&mut slots, stats, s.slot);
+                active.swap_remove(i);
+                continue;
+            }
+            match ended {
+                None => i += 1,
+                Some(stop) => {
+                    let s = active.swap_remove(i);
+                    release(&mut slots, stats, s.slot);
+                    finish(s, stop, tokenizer, stats);
+                }
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64().max(1e-9);
+        stats
+            .decode_tok_s
+            .store((decoded as f64 / seconds).to_bits(), Ordering::Relaxed);
+        stats.busy.store(slots.busy() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Frees a slot and says so in the stats at once (before the request's end is reported).
+fn release<B: TernaryBackend>(slots: &mut Slots<B>, stats: &Stats, slot: usize) {
+    slots.release(slot);
+    stats.busy.store(slots.busy() as u64, Ordering::Relaxed);
+}
+
+/// Ends a sequence: emits its held-back text and its [`Finished`] report.
+fn finish(s: Sequence, stop: StopReason, tokenizer: &Tokenizer, stats: &Stats) {
+    let events = &s.events;
+    let mut on_text = |t: &str| {
+        let _ = events.send(Event::Text(t.to_string()));
+    };
+    let event = match s.continuation.finish(tokenizer, stop, &mut on_text) {
+        Ok((ids, text, stop)) => {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            stats
+                .prompt_tokens
+                .fetch_add(s.prompt_tokens as u64, Ordering::Relaxed);
+            stats
+                .cached_tokens
+                .fetch_add(s.cached_tokens as u64, Ordering::Relaxed);
+            stats
+                .generated_tokens
+                .fetch_add(ids.len() as u64, Ordering::Relaxed);
+            Event::Done(Finished {
+                ids,
+                text,
+                stop,
+                prompt_tokens: s.prompt_tokens,
+                cached_tokens: s.cached_tokens,
+                first_token: s.first_token.unwrap_or_default(),
+                elapsed: s.submitted.elapsed(),
+            })
+        }
+        Err(e) => Event::Failed(e.to_string()),
+    };
+    let _ = s.events.send(event);
+}

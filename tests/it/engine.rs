@@ -1,0 +1,243 @@
+//! The batched engine (continuous batching over KV-cache slots) against one-at-a-time generation, the path the
+//! CLI takes: on the integer path (int8 activations, int8 head) every request's tokens are exactly those it
+//! gets alone, whatever else shares its steps (prompts split into chunks beside decoding rows, sequences at
+//! different positions, sampled and greedy); abandoned requests free their slots; bad requests are refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitnet_burn::engine::{Engine, EngineConfig, Event, Finished, Request, SubmitError};
+use bitnet_burn::text::generate::{generate_ids, GenerateOptions, StopReason};
+use bitnet_burn::text::sampling::SamplerConfig;
+use bitnet_burn::text::tokenizer::Tokenizer;
+use bitnet_burn::{load, BitNet, TernaryBackend};
+use bitnet_gguf::GgufFile;
+use tokio::sync::mpsc;
+
+use crate::common::repo_dir;
+
+const PROMPTS: [&str; 8] = [
+    "ROMEO:",
+    "First Citizen:\nBefore we proceed any further, hear me speak.",
+    "KING HENRY:",
+    "To be, or not to be",
+    "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?\nDeny thy father and refuse thy name;",
+    "My lord,",
+    "Now is the winter of our discontent\nMade glorious summer by this sun of York;",
+    "HAMLET:\nAlas, poor Yorick!",
+];
+
+fn shipped() -> std::path::PathBuf {
+    repo_dir().join("models/shakespeare-bitnet-tq2_0.gguf")
+}
+
+fn tokenizer() -> Arc<Tokenizer> {
+    Arc::new(Tokenizer::from_gguf(&GgufFile::open(shipped()).unwrap()).unwrap())
+}
+
+/// Greedy for even requests, seeded temperature sampling with filters and penalties for odd ones.
+fn sampler(i: usize) -> SamplerConfig {
+    match i % 2 {
+        0 => SamplerConfig::default(),
+        _ => SamplerConfig {
+            temperature: 0.9,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.1,
+            presence_penalty: 0.2,
+            frequency_penalty: 0.1,
+            seed: i as u64,
+            ..Default::default()
+        },
+    }
+}
+
+fn request(tok: &Tokenizer, i: usize, max: usize) -> (Request, mpsc::UnboundedReceiver<Event>) {
+    let (events, rx) = mpsc::unbounded_channel();
+    let request = Request {
+        prompt: tok.encode(PROMPTS[i % PROMPTS.len()], true).unwrap(),
+        max_new_tokens: max,
+        sampler: sampler(i),
+        stop_strings: vec![],
+        events,
+    };
+    (request, rx)
+}
+
+/// The request's streamed text and its report (panics on failure).
+fn wait(mut rx: mpsc::UnboundedReceiver<Event>) -> (String, Finished) {
+    let mut text = String::new();
+    loop {
+        match rx.blocking_recv().expect("the engine reports the end") {
+            Event::Text(t) => text.push_str(&t),
+            Event::Done(f) => return (text, f),
+            Event::Failed(e) => panic!("request failed: {e}"),
+        }
+    }
+}
+
+fn alone<B: TernaryBackend>(model: &BitNet<B>, tok: &Tokenizer, i: usize, max: usize) -> Vec<u32> {
+    let opts = GenerateOptions {
+        max_new_tokens: max,
+        sampler: sampler(i),
+        ..Default::default()
+    };
+    let prompt = tok.encode(PROMPTS[i % PROMPTS.len()], true).unwrap();
+    let mut cache = model.new_cache(1, 512);
+    generate_ids(model, tok, &mut cache, prompt, &opts, |_| {})
+        .unwrap()
+        .ids
+}
+
+fn together_equals_alone<B: TernaryBackend>(device: &B::Device) {
+    const MAX: usize = 40;
+    let tok = tokenizer();
+    let model = load::<B>(&shipped(), device).unwrap();
+    let expected: Vec<Vec<u32>> = (0..8).map(|i| alone(&model, &tok, i, MAX)).collect();
+    // Chunks of 7 tokens: long prompts are still prefilling while short ones decode, in the same steps.
+    let config = EngineConfig {
+        slots: 8,
+        ctx: 512,
+        chunk: 7,
+        ..Default::default()
+    };
+    let engine = Engine::start(model, tok.clone(), config);
+    let receivers: Vec<_> = (0..8)
+        .map(|i| {
+            let (req, rx) = request(&tok, i, MAX);
+            engine.submit(req).unwrap();
+            rx
+        })
+        .collect();
+    for (i, rx) in receivers.into_iter().enumerate() {
+        let (text, done) = wait(rx);
+        assert_eq!(done.ids, expected[i], "request {i} served with 7 others");
+        assert_eq!(text, done.text, "request {i}: streamed pieces join to the text");
+        assert_eq!(done.stop, StopReason::MaxTokens);
+        assert_eq!(done.prompt_tokens, tok.encode(PROMPTS[i], true).unwrap().len());
+    }
+    let stats = engine.stats().snapshot();
+    assert_eq!((stats.requests, stats.busy_slots, stats.queued), (8, 0, 0));
+    assert_eq!(stats.generated_tokens, 8 * MAX as u64);
+}
+
+#[test]
+fn eight_concurrent_requests_give_the_tokens_each_gives_alone() {
+    together_equals_alone::<burn::backend::NdArray>(&Default::default());
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_runs_the_batched_path_with_the_same_tokens() {
+    if let Some(device) =
+        crate::common::wgpu_device_or_skip("wgpu_runs_the_batched_path_with_the_same_tokens")
+    {
+        together_equals_alone::<burn::backend::Wgpu>(&device);
+    }
+}
+
+/// More requests than slots wait in the queue; a request whose prompt extends what a free slot holds runs only
+/// the new tokens; a full queue and bad prompts are refused at submission; a dropped receiver frees its slot.
+#[test]
+fn slots_are_reused_refused_requests_say_why_and_abandoned_ones_free_their_slot() {
+    let tok = tokenizer();
+    let model = load::<burn::backend::NdArray>(&shipped(), &Default::default()).unwrap();
+    let first = tok.encode(PROMPTS[1], true).unwrap();
+    let engine = Engine::start(
+        model,
+        tok.clone(),
+        EngineConfig {
+            slots: 1,
+            ctx: 96,
+            queue: 2,
+            ..Default::default()
+        },
+    );
+
+    // One runs, two wait, the fourth is refused.
+    let (a, rx_a) = request(&tok, 1, 24);
+    let (b, rx_b) = request(&tok, 0, 4);
+    let (c, rx_c) = request(&tok, 2, 4);
+    let (d, _rx_d) = request(&tok, 3, 4);
+    engine.submit(a).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // a is admitted
+    engine.submit(b).unwrap();
+    engine.submit(c).unwrap();
+    assert_eq!(engine.submit(d).unwrap_err(), SubmitError::QueueFull(2));
+    let (_, done_a) = wait(rx_a);
+    assert_eq!(done_a.cached_tokens, 0);
+    wait(rx_b);
+    wait(rx_c);
+
+    // The slot now holds request c; a prompt that starts with c's prompt and continues reuses it.
+    let c_prompt = tok.encode(PROMPTS[2], true).unwrap();
+    let (events, rx) = mpsc::unbounded_channel();
+    let mut longer = c_prompt.clone();
+    longer.extend(&first[1..]);
+    engine
+        .submit(Request {
+            prompt: longer.clone(),
+            max_new_tokens: 4,
+            sampler: SamplerConfig::default(),
+            stop_strings: vec![],
+            events,
+        })
+        .unwrap();
+    let (_, done) = wait(rx);
+    assert_eq!(done.cached_tokens, c_prompt.len());
+    assert_eq!(done.prompt_tokens, longer.len());
+
+    // Refusals name the problem.
+    let refuse = |prompt: Vec<u32>| {
+        let (events, _rx) = mpsc::unbounded_channel();
+        let sampler = SamplerConfig::default();
+        engine
+            .submit(Request {
+                prompt,
+                max_new_tokens: 4,
+                sampler,
+                stop_strings: vec![],
+                events,
+            })
+            .unwrap_err()
+    };
+    assert_eq!(refuse(vec![]), SubmitError::EmptyPrompt);
+    assert_eq!(
+        refuse(vec![1; 96]),
+        SubmitError::PromptTooLong {
+            tokens: 96,
+            ctx: 96
+        }
+    );
+    assert!(matches!(refuse(vec![1, 999_999]), SubmitError::BadToken { id: 999_999, .. }));
+
+    // A request near the end of the slot stops with ContextFull, not an error.
+    let (events, rx) = mpsc::unbounded_channel();
+    let near_full: Vec<u32> = first.iter().cycle().take(90).copied().collect();
+    engine
+        .submit(Request {
+            prompt: near_full,
+            max_new_tokens: 50,
+            sampler: SamplerConfig::default(),
+            stop_strings: vec![],
+            events,
+        })
+        .unwrap();
+    let (_, done) = wait(rx);
+    assert_eq!(done.stop, StopReason::ContextFull);
+    assert_eq!(done.ids.len(), 96 - 90 + 1, "the last token needs no cache position");
+
+    // A receiver dropped mid-stream frees the slot: the next request runs at once.
+    let (long, mut rx) = request(&tok, 3, 80);
+    engine.submit(long).unwrap();
+    assert!(matches!(rx.blocking_recv(), Some(Event::Text(_))));
+    drop(rx);
+    let (next, rx) = request(&tok, 5, 3);
+    engine.submit(next).unwrap();
+    let (_, done) = wait(rx);
+    assert_eq!(done.ids.len(), 3);
+    let stats = engine.stats().snapshot();
+    assert_eq!(stats.busy_slots, 0);
+    assert_eq!(stats.requests, 6, "the abandoned request did not run to its end");
+}
