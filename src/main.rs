@@ -7,6 +7,7 @@ mod hub_args;
 mod model_args;
 mod output;
 mod sampling_args;
+mod serve;
 mod text_args;
 
 use std::process::ExitCode;
@@ -38,6 +39,8 @@ enum Command {
     Chat(commands::chat::Args),
     /// Prefill and decode tokens/s over repetitions (`--json` for machines).
     Bench(commands::bench::Args),
+    /// An OpenAI-compatible HTTP server decoding many requests together (continuous batching).
+    Serve(commands::serve::Args),
     /// Perplexity on a text file, windowed like llama.cpp's llama-perplexity.
     Perplexity(commands::perplexity::Args),
     /// Text to token ids with the model's tokenizer (one per line, or --json).
@@ -52,7 +55,7 @@ enum Command {
 
 fn main() -> ExitCode {
     allocator::keep_freed_memory();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(commands::serve::long_flags(std::env::args()));
     let result = match cli.command {
         Command::Info(args) => commands::info::run(args),
         Command::CompatCheck(args) => commands::compat_check::run(args),
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => commands::chat::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Perplexity(args) => commands::perplexity::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,5 +10,6 @@ pub mod logits;
 pub mod perplexity;
 pub mod run;
 pub mod run_batch;
+pub mod serve;
 pub mod synth;
 pub mod tokenize;

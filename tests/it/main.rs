@@ -16,6 +16,7 @@ mod gguf_fixtures;
 mod llamacpp_vocabs;
 mod model_fixtures;
 mod perplexity;
+mod serve;
 mod streaming;
 mod synthetic;
 mod tokenizer;

@@ -189,7 +189,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the scheduler thread, which owns `model`.
+    /// Starts the scheduler thread, which owns `model` and runs it with as many CPU threads as the calling
+    /// thread's rayon pool has (so `-t` and `ThreadPool::install` around this call hold for the engine too).
     pub fn start<B: TernaryBackend>(
         model: BitNet<B>,
         tokenizer: Arc<Tokenizer>,
@@ -201,11 +202,18 @@ impl Engine {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let stats = Arc::new(Stats::default());
         let vocab = model.config.vocab_size;
+        let threads = rayon::current_num_threads();
         let thread = {
             let (stats, config) = (stats.clone(), config.clone());
             std::thread::Builder::new()
                 .name("bitnet-engine".into())
-                .spawn(move || scheduler::run(model, &tokenizer, &config, rx, &stats))
+                .spawn(move || {
+                    let work = || scheduler::run(model, &tokenizer, &config, rx, &stats);
+                    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+                        Ok(pool) => pool.install(work),
+                        Err(_) => work(),
+                    }
+                })
                 .expect("spawn the engine thread")
         };
         Self {

@@ -199,6 +199,16 @@ impl ChatTemplate {
             .map_err(|e| self.error(e))
     }
 
+    /// `messages` rendered up to the assistant's reply, as ids, with BOS added unless the template wrote it.
+    pub fn encode(&self, messages: &[Message], tokenizer: &Tokenizer) -> Result<Vec<u32>, ChatError> {
+        let text = self.render(messages, true)?;
+        let mut ids = tokenizer.encode(&text, true)?;
+        if ids.len() >= 2 && ids[0] == ids[1] && Some(ids[0]) == tokenizer.bos_id() {
+            ids.remove(0);
+        }
+        Ok(ids)
+    }
+
     fn error(&self, e: JinjaError) -> ChatError {
         ChatError::Template {
             origin: self.origin.clone(),
@@ -346,14 +356,8 @@ impl Chat {
         }
     }
 
-    /// The rendered conversation as ids, with BOS added unless the template wrote it.
     fn encode(&self, tokenizer: &Tokenizer) -> Result<Vec<u32>, ChatError> {
-        let text = self.template.render(&self.messages, true)?;
-        let mut ids = tokenizer.encode(&text, true)?;
-        if ids.len() >= 2 && ids[0] == ids[1] && Some(ids[0]) == tokenizer.bos_id() {
-            ids.remove(0);
-        }
-        Ok(ids)
+        self.template.encode(&self.messages, tokenizer)
     }
 }
 

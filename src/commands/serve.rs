@@ -1,0 +1,133 @@
+//! `bitnet serve`: an OpenAI-compatible HTTP server over the batched engine (see `src/serve`).
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bitnet_burn::engine::{Engine, EngineConfig};
+use bitnet_burn::TernaryBackend;
+
+use crate::backend::BackendTask;
+use crate::model_args::ModelArgs;
+use crate::serve::{router, AppState, Ready};
+use crate::text_args::{load_chat_template, TextArgs};
+
+/// Arguments of `bitnet serve` (spelled as llama-server's where the concept is the same).
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    text: TextArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Sequences decoded together, each in its own KV-cache slot (`-np` works too).
+    #[arg(long = "parallel", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallel: u16,
+    /// Positions per slot, prompt and reply (capped at the model's context).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    ctx_size: usize,
+    /// Most prompt tokens of one request run per step, so a long prompt does not stall running streams for
+    /// longer than one chunk (`-ub` works too).
+    #[arg(long = "ubatch-size", default_value_t = 128)]
+    ubatch_size: usize,
+    /// Requests that may wait for a slot; beyond that the server answers 503 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    queue: usize,
+    /// The model name reported and accepted in requests (default: the file's stem).
+    #[arg(long)]
+    alias: Option<String>,
+    /// Require `Authorization: Bearer KEY` on every endpoint but /health and /v1/models.
+    #[arg(long, env = "BITNET_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Serve Prometheus metrics at /metrics.
+    #[arg(long)]
+    metrics: bool,
+    /// A Jinja chat template file overriding the model's.
+    #[arg(long)]
+    chat_template: Option<PathBuf>,
+}
+
+/// llama-server's two-letter short flags, which clap cannot declare, as their long forms.
+pub fn long_flags(args: impl Iterator<Item = String>) -> Vec<String> {
+    let args: Vec<String> = args.collect();
+    if args.get(1).map(String::as_str) != Some("serve") {
+        return args;
+    }
+    args.into_iter()
+        .map(|a| match a.as_str() {
+            "-np" => "--parallel".into(),
+            "-ub" => "--ubatch-size".into(),
+            _ => a,
+        })
+        .collect()
+}
+
+impl BackendTask for Args {
+    type Output = ();
+    fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let state = Arc::new(AppState::new(self.api_key.clone(), self.metrics));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind((self.host.as_str(), self.port)))
+            .with_context(|| format!("listening on {}:{}", self.host, self.port))?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let server = runtime.spawn(axum::serve(listener, router(state.clone())).into_future());
+        eprintln!("listening on http://{addr} (loading the model; /health answers 503 until it is ready)");
+
+        let path = &self.model.model;
+        let tokenizer = Arc::new(self.text.load_tokenizer(path)?);
+        let template = load_chat_template(path, self.chat_template.as_deref(), &tokenizer)?;
+        let model = self.model.load::<B>(&device)?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let names: Vec<String> = [
+            self.alias.clone(),
+            stem,
+            path.file_name().map(|s| s.to_string_lossy().into_owned()),
+            Some(path.display().to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let config = EngineConfig {
+            slots: self.parallel.into(),
+            ctx: self.ctx_size,
+            queue: self.queue,
+            chunk: self.ubatch_size,
+            act: self.text.act(),
+        };
+        let engine = Engine::start(model, tokenizer.clone(), config);
+        let c = engine.config();
+        let ready = format!(
+            "ready: {} on {backend}, {} threads, {} slots of {} positions, chat template {}",
+            names[0],
+            self.model.threads(),
+            c.slots,
+            c.ctx,
+            template.origin()
+        );
+        state.set_ready(Ready {
+            engine,
+            tokenizer,
+            template,
+            names,
+        });
+        eprintln!("{ready}");
+        runtime.block_on(server)?.context("serving")
+    }
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    args.model.clone().run(args)
+}

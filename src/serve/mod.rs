@@ -1,0 +1,220 @@
+//! `bitnet serve`'s HTTP layer: OpenAI-compatible endpoints over the batched [`Engine`], plus `/health`,
+//! `/tokenize`, `/detokenize` and Prometheus `/metrics`, spelled as llama-server spells them.
+
+mod completions;
+mod error;
+mod params;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bitnet_burn::engine::Engine;
+use bitnet_burn::text::chat::ChatTemplate;
+use bitnet_burn::text::tokenizer::Tokenizer;
+use serde::Deserialize;
+use serde_json::json;
+
+pub use error::ApiError;
+
+/// Largest request body accepted (a full 4096-token prompt is ~16 KB of text; chats carry their history).
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// What the endpoints need once the model is loaded.
+pub struct Ready {
+    /// The batched engine.
+    pub engine: Engine,
+    /// The model's tokenizer.
+    pub tokenizer: Arc<Tokenizer>,
+    /// The model's chat template.
+    pub template: ChatTemplate,
+    /// Names `model` may take in a request; the first is reported.
+    pub names: Vec<String>,
+}
+
+/// The server's state: ready once the model is loaded (until then every endpoint but `/health` answers 503).
+pub struct AppState {
+    ready: OnceLock<Ready>,
+    api_key: Option<String>,
+    metrics: bool,
+    next_id: AtomicU64,
+}
+
+impl AppState {
+    /// A server still loading its model.
+    pub fn new(api_key: Option<String>, metrics: bool) -> Self {
+        Self {
+            ready: OnceLock::new(),
+            api_key,
+            metrics,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Marks the model loaded.
+    pub fn set_ready(&self, ready: Ready) {
+        let _ = self.ready.set(ready);
+    }
+
+    fn ready(&self) -> Result<&Ready, ApiError> {
+        self.ready
+            .get()
+            .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model is loading"))
+    }
+}
+
+/// The routes, with the API key check and the body limit.
+pub fn router(state: Arc<AppState>) -> Router {
+    let protected = Router::new()
+        .route("/v1/chat/completions", post(completions::chat))
+        .route("/chat/completions", post(completions::chat))
+        .route("/v1/completions", post(completions::completion))
+        .route("/completions", post(completions::completion))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/models", get(models))
+        .merge(protected)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// 401 unless the request carries the key (`Authorization: Bearer KEY`), when one is set.
+async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.api_key {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            let why = if given.is_some() { "invalid API key" } else { "missing API key: send Authorization: Bearer KEY" };
+            return ApiError::new(StatusCode::UNAUTHORIZED, why)
+                .code("invalid_api_key")
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The body, or the right status for one that could not be read (413 over [`BODY_LIMIT`]).
+fn body(raw: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    raw.map_err(|e| {
+        let status = e.status();
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                format!("the request body is larger than the limit of {BODY_LIMIT} bytes")
+            }
+            _ => e.body_text(),
+        };
+        ApiError::new(status, message)
+    })
+}
+
+/// `GET /health`: 503 while loading, 200 when ready.
+async fn health(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.ready()?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+/// `GET /v1/models`.
+async fn models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let ready = state.ready()?;
+    let config = ready.engine.config();
+    Ok(Json(json!({
+        "object": "list",
+        "data": [{
+            "id": ready.names[0], "object": "model", "created": 0, "owned_by": "bitnet-burn",
+            "meta": {"n_ctx_slot": config.ctx, "n_slots": config.slots, "n_vocab": ready.tokenizer.vocab_size()},
+        }],
+    })))
+}
+
+#[derive(Deserialize)]
+struct TokenizeBody {
+    content: String,
+    #[serde(default)]
+    add_special: bool,
+}
+
+/// `POST /tokenize`: `{"content", "add_special"}` → `{"tokens"}`.
+async fn tokenize(
+    State(state): State<Arc<AppState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ready = state.ready()?;
+    let body: TokenizeBody = params::read(&params::object(&body(raw)?)?)?;
+    let tokens = ready
+        .tokenizer
+        .encode(&body.content, body.add_special)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(json!({"tokens": tokens})))
+}
+
+#[derive(Deserialize)]
+struct DetokenizeBody {
+    tokens: Vec<u32>,
+}
+
+/// `POST /detokenize`: `{"tokens"}` → `{"content"}`.
+async fn detokenize(
+    State(state): State<Arc<AppState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ready = state.ready()?;
+    let body: DetokenizeBody = params::read(&params::object(&body(raw)?)?)?;
+    let vocab = ready.tokenizer.vocab_size();
+    if let Some(id) = body.tokens.iter().find(|&&id| id as usize >= vocab) {
+        return Err(ApiError::bad_request(format!(
+            "tokens: id {id} is outside the vocabulary (size {vocab})"
+        ))
+        .param("tokens"));
+    }
+    let content = ready
+        .tokenizer
+        .decode(&body.tokens)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(json!({"content": content})))
+}
+
+/// `GET /metrics` (with `--metrics`): the engine's counters in Prometheus' text format. Written directly: the
+/// values are read from the engine's atomics at scrape time, which a metrics registry would only copy.
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    if !state.metrics {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "metrics are off: start the server with --metrics",
+        ));
+    }
+    let ready = state.ready()?;
+    let s = ready.engine.stats().snapshot();
+    let slots = ready.engine.config().slots;
+    let rows: [(&str, &str, &str, f64); 8] = [
+        ("bitnet_requests_total", "counter", "Requests completed.", s.requests as f64),
+        ("bitnet_prompt_tokens_total", "counter", "Prompt tokens of completed requests.", s.prompt_tokens as f64),
+        ("bitnet_prompt_tokens_cached_total", "counter", "Prompt tokens found in a slot's KV cache.", s.cached_tokens as f64),
+        ("bitnet_tokens_generated_total", "counter", "Tokens generated.", s.generated_tokens as f64),
+        ("bitnet_decode_tokens_per_second", "gauge", "Tokens generated per second over all sequences, last step.", s.decode_tok_s),
+        ("bitnet_requests_queued", "gauge", "Requests waiting for a slot.", s.queued as f64),
+        ("bitnet_slots_busy", "gauge", "Slots in use.", s.busy_slots as f64),
+        ("bitnet_slots", "gauge", "Slots (sequences decoded together).", slots as f64),
+    ];
+    let text: String = rows
+        .iter()
+        .map(|(name, kind, help, value)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"))
+        .collect();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}

@@ -1,0 +1,246 @@
+//! The JSON bodies of the completion endpoints, read strictly: a wrong type or an out-of-range value is a 400
+//! naming the parameter; fields this server does not use are ignored, as OpenAI's clients send many.
+
+use axum::body::Bytes;
+use bitnet_burn::text::chat::Message;
+use bitnet_burn::text::sampling::SamplerConfig;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// The parameters both endpoints share.
+#[derive(Deserialize, Debug, Default)]
+pub struct Common {
+    pub model: Option<String>,
+    pub max_tokens: Option<usize>,
+    pub max_completion_tokens: Option<usize>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<usize>,
+    pub min_p: Option<f32>,
+    pub seed: Option<u64>,
+    pub stop: Option<Stop>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub repeat_penalty: Option<f32>,
+    pub n: Option<usize>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+}
+
+/// `stop`: one string or a list.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `stream_options`.
+#[derive(Deserialize, Debug, Default)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// `messages` of a chat completion.
+#[derive(Deserialize, Debug)]
+struct ChatBody {
+    messages: Vec<ChatMessage>,
+}
+
+#[derive(Deserialize, Debug)]
+struct ChatMessage {
+    role: String,
+    content: Option<Content>,
+}
+
+/// Message content: a string, or a list of parts of which only text parts are understood.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize, Debug)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+/// `prompt` of a completion: a string, or a list holding one string.
+#[derive(Deserialize, Debug)]
+struct CompletionBody {
+    prompt: PromptField,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum PromptField {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The body as a JSON object.
+pub fn object(body: &Bytes) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+/// Reads `T` from `value`, naming the field whose type is wrong.
+pub fn read<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::bad_request(format!("{path}: {}", e.inner()))
+    })
+}
+
+/// The messages of a chat completion (roles checked; `developer` is read as `system`).
+pub fn messages(value: &Value) -> Result<Vec<Message>, ApiError> {
+    let body: ChatBody = read(value)?;
+    if body.messages.is_empty() {
+        return Err(ApiError::bad_request("messages: at least one message is needed").param("messages"));
+    }
+    body.messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = match m.role.as_str() {
+                "system" | "developer" => "system",
+                "user" => "user",
+                "assistant" => "assistant",
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "messages[{i}].role: {other:?} is not one of system, developer, user, assistant"
+                    ))
+                    .param("messages"))
+                }
+            };
+            let text = match m.content {
+                None => String::new(),
+                Some(Content::Text(t)) => t,
+                Some(Content::Parts(parts)) => parts
+                    .into_iter()
+                    .map(|p| match (p.kind.as_str(), p.text) {
+                        ("text", Some(t)) => Ok(t),
+                        (kind, _) => Err(ApiError::bad_request(format!(
+                            "messages[{i}].content: parts of type {kind:?} are not supported (text only)"
+                        ))
+                        .param("messages")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+                    .concat(),
+            };
+            Ok(Message::new(role, text))
+        })
+        .collect()
+}
+
+/// The prompt of a completion.
+pub fn prompt(value: &Value) -> Result<String, ApiError> {
+    let body: CompletionBody = read(value)?;
+    let prompt = match body.prompt {
+        PromptField::One(p) => p,
+        PromptField::Many(mut list) if list.len() == 1 => list.remove(0),
+        PromptField::Many(_) => {
+            return Err(ApiError::bad_request("prompt: give one prompt per request").param("prompt"))
+        }
+    };
+    if prompt.is_empty() {
+        return Err(ApiError::bad_request("prompt: the prompt is empty").param("prompt"));
+    }
+    Ok(prompt)
+}
+
+impl Common {
+    /// Checks the values' ranges and that `model`, when given, is one this server serves (`names`).
+    pub fn validate(&self, names: &[String]) -> Result<(), ApiError> {
+        if let Some(model) = &self.model {
+            if !names.iter().any(|n| n == model) {
+                return Err(ApiError::bad_request(format!(
+                    "model {model:?} is not served here; this server serves {:?}",
+                    names[0]
+                ))
+                .param("model")
+                .code("model_not_found"));
+            }
+        }
+        let range = |name: &'static str, v: Option<f32>, lo: f32, hi: f32| match v {
+            Some(x) if !(lo..=hi).contains(&x) => Err(ApiError::bad_request(format!(
+                "{name}: {x} is outside [{lo}, {hi}]"
+            ))
+            .param(name)),
+            _ => Ok(()),
+        };
+        range("temperature", self.temperature, 0.0, 2.0)?;
+        range("top_p", self.top_p, 0.0, 1.0)?;
+        range("min_p", self.min_p, 0.0, 1.0)?;
+        range("presence_penalty", self.presence_penalty, -2.0, 2.0)?;
+        range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?;
+        range("repeat_penalty", self.repeat_penalty, 0.0, 10.0)?;
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::bad_request("n: only n = 1 is supported").param("n"));
+        }
+        if self.max_tokens.or(self.max_completion_tokens) == Some(0) {
+            return Err(ApiError::bad_request("max_tokens: must be at least 1").param("max_tokens"));
+        }
+        Ok(())
+    }
+
+    /// The sampler, with llama-server's defaults where a value is not given (temperature 0.8, top-k 40, top-p
+    /// 0.95, min-p 0.05) and a fresh seed unless one is.
+    pub fn sampler(&self) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temperature.unwrap_or(0.8),
+            top_k: self.top_k.unwrap_or(40),
+            top_p: self.top_p.unwrap_or(0.95),
+            min_p: self.min_p.unwrap_or(0.05),
+            repeat_penalty: self.repeat_penalty.unwrap_or(1.0),
+            presence_penalty: self.presence_penalty.unwrap_or(0.0),
+            frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
+            seed: self.seed.unwrap_or_else(fresh_seed),
+            ..Default::default()
+        }
+    }
+
+    /// The stop strings.
+    pub fn stops(&self) -> Vec<String> {
+        match &self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(list)) => list.clone(),
+        }
+    }
+
+    /// Most tokens to generate: as asked, else what the slot has room for.
+    pub fn max_tokens(&self, room: usize) -> usize {
+        self.max_tokens
+            .or(self.max_completion_tokens)
+            .unwrap_or(room)
+    }
+
+    /// Whether a streamed response ends with a usage chunk.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+    }
+}
+
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}

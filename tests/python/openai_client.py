@@ -1,0 +1,69 @@
+"""The real `openai` client against `bitnet serve`, unmodified: chat and completions, streamed and not.
+
+Usage: openai_client.py BASE_URL API_KEY. Prints one JSON object with the greedy texts (the Rust test compares
+them with the CLI's) and exits non-zero on any mismatch or unexpected error type.
+"""
+
+import json
+import sys
+
+import openai
+
+base, key = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+model = client.models.list().data[0].id
+messages = [{"role": "user", "content": "Who art thou?"}]
+
+chat = client.chat.completions.create(model=model, messages=messages, max_tokens=24, temperature=0)
+choice = chat.choices[0]
+assert choice.message.role == "assistant", choice
+assert choice.finish_reason in ("stop", "length"), choice
+assert 0 < chat.usage.completion_tokens <= 24 and chat.usage.prompt_tokens > 0, chat.usage
+assert chat.usage.total_tokens == chat.usage.prompt_tokens + chat.usage.completion_tokens
+
+chunks = list(
+    client.chat.completions.create(
+        model=model,
+        messages=messages,
+        max_tokens=24,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+)
+streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+assert streamed == choice.message.content, (streamed, choice.message.content)
+assert chunks[0].choices[0].delta.role == "assistant"
+assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == choice.finish_reason
+assert chunks[-1].usage.completion_tokens == chat.usage.completion_tokens
+# The same prompt again: the slot still holds it, so all but its last token come from the cache.
+assert chunks[-1].usage.prompt_tokens_details.cached_tokens == chat.usage.prompt_tokens - 1, chunks[-1].usage
+
+completion = client.completions.create(model=model, prompt="ROMEO:", max_tokens=16, temperature=0, stop=["\n\n"])
+pieces = client.completions.create(model=model, prompt="ROMEO:", max_tokens=16, temperature=0, stop=["\n\n"], stream=True)
+streamed = "".join(c.choices[0].text for c in pieces)
+assert streamed == completion.choices[0].text, (streamed, completion.choices[0].text)
+
+sampled = [
+    client.completions.create(model=model, prompt="ROMEO:", max_tokens=12, temperature=1.0, seed=7).choices[0].text
+    for _ in range(2)
+]
+assert sampled[0] == sampled[1], sampled
+
+try:
+    client.chat.completions.create(model="no-such-model", messages=messages)
+    raise SystemExit("an unknown model was accepted")
+except openai.BadRequestError as e:
+    assert "no-such-model" in e.message, e.message
+try:
+    client.chat.completions.create(model=model, messages=[])
+    raise SystemExit("empty messages were accepted")
+except openai.BadRequestError as e:
+    assert "messages" in e.message, e.message
+try:
+    openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0).completions.create(model=model, prompt="x")
+    raise SystemExit("a wrong key was accepted")
+except openai.AuthenticationError:
+    pass
+
+print(json.dumps({"chat": choice.message.content, "completion": completion.choices[0].text}))
