@@ -3,7 +3,8 @@
 //! [`nn`] holds the layers (Burn `Module`s: BitLinear, RMSNorm, RoPE, attention over a KV cache, the gated FFN,
 //! the block and the whole [`BitNet`]); [`io`] loads GGUF files and transformers checkpoints into one packed
 //! ternary layout (and converts, exports, synthesizes and downloads models); [`text`] turns text into tokens and
-//! back (tokenizer, sampling, generation, chat, perplexity); [`train`] is quantization-aware training. The
+//! back (tokenizer, sampling, generation, chat, perplexity); [`engine`] decodes many requests together over KV-cache
+//! slots (continuous batching, what `bitnet serve` runs); [`train`] is quantization-aware training. The
 //! ternary matmul is the `bitnet_kernels_cubecl::TernaryBackend` op, so any backend that implements it runs the
 //! model: `BitNet<NdArray>`, `BitNet<Wgpu>`, `BitNet<Cuda>`.
 #![warn(missing_docs)]

@@ -1,11 +1,15 @@
-//! `bitnet bench`: prefill and decode tokens/s over repetitions (no tokenizer needed: fixed token ids).
+//! `bitnet bench`: prefill and decode tokens/s over repetitions, on fixed token ids; `--parallel` runs the
+//! batched engine with several sequences at once.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
-use bitnet_burn::text::sampling::argmax;
-use bitnet_burn::{ActQuant, TernaryBackend};
+use bitnet_burn::engine::{Engine, EngineConfig, Event, Finished, Request};
+use bitnet_burn::text::sampling::{argmax, SamplerConfig};
+use bitnet_burn::{ActQuant, BitNet, TernaryBackend};
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use crate::backend::{BackendKind, BackendTask};
 use crate::model_args::ModelArgs;
@@ -28,7 +32,12 @@ pub struct Args {
     /// Repetitions (the mean and standard deviation are reported).
     #[arg(short, long, default_value_t = 3)]
     repetitions: usize,
-    /// Print one JSON object.
+    /// Concurrent sequences (comma-separated list): run the batched engine (`bitnet serve`'s) with this many
+    /// requests of `-p` prompt and `-n` generated tokens at once, and report aggregate and per-stream decode
+    /// speed for each, like llama-batched-bench's `-npl`.
+    #[arg(long, value_delimiter = ',')]
+    parallel: Vec<usize>,
+    /// Print one JSON object (one per `--parallel` level).
     #[arg(long)]
     json: bool,
 }
@@ -66,6 +75,9 @@ impl BackendTask for Args {
                 .map(|i| ((i * 7919 + 13) % vocab) as u32)
                 .collect()
         };
+        if !self.parallel.is_empty() {
+            return self.parallel(model, backend, load_s, ids);
+        }
         let (context, prompt) = (
             ids(self.depth, 0),
             ids(self.prompt_tokens, self.depth as u64),
@@ -131,6 +143,100 @@ impl BackendTask for Args {
             tg_sd,
             self.repetitions
         ))
+    }
+}
+
+impl Args {
+    /// `--parallel`: each level's requests submitted together to one engine, levels alternating per repetition.
+    fn parallel<B: TernaryBackend>(
+        &self,
+        model: BitNet<B>,
+        backend: &str,
+        load_s: f64,
+        ids: impl Fn(usize, u64) -> Vec<u32>,
+    ) -> Result<()> {
+        ensure!(
+            self.depth == 0 && self.gen_tokens >= 2,
+            "--parallel runs -p then -n (at least 2) tokens per sequence, without -d"
+        );
+        ensure!(
+            self.parallel.iter().all(|&p| (1..=256).contains(&p)),
+            "--parallel levels must be 1 to 256"
+        );
+        let tokenizer = Arc::new(crate::text_args::load_tokenizer(&self.model.model, None)?);
+        let config = EngineConfig {
+            slots: self.parallel.iter().copied().max().unwrap_or(1),
+            ctx: self.prompt_tokens + self.gen_tokens + 1,
+            chunk: self.prompt_tokens,
+            ..Default::default()
+        };
+        let engine = Engine::start(model, tokenizer, config);
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); self.parallel.len()];
+        for rep in 0..self.repetitions {
+            for (level, &p) in self.parallel.iter().enumerate() {
+                let receivers = (0..p)
+                    .map(|i| {
+                        let (events, rx) = mpsc::unbounded_channel();
+                        // Distinct prompts everywhere, so no request finds its prompt in a slot's cache.
+                        let run = rep * self.parallel.len() + level;
+                        let from = ((run * 256 + i) * self.prompt_tokens) as u64;
+                        engine.submit(Request {
+                            prompt: ids(self.prompt_tokens, from),
+                            max_new_tokens: self.gen_tokens,
+                            sampler: SamplerConfig::default(),
+                            stop_strings: Vec::new(),
+                            ignore_eos: true,
+                            events,
+                        })?;
+                        Ok(rx)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let done = receivers
+                    .into_iter()
+                    .map(finished)
+                    .collect::<Result<Vec<_>>>()?;
+                // All prompts run in the first step and every sequence decodes in the same steps after it.
+                let first = done.iter().map(|f| f.first_token).max().unwrap_or_default();
+                let end = done.iter().map(|f| f.elapsed).max().unwrap_or_default();
+                let prefill = (p * self.prompt_tokens) as f64 / first.as_secs_f64();
+                let decode = (p * (self.gen_tokens - 1)) as f64 / (end - first).as_secs_f64();
+                runs[level].push((prefill, decode));
+            }
+        }
+        let isa = (self.model.backend == BackendKind::Cpu)
+            .then(|| bitnet_kernels_cubecl::cpu::Isa::detect().name());
+        for (&p, runs) in self.parallel.iter().zip(&runs) {
+            let (pp, _) = mean_std(&runs.iter().map(|r| r.0).collect::<Vec<_>>());
+            let (tg, tg_sd) = mean_std(&runs.iter().map(|r| r.1).collect::<Vec<_>>());
+            let report = json!({
+                "model": self.model.model.display().to_string(), "backend": backend, "isa": isa, "threads": self.model.threads(),
+                "parallel": p, "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens, "repetitions": self.repetitions,
+                "load_s": load_s, "prefill_tok_s": pp, "decode_tok_s": tg, "decode_tok_s_std": tg_sd, "decode_tok_s_per_stream": tg / p as f64,
+            });
+            crate::output::print(&if self.json {
+                report.to_string()
+            } else {
+                format!(
+                    "parallel {p}: pp{} {pp:.1} tok/s, tg{} {tg:.1} ± {tg_sd:.1} tok/s aggregate, {:.1} per stream",
+                    self.prompt_tokens,
+                    self.gen_tokens,
+                    tg / p as f64
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Waits for a request's report.
+fn finished(mut rx: mpsc::UnboundedReceiver<Event>) -> Result<Finished> {
+    loop {
+        match rx.blocking_recv() {
+            Some(Event::Text(_)) => {}
+            Some(Event::Done(f)) => return Ok(f),
+            Some(Event::Failed(e)) => anyhow::bail!("{e}"),
+            None => anyhow::bail!("the engine stopped"),
+        }
     }
 }
 

@@ -79,11 +79,16 @@ impl BackendTask for Args {
             .context("starting the async runtime")?;
         let state = Arc::new(AppState::new(self.api_key.clone(), self.metrics));
         let listener = runtime
-            .block_on(tokio::net::TcpListener::bind((self.host.as_str(), self.port)))
+            .block_on(tokio::net::TcpListener::bind((
+                self.host.as_str(),
+                self.port,
+            )))
             .with_context(|| format!("listening on {}:{}", self.host, self.port))?;
         let addr: SocketAddr = listener.local_addr()?;
         let server = runtime.spawn(axum::serve(listener, router(state.clone())).into_future());
-        eprintln!("listening on http://{addr} (loading the model; /health answers 503 until it is ready)");
+        eprintln!(
+            "listening on http://{addr} (loading the model; /health answers 503 until it is ready)"
+        );
 
         let path = &self.model.model;
         let tokenizer = Arc::new(self.text.load_tokenizer(path)?);

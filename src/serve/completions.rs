@@ -99,6 +99,7 @@ async fn start(
         max_new_tokens: common.max_tokens(room),
         sampler: common.sampler(),
         stop_strings: common.stops(),
+        ignore_eos: common.ignore_eos,
         events,
     })?;
     if common.stream {
@@ -109,7 +110,9 @@ async fn start(
         match rx.recv().await {
             Some(Event::Text(_)) => {}
             Some(Event::Done(f)) => return Ok(Json(reply.whole(&f)).into_response()),
-            Some(Event::Failed(e)) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
+            Some(Event::Failed(e)) => {
+                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
+            }
             None => {
                 return Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -129,7 +132,11 @@ fn sse(
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let mut queue = VecDeque::new();
     if reply.kind == Kind::Chat {
-        queue.push_back(reply.chunk(json!({"role": "assistant", "content": ""}), None).to_string());
+        queue.push_back(
+            reply
+                .chunk(json!({"role": "assistant", "content": ""}), None)
+                .to_string(),
+        );
     }
     stream::unfold(
         (reply, rx, queue, false),
@@ -174,7 +181,9 @@ impl Reply {
     fn chunk(&self, delta: Value, stop: Option<&StopReason>) -> Value {
         let finish = stop.map(finish_reason);
         let choice = match self.kind {
-            Kind::Chat => json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}),
+            Kind::Chat => {
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+            }
             Kind::Completion => json!({
                 "index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")),
                 "logprobs": null, "finish_reason": finish,

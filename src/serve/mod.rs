@@ -101,7 +101,11 @@ async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: N
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(key.as_str()) {
-            let why = if given.is_some() { "invalid API key" } else { "missing API key: send Authorization: Bearer KEY" };
+            let why = if given.is_some() {
+                "invalid API key"
+            } else {
+                "missing API key: send Authorization: Bearer KEY"
+            };
             return ApiError::new(StatusCode::UNAUTHORIZED, why)
                 .code("invalid_api_key")
                 .into_response();
@@ -203,18 +207,60 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
     let s = ready.engine.stats().snapshot();
     let slots = ready.engine.config().slots;
     let rows: [(&str, &str, &str, f64); 8] = [
-        ("bitnet_requests_total", "counter", "Requests completed.", s.requests as f64),
-        ("bitnet_prompt_tokens_total", "counter", "Prompt tokens of completed requests.", s.prompt_tokens as f64),
-        ("bitnet_prompt_tokens_cached_total", "counter", "Prompt tokens found in a slot's KV cache.", s.cached_tokens as f64),
-        ("bitnet_tokens_generated_total", "counter", "Tokens generated.", s.generated_tokens as f64),
-        ("bitnet_decode_tokens_per_second", "gauge", "Tokens generated per second over all sequences, last step.", s.decode_tok_s),
-        ("bitnet_requests_queued", "gauge", "Requests waiting for a slot.", s.queued as f64),
-        ("bitnet_slots_busy", "gauge", "Slots in use.", s.busy_slots as f64),
-        ("bitnet_slots", "gauge", "Slots (sequences decoded together).", slots as f64),
+        (
+            "bitnet_requests_total",
+            "counter",
+            "Requests completed.",
+            s.requests as f64,
+        ),
+        (
+            "bitnet_prompt_tokens_total",
+            "counter",
+            "Prompt tokens of completed requests.",
+            s.prompt_tokens as f64,
+        ),
+        (
+            "bitnet_prompt_tokens_cached_total",
+            "counter",
+            "Prompt tokens found in a slot's KV cache.",
+            s.cached_tokens as f64,
+        ),
+        (
+            "bitnet_tokens_generated_total",
+            "counter",
+            "Tokens generated.",
+            s.generated_tokens as f64,
+        ),
+        (
+            "bitnet_decode_tokens_per_second",
+            "gauge",
+            "Tokens generated per second over all sequences, last step.",
+            s.decode_tok_s,
+        ),
+        (
+            "bitnet_requests_queued",
+            "gauge",
+            "Requests waiting for a slot.",
+            s.queued as f64,
+        ),
+        (
+            "bitnet_slots_busy",
+            "gauge",
+            "Slots in use.",
+            s.busy_slots as f64,
+        ),
+        (
+            "bitnet_slots",
+            "gauge",
+            "Slots (sequences decoded together).",
+            slots as f64,
+        ),
     ];
     let text: String = rows
         .iter()
-        .map(|(name, kind, help, value)| format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"))
+        .map(|(name, kind, help, value)| {
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n")
+        })
         .collect();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

@@ -28,6 +28,9 @@ pub struct Common {
     pub n: Option<usize>,
     #[serde(default)]
     pub stream: bool,
+    /// llama-server's: go on past end-of-text tokens.
+    #[serde(default)]
+    pub ignore_eos: bool,
     pub stream_options: Option<StreamOptions>,
 }
 
@@ -108,7 +111,9 @@ pub fn read<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
 pub fn messages(value: &Value) -> Result<Vec<Message>, ApiError> {
     let body: ChatBody = read(value)?;
     if body.messages.is_empty() {
-        return Err(ApiError::bad_request("messages: at least one message is needed").param("messages"));
+        return Err(
+            ApiError::bad_request("messages: at least one message is needed").param("messages"),
+        );
     }
     body.messages
         .into_iter()
@@ -230,7 +235,9 @@ impl Common {
 
     /// Whether a streamed response ends with a usage chunk.
     pub fn include_usage(&self) -> bool {
-        self.stream_options.as_ref().is_some_and(|o| o.include_usage)
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage)
     }
 }
 

@@ -60,6 +60,7 @@ fn request(tok: &Tokenizer, i: usize, max: usize) -> (Request, mpsc::UnboundedRe
         max_new_tokens: max,
         sampler: sampler(i),
         stop_strings: vec![],
+        ignore_eos: false,
         events,
     };
     (request, rx)
@@ -113,9 +114,15 @@ fn together_equals_alone<B: TernaryBackend>(device: &B::Device) {
     for (i, rx) in receivers.into_iter().enumerate() {
         let (text, done) = wait(rx);
         assert_eq!(done.ids, expected[i], "request {i} served with 7 others");
-        assert_eq!(text, done.text, "request {i}: streamed pieces join to the text");
+        assert_eq!(
+            text, done.text,
+            "request {i}: streamed pieces join to the text"
+        );
         assert_eq!(done.stop, StopReason::MaxTokens);
-        assert_eq!(done.prompt_tokens, tok.encode(PROMPTS[i], true).unwrap().len());
+        assert_eq!(
+            done.prompt_tokens,
+            tok.encode(PROMPTS[i], true).unwrap().len()
+        );
     }
     let stats = engine.stats().snapshot();
     assert_eq!((stats.requests, stats.busy_slots, stats.queued), (8, 0, 0));
@@ -181,6 +188,7 @@ fn slots_are_reused_refused_requests_say_why_and_abandoned_ones_free_their_slot(
             max_new_tokens: 4,
             sampler: SamplerConfig::default(),
             stop_strings: vec![],
+            ignore_eos: false,
             events,
         })
         .unwrap();
@@ -198,6 +206,7 @@ fn slots_are_reused_refused_requests_say_why_and_abandoned_ones_free_their_slot(
                 max_new_tokens: 4,
                 sampler,
                 stop_strings: vec![],
+                ignore_eos: false,
                 events,
             })
             .unwrap_err()
@@ -210,7 +219,10 @@ fn slots_are_reused_refused_requests_say_why_and_abandoned_ones_free_their_slot(
             ctx: 96
         }
     );
-    assert!(matches!(refuse(vec![1, 999_999]), SubmitError::BadToken { id: 999_999, .. }));
+    assert!(matches!(
+        refuse(vec![1, 999_999]),
+        SubmitError::BadToken { id: 999_999, .. }
+    ));
 
     // A request near the end of the slot stops with ContextFull, not an error.
     let (events, rx) = mpsc::unbounded_channel();
@@ -221,12 +233,17 @@ fn slots_are_reused_refused_requests_say_why_and_abandoned_ones_free_their_slot(
             max_new_tokens: 50,
             sampler: SamplerConfig::default(),
             stop_strings: vec![],
+            ignore_eos: false,
             events,
         })
         .unwrap();
     let (_, done) = wait(rx);
     assert_eq!(done.stop, StopReason::ContextFull);
-    assert_eq!(done.ids.len(), 96 - 90 + 1, "the last token needs no cache position");
+    assert_eq!(
+        done.ids.len(),
+        96 - 90 + 1,
+        "the last token needs no cache position"
+    );
 
     // A receiver dropped mid-stream frees the slot: the next request runs at once.
     let (long, mut rx) = request(&tok, 3, 80);
@@ -239,5 +256,8 @@ fn slots_are_reused_refused_requests_say_why_and_abandoned_ones_free_their_slot(
     assert_eq!(done.ids.len(), 3);
     let stats = engine.stats().snapshot();
     assert_eq!(stats.busy_slots, 0);
-    assert_eq!(stats.requests, 6, "the abandoned request did not run to its end");
+    assert_eq!(
+        stats.requests, 6,
+        "the abandoned request did not run to its end"
+    );
 }

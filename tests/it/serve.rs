@@ -22,7 +22,15 @@ impl Server {
     fn start(args: &[&str]) -> Self {
         let model = repo_dir().join("models/shakespeare-bitnet-tq2_0.gguf");
         let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet"))
-            .args(["serve", "-m", model.to_str().unwrap(), "--port", "0", "-t", "2"])
+            .args([
+                "serve",
+                "-m",
+                model.to_str().unwrap(),
+                "--port",
+                "0",
+                "-t",
+                "2",
+            ])
             .args(args)
             .env_remove("BITNET_API_KEY")
             .stderr(Stdio::piped())
@@ -74,7 +82,11 @@ impl Server {
 
     /// A metric's value.
     fn metric(&self, name: &str) -> f64 {
-        let text = ureq::get(&self.url("/metrics")).call().unwrap().into_string().unwrap();
+        let text = ureq::get(&self.url("/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
         let line = text
             .lines()
             .find(|l| l.split_whitespace().next() == Some(name))
@@ -86,7 +98,10 @@ impl Server {
     fn wait_idle(&self) {
         let start = Instant::now();
         while self.metric("bitnet_slots_busy") + self.metric("bitnet_requests_queued") > 0.0 {
-            assert!(start.elapsed() < Duration::from_secs(20), "slots still busy");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "slots still busy"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -133,15 +148,23 @@ fn read(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
     };
     let status = response.status();
     let text = response.into_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// An OpenAI-style error body with `status`, whose message contains `needle`.
 fn assert_error((status, body): (u16, Value), expected: u16, needle: &str) {
     assert_eq!(status, expected, "{body}");
-    let message = body["error"]["message"].as_str().unwrap_or_else(|| panic!("no error message in {body}"));
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {body}"));
     assert!(body["error"]["type"].is_string(), "{body}");
-    assert!(message.contains(needle), "{message:?} should name {needle:?}");
+    assert!(
+        message.contains(needle),
+        "{message:?} should name {needle:?}"
+    );
 }
 
 fn greedy_completion(prompt: &str, max_tokens: usize) -> Value {
@@ -167,7 +190,10 @@ fn the_openai_client_works_unmodified_and_agrees_with_the_cli() {
         .status()
         .is_ok_and(|s| s.success());
     if !has_openai {
-        assert!(std::env::var_os("CI").is_none(), "the openai package is missing in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the openai package is missing in CI"
+        );
         eprintln!("SKIPPED: pip install openai to run the_openai_client_works_unmodified");
         return;
     }
@@ -177,7 +203,11 @@ fn the_openai_client_works_unmodified_and_agrees_with_the_cli() {
         .args([&server.base, "sk-test"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let texts: Value = serde_json::from_slice(&out.stdout).unwrap();
 
     let model = repo_dir().join("models/shakespeare-bitnet-tq2_0.gguf");
@@ -188,15 +218,26 @@ fn the_openai_client_works_unmodified_and_agrees_with_the_cli() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    chat.stdin.take().unwrap().write_all(b"Who art thou?\n").unwrap();
+    chat.stdin
+        .take()
+        .unwrap()
+        .write_all(b"Who art thou?\n")
+        .unwrap();
     let reply = chat.wait_with_output().unwrap();
     let reply = String::from_utf8(reply.stdout).unwrap();
-    assert_eq!(reply.strip_suffix('\n').unwrap(), texts["chat"], "server chat vs bitnet chat");
+    assert_eq!(
+        reply.strip_suffix('\n').unwrap(),
+        texts["chat"],
+        "server chat vs bitnet chat"
+    );
 
     let run = common::bitnet_json(&[
         "run", "-m", model, "-p", "ROMEO:", "-n", "16", "--stop", "\n\n", "--json", "-t", "2",
     ]);
-    assert_eq!(run["text"], texts["completion"], "server completion vs bitnet run");
+    assert_eq!(
+        run["text"], texts["completion"],
+        "server completion vs bitnet run"
+    );
 }
 
 #[test]
@@ -204,21 +245,43 @@ fn concurrent_requests_equal_sequential_ones() {
     let server = Server::start(&["-np", "8", "--metrics"]);
     let sequential: Vec<Value> = PROMPTS
         .iter()
-        .map(|p| server.post("/v1/completions", &greedy_completion(p, 32).to_string(), None).1)
+        .map(|p| {
+            server
+                .post(
+                    "/v1/completions",
+                    &greedy_completion(p, 32).to_string(),
+                    None,
+                )
+                .1
+        })
         .collect();
     let concurrent: Vec<Value> = std::thread::scope(|s| {
         let handles: Vec<_> = PROMPTS
             .iter()
             .map(|p| {
                 let server = &server;
-                s.spawn(move || server.post("/v1/completions", &greedy_completion(p, 32).to_string(), None).1)
+                s.spawn(move || {
+                    server
+                        .post(
+                            "/v1/completions",
+                            &greedy_completion(p, 32).to_string(),
+                            None,
+                        )
+                        .1
+                })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (i, (a, b)) in sequential.iter().zip(&concurrent).enumerate() {
-        assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"], "prompt {i}");
-        assert_eq!(a["usage"]["completion_tokens"], b["usage"]["completion_tokens"]);
+        assert_eq!(
+            a["choices"][0]["text"], b["choices"][0]["text"],
+            "prompt {i}"
+        );
+        assert_eq!(
+            a["usage"]["completion_tokens"],
+            b["usage"]["completion_tokens"]
+        );
     }
     assert_eq!(server.metric("bitnet_requests_total"), 16.0);
 }
@@ -228,38 +291,90 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
     let server = Server::start(&["-c", "64", "-np", "1", "--queue", "1", "--api-key", "sk-1"]);
     let key = Some("sk-1");
     let chat = "/v1/chat/completions";
-    assert_error(server.post(chat, "{\"messages\": [", key), 400, "not valid JSON");
-    assert_error(server.post(chat, "[1, 2]", key), 400, "JSON object");
-    assert_error(server.post(chat, r#"{"messages": "hi"}"#, key), 400, "messages");
     assert_error(
-        server.post(chat, r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": "many"}"#, key),
+        server.post(chat, "{\"messages\": [", key),
+        400,
+        "not valid JSON",
+    );
+    assert_error(server.post(chat, "[1, 2]", key), 400, "JSON object");
+    assert_error(
+        server.post(chat, r#"{"messages": "hi"}"#, key),
+        400,
+        "messages",
+    );
+    assert_error(
+        server.post(
+            chat,
+            r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": "many"}"#,
+            key,
+        ),
         400,
         "max_tokens",
     );
     assert_error(
-        server.post(chat, r#"{"messages": [{"role": "user", "content": 5}]}"#, key),
+        server.post(
+            chat,
+            r#"{"messages": [{"role": "user", "content": 5}]}"#,
+            key,
+        ),
         400,
         "messages[0].content",
     );
-    assert_error(server.post(chat, r#"{"messages": []}"#, key), 400, "at least one message");
-    assert_error(server.post(chat, r#"{"messages": [{"role": "wizard", "content": "hi"}]}"#, key), 400, "wizard");
     assert_error(
-        server.post(chat, r#"{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}"#, key),
+        server.post(chat, r#"{"messages": []}"#, key),
+        400,
+        "at least one message",
+    );
+    assert_error(
+        server.post(
+            chat,
+            r#"{"messages": [{"role": "wizard", "content": "hi"}]}"#,
+            key,
+        ),
+        400,
+        "wizard",
+    );
+    assert_error(
+        server.post(
+            chat,
+            r#"{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}"#,
+            key,
+        ),
         400,
         "gpt-4o",
     );
     assert_error(
-        server.post(chat, r#"{"messages": [{"role": "user", "content": "hi"}], "temperature": 9}"#, key),
+        server.post(
+            chat,
+            r#"{"messages": [{"role": "user", "content": "hi"}], "temperature": 9}"#,
+            key,
+        ),
         400,
         "temperature",
     );
-    assert_error(server.post(chat, r#"{"messages": [{"role": "user", "content": "hi"}], "n": 3}"#, key), 400, "n:");
-    assert_error(server.post("/v1/completions", r#"{"prompt": ""}"#, key), 400, "empty");
+    assert_error(
+        server.post(
+            chat,
+            r#"{"messages": [{"role": "user", "content": "hi"}], "n": 3}"#,
+            key,
+        ),
+        400,
+        "n:",
+    );
+    assert_error(
+        server.post("/v1/completions", r#"{"prompt": ""}"#, key),
+        400,
+        "empty",
+    );
     let long = json!({"prompt": "To be, or not to be, that is the question. ".repeat(20)});
     let (status, body) = server.post("/v1/completions", &long.to_string(), key);
     assert_error((status, body.clone()), 400, "a slot holds 64 positions");
     assert_eq!(body["error"]["code"], "context_length_exceeded");
-    assert_error(server.post("/detokenize", r#"{"tokens": [99999999]}"#, key), 400, "99999999");
+    assert_error(
+        server.post("/detokenize", r#"{"tokens": [99999999]}"#, key),
+        400,
+        "99999999",
+    );
     // A body over the limit: 413 once the limit is passed (written from another thread: the server answers and
     // closes without reading the rest).
     let huge = json!({"prompt": "a".repeat(2 << 20)}).to_string();
@@ -273,10 +388,26 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
     let response = String::from_utf8_lossy(&response);
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 413"), "{response}");
-    assert_error((413, serde_json::from_str(body).unwrap()), 413, "larger than the limit");
-    assert_error(server.post("/v1/completions", r#"{"prompt": "hi"}"#, None), 401, "missing API key");
-    assert_error(server.post("/v1/completions", r#"{"prompt": "hi"}"#, Some("sk-2")), 401, "invalid API key");
-    assert_error(server.post("/v2/everything", "{}", key), 404, "no such endpoint");
+    assert_error(
+        (413, serde_json::from_str(body).unwrap()),
+        413,
+        "larger than the limit",
+    );
+    assert_error(
+        server.post("/v1/completions", r#"{"prompt": "hi"}"#, None),
+        401,
+        "missing API key",
+    );
+    assert_error(
+        server.post("/v1/completions", r#"{"prompt": "hi"}"#, Some("sk-2")),
+        401,
+        "invalid API key",
+    );
+    assert_error(
+        server.post("/v2/everything", "{}", key),
+        404,
+        "no such endpoint",
+    );
     assert_eq!(server.get("/health").0, 200, "health needs no key");
 
     // One slot, a queue of one: a third concurrent request is turned away with Retry-After.
@@ -295,7 +426,9 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
                             let _ = r.into_string();
                             (200, None)
                         }
-                        Err(ureq::Error::Status(code, r)) => (code, r.header("Retry-After").map(String::from)),
+                        Err(ureq::Error::Status(code, r)) => {
+                            (code, r.header("Retry-After").map(String::from))
+                        }
                         Err(e) => panic!("{e}"),
                     }
                 })
@@ -305,10 +438,22 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
     });
     let refused: Vec<_> = statuses.iter().filter(|(code, _)| *code == 503).collect();
     assert!(!refused.is_empty(), "{statuses:?}");
-    assert!(refused.iter().all(|(_, retry)| retry.as_deref() == Some("1")), "{statuses:?}");
-    assert!(statuses.iter().all(|(code, _)| [200, 503].contains(code)), "{statuses:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|(_, retry)| retry.as_deref() == Some("1")),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|(code, _)| [200, 503].contains(code)),
+        "{statuses:?}"
+    );
     // And the server is still fine.
-    let (status, body) = server.post("/v1/completions", &greedy_completion("ROMEO:", 4).to_string(), key);
+    let (status, body) = server.post(
+        "/v1/completions",
+        &greedy_completion("ROMEO:", 4).to_string(),
+        key,
+    );
     assert_eq!(status, 200, "{body}");
 }
 
@@ -335,7 +480,8 @@ fn a_load_run_ends_without_errors_leaks_or_growth() {
                             server.hang_up_mid_stream(&long);
                             continue;
                         }
-                        let (status, reply) = server.post("/v1/completions", &body.to_string(), None);
+                        let (status, reply) =
+                            server.post("/v1/completions", &body.to_string(), None);
                         assert_eq!(status, 200, "{reply}");
                         match &reply {
                             Value::String(sse) => {

@@ -62,6 +62,8 @@ pub struct Request {
     pub sampler: SamplerConfig,
     /// Text that ends generation (not included in the output).
     pub stop_strings: Vec<String>,
+    /// Go on past the model's end-of-text tokens (for benchmarks).
+    pub ignore_eos: bool,
     /// Where the request's events go; dropping the receiver cancels the request and frees its slot.
     pub events: mpsc::UnboundedSender<Event>,
 }

@@ -58,13 +58,19 @@ pub(super) fn run<B: TernaryBackend>(
             active.push(Sequence {
                 slot,
                 pending: request.prompt[cached..].to_vec(),
-                continuation: Continuation::new(
-                    tokenizer,
-                    &request.prompt,
-                    request.max_new_tokens,
-                    request.sampler,
-                    request.stop_strings,
-                ),
+                continuation: {
+                    let c = Continuation::new(
+                        tokenizer,
+                        &request.prompt,
+                        request.max_new_tokens,
+                        request.sampler,
+                        request.stop_strings,
+                    );
+                    match request.ignore_eos {
+                        true => c.ignoring_stop_tokens(),
+                        false => c,
+                    }
+                },
                 events: request.events,
                 prompt_tokens: request.prompt.len(),
                 cached_tokens: cached,

@@ -200,7 +200,11 @@ impl ChatTemplate {
     }
 
     /// `messages` rendered up to the assistant's reply, as ids, with BOS added unless the template wrote it.
-    pub fn encode(&self, messages: &[Message], tokenizer: &Tokenizer) -> Result<Vec<u32>, ChatError> {
+    pub fn encode(
+        &self,
+        messages: &[Message],
+        tokenizer: &Tokenizer,
+    ) -> Result<Vec<u32>, ChatError> {
         let text = self.render(messages, true)?;
         let mut ids = tokenizer.encode(&text, true)?;
         if ids.len() >= 2 && ids[0] == ids[1] && Some(ids[0]) == tokenizer.bos_id() {

@@ -239,6 +239,13 @@ impl Continuation {
         Ok((self.ids.len() >= self.max_new_tokens).then_some(StopReason::MaxTokens))
     }
 
+    /// Generation ends only at the length limit or a stop string, not at the model's end-of-text tokens (what
+    /// benchmarks need, and llama-server's `ignore_eos`).
+    pub fn ignoring_stop_tokens(mut self) -> Self {
+        self.stop_ids.clear();
+        self
+    }
+
     /// The last sampled token.
     pub fn last(&self) -> u32 {
         *self.ids.last().expect("a token was sampled")

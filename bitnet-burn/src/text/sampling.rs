@@ -212,7 +212,15 @@ mod tests {
             s.sample(&mut logits(), history)
         };
         assert_eq!(pick(0.2, 0.0, &[1]), 4, "3.0 - 0.2 < 2.9");
-        assert_eq!(pick(0.05, 0.0, &[1, 1, 1]), 1, "presence counts once: 2.95 > 2.9");
-        assert_eq!(pick(0.0, 0.05, &[1, 1, 1]), 4, "frequency counts each: 2.85 < 2.9");
+        assert_eq!(
+            pick(0.05, 0.0, &[1, 1, 1]),
+            1,
+            "presence counts once: 2.95 > 2.9"
+        );
+        assert_eq!(
+            pick(0.0, 0.05, &[1, 1, 1]),
+            4,
+            "frequency counts each: 2.85 < 2.9"
+        );
     }
 }

@@ -225,3 +225,44 @@ impl Tiles<'_> {
         self.tail::<R, T>(r0, out);
     }
 }
+
+/// See [`scalar::int8_row_dots`]; the whole row, `tokens` in 1..=4. AVX-512 has no `vpsignb`: each activation's
+/// sign moves onto its weight by a masked negation, and `vpdpbusd` multiplies |activation| (unsigned; -128 reads
+/// as 128) by it, 64 pairs summed into i32 lanes per instruction.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn int8_row_dots(
+    w: &[i8],
+    q: &[i8],
+    stride: usize,
+    tokens: usize,
+    out: &mut [i32],
+) {
+    match tokens {
+        1 => int8_dots::<1>(w, q, stride, out),
+        2 => int8_dots::<2>(w, q, stride, out),
+        3 => int8_dots::<3>(w, q, stride, out),
+        4 => int8_dots::<4>(w, q, stride, out),
+        _ => unreachable!("token tiles are 1..=4"),
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn int8_dots<const T: usize>(w: &[i8], q: &[i8], stride: usize, out: &mut [i32]) {
+    let zero = _mm512_setzero_si512();
+    let mut acc = [zero; T];
+    let vectors = w.len() / 64;
+    let (wp, qp) = (w.as_ptr(), q.as_ptr());
+    for v in 0..vectors {
+        let wv = _mm512_loadu_si512(wp.add(v * 64) as *const _);
+        for (t, acc) in acc.iter_mut().enumerate() {
+            let a = _mm512_loadu_si512(qp.add(t * stride + v * 64) as *const _);
+            let signed = _mm512_mask_sub_epi8(wv, _mm512_movepi8_mask(a), zero, wv);
+            *acc = _mm512_dpbusd_epi32(*acc, _mm512_abs_epi8(a), signed);
+        }
+    }
+    for t in 0..T {
+        out[t] += _mm512_reduce_add_epi32(acc[t]);
+    }
+    scalar::int8_row_dots(w, vectors * 64, q, stride, T, out);
+}

@@ -96,6 +96,11 @@ fn int8_row_dots(isa: Isa, w: &[i8], q: &[i8], stride: usize, tokens: usize, out
     assert!(q.len() >= (tokens - 1) * stride + w.len());
     out[..tokens].fill(0);
     #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && isa.supported() {
+        // SAFETY: AVX-512 F/BW/VNNI are present; `q` spans the row for every token (asserted).
+        return unsafe { super::avx512::int8_row_dots(w, q, stride, tokens, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if isa.has_avx2() {
         // SAFETY: AVX2 is present; `q` spans the row for every token (asserted).
         return unsafe { super::avx2::int8_row_dots(w, q, stride, tokens, out) };

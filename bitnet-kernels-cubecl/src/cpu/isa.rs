@@ -10,7 +10,7 @@ pub enum Isa {
     /// x86-64 AVX2: `vpmaddubsw` (codes × int8) then `vpmaddwd` into i32.
     Avx2,
     /// x86-64 AVX-512 with VNNI: `vpdpbusd` (codes × int8, summed into i32 in one instruction) on 512-bit
-    /// vectors; the other kernels (int8 head, attention) take the AVX2 path on such CPUs.
+    /// vectors, for the ternary matmul and the int8 head; attention takes the AVX2 path on such CPUs.
     Avx512Vnni,
     /// AArch64 NEON: widening `smlal`/`sadalp` multiply-accumulate.
     Neon,
