@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's reference tools (llama-bench, llama-completion, llama-quantize, llama-perplexity,
+# Builds llama.cpp's reference tools (llama-bench, llama-batched-bench, llama-completion, llama-quantize, llama-perplexity,
 # llama-tokenize) from the PyPI sdist llama-cpp-python==0.3.36, which vendors llama.cpp, so it works with only a
 # package registry. The build lives outside the repository (~10 min on 2 cores); prints the bin directory.
 set -euo pipefail
 SRC="$(bash "$(dirname "$0")/fetch-llamacpp.sh")"
 BIN="$SRC/build/bin"
-TOOLS=(llama-bench llama-completion llama-quantize llama-perplexity llama-tokenize)
+TOOLS=(llama-bench llama-batched-bench llama-completion llama-quantize llama-perplexity llama-tokenize)
 missing=()
 for t in "${TOOLS[@]}"; do [ -x "$BIN/$t" ] || missing+=("$t"); done
 if [ ${#missing[@]} -gt 0 ]; then

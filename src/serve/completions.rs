@@ -29,10 +29,7 @@ pub async fn chat(
     State(state): State<Arc<AppState>>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let ready = state.ready()?;
-    let value = params::object(&body(raw)?)?;
-    let common: Common = params::read(&value)?;
-    common.validate(&ready.names)?;
+    let (ready, value, common) = request(&state, raw)?;
     let messages = params::messages(&value)?;
     let prompt = ready
         .template
@@ -46,16 +43,25 @@ pub async fn completion(
     State(state): State<Arc<AppState>>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let ready = state.ready()?;
-    let value = params::object(&body(raw)?)?;
-    let common: Common = params::read(&value)?;
-    common.validate(&ready.names)?;
+    let (ready, value, common) = request(&state, raw)?;
     let text = params::prompt(&value)?;
     let prompt = ready
         .tokenizer
         .encode(&text, true)
         .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt"))?;
     start(&state, ready, Kind::Completion, prompt, common).await
+}
+
+/// The ready model, the body as JSON and its shared parameters, checked.
+fn request(
+    state: &AppState,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<(&Ready, Value, Common), ApiError> {
+    let ready = state.ready()?;
+    let value = params::object(&body(raw)?)?;
+    let common: Common = params::read(&value)?;
+    common.validate(&ready.names)?;
+    Ok((ready, value, common))
 }
 
 /// Which endpoint a reply is for.

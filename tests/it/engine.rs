@@ -53,16 +53,24 @@ fn sampler(i: usize) -> SamplerConfig {
     }
 }
 
-fn request(tok: &Tokenizer, i: usize, max: usize) -> (Request, mpsc::UnboundedReceiver<Event>) {
+/// A greedy request for `prompt` and its events.
+fn greedy(prompt: Vec<u32>, max: usize) -> (Request, mpsc::UnboundedReceiver<Event>) {
     let (events, rx) = mpsc::unbounded_channel();
     let request = Request {
-        prompt: tok.encode(PROMPTS[i % PROMPTS.len()], true).unwrap(),
+        prompt,
         max_new_tokens: max,
-        sampler: sampler(i),
+        sampler: SamplerConfig::default(),
         stop_strings: vec![],
         ignore_eos: false,
         events,
     };
+    (request, rx)
+}
+
+/// Request `i`: prompt `i` with [`sampler`]`(i)`.
+fn request(tok: &Tokenizer, i: usize, max: usize) -> (Request, mpsc::UnboundedReceiver<Event>) {
+    let (mut request, rx) = greedy(tok.encode(PROMPTS[i % PROMPTS.len()], true).unwrap(), max);
+    request.sampler = sampler(i);
     (request, rx)
 }
 
@@ -179,38 +187,16 @@ fn slots_are_reused_refused_requests_say_why_and_abandoned_ones_free_their_slot(
 
     // The slot now holds request c; a prompt that starts with c's prompt and continues reuses it.
     let c_prompt = tok.encode(PROMPTS[2], true).unwrap();
-    let (events, rx) = mpsc::unbounded_channel();
     let mut longer = c_prompt.clone();
     longer.extend(&first[1..]);
-    engine
-        .submit(Request {
-            prompt: longer.clone(),
-            max_new_tokens: 4,
-            sampler: SamplerConfig::default(),
-            stop_strings: vec![],
-            ignore_eos: false,
-            events,
-        })
-        .unwrap();
+    let (req, rx) = greedy(longer.clone(), 4);
+    engine.submit(req).unwrap();
     let (_, done) = wait(rx);
     assert_eq!(done.cached_tokens, c_prompt.len());
     assert_eq!(done.prompt_tokens, longer.len());
 
     // Refusals name the problem.
-    let refuse = |prompt: Vec<u32>| {
-        let (events, _rx) = mpsc::unbounded_channel();
-        let sampler = SamplerConfig::default();
-        engine
-            .submit(Request {
-                prompt,
-                max_new_tokens: 4,
-                sampler,
-                stop_strings: vec![],
-                ignore_eos: false,
-                events,
-            })
-            .unwrap_err()
-    };
+    let refuse = |prompt: Vec<u32>| engine.submit(greedy(prompt, 4).0).unwrap_err();
     assert_eq!(refuse(vec![]), SubmitError::EmptyPrompt);
     assert_eq!(
         refuse(vec![1; 96]),
@@ -225,18 +211,9 @@ fn slots_are_reused_refused_requests_say_why_and_abandoned_ones_free_their_slot(
     ));
 
     // A request near the end of the slot stops with ContextFull, not an error.
-    let (events, rx) = mpsc::unbounded_channel();
     let near_full: Vec<u32> = first.iter().cycle().take(90).copied().collect();
-    engine
-        .submit(Request {
-            prompt: near_full,
-            max_new_tokens: 50,
-            sampler: SamplerConfig::default(),
-            stop_strings: vec![],
-            ignore_eos: false,
-            events,
-        })
-        .unwrap();
+    let (req, rx) = greedy(near_full, 50);
+    engine.submit(req).unwrap();
     let (_, done) = wait(rx);
     assert_eq!(done.stop, StopReason::ContextFull);
     assert_eq!(

@@ -243,32 +243,17 @@ fn the_openai_client_works_unmodified_and_agrees_with_the_cli() {
 #[test]
 fn concurrent_requests_equal_sequential_ones() {
     let server = Server::start(&["-np", "8", "--metrics"]);
-    let sequential: Vec<Value> = PROMPTS
-        .iter()
-        .map(|p| {
-            server
-                .post(
-                    "/v1/completions",
-                    &greedy_completion(p, 32).to_string(),
-                    None,
-                )
-                .1
-        })
-        .collect();
+    let complete = |p: &str| {
+        let body = greedy_completion(p, 32).to_string();
+        server.post("/v1/completions", &body, None).1
+    };
+    let sequential: Vec<Value> = PROMPTS.iter().map(|p| complete(p)).collect();
     let concurrent: Vec<Value> = std::thread::scope(|s| {
         let handles: Vec<_> = PROMPTS
             .iter()
             .map(|p| {
-                let server = &server;
-                s.spawn(move || {
-                    server
-                        .post(
-                            "/v1/completions",
-                            &greedy_completion(p, 32).to_string(),
-                            None,
-                        )
-                        .1
-                })
+                let complete = &complete;
+                s.spawn(move || complete(p))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()

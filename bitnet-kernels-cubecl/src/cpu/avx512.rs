@@ -237,13 +237,7 @@ pub(crate) unsafe fn int8_row_dots(
     tokens: usize,
     out: &mut [i32],
 ) {
-    match tokens {
-        1 => int8_dots::<1>(w, q, stride, out),
-        2 => int8_dots::<2>(w, q, stride, out),
-        3 => int8_dots::<3>(w, q, stride, out),
-        4 => int8_dots::<4>(w, q, stride, out),
-        _ => unreachable!("token tiles are 1..=4"),
-    }
+    token_tile!(int8_dots(tokens; w, q, stride, out))
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]

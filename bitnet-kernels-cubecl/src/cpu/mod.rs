@@ -8,6 +8,20 @@
 //! ([`acts`]) so that one 32-byte load of packed words, shifted by `2s` and masked, lines up with 32
 //! contiguous activation bytes.
 
+/// `$kernel::<T>(args)` for the token tile `T = $tokens` (1..=4): the int8 head kernels unroll over a constant
+/// number of tokens.
+macro_rules! token_tile {
+    ($kernel:ident($tokens:expr; $($arg:expr),*)) => {
+        match $tokens {
+            1 => $kernel::<1>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            _ => unreachable!("token tiles are 1..=4"),
+        }
+    };
+}
+
 pub mod acts;
 mod attention;
 mod f32;

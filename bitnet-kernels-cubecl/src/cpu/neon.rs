@@ -251,16 +251,10 @@ pub(crate) unsafe fn int8_row_dots(
     out: &mut [i32],
     dot: bool,
 ) {
-    match (tokens, dot) {
-        (1, false) => int8_dots::<1>(w, q, stride, out),
-        (2, false) => int8_dots::<2>(w, q, stride, out),
-        (3, false) => int8_dots::<3>(w, q, stride, out),
-        (4, false) => int8_dots::<4>(w, q, stride, out),
-        (1, true) => int8_sdots::<1>(w, q, stride, out),
-        (2, true) => int8_sdots::<2>(w, q, stride, out),
-        (3, true) => int8_sdots::<3>(w, q, stride, out),
-        (4, true) => int8_sdots::<4>(w, q, stride, out),
-        _ => unreachable!("token tiles are 1..=4"),
+    if dot {
+        token_tile!(int8_sdots(tokens; w, q, stride, out))
+    } else {
+        token_tile!(int8_dots(tokens; w, q, stride, out))
     }
 }
 
