@@ -117,9 +117,7 @@ impl BackendTask for Args {
                 mean_std(&decode)
             },
         );
-        // The CPU kernels' instruction set (what `BITNET_ISA` forces); GPU backends run CubeCL kernels.
-        let isa = (self.model.backend == BackendKind::Cpu)
-            .then(|| bitnet_kernels_cubecl::cpu::Isa::detect().name());
+        let isa = self.isa();
         let report = json!({
             "model": self.model.model.display().to_string(), "backend": backend, "isa": isa, "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(),
             "depth": self.depth, "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens, "repetitions": self.repetitions,
@@ -147,6 +145,12 @@ impl BackendTask for Args {
 }
 
 impl Args {
+    /// The CPU kernels' instruction set (what `BITNET_ISA` forces); GPU backends run CubeCL kernels.
+    fn isa(&self) -> Option<&'static str> {
+        (self.model.backend == BackendKind::Cpu)
+            .then(|| bitnet_kernels_cubecl::cpu::Isa::detect().name())
+    }
+
     /// `--parallel`: each level's requests submitted together to one engine, levels alternating per repetition.
     fn parallel<B: TernaryBackend>(
         &self,
@@ -203,8 +207,7 @@ impl Args {
                 runs[level].push((prefill, decode));
             }
         }
-        let isa = (self.model.backend == BackendKind::Cpu)
-            .then(|| bitnet_kernels_cubecl::cpu::Isa::detect().name());
+        let isa = self.isa();
         for (&p, runs) in self.parallel.iter().zip(&runs) {
             let (pp, _) = mean_std(&runs.iter().map(|r| r.0).collect::<Vec<_>>());
             let (tg, tg_sd) = mean_std(&runs.iter().map(|r| r.1).collect::<Vec<_>>());

@@ -85,6 +85,7 @@ pub(super) fn run<B: TernaryBackend>(
             }
             !gone
         });
+        // Admissions count here; every release counts in `release`.
         stats.busy.store(slots.busy() as u64, Ordering::Relaxed);
         if active.is_empty() {
             continue;
@@ -171,7 +172,6 @@ pub(super) fn run<B: TernaryBackend>(
         stats
             .decode_tok_s
             .store((decoded as f64 / seconds).to_bits(), Ordering::Relaxed);
-        stats.busy.store(slots.busy() as u64, Ordering::Relaxed);
     }
 }
 
