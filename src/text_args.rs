@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use bitnet_burn::text::chat::ChatTemplate;
 use bitnet_burn::text::tokenizer::Tokenizer;
 use bitnet_burn::ActQuant;
-use bitnet_gguf::GgufFile;
 
 /// Tokenizer and activation options.
 #[derive(clap::Args, Clone, Debug)]
@@ -69,8 +68,7 @@ impl TextArgs {
 pub fn load_tokenizer(model: &Path, override_json: Option<&Path>) -> Result<Tokenizer> {
     Ok(match override_json {
         Some(path) => Tokenizer::from_file(path)?,
-        None if model.is_dir() => Tokenizer::from_file(&model.join("tokenizer.json"))?,
-        None => Tokenizer::from_gguf(&GgufFile::open(model)?)?,
+        None => Tokenizer::for_model(model)?,
     })
 }
 
@@ -90,16 +88,5 @@ pub fn load_chat_template(
             tokenizer,
         )?);
     }
-    if model.is_dir() {
-        let config = model.join("tokenizer_config.json");
-        let source = std::fs::read(&config)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|j| j["chat_template"].as_str().map(String::from));
-        return Ok(match source {
-            Some(s) => ChatTemplate::new(s, config.display().to_string(), tokenizer)?,
-            None => ChatTemplate::bitnet(tokenizer)?,
-        });
-    }
-    Ok(ChatTemplate::from_gguf(&GgufFile::open(model)?, tokenizer)?)
+    Ok(ChatTemplate::for_model(model, tokenizer)?)
 }

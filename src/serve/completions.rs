@@ -185,7 +185,7 @@ fn sse(
 impl Reply {
     /// A streamed chunk: a chat `delta` or a completion's `text`, with the finish reason on the last.
     fn chunk(&self, delta: Value, stop: Option<&StopReason>) -> Value {
-        let finish = stop.map(finish_reason);
+        let finish = stop.map(StopReason::finish_reason);
         let choice = match self.kind {
             Kind::Chat => {
                 json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
@@ -203,7 +203,7 @@ impl Reply {
 
     /// The non-streamed reply.
     fn whole(&self, f: &Finished) -> Value {
-        let finish = finish_reason(&f.stop);
+        let finish = f.stop.finish_reason();
         let choice = match self.kind {
             Kind::Chat => json!({
                 "index": 0, "message": {"role": "assistant", "content": f.text},
@@ -225,13 +225,6 @@ impl Reply {
             (Kind::Chat, false) => "chat.completion",
             (Kind::Completion, _) => "text_completion",
         }
-    }
-}
-
-fn finish_reason(stop: &StopReason) -> &'static str {
-    match stop {
-        StopReason::StopToken(_) | StopReason::StopString(_) => "stop",
-        StopReason::MaxTokens | StopReason::ContextFull => "length",
     }
 }
 

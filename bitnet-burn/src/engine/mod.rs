@@ -191,13 +191,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the scheduler thread, which owns `model` and runs it with as many CPU threads as the calling
-    /// thread's rayon pool has (so `-t` and `ThreadPool::install` around this call hold for the engine too).
+    /// Starts the scheduler thread, which runs `model` (owned, or shared with callers that also run it directly)
+    /// with as many CPU threads as the calling thread's rayon pool has (so `-t` and `ThreadPool::install` around
+    /// this call hold for the engine too).
     pub fn start<B: TernaryBackend>(
-        model: BitNet<B>,
+        model: impl Into<Arc<BitNet<B>>>,
         tokenizer: Arc<Tokenizer>,
         mut config: EngineConfig,
     ) -> Self {
+        let model = model.into();
         config.slots = config.slots.max(1);
         config.chunk = config.chunk.max(1);
         config.ctx = config.ctx.clamp(1, model.config.context_length);
@@ -210,7 +212,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("bitnet-engine".into())
                 .spawn(move || {
-                    let work = || scheduler::run(model, &tokenizer, &config, rx, &stats);
+                    let work = || scheduler::run(&model, &tokenizer, &config, rx, &stats);
                     match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
                         Ok(pool) => pool.install(work),
                         Err(_) => work(),

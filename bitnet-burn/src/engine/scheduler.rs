@@ -27,13 +27,13 @@ struct Sequence {
 
 /// Runs until the queue is closed and every admitted request has finished.
 pub(super) fn run<B: TernaryBackend>(
-    model: BitNet<B>,
+    model: &BitNet<B>,
     tokenizer: &Tokenizer,
     config: &EngineConfig,
     mut queue: mpsc::Receiver<Queued>,
     stats: &Stats,
 ) {
-    let mut slots = Slots::new(&model, config.slots, config.ctx);
+    let mut slots = Slots::new(model, config.slots, config.ctx);
     let mut active: Vec<Sequence> = Vec::new();
     let vocab = model.config.vocab_size;
     loop {

@@ -99,6 +99,27 @@ impl ChatTemplate {
         }
     }
 
+    /// The template a model describes: a GGUF file's, or a transformers checkpoint directory's
+    /// `tokenizer_config.json` `chat_template`; [`BITNET_TEMPLATE`] when it has none.
+    pub fn for_model(path: &std::path::Path, tokenizer: &Tokenizer) -> Result<Self, ChatError> {
+        if !path.is_dir() {
+            let file = GgufFile::open(path).map_err(|e| ChatError::Template {
+                origin: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            return Self::from_gguf(&file, tokenizer);
+        }
+        let config = path.join("tokenizer_config.json");
+        let source = std::fs::read(&config)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|j| j["chat_template"].as_str().map(String::from));
+        match source {
+            Some(s) => Self::new(s, config.display().to_string(), tokenizer),
+            None => Self::bitnet(tokenizer),
+        }
+    }
+
     /// The BitNet 2B-4T format ([`BITNET_TEMPLATE`]).
     pub fn bitnet(tokenizer: &Tokenizer) -> Result<Self, ChatError> {
         Self::new(BITNET_TEMPLATE, "built-in BitNet format".into(), tokenizer)

@@ -52,6 +52,16 @@ pub enum StopReason {
     ContextFull,
 }
 
+impl StopReason {
+    /// OpenAI's `finish_reason`: `stop` for a stop token or string, `length` for a length or context limit.
+    pub fn finish_reason(&self) -> &'static str {
+        match self {
+            Self::StopToken(_) | Self::StopString(_) => "stop",
+            Self::MaxTokens | Self::ContextFull => "length",
+        }
+    }
+}
+
 /// Time spent in each phase.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Timings {

@@ -42,6 +42,9 @@ pub enum TokenizerError {
     /// The vocabulary asks for something this build does not implement.
     #[error("tokenizer: {0}")]
     Unsupported(String),
+    /// The model file could not be read.
+    #[error(transparent)]
+    File(#[from] bitnet_gguf::GgufError),
 }
 
 /// A tokenizer plus the ids generation needs.
@@ -191,6 +194,15 @@ impl Tokenizer {
             add_bos: flag("tokenizer.ggml.add_bos_token").unwrap_or(true) && bos.is_some(),
             pre_tokenizer,
         })
+    }
+
+    /// The tokenizer a model describes: a GGUF file's metadata, or a transformers checkpoint directory's
+    /// `tokenizer.json`.
+    pub fn for_model(path: &Path) -> Result<Self, TokenizerError> {
+        match path.is_dir() {
+            true => Self::from_file(&path.join("tokenizer.json")),
+            false => Self::from_gguf(&GgufFile::open(path)?),
+        }
     }
 
     /// Loads a `tokenizer.json` (which then overrides a model file's own tokenizer); special ids come from its

@@ -1,0 +1,404 @@
+"""BitNet b1.58 (ternary-weight) language models from Python, on bitnet-burn's engine.
+
+The API is shaped like llama-cpp-python's ``Llama`` (``Llama`` is an alias of :class:`Model`), so code written
+for it ports by changing the import::
+
+    from bitnet_burn import Model
+    model = Model("ggml-model-i2_s.gguf")
+    print(model("Once upon a time", max_tokens=32)["choices"][0]["text"])
+
+Every call that runs the model releases the GIL. Generation runs on the engine's own thread: Python threads that
+share a model (``parallel=N``) are decoded together in the same passes over the weights.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import sys
+import time
+import warnings
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ._native import NativeModel, Stream, __version__
+
+__all__ = ["Model", "Llama", "__version__"]
+
+Prompt = Union[str, Sequence[int]]
+
+
+class Model:
+    """A BitNet model: a GGUF file, a transformers checkpoint directory, or a Hub file ``hf:OWNER/NAME/FILE``.
+
+    ``threads``: CPU threads (0: one per core; more than the cores are capped with a warning).
+    ``backend``: ``"cpu"``, or ``"wgpu"``/``"cuda"`` in a build with those features.
+    ``head``: ``"int8"`` (default, fast) or ``"float"`` (the reference numerics) for the output head.
+    ``act``: BitLinear's activation numerics: ``"int8"`` (BitNet's), ``"float"`` or ``"q8k"`` (llama.cpp's).
+    ``ctx``: positions per sequence, prompt and reply together (0: the model's context).
+    ``parallel``: sequences decoded together (threads sharing the model); each has ``ctx`` positions.
+    ``n_ctx`` and ``n_threads`` are accepted as llama-cpp-python spells them.
+    """
+
+    def __init__(
+        self,
+        model_path: Union[str, "os.PathLike[str]"],
+        *,
+        threads: int = 0,
+        backend: str = "cpu",
+        head: str = "int8",
+        act: str = "int8",
+        ctx: int = 0,
+        parallel: int = 1,
+        n_ctx: Optional[int] = None,
+        n_threads: Optional[int] = None,
+        verbose: bool = False,
+    ) -> None:
+        threads = _non_negative("threads", n_threads if n_threads is not None else threads)
+        ctx = _non_negative("ctx", n_ctx if n_ctx is not None else ctx)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if threads > cores:
+            warnings.warn(f"threads={threads} is more than the {cores} cores; using {cores}", stacklevel=2)
+            threads = cores
+        self._native: Optional[NativeModel] = NativeModel(
+            os.fspath(model_path), threads, backend, head, act, ctx, parallel
+        )
+        self.model_path = str(self._native.path)
+        self._metadata: Optional[Dict[str, Any]] = None
+        if verbose:
+            n = self._native
+            print(
+                f"bitnet_burn: {self.model_path} on {n.backend}, {n.threads} threads, {n.parallel} x {n.n_ctx} "
+                f"positions, chat template {n.chat_template}",
+                file=sys.stderr,
+            )
+
+    @classmethod
+    def from_pretrained(cls, repo_id: str, filename: str, **kwargs: Any) -> "Model":
+        """The file ``filename`` of the Hub repository ``repo_id``, from the Hugging Face cache (downloaded into it
+        the first time; ``HF_HOME``, ``HF_ENDPOINT`` and ``HF_TOKEN`` apply)."""
+        return cls(f"hf:{repo_id}/{filename}", **kwargs)
+
+    @property
+    def native(self) -> NativeModel:
+        """The loaded engine (an error once :meth:`close` ran)."""
+        if self._native is None:
+            raise ValueError("the model is closed")
+        return self._native
+
+    def close(self) -> None:
+        """Stops the engine and frees the model (generations in progress finish first)."""
+        self._native = None
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def n_ctx(self) -> int:
+        """Positions per sequence (prompt and reply)."""
+        return self.native.n_ctx
+
+    def n_vocab(self) -> int:
+        """Vocabulary size."""
+        return self.native.n_vocab
+
+    @property
+    def metadata(self) -> Dict[str, Any]:
+        """The GGUF metadata (key to value, arrays as lists), or a checkpoint's config.json."""
+        if self._metadata is None:
+            found = self.native.metadata()
+            if found is None:
+                with open(os.path.join(self.model_path, "config.json"), encoding="utf-8") as f:
+                    found = json.load(f)
+            self._metadata = found
+        return self._metadata
+
+    def tokenize(self, text: Union[str, bytes], add_bos: bool = True) -> List[int]:
+        """Token ids of ``text`` (``str`` or UTF-8 ``bytes``), with BOS first when ``add_bos`` and the model wants
+        one."""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return self.native.tokenize(text, add_bos)
+
+    def detokenize(self, tokens: Sequence[int]) -> bytes:
+        """The UTF-8 text of ``tokens``, as llama-cpp-python returns it (``bytes``)."""
+        return self.native.detokenize(self._ids(tokens)).encode("utf-8")
+
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """The logits of every position of ``tokens`` (a fresh context), ``float32 [len(tokens), n_vocab]``."""
+        ids = self._ids(tokens)
+        if not ids:
+            raise ValueError("logits needs at least one token")
+        raw = self.native.logits(ids)
+        return np.frombuffer(raw, dtype="<f4").reshape(len(ids), self.n_vocab())
+
+    def __call__(
+        self,
+        prompt: Prompt,
+        max_tokens: Optional[int] = 16,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        top_k: int = 40,
+        repeat_penalty: float = 1.0,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        seed: Optional[int] = None,
+        stop: Union[None, str, List[str]] = None,
+        stream: bool = False,
+    ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        """Continues ``prompt`` (text, or token ids fed as they are): an OpenAI ``text_completion``, or with
+        ``stream=True`` an iterator of its chunks. ``max_tokens`` None or 0: until the context is full."""
+        if isinstance(prompt, str):
+            if not prompt:
+                raise ValueError("empty prompt: give some text to continue")
+            ids = self.tokenize(prompt)
+        else:
+            ids = self._ids(prompt)
+        return self._reply(
+            ids, False, stream, _sampling(
+                self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
+                presence_penalty, frequency_penalty, seed, stop,
+            )
+        )
+
+    create_completion = __call__
+
+    def create_chat_completion(
+        self,
+        messages: List[Dict[str, Any]],
+        temperature: float = 0.2,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        min_p: float = 0.05,
+        stream: bool = False,
+        stop: Union[None, str, List[str]] = None,
+        seed: Optional[int] = None,
+        max_tokens: Optional[int] = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        repeat_penalty: float = 1.0,
+    ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        """Replies to ``messages`` (``[{"role": ..., "content": ...}]``) with the model's chat template: an OpenAI
+        ``chat.completion``, or with ``stream=True`` an iterator of ``chat.completion.chunk``."""
+        ids = self.native.chat_tokens(_messages(messages))
+        return self._reply(
+            ids, True, stream, _sampling(
+                self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
+                presence_penalty, frequency_penalty, seed, stop,
+            )
+        )
+
+    def _reply(
+        self, ids: List[int], chat: bool, stream: bool, sampling: Dict[str, Any]
+    ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
+        """Submits a request: its whole reply, or an iterator of its chunks."""
+        run = self.native.submit(ids, sampling)
+        reply = _Reply("chatcmpl" if chat else "cmpl", self.model_path)
+        if stream:
+            return reply.chat_chunks(run) if chat else reply.completion_chunks(run)
+        result = _wait(run)
+        return reply.chat(result) if chat else reply.completion(result)
+
+    def bench(self, prompt_tokens: int = 128, gen_tokens: int = 64, repetitions: int = 3) -> Dict[str, Any]:
+        """Prefill and decode tokens/s through this Python API (greedy, end-of-text ignored), as ``bitnet bench``
+        measures them: the mean and standard deviation over ``repetitions`` distinct prompts."""
+        if prompt_tokens < 1 or gen_tokens < 2 or repetitions < 1:
+            raise ValueError("bench needs prompt_tokens >= 1, gen_tokens >= 2 and repetitions >= 1")
+        vocab = self.n_vocab()
+        prefill, decode = [], []
+        for rep in range(repetitions):
+            first = (rep + 1) * prompt_tokens
+            ids = [((first + i) * 7919 + 13) % vocab for i in range(prompt_tokens)]
+            sampling = _sampling(gen_tokens, 0.0, 1.0, 0.0, 0, 1.0, 0.0, 0.0, 0, None, ignore_eos=True)
+            start = time.perf_counter()
+            result = _wait(self.native.submit(ids, sampling))
+            elapsed = time.perf_counter() - start
+            prefill.append(prompt_tokens / result["first_token_s"])
+            decode.append((result["completion_tokens"] - 1) / (elapsed - result["first_token_s"]))
+        return {
+            "model": self.model_path,
+            "backend": self.native.backend,
+            "threads": self.native.threads,
+            "prompt_tokens": prompt_tokens,
+            "gen_tokens": gen_tokens,
+            "repetitions": repetitions,
+            "prefill_tok_s": float(np.mean(prefill)),
+            "prefill_tok_s_std": float(np.std(prefill)),
+            "decode_tok_s": float(np.mean(decode)),
+            "decode_tok_s_std": float(np.std(decode)),
+        }
+
+    def _ids(self, tokens: Sequence[int]) -> List[int]:
+        ids = [int(t) for t in tokens]
+        vocab = self.n_vocab()
+        for t in ids:
+            if not 0 <= t < vocab:
+                raise ValueError(f"token id {t} is outside the vocabulary (size {vocab})")
+        return ids
+
+    def _room(self, ids: List[int], max_tokens: Optional[int]) -> int:
+        room = self.n_ctx() - len(ids)
+        if room < 1:
+            raise ValueError(
+                f"the prompt has {len(ids)} tokens; the context holds {self.n_ctx()} positions "
+                "(prompt and generated tokens)"
+            )
+        if max_tokens is None or max_tokens <= 0:
+            return room
+        return min(int(max_tokens), room)
+
+
+Llama = Model
+
+
+def _non_negative(name: str, value: int) -> int:
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, not {value}")
+    return int(value)
+
+
+def _sampling(
+    max_tokens: int,
+    temperature: float,
+    top_p: float,
+    min_p: float,
+    top_k: int,
+    repeat_penalty: float,
+    presence_penalty: float,
+    frequency_penalty: float,
+    seed: Optional[int],
+    stop: Union[None, str, List[str]],
+    ignore_eos: bool = False,
+) -> Dict[str, Any]:
+    """The native request's sampling settings, checked."""
+    checks = [
+        ("temperature", temperature >= 0),
+        ("top_p", 0 < top_p <= 1),
+        ("min_p", 0 <= min_p <= 1),
+        ("top_k", top_k >= 0),
+        ("repeat_penalty", repeat_penalty > 0),
+        ("presence_penalty", -2 <= presence_penalty <= 2),
+        ("frequency_penalty", -2 <= frequency_penalty <= 2),
+    ]
+    for name, ok in checks:
+        if not ok:
+            raise ValueError(f"{name}={locals()[name]!r} is out of range")
+    if seed is None:
+        seed = random.SystemRandom().getrandbits(63)
+    if seed < 0:
+        raise ValueError(f"seed must be 0 or more, not {seed}")
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if not all(isinstance(s, str) for s in stops):
+        raise ValueError("stop must be a string or a list of strings")
+    return {
+        "max_tokens": max_tokens,
+        "temperature": float(temperature),
+        "top_k": int(top_k),
+        "top_p": float(top_p),
+        "min_p": float(min_p),
+        "repeat_penalty": float(repeat_penalty),
+        "presence_penalty": float(presence_penalty),
+        "frequency_penalty": float(frequency_penalty),
+        "seed": int(seed),
+        "stop": stops,
+        "ignore_eos": ignore_eos,
+    }
+
+
+def _wait(run: Stream) -> Dict[str, Any]:
+    """Runs a generation to its end: its result (the text whole, up to any stop string)."""
+    for _ in run:
+        pass
+    return run.result()
+
+
+def _messages(messages: List[Dict[str, Any]]) -> List[tuple]:
+    """``(role, content)`` pairs of OpenAI-style messages (content as a string or a list of text parts)."""
+    if not messages:
+        raise ValueError("messages is empty: give at least one message")
+    pairs = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ValueError(f"messages[{i}] must be a dict with a string 'role'")
+        content = m.get("content")
+        if content is None:
+            content = ""
+        elif isinstance(content, list):
+            try:
+                content = "".join(p["text"] for p in content if p.get("type") == "text")
+            except (AttributeError, KeyError, TypeError) as e:
+                raise ValueError(f"messages[{i}].content: text parts need a 'text' string") from e
+        elif not isinstance(content, str):
+            raise ValueError(f"messages[{i}].content must be a string or a list of text parts")
+        pairs.append((m["role"], content))
+    return pairs
+
+
+class _Reply:
+    """What every object of one reply shares, and the OpenAI shapes llama-cpp-python returns."""
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, prefix: str, model: str) -> None:
+        self.id = f"{prefix}-{os.getpid()}-{next(_Reply._numbers)}"
+        self.created = int(time.time())
+        self.model = model
+
+    def _object(self, kind: str, choice: Dict[str, Any]) -> Dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "choices": [choice]}
+
+    @staticmethod
+    def _usage(result: Dict[str, Any]) -> Dict[str, Any]:
+        return {
+            "prompt_tokens": result["prompt_tokens"],
+            "completion_tokens": result["completion_tokens"],
+            "total_tokens": result["prompt_tokens"] + result["completion_tokens"],
+            "prompt_tokens_details": {"cached_tokens": result["cached_tokens"]},
+        }
+
+    def completion(self, result: Dict[str, Any]) -> Dict[str, Any]:
+        choice = {"text": result["text"], "index": 0, "logprobs": None, "finish_reason": result["finish_reason"]}
+        out = self._object("text_completion", choice)
+        out["usage"] = self._usage(result)
+        return out
+
+    def chat(self, result: Dict[str, Any]) -> Dict[str, Any]:
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": result["text"]},
+            "logprobs": None,
+            "finish_reason": result["finish_reason"],
+        }
+        out = self._object("chat.completion", choice)
+        out["usage"] = self._usage(result)
+        return out
+
+    def completion_chunks(self, run: Stream) -> Iterator[Dict[str, Any]]:
+        try:
+            for piece in run:
+                yield self._object(
+                    "text_completion", {"text": piece, "index": 0, "logprobs": None, "finish_reason": None}
+                )
+            result = run.result()
+            yield self._object(
+                "text_completion", {"text": "", "index": 0, "logprobs": None, "finish_reason": result["finish_reason"]}
+            )
+        finally:
+            run.cancel()
+
+    def chat_chunks(self, run: Stream) -> Iterator[Dict[str, Any]]:
+        kind = "chat.completion.chunk"
+        try:
+            yield self._object(kind, {"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None})
+            for piece in run:
+                yield self._object(kind, {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None})
+            result = run.result()
+            yield self._object(kind, {"index": 0, "delta": {}, "logprobs": None, "finish_reason": result["finish_reason"]})
+        finally:
+            run.cancel()

@@ -1,0 +1,387 @@
+//! `NativeModel`: a loaded model, its tokenizer and chat template, and the batched engine that generates with it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bitnet_burn::engine::{Engine, EngineConfig, Request};
+use bitnet_burn::io::hub::{Hub, HubFile};
+use bitnet_burn::text::chat::{ChatTemplate, Message};
+use bitnet_burn::text::sampling::SamplerConfig;
+use bitnet_burn::text::tokenizer::Tokenizer;
+use bitnet_burn::{
+    load_with_progress, ActQuant, BitNet, ForwardError, HeadMode, LoadOptions, TernaryBackend,
+};
+use bitnet_gguf::{Array, GgufFile, Value};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+
+use crate::error::{not_found, submit_error, value_error};
+use crate::stream::Stream;
+
+/// A forward pass over one sequence: the logits of every position, `[positions · vocab]`.
+type Forward = Box<dyn Fn(&[u32]) -> Result<Vec<f32>, ForwardError> + Send + Sync>;
+
+/// A model ready to run: generation goes through the engine's thread, `logits` through the same weights on the
+/// calling thread; both use the model's own pool of CPU threads.
+#[pyclass(module = "bitnet_burn._native", frozen)]
+pub struct NativeModel {
+    engine: Engine,
+    forward: Forward,
+    pool: rayon::ThreadPool,
+    tokenizer: Arc<Tokenizer>,
+    template: ChatTemplate,
+    runtime: Arc<Runtime>,
+    vocab: usize,
+    /// The model file (a Hub file resolved to its cached copy).
+    #[pyo3(get)]
+    path: PathBuf,
+    /// The backend that runs it.
+    #[pyo3(get)]
+    backend: &'static str,
+    /// CPU threads.
+    #[pyo3(get)]
+    threads: usize,
+}
+
+/// How a sampled request is configured (the Python layer fills in llama-cpp-python's defaults).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct Sampling {
+    max_tokens: usize,
+    temperature: f32,
+    top_k: usize,
+    top_p: f32,
+    min_p: f32,
+    repeat_penalty: f32,
+    presence_penalty: f32,
+    frequency_penalty: f32,
+    seed: u64,
+    stop: Vec<String>,
+    ignore_eos: bool,
+}
+
+#[pymethods]
+impl NativeModel {
+    /// Loads `path` (a GGUF file, a transformers checkpoint directory or `hf:OWNER/NAME/FILE`) onto `backend`,
+    /// with `threads` CPU threads (0: one per core), `parallel` sequences decoded together, each with `ctx`
+    /// positions (0: the model's context).
+    #[new]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments
+    #[pyo3(signature = (path, threads=0, backend="cpu", head="int8", act="int8", ctx=0, parallel=1))]
+    fn new(
+        py: Python<'_>,
+        path: &str,
+        threads: usize,
+        backend: &str,
+        head: &str,
+        act: &str,
+        ctx: usize,
+        parallel: usize,
+    ) -> PyResult<Self> {
+        let head = match head {
+            "int8" => HeadMode::Int8,
+            "float" => HeadMode::Float,
+            other => return Err(bad_choice("head", other, &["int8", "float"])),
+        };
+        let act = match act {
+            "int8" => ActQuant::Int8,
+            "float" => ActQuant::Float,
+            "q8k" => ActQuant::Q8K,
+            other => return Err(bad_choice("act", other, &["int8", "float", "q8k"])),
+        };
+        if parallel == 0 {
+            return Err(PyValueError::new_err("parallel must be at least 1"));
+        }
+        let threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            t => t,
+        };
+        let backend = backend.to_string();
+        py.detach(move || {
+            let path = resolve(path)?;
+            if !path.exists() {
+                return Err(not_found(&path));
+            }
+            let tokenizer = Arc::new(Tokenizer::for_model(&path).map_err(value_error)?);
+            let template = ChatTemplate::for_model(&path, &tokenizer).map_err(value_error)?;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(value_error)?;
+            let config = EngineConfig {
+                slots: parallel,
+                ctx: if ctx == 0 { usize::MAX } else { ctx },
+                act,
+                ..Default::default()
+            };
+            let options = LoadOptions::head(head);
+            let loaded = pool.install(|| match backend.as_str() {
+                "cpu" => start_on::<burn::backend::NdArray>(
+                    Default::default(),
+                    &path,
+                    &options,
+                    &tokenizer,
+                    config,
+                    "cpu",
+                ),
+                #[cfg(feature = "wgpu")]
+                "wgpu" => {
+                    let device =
+                        bitnet_burn::device::wgpu_available().map_err(PyValueError::new_err)?;
+                    start_on::<burn::backend::Wgpu>(
+                        device, &path, &options, &tokenizer, config, "wgpu",
+                    )
+                }
+                #[cfg(feature = "cuda")]
+                "cuda" => {
+                    let device =
+                        bitnet_burn::device::cuda_available().map_err(PyValueError::new_err)?;
+                    start_on::<burn::backend::Cuda>(
+                        device, &path, &options, &tokenizer, config, "cuda",
+                    )
+                }
+                #[cfg(not(feature = "wgpu"))]
+                "wgpu" => Err(not_built("wgpu")),
+                #[cfg(not(feature = "cuda"))]
+                "cuda" => Err(not_built("cuda")),
+                other => Err(bad_choice("backend", other, &["cpu", "wgpu", "cuda"])),
+            })?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_time()
+                .build()
+                .map_err(value_error)?;
+            Ok(Self {
+                vocab: tokenizer.vocab_size().max(loaded.vocab),
+                engine: loaded.engine,
+                forward: loaded.forward,
+                pool,
+                tokenizer,
+                template,
+                runtime: Arc::new(runtime),
+                path,
+                backend: loaded.backend,
+                threads,
+            })
+        })
+    }
+
+    /// Positions per sequence (the prompt and the generated tokens).
+    #[getter]
+    fn n_ctx(&self) -> usize {
+        self.engine.config().ctx
+    }
+
+    /// Vocabulary size (rows of the logits).
+    #[getter]
+    fn n_vocab(&self) -> usize {
+        self.vocab
+    }
+
+    /// Sequences decoded together.
+    #[getter]
+    fn parallel(&self) -> usize {
+        self.engine.config().slots
+    }
+
+    /// Where the chat template came from.
+    #[getter]
+    fn chat_template(&self) -> &str {
+        self.template.origin()
+    }
+
+    /// Token ids of `text`, with BOS first when `add_bos` and the model wants one.
+    fn tokenize(&self, py: Python<'_>, text: &str, add_bos: bool) -> PyResult<Vec<u32>> {
+        py.detach(|| self.tokenizer.encode(text, add_bos))
+            .map_err(value_error)
+    }
+
+    /// The text of `ids` (special tokens included).
+    fn detokenize(&self, py: Python<'_>, ids: Vec<u32>) -> PyResult<String> {
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab) {
+            return Err(value_error(ForwardError::BadToken {
+                id,
+                vocab: self.vocab,
+            }));
+        }
+        py.detach(|| self.tokenizer.decode(&ids))
+            .map_err(value_error)
+    }
+
+    /// `messages` (role, content) rendered with the chat template up to the assistant's turn, as ids.
+    fn chat_tokens(&self, py: Python<'_>, messages: Vec<(String, String)>) -> PyResult<Vec<u32>> {
+        let messages: Vec<Message> = messages
+            .into_iter()
+            .map(|(role, content)| Message { role, content })
+            .collect();
+        py.detach(|| self.template.encode(&messages, &self.tokenizer))
+            .map_err(value_error)
+    }
+
+    /// The logits of every position of `ids` as little-endian f32 bytes, row-major `[len(ids), n_vocab]`.
+    fn logits<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyBytes>> {
+        let values = py
+            .detach(|| self.pool.install(|| (self.forward)(&ids)))
+            .map_err(value_error)?;
+        Ok(PyBytes::new(py, bytemuck::cast_slice(&values)))
+    }
+
+    /// Queues a generation of `ids`; the stream yields its text.
+    fn submit(&self, ids: Vec<u32>, sampling: Sampling) -> PyResult<Stream> {
+        let (events, rx) = mpsc::unbounded_channel();
+        self.engine
+            .submit(Request {
+                prompt: ids,
+                max_new_tokens: sampling.max_tokens,
+                sampler: SamplerConfig {
+                    temperature: sampling.temperature,
+                    top_k: sampling.top_k,
+                    top_p: sampling.top_p,
+                    min_p: sampling.min_p,
+                    repeat_penalty: sampling.repeat_penalty,
+                    presence_penalty: sampling.presence_penalty,
+                    frequency_penalty: sampling.frequency_penalty,
+                    seed: sampling.seed,
+                    ..Default::default()
+                },
+                stop_strings: sampling.stop,
+                ignore_eos: sampling.ignore_eos,
+                events,
+            })
+            .map_err(submit_error)?;
+        Ok(Stream::new(rx, self.runtime.clone()))
+    }
+
+    /// The GGUF metadata (key → value; arrays as lists), or `None` for a checkpoint directory.
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        if self.path.is_dir() {
+            return Ok(None);
+        }
+        let file = GgufFile::open(&self.path).map_err(value_error)?;
+        let dict = PyDict::new(py);
+        for (key, value) in file.metadata() {
+            dict.set_item(key, value_to_py(py, value)?)?;
+        }
+        Ok(Some(dict))
+    }
+}
+
+/// What loading on one backend produced.
+struct Loaded {
+    engine: Engine,
+    forward: Forward,
+    vocab: usize,
+    backend: &'static str,
+}
+
+/// Loads the model on backend `B` and starts its engine (call inside the model's pool: the engine takes its
+/// thread count from it).
+fn start_on<B: TernaryBackend>(
+    device: B::Device,
+    path: &Path,
+    options: &LoadOptions,
+    tokenizer: &Arc<Tokenizer>,
+    config: EngineConfig,
+    backend: &'static str,
+) -> PyResult<Loaded> {
+    let model =
+        Arc::new(load_with_progress::<B>(path, &device, options, |_| {}).map_err(value_error)?);
+    let act = config.act;
+    let vocab = model.config.vocab_size;
+    let engine = Engine::start(model.clone(), tokenizer.clone(), config);
+    let forward: Forward = Box::new(move |ids: &[u32]| forward_all(&model, ids, act));
+    Ok(Loaded {
+        engine,
+        forward,
+        vocab,
+        backend,
+    })
+}
+
+/// Every position's logits of `ids` from an empty cache, as `bitnet logits --all-positions` computes them.
+fn forward_all<B: TernaryBackend>(
+    model: &BitNet<B>,
+    ids: &[u32],
+    act: ActQuant,
+) -> Result<Vec<f32>, ForwardError> {
+    let mut cache = model.new_cache(1, ids.len().max(1));
+    let logits = model.forward(&[ids.to_vec()], &mut cache, act)?;
+    Ok(logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .expect("f32 logits"))
+}
+
+/// `path`, or the cached (downloaded if absent) copy of a Hub file `hf:OWNER/NAME/FILE`.
+fn resolve(path: &str) -> PyResult<PathBuf> {
+    match HubFile::parse(path) {
+        None => Ok(PathBuf::from(path)),
+        Some(spec) => {
+            let spec = spec.map_err(value_error)?;
+            let hub = Hub::from_env().map_err(value_error)?;
+            hub.get(&spec, |_| {}).map_err(value_error)
+        }
+    }
+}
+
+/// The error for a backend this build left out.
+#[cfg(not(all(feature = "wgpu", feature = "cuda")))]
+fn not_built(backend: &str) -> PyErr {
+    PyValueError::new_err(format!(
+        "this build has no {backend} backend: reinstall with \
+         `pip install ./bitnet-py --config-settings=build-args=\"--features {backend}\"`"
+    ))
+}
+
+fn bad_choice(name: &str, value: &str, choices: &[&str]) -> PyErr {
+    PyValueError::new_err(format!(
+        "{name}={value:?} is not one of {}",
+        choices.join(", ")
+    ))
+}
+
+/// A metadata value as the Python value it reads as.
+fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::U8(v) => v.into_pyobject(py)?.into_any(),
+        Value::I8(v) => v.into_pyobject(py)?.into_any(),
+        Value::U16(v) => v.into_pyobject(py)?.into_any(),
+        Value::I16(v) => v.into_pyobject(py)?.into_any(),
+        Value::U32(v) => v.into_pyobject(py)?.into_any(),
+        Value::I32(v) => v.into_pyobject(py)?.into_any(),
+        Value::U64(v) => v.into_pyobject(py)?.into_any(),
+        Value::I64(v) => v.into_pyobject(py)?.into_any(),
+        Value::F32(v) => v.into_pyobject(py)?.into_any(),
+        Value::F64(v) => v.into_pyobject(py)?.into_any(),
+        Value::Bool(v) => v.into_pyobject(py)?.to_owned().into_any(),
+        Value::String(v) => v.into_pyobject(py)?.into_any(),
+        Value::Array(a) => array_to_py(py, a)?.into_any(),
+    })
+}
+
+fn array_to_py<'py>(py: Python<'py>, array: &Array) -> PyResult<Bound<'py, PyList>> {
+    match array {
+        Array::U8(v) => PyList::new(py, v),
+        Array::I8(v) => PyList::new(py, v),
+        Array::U16(v) => PyList::new(py, v),
+        Array::I16(v) => PyList::new(py, v),
+        Array::U32(v) => PyList::new(py, v),
+        Array::I32(v) => PyList::new(py, v),
+        Array::U64(v) => PyList::new(py, v),
+        Array::I64(v) => PyList::new(py, v),
+        Array::F32(v) => PyList::new(py, v),
+        Array::F64(v) => PyList::new(py, v),
+        Array::Bool(v) => PyList::new(py, v),
+        Array::String(v) => PyList::new(py, v),
+        Array::Array(v) => PyList::new(
+            py,
+            v.iter()
+                .map(|a| array_to_py(py, a))
+                .collect::<PyResult<Vec<_>>>()?,
+        ),
+    }
+}

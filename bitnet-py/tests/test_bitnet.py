@@ -1,0 +1,283 @@
+"""The Python package against the `bitnet` CLI on the shipped model: the same tokens, logits and texts.
+
+`BITNET_BIN` names the CLI (default: the workspace's target/{release,debug}/bitnet); `BITNET_MODEL` the model
+(default: the shipped Shakespeare model).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bitnet_burn
+from bitnet_burn import Llama, Model
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = os.environ.get("BITNET_MODEL", str(ROOT / "models" / "shakespeare-bitnet-i2_s.gguf"))
+THREADS = 2
+PROMPTS = ["ROMEO:", "To be, or not to be", "KING HENRY:\nWhat", "O"]
+
+
+def cli() -> str:
+    if "BITNET_BIN" in os.environ:
+        return os.environ["BITNET_BIN"]
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    for profile in ("release", "debug"):
+        if (target / profile / "bitnet").exists():
+            return str(target / profile / "bitnet")
+    pytest.fail("no bitnet CLI: build it (cargo build --release) or set BITNET_BIN")
+
+
+def run_cli(*args: str) -> str:
+    out = subprocess.run([cli(), *args], check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def model() -> Model:
+    return Model(MODEL, threads=THREADS, parallel=2)
+
+
+def cli_run(prompt: str, n: int, *sampling: str) -> dict:
+    return json.loads(run_cli("run", "-m", MODEL, "-t", str(THREADS), "-p", prompt, "-n", str(n), "--json", *sampling))
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_greedy_text_equals_the_cli(model: Model, prompt: str) -> None:
+    want = cli_run(prompt, 40)
+    got = model(prompt, max_tokens=40, temperature=0)
+    assert got["choices"][0]["text"] == want["text"]
+    assert got["usage"]["prompt_tokens"] == len(want["prompt_ids"])
+    assert got["usage"]["completion_tokens"] == len(want["ids"])
+    assert got["choices"][0]["finish_reason"] == ("length" if want["stop"] == "MaxTokens" else "stop")
+
+
+def test_sampling_arguments_reach_the_sampler(model: Model) -> None:
+    """Every sampling argument changes the text as the CLI's flag of the same meaning does."""
+    cases = [
+        (dict(temperature=0.9, top_k=40, top_p=1.0, min_p=0.0, seed=7), ["--temp", "0.9", "--top-k", "40", "-s", "7"]),
+        (dict(temperature=1.0, top_k=0, top_p=0.8, min_p=0.0, seed=3), ["--temp", "1.0", "--top-p", "0.8", "-s", "3"]),
+        (dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.1, seed=5), ["--temp", "1.0", "--min-p", "0.1", "-s", "5"]),
+        (dict(temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.3, seed=0), ["--repeat-penalty", "1.3"]),
+    ]
+    texts = set()
+    for kwargs, flags in cases:
+        want = cli_run("ROMEO:", 48, *flags)["text"]
+        got = model("ROMEO:", max_tokens=48, **kwargs)["choices"][0]["text"]
+        assert got == want, (kwargs, flags)
+        texts.add(got)
+    assert len(texts) == len(cases), "each setting should give a different text on this model"
+
+
+def test_logits_equal_the_cli_bit_for_bit(model: Model, tmp_path: Path) -> None:
+    ids = model.tokenize("To be, or not to be, that is the question")
+    out = tmp_path / "logits.npy"
+    run_cli("logits", "-m", MODEL, "-t", str(THREADS), "--tokens", ",".join(map(str, ids)), "--all-positions", "-o", str(out))
+    want = np.load(out)
+    got = model.logits(ids)
+    assert got.shape == (len(ids), model.n_vocab()) and got.dtype == np.float32
+    assert np.array_equal(got, want)
+
+
+def test_tokenize_equals_the_cli(model: Model) -> None:
+    text = "Now is the winter of our discontent"
+    assert model.tokenize(text) == json.loads(run_cli("tokenize", "-m", MODEL, "-p", text, "--json"))
+    bare = model.tokenize(text.encode(), add_bos=False)
+    assert bare == json.loads(run_cli("tokenize", "-m", MODEL, "-p", text, "--json", "--no-bos"))
+    assert model.detokenize(bare) == text.encode()
+
+
+def test_streamed_chunks_concatenate_to_the_whole_text(model: Model) -> None:
+    whole = model("O", max_tokens=60, temperature=0)
+    chunks = list(model("O", max_tokens=60, temperature=0, stream=True))
+    assert all(c["object"] == "text_completion" for c in chunks)
+    assert "".join(c["choices"][0]["text"] for c in chunks) == whole["choices"][0]["text"]
+    assert [c["choices"][0]["finish_reason"] for c in chunks][-1] == whole["choices"][0]["finish_reason"]
+    assert len(chunks) > 5
+
+    messages = [{"role": "user", "content": "Speak, my lord."}]
+    whole = model.create_chat_completion(messages, max_tokens=40, temperature=0)
+    assert whole["object"] == "chat.completion" and whole["choices"][0]["message"]["role"] == "assistant"
+    chunks = list(model.create_chat_completion(messages, max_tokens=40, temperature=0, stream=True))
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == whole["choices"][0]["message"]["content"] and text
+
+
+def test_chat_prompt_is_the_template_the_cli_renders(model: Model) -> None:
+    """The chat reply is the completion of the prompt the model's template gives (as `bitnet serve` renders it)."""
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who art thou?"}]
+    ids = model.native.chat_tokens([(m["role"], m["content"]) for m in messages])
+    text = model.detokenize(ids).decode()
+    assert "Who art thou?" in text and "Be brief." in text
+    chat = model.create_chat_completion(messages, max_tokens=24, temperature=0)
+    completion = model(ids, max_tokens=24, temperature=0)
+    assert chat["choices"][0]["message"]["content"] == completion["choices"][0]["text"]
+    assert chat["usage"]["prompt_tokens"] == len(ids)
+
+
+def test_stop_strings_end_the_text(model: Model) -> None:
+    free = model("ROMEO:", max_tokens=48, temperature=0)["choices"][0]["text"]
+    stop = free[10:14]
+    cut = model("ROMEO:", max_tokens=48, temperature=0, stop=[stop, "\u2603"])
+    assert cut["choices"][0]["text"] == free[: free.index(stop)]
+    assert cut["choices"][0]["finish_reason"] == "stop"
+    streamed = "".join(c["choices"][0]["text"] for c in model("ROMEO:", max_tokens=48, temperature=0, stop=stop, stream=True))
+    assert streamed == cut["choices"][0]["text"]
+
+
+def test_a_later_turn_reuses_the_cached_prefix(model: Model) -> None:
+    first = model("KING LEAR:\nBlow, winds", max_tokens=8, temperature=0)
+    prompt = "KING LEAR:\nBlow, winds" + first["choices"][0]["text"] + "\nFOOL:"
+    again = model(prompt, max_tokens=8, temperature=0)
+    assert again["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+    assert again["choices"][0]["text"] == cli_run(prompt, 8)["text"]
+
+
+def test_properties(model: Model) -> None:
+    meta = model.metadata
+    assert meta["general.architecture"] == "bitnet-b1.58"
+    assert model.n_vocab() == len(meta["tokenizer.ggml.tokens"])
+    assert model.n_ctx() == meta["bitnet-b1.58.context_length"]
+    assert Llama is Model and bitnet_burn.__version__
+
+
+def test_bench_reports_speeds(model: Model) -> None:
+    b = model.bench(prompt_tokens=16, gen_tokens=8, repetitions=2)
+    assert b["prefill_tok_s"] > 0 and b["decode_tok_s"] > 0 and b["threads"] == THREADS
+
+
+def test_threads_sharing_one_model_get_what_they_get_alone(model: Model) -> None:
+    alone = {p: model(p, max_tokens=32, temperature=0)["choices"][0]["text"] for p in PROMPTS}
+    results: dict = {}
+
+    def worker(p: str) -> None:
+        results[p] = model(p, max_tokens=32, temperature=0)["choices"][0]["text"]
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in PROMPTS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results == alone
+
+
+def test_two_models_in_two_threads(model: Model) -> None:
+    other = Model(MODEL, threads=1)
+    want = model("O", max_tokens=24, temperature=0)["choices"][0]["text"]
+    results = []
+    threads = [
+        threading.Thread(target=lambda m=m: results.append(m("O", max_tokens=24, temperature=0)["choices"][0]["text"]))
+        for m in (model, other)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results == [want, want]
+
+
+def test_bad_paths_and_files_raise(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no-such.gguf"):
+        Model(str(tmp_path / "no-such.gguf"))
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(os.urandom(4096))
+    with pytest.raises(ValueError, match="magic|GGUF"):
+        Model(str(junk))
+    data = Path(MODEL).read_bytes()
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError):
+        Model(str(truncated))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(head="fp4"), "head"),
+        (dict(backend="tpu"), "backend"),
+        (dict(act="int4"), "act"),
+        (dict(parallel=0), "parallel"),
+        (dict(threads=-1), "threads"),
+    ],
+)
+def test_bad_model_arguments_raise(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Model(MODEL, **kwargs)
+
+
+def test_bad_request_arguments_raise(model: Model) -> None:
+    with pytest.raises(ValueError, match="temperature"):
+        model("O", temperature=-1)
+    with pytest.raises(ValueError, match="top_p"):
+        model("O", top_p=0)
+    with pytest.raises(ValueError, match="empty prompt"):
+        model("")
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model([1, model.n_vocab()])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model.logits([-1])
+    with pytest.raises(ValueError, match="context holds"):
+        model("O " * model.n_ctx())
+    with pytest.raises(ValueError, match="messages"):
+        model.create_chat_completion([])
+    with pytest.raises(ValueError, match="role"):
+        model.create_chat_completion([{"content": "hi"}])
+    with pytest.raises(ValueError, match="stop"):
+        model("O", stop=[3])
+    # The model still works after every refusal.
+    assert model("O", max_tokens=4, temperature=0)["usage"]["completion_tokens"] == 4
+
+
+def test_from_pretrained_reads_the_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--shakespeare"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    shutil.copy(MODEL, repo / "snapshots" / commit / "model.gguf")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: the cache must answer
+    m = Model.from_pretrained("someone/shakespeare", "model.gguf", threads=1)
+    assert m("ROMEO:", max_tokens=16, temperature=0)["choices"][0]["text"] == cli_run("ROMEO:", 16)["text"]
+    with pytest.raises(ValueError):
+        Model.from_pretrained("someone/shakespeare", "absent.gguf")
+
+
+def test_ctrl_c_interrupts_a_waiting_generation() -> None:
+    """SIGINT while the main thread waits for text (its request queued behind long ones) raises
+    KeyboardInterrupt at once, not when the text arrives."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, threading, time
+        from bitnet_burn import Model
+        m = Model({MODEL!r}, threads=1, parallel=1)
+        ids = m.tokenize("ROMEO:")
+        def sampling(n):
+            return dict(max_tokens=n, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
+                        presence_penalty=0.0, frequency_penalty=0.0, seed=0, stop=[], ignore_eos=True)
+        ahead = [m.native.submit(ids, sampling(m.n_ctx() - len(ids))) for _ in range(12)]
+        run = m.native.submit(ids, sampling(4))
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        start = time.monotonic()
+        try:
+            for _ in run:
+                pass
+            print("finished", time.monotonic() - start, flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", time.monotonic() - start, flush=True)
+        os._exit(0)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    what, seconds = out.stdout.split()
+    assert what == "interrupted", out.stdout + out.stderr
+    assert float(seconds) < 1.5, out.stdout
