@@ -249,6 +249,7 @@ impl NativeModel {
                 },
                 stop_strings: sampling.stop,
                 ignore_eos: sampling.ignore_eos,
+                cache_prompt: true,
                 events,
             })
             .map_err(submit_error)?;

@@ -181,7 +181,7 @@ impl Args {
                 let receivers = (0..p)
                     .map(|i| {
                         let (events, rx) = mpsc::unbounded_channel();
-                        // Distinct prompts everywhere, so no request finds its prompt in a slot's cache.
+                        // Distinct prompts, run whole (no slot's cache is reused even where two start alike).
                         let run = rep * self.parallel.len() + level;
                         let from = ((run * 256 + i) * self.prompt_tokens) as u64;
                         engine.submit(Request {
@@ -190,6 +190,7 @@ impl Args {
                             sampler: SamplerConfig::default(),
                             stop_strings: Vec::new(),
                             ignore_eos: true,
+                            cache_prompt: false,
                             events,
                         })?;
                         Ok(rx)

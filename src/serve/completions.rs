@@ -106,6 +106,7 @@ async fn start(
         sampler: common.sampler(),
         stop_strings: common.stops(),
         ignore_eos: common.ignore_eos,
+        cache_prompt: common.cache_prompt.unwrap_or(true),
         events,
     })?;
     if common.stream {

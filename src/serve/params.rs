@@ -31,6 +31,8 @@ pub struct Common {
     /// llama-server's: go on past end-of-text tokens.
     #[serde(default)]
     pub ignore_eos: bool,
+    /// llama-server's: reuse the prefix a slot already holds (default true).
+    pub cache_prompt: Option<bool>,
     pub stream_options: Option<StreamOptions>,
 }
 

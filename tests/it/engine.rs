@@ -62,6 +62,7 @@ fn greedy(prompt: Vec<u32>, max: usize) -> (Request, mpsc::UnboundedReceiver<Eve
         sampler: SamplerConfig::default(),
         stop_strings: vec![],
         ignore_eos: false,
+        cache_prompt: true,
         events,
     };
     (request, rx)
@@ -194,6 +195,12 @@ fn slots_are_reused_refused_requests_say_why_and_abandoned_ones_free_their_slot(
     let (_, done) = wait(rx);
     assert_eq!(done.cached_tokens, c_prompt.len());
     assert_eq!(done.prompt_tokens, longer.len());
+    // Unless the request opts out: then it runs whole, to the same tokens.
+    let (mut req, rx) = greedy(longer.clone(), 4);
+    req.cache_prompt = false;
+    engine.submit(req).unwrap();
+    let (_, whole) = wait(rx);
+    assert_eq!((whole.cached_tokens, &whole.ids), (0, &done.ids));
 
     // Refusals name the problem.
     let refuse = |prompt: Vec<u32>| engine.submit(greedy(prompt, 4).0).unwrap_err();
@@ -234,7 +241,7 @@ fn slots_are_reused_refused_requests_say_why_and_abandoned_ones_free_their_slot(
     let stats = engine.stats().snapshot();
     assert_eq!(stats.busy_slots, 0);
     assert_eq!(
-        stats.requests, 6,
+        stats.requests, 7,
         "the abandoned request did not run to its end"
     );
 }

@@ -38,6 +38,12 @@ assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == choice.f
 assert chunks[-1].usage.completion_tokens == chat.usage.completion_tokens
 # The same prompt again: the slot still holds it, so all but its last token come from the cache.
 assert chunks[-1].usage.prompt_tokens_details.cached_tokens == chat.usage.prompt_tokens - 1, chunks[-1].usage
+# llama-server's cache_prompt=false runs it whole, to the same reply.
+uncached = client.chat.completions.create(
+    model=model, messages=messages, max_tokens=24, temperature=0, extra_body={"cache_prompt": False}
+)
+assert uncached.usage.prompt_tokens_details.cached_tokens == 0, uncached.usage
+assert uncached.choices[0].message.content == choice.message.content
 
 completion = client.completions.create(model=model, prompt="ROMEO:", max_tokens=16, temperature=0, stop=["\n\n"])
 pieces = client.completions.create(model=model, prompt="ROMEO:", max_tokens=16, temperature=0, stop=["\n\n"], stream=True)

@@ -64,6 +64,9 @@ pub struct Request {
     pub stop_strings: Vec<String>,
     /// Go on past the model's end-of-text tokens (for benchmarks).
     pub ignore_eos: bool,
+    /// Reuse what a free slot's cache shares with the prompt (llama-server's `cache_prompt`); benchmarks turn
+    /// it off so every prompt runs whole.
+    pub cache_prompt: bool,
     /// Where the request's events go; dropping the receiver cancels the request and frees its slot.
     pub events: mpsc::UnboundedSender<Event>,
 }

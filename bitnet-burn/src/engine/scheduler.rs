@@ -54,7 +54,9 @@ pub(super) fn run<B: TernaryBackend>(
             if request.events.is_closed() {
                 continue;
             }
-            let (slot, cached) = slots.acquire(&request.prompt).expect("a free slot");
+            let (slot, cached) = slots
+                .acquire(&request.prompt, request.cache_prompt)
+                .expect("a free slot");
             active.push(Sequence {
                 slot,
                 pending: request.prompt[cached..].to_vec(),

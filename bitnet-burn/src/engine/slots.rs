@@ -36,9 +36,9 @@ impl<B: TernaryBackend> Slots<B> {
     }
 
     /// Takes the free slot whose held tokens share the longest prefix with `prompt`, keeps that prefix (less at
-    /// least the prompt's last token, whose logits the request needs) and returns the slot and the prefix length;
-    /// `None` when every slot is busy.
-    pub fn acquire(&mut self, prompt: &[u32]) -> Option<(usize, usize)> {
+    /// least the prompt's last token, whose logits the request needs; nothing unless `reuse`) and returns the
+    /// slot and the prefix length; `None` when every slot is busy.
+    pub fn acquire(&mut self, prompt: &[u32], reuse: bool) -> Option<(usize, usize)> {
         let common = |s: &Slot<B>| {
             s.tokens
                 .iter()
@@ -52,7 +52,10 @@ impl<B: TernaryBackend> Slots<B> {
             .enumerate()
             .filter(|(_, s)| !s.busy)
             .max_by_key(|(i, s)| (common(s), std::cmp::Reverse(*i)))?;
-        let keep = common(slot).min(prompt.len().saturating_sub(1));
+        let keep = match reuse {
+            true => common(slot).min(prompt.len().saturating_sub(1)),
+            false => 0,
+        };
         slot.cache.truncate(keep);
         slot.tokens.truncate(keep);
         slot.busy = true;
