@@ -155,7 +155,7 @@ impl NativeModel {
                 .build()
                 .map_err(value_error)?;
             Ok(Self {
-                vocab: tokenizer.vocab_size().max(loaded.vocab),
+                vocab: loaded.vocab,
                 engine: loaded.engine,
                 forward: loaded.forward,
                 pool,
