@@ -9,7 +9,7 @@ use bitnet_burn::text::chat::{ChatTemplate, Message};
 use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::text::tokenizer::Tokenizer;
 use bitnet_burn::{
-    load_with_progress, ActQuant, BitNet, ForwardError, HeadMode, LoadOptions, TernaryBackend,
+    load_with_progress, ActQuant, ForwardError, HeadMode, LoadOptions, TernaryBackend,
 };
 use bitnet_gguf::{Array, GgufFile, Value};
 use pyo3::exceptions::PyValueError;
@@ -293,28 +293,13 @@ fn start_on<B: TernaryBackend>(
     let act = config.act;
     let vocab = model.config.vocab_size;
     let engine = Engine::start(model.clone(), tokenizer.clone(), config);
-    let forward: Forward = Box::new(move |ids: &[u32]| forward_all(&model, ids, act));
+    let forward: Forward = Box::new(move |ids: &[u32]| model.sequence_logits(ids, act));
     Ok(Loaded {
         engine,
         forward,
         vocab,
         backend,
     })
-}
-
-/// Every position's logits of `ids` from an empty cache, as `bitnet logits --all-positions` computes them.
-fn forward_all<B: TernaryBackend>(
-    model: &BitNet<B>,
-    ids: &[u32],
-    act: ActQuant,
-) -> Result<Vec<f32>, ForwardError> {
-    let mut cache = model.new_cache(1, ids.len().max(1));
-    let logits = model.forward(&[ids.to_vec()], &mut cache, act)?;
-    Ok(logits
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .expect("f32 logits"))
 }
 
 /// `path`, or the cached (downloaded if absent) copy of a Hub file `hf:OWNER/NAME/FILE`.

@@ -33,14 +33,8 @@ impl BackendTask for Args {
     fn run<B: TernaryBackend>(self, device: B::Device, _backend: &'static str) -> Result<()> {
         let model = self.model.load::<B>(&device)?;
         let act = self.act.act();
-        let mut cache = model.new_cache(1, self.tokens.len());
-        let logits = model.forward(std::slice::from_ref(&self.tokens), &mut cache, act)?;
+        let values = model.sequence_logits(&self.tokens, act)?;
         let vocab = model.config.vocab_size;
-        let values: Vec<f32> = logits
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let rows = if self.all_positions {
             self.tokens.len()
         } else {

@@ -271,6 +271,18 @@ impl<B: TernaryBackend> BitNet<B> {
             .map(|h| self.logits(h))
     }
 
+    /// Logits of every position of one sequence run from an empty cache, as f32 `[positions · vocab]` on the
+    /// host (what engines are compared on: `bitnet logits`, the Python `logits`).
+    pub fn sequence_logits(&self, ids: &[u32], act: ActQuant) -> Result<Vec<f32>, ForwardError> {
+        let mut cache = self.new_cache(1, ids.len().max(1));
+        let logits = self.forward(&[ids.to_vec()], &mut cache, act)?;
+        Ok(logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("f32 logits"))
+    }
+
     /// Logits of the last position only `[batch, vocab]` (what generation needs; skips the head elsewhere).
     pub fn forward_last(
         &self,
