@@ -69,9 +69,28 @@ fn cached_attention_decode(c: &mut Criterion) {
     }
 }
 
+/// The int8 output head for one token and for the 8 tokens of an 8-stream decode step, on 8192 rows of 2560
+/// columns (20 MiB: streamed from memory like the 2B-4T head's 128,256 rows), on 2 threads. Throughput counts
+/// multiply-adds: one token is bound by the memory, 8 share each row's read and are bound by the arithmetic.
+fn int8_head(c: &mut Criterion) {
+    let isa = Isa::detect();
+    let (n, k) = (8192, 2560);
+    let mut seed = 17;
+    let (w, scales) = cpu::quantize_rows_i8(&activations(&mut seed, n * k), k);
+    let pool = pool(2);
+    let mut g = c.benchmark_group(format!("int8_head_{n}x{k}"));
+    for tokens in [1, 8] {
+        let x = activations(&mut seed, tokens * k);
+        g.throughput(Throughput::Elements((tokens * n * k) as u64));
+        g.bench_function(format!("{}/tokens{tokens}/t2", isa.name()), |b| {
+            b.iter(|| pool.install(|| black_box(cpu::int8_matmul(&x, tokens, &w, &scales, k, isa))))
+        });
+    }
+}
+
 criterion_group! {
     name = kernels;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(4));
-    targets = ternary_tiles_in_cache, cached_attention_decode
+    targets = ternary_tiles_in_cache, cached_attention_decode, int8_head
 }
 criterion_main!(kernels);

@@ -4,10 +4,12 @@
 use burn::tensor::activation::{relu, silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{DType, ElementConversion, Int, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{
+    DType, ElementConversion, Int, Tensor, TensorData, TensorMetadata, TensorPrimitive,
+};
 
 use crate::packing::{i8_words_per_row, I8_PER_WORD, TRITS_PER_WORD};
-use crate::{Activation, TernaryBackend};
+use crate::{Activation, StepKv, TernaryBackend};
 
 /// The unsigned `bits`-wide fields of `[n, words]` packed words as floats `[n, k]`, field `f` of word `j` at
 /// column `j · (32 / bits) + f`.
@@ -229,6 +231,61 @@ pub fn float_matmul_nt<B: Backend>(x: FloatTensor<B>, w: FloatTensor<B>) -> Floa
         .transpose()
         .into_primitive()
         .tensor()
+}
+
+/// [`crate::TernaryBackend::attention_step`] from the backend's own ops, one sequence at a time: its rows
+/// narrowed out of the projections, [`crate::TernaryBackend::rope_append`], then
+/// [`crate::TernaryBackend::cached_attention`], the outputs joined along the rows.
+pub fn attention_step<B: TernaryBackend>(
+    [q, k, v]: [FloatTensor<B>; 3],
+    (cos, sin): (FloatTensor<B>, FloatTensor<B>),
+    heads: usize,
+    caches: Vec<StepKv<FloatTensor<B>>>,
+) -> (FloatTensor<B>, Vec<[FloatTensor<B>; 2]>) {
+    let [q, k, v] = [q, k, v].map(|x| Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(x)));
+    let [b, _, width] = q.dims();
+    let d = width / heads;
+    let mut row = 0;
+    let mut outs = Vec::with_capacity(caches.len());
+    let mut kept = Vec::with_capacity(caches.len());
+    for StepKv {
+        k: kc,
+        v: vc,
+        start,
+        seq,
+    } in caches
+    {
+        let kv_heads = kc.shape()[1];
+        let part = |x: &Tensor<B, 3>, h: usize| {
+            x.clone()
+                .narrow(1, row, seq)
+                .reshape([b, seq, h, d])
+                .swap_dims(1, 2)
+                .into_primitive()
+                .tensor()
+        };
+        let [q, kc, vc] = B::rope_append(
+            part(&q, heads),
+            part(&k, kv_heads),
+            part(&v, kv_heads),
+            cos.clone(),
+            sin.clone(),
+            start,
+            kc,
+            vc,
+        );
+        let out = B::cached_attention(q, kc.clone(), vc.clone(), start + seq);
+        outs.push(
+            Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(out)).reshape([b, seq, width]),
+        );
+        kept.push([kc, vc]);
+        row += seq;
+    }
+    let out = match outs.len() {
+        1 => outs.pop().expect("one sequence"),
+        _ => Tensor::cat(outs, 1),
+    };
+    (out.into_primitive().tensor(), kept)
 }
 
 /// [`crate::TernaryBackend::cached_attention`] in Burn ops. The `group` query heads that share a KV head become

@@ -23,6 +23,20 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 /// The gated FFN's activation (`act(gate) · up`): the model files' own enum, so one type names it everywhere.
 pub use bitnet_gguf::Activation;
 
+/// One sequence's part of an [`TernaryBackend::attention_step`]: its layer caches `k`, `v`
+/// `[b, kv_heads, max_len, d]` and the `seq` positions from `start` that the step appends.
+#[derive(Clone, Debug)]
+pub struct StepKv<T> {
+    /// Key cache.
+    pub k: T,
+    /// Value cache.
+    pub v: T,
+    /// Position of the step's first token of this sequence.
+    pub start: usize,
+    /// Tokens the step appends.
+    pub seq: usize,
+}
+
 /// A backend that can multiply activations by packed ternary weights.
 pub trait TernaryBackend: Backend {
     /// `y[m, n] = Σ_b scales[n, b] · Σ_{k ∈ block b} x[m, k] · trit[n, k]`.
@@ -154,5 +168,21 @@ pub trait TernaryBackend: Backend {
         len: usize,
     ) -> FloatTensor<Self> {
         burn_ops::cached_attention::<Self>(q, k, v, len)
+    }
+
+    /// One layer's attention for a step of several sequences, each with its own cache (continuous batching):
+    /// `q [b, rows, heads·d]`, `k` and `v` `[b, rows, kv_heads·d]` are the projections of the step's rows,
+    /// consecutive runs of `caches[i].seq` rows whose tokens sit at positions `caches[i].start..`. Each run's `q`
+    /// and `k` are rotated ([`TernaryBackend::rope`] with `cos`, `sin`), its `k` and `v` written into its caches
+    /// ([`TernaryBackend::rope_append`]), and its queries attend over them
+    /// ([`TernaryBackend::cached_attention`]). Returns the output `[b, rows, heads·d]` and each sequence's
+    /// caches. An op so the CPU runs all of a step's sequences as one parallel job, not a dozen small ops each.
+    fn attention_step(
+        qkv: [FloatTensor<Self>; 3],
+        rope: (FloatTensor<Self>, FloatTensor<Self>),
+        heads: usize,
+        caches: Vec<StepKv<FloatTensor<Self>>>,
+    ) -> (FloatTensor<Self>, Vec<[FloatTensor<Self>; 2]>) {
+        burn_ops::attention_step::<Self>(qkv, rope, heads, caches)
     }
 }

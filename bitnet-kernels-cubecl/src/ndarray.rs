@@ -2,14 +2,14 @@
 
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{TensorData, TensorMetadata};
-use burn_ndarray::{NdArray, NdArrayTensor};
-use ndarray::Axis;
+use burn_ndarray::{NdArray, NdArrayTensor, SharedArray};
+use ndarray::{Axis, IxDyn};
 use std::borrow::Cow;
 
 use crate::cpu::{self, AttentionShape, Isa, TernaryMatrix};
 use crate::packing::i8_words_per_row;
 use crate::reference::TernaryShape;
-use crate::{Activation, TernaryBackend};
+use crate::{Activation, StepKv, TernaryBackend};
 
 /// A contiguous view of a tensor's elements (borrowed when the storage is already standard-layout).
 fn elements<'a, E: Clone>(view: ndarray::ArrayViewD<'a, E>) -> (Vec<usize>, Cow<'a, [E]>) {
@@ -24,6 +24,23 @@ fn f32s<'a>(t: &'a NdArrayTensor, what: &str) -> (Vec<usize>, Cow<'a, [f32]>) {
     match t {
         NdArrayTensor::F32(s) => elements(s.view()),
         other => panic!("{what} must be f32, found {:?}", other.dtype()),
+    }
+}
+
+/// A sequence's key and value caches as arrays.
+type KvArrays = [SharedArray<f32>; 2];
+
+/// An f32 tensor's array, standard layout and not shared, so that an op may write it in place (a cache moved
+/// into the op is both already: then nothing is copied).
+fn writable(t: NdArrayTensor, what: &str) -> SharedArray<f32> {
+    let NdArrayTensor::F32(s) = t else {
+        panic!("{what} must be f32, found {:?}", t.dtype())
+    };
+    let a = s.into_owned();
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned().into_shared()
     }
 }
 
@@ -196,19 +213,74 @@ impl TernaryBackend for NdArray<f32> {
         v: FloatTensor<Self>,
         len: usize,
     ) -> FloatTensor<Self> {
-        let (qs, q) = f32s(&q, "cached_attention: q");
+        let NdArrayTensor::F32(qs) = &q else {
+            panic!("cached_attention: q must be f32, found {:?}", q.dtype())
+        };
+        // The kernel reads token-major queries: the heads view the model hands over, swapped back (no copy).
+        let (qs, q) = elements(qs.view().permuted_axes(IxDyn(&[0, 2, 1, 3])));
         let (ks, k) = f32s(&k, "cached_attention: k");
         let (_, v) = f32s(&v, "cached_attention: v");
         let shape = AttentionShape {
             batch: qs[0],
-            heads: qs[1],
+            heads: qs[2],
             kv_heads: ks[1],
-            seq: qs[2],
+            seq: qs[1],
             head_dim: qs[3],
             max_len: ks[2],
             len,
         };
         let y = cpu::cached_attention(&q, &k, &v, shape);
-        NdArrayTensor::from_data(TensorData::new(y, [qs[0], qs[2], qs[1], qs[3]]))
+        NdArrayTensor::from_data(TensorData::new(y, qs))
+    }
+
+    fn attention_step(
+        [q, k, v]: [FloatTensor<Self>; 3],
+        (cos, sin): (FloatTensor<Self>, FloatTensor<Self>),
+        heads: usize,
+        caches: Vec<StepKv<FloatTensor<Self>>>,
+    ) -> (FloatTensor<Self>, Vec<[FloatTensor<Self>; 2]>) {
+        let (qs, q) = f32s(&q, "attention_step: q");
+        let (_, k) = f32s(&k, "attention_step: k");
+        let (_, v) = f32s(&v, "attention_step: v");
+        let (cs, cos) = f32s(&cos, "attention_step: cos");
+        let (_, sin) = f32s(&sin, "attention_step: sin");
+        let mut q = q.into_owned();
+        // Moved out of `caches`, so that nothing else holds them and they are written in place.
+        let (mut arrays, spans): (Vec<KvArrays>, Vec<(usize, usize)>) = caches
+            .into_iter()
+            .map(|c| {
+                let cache = [c.k, c.v].map(|t| writable(t, "attention_step: cache"));
+                (cache, (c.start, c.seq))
+            })
+            .unzip();
+        let cache_dims = arrays[0][0].shape().to_vec();
+        let shape = AttentionShape {
+            batch: qs[0],
+            heads,
+            kv_heads: cache_dims[1],
+            seq: 0,
+            head_dim: qs[2] / heads,
+            max_len: cache_dims[2],
+            len: 0,
+        };
+        let mut steps: Vec<cpu::StepCache> = arrays
+            .iter_mut()
+            .zip(spans)
+            .map(|([kc, vc], (start, seq))| cpu::StepCache {
+                k: kc.as_slice_mut().expect("a standard-layout cache"),
+                v: vc.as_slice_mut().expect("a standard-layout cache"),
+                start,
+                seq,
+            })
+            .collect();
+        let y = cpu::attention_step(&mut q, [&k, &v], (&cos, &sin, cs[1]), shape, &mut steps);
+        drop(steps);
+        (
+            NdArrayTensor::from_data(TensorData::new(y, qs)),
+            arrays
+                .into_iter()
+                .map(|kv| kv.map(NdArrayTensor::from))
+                .collect(),
+        )
     }
 }

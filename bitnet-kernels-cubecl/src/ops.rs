@@ -3,7 +3,7 @@
 
 use burn::tensor::{Int, Tensor, TensorPrimitive};
 
-use crate::{Activation, TernaryBackend};
+use crate::{Activation, StepKv, TernaryBackend};
 
 fn float<B: TernaryBackend, const D: usize>(t: Tensor<B, D>) -> burn::tensor::ops::FloatTensor<B> {
     t.into_primitive().tensor()
@@ -104,26 +104,6 @@ pub fn rms_norm<B: TernaryBackend, const D: usize>(
     tensor::<B, 2>(B::rms_norm(float(rows), float(weight), eps)).reshape(dims)
 }
 
-/// [`TernaryBackend::rope_append`]: rotated `q`, and the caches with the rotated `k` and `v` written at `start`.
-pub fn rope_append<B: TernaryBackend>(
-    [q, k, v]: [Tensor<B, 4>; 3],
-    (cos, sin): (Tensor<B, 2>, Tensor<B, 2>),
-    start: usize,
-    [k_cache, v_cache]: [Tensor<B, 4>; 2],
-) -> [Tensor<B, 4>; 3] {
-    B::rope_append(
-        float(q),
-        float(k),
-        float(v),
-        float(cos),
-        float(sin),
-        start,
-        float(k_cache),
-        float(v_cache),
-    )
-    .map(tensor)
-}
-
 /// [`TernaryBackend::gated`]: `act(gate) · up` over `[..., n]`, kept in f32.
 pub fn gated<B: TernaryBackend, const D: usize>(
     gate: Tensor<B, D>,
@@ -135,13 +115,26 @@ pub fn gated<B: TernaryBackend, const D: usize>(
     tensor::<B, 2>(B::gated(rows(gate), rows(up), act)).reshape(dims)
 }
 
-/// [`TernaryBackend::cached_attention`]: `q [b, heads, seq, d]` over the first `len` cached positions, returned
-/// token-major `[b, seq, heads, d]`.
-pub fn cached_attention<B: TernaryBackend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    len: usize,
-) -> Tensor<B, 4> {
-    tensor(B::cached_attention(float(q), float(k), float(v), len))
+/// [`TernaryBackend::attention_step`]: the attention output `[b, rows, heads·d]` of a step of several
+/// sequences, and each sequence's caches with its rotated keys and its values written.
+pub fn attention_step<B: TernaryBackend>(
+    qkv: [Tensor<B, 3>; 3],
+    (cos, sin): (Tensor<B, 2>, Tensor<B, 2>),
+    heads: usize,
+    caches: Vec<StepKv<Tensor<B, 4>>>,
+) -> (Tensor<B, 3>, Vec<[Tensor<B, 4>; 2]>) {
+    let caches = caches
+        .into_iter()
+        .map(|c| StepKv {
+            k: float(c.k),
+            v: float(c.v),
+            start: c.start,
+            seq: c.seq,
+        })
+        .collect();
+    let (out, kept) = B::attention_step(qkv.map(float), (float(cos), float(sin)), heads, caches);
+    (
+        tensor(out),
+        kept.into_iter().map(|kv| kv.map(tensor)).collect(),
+    )
 }

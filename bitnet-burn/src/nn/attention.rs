@@ -1,7 +1,7 @@
 //! Grouped-query self-attention with BitLinear projections, NEOX RoPE, a KV cache and the BitNet sub-norm
 //! (applied to the attention output before the output projection).
 
-use bitnet_kernels_cubecl::{ops, TernaryBackend};
+use bitnet_kernels_cubecl::TernaryBackend;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
@@ -87,37 +87,14 @@ impl<B: TernaryBackend> Attention<B> {
         rope: &Rope<B>,
         act: ActQuant,
     ) -> Projection<'a, B, 3> {
-        let b = x.x.dims()[0];
-        let head_dim = self.wq.out_features() / self.n_heads;
         let qkv: [Tensor<B, 3>; 3] = forward_shared(&[&self.wq, &self.wk, &self.wv], x, act)
             .try_into()
             .expect("three projections");
-        let heads = [self.n_heads, self.n_kv_heads, self.n_kv_heads];
-        let mut row = 0;
-        let mut outs: Vec<Tensor<B, 3>> = caches
-            .iter_mut()
-            .map(|cache| {
-                let seq = cache.seq();
-                let part = |i: usize| {
-                    qkv[i]
-                        .clone()
-                        .narrow(1, row, seq)
-                        .reshape([b, seq, heads[i], head_dim])
-                        .swap_dims(1, 2)
-                };
-                let [q, k, v] = cache.append([part(0), part(1), part(2)], rope);
-                row += seq;
-                ops::cached_attention(q, k, v, cache.start() + seq).reshape([
-                    b,
-                    seq,
-                    self.n_heads * head_dim,
-                ])
-            })
-            .collect();
-        let out = match outs.len() {
-            1 => outs.pop().expect("one sequence"),
-            _ => Tensor::cat(outs, 1),
-        };
+        let steps = caches.iter_mut().map(LayerCache::take).collect();
+        let (out, kept) = rope.attention_step(qkv, self.n_heads, steps);
+        for (cache, kv) in caches.iter_mut().zip(kept) {
+            cache.put(kv);
+        }
         let out = Normed {
             x: out,
             norm: self.sub_norm.as_ref(),

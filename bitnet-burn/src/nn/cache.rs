@@ -1,10 +1,8 @@
 //! The key/value cache: preallocated per layer, appended in place, reusable (reset or truncate) across calls.
 
-use bitnet_kernels_cubecl::TernaryBackend;
+use bitnet_kernels_cubecl::{StepKv, TernaryBackend};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-
-use super::rope::Rope;
 
 #[derive(Debug, Clone)]
 struct LayerKv<B: Backend> {
@@ -103,18 +101,22 @@ impl<B: TernaryBackend> LayerCache<'_, B> {
         self.seq
     }
 
-    /// Rotates `q [batch, heads, seq, head_dim]` and `k` with `rope`, stores `k` and `v`
-    /// `[batch, kv_heads, seq, head_dim]` at positions `start..start+seq` (one [`TernaryBackend::rope_append`]),
-    /// and returns the rotated `q` and the whole cache `[batch, kv_heads, max_len, head_dim]` (positions
-    /// `0..start+seq` valid).
-    pub fn append(&mut self, qkv: [Tensor<B, 4>; 3], rope: &Rope<B>) -> [Tensor<B, 4>; 3] {
-        let empty = || Tensor::empty([0; 4], &qkv[0].device());
-        let caches = [
-            std::mem::replace(&mut self.kv.k, empty()),
-            std::mem::replace(&mut self.kv.v, empty()),
-        ];
-        let [q, k, v] = rope.append(qkv, self.start, caches);
-        (self.kv.k, self.kv.v) = (k.clone(), v.clone());
-        [q, k, v]
+    /// Lends the layer's caches to an attention step that appends [`LayerCache::seq`] positions at
+    /// [`LayerCache::start`] ([`bitnet_kernels_cubecl::TernaryBackend::attention_step`]); give them back with
+    /// [`LayerCache::put`]. Moved out, not cloned, so the CPU backend writes them in place.
+    pub fn take(&mut self) -> StepKv<Tensor<B, 4>> {
+        let device = self.kv.k.device();
+        let empty = || Tensor::empty([0; 4], &device);
+        StepKv {
+            k: std::mem::replace(&mut self.kv.k, empty()),
+            v: std::mem::replace(&mut self.kv.v, empty()),
+            start: self.start,
+            seq: self.seq,
+        }
+    }
+
+    /// Puts back the caches an attention step returned.
+    pub fn put(&mut self, [k, v]: [Tensor<B, 4>; 2]) {
+        (self.kv.k, self.kv.v) = (k, v);
     }
 }

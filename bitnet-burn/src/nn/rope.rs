@@ -1,6 +1,6 @@
 //! NEOX-style rotary position embedding (rotate-half): dimension `i` pairs with `i + rope_dim/2`.
 
-use bitnet_kernels_cubecl::{ops, TernaryBackend};
+use bitnet_kernels_cubecl::{ops, StepKv, TernaryBackend};
 use burn::tensor::{Tensor, TensorData};
 
 /// Precomputed cos/sin tables for positions `0..max_positions`.
@@ -38,14 +38,14 @@ impl<B: TernaryBackend> Rope<B> {
         self.cos.dims()[0]
     }
 
-    /// Rotates `q` and `k` whose first token is at position `start` and writes `k` and `v` into the layer's
-    /// caches at that position (see [`TernaryBackend::rope_append`]): the rotated `q` and the caches.
-    pub(crate) fn append(
+    /// One layer's attention for a step whose rows are runs of the sequences of `caches`, rotated with these
+    /// tables (see [`TernaryBackend::attention_step`]): the output and the caches.
+    pub(crate) fn attention_step(
         &self,
-        qkv: [Tensor<B, 4>; 3],
-        start: usize,
-        caches: [Tensor<B, 4>; 2],
-    ) -> [Tensor<B, 4>; 3] {
-        ops::rope_append(qkv, (self.cos.clone(), self.sin.clone()), start, caches)
+        qkv: [Tensor<B, 3>; 3],
+        heads: usize,
+        caches: Vec<StepKv<Tensor<B, 4>>>,
+    ) -> (Tensor<B, 3>, Vec<[Tensor<B, 4>; 2]>) {
+        ops::attention_step(qkv, (self.cos.clone(), self.sin.clone()), heads, caches)
     }
 }

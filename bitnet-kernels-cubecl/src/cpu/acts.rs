@@ -6,6 +6,8 @@ use crate::reference::{absmax_scale, quantize_i8};
 
 /// Columns per chunk of the 256-bit kernels (AVX2, NEON): one 32-byte load of packed words holds 128 trits.
 pub const CHUNK: usize = 128;
+/// The widest chunk a path reads (AVX-512: 256 columns).
+const MAX_CHUNK: usize = 2 * CHUNK;
 
 /// Where column `i` of a token lives in the permuted buffer of `chunk`-column chunks (the trits of one vector
 /// load of packed words, see [`super::Isa::chunk`]): in each chunk, column `4b + s` (held by byte `b`, bits
@@ -39,7 +41,10 @@ impl QuantizedActs {
     /// to whole chunks, with the sum of each `block`-column block. Reuses the buffers; tokens are split across
     /// the kernel pool (prefill: on one thread this was 5% of the step while the other waited).
     pub fn quantize_permuted(&mut self, x: &[f32], m: usize, k: usize, block: usize, chunk: usize) {
-        assert!(chunk.is_power_of_two() && chunk >= 4, "chunk {chunk}");
+        assert!(
+            chunk.is_power_of_two() && (4..=MAX_CHUNK).contains(&chunk),
+            "chunk {chunk}"
+        );
         self.reset(m, k.div_ceil(chunk) * chunk, k.div_ceil(block));
         self.chunk = chunk;
         let (x, stride, blocks) = (&x[..m * k], self.stride, self.blocks);
@@ -60,15 +65,17 @@ impl QuantizedActs {
         });
     }
 
-    /// Quantizes `x [m, k]` in column order, padded to a multiple of 32 (the int8 head).
+    /// Quantizes `x [m, k]` in column order, padded to a multiple of 32, with each token's sum as its one
+    /// block (the int8 head).
     pub fn quantize_plain(&mut self, x: &[f32], m: usize, k: usize) {
-        self.reset(m, k.div_ceil(32) * 32, 0);
+        self.reset(m, k.div_ceil(32) * 32, 1);
         for (t, row) in x.chunks_exact(k).take(m).enumerate() {
             let s = absmax_scale(row);
             self.scale[t] = s;
             let q = &mut self.q[t * self.stride..];
             for (q, &v) in q.iter_mut().zip(row) {
                 *q = quantize_i8(v, s);
+                self.block_sums[t] += *q as i32;
             }
         }
     }
@@ -101,13 +108,27 @@ impl QuantizedActs {
 }
 
 /// Quantizes one token into its permuted slot `q` and the sums of its `block`-column blocks; returns its scale.
+/// Each chunk is quantized in column order first (a loop the compiler vectorizes), then its bytes are moved to
+/// their permuted places.
 fn quantize_token(row: &[f32], block: usize, chunk: usize, q: &mut [i8], sums: &mut [i32]) -> f32 {
     let s = absmax_scale(row);
-    for (b, (cols, sum)) in row.chunks(block).zip(sums.iter_mut()).enumerate() {
-        for (j, &v) in cols.iter().enumerate() {
-            let v = quantize_i8(v, s);
-            q[permuted(b * block + j, chunk)] = v;
-            *sum += v as i32;
+    let mut plain = [0i8; MAX_CHUNK];
+    for (c, cols) in row.chunks(chunk).enumerate() {
+        let plain = &mut plain[..cols.len()];
+        for (p, &v) in plain.iter_mut().zip(cols) {
+            *p = quantize_i8(v, s);
+        }
+        let first = c * chunk;
+        let mut j = 0;
+        while j < plain.len() {
+            let b = (first + j) / block;
+            let end = ((b + 1) * block - first).min(plain.len());
+            sums[b] += plain[j..end].iter().map(|&v| v as i32).sum::<i32>();
+            j = end;
+        }
+        let out = &mut q[first..first + chunk];
+        for (i, &v) in plain.iter().enumerate() {
+            out[permuted(i, chunk)] = v;
         }
     }
     s

@@ -4,8 +4,8 @@
 use std::cell::RefCell;
 
 use super::f32::dot;
-use super::par::{par_bands, SharedOut};
-use super::Isa;
+use super::par::{par_strided, SharedOut};
+use super::{rope_row, Isa};
 
 /// Shape of a [`cached_attention`] call.
 #[derive(Clone, Copy, Debug)]
@@ -41,8 +41,8 @@ impl AttentionShape {
 /// gains.
 const MIN_CHUNK: usize = 64;
 
-/// Units of work per thread below which the keys are split into chunks: with fewer, contiguous bands leave threads
-/// idle (5 KV heads on 2 threads: 3 against 2).
+/// Units of work per thread below which the keys are split into chunks: with fewer, threads get uneven shares
+/// (5 KV heads on 2 threads: 3 against 2).
 const UNITS_PER_THREAD: usize = 4;
 
 thread_local! {
@@ -50,30 +50,79 @@ thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `q [batch, heads, seq, head_dim]` against the cache `k`, `v` `[batch, kv_heads, max_len, head_dim]`:
-/// `softmax(q·kᵀ/√d)·v` over keys `0..=position` for the query at `position = len - seq + i`, as
-/// `[batch, seq, heads, head_dim]` (the contract of [`crate::TernaryBackend::cached_attention`]).
+/// One sequence of a step: its cache `k`, `v` `[batch, kv_heads, max_len, head_dim]` and its queries, rows
+/// `first..first + shape.seq` of the step's `[batch, rows, heads, head_dim]`.
+#[derive(Clone, Copy, Debug)]
+pub struct SeqAttention<'a> {
+    /// Keys.
+    pub k: &'a [f32],
+    /// Values.
+    pub v: &'a [f32],
+    /// The sequence's first row in the step.
+    pub first: usize,
+    /// Its shape (every sequence of a step has the same batch, heads, KV heads and head width).
+    pub shape: AttentionShape,
+}
+
+/// `q [batch, seq, heads, head_dim]` (token-major) against the cache `k`, `v` `[batch, kv_heads, max_len,
+/// head_dim]`: `softmax(q·kᵀ/√d)·v` over keys `0..=position` for the query at `position = len - seq + i`, as
+/// `[batch, seq, heads, head_dim]` (the contract of [`crate::TernaryBackend::cached_attention`], whose query
+/// heads view is this layout with two axes swapped).
+pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
+    let seq = SeqAttention {
+        k,
+        v,
+        first: 0,
+        shape: s,
+    };
+    attend_sequences(q, s.seq, &[seq])
+}
+
+/// The attention of a step's `rows` queries `q [batch, rows, heads, head_dim]`, each sequence's rows over its
+/// own cache, as one parallel job; returns `[batch, rows, heads, head_dim]`.
 ///
 /// The query heads that share a KV head are one unit of work, so each key and value is read once per step, not
 /// once per query head (a quarter of the bytes on 2B-4T's 20/5 heads: at depth 1024 the cache reads of a decode
-/// step went from 629 MB to 157 MB). When a step has few units per thread (decode: one per KV head), each unit's keys are split into chunks whose partial softmaxes are merged (flash-decoding), so every
-/// thread reads a share of the cache.
-pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
-    let d = s.head_dim;
-    assert!(s.heads.is_multiple_of(s.kv_heads) && s.seq <= s.len && s.len <= s.max_len);
-    assert_eq!(q.len(), s.batch * s.heads * s.seq * d, "q");
-    assert_eq!(k.len(), s.batch * s.kv_heads * s.max_len * d, "k");
-    assert_eq!(v.len(), k.len(), "v");
-    let group = s.heads / s.kv_heads;
-    let rows = s.batch * s.kv_heads * s.seq;
+/// step went from 629 MB to 157 MB). When a step has few units per thread (one sequence's decode: one per KV
+/// head), each unit's keys are split into chunks whose partial softmaxes are merged (flash-decoding), so every
+/// thread reads a share of the cache. Units are dealt to threads in turn, so sequences of different depths
+/// spread evenly.
+pub fn attend_sequences(q: &[f32], rows: usize, seqs: &[SeqAttention]) -> Vec<f32> {
+    let s0 = seqs.first().expect("at least one sequence").shape;
+    let (d, heads, kv_heads) = (s0.head_dim, s0.heads, s0.kv_heads);
+    assert!(heads.is_multiple_of(kv_heads));
+    assert_eq!(q.len(), s0.batch * rows * heads * d, "q");
+    for s in seqs {
+        let t = s.shape;
+        assert!((t.batch, t.heads, t.kv_heads, t.head_dim) == (s0.batch, heads, kv_heads, d));
+        assert!(t.seq <= t.len && t.len <= t.max_len && s.first + t.seq <= rows);
+        assert_eq!(s.k.len(), t.batch * kv_heads * t.max_len * d, "k");
+        assert_eq!(s.v.len(), s.k.len(), "v");
+    }
+    let group = heads / kv_heads;
+    // The first unit row of each sequence, then the total.
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(seqs.iter().scan(0, |n, s| {
+            *n += s.shape.batch * kv_heads * s.shape.seq;
+            Some(*n)
+        }))
+        .collect();
+    let units = starts[seqs.len()];
     let threads = rayon::current_num_threads();
-    let chunks = if rows >= UNITS_PER_THREAD * threads {
+    let longest = seqs.iter().map(|s| s.shape.len).max().unwrap_or(0);
+    let chunks = if units >= UNITS_PER_THREAD * threads {
         1
     } else {
         (UNITS_PER_THREAD * threads)
-            .div_ceil(rows)
-            .min(s.len.div_ceil(MIN_CHUNK))
+            .div_ceil(units)
+            .min(longest.div_ceil(MIN_CHUNK))
             .max(1)
+    };
+    // Sequence, its (batch, KV head, query) and the query's row in `q` of unit row `row`.
+    let locate = |row: usize| {
+        let i = starts.partition_point(|&st| st <= row) - 1;
+        let (b, kvh, t) = seqs[i].shape.row(row - starts[i]);
+        (&seqs[i], b, kvh, t, b * rows + seqs[i].first + t)
     };
     let mut out = vec![0.0f32; q.len()];
     // Per unit and query head of the group: the running max, the sum of exponentials and the weighted values.
@@ -81,62 +130,148 @@ pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
     let mut partial = vec![
         0.0f32;
         if chunks > 1 {
-            rows * chunks * group * part
+            units * chunks * group * part
         } else {
             0
         }
     ];
     let (out_w, partial_w) = (SharedOut::new(&mut out), SharedOut::new(&mut partial));
     let avx2 = Isa::detect().has_avx2();
-    par_bands(rows * chunks, 1, |units| {
+    par_strided(units * chunks, |unit| {
         SCORES.with_borrow_mut(|scratch| {
-            for unit in units {
-                let (row, c) = (unit / chunks, unit % chunks);
-                let (b, kvh, i) = s.row(row);
-                let visible = s.len - s.seq + i + 1;
-                let per = visible.div_ceil(chunks);
-                let (lo, hi) = ((c * per).min(visible), ((c + 1) * per).min(visible));
-                let cache = (b * s.kv_heads + kvh) * s.max_len * d;
-                let (keys, values) = (
-                    &k[cache + lo * d..cache + hi * d],
-                    &v[cache + lo * d..cache + hi * d],
-                );
-                let query = |g: usize| {
-                    let h = kvh * group + g;
-                    &q[((b * s.heads + h) * s.seq + i) * d..][..d]
-                };
-                // SAFETY: each unit owns its partials, and with one chunk its (b, i, heads of the group) outputs,
-                // which are contiguous in the token-major output; units are split into disjoint bands.
-                let acc = unsafe {
-                    if chunks > 1 {
-                        partial_w.slice(unit * group * part, group * part)
-                    } else {
-                        out_w.slice(((b * s.seq + i) * s.heads + kvh * group) * d, group * d)
-                    }
-                };
-                let unit = GroupUnit {
-                    keys,
-                    values,
-                    d,
-                    group,
-                    chunked: chunks > 1,
-                };
-                if avx2 {
-                    // SAFETY: the CPU has AVX2 (checked once above).
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        attend_group_avx2(&unit, &query, scratch, acc)
-                    }
+            let (row, c) = (unit / chunks, unit % chunks);
+            let (seq, b, kvh, i, q_row) = locate(row);
+            let s = seq.shape;
+            let visible = s.len - s.seq + i + 1;
+            let per = visible.div_ceil(chunks);
+            let (lo, hi) = ((c * per).min(visible), ((c + 1) * per).min(visible));
+            let cache = (b * kv_heads + kvh) * s.max_len * d;
+            let (keys, values) = (
+                &seq.k[cache + lo * d..cache + hi * d],
+                &seq.v[cache + lo * d..cache + hi * d],
+            );
+            let query = |g: usize| &q[(q_row * heads + kvh * group + g) * d..][..d];
+            // SAFETY: each unit owns its partials, and with one chunk its query's outputs for the heads of its
+            // group, which are contiguous in the token-major output; every unit runs once.
+            let acc = unsafe {
+                if chunks > 1 {
+                    partial_w.slice(unit * group * part, group * part)
                 } else {
-                    attend_group(&unit, &query, scratch, acc);
+                    out_w.slice((q_row * heads + kvh * group) * d, group * d)
                 }
+            };
+            let unit = GroupUnit {
+                keys,
+                values,
+                d,
+                group,
+                chunked: chunks > 1,
+            };
+            if avx2 {
+                // SAFETY: the CPU has AVX2 (checked once above).
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    attend_group_avx2(&unit, &query, scratch, acc)
+                }
+            } else {
+                attend_group(&unit, &query, scratch, acc);
             }
         })
     });
     if chunks > 1 {
-        merge(&partial, &mut out, s, chunks);
+        for row in 0..units {
+            let (_, _, kvh, _, q_row) = locate(row);
+            let o = &mut out[(q_row * heads + kvh * group) * d..][..group * d];
+            merge(
+                &partial[row * chunks * group * part..][..chunks * group * part],
+                o,
+                d,
+                group,
+            );
+        }
     }
     out
+}
+
+/// One sequence's caches in an [`attention_step`], `[batch, kv_heads, max_len, head_dim]`, written in place.
+#[derive(Debug)]
+pub struct StepCache<'a> {
+    /// Keys.
+    pub k: &'a mut [f32],
+    /// Values.
+    pub v: &'a mut [f32],
+    /// Position of the step's first token of the sequence.
+    pub start: usize,
+    /// Its tokens in the step.
+    pub seq: usize,
+}
+
+/// [`crate::TernaryBackend::attention_step`] on the CPU. `q [batch, rows, heads, head_dim]` and `k`, `v`
+/// `[batch, rows, kv_heads, head_dim]` are the step's projections, whose rows are runs of `caches[i].seq` tokens
+/// at positions `caches[i].start..`; `q` is rotated in place, each run's rotated keys and its values written
+/// into its caches, then [`attend_sequences`]. `shape` holds what the sequences share (its `seq` and `len`
+/// are ignored); `cos`, `sin` are the RoPE tables `[positions, half]`.
+pub fn attention_step(
+    q: &mut [f32],
+    [k, v]: [&[f32]; 2],
+    (cos, sin, half): (&[f32], &[f32], usize),
+    shape: AttentionShape,
+    caches: &mut [StepCache],
+) -> Vec<f32> {
+    let AttentionShape {
+        batch,
+        heads,
+        kv_heads,
+        head_dim: d,
+        max_len,
+        ..
+    } = shape;
+    let rows: usize = caches.iter().map(|c| c.seq).sum();
+    assert!(q.len() == batch * rows * heads * d && k.len() == batch * rows * kv_heads * d);
+    assert_eq!(v.len(), k.len(), "v");
+    let mut head = vec![0f32; d];
+    let mut first = 0;
+    for c in caches.iter_mut() {
+        assert!(c.start + c.seq <= max_len, "positions past the cache");
+        assert_eq!(c.k.len(), batch * kv_heads * max_len * d, "k cache");
+        assert_eq!(c.v.len(), c.k.len(), "v cache");
+        for b in 0..batch {
+            for i in 0..c.seq {
+                let (row, pos) = (b * rows + first + i, c.start + i);
+                let (cos, sin) = (&cos[pos * half..][..half], &sin[pos * half..][..half]);
+                for x in q[row * heads * d..(row + 1) * heads * d].chunks_exact_mut(d) {
+                    head.copy_from_slice(x);
+                    rope_row(&head, cos, sin, x);
+                }
+                for h in 0..kv_heads {
+                    let src = (row * kv_heads + h) * d;
+                    let dst = ((b * kv_heads + h) * max_len + pos) * d;
+                    rope_row(&k[src..src + d], cos, sin, &mut c.k[dst..dst + d]);
+                    c.v[dst..dst + d].copy_from_slice(&v[src..src + d]);
+                }
+            }
+        }
+        first += c.seq;
+    }
+    let mut first = 0;
+    let seqs: Vec<SeqAttention> = caches
+        .iter()
+        .map(|c| {
+            let seq = SeqAttention {
+                k: c.k,
+                v: c.v,
+                first,
+                shape: AttentionShape {
+                    seq: c.seq,
+                    len: c.start + c.seq,
+                    ..shape
+                },
+            };
+            first += c.seq;
+            seq
+        })
+        .collect();
+    attend_sequences(q, rows, &seqs)
 }
 
 /// One unit: the keys and values it sees, for `group` query heads.
@@ -208,29 +343,24 @@ unsafe fn attend_group_avx2<'q>(
     attend_group(u, query, scores, acc)
 }
 
-/// Joins the chunks' partial softmaxes of every (sequence, position, head): rescaled to the largest max, summed,
-/// normalized.
-fn merge(partial: &[f32], out: &mut [f32], s: AttentionShape, chunks: usize) {
-    let (d, group) = (s.head_dim, s.heads / s.kv_heads);
+/// Joins one unit row's chunk partials (`[chunks, group, max + sum + d values]`) into the normalized outputs
+/// `o [group, d]` of its query heads: rescaled to the largest max, summed, normalized.
+fn merge(partial: &[f32], o: &mut [f32], d: usize, group: usize) {
     let part = d + 2;
-    for row in 0..s.batch * s.kv_heads * s.seq {
-        let (b, kvh, i) = s.row(row);
-        for g in 0..group {
-            let parts =
-                (0..chunks).map(|c| &partial[((row * chunks + c) * group + g) * part..][..part]);
-            let max = parts
-                .clone()
-                .filter(|p| p[1] > 0.0)
-                .fold(f32::NEG_INFINITY, |m, p| m.max(p[0]));
-            let o = &mut out[((b * s.seq + i) * s.heads + kvh * group + g) * d..][..d];
-            let mut sum = 0.0;
-            for p in parts.filter(|p| p[1] > 0.0) {
-                let w = (p[0] - max).exp();
-                sum += p[1] * w;
-                o.iter_mut().zip(&p[2..]).for_each(|(o, v)| *o += w * v);
-            }
-            o.iter_mut().for_each(|o| *o /= sum);
+    let chunks = partial.len() / (group * part);
+    for (g, o) in o.chunks_exact_mut(d).enumerate() {
+        let parts = (0..chunks).map(|c| &partial[(c * group + g) * part..][..part]);
+        let max = parts
+            .clone()
+            .filter(|p| p[1] > 0.0)
+            .fold(f32::NEG_INFINITY, |m, p| m.max(p[0]));
+        let mut sum = 0.0;
+        for p in parts.filter(|p| p[1] > 0.0) {
+            let w = (p[0] - max).exp();
+            sum += p[1] * w;
+            o.iter_mut().zip(&p[2..]).for_each(|(o, v)| *o += w * v);
         }
+        o.iter_mut().for_each(|o| *o /= sum);
     }
 }
 

@@ -41,7 +41,9 @@ mod avx512;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
-pub use attention::{cached_attention, AttentionShape};
+pub use attention::{
+    attend_sequences, attention_step, cached_attention, AttentionShape, SeqAttention, StepCache,
+};
 pub use f32::{f32_matmul_nt, ternary_matmul_f32};
 pub use gated::gated;
 pub use int8::{int8_matmul, quantize_rows_i8, quantize_rows_i8_into};

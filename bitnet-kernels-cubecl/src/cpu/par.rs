@@ -55,6 +55,14 @@ pub(crate) fn par_bands(n: usize, align: usize, band: impl Fn(Range<usize>) + Sy
     });
 }
 
+/// Calls `unit(i)` for every `i` in `0..n` in parallel, thread `t` of the current rayon pool taking
+/// `t, t + threads, …`: units whose costs come in runs (the heads of one sequence, then of a longer one) are
+/// spread evenly, where contiguous bands would give one thread the long sequence.
+pub(crate) fn par_strided(n: usize, unit: impl Fn(usize) + Sync) {
+    let threads = rayon::current_num_threads().min(n);
+    super::pool::run(threads, &|t| (t..n).step_by(threads).for_each(&unit));
+}
+
 /// `rows` in consecutive blocks of at most `size` rows: each block's weights stay in cache while every tile of
 /// tokens passes over them (prefill).
 pub(crate) fn blocks(rows: Range<usize>, size: usize) -> impl Iterator<Item = Range<usize>> {

@@ -13,7 +13,7 @@ use crate::common::Lcg;
 
 /// Query `i` sits at position `len - seq + i` and sees keys `0..=position`; group `h / (heads / kv_heads)`;
 /// the output is token-major, `[batch, seq, heads, d]`.
-fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
+pub(crate) fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
     let d = s.head_dim;
     let mut out = vec![0f32; q.len()];
     for b in 0..s.batch {
@@ -123,6 +123,21 @@ fn check_backend<B: TernaryBackend>(device: &B::Device, what: &str) {
 
 backend_tests!(check_backend);
 
+/// `q [batch, heads, seq, d]` as the CPU kernel reads it, `[batch, seq, heads, d]`.
+fn token_major(q: &[f32], s: AttentionShape) -> Vec<f32> {
+    let d = s.head_dim;
+    let mut out = vec![0f32; q.len()];
+    for b in 0..s.batch {
+        for h in 0..s.heads {
+            for i in 0..s.seq {
+                out[((b * s.seq + i) * s.heads + h) * d..][..d]
+                    .copy_from_slice(&q[((b * s.heads + h) * s.seq + i) * d..][..d]);
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn cpu_kernel_and_burn_ops_match_the_f64_reference() {
     let mut rng = Lcg(11);
@@ -133,7 +148,7 @@ fn cpu_kernel_and_burn_ops_match_the_f64_reference() {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let got = pool.install(|| cpu::cached_attention(&q, &k, &v, s));
+            let got = pool.install(|| cpu::cached_attention(&token_major(&q, s), &k, &v, s));
             common::assert_close(
                 &got,
                 &want,

@@ -5,6 +5,7 @@
 mod common;
 
 mod attention;
+mod attention_step;
 mod bit_linears;
 mod cpu_kernels;
 mod gated;

@@ -19,7 +19,14 @@ const SHAPES: [(usize, usize, usize, usize, usize, usize); 4] = [
 ];
 const POSITIONS: usize = 64;
 
-fn reference(x: &[f32], dims: [usize; 4], half: usize, start: usize, angles: &[f64]) -> Vec<f32> {
+/// `x [b, seq, h, d]` rotated in f64 at positions `start..`, as `[b, h, seq, d]`.
+pub(crate) fn reference(
+    x: &[f32],
+    dims: [usize; 4],
+    half: usize,
+    start: usize,
+    angles: &[f64],
+) -> Vec<f32> {
     let [b, h, seq, d] = dims;
     let mut out = vec![0f32; x.len()];
     for bb in 0..b {
