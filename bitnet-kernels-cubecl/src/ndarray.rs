@@ -263,10 +263,10 @@ impl TernaryBackend for NdArray<f32> {
             max_len: cache_dims[2],
             len: 0,
         };
-        let mut steps: Vec<cpu::StepCache> = arrays
+        let mut steps: Vec<StepKv<&mut [f32]>> = arrays
             .iter_mut()
             .zip(spans)
-            .map(|([kc, vc], (start, seq))| cpu::StepCache {
+            .map(|([kc, vc], (start, seq))| StepKv {
                 k: kc.as_slice_mut().expect("a standard-layout cache"),
                 v: vc.as_slice_mut().expect("a standard-layout cache"),
                 start,

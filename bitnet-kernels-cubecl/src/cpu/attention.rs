@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use super::f32::dot;
 use super::par::{par_strided, SharedOut};
 use super::{rope_row, Isa};
+use crate::StepKv;
 
 /// Shape of a [`cached_attention`] call.
 #[derive(Clone, Copy, Debug)]
@@ -193,30 +194,17 @@ pub fn attend_sequences(q: &[f32], rows: usize, seqs: &[SeqAttention]) -> Vec<f3
     out
 }
 
-/// One sequence's caches in an [`attention_step`], `[batch, kv_heads, max_len, head_dim]`, written in place.
-#[derive(Debug)]
-pub struct StepCache<'a> {
-    /// Keys.
-    pub k: &'a mut [f32],
-    /// Values.
-    pub v: &'a mut [f32],
-    /// Position of the step's first token of the sequence.
-    pub start: usize,
-    /// Its tokens in the step.
-    pub seq: usize,
-}
-
 /// [`crate::TernaryBackend::attention_step`] on the CPU. `q [batch, rows, heads, head_dim]` and `k`, `v`
 /// `[batch, rows, kv_heads, head_dim]` are the step's projections, whose rows are runs of `caches[i].seq` tokens
 /// at positions `caches[i].start..`; `q` is rotated in place, each run's rotated keys and its values written
-/// into its caches, then [`attend_sequences`]. `shape` holds what the sequences share (its `seq` and `len`
+/// into its caches (`[batch, kv_heads, max_len, head_dim]`, in place), then [`attend_sequences`]. `shape` holds what the sequences share (its `seq` and `len`
 /// are ignored); `cos`, `sin` are the RoPE tables `[positions, half]`.
 pub fn attention_step(
     q: &mut [f32],
     [k, v]: [&[f32]; 2],
     (cos, sin, half): (&[f32], &[f32], usize),
     shape: AttentionShape,
-    caches: &mut [StepCache],
+    caches: &mut [StepKv<&mut [f32]>],
 ) -> Vec<f32> {
     let AttentionShape {
         batch,

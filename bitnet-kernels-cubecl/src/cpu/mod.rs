@@ -42,7 +42,7 @@ mod avx512;
 mod neon;
 
 pub use attention::{
-    attend_sequences, attention_step, cached_attention, AttentionShape, SeqAttention, StepCache,
+    attend_sequences, attention_step, cached_attention, AttentionShape, SeqAttention,
 };
 pub use f32::{f32_matmul_nt, ternary_matmul_f32};
 pub use gated::gated;
