@@ -4,7 +4,6 @@
 //! different positions, sampled and greedy); abandoned requests free their slots; bad requests are refused.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bitnet_burn::engine::{Engine, EngineConfig, Event, Finished, Request, SubmitError};
 use bitnet_burn::text::generate::{generate_ids, GenerateOptions, StopReason};
@@ -171,13 +170,15 @@ fn slots_are_reused_refused_requests_say_why_and_abandoned_ones_free_their_slot(
         },
     );
 
-    // One runs, two wait, the fourth is refused.
-    let (a, rx_a) = request(&tok, 1, 24);
+    // One runs, two wait, the fourth is refused. `a` ignores EOS so that it holds the slot for all its tokens.
+    let (mut a, mut rx_a) = request(&tok, 1, 24);
+    a.ignore_eos = true;
     let (b, rx_b) = request(&tok, 0, 4);
     let (c, rx_c) = request(&tok, 2, 4);
     let (d, _rx_d) = request(&tok, 3, 4);
     engine.submit(a).unwrap();
-    std::thread::sleep(Duration::from_millis(300)); // a is admitted
+    // Its first token says it is admitted and decoding.
+    assert!(matches!(rx_a.blocking_recv(), Some(Event::Text(_))));
     engine.submit(b).unwrap();
     engine.submit(c).unwrap();
     assert_eq!(engine.submit(d).unwrap_err(), SubmitError::QueueFull(2));
