@@ -90,7 +90,12 @@ impl GgufFile {
 
     /// Validates a file held in memory (tests, fuzzing, network buffers).
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
-        Self::parse("<memory>".into(), Storage::Owned(bytes))
+        Self::from_bytes_named(bytes, "<memory>")
+    }
+
+    /// [`GgufFile::from_bytes`] with the name errors give it (a URL, a file the user picked).
+    pub fn from_bytes_named(bytes: Vec<u8>, name: &str) -> Result<Self> {
+        Self::parse(name.into(), Storage::Owned(bytes))
     }
 
     fn parse(name: String, storage: Storage) -> Result<Self> {

@@ -147,39 +147,24 @@ pub fn generate_ids<B: TernaryBackend>(
     opts: &GenerateOptions,
     mut on_text: impl FnMut(&str),
 ) -> Result<Generation, GenerateError> {
-    if prompt_ids.is_empty() {
-        return Err(GenerateError::EmptyPrompt);
-    }
+    let mut generator = Generator::new(tokenizer, prompt_ids, opts)?;
     let mut timings = Timings {
-        prompt_tokens: prompt_ids.len(),
+        prompt_tokens: generator.prompt_ids().len(),
         ..Default::default()
     };
-    let limit = cache.max_len().min(model.config.context_length);
-
     let start = Instant::now();
-    let mut logits =
-        to_vec(model.forward_last(std::slice::from_ref(&prompt_ids), cache, opts.act)?);
+    let mut stop = generator.step(model, tokenizer, cache, &mut on_text)?;
     timings.prefill = start.elapsed();
-
-    let mut continuation = Continuation::new(
-        tokenizer,
-        &prompt_ids,
-        opts.max_new_tokens,
-        opts.sampler.clone(),
-        opts.stop_strings.clone(),
-    );
     let decode_start = Instant::now();
     let stop = loop {
-        if let Some(stop) = continuation.step(tokenizer, &mut logits, &mut on_text)? {
-            break stop;
+        match stop {
+            Some(stop) => break stop,
+            None => stop = generator.step(model, tokenizer, cache, &mut on_text)?,
         }
-        if cache.len() >= limit {
-            break StopReason::ContextFull;
-        }
-        logits = to_vec(model.forward_last(&[vec![continuation.last()]], cache, opts.act)?);
     };
     timings.decode = decode_start.elapsed();
-    let (ids, text, stop) = continuation.finish(tokenizer, stop, &mut on_text)?;
+    let prompt_ids = generator.prompt_ids().to_vec();
+    let (ids, text, stop) = generator.finish(tokenizer, stop, &mut on_text)?;
     timings.generated_tokens = ids.len();
     Ok(Generation {
         prompt_ids,
@@ -188,6 +173,113 @@ pub fn generate_ids<B: TernaryBackend>(
         stop,
         timings,
     })
+}
+
+/// One generation over one KV cache, a token per [`Generator::step`]: for callers that must return between
+/// tokens (a browser tab, an async iterator); [`generate_ids`] runs one to the end.
+pub struct Generator {
+    prompt_ids: Vec<u32>,
+    /// Whether the prompt has been run.
+    prefilled: bool,
+    act: ActQuant,
+    continuation: Continuation,
+}
+
+impl Generator {
+    /// A generation continuing `prompt_ids` (fed as they are) as `opts` says.
+    pub fn new(
+        tokenizer: &Tokenizer,
+        prompt_ids: Vec<u32>,
+        opts: &GenerateOptions,
+    ) -> Result<Self, GenerateError> {
+        if prompt_ids.is_empty() {
+            return Err(GenerateError::EmptyPrompt);
+        }
+        let continuation = Continuation::new(
+            tokenizer,
+            &prompt_ids,
+            opts.max_new_tokens,
+            opts.sampler.clone(),
+            opts.stop_strings.clone(),
+        );
+        Ok(Self {
+            prompt_ids,
+            prefilled: false,
+            act: opts.act,
+            continuation,
+        })
+    }
+
+    /// The prompt's ids.
+    pub fn prompt_ids(&self) -> &[u32] {
+        &self.prompt_ids
+    }
+
+    /// Tokens generated so far.
+    pub fn generated(&self) -> usize {
+        self.continuation.generated()
+    }
+
+    /// Runs the model once (over the prompt the first time, then over the last token) and samples the next
+    /// token, passing the text it completes to `on_text`; returns why generation ends if it does (then call
+    /// [`Generator::finish`]).
+    pub fn step<B: TernaryBackend>(
+        &mut self,
+        model: &BitNet<B>,
+        tokenizer: &Tokenizer,
+        cache: &mut KvCache<B>,
+        on_text: &mut impl FnMut(&str),
+    ) -> Result<Option<StopReason>, GenerateError> {
+        let input = match self.input(model, cache) {
+            Ok(input) => input,
+            Err(stop) => return Ok(Some(stop)),
+        };
+        let mut logits = to_vec(model.forward_last(&[input], cache, self.act)?);
+        self.accept(tokenizer, &mut logits, on_text)
+    }
+
+    /// [`Generator::step`] in two halves, for callers that read the logits back themselves (asynchronously, in a
+    /// browser): the ids to run through `model` next, or why generation ends first (the cache is full).
+    pub fn input<B: TernaryBackend>(
+        &self,
+        model: &BitNet<B>,
+        cache: &KvCache<B>,
+    ) -> Result<Vec<u32>, StopReason> {
+        if !self.prefilled {
+            return Ok(self.prompt_ids.clone());
+        }
+        if cache.len() >= cache.max_len().min(model.config.context_length) {
+            return Err(StopReason::ContextFull);
+        }
+        Ok(vec![self.continuation.last()])
+    }
+
+    /// The activation quantization to run the model with.
+    pub fn act(&self) -> ActQuant {
+        self.act
+    }
+
+    /// The second half of [`Generator::step`]: samples from the logits of the last position of
+    /// [`Generator::input`] (modified in place).
+    pub fn accept(
+        &mut self,
+        tokenizer: &Tokenizer,
+        logits: &mut [f32],
+        on_text: &mut impl FnMut(&str),
+    ) -> Result<Option<StopReason>, GenerateError> {
+        self.prefilled = true;
+        self.continuation.step(tokenizer, logits, on_text)
+    }
+
+    /// Ends the generation for `stop` (see [`Continuation::finish`]).
+    pub fn finish(
+        self,
+        tokenizer: &Tokenizer,
+        stop: StopReason,
+        on_text: &mut impl FnMut(&str),
+    ) -> Result<(Vec<u32>, String, StopReason), GenerateError> {
+        self.continuation.finish(tokenizer, stop, on_text)
+    }
 }
 
 /// One sequence being generated, whatever runs the model: samples each next token from the logits it is given,

@@ -122,6 +122,11 @@ fn int8_row_dots(
         // every token (asserted).
         return unsafe { super::neon::int8_row_dots(w, q, stride, tokens, out, dot) };
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if isa == Isa::Simd128 {
+        // SAFETY: SIMD128 is compiled in; `q` spans the row for every token (asserted).
+        return unsafe { super::simd128::int8_row_dots(w, q, stride, tokens, out) };
+    }
     let _ = (isa, sums);
     scalar::int8_row_dots(w, 0, q, stride, tokens, out);
 }

@@ -17,11 +17,13 @@ pub enum Isa {
     /// AArch64 NEON with the dot-product extension (Armv8.2+: Apple M1 on, Graviton 2 on): `sdot` multiplies
     /// 16 int8 pairs and adds each group of four into an i32 lane in one instruction.
     NeonDot,
+    /// WebAssembly SIMD128 (the browser build): widening `i16x8.extmul` multiplies, pairwise-added into i32.
+    Simd128,
 }
 
 impl Isa {
-    /// The best path this CPU runs, detected once; `BITNET_ISA=scalar|avx2|avx512vnni|neon|neondot` forces
-    /// one it supports.
+    /// The best path this CPU runs, detected once; `BITNET_ISA=scalar|avx2|avx512vnni|neon|neondot|simd128`
+    /// forces one it supports.
     pub fn detect() -> Isa {
         static CHOSEN: OnceLock<Isa> = OnceLock::new();
         *CHOSEN.get_or_init(|| {
@@ -40,6 +42,7 @@ impl Isa {
             Isa::Avx2,
             Isa::NeonDot,
             Isa::Neon,
+            Isa::Simd128,
             Isa::Scalar,
         ]
         .into_iter()
@@ -55,6 +58,7 @@ impl Isa {
             Isa::Avx512Vnni => "avx512vnni",
             Isa::Neon => "neon",
             Isa::NeonDot => "neondot",
+            Isa::Simd128 => "simd128",
         }
     }
 
@@ -74,6 +78,8 @@ impl Isa {
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[cfg(target_arch = "aarch64")]
             Isa::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
+            // compiled in or not: WebAssembly has no run-time detection
+            Isa::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
             _ => false,
         }
     }

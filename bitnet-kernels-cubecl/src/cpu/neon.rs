@@ -40,29 +40,7 @@ pub(crate) unsafe fn ternary_tile_dots(
         out_stride: n_rows * nb,
         dot,
     };
-    if acts.tokens == 1 {
-        let whole = n_rows - n_rows % 4;
-        for r0 in (0..whole).step_by(4) {
-            tile(r0, r0 + 4).run::<4, 1>(&mut out[r0 * nb..]);
-        }
-        let rest = &mut out[whole * nb..];
-        match n_rows - whole {
-            0 => {}
-            1 => tile(whole, n_rows).run::<1, 1>(rest),
-            2 => tile(whole, n_rows).run::<2, 1>(rest),
-            _ => tile(whole, n_rows).run::<3, 1>(rest),
-        }
-        return;
-    }
-    for r in 0..n_rows {
-        let out = &mut out[r * nb..];
-        match acts.tokens {
-            2 => tile(r, r + 1).run::<1, 2>(out),
-            3 => tile(r, r + 1).run::<1, 3>(out),
-            4 => tile(r, r + 1).run::<1, 4>(out),
-            other => unreachable!("{other} tokens"),
-        }
-    }
+    row_tiles!(n_rows, acts.tokens, nb, out, tile, run)
 }
 
 /// The operands of one tile.

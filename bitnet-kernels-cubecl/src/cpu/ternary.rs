@@ -101,6 +101,12 @@ pub fn ternary_tile_dots(
         // span of `q` and the size of `out` are asserted above.
         return unsafe { super::neon::ternary_tile_dots(rows, row_bytes, acts, shape, out, dot) };
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if simd && isa == Isa::Simd128 {
+        // SAFETY: SIMD128 is compiled in; tokens, blocks, the span of `q` and the size of `out` are asserted
+        // above.
+        return unsafe { super::simd128::ternary_tile_dots(rows, row_bytes, acts, shape, out) };
+    }
     let _ = (simd, isa);
     let out_stride = n_rows * shape.blocks();
     scalar::ternary_rows_dots(rows, row_bytes, 0, acts, shape, out, out_stride);

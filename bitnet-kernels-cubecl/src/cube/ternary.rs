@@ -211,33 +211,41 @@ pub(crate) fn ternary_matmuls<R: CubeRuntime>(
             }
         }
     } else {
-        let rows: Vec<usize> = layers.iter().map(|(w, _)| w.shape()[0]).collect();
-        let plan = launch(&client, &rows, m, kw);
-        let (mut w, mut scales, mut out) =
-            (SequenceArg::new(), SequenceArg::new(), SequenceArg::new());
-        for ((wi, si), y) in layers.into_iter().zip(&ys) {
-            w.push(wi.into_tensor_arg());
-            scales.push(si.into_tensor_arg());
-            out.push(y.clone().into_tensor_arg());
+        // x, s and r, then w, scales and y per layer: as many layers per launch as the device binds buffers
+        // (WebGPU in Chromium binds 10 storage buffers: two layers, where lavapipe and CUDA take all three)
+        let per_launch =
+            ((client.properties().hardware.max_bindings as usize).saturating_sub(3) / 3).max(1);
+        let mut layers = layers.into_iter();
+        for ys in ys.chunks(per_launch) {
+            let group: Vec<_> = layers.by_ref().take(ys.len()).collect();
+            let rows: Vec<usize> = group.iter().map(|(w, _)| w.shape()[0]).collect();
+            let plan = launch(&client, &rows, m, kw);
+            let (mut w, mut scales, mut out) =
+                (SequenceArg::new(), SequenceArg::new(), SequenceArg::new());
+            for ((wi, si), y) in group.into_iter().zip(ys) {
+                w.push(wi.into_tensor_arg());
+                scales.push(si.into_tensor_arg());
+                out.push(y.clone().into_tensor_arg());
+            }
+            ternary_rows::launch::<R>(
+                &client,
+                plan.count,
+                plan.dim,
+                VECTOR,
+                plan.words,
+                x.clone().into_tensor_arg(),
+                s.clone().into_tensor_arg(),
+                w,
+                scales,
+                out,
+                residual.as_ref().unwrap_or(&s).clone().into_tensor_arg(),
+                k,
+                plan.tokens,
+                plan.plane,
+                residual.is_some(),
+                dtype,
+            );
         }
-        ternary_rows::launch::<R>(
-            &client,
-            plan.count,
-            plan.dim,
-            VECTOR,
-            plan.words,
-            x.into_tensor_arg(),
-            s.clone().into_tensor_arg(),
-            w,
-            scales,
-            out,
-            residual.as_ref().unwrap_or(&s).clone().into_tensor_arg(),
-            k,
-            plan.tokens,
-            plan.plane,
-            residual.is_some(),
-            dtype,
-        );
     }
     ys
 }

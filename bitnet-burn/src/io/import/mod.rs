@@ -9,7 +9,7 @@ pub use hf::HfCheckpoint;
 use std::path::Path;
 use std::sync::Arc;
 
-use bitnet_gguf::{ModelConfig, Overrides, RopeType};
+use bitnet_gguf::{GgufFile, ModelConfig, Overrides, RopeType};
 use bitnet_kernels_cubecl::TernaryBackend;
 
 use crate::error::LoadError;
@@ -70,11 +70,21 @@ pub fn load_with_progress<B: TernaryBackend>(
         let config = options.overrides.apply(ckpt.model_config()?);
         build(&ckpt, config, device, &mut progress)?
     } else {
-        // Shared: the embedding's rows are read from the mapping for as long as the model lives.
-        let file = Arc::new(bitnet_gguf::GgufFile::open(path)?);
-        let config = ModelConfig::from_gguf_with(&file, &options.overrides)?;
-        build(&file, config, device, &mut progress)?
+        return load_gguf(Arc::new(GgufFile::open(path)?), device, options, progress);
     };
+    Ok(BitNet::with_head(model, config, options.head, device))
+}
+
+/// [`load_with_progress`] from a GGUF file already opened (mapped, or read into memory where there is no file
+/// system: the browser). Shared: the embedding's rows are read from the file for as long as the model lives.
+pub fn load_gguf<B: TernaryBackend>(
+    file: Arc<GgufFile>,
+    device: &B::Device,
+    options: &LoadOptions,
+    mut progress: impl FnMut(LoadProgress),
+) -> Result<BitNet<B>, LoadError> {
+    let config = ModelConfig::from_gguf_with(&file, &options.overrides)?;
+    let (model, config) = build(&file, config, device, &mut progress)?;
     Ok(BitNet::with_head(model, config, options.head, device))
 }
 

@@ -1,0 +1,178 @@
+//! WebAssembly SIMD128 paths (the browser build): the 2-bit codes (trit + 1) times int8 activations by widening
+//! multiplies (`i16x8.extmul`) into i16 lanes, widened to i32 by pairwise adds every 8 chunks; the int8 head the
+//! same way, widened at once. SIMD128 has no run-time detection: the module is compiled with it (the workspace's
+//! `.cargo/config.toml`), and every current browser runs it.
+
+use std::arch::wasm32::*;
+
+use super::acts::CHUNK;
+use super::scalar;
+use super::ternary::ActTile;
+use crate::reference::TernaryShape;
+
+/// i16 lanes gain at most 16 · 2 · 127 = 4064 per chunk (two products of each of the 4 slices of each 16-byte
+/// half); 8 chunks stay below 32767.
+const CHUNKS_PER_I16: usize = 8;
+
+/// See [`super::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × the tile's tokens, cut
+/// into tiles of 4 rows × 1 token (decode) or 1 row × `tokens` (prefill).
+///
+/// # Safety
+/// The tile has 1..=4 tokens; blocks are one per row or a multiple of [`CHUNK`] columns; `q` holds the tokens'
+/// permuted rows spanning every chunk of a row; `out` holds every row's dots.
+#[target_feature(enable = "simd128")]
+pub(crate) unsafe fn ternary_tile_dots(
+    rows: &[u8],
+    row_bytes: usize,
+    acts: ActTile,
+    shape: TernaryShape,
+    out: &mut [i32],
+) {
+    let n_rows = rows.len() / row_bytes;
+    let nb = shape.blocks();
+    let tile = |r0: usize, r1: usize| Tile {
+        rows: &rows[r0 * row_bytes..r1 * row_bytes],
+        row_bytes,
+        q: acts.q,
+        stride: acts.stride,
+        shape,
+        out_stride: n_rows * nb,
+    };
+    row_tiles!(n_rows, acts.tokens, nb, out, tile, dots)
+}
+
+/// The operands of one tile.
+struct Tile<'a> {
+    rows: &'a [u8],
+    row_bytes: usize,
+    q: &'a [i8],
+    stride: usize,
+    shape: TernaryShape,
+    /// Distance between tokens in `out`.
+    out_stride: usize,
+}
+
+impl Tile<'_> {
+    /// `R` rows × `T` tokens; `out[t · out_stride + r · blocks + b]`.
+    #[target_feature(enable = "simd128")]
+    #[inline]
+    unsafe fn dots<const R: usize, const T: usize>(&self, out: &mut [i32]) {
+        let Self {
+            rows,
+            row_bytes,
+            q,
+            stride,
+            shape,
+            out_stride,
+        } = *self;
+        let nb = shape.blocks();
+        let chunks = row_bytes / 32;
+        let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
+        let (wp, qp) = (rows.as_ptr(), q.as_ptr());
+        let mut c = 0;
+        for b in 0..nb {
+            let block_end = (c + block_chunks).min(chunks);
+            let mut acc32 = [[i32x4_splat(0); T]; R];
+            while c < block_end {
+                let run_end = (c + CHUNKS_PER_I16).min(block_end);
+                let mut acc16 = [[i16x8_splat(0); T]; R];
+                for c in c..run_end {
+                    for (r, acc) in acc16.iter_mut().enumerate() {
+                        for half in 0..2 {
+                            let w = v128_load(wp.add(r * row_bytes + c * 32 + half * 16).cast());
+                            for (s, &code) in codes(w).iter().enumerate() {
+                                for (t, acc) in acc.iter_mut().enumerate() {
+                                    let at = t * stride + c * CHUNK + s * 32 + half * 16;
+                                    let a = v128_load(qp.add(at).cast());
+                                    let lo = i16x8_extmul_low_i8x16(code, a);
+                                    let hi = i16x8_extmul_high_i8x16(code, a);
+                                    *acc = i16x8_add(*acc, i16x8_add(lo, hi));
+                                }
+                            }
+                        }
+                    }
+                }
+                for r in 0..R {
+                    for t in 0..T {
+                        let wide = i32x4_extadd_pairwise_i16x8(acc16[r][t]);
+                        acc32[r][t] = i32x4_add(acc32[r][t], wide);
+                    }
+                }
+                c = run_end;
+            }
+            for (r, acc) in acc32.iter().enumerate() {
+                for (t, &acc) in acc.iter().enumerate() {
+                    out[t * out_stride + r * nb + b] += lanes_sum(acc);
+                }
+            }
+        }
+        let acts = ActTile {
+            q,
+            stride,
+            tokens: T,
+            chunk: CHUNK,
+        };
+        let from = row_bytes / 32 * 32;
+        scalar::ternary_rows_dots(rows, row_bytes, from, acts, shape, out, out_stride);
+    }
+}
+
+/// The four slices of codes in 16 packed bytes: bits `2s..2s+2` of each byte.
+#[target_feature(enable = "simd128")]
+#[inline]
+fn codes(w: v128) -> [v128; 4] {
+    let mask = u8x16_splat(3);
+    [
+        v128_and(w, mask),
+        v128_and(u8x16_shr(w, 2), mask),
+        v128_and(u8x16_shr(w, 4), mask),
+        u8x16_shr(w, 6),
+    ]
+}
+
+/// The sum of the four i32 lanes.
+#[target_feature(enable = "simd128")]
+#[inline]
+fn lanes_sum(v: v128) -> i32 {
+    i32x4_extract_lane::<0>(v)
+        + i32x4_extract_lane::<1>(v)
+        + i32x4_extract_lane::<2>(v)
+        + i32x4_extract_lane::<3>(v)
+}
+
+/// See [`scalar::int8_row_dots`]; the whole row, `tokens` in 1..=4.
+///
+/// # Safety
+/// `q` holds `tokens` rows of `stride ≥ w.len()` bytes.
+#[target_feature(enable = "simd128")]
+pub(crate) unsafe fn int8_row_dots(
+    w: &[i8],
+    q: &[i8],
+    stride: usize,
+    tokens: usize,
+    out: &mut [i32],
+) {
+    token_tile!(int8_dots(tokens; w, q, stride, out))
+}
+
+/// Each 16-byte slice: two widening multiplies (each product fits i16: |w·q| ≤ 128 · 127), added pairwise into i32.
+#[target_feature(enable = "simd128")]
+#[inline]
+unsafe fn int8_dots<const T: usize>(w: &[i8], q: &[i8], stride: usize, out: &mut [i32]) {
+    let mut acc = [i32x4_splat(0); T];
+    let vectors = w.len() / 16;
+    let (wp, qp) = (w.as_ptr(), q.as_ptr());
+    for v in 0..vectors {
+        let wv = v128_load(wp.add(v * 16).cast());
+        for (t, acc) in acc.iter_mut().enumerate() {
+            let a = v128_load(qp.add(t * stride + v * 16).cast());
+            let lo = i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(wv, a));
+            let hi = i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(wv, a));
+            *acc = i32x4_add(*acc, i32x4_add(lo, hi));
+        }
+    }
+    for t in 0..T {
+        out[t] += lanes_sum(acc[t]);
+    }
+    scalar::int8_row_dots(w, vectors * 16, q, stride, T, out);
+}

@@ -1,0 +1,18 @@
+//! BitNet b1.58 in the browser: the workspace's Burn model on burn-ndarray, compiled to WebAssembly (the ternary
+//! matmul on the `Isa::Simd128` kernel), behind a small API that `wasm-bindgen` turns into JavaScript.
+//!
+//! [`GgufBuffer`] receives a model file in pieces (a `fetch` stream or a picked file) straight into the module's
+//! memory, [`Model::load`] builds the model from it, and [`Model::generate`] returns a [`Generation`] that runs one
+//! model step per [`Generation::next`], so the page (`www/`) stays responsive and streams the text.
+//!
+//! Size limit: everything lives in one 32-bit WebAssembly memory (at most 4 GiB in Chromium and Firefox). A GGUF
+//! file is held whole (the embedding's rows are read from it) beside the repacked ternary weights and the int8
+//! head, so files up to about 1.5 GB load (microsoft/bitnet-b1.58-2B-4T's 1.2 GB I2_S file among them).
+
+mod buffer;
+mod generation;
+mod model;
+
+pub use buffer::GgufBuffer;
+pub use generation::Generation;
+pub use model::Model;

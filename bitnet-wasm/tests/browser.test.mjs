@@ -1,0 +1,192 @@
+// The browser build in a real, headless Chromium: the page and its JS API against the native CLI (the reference: the
+// same model, kernels compared with the scalar oracle, and llama.cpp elsewhere). Run by scripts/test-web.sh, which
+// builds www/pkg first; needs BITNET_BIN (the CLI) and CHROMIUM (default /usr/bin/chromium).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { readFileSync, createReadStream, statSync } from "node:fs";
+import { extname, join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+const root = resolve(import.meta.dirname, "..", "www");
+const modelPath = resolve(root, "models", "shakespeare-bitnet-i2_s.gguf");
+const bin = process.env.BITNET_BIN ?? "bitnet";
+const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".gguf": "application/octet-stream" };
+
+let server, browser, base;
+
+before(async () => {
+  // A plain static server over www/ (models/ is a link to the repository's models).
+  server = createServer((req, res) => {
+    const path = join(root, decodeURIComponent(new URL(req.url, "http://x").pathname));
+    let size;
+    try {
+      size = statSync(path).isFile() ? statSync(path).size : undefined;
+    } catch {}
+    if (!path.startsWith(root) || size === undefined) return res.writeHead(404).end("not found");
+    res.writeHead(200, { "content-type": types[extname(path)] ?? "application/octet-stream", "content-length": size });
+    createReadStream(path).pipe(res);
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  base = `http://127.0.0.1:${server.address().port}/`;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    // The machine has no network beyond loopback: no background services that would try to reach one. WebGPU is
+    // behind a flag on Linux; without a GPU, Chromium's own SwiftShader (a Vulkan CPU driver) is its adapter.
+    args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--no-first-run", "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+function cli(...args) {
+  return execFileSync(bin, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+}
+
+async function openPage(query = "") {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(base + "index.html" + query);
+  return { page, errors };
+}
+
+async function settled(page) {
+  await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: 120_000 });
+  return page.evaluate(() => document.body.dataset.state);
+}
+
+test("the page generates the CLI's greedy text from the shipped model", async () => {
+  const { page, errors } = await openPage();
+  assert.equal(await settled(page), "ready", await page.textContent("#error"));
+  assert.match(await page.textContent("#status"), /Backend: cpu \(WebAssembly, simd128 kernel/);
+  const prompt = "ROMEO:\nWhat light through yonder window breaks?";
+  await page.fill("#prompt", prompt);
+  await page.fill("#max-tokens", "48");
+  await page.fill("#temperature", "0");
+  await page.click("#run");
+  await page.waitForFunction(() => document.body.dataset.state === "generating");
+  assert.equal(await settled(page), "ready", await page.textContent("#error"));
+  const expected = JSON.parse(cli("run", "-m", modelPath, "-p", prompt, "-n", "48", "--temp", "0", "--json")).text;
+  assert.equal(await page.textContent("#output"), expected);
+  assert.match(await page.textContent("#status"), /48 generated at [\d.]+ tok\/s \(length\)/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("WebGPU: the CubeCL kernels as WGSL in the page generate the CLI's greedy text", async (t) => {
+  const { page, errors } = await openPage("?backend=webgpu");
+  const adapter = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
+  if (!adapter) {
+    assert.notEqual(process.env.CI, "true", "CI=true and headless Chromium gives no WebGPU adapter");
+    return t.skip("headless Chromium gives no WebGPU adapter here");
+  }
+  assert.equal(await settled(page), "ready", await page.textContent("#error"));
+  assert.match(await page.textContent("#status"), /Backend: webgpu \(WebGPU, CubeCL kernels as WGSL\)/);
+  const prompt = "JULIET:\nO Romeo, Romeo!";
+  await page.fill("#prompt", prompt);
+  await page.fill("#max-tokens", "32");
+  await page.fill("#temperature", "0");
+  await page.click("#run");
+  await page.waitForFunction(() => document.body.dataset.state === "generating");
+  assert.equal(await settled(page), "ready", await page.textContent("#error"));
+  const expected = JSON.parse(cli("run", "-m", modelPath, "-p", prompt, "-n", "32", "--temp", "0", "--json")).text;
+  assert.equal(await page.textContent("#output"), expected);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("the JS API: tokenize, detokenize, stop strings, sampling by seed, early stop", async () => {
+  const { page, errors } = await openPage();
+  assert.equal(await settled(page), "ready");
+  const text = "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?";
+  const got = await page.evaluate(async (text) => {
+    const { BitNet } = await import("./bitnet.js");
+    const m = await BitNet.load("models/shakespeare-bitnet-i2_s.gguf");
+    const collect = async (opts) => {
+      let out = "";
+      for await (const piece of m.generate("ROMEO:", opts)) out += piece;
+      return { out, stats: { ...m.stats } };
+    };
+    const ids = await m.tokenize(text);
+    const roundTrip = await m.detokenize(await m.tokenize(text, { bos: false }));
+    const greedy = await collect({ maxTokens: 24 });
+    const stopAt = greedy.out.slice(6, 9);
+    const stopped = await collect({ maxTokens: 24, stop: [stopAt] });
+    const sampledA = await collect({ maxTokens: 24, temperature: 0.8, topK: 40, seed: 7 });
+    const sampledB = await collect({ maxTokens: 24, temperature: 0.8, topK: 40, seed: 7 });
+    // break out after one piece: the generation is freed and the next one starts clean
+    for await (const piece of m.generate("ROMEO:", { maxTokens: 100 })) break;
+    const after = await collect({ maxTokens: 24 });
+    const errors = [];
+    for (const bad of [() => m.generate("", {}), () => m.generate("x", { maxTokens: 4, topq: 1 }),
+      () => m.detokenize([1e9])]) {
+      try {
+        const r = await bad();
+        if (r?.next) await r.next();
+        errors.push(null);
+      } catch (e) {
+        errors.push(e.message);
+      }
+    }
+    m.close();
+    return { ids, roundTrip, greedy, stopAt, stopped, sampledA, sampledB, after, errors, info: m.info };
+  }, text);
+  assert.deepEqual(got.ids, JSON.parse(cli("tokenize", "-m", modelPath, "-p", text, "--json")));
+  assert.equal(got.roundTrip, text);
+  assert.equal(got.greedy.stats.tokens, 24);
+  assert.equal(got.greedy.stats.finishReason, "length");
+  assert.equal(got.greedy.out, JSON.parse(cli("run", "-m", modelPath, "-p", "ROMEO:", "-n", "24", "--temp", "0", "--json")).text);
+  assert.equal(got.stopped.stats.finishReason, "stop");
+  assert.equal(got.stopped.out, got.greedy.out.slice(0, got.greedy.out.indexOf(got.stopAt)));
+  assert.equal(got.sampledA.out, got.sampledB.out);
+  assert.notEqual(got.sampledA.out, got.greedy.out);
+  assert.equal(got.after.out, got.greedy.out);
+  assert.match(got.errors[0], /empty prompt/);
+  assert.match(got.errors[1], /unknown field `topq`/);
+  assert.match(got.errors[2], /token id 1000000000 is outside the vocabulary/);
+  assert.equal(got.info.kernel, "simd128");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("bad files give a readable message in the page, never a hung tab", async () => {
+  const model = readFileSync(modelPath);
+  // the embedding's type id set to one no ggml release uses
+  const unknownType = Buffer.from(model);
+  const name = Buffer.from("token_embd.weight");
+  const at = unknownType.indexOf(name);
+  const dims = unknownType.readUInt32LE(at + name.length);
+  unknownType.writeUInt32LE(200, at + name.length + 4 + 8 * dims);
+  const cases = [
+    { file: { name: "notes.gguf", mimeType: "text/plain", buffer: Buffer.from("not a model at all, just text\n".repeat(4)) },
+      error: /^notes\.gguf: bad magic at offset 0: expected "GGUF"/ },
+    { file: { name: "truncated.gguf", mimeType: "application/octet-stream", buffer: model.subarray(0, model.length >> 1) },
+      error: /^truncated\.gguf: tensor "[^"]+": data \[\d+, \d+\) runs past the end of the file/ },
+    { file: { name: "unknown-type.gguf", mimeType: "application/octet-stream", buffer: unknownType },
+      error: /^unknown-type\.gguf: tensor "token_embd\.weight": unknown ggml type id 200/ },
+    { url: "index.html", error: /^index\.html: bad magic at offset 0: expected "GGUF"/ },
+    { url: "models/missing.gguf", error: /HTTP 404/ },
+  ];
+  for (const c of cases) {
+    const { page, errors } = await openPage(c.url ? `?model=${encodeURIComponent(c.url)}` : "");
+    if (c.file) {
+      assert.equal(await settled(page), "ready");
+      await page.setInputFiles("#file", c.file);
+      await page.waitForFunction(() => document.body.dataset.state === "loading");
+    }
+    assert.equal(await settled(page), "error", c.url ?? c.file.name);
+    assert.match(await page.textContent("#error"), c.error, c.url ?? c.file.name);
+    // the page still works: the shipped model loads and runs after the failure
+    await page.setInputFiles("#file", modelPath);
+    await page.waitForFunction(() => document.body.dataset.state === "loading");
+    assert.equal(await settled(page), "ready");
+    assert.deepEqual(errors, []);
+    await page.close();
+  }
+});

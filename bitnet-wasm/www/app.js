@@ -1,0 +1,99 @@
+// The page: loads the shipped model (or `?model=URL`, or a dropped/picked file), streams generated text, shows
+// tok/s and what runs the model. State for tests and scripts: `document.body.dataset.state` is
+// "loading" | "ready" | "generating" | "error".
+import { BitNet } from "./bitnet.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+let model = null;
+let running = null;
+
+function setState(state, status) {
+  document.body.dataset.state = state;
+  if (status !== undefined) $("status").textContent = status;
+  $("run").disabled = state === "loading" || state === "error" && !model;
+  $("run").textContent = state === "generating" ? "Stop" : "Generate";
+}
+
+function fail(e) {
+  $("error").textContent = e.message ?? String(e);
+  setState("error", model ? "Ready (the last request failed)." : "No model loaded.");
+}
+
+let current = null;
+
+async function load(source, name) {
+  current = { source, name };
+  const backend = $("backend").value;
+  model?.close();
+  model = null;
+  $("error").textContent = "";
+  $("model-name").textContent = name;
+  setState("loading", `Loading ${name}…`);
+  const started = performance.now();
+  try {
+    model = await BitNet.load(source, {
+      backend,
+      onProgress: ({ phase, done, total }) => {
+        const what = phase === "download"
+          ? `${(done / 1e6).toFixed(1)}${total ? ` of ${(total / 1e6).toFixed(1)}` : ""} MB`
+          : `part ${done} of ${total}`;
+        $("status").textContent = `Loading ${name}: ${what}`;
+      },
+    });
+  } catch (e) {
+    return fail(e);
+  }
+  const i = model.info;
+  const secs = ((performance.now() - started) / 1000).toFixed(2);
+  const runs = i.backend === "webgpu" ? "WebGPU, CubeCL kernels as WGSL" : `WebAssembly, ${i.kernel} kernel, one thread`;
+  setState("ready", `Ready in ${secs} s: ${i.architecture}, ${i.layers} layers × ${i.hidden}, vocabulary ${i.vocab}. ` +
+    `Backend: ${i.backend} (${runs}).`);
+}
+
+async function generate() {
+  if (running) return void (running.stop = true);
+  const options = {
+    maxTokens: Number($("max-tokens").value),
+    temperature: Number($("temperature").value),
+    topK: Number($("top-k").value),
+    seed: Number($("seed").value),
+  };
+  $("output").textContent = "";
+  $("error").textContent = "";
+  running = { stop: false };
+  setState("generating", "Generating…");
+  try {
+    for await (const piece of model.generate($("prompt").value, options)) {
+      $("output").textContent += piece;
+      const s = model.stats;
+      $("status").textContent = `Generating: ${s.tokens} tokens, ${s.decodeTokS.toFixed(1)} tok/s`;
+      if (running.stop) break;
+    }
+    const s = model.stats;
+    setState("ready", `${s.promptTokens} prompt tokens in ${(s.prefillMs / 1000).toFixed(2)} s; ${s.tokens} generated ` +
+      `at ${s.decodeTokS.toFixed(1)} tok/s (${s.finishReason ?? "stopped"}). Backend: ${model.info.backend} ` +
+      `(${model.info.kernel}).`);
+  } catch (e) {
+    fail(e);
+  } finally {
+    running = null;
+  }
+}
+
+$("run").onclick = generate;
+$("backend").value = params.get("backend") ?? "cpu";
+$("backend").onchange = () => load(current.source, current.name);
+$("file").onchange = () => $("file").files[0] && load($("file").files[0], $("file").files[0].name);
+const drop = $("drop");
+drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
+drop.ondragleave = () => drop.classList.remove("over");
+drop.ondrop = (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  const file = e.dataTransfer.files[0];
+  if (file) load(file, file.name);
+};
+
+const url = params.get("model") ?? "models/shakespeare-bitnet-i2_s.gguf";
+load(url, url);

@@ -1,0 +1,106 @@
+// BitNet b1.58 in the browser: `const model = await BitNet.load(urlOrFileOrBytes, {onProgress})`, then
+// `for await (const piece of model.generate(prompt, {maxTokens, temperature, topK, topP, minP, repeatPenalty, seed,
+// stop}))`. The model runs in a worker (worker.js): on the CPU (WebAssembly with the SIMD128 ternary kernel) or on
+// WebGPU (the CubeCL kernels compiled to WGSL).
+
+export class BitNet {
+  #worker;
+  #pending = new Map();
+  #nextId = 1;
+  #dead = null;
+
+  /** The model's shape and what runs it: architecture, family, layers, hidden, vocab, context, backend, kernel. */
+  info = null;
+  /** Counts and times of the last generation: promptTokens, tokens, prefillMs, decodeMs, decodeTokS. */
+  stats = null;
+
+  constructor(worker) {
+    this.#worker = worker;
+    worker.onmessage = ({ data }) => {
+      const call = this.#pending.get(data.id);
+      if (!call) return;
+      if ("progress" in data) return call.onProgress?.(data.progress);
+      this.#pending.delete(data.id);
+      if ("error" in data) {
+        if (data.fatal) this.#dead = data.error;
+        call.reject(new Error(data.error));
+      } else call.resolve(data.result);
+    };
+    // The worker's script failed to start or died: every waiting call fails with the reason.
+    worker.onerror = (event) => {
+      event.preventDefault?.();
+      this.#dead = event.message || "the engine's worker failed to start";
+      for (const call of this.#pending.values()) call.reject(new Error(this.#dead));
+      this.#pending.clear();
+    };
+  }
+
+  /**
+   * Loads a GGUF model from a URL, a File/Blob or an ArrayBuffer/Uint8Array. `backend`: "cpu" (WebAssembly
+   * SIMD128) or "webgpu". `onProgress({phase: "download"|"load", done, total})` reports bytes received, then parts
+   * built.
+   */
+  static async load(source, { backend = "cpu", onProgress } = {}) {
+    const model = new BitNet(new Worker(new URL("./worker.js", import.meta.url), { type: "module" }));
+    try {
+      model.info = await model.#call("load", { source, backend }, onProgress);
+    } catch (e) {
+      model.close();
+      throw e;
+    }
+    return model;
+  }
+
+  /** Token ids of `text` (BOS first when the model wants it, unless `bos` is false). */
+  tokenize(text, { bos = true } = {}) {
+    return this.#call("tokenize", { text, bos });
+  }
+
+  /** The text of token ids. */
+  detokenize(ids) {
+    return this.#call("detokenize", { ids: Array.from(ids) });
+  }
+
+  /** Continues `prompt`, yielding pieces of text as they become final; greedy unless `temperature` > 0. */
+  async *generate(prompt, options = {}) {
+    const handle = await this.#call("generate", { prompt, options });
+    const stats = { promptTokens: 0, tokens: 0, prefillMs: 0, decodeMs: 0, decodeTokS: 0, finishReason: null };
+    this.stats = stats;
+    let finished = false;
+    let prefillTokens = 0;
+    try {
+      for (let first = true; ; first = false) {
+        const step = await this.#call("next", { handle });
+        Object.assign(stats, { promptTokens: step.promptTokens, tokens: step.tokens, finishReason: step.finishReason });
+        // the first call runs the prompt and samples the first token(s); each later token is one decode step
+        if (first) [stats.prefillMs, prefillTokens] = [step.ms, step.tokens];
+        else stats.decodeMs += step.ms;
+        stats.decodeTokS = stats.decodeMs > 0 ? ((stats.tokens - prefillTokens) * 1000) / stats.decodeMs : 0;
+        if (step.piece === undefined) {
+          finished = true;
+          return;
+        }
+        yield step.piece;
+      }
+    } finally {
+      // the caller stopped early (break, or an error): free the generation's cache now
+      if (!finished && !this.#dead) this.#call("drop", { handle }).catch(() => {});
+    }
+  }
+
+  /** Stops the worker and frees the model. */
+  close() {
+    this.#worker.terminate();
+    this.#dead = "the model was closed";
+  }
+
+  #call(op, args, onProgress) {
+    if (this.#dead) return Promise.reject(new Error(this.#dead));
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, onProgress });
+      const transfer = args.source instanceof ArrayBuffer ? [args.source] : [];
+      this.#worker.postMessage({ id, op, ...args }, transfer);
+    });
+  }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the browser package: bitnet-wasm for wasm32 (release, SIMD128), then wasm-bindgen's JS glue into
+# bitnet-wasm/www/pkg. Installs the wasm32 target and the matching wasm-bindgen-cli (into ~/.cache/bitnet-tools) when
+# missing. Prints the www folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target_dir="${CARGO_TARGET_DIR:-target}"
+tools="$HOME/.cache/bitnet-tools"
+# wasm-bindgen's CLI must be the exact version of the crate the module links.
+version=$(cargo metadata --format-version 1 --locked 2>/dev/null \
+  | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "wasm-bindgen"))')
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown >&2
+if ! "$tools/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $version"; then
+  cargo install -q wasm-bindgen-cli --version "=$version" --root "$tools" >&2
+fi
+cargo build -q --release -p bitnet-wasm --target wasm32-unknown-unknown >&2
+"$tools/bin/wasm-bindgen" --target web --out-dir bitnet-wasm/www/pkg \
+  "$target_dir/wasm32-unknown-unknown/release/bitnet_wasm.wasm" >&2
+echo "$PWD/bitnet-wasm/www"
