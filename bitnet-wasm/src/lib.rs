@@ -1,9 +1,11 @@
-//! BitNet b1.58 in the browser: the workspace's Burn model on burn-ndarray, compiled to WebAssembly (the ternary
-//! matmul on the `Isa::Simd128` kernel), behind a small API that `wasm-bindgen` turns into JavaScript.
+//! BitNet b1.58 in the browser: the workspace's Burn model compiled to WebAssembly, on burn-ndarray (the ternary
+//! matmul on the `Isa::Simd128` kernel) or on burn-wgpu over the browser's WebGPU (the CubeCL kernels as WGSL),
+//! behind a small API that `wasm-bindgen` turns into JavaScript.
 //!
 //! [`GgufBuffer`] receives a model file in pieces (a `fetch` stream or a picked file) straight into the module's
-//! memory, [`Model::load`] builds the model from it, and [`Model::generate`] returns a [`Generation`] that runs one
-//! model step per [`Generation::next`], so the page (`www/`) stays responsive and streams the text.
+//! memory, [`Model::load`] builds the model from it, and [`Model::generate`] returns a [`Generation`] whose
+//! [`Generation::next`] runs the model until new text is final and reads the logits back without blocking, so the
+//! page (`www/`, which runs the module in a worker) stays responsive and streams the text.
 //!
 //! Size limit: everything lives in one 32-bit WebAssembly memory (at most 4 GiB in Chromium and Firefox). A GGUF
 //! file is held whole (the embedding's rows are read from it) beside the repacked ternary weights and the int8

@@ -56,24 +56,37 @@ async function openPage(query = "") {
   return { page, errors };
 }
 
-async function settled(page) {
-  await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: 120_000 });
+/** Runs `action` and waits until the page has ended one more load or generation (`counter`); returns its state. */
+async function ends(page, counter, action) {
+  const count = () => page.evaluate((c) => Number(document.body.dataset[c] ?? 0), counter);
+  const before = await count();
+  await action();
+  await page.waitForFunction(([c, n]) => Number(document.body.dataset[c] ?? 0) > n, [counter, before],
+    { timeout: 120_000 });
   return page.evaluate(() => document.body.dataset.state);
+}
+
+/** Waits for the page's first load to end; returns its state. */
+async function settled(page) {
+  await page.waitForFunction(() => Number(document.body.dataset.loads ?? 0) > 0, null, { timeout: 120_000 });
+  return page.evaluate(() => document.body.dataset.state);
+}
+
+/** Generates `tokens` greedy tokens of `prompt` through the page's controls; the text must be the CLI's. */
+async function greedyEqualsCli(page, prompt, tokens) {
+  await page.fill("#prompt", prompt);
+  await page.fill("#max-tokens", String(tokens));
+  await page.fill("#temperature", "0");
+  assert.equal(await ends(page, "generations", () => page.click("#run")), "ready", await page.textContent("#error"));
+  const cliArgs = ["run", "-m", modelPath, "-p", prompt, "-n", String(tokens), "--temp", "0", "--json"];
+  assert.equal(await page.textContent("#output"), JSON.parse(cli(...cliArgs)).text);
 }
 
 test("the page generates the CLI's greedy text from the shipped model", async () => {
   const { page, errors } = await openPage();
   assert.equal(await settled(page), "ready", await page.textContent("#error"));
   assert.match(await page.textContent("#status"), /Backend: cpu \(WebAssembly, simd128 kernel/);
-  const prompt = "ROMEO:\nWhat light through yonder window breaks?";
-  await page.fill("#prompt", prompt);
-  await page.fill("#max-tokens", "48");
-  await page.fill("#temperature", "0");
-  await page.click("#run");
-  await page.waitForFunction(() => document.body.dataset.state === "generating");
-  assert.equal(await settled(page), "ready", await page.textContent("#error"));
-  const expected = JSON.parse(cli("run", "-m", modelPath, "-p", prompt, "-n", "48", "--temp", "0", "--json")).text;
-  assert.equal(await page.textContent("#output"), expected);
+  await greedyEqualsCli(page, "ROMEO:\nWhat light through yonder window breaks?", 48);
   assert.match(await page.textContent("#status"), /48 generated at [\d.]+ tok\/s \(length\)/);
   assert.deepEqual(errors, []);
   await page.close();
@@ -88,15 +101,7 @@ test("WebGPU: the CubeCL kernels as WGSL in the page generate the CLI's greedy t
   }
   assert.equal(await settled(page), "ready", await page.textContent("#error"));
   assert.match(await page.textContent("#status"), /Backend: webgpu \(WebGPU, CubeCL kernels as WGSL\)/);
-  const prompt = "JULIET:\nO Romeo, Romeo!";
-  await page.fill("#prompt", prompt);
-  await page.fill("#max-tokens", "32");
-  await page.fill("#temperature", "0");
-  await page.click("#run");
-  await page.waitForFunction(() => document.body.dataset.state === "generating");
-  assert.equal(await settled(page), "ready", await page.textContent("#error"));
-  const expected = JSON.parse(cli("run", "-m", modelPath, "-p", prompt, "-n", "32", "--temp", "0", "--json")).text;
-  assert.equal(await page.textContent("#output"), expected);
+  await greedyEqualsCli(page, "JULIET:\nO Romeo, Romeo!", 32);
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -175,17 +180,15 @@ test("bad files give a readable message in the page, never a hung tab", async ()
   ];
   for (const c of cases) {
     const { page, errors } = await openPage(c.url ? `?model=${encodeURIComponent(c.url)}` : "");
+    let state = await settled(page);
     if (c.file) {
-      assert.equal(await settled(page), "ready");
-      await page.setInputFiles("#file", c.file);
-      await page.waitForFunction(() => document.body.dataset.state === "loading");
+      assert.equal(state, "ready");
+      state = await ends(page, "loads", () => page.setInputFiles("#file", c.file));
     }
-    assert.equal(await settled(page), "error", c.url ?? c.file.name);
+    assert.equal(state, "error", c.url ?? c.file.name);
     assert.match(await page.textContent("#error"), c.error, c.url ?? c.file.name);
-    // the page still works: the shipped model loads and runs after the failure
-    await page.setInputFiles("#file", modelPath);
-    await page.waitForFunction(() => document.body.dataset.state === "loading");
-    assert.equal(await settled(page), "ready");
+    // the page still works: the shipped model loads after the failure
+    assert.equal(await ends(page, "loads", () => page.setInputFiles("#file", modelPath)), "ready");
     assert.deepEqual(errors, []);
     await page.close();
   }

@@ -1,6 +1,6 @@
 // The page: loads the shipped model (or `?model=URL`, or a dropped/picked file), streams generated text, shows
 // tok/s and what runs the model. State for tests and scripts: `document.body.dataset.state` is
-// "loading" | "ready" | "generating" | "error".
+// "loading" | "ready" | "generating" | "error"; `dataset.loads` and `dataset.generations` count those that ended.
 import { BitNet } from "./bitnet.js";
 
 const $ = (id) => document.getElementById(id);
@@ -13,6 +13,10 @@ function setState(state, status) {
   if (status !== undefined) $("status").textContent = status;
   $("run").disabled = state === "loading" || state === "error" && !model;
   $("run").textContent = state === "generating" ? "Stop" : "Generate";
+}
+
+function ended(counter) {
+  document.body.dataset[counter] = Number(document.body.dataset[counter] ?? 0) + 1;
 }
 
 function fail(e) {
@@ -42,13 +46,15 @@ async function load(source, name) {
       },
     });
   } catch (e) {
-    return fail(e);
+    fail(e);
+    return ended("loads");
   }
   const i = model.info;
   const secs = ((performance.now() - started) / 1000).toFixed(2);
   const runs = i.backend === "webgpu" ? "WebGPU, CubeCL kernels as WGSL" : `WebAssembly, ${i.kernel} kernel, one thread`;
   setState("ready", `Ready in ${secs} s: ${i.architecture}, ${i.layers} layers × ${i.hidden}, vocabulary ${i.vocab}. ` +
     `Backend: ${i.backend} (${runs}).`);
+  ended("loads");
 }
 
 async function generate() {
@@ -78,6 +84,7 @@ async function generate() {
     fail(e);
   } finally {
     running = null;
+    ended("generations");
   }
 }
 
