@@ -16,8 +16,6 @@
 //!   the same per-token int8 but another summation order; llama.cpp Q8_K per 256-block), so we allow their own
 //!   spread against `hf` (read from the reference files) plus the 0.1 we allow against `hf`.
 
-use crate::common;
-
 use crate::common::model::*;
 use crate::common::*;
 use bitnet_burn::{ActQuant, BitNet, TernaryBackend};
@@ -35,6 +33,7 @@ pub const CPU: Tol = Tol {
     int8_rms: 0.1,
 };
 /// GPU: relaxed `exp`/division precision allowed by Vulkan.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub const GPU: Tol = Tol {
     float_max: 2e-4,
     int8_rms: 0.15,
@@ -343,6 +342,6 @@ fn cpu_device(_test: &str) -> Option<burn::backend::ndarray::NdArrayDevice> {
 
 backend_tests!(ndarray, burn::backend::NdArray, cpu_device, CPU);
 #[cfg(feature = "wgpu")]
-backend_tests!(wgpu, burn::backend::Wgpu, common::wgpu_device_or_skip, GPU);
+backend_tests!(wgpu, burn::backend::Wgpu, wgpu_device_or_skip, GPU);
 #[cfg(feature = "cuda")]
-backend_tests!(cuda, burn::backend::Cuda, common::cuda_device_or_skip, GPU);
+backend_tests!(cuda, burn::backend::Cuda, cuda_device_or_skip, GPU);

@@ -2,8 +2,6 @@
 //! saved as a transformers checkpoint, converted to GGUF and loaded by the inference path, predicts what the
 //! trained model predicts; and the same training steps on wgpu as on the CPU.
 
-use crate::common;
-
 use bitnet_burn::io::convert::{convert_checkpoint, ConvertOptions};
 use bitnet_burn::io::export::save_checkpoint;
 use bitnet_burn::text::tokenizer::train_byte_level_bpe;
@@ -149,7 +147,8 @@ where
 #[test]
 fn training_steps_on_wgpu_follow_the_cpu() {
     use burn::backend::Wgpu;
-    let Some(gpu) = common::wgpu_device_or_skip("training_steps_on_wgpu_follow_the_cpu") else {
+    let Some(gpu) = crate::common::wgpu_device_or_skip("training_steps_on_wgpu_follow_the_cpu")
+    else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
