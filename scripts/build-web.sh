@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the browser package: bitnet-wasm for wasm32 (release, SIMD128), then wasm-bindgen's JS glue into
+# Builds the browser package: bitnet-wasm for wasm32 (release, SIMD128, with WebGPU), then wasm-bindgen's JS glue into
 # bitnet-wasm/www/pkg. Installs the wasm32 target and the matching wasm-bindgen-cli (into ~/.cache/bitnet-tools) when
 # missing. Prints the www folder.
 set -euo pipefail
@@ -13,7 +13,7 @@ rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup targe
 if ! "$tools/bin/wasm-bindgen" --version 2>/dev/null | grep -qx "wasm-bindgen $version"; then
   cargo install -q wasm-bindgen-cli --version "=$version" --root "$tools" >&2
 fi
-cargo build -q --release -p bitnet-wasm --target wasm32-unknown-unknown >&2
+cargo build -q --release -p bitnet-wasm --features webgpu --target wasm32-unknown-unknown >&2
 "$tools/bin/wasm-bindgen" --target web --out-dir bitnet-wasm/www/pkg \
   "$target_dir/wasm32-unknown-unknown/release/bitnet_wasm.wasm" >&2
 echo "$PWD/bitnet-wasm/www"

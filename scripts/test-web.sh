@@ -11,7 +11,7 @@ export BITNET_BIN="${BITNET_BIN:-$target_dir/debug/bitnet}"
 echo "== SIMD128 kernels against the scalar oracle (wasm32-wasip1 in Node.js)"
 rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 export CARGO_TARGET_WASM32_WASIP1_RUNNER="node $PWD/scripts/wasi-run.mjs"
-cargo clippy -q --target wasm32-unknown-unknown -p bitnet-wasm -p bitnet-kernels-cubecl -- -D warnings
+cargo clippy -q --target wasm32-unknown-unknown -p bitnet-wasm -p bitnet-kernels-cubecl --features bitnet-wasm/webgpu -- -D warnings
 # the tests that need no second thread (WASI has none): every path against the oracle, the int8 head, extremes
 cargo test -q --target wasm32-wasip1 -p bitnet-kernels-cubecl --test it -- \
   cpu_kernels::every_isa cpu_kernels::int8_head cpu_kernels::extreme_values
