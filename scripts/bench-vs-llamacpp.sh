@@ -2,8 +2,9 @@
 # Prefill and decode tokens/s, peak RSS and wall time of `bitnet bench` against llama.cpp's `llama-bench` on the
 # same TQ2_0 file and, with I2S_MODEL set, against bitnet.cpp's `llama-bench` on the same I2_S file: same threads,
 # lengths and depth, every engine with its default flags, alternating engines in each round so all see the same
-# machine state. Prints a markdown table with the ratios.
-# Usage: [I2S_MODEL=FILE] [DEPTH=N] scripts/bench-vs-llamacpp.sh MODEL.gguf [THREADS] [PP] [TG] [ROUNDS]
+# machine state. ISAS="avxvnni avx2" runs ours once per forced kernel path (BITNET_ISA) in each round, each
+# against the same anchor. Prints a markdown table with the ratios.
+# Usage: [I2S_MODEL=FILE] [DEPTH=N] [ISAS="isa ..."] scripts/bench-vs-llamacpp.sh MODEL.gguf [THREADS] [PP] [TG] [ROUNDS]
 #        [-- extra bitnet args]
 set -euo pipefail
 MODEL=$1; THREADS=${2:-2}; PP=${3:-128}; TG=${4:-64}; ROUNDS=${5:-3}; DEPTH=${DEPTH:-0}
@@ -13,16 +14,20 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 LLAMA_BENCH="$("$HERE/scripts/build-llamacpp.sh")/llama-bench"
 BITNET="${BITNET:-${CARGO_TARGET_DIR:-$HERE/target}/release/bitnet}"
 [ -x "$BITNET" ] || (cd "$HERE" && cargo build --release --bin bitnet >&2)
-ENGINES=("ours-tq2:$MODEL" "llama.cpp:$MODEL")
+# ours-TYPE@ISA forces the kernel path; plain ours-TYPE takes the detected one.
+read -r -a ISA_LIST <<< "${ISAS:-}"
+ours() { if [ ${#ISA_LIST[@]} -eq 0 ]; then echo "$1:$2"; else for i in "${ISA_LIST[@]}"; do echo "$1@$i:$2"; done; fi; }
+mapfile -t ENGINES < <(ours ours-tq2 "$MODEL"; echo "llama.cpp:$MODEL")
 if [ -n "${I2S_MODEL:-}" ]; then
   BITNET_CPP_BENCH=$(bash "$HERE/../shared/reference/build-bitnet-cpp.sh")
-  ENGINES+=("ours-i2s:$I2S_MODEL" "bitnet.cpp:$I2S_MODEL")
+  mapfile -t -O ${#ENGINES[@]} ENGINES < <(ours ours-i2s "$I2S_MODEL"; echo "bitnet.cpp:$I2S_MODEL")
 fi
 OUT=$(mktemp -d)
 for r in $(seq "$ROUNDS"); do
   for e in "${ENGINES[@]}"; do
     name=${e%%:*}; file=${e#*:}
     case $name in
+      ours-*@*) cmd=(env "BITNET_ISA=${name#*@}" "$BITNET" bench -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -d "$DEPTH" -r 1 --json "${EXTRA[@]}") ;;
       ours-*) cmd=("$BITNET" bench -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -d "$DEPTH" -r 1 --json "${EXTRA[@]}") ;;
       llama.cpp) cmd=("$LLAMA_BENCH" -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -d "$DEPTH" -r 1 -o jsonl) ;;
       bitnet.cpp) cmd=("$BITNET_CPP_BENCH" -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -r 1 -o jsonl) ;;
@@ -40,14 +45,16 @@ import json, os, statistics, sys
 out, threads, pp, tg, depth, rounds, extra = sys.argv[1:]
 def ms(v): return (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) if v else (0.0, 0.0)
 rows = {}
-for name in ["ours-tq2", "llama.cpp", "ours-i2s", "bitnet.cpp"]:
-    path = f"{out}/{name}.jsonl"
-    if not os.path.exists(path):
-        continue
-    runs = [json.loads(l) for l in open(path)]
+def engines():
+    for name in ["ours-tq2", "llama.cpp", "ours-i2s", "bitnet.cpp"]:
+        forced = sorted(f[:-6] for f in os.listdir(out) if f.startswith(name + "@") and f.endswith(".jsonl"))
+        yield from forced or [name]
+names = [n for n in engines() if os.path.exists(f"{out}/{n}.jsonl")]
+for name in names:
+    runs = [json.loads(l) for l in open(f"{out}/{name}.jsonl")]
     if name.startswith("ours"):
         p, t = ms([r["prefill_tok_s"] for r in runs]), ms([r["decode_tok_s"] for r in runs])
-        label = f"bitnet-burn {name[5:].upper()} ({runs[0]['backend']}, {runs[0]['isa']}, head {runs[0]['head']})"
+        label = f"bitnet-burn {name[5:8].upper()} ({runs[0]['backend']}, {runs[0]['isa']}, head {runs[0]['head']})"
         load = f"{statistics.mean(r['load_s'] for r in runs):.2f}"
     else:
         p = ms([r["avg_ts"] for r in runs if r["n_prompt"] > 0])
@@ -60,11 +67,11 @@ for name in ["ours-tq2", "llama.cpp", "ours-i2s", "bitnet.cpp"]:
     rows[name + "-row"] = print_row
 print(f"{threads} threads, pp{pp}, tg{tg}, depth {depth}, {rounds} alternating rounds, bitnet args: {extra or '-'}")
 print(f"| engine | pp{pp} tok/s | tg{tg} tok/s | peak RSS | load s | wall s |\n|---|---|---|---|---|---|")
-for name in ["ours-tq2", "llama.cpp", "ours-i2s", "bitnet.cpp"]:
-    if name + "-row" in rows:
-        print(rows[name + "-row"])
-for ours, theirs in [("ours-tq2", "llama.cpp"), ("ours-i2s", "bitnet.cpp")]:
-    if ours in rows and theirs in rows:
+for name in names:
+    print(rows[name + "-row"])
+for ours in names:
+    theirs = {"ours-tq2": "llama.cpp", "ours-i2s": "bitnet.cpp"}.get(ours.split("@")[0])
+    if theirs in rows:
         (op, ot), (tp, tt) = rows[ours], rows[theirs]
         print(f"| ratio {ours} / {theirs} | {op[0] / tp[0]:.2f}× | {ot[0] / tt[0]:.2f}× | | | |")
 PY

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use bitnet_gguf::{GgufFile, ModelConfig, Value};
+use bitnet_kernels_cubecl::cpu::Isa;
 use serde_json::json;
 
 /// Arguments of `bitnet info`.
@@ -51,6 +52,15 @@ fn config_json(c: &ModelConfig) -> serde_json::Value {
 }
 
 /// Prints the summary; a file that fails validation is an error (exit code 1) with the reason.
+/// The CPU kernel path the ndarray backend runs here (detected, or forced by `BITNET_ISA`) and every one this
+/// CPU supports.
+fn kernels() -> serde_json::Value {
+    json!({
+        "cpu": Isa::detect().name(),
+        "available": Isa::available().into_iter().map(Isa::name).collect::<Vec<_>>(),
+    })
+}
+
 pub fn run(args: Args) -> Result<()> {
     let f = GgufFile::open(&args.file)?;
     let config = ModelConfig::from_gguf(&f);
@@ -68,7 +78,7 @@ pub fn run(args: Args) -> Result<()> {
         "metadata_keys": f.metadata().len(), "tensor_count": f.tensors().len(),
         "tensor_bytes": f.tensors().iter().map(|t| t.size).sum::<u64>(),
         "config": config.as_ref().ok().map(config_json), "tokenizer": tokenizer_summary(&f),
-        "verdict": verdict, "tensors": tensors,
+        "verdict": verdict, "tensors": tensors, "kernels": kernels(),
     });
     if args.json {
         return crate::output::print(&serde_json::to_string_pretty(&summary)?);
@@ -137,6 +147,20 @@ pub fn run(args: Args) -> Result<()> {
         out,
         "pre-tokens  {}",
         t["pre_tokenizer"].as_str().unwrap_or_default()
+    )?;
+    let k = &summary["kernels"];
+    writeln!(
+        out,
+        "kernels     {} on this CPU (paths here: {}; BITNET_ISA forces one)",
+        k["cpu"].as_str().unwrap_or_default(),
+        k["available"]
+            .as_array()
+            .map(|a| a
+                .iter()
+                .filter_map(|i| i.as_str())
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
     )?;
     writeln!(
         out,

@@ -131,3 +131,41 @@ fn llamacpp_continues_prompts_with_our_greedy_text() {
     // Most steps are compared (measured: 136 of 240 before the first parting).
     assert!(agreed >= 100, "{agreed} tokens agreed");
 }
+
+/// Every CPU kernel path this machine has, forced with `BITNET_ISA` (which `bitnet info` must report), writes the
+/// portable path's greedy text: the paths compute the same integers, so any difference is a wiring fault of
+/// one path (its chunk layout, its tile dispatch, its head) that the kernel tests' shapes missed.
+#[test]
+fn every_kernel_path_writes_the_portable_paths_greedy_text() {
+    use bitnet_kernels_cubecl::cpu::Isa;
+    let greedy = |isa: Isa| {
+        let model = common::repo_dir().join("models/shakespeare-bitnet-i2_s.gguf");
+        let info = common::bitnet_json_env(
+            &["info", model.to_str().unwrap(), "--json"],
+            &[("BITNET_ISA", isa.name())],
+        );
+        assert_eq!(
+            info["kernels"]["cpu"],
+            isa.name(),
+            "BITNET_ISA is not honoured"
+        );
+        let run = common::bitnet_json_env(
+            &[
+                "run",
+                "-p",
+                "KING HENRY:\nNow",
+                "-n",
+                "40",
+                "--temp",
+                "0",
+                "--json",
+            ],
+            &[("BITNET_ISA", isa.name())],
+        );
+        run["ids"].clone()
+    };
+    let portable = greedy(Isa::Scalar);
+    for isa in Isa::available() {
+        assert_eq!(greedy(isa), portable, "{isa:?}");
+    }
+}

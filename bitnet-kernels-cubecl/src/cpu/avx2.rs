@@ -194,9 +194,10 @@ unsafe fn int8_dots<const T: usize>(w: &[i8], q: &[i8], stride: usize, out: &mut
     scalar::int8_row_dots(w, vectors * 32, q, stride, T, out);
 }
 
+/// The sum of the eight i32 lanes.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn hsum(v: __m256i) -> i32 {
+pub(crate) unsafe fn hsum(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));

@@ -111,6 +111,12 @@ fn int8_row_dots(
         return unsafe { super::avx512::int8_row_dots(w, q, stride, sums, tokens, out) };
     }
     #[cfg(target_arch = "x86_64")]
+    if isa == Isa::AvxVnni && isa.supported() {
+        // SAFETY: AVX2 and AVX-VNNI are present; `q` spans the row for every token and `sums` has each
+        // token's (asserted).
+        return unsafe { super::avxvnni::int8_row_dots(w, q, stride, sums, tokens, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if isa.has_avx2() {
         // SAFETY: AVX2 is present; `q` spans the row for every token (asserted).
         return unsafe { super::avx2::int8_row_dots(w, q, stride, tokens, out) };

@@ -12,6 +12,9 @@ pub enum Isa {
     /// x86-64 AVX-512 with VNNI: `vpdpbusd` (codes × int8, summed into i32 in one instruction) on 512-bit
     /// vectors, for the ternary matmul and the int8 head; attention takes the AVX2 path on such CPUs.
     Avx512Vnni,
+    /// x86-64 AVX-VNNI: the VEX-encoded 256-bit `vpdpbusd` (Intel Alder Lake and later, AMD Zen 5) on the
+    /// AVX2 path's 32-byte chunks, for the ternary matmul and the int8 head; attention takes the AVX2 path.
+    AvxVnni,
     /// AArch64 NEON: widening `smlal`/`sadalp` multiply-accumulate.
     Neon,
     /// AArch64 NEON with the dot-product extension (Armv8.2+: Apple M1 on, Graviton 2 on): `sdot` multiplies
@@ -22,7 +25,8 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The best path this CPU runs, detected once; `BITNET_ISA=scalar|avx2|avx512vnni|neon|neondot|simd128`
+    /// The best path this CPU runs, detected once;
+    /// `BITNET_ISA=scalar|avx2|avxvnni|avx512vnni|neon|neondot|simd128`
     /// forces one it supports.
     pub fn detect() -> Isa {
         static CHOSEN: OnceLock<Isa> = OnceLock::new();
@@ -39,6 +43,7 @@ impl Isa {
     pub fn available() -> Vec<Isa> {
         [
             Isa::Avx512Vnni,
+            Isa::AvxVnni,
             Isa::Avx2,
             Isa::NeonDot,
             Isa::Neon,
@@ -56,6 +61,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512Vnni => "avx512vnni",
+            Isa::AvxVnni => "avxvnni",
             Isa::Neon => "neon",
             Isa::NeonDot => "neondot",
             Isa::Simd128 => "simd128",
@@ -74,6 +80,11 @@ impl Isa {
                     && std::arch::is_x86_feature_detected!("avx512bw")
                     && std::arch::is_x86_feature_detected!("avx512vnni")
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("avxvnni")
+            }
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[cfg(target_arch = "aarch64")]
@@ -84,9 +95,9 @@ impl Isa {
         }
     }
 
-    /// Whether the AVX2 kernels run (AVX2 itself, and the int8 head and attention on AVX-512 CPUs).
+    /// Whether the AVX2 kernels run (AVX2 itself, and attention on the VNNI paths).
     pub fn has_avx2(self) -> bool {
-        matches!(self, Isa::Avx2 | Isa::Avx512Vnni) && Isa::Avx2.supported()
+        matches!(self, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni) && Isa::Avx2.supported()
     }
 
     /// Columns per chunk of the activations' permutation that the ternary kernel of this path reads: the trits

@@ -88,6 +88,14 @@ pub fn ternary_tile_dots(
         };
     }
     #[cfg(target_arch = "x86_64")]
+    if simd && isa == Isa::AvxVnni && Isa::AvxVnni.supported() {
+        // SAFETY: AVX2 and AVX-VNNI are present; tokens, blocks, chunk, the span of `q` and the size of `out`
+        // are asserted above.
+        return unsafe {
+            super::avxvnni::ternary_tile_dots(rows, row_bytes, q, stride, tokens, shape, out)
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
     if simd && isa == Isa::Avx2 && Isa::Avx2.supported() {
         // SAFETY: AVX2 is present; tokens, blocks, the span of `q` and the size of `out` are asserted above.
         return unsafe {

@@ -118,8 +118,14 @@ pub fn cuda_device_or_skip(test: &str) -> Option<burn::backend::cuda::CudaDevice
 
 /// The `bitnet` binary run with `args`, its output captured.
 pub fn bitnet(args: &[&str]) -> Output {
+    bitnet_env(args, &[])
+}
+
+/// [`bitnet`] with extra environment variables.
+pub fn bitnet_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bitnet"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run bitnet")
 }
@@ -127,7 +133,12 @@ pub fn bitnet(args: &[&str]) -> Output {
 /// [`bitnet`] that must succeed (its stderr is the failure message); its stdout parsed as JSON, for `--json`
 /// commands, or `Null` when it prints none.
 pub fn bitnet_json(args: &[&str]) -> serde_json::Value {
-    let out = bitnet(args);
+    bitnet_json_env(args, &[])
+}
+
+/// [`bitnet_json`] with extra environment variables.
+pub fn bitnet_json_env(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let out = bitnet_env(args, env);
     assert!(
         out.status.success(),
         "{}",

@@ -1,0 +1,37 @@
+//! x86-64 AVX-VNNI path (the VEX-encoded 256-bit `vpdpbusd` of Intel Alder Lake and later, AMD Zen 5): the
+//! [`vnni_kernels!`] on 256-bit vectors, for the CPUs most laptops and desktops have, with no AVX-512. One
+//! 32-byte load of packed words holds 128 trits (the AVX2 path's chunk); with 16 registers, decode tiles are 2
+//! rows (8 accumulators, one per row and slice) and prefill tiles 2 rows × 4 tokens.
+
+use std::arch::x86_64::*;
+
+use super::avx2::hsum;
+
+/// The first `n` (< 32) bytes from `p`, zero above (AVX2 has no masked byte load; this runs once per row).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load_partial(p: *const i8, n: usize) -> __m256i {
+    let mut bytes = [0i8; 32];
+    std::ptr::copy_nonoverlapping(p, bytes.as_mut_ptr(), n);
+    _mm256_loadu_si256(bytes.as_ptr().cast())
+}
+
+vnni_kernels! {
+    features: "avx2,avxvnni",
+    vector: __m256i,
+    bytes: 32,
+    decode_rows: 2,
+    prefill_rows: 2,
+    head_tokens: [1, 2, 3, 4],
+    zero: _mm256_setzero_si256,
+    splat: _mm256_set1_epi8,
+    load: _mm256_loadu_si256,
+    load_partial: load_partial,
+    and: _mm256_and_si256,
+    xor: _mm256_xor_si256,
+    srli16: _mm256_srli_epi16,
+    srai32: _mm256_srai_epi32,
+    add32: _mm256_add_epi32,
+    dpbusd: _mm256_dpbusd_avx_epi32,
+    hsum: hsum,
+}

@@ -1,0 +1,316 @@
+//! The `vpdpbusd` kernels, one source for both x86 widths: AVX-512 VNNI (512-bit, 32 registers) and AVX-VNNI
+//! (the VEX-encoded 256-bit form of Alder Lake and later, Zen 5; 16 registers). A module names its vector type,
+//! intrinsics and tile sizes and invokes [`vnni_kernels!`]; the macro writes the module's `ternary_tile_dots`
+//! and `int8_row_dots` (a trait generic over the width made LLVM spill in an earlier try).
+//!
+//! Ternary: one vector load of packed words holds the trits of `4 · BYTES` columns; shifted by `2s` and masked
+//! they are the unsigned codes (trit + 1) of `BYTES` columns, and `vpdpbusd` multiplies them by `BYTES` signed
+//! int8 activations and adds each group of four products into an i32 lane in one instruction (no i16 stage to
+//! widen, so no overflow bound). Tiles of rows × 1..=4 tokens share both the activation loads (across rows)
+//! and the unpacking (across tokens).
+
+/// Defines `ternary_tile_dots` and `int8_row_dots` in the invoking module for one width of `vpdpbusd`:
+/// `features` the `target_feature` list; `vector` its integer vector type and `bytes` its size; `decode_rows`
+/// and `prefill_rows` the rows of a tile for one token and for 2..=4 (≤ 4, sized to the register file);
+/// `head_tokens` the token counts of the int8 head's tiles; then the intrinsics (`load_partial(p, n)` loads
+/// `n < bytes` bytes, zero above; `hsum` sums the i32 lanes).
+macro_rules! vnni_kernels {
+    (
+        features: $features:literal,
+        vector: $V:ty,
+        bytes: $bytes:expr,
+        decode_rows: $decode_rows:expr,
+        prefill_rows: $prefill_rows:expr,
+        head_tokens: [$($head_tokens:literal),+],
+        zero: $zero:ident,
+        splat: $splat:ident,
+        load: $load:ident,
+        load_partial: $load_partial:ident,
+        and: $and:ident,
+        xor: $xor:ident,
+        srli16: $srli:ident,
+        srai32: $srai:ident,
+        add32: $add:ident,
+        dpbusd: $dpbusd:ident,
+        hsum: $hsum:ident $(,)?
+    ) => {
+        /// Bytes of one vector.
+        const BYTES: usize = $bytes;
+        /// Columns per vector load of packed words (see [`super::Isa::chunk`]).
+        const CHUNK: usize = 4 * BYTES;
+
+        /// See [`super::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × `tokens`
+        /// activations permuted in [`CHUNK`]-column chunks, cut into tiles of rows × all the tokens.
+        ///
+        /// # Safety
+        /// The CPU has the module's features; `tokens` is 1..=4; blocks are one per row or a multiple of
+        /// [`CHUNK`] columns; `q` holds `tokens` rows of `stride` bytes permuted in [`CHUNK`]-column chunks,
+        /// spanning every chunk of a row; `out` holds every row's dots.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn ternary_tile_dots(
+            rows: &[u8],
+            row_bytes: usize,
+            q: &[i8],
+            stride: usize,
+            tokens: usize,
+            shape: $crate::reference::TernaryShape,
+            out: &mut [i32],
+        ) {
+            let tiles = Tiles {
+                rows,
+                row_bytes,
+                q,
+                stride,
+                shape,
+            };
+            match tokens {
+                1 => tiles.all::<{ $decode_rows }, 1>(out),
+                2 => tiles.all::<{ $prefill_rows }, 2>(out),
+                3 => tiles.all::<{ $prefill_rows }, 3>(out),
+                4 => tiles.all::<{ $prefill_rows }, 4>(out),
+                other => unreachable!("{other} tokens"),
+            }
+        }
+
+        /// The operands of a block of rows.
+        struct Tiles<'a> {
+            rows: &'a [u8],
+            row_bytes: usize,
+            q: &'a [i8],
+            stride: usize,
+            shape: $crate::reference::TernaryShape,
+        }
+
+        impl Tiles<'_> {
+            /// Every row, `T` tokens: whole tiles of `R` rows, then the ragged rest a row at a time (bands
+            /// and blocks start on multiples of 4 rows, so only a matrix's last rows are ragged).
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn all<const R: usize, const T: usize>(&self, out: &mut [i32]) {
+                let n_rows = self.rows.len() / self.row_bytes;
+                let whole = n_rows - n_rows % R;
+                for r0 in (0..whole).step_by(R) {
+                    self.tile::<R, T>(r0, out);
+                }
+                for r in whole..n_rows {
+                    self.tile::<1, T>(r, out);
+                }
+            }
+
+            /// Rows `r0..r0 + R` × `T` tokens: the shift-free decode tile for one token, the
+            /// shared-unpacking tile for more.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn tile<const R: usize, const T: usize>(&self, r0: usize, out: &mut [i32]) {
+                if T == 1 {
+                    self.gemv_dots::<R>(r0, out)
+                } else {
+                    self.dots::<R, T>(r0, out)
+                }
+            }
+
+            /// Rows `r0..r0 + R` × one token. Decode is bound by `vpdpbusd` once the weights are in cache,
+            /// so the unpacking here is one AND per slice instead of a shift and an AND: slice `s` is masked
+            /// in place (`w & 3 << 2s`, the codes times `4^s`) into its own accumulator, which is a multiple
+            /// of `4^s` and is shifted back exactly at the end. Codes are at most 2, so `2 · 64` still fits
+            /// the unsigned byte.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn gemv_dots<const R: usize>(&self, r0: usize, out: &mut [i32]) {
+                let Self {
+                    rows,
+                    row_bytes,
+                    q,
+                    shape,
+                    ..
+                } = *self;
+                let nb = shape.blocks();
+                let chunks = row_bytes / BYTES;
+                let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
+                let masks = [3u8, 3 << 2, 3 << 4, 3 << 6].map(|m| $splat(m as i8));
+                let (wp, qp) = (rows.as_ptr().add(r0 * row_bytes), q.as_ptr());
+                let ahead = super::ternary::prefetch_distance(R, row_bytes);
+                let mut c = 0;
+                for b in 0..nb {
+                    let block_end = (c + block_chunks).min(chunks);
+                    let mut acc = [[$zero(); 4]; R];
+                    for c in c..block_end {
+                        let w = self.load_prefetching::<R>(wp, c, ahead);
+                        for (s, &mask) in masks.iter().enumerate() {
+                            let a = $load(qp.add(c * CHUNK + s * BYTES).cast());
+                            for (acc, &w) in acc.iter_mut().zip(&w) {
+                                acc[s] = $dpbusd(acc[s], $and(w, mask), a);
+                            }
+                        }
+                    }
+                    for (r, [a0, a1, a2, a3]) in acc.into_iter().enumerate() {
+                        let sum = $add(
+                            $add(a0, $srai::<2>(a1)),
+                            $add($srai::<4>(a2), $srai::<6>(a3)),
+                        );
+                        out[(r0 + r) * nb + b] += $hsum(sum);
+                    }
+                    c = block_end;
+                }
+                self.tail::<R, 1>(r0, out);
+            }
+
+            /// Chunk `c` of each of the `R` rows from `wp`, prefetching the bytes `ahead` past each in
+            /// address order ([`super::ternary::prefetch_distance`]; a hint, so running past the matrix is
+            /// harmless).
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn load_prefetching<const R: usize>(
+                &self,
+                wp: *const u8,
+                c: usize,
+                ahead: usize,
+            ) -> [$V; R] {
+                let mut w = [$zero(); R];
+                for (r, w) in w.iter_mut().enumerate() {
+                    let next = wp.wrapping_add(ahead + (c * R + r) * BYTES);
+                    _mm_prefetch::<_MM_HINT_T0>(next.cast());
+                    *w = $load(wp.add(r * self.row_bytes + c * BYTES).cast());
+                }
+                w
+            }
+
+            /// The ragged tail of rows `r0..r0 + R` (past their whole chunks) × `T` tokens, on the
+            /// portable path.
+            fn tail<const R: usize, const T: usize>(&self, r0: usize, out: &mut [i32]) {
+                let (rows, row_bytes, shape) = (self.rows, self.row_bytes, self.shape);
+                let nb = shape.blocks();
+                let acts = super::ternary::ActTile {
+                    q: self.q,
+                    stride: self.stride,
+                    tokens: T,
+                    chunk: CHUNK,
+                };
+                super::scalar::ternary_rows_dots(
+                    &rows[r0 * row_bytes..(r0 + R) * row_bytes],
+                    row_bytes,
+                    row_bytes / BYTES * BYTES,
+                    acts,
+                    shape,
+                    &mut out[r0 * nb..],
+                    rows.len() / row_bytes * nb,
+                );
+            }
+
+            /// Rows `r0..r0 + R` × `T` tokens into `out[t · rows · blocks + r · blocks + b]`, the whole
+            /// chunks here and the ragged tail of each row on the portable path.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn dots<const R: usize, const T: usize>(&self, r0: usize, out: &mut [i32]) {
+                let Self {
+                    rows,
+                    row_bytes,
+                    q,
+                    stride,
+                    shape,
+                } = *self;
+                let (nb, n_rows) = (shape.blocks(), rows.len() / row_bytes);
+                let out_stride = n_rows * nb;
+                let chunks = row_bytes / BYTES;
+                let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
+                let mask = $splat(3);
+                let (wp, qp) = (rows.as_ptr().add(r0 * row_bytes), q.as_ptr());
+                let ahead = super::ternary::prefetch_distance(R, row_bytes);
+                let mut c = 0;
+                for b in 0..nb {
+                    let block_end = (c + block_chunks).min(chunks);
+                    let mut acc = [[$zero(); T]; R];
+                    for c in c..block_end {
+                        let w = self.load_prefetching::<R>(wp, c, ahead);
+                        for s in 0..4 {
+                            let mut a = [$zero(); T];
+                            for (t, a) in a.iter_mut().enumerate() {
+                                *a = $load(qp.add(t * stride + c * CHUNK + s * BYTES).cast());
+                            }
+                            for (r, acc) in acc.iter_mut().enumerate() {
+                                let shifted = match s {
+                                    0 => w[r],
+                                    1 => $srli::<2>(w[r]),
+                                    2 => $srli::<4>(w[r]),
+                                    _ => $srli::<6>(w[r]),
+                                };
+                                let codes = $and(shifted, mask);
+                                for (acc, &a) in acc.iter_mut().zip(&a) {
+                                    *acc = $dpbusd(*acc, codes, a);
+                                }
+                            }
+                        }
+                    }
+                    for (r, acc) in acc.iter().enumerate() {
+                        for (t, &acc) in acc.iter().enumerate() {
+                            out[t * out_stride + (r0 + r) * nb + b] += $hsum(acc);
+                        }
+                    }
+                    c = block_end;
+                }
+                self.tail::<R, T>(r0, out);
+            }
+        }
+
+        /// See [`super::scalar::int8_row_dots`]; the whole row, `tokens` one of the module's head tiles,
+        /// with `sums[t]` = Σ of token `t`'s values. `vpdpbusd` multiplies unsigned by signed bytes, so each
+        /// weight vector is offset once to `w + 128` (a flip of its sign bit, exact for every int8) and shared
+        /// by the tokens, whose dot products are then one instruction per vector (the sign-moving form took
+        /// five); `128 · Σ q` comes off at the end. The ragged end of the row is a partial load of both
+        /// operands (zeros contribute nothing). The row's lines are prefetched
+        /// [`super::ternary::prefetch_distance`] ahead, as in the ternary kernels: 1.8× on 8 tokens with it.
+        ///
+        /// # Safety
+        /// The CPU has the module's features; `q` holds `tokens` rows of `stride ≥ w.len()` bytes; `sums` and
+        /// `out` hold `tokens` values.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn int8_row_dots(
+            w: &[i8],
+            q: &[i8],
+            stride: usize,
+            sums: &[i32],
+            tokens: usize,
+            out: &mut [i32],
+        ) {
+            match tokens {
+                $($head_tokens => int8_dots::<$head_tokens>(w, q, stride, sums, out),)+
+                other => unreachable!("{other} tokens: the head's passes take {:?}", [$($head_tokens),+]),
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn int8_dots<const T: usize>(
+            w: &[i8],
+            q: &[i8],
+            stride: usize,
+            sums: &[i32],
+            out: &mut [i32],
+        ) {
+            let offset = $splat(i8::MIN);
+            let mut acc = [$zero(); T];
+            let (whole, rest) = (w.len() / BYTES, w.len() % BYTES);
+            let (wp, qp) = (w.as_ptr(), q.as_ptr());
+            let ahead = super::ternary::prefetch_distance(1, w.len());
+            for v in 0..whole {
+                _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(ahead + v * BYTES).cast());
+                let wu = $xor($load(wp.add(v * BYTES).cast()), offset);
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let a = $load(qp.add(t * stride + v * BYTES).cast());
+                    *acc = $dpbusd(*acc, wu, a);
+                }
+            }
+            if rest > 0 {
+                let at = whole * BYTES;
+                let wu = $xor($load_partial(wp.add(at), rest), offset);
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let a = $load_partial(qp.add(t * stride + at), rest);
+                    *acc = $dpbusd(*acc, wu, a);
+                }
+            }
+            for t in 0..T {
+                out[t] += $hsum(acc[t]) - 128 * sums[t];
+            }
+        }
+    };
+}
