@@ -1,11 +1,13 @@
 // The browser build's CPU path in Node.js (the same module the page runs, one thread): prefill and decode tok/s of a
-// GGUF file, to set beside `bitnet bench -t 1` (BENCHMARKS.md). Needs bitnet-wasm/www/pkg (scripts/build-web.sh).
-// Usage: node scripts/bench-wasm.mjs FILE [PROMPT_TOKENS=128] [DECODE_TOKENS=32]
+// GGUF file, to set beside `bitnet bench -t 1` (BENCHMARKS.md). Needs bitnet-wasm/www/pkg and pkg-relaxed
+// (scripts/build-web.sh); the relaxed-SIMD module needs a Node.js whose V8 runs it (22+; 20's gives wrong sums).
+// Usage: node scripts/bench-wasm.mjs FILE [PROMPT_TOKENS=128] [DECODE_TOKENS=32] [pkg|pkg-relaxed]
 import { readFileSync, openSync, readSync, fstatSync } from "node:fs";
-import init, { GgufBuffer, Model } from "../bitnet-wasm/www/pkg/bitnet_wasm.js";
 
-const [file, pp = "128", tg = "32"] = process.argv.slice(2);
-await init({ module_or_path: readFileSync(new URL("../bitnet-wasm/www/pkg/bitnet_wasm_bg.wasm", import.meta.url)) });
+const [file, pp = "128", tg = "32", pkg = "pkg"] = process.argv.slice(2);
+const dir = new URL(`../bitnet-wasm/www/${pkg}/`, import.meta.url);
+const { default: init, GgufBuffer, Model } = await import(new URL("bitnet_wasm.js", dir));
+await init({ module_or_path: readFileSync(new URL("bitnet_wasm_bg.wasm", dir)) });
 // stream the file in 64 MiB pieces, as the page does, so no whole copy lives outside WebAssembly memory
 const fd = openSync(file, "r");
 const size = fstatSync(fd).size;

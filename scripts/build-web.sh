@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the browser package: bitnet-wasm for wasm32 (release, SIMD128, with WebGPU), then wasm-bindgen's JS glue into
-# bitnet-wasm/www/pkg. Installs the wasm32 target and the matching wasm-bindgen-cli (into ~/.cache/bitnet-tools) when
+# bitnet-wasm/www/pkg; again with relaxed SIMD into bitnet-wasm/www/pkg-relaxed. Installs the wasm32 target and the matching wasm-bindgen-cli (into ~/.cache/bitnet-tools) when
 # missing. Prints the www folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +16,11 @@ fi
 cargo build -q --release -p bitnet-wasm --features webgpu --target wasm32-unknown-unknown >&2
 "$tools/bin/wasm-bindgen" --target web --out-dir bitnet-wasm/www/pkg \
   "$target_dir/wasm32-unknown-unknown/release/bitnet_wasm.wasm" >&2
+# The same with relaxed SIMD, for the browsers that validate it (worker.js probes): its own target folder, since
+# other flags would rebuild everything in the first.
+RUSTFLAGS='-C target-feature=+simd128,+relaxed-simd --cfg getrandom_backend="wasm_js"' \
+  cargo build -q --release -p bitnet-wasm --features webgpu --target wasm32-unknown-unknown \
+  --target-dir "$target_dir/relaxed-simd" >&2
+"$tools/bin/wasm-bindgen" --target web --out-dir bitnet-wasm/www/pkg-relaxed \
+  "$target_dir/relaxed-simd/wasm32-unknown-unknown/release/bitnet_wasm.wasm" >&2
 echo "$PWD/bitnet-wasm/www"

@@ -1,5 +1,5 @@
 //! BitNet b1.58 in the browser: the workspace's Burn model compiled to WebAssembly, on burn-ndarray (the ternary
-//! matmul on the `Isa::Simd128` kernel) or on burn-wgpu over the browser's WebGPU (the CubeCL kernels as WGSL),
+//! matmul on the `Isa::RelaxedSimd` kernel in the module built with relaxed SIMD, `Isa::Simd128` in the other) or on burn-wgpu over the browser's WebGPU (the CubeCL kernels as WGSL),
 //! behind a small API that `wasm-bindgen` turns into JavaScript.
 //!
 //! [`GgufBuffer`] receives a model file in pieces (a `fetch` stream or a picked file) straight into the module's

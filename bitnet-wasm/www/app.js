@@ -38,6 +38,7 @@ async function load(source, name) {
   try {
     model = await BitNet.load(source, {
       backend,
+      kernel: params.get("kernel") ?? "auto",
       onProgress: ({ phase, done, total }) => {
         const what = phase === "download"
           ? `${(done / 1e6).toFixed(1)}${total ? ` of ${(total / 1e6).toFixed(1)}` : ""} MB`

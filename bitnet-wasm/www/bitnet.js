@@ -37,11 +37,13 @@ export class BitNet {
 
   /**
    * Loads a GGUF model from a URL, a File/Blob or an ArrayBuffer/Uint8Array. `backend`: "cpu" (WebAssembly
-   * SIMD128) or "webgpu". `onProgress({phase: "download"|"load", done, total})` reports bytes received, then parts
-   * built.
+   * SIMD) or "webgpu". `kernel`: "auto" (relaxed SIMD where the browser has it) or "simd128" (never relaxed).
+   * `onProgress({phase: "download"|"load", done, total})` reports bytes received, then parts built.
    */
-  static async load(source, { backend = "cpu", onProgress } = {}) {
-    const model = new BitNet(new Worker(new URL("./worker.js", import.meta.url), { type: "module" }));
+  static async load(source, { backend = "cpu", kernel = "auto", onProgress } = {}) {
+    const url = new URL("./worker.js", import.meta.url);
+    if (kernel !== "auto") url.searchParams.set("kernel", kernel);
+    const model = new BitNet(new Worker(url, { type: "module" }));
     try {
       model.info = await model.#call("load", { source, backend }, onProgress);
     } catch (e) {

@@ -1,8 +1,24 @@
 // The engine's thread: owns the WebAssembly module and the model, so the page never blocks while the model runs.
 // Requests are `{id, op, ...args}`; every reply is `{id, result}` or `{id, error, fatal}`, progress `{id, progress}`.
-import init, { GgufBuffer, Model } from "./pkg/bitnet_wasm.js";
 
-const ready = init();
+// The smallest module using relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add` (opcode 0xfd 0x113): a browser that
+// validates it runs the module built with relaxed SIMD (the ternary kernel's dot product in one instruction: ~2.5×
+// the prefill), any other the plain SIMD128 one. A module using an instruction the browser lacks does not compile
+// at all, hence two builds. `worker.js?kernel=simd128` takes the plain one regardless.
+const v128Zero = [0xfd, 0x0c, ...new Array(16).fill(0)];
+const relaxedProbe = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // types: () -> v128
+  0x03, 0x02, 0x01, 0x00, // one function of that type
+  0x0a, 0x3d, 0x01, 0x3b, 0x00, ...v128Zero, ...v128Zero, ...v128Zero, 0xfd, 0x93, 0x02, 0x0b, // its code
+]);
+const relaxed = new URL(self.location.href).searchParams.get("kernel") !== "simd128"
+  && WebAssembly.validate(relaxedProbe);
+let GgufBuffer, Model;
+const ready = import(relaxed ? "./pkg-relaxed/bitnet_wasm.js" : "./pkg/bitnet_wasm.js").then(async (module) => {
+  await module.default();
+  ({ GgufBuffer, Model } = module);
+});
 let model = null;
 const generations = new Map();
 let nextGeneration = 1;

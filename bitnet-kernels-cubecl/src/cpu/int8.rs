@@ -129,7 +129,7 @@ fn int8_row_dots(
         return unsafe { super::neon::int8_row_dots(w, q, stride, tokens, out, dot) };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if isa == Isa::Simd128 {
+    if matches!(isa, Isa::Simd128 | Isa::RelaxedSimd) {
         // SAFETY: SIMD128 is compiled in; `q` spans the row for every token (asserted).
         return unsafe { super::simd128::int8_row_dots(w, q, stride, tokens, out) };
     }

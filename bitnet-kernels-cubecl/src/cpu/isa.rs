@@ -22,11 +22,15 @@ pub enum Isa {
     NeonDot,
     /// WebAssembly SIMD128 (the browser build): widening `i16x8.extmul` multiplies, pairwise-added into i32.
     Simd128,
+    /// WebAssembly relaxed SIMD (Chromium 114+): `i32x4.relaxed_dot_i8x16_i7x16_add` for the ternary tiles, the
+    /// SIMD128 int8 head. Compiled into the browser build's second module, which the page loads where the
+    /// browser validates relaxed SIMD.
+    RelaxedSimd,
 }
 
 impl Isa {
     /// The best path this CPU runs, detected once;
-    /// `BITNET_ISA=scalar|avx2|avxvnni|avx512vnni|neon|neondot|simd128`
+    /// `BITNET_ISA=scalar|avx2|avxvnni|avx512vnni|neon|neondot|simd128|relaxedsimd`
     /// forces one it supports.
     pub fn detect() -> Isa {
         static CHOSEN: OnceLock<Isa> = OnceLock::new();
@@ -47,6 +51,7 @@ impl Isa {
             Isa::Avx2,
             Isa::NeonDot,
             Isa::Neon,
+            Isa::RelaxedSimd,
             Isa::Simd128,
             Isa::Scalar,
         ]
@@ -65,6 +70,7 @@ impl Isa {
             Isa::Neon => "neon",
             Isa::NeonDot => "neondot",
             Isa::Simd128 => "simd128",
+            Isa::RelaxedSimd => "relaxedsimd",
         }
     }
 
@@ -91,6 +97,11 @@ impl Isa {
             Isa::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
             // compiled in or not: WebAssembly has no run-time detection
             Isa::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
+            Isa::RelaxedSimd => cfg!(all(
+                target_arch = "wasm32",
+                target_feature = "simd128",
+                target_feature = "relaxed-simd"
+            )),
             _ => false,
         }
     }

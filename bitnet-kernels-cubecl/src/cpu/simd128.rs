@@ -1,7 +1,10 @@
 //! WebAssembly SIMD128 paths (the browser build): the 2-bit codes (trit + 1) times int8 activations by widening
 //! multiplies (`i16x8.extmul`) into i16 lanes, widened to i32 by pairwise adds every 8 chunks; the int8 head the
 //! same way, widened at once. SIMD128 has no run-time detection: the module is compiled with it (the workspace's
-//! `.cargo/config.toml`), and every current browser runs it.
+//! `.cargo/config.toml`), and every current browser runs it. A second module, built with relaxed SIMD as well
+//! (`scripts/build-web.sh`; the page loads it where the browser validates it), also has the relaxed ternary
+//! path: `i32x4.relaxed_dot_i8x16_i7x16_add` multiplies 16 int8 activations by 16 codes and adds each group of
+//! four into an i32 lane in one instruction.
 
 use std::arch::wasm32::*;
 
@@ -15,7 +18,9 @@ use crate::reference::TernaryShape;
 const CHUNKS_PER_I16: usize = 8;
 
 /// See [`super::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × the tile's tokens, cut
-/// into tiles of 4 rows × 1 token (decode) or 1 row × `tokens` (prefill).
+///
+/// into tiles of 4 rows × 1 token (decode) or 1 row × `tokens` (prefill); `relaxed` takes the relaxed-SIMD dot
+/// products (only in a module built with them).
 ///
 /// # Safety
 /// The tile has 1..=4 tokens; blocks are one per row or a multiple of [`CHUNK`] columns; `q` holds the tokens'
@@ -27,6 +32,7 @@ pub(crate) unsafe fn ternary_tile_dots(
     acts: ActTile,
     shape: TernaryShape,
     out: &mut [i32],
+    relaxed: bool,
 ) {
     let n_rows = rows.len() / row_bytes;
     let nb = shape.blocks();
@@ -38,6 +44,11 @@ pub(crate) unsafe fn ternary_tile_dots(
         shape,
         out_stride: n_rows * nb,
     };
+    #[cfg(target_feature = "relaxed-simd")]
+    if relaxed {
+        return row_tiles!(n_rows, acts.tokens, nb, out, tile, relaxed_dots);
+    }
+    debug_assert!(!relaxed, "a module built without relaxed SIMD");
     row_tiles!(n_rows, acts.tokens, nb, out, tile, dots)
 }
 
@@ -106,14 +117,74 @@ impl Tile<'_> {
                 }
             }
         }
-        let acts = ActTile {
+        self.tail::<T>(out);
+    }
+
+    /// [`Self::dots`] with relaxed SIMD's dot product: the codes (0..=2) are its 7-bit operand, for which
+    /// every engine gives the exact sum, and each (row, token) accumulates in i32 at once (no i16 stage).
+    #[cfg(target_feature = "relaxed-simd")]
+    #[target_feature(enable = "simd128,relaxed-simd")]
+    #[inline]
+    unsafe fn relaxed_dots<const R: usize, const T: usize>(&self, out: &mut [i32]) {
+        let Self {
+            rows,
+            row_bytes,
             q,
             stride,
+            shape,
+            out_stride,
+        } = *self;
+        let nb = shape.blocks();
+        let chunks = row_bytes / 32;
+        let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
+        let (wp, qp) = (rows.as_ptr(), q.as_ptr());
+        let mut c = 0;
+        for b in 0..nb {
+            let block_end = (c + block_chunks).min(chunks);
+            let mut acc = [[i32x4_splat(0); T]; R];
+            for c in c..block_end {
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    for half in 0..2 {
+                        let w = v128_load(wp.add(r * row_bytes + c * 32 + half * 16).cast());
+                        for (s, &code) in codes(w).iter().enumerate() {
+                            for (t, acc) in acc.iter_mut().enumerate() {
+                                let at = t * stride + c * CHUNK + s * 32 + half * 16;
+                                let a = v128_load(qp.add(at).cast());
+                                *acc = i32x4_relaxed_dot_i8x16_i7x16_add(a, code, *acc);
+                            }
+                        }
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                for (t, &acc) in acc.iter().enumerate() {
+                    out[t * out_stride + r * nb + b] += lanes_sum(acc);
+                }
+            }
+            c = block_end;
+        }
+        self.tail::<T>(out);
+    }
+
+    /// The ragged tail of each row (past its whole 32-byte chunks) × `T` tokens, on the portable path.
+    fn tail<const T: usize>(&self, out: &mut [i32]) {
+        let acts = ActTile {
+            q: self.q,
+            stride: self.stride,
             tokens: T,
             chunk: CHUNK,
         };
+        let (rows, row_bytes) = (self.rows, self.row_bytes);
         let from = row_bytes / 32 * 32;
-        scalar::ternary_rows_dots(rows, row_bytes, from, acts, shape, out, out_stride);
+        scalar::ternary_rows_dots(
+            rows,
+            row_bytes,
+            from,
+            acts,
+            self.shape,
+            out,
+            self.out_stride,
+        );
     }
 }
 

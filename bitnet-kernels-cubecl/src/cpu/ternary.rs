@@ -110,10 +110,13 @@ pub fn ternary_tile_dots(
         return unsafe { super::neon::ternary_tile_dots(rows, row_bytes, acts, shape, out, dot) };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if simd && isa == Isa::Simd128 {
-        // SAFETY: SIMD128 is compiled in; tokens, blocks, the span of `q` and the size of `out` are asserted
-        // above.
-        return unsafe { super::simd128::ternary_tile_dots(rows, row_bytes, acts, shape, out) };
+    if simd && matches!(isa, Isa::Simd128 | Isa::RelaxedSimd) && isa.supported() {
+        let relaxed = isa == Isa::RelaxedSimd;
+        // SAFETY: SIMD128 is compiled in, relaxed SIMD too where it is taken; tokens, blocks, the span of `q`
+        // and the size of `out` are asserted above.
+        return unsafe {
+            super::simd128::ternary_tile_dots(rows, row_bytes, acts, shape, out, relaxed)
+        };
     }
     let _ = (simd, isa);
     let out_stride = n_rows * shape.blocks();
