@@ -18,7 +18,6 @@ use crate::reference::TernaryShape;
 const CHUNKS_PER_I16: usize = 8;
 
 /// See [`super::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × the tile's tokens, cut
-///
 /// into tiles of 4 rows × 1 token (decode) or 1 row × `tokens` (prefill); `relaxed` takes the relaxed-SIMD dot
 /// products (only in a module built with them).
 ///
@@ -63,11 +62,71 @@ struct Tile<'a> {
     out_stride: usize,
 }
 
+/// How a tile's code × activation products accumulate in a `v128`, and how the accumulator becomes i32 lanes.
+trait Accumulate {
+    /// Chunks an accumulator takes before it is widened.
+    const RUN: usize;
+    /// `acc` plus the 16 products `code · a`.
+    fn add(acc: v128, code: v128, a: v128) -> v128;
+    /// i32 lanes with the same sum as `acc`.
+    fn widen(acc: v128) -> v128;
+}
+
+/// SIMD128: widening `i16x8.extmul` products into i16 lanes, pairwise-added into i32 every [`CHUNKS_PER_I16`].
+struct Extmul;
+
+impl Accumulate for Extmul {
+    const RUN: usize = CHUNKS_PER_I16;
+    #[inline(always)]
+    fn add(acc: v128, code: v128, a: v128) -> v128 {
+        let lo = i16x8_extmul_low_i8x16(code, a);
+        let hi = i16x8_extmul_high_i8x16(code, a);
+        i16x8_add(acc, i16x8_add(lo, hi))
+    }
+    #[inline(always)]
+    fn widen(acc: v128) -> v128 {
+        i32x4_extadd_pairwise_i16x8(acc)
+    }
+}
+
+/// Relaxed SIMD's dot product: the codes (0..=2) are its 7-bit operand, for which every engine gives the exact
+/// sum, and each group of four products goes into an i32 lane at once (no i16 stage).
+#[cfg(target_feature = "relaxed-simd")]
+struct RelaxedDot;
+
+#[cfg(target_feature = "relaxed-simd")]
+impl Accumulate for RelaxedDot {
+    const RUN: usize = usize::MAX;
+    #[inline(always)]
+    fn add(acc: v128, code: v128, a: v128) -> v128 {
+        i32x4_relaxed_dot_i8x16_i7x16_add(a, code, acc)
+    }
+    #[inline(always)]
+    fn widen(acc: v128) -> v128 {
+        acc
+    }
+}
+
 impl Tile<'_> {
-    /// `R` rows × `T` tokens; `out[t · out_stride + r · blocks + b]`.
+    /// `R` rows × `T` tokens on SIMD128; `out[t · out_stride + r · blocks + b]`.
     #[target_feature(enable = "simd128")]
     #[inline]
     unsafe fn dots<const R: usize, const T: usize>(&self, out: &mut [i32]) {
+        self.accumulate::<R, T, Extmul>(out)
+    }
+
+    /// [`Self::dots`] with relaxed SIMD's dot product.
+    #[cfg(target_feature = "relaxed-simd")]
+    #[target_feature(enable = "simd128,relaxed-simd")]
+    #[inline]
+    unsafe fn relaxed_dots<const R: usize, const T: usize>(&self, out: &mut [i32]) {
+        self.accumulate::<R, T, RelaxedDot>(out)
+    }
+
+    /// `R` rows × `T` tokens, the products accumulated as `A` does.
+    #[target_feature(enable = "simd128")]
+    #[inline]
+    unsafe fn accumulate<const R: usize, const T: usize, A: Accumulate>(&self, out: &mut [i32]) {
         let Self {
             rows,
             row_bytes,
@@ -85,19 +144,16 @@ impl Tile<'_> {
             let block_end = (c + block_chunks).min(chunks);
             let mut acc32 = [[i32x4_splat(0); T]; R];
             while c < block_end {
-                let run_end = (c + CHUNKS_PER_I16).min(block_end);
-                let mut acc16 = [[i16x8_splat(0); T]; R];
+                let run_end = c + A::RUN.min(block_end - c);
+                let mut acc = [[i32x4_splat(0); T]; R];
                 for c in c..run_end {
-                    for (r, acc) in acc16.iter_mut().enumerate() {
+                    for (r, acc) in acc.iter_mut().enumerate() {
                         for half in 0..2 {
                             let w = v128_load(wp.add(r * row_bytes + c * 32 + half * 16).cast());
                             for (s, &code) in codes(w).iter().enumerate() {
                                 for (t, acc) in acc.iter_mut().enumerate() {
                                     let at = t * stride + c * CHUNK + s * 32 + half * 16;
-                                    let a = v128_load(qp.add(at).cast());
-                                    let lo = i16x8_extmul_low_i8x16(code, a);
-                                    let hi = i16x8_extmul_high_i8x16(code, a);
-                                    *acc = i16x8_add(*acc, i16x8_add(lo, hi));
+                                    *acc = A::add(*acc, code, v128_load(qp.add(at).cast()));
                                 }
                             }
                         }
@@ -105,8 +161,7 @@ impl Tile<'_> {
                 }
                 for r in 0..R {
                     for t in 0..T {
-                        let wide = i32x4_extadd_pairwise_i16x8(acc16[r][t]);
-                        acc32[r][t] = i32x4_add(acc32[r][t], wide);
+                        acc32[r][t] = i32x4_add(acc32[r][t], A::widen(acc[r][t]));
                     }
                 }
                 c = run_end;
@@ -116,52 +171,6 @@ impl Tile<'_> {
                     out[t * out_stride + r * nb + b] += lanes_sum(acc);
                 }
             }
-        }
-        self.tail::<T>(out);
-    }
-
-    /// [`Self::dots`] with relaxed SIMD's dot product: the codes (0..=2) are its 7-bit operand, for which
-    /// every engine gives the exact sum, and each (row, token) accumulates in i32 at once (no i16 stage).
-    #[cfg(target_feature = "relaxed-simd")]
-    #[target_feature(enable = "simd128,relaxed-simd")]
-    #[inline]
-    unsafe fn relaxed_dots<const R: usize, const T: usize>(&self, out: &mut [i32]) {
-        let Self {
-            rows,
-            row_bytes,
-            q,
-            stride,
-            shape,
-            out_stride,
-        } = *self;
-        let nb = shape.blocks();
-        let chunks = row_bytes / 32;
-        let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
-        let (wp, qp) = (rows.as_ptr(), q.as_ptr());
-        let mut c = 0;
-        for b in 0..nb {
-            let block_end = (c + block_chunks).min(chunks);
-            let mut acc = [[i32x4_splat(0); T]; R];
-            for c in c..block_end {
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    for half in 0..2 {
-                        let w = v128_load(wp.add(r * row_bytes + c * 32 + half * 16).cast());
-                        for (s, &code) in codes(w).iter().enumerate() {
-                            for (t, acc) in acc.iter_mut().enumerate() {
-                                let at = t * stride + c * CHUNK + s * 32 + half * 16;
-                                let a = v128_load(qp.add(at).cast());
-                                *acc = i32x4_relaxed_dot_i8x16_i7x16_add(a, code, *acc);
-                            }
-                        }
-                    }
-                }
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                for (t, &acc) in acc.iter().enumerate() {
-                    out[t * out_stride + r * nb + b] += lanes_sum(acc);
-                }
-            }
-            c = block_end;
         }
         self.tail::<T>(out);
     }
