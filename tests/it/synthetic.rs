@@ -89,7 +89,9 @@ fn synthetic_prefill_equals_token_by_token() {
 
 /// A GPU backend against the CPU on a synthetic model, float and int8 head, batched and incremental: 2e-4
 /// absolute on logits of magnitude ~1 (GPU `exp` and division may be a few ulp off, and sums run in another
-/// order; the int8 head's integers are exact, so its activations' quantization must also agree).
+/// order). The int8 head's integers are exact, but an ulp of difference in its input can flip the rounding of
+/// one of its int8 activations, which moves every logit by up to one quantization step times a weight (0.019
+/// measured on this model): with that head the bound is two such steps, 0.05, and the top-1 must agree.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn gpu_agrees_with_cpu<B: TernaryBackend>(device: &B::Device) {
     let dir = tempfile::tempdir().unwrap();
@@ -101,9 +103,12 @@ fn gpu_agrees_with_cpu<B: TernaryBackend>(device: &B::Device) {
             logits(gpu, &TOKENS, ActQuant::Float),
             logits(cpu, &TOKENS, ActQuant::Float),
         );
+        let int8 = gpu.head_mode() == bitnet_burn::HeadMode::Int8;
         for p in 0..TOKENS.len() {
             let d = max_abs(&a[p], &b[p]);
-            assert!(d <= 2e-4, "{:?} head, position {p}: {d}", gpu.head_mode());
+            let tol = if int8 { 0.05 } else { 2e-4 };
+            assert!(d <= tol, "{:?} head, position {p}: {d}", gpu.head_mode());
+            assert_eq!(argmax(&a[p]), argmax(&b[p]), "position {p}: top-1");
         }
     };
     agree(&gpu, &cpu);

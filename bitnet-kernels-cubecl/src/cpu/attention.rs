@@ -4,7 +4,8 @@
 use std::cell::RefCell;
 
 use super::f32::dot;
-use super::par::{par_strided, SharedOut};
+use super::flash::{self, Tile, TileScratch};
+use super::par::{par_claimed, SharedOut};
 use super::{rope_row, Isa};
 use crate::StepKv;
 
@@ -27,17 +28,6 @@ pub struct AttentionShape {
     pub len: usize,
 }
 
-impl AttentionShape {
-    /// The (sequence, KV head, query position) of row `row` of the `batch · kv_heads · seq` units of work.
-    fn row(&self, row: usize) -> (usize, usize, usize) {
-        (
-            row / (self.kv_heads * self.seq),
-            row / self.seq % self.kv_heads,
-            row % self.seq,
-        )
-    }
-}
-
 /// Fewest keys per chunk when a step's keys are split across threads: below it merging costs more than the split
 /// gains.
 const MIN_CHUNK: usize = 64;
@@ -46,9 +36,17 @@ const MIN_CHUNK: usize = 64;
 /// (5 KV heads on 2 threads: 3 against 2).
 const UNITS_PER_THREAD: usize = 4;
 
+/// A thread's reusable buffers (no allocation per step once grown).
+#[derive(Default)]
+struct Scratch {
+    /// One decode unit's scores.
+    scores: Vec<f32>,
+    /// A prefill tile's.
+    tile: TileScratch,
+}
+
 thread_local! {
-    /// One unit's scores, reused across calls (no allocation per decode step).
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 /// One sequence of a step: its cache `k`, `v` `[batch, kv_heads, max_len, head_dim]` and its queries, rows
@@ -84,10 +82,11 @@ pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
 ///
 /// The query heads that share a KV head are one unit of work, so each key and value is read once per step, not
 /// once per query head (a quarter of the bytes on 2B-4T's 20/5 heads: at depth 1024 the cache reads of a decode
-/// step went from 629 MB to 157 MB). When a step has few units per thread (one sequence's decode: one per KV
-/// head), each unit's keys are split into chunks whose partial softmaxes are merged (flash-decoding), so every
-/// thread reads a share of the cache. Units are dealt to threads in turn, so sequences of different depths
-/// spread evenly.
+/// step went from 629 MB to 157 MB). In prefill a unit is a tile of consecutive query positions
+/// ([`flash`]), so each key serves up to 16 queries. When a step has few units per thread (one sequence's
+/// decode: one per KV head), each unit's keys are split into chunks whose partial softmaxes are merged
+/// (flash-decoding), so every thread reads a share of the cache. Threads claim units as they come free, so
+/// units of unequal cost (sequences of different depths, a prompt's later tiles) spread evenly.
 pub fn attend_sequences(q: &[f32], rows: usize, seqs: &[SeqAttention]) -> Vec<f32> {
     let s0 = seqs.first().expect("at least one sequence").shape;
     let (d, heads, kv_heads) = (s0.head_dim, s0.heads, s0.kv_heads);
@@ -101,97 +100,149 @@ pub fn attend_sequences(q: &[f32], rows: usize, seqs: &[SeqAttention]) -> Vec<f3
         assert_eq!(s.v.len(), s.k.len(), "v");
     }
     let group = heads / kv_heads;
-    // The first unit row of each sequence, then the total.
-    let starts: Vec<usize> = std::iter::once(0)
-        .chain(seqs.iter().scan(0, |n, s| {
-            *n += s.shape.batch * kv_heads * s.shape.seq;
-            Some(*n)
-        }))
-        .collect();
-    let units = starts[seqs.len()];
+    // Query positions per unit: one when decoding, a tile in prefill (groups wider than a tile go one by one).
+    let tile = |s: &AttentionShape| {
+        if s.seq > 1 && group <= flash::ROWS {
+            flash::positions_per_tile(group)
+        } else {
+            1
+        }
+    };
+    // The first query (sequence, KV head, position) and the first unit of each sequence, then the totals.
+    let (mut queries, mut units) = (vec![0], vec![0]);
+    for s in seqs {
+        let heads_of = s.shape.batch * kv_heads;
+        queries.push(queries.last().unwrap() + heads_of * s.shape.seq);
+        units.push(units.last().unwrap() + heads_of * s.shape.seq.div_ceil(tile(&s.shape)));
+    }
+    let (n_queries, n_units) = (queries[seqs.len()], units[seqs.len()]);
     let threads = rayon::current_num_threads();
     let longest = seqs.iter().map(|s| s.shape.len).max().unwrap_or(0);
-    let chunks = if units >= UNITS_PER_THREAD * threads {
+    let chunks = if n_units >= UNITS_PER_THREAD * threads {
         1
     } else {
         (UNITS_PER_THREAD * threads)
-            .div_ceil(units)
+            .div_ceil(n_units)
             .min(longest.div_ceil(MIN_CHUNK))
             .max(1)
     };
-    // Sequence, its (batch, KV head, query) and the query's row in `q` of unit row `row`.
-    let locate = |row: usize| {
-        let i = starts.partition_point(|&st| st <= row) - 1;
-        let (b, kvh, t) = seqs[i].shape.row(row - starts[i]);
-        (&seqs[i], b, kvh, t, b * rows + seqs[i].first + t)
-    };
     let mut out = vec![0.0f32; q.len()];
-    // Per unit and query head of the group: the running max, the sum of exponentials and the weighted values.
+    // Per query, chunk and query head of the group: the running max, the sum of exponentials and the weighted
+    // values.
     let part = d + 2;
     let mut partial = vec![
         0.0f32;
         if chunks > 1 {
-            units * chunks * group * part
+            n_queries * chunks * group * part
         } else {
             0
         }
     ];
     let (out_w, partial_w) = (SharedOut::new(&mut out), SharedOut::new(&mut partial));
     let avx2 = Isa::detect().has_avx2();
-    par_strided(units * chunks, |unit| {
-        SCORES.with_borrow_mut(|scratch| {
-            let (row, c) = (unit / chunks, unit % chunks);
-            let (seq, b, kvh, i, q_row) = locate(row);
-            let s = seq.shape;
-            let visible = s.len - s.seq + i + 1;
-            let per = visible.div_ceil(chunks);
-            let (lo, hi) = ((c * per).min(visible), ((c + 1) * per).min(visible));
-            let cache = (b * kv_heads + kvh) * s.max_len * d;
-            let (keys, values) = (
-                &seq.k[cache + lo * d..cache + hi * d],
-                &seq.v[cache + lo * d..cache + hi * d],
-            );
-            let query = |g: usize| &q[(q_row * heads + kvh * group + g) * d..][..d];
-            // SAFETY: each unit owns its partials, and with one chunk its query's outputs for the heads of its
-            // group, which are contiguous in the token-major output; every unit runs once.
-            let acc = unsafe {
-                if chunks > 1 {
-                    partial_w.slice(unit * group * part, group * part)
-                } else {
-                    out_w.slice((q_row * heads + kvh * group) * d, group * d)
-                }
-            };
-            let unit = GroupUnit {
-                keys,
-                values,
-                d,
-                group,
-                chunked: chunks > 1,
-            };
+    par_claimed(n_units * chunks, 1, |jobs| {
+        let job = jobs.start;
+        let (unit, c) = (job / chunks, job % chunks);
+        let i = units.partition_point(|&st| st <= unit) - 1;
+        let (seq, tile) = (&seqs[i], tile(&seqs[i].shape));
+        let s = seq.shape;
+        let blocks = s.seq.div_ceil(tile);
+        let u = unit - units[i];
+        let (b, kvh, i0) = (
+            u / (kv_heads * blocks),
+            u / blocks % kv_heads,
+            u % blocks * tile,
+        );
+        let positions = tile.min(s.seq - i0);
+        // Keys the unit's last query sees, in `chunks` shares.
+        let visible = s.len - s.seq + i0 + positions;
+        let per = visible.div_ceil(chunks);
+        let (lo, hi) = ((c * per).min(visible), ((c + 1) * per).min(visible));
+        let cache = (b * kv_heads + kvh) * s.max_len * d;
+        let q_row = |p: usize| b * rows + seq.first + i0 + p;
+        let query = |p: usize, g: usize| &q[(q_row(p) * heads + kvh * group + g) * d..][..d];
+        let query_index = |p: usize| queries[i] + (b * kv_heads + kvh) * s.seq + i0 + p;
+        // SAFETY: each (query, chunk) has its own partials and, with one chunk, each query its outputs for the
+        // heads of its group, which are contiguous in the token-major output; every job runs once and hands
+        // out each query's slice once.
+        let out = |p: usize| unsafe {
+            if chunks > 1 {
+                partial_w.slice((query_index(p) * chunks + c) * group * part, group * part)
+            } else {
+                out_w.slice((q_row(p) * heads + kvh * group) * d, group * d)
+            }
+        };
+        let unit = Tile {
+            keys: &seq.k[cache + lo * d..cache + hi * d],
+            values: &seq.v[cache + lo * d..cache + hi * d],
+            lo,
+            first: s.len - s.seq + i0,
+            positions,
+            group,
+            d,
+            partial: chunks > 1,
+        };
+        SCRATCH.with_borrow_mut(|scratch| {
             if avx2 {
                 // SAFETY: the CPU has AVX2 (checked once above).
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    attend_group_avx2(&unit, &query, scratch, acc)
+                    attend_unit_avx2(&unit, &query, &out, scratch)
                 }
             } else {
-                attend_group(&unit, &query, scratch, acc);
+                attend_unit(&unit, &query, &out, scratch);
             }
         })
     });
     if chunks > 1 {
-        for row in 0..units {
-            let (_, _, kvh, _, q_row) = locate(row);
-            let o = &mut out[(q_row * heads + kvh * group) * d..][..group * d];
-            merge(
-                &partial[row * chunks * group * part..][..chunks * group * part],
-                o,
-                d,
-                group,
-            );
+        for (i, seq) in seqs.iter().enumerate() {
+            let s = seq.shape;
+            for (b, kvh, t) in (0..s.batch)
+                .flat_map(|b| (0..kv_heads).flat_map(move |h| (0..s.seq).map(move |t| (b, h, t))))
+            {
+                let query = queries[i] + (b * kv_heads + kvh) * s.seq + t;
+                let q_row = b * rows + seq.first + t;
+                merge(
+                    &partial[query * chunks * group * part..][..chunks * group * part],
+                    &mut out[(q_row * heads + kvh * group) * d..][..group * d],
+                    d,
+                    group,
+                );
+            }
         }
     }
     out
+}
+
+/// One unit of work: a decode query's group ([`attend_group`]) or a prefill tile ([`flash::attend_tile`]).
+#[inline(always)]
+fn attend_unit<'q, 'o>(
+    u: &Tile<'_>,
+    query: &impl Fn(usize, usize) -> &'q [f32],
+    out: &impl Fn(usize) -> &'o mut [f32],
+    scratch: &mut Scratch,
+) {
+    if u.positions == 1 {
+        attend_group(u, &|g| query(0, g), &mut scratch.scores, out(0));
+    } else {
+        flash::attend_tile(u, query, &mut scratch.tile, out);
+    }
+}
+
+/// [`attend_unit`] compiled for AVX2: the dot products, exponentials and weighted sums of values become 256-bit
+/// vector operations (the baseline x86-64 target has 128-bit SSE only).
+///
+/// # Safety
+/// The CPU supports AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn attend_unit_avx2<'q, 'o>(
+    u: &Tile<'_>,
+    query: &impl Fn(usize, usize) -> &'q [f32],
+    out: &impl Fn(usize) -> &'o mut [f32],
+    scratch: &mut Scratch,
+) {
+    attend_unit(u, query, out, scratch)
 }
 
 /// [`crate::TernaryBackend::attention_step`] on the CPU. `q [batch, rows, heads, head_dim]` and `k`, `v`
@@ -262,21 +313,11 @@ pub fn attention_step(
     attend_sequences(q, rows, &seqs)
 }
 
-/// One unit: the keys and values it sees, for `group` query heads.
-struct GroupUnit<'a> {
-    keys: &'a [f32],
-    values: &'a [f32],
-    d: usize,
-    group: usize,
-    /// Whether `acc` takes partials (max, sum, unnormalized values per head) or the normalized outputs.
-    chunked: bool,
-}
-
 /// The group's queries against the unit's keys: scores key-major (each key is read once for every query head),
 /// softmax per head, then the values, again each read once.
 #[inline(always)]
 fn attend_group<'q>(
-    u: &GroupUnit<'_>,
+    u: &Tile<'_>,
     query: &impl Fn(usize) -> &'q [f32],
     scores: &mut Vec<f32>,
     acc: &mut [f32],
@@ -291,7 +332,7 @@ fn attend_group<'q>(
             scores[g * n + j] = dot(query(g), key) / scale;
         }
     }
-    let width = if u.chunked { d + 2 } else { d };
+    let width = if u.partial { d + 2 } else { d };
     acc.fill(0.0);
     for (g, p) in scores.chunks_exact_mut(n.max(1)).enumerate() {
         let max = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -300,7 +341,7 @@ fn attend_group<'q>(
             *x = exp_nonpositive(*x - max);
             sum += *x;
         }
-        if u.chunked {
+        if u.partial {
             (acc[g * width], acc[g * width + 1]) = (max, sum);
         } else {
             p.iter_mut().for_each(|x| *x /= sum);
@@ -313,22 +354,6 @@ fn attend_group<'q>(
             o.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
         }
     }
-}
-
-/// [`attend_group`] compiled for AVX2: the dot products, exponentials and weighted sums of values become 256-bit
-/// vector operations (the baseline x86-64 target has 128-bit SSE only).
-///
-/// # Safety
-/// The CPU supports AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn attend_group_avx2<'q>(
-    u: &GroupUnit<'_>,
-    query: &impl Fn(usize) -> &'q [f32],
-    scores: &mut Vec<f32>,
-    acc: &mut [f32],
-) {
-    attend_group(u, query, scores, acc)
 }
 
 /// Joins one unit row's chunk partials (`[chunks, group, max + sum + d values]`) into the normalized outputs
@@ -358,7 +383,7 @@ fn merge(partial: &[f32], o: &mut [f32], d: usize, group: usize) {
 /// `e^−40` (4e-18) is below the resolution of a softmax sum that holds the max's 1, and tinier weights made the
 /// weighted sums of values subnormal (decode at depth 1024 ran 2× slower with them).
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+pub(super) fn exp_nonpositive(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 in two parts, so that `n · LN2_HI` is exact for the n that occur.
     const LN2_HI: f32 = 0.693_145_75;

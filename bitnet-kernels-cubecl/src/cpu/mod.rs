@@ -58,6 +58,7 @@ macro_rules! row_tiles {
 pub mod acts;
 mod attention;
 mod f32;
+mod flash;
 mod gated;
 mod int8;
 mod isa;

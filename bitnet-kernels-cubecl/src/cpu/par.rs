@@ -2,6 +2,7 @@
 //! setting), run on the spinning [`super::pool`].
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// A pointer the row bands write through; each band owns a disjoint set of output elements.
 pub(crate) struct SharedOut<T = f32>(*mut T);
@@ -55,12 +56,20 @@ pub(crate) fn par_bands(n: usize, align: usize, band: impl Fn(Range<usize>) + Sy
     });
 }
 
-/// Calls `unit(i)` for every `i` in `0..n` in parallel, thread `t` of the current rayon pool taking
-/// `t, t + threads, …`: units whose costs come in runs (the heads of one sequence, then of a longer one) are
-/// spread evenly, where contiguous bands would give one thread the long sequence.
-pub(crate) fn par_strided(n: usize, unit: impl Fn(usize) + Sync) {
-    let threads = rayon::current_num_threads().min(n);
-    super::pool::run(threads, &|t| (t..n).step_by(threads).for_each(&unit));
+/// Calls `band(rows)` on consecutive bands of `size` rows of `0..n`, each thread of the current rayon pool
+/// claiming the next band as it comes free. For compute-bound work (prefill, attention tiles of unequal cost):
+/// with one fixed band per thread, a thread slowed by a neighbour on a shared machine held up the other (12% of
+/// a 2-thread pp128 profile was a thread waiting for the other's band).
+pub(crate) fn par_claimed(n: usize, size: usize, band: impl Fn(Range<usize>) + Sync) {
+    let threads = rayon::current_num_threads().min(n.div_ceil(size));
+    let next = AtomicUsize::new(0);
+    super::pool::run(threads, &|_| loop {
+        let start = next.fetch_add(1, Relaxed) * size;
+        if start >= n {
+            break;
+        }
+        band(start..(start + size).min(n));
+    });
 }
 
 /// `rows` in consecutive blocks of at most `size` rows: each block's weights stay in cache while every tile of

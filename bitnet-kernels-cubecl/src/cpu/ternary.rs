@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::acts::QuantizedActs;
 use super::isa::Isa;
-use super::par::{blocks, par_bands, SharedOut};
+use super::par::{blocks, par_bands, par_claimed, SharedOut};
 use super::scalar;
 use crate::packing::words_per_row;
 use crate::reference::TernaryShape;
@@ -180,14 +180,21 @@ pub fn ternary_matmuls_i8(
     with_acts(|acts| {
         acts.quantize_permuted(x, m, k, block, isa.chunk());
         let acts = &*acts;
-        par_bands(total, ROW_TILE, |band| {
+        let band = |band: Range<usize>| {
             for ((a, &start), &out) in matrices.iter().zip(&starts).zip(&outs) {
                 let rows = band.start.max(start)..band.end.min(start + a.shape.n);
                 if !rows.is_empty() {
                     matrix_rows(a, rows.start - start..rows.end - start, m, acts, isa, out);
                 }
             }
-        });
+        };
+        // Decode streams the weights: one band per thread keeps each thread's reads sequential. Prefill is
+        // bound by the arithmetic on blocks held in cache: threads claim blocks as they come free.
+        if m == 1 {
+            par_bands(total, ROW_TILE, band);
+        } else {
+            par_claimed(total, BLOCK_ROWS, band);
+        }
     });
     ys
 }

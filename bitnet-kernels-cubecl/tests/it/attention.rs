@@ -1,7 +1,10 @@
 //! The cached-attention op (the CPU kernel, the Burn-ops composition and the CubeCL kernel) against a direct f64
 //! evaluation of causal grouped-query attention, on shapes with several sequences, query groups, prefill chunks
 //! that start mid-cache, caches with unused room, head widths that are not multiples of 4, and caches longer
-//! than the GPU kernel's 128-key chunks.
+//! than the GPU kernel's 128-key chunks; for the CPU's prefill tiles (16 query vectors: positions × the group's
+//! heads, keys in blocks of 32), prompts of several tiles and key blocks, groups that leave a tile's rows
+//! unused (3 heads: 5 positions, one padding row), a group wider than a tile (24), and tiles whose keys are
+//! split into chunks across threads (few KV heads, long cache).
 
 use bitnet_kernels_cubecl::cpu::{self, AttentionShape};
 use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
@@ -47,7 +50,7 @@ pub(crate) fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
     out
 }
 
-const SHAPES: [AttentionShape; 7] = [
+const SHAPES: [AttentionShape; 11] = [
     shape(1, 20, 5, 1, 128, 64, 37),
     shape(1, 4, 2, 2, 64, 400, 333),
     shape(1, 2, 1, 3, 258, 300, 290),
@@ -55,6 +58,10 @@ const SHAPES: [AttentionShape; 7] = [
     shape(1, 6, 6, 5, 8, 5, 5),
     shape(3, 8, 1, 1, 12, 9, 1),
     shape(1, 4, 2, 17, 32, 40, 30),
+    shape(1, 20, 5, 70, 128, 200, 150),
+    shape(1, 12, 4, 9, 100, 40, 33),
+    shape(1, 8, 1, 3, 32, 300, 290),
+    shape(1, 24, 1, 4, 16, 8, 6),
 ];
 
 const fn shape(

@@ -1,0 +1,204 @@
+//! Prefill attention in tiles: a block of consecutive query positions × the query heads of one KV head, against
+//! the keys in blocks, with a running (online) softmax, so each key and value read from the cache serves up to
+//! [`ROWS`] queries instead of one group's (flash attention's loop order, on the CPU). Written as plain loops
+//! over fixed-size arrays that the compiler turns into vector code for the instruction set of its caller.
+
+use super::attention::exp_nonpositive;
+
+/// Query vectors in a tile: positions × the group's heads, padded with zero queries.
+pub(super) const ROWS: usize = 16;
+/// Keys per block: the scores of a block are `KEYS × ROWS` floats, the values it reads `KEYS · head_dim`.
+const KEYS: usize = 32;
+/// Keys whose scores are computed in one pass over the head width (`KEY_STEP × ROWS` accumulators).
+const KEY_STEP: usize = 4;
+/// Output elements per pass of the values loop (two rows × `RUN` accumulators).
+const RUN: usize = 32;
+
+/// Query positions per tile for `group` query heads per KV head (`group ≤ ROWS`).
+pub(super) fn positions_per_tile(group: usize) -> usize {
+    (ROWS / group).max(1)
+}
+
+/// A tile's reusable buffers (one per thread: no allocation per call once grown).
+#[derive(Default)]
+pub(super) struct TileScratch {
+    /// The queries, scaled by `1/√d`, transposed: `[d][ROWS]`.
+    qt: Vec<f32>,
+    /// A block's scores, then its softmax weights: `[KEYS][ROWS]`.
+    st: Vec<f32>,
+    /// Unnormalized outputs `[ROWS][d]`.
+    o: Vec<f32>,
+}
+
+/// A unit of attention work: `positions` consecutive queries from absolute position `first`, each with `group`
+/// heads, against the cache rows `keys`, `values` (`d` floats each) that start at absolute position `lo`.
+pub(super) struct Tile<'a> {
+    pub keys: &'a [f32],
+    pub values: &'a [f32],
+    pub lo: usize,
+    pub first: usize,
+    pub positions: usize,
+    pub group: usize,
+    pub d: usize,
+    /// Whether the outputs are partials (max, sum of exponentials, unnormalized values per head) of one chunk
+    /// of the keys, for [`super::attention`]'s merge, or the normalized outputs.
+    pub partial: bool,
+}
+
+/// Runs `t`: `query(p, g)` is head `g` of query position `p`; `out(p)` receives position `p`'s `group`
+/// outputs, `[group][d]`, or `[group][d + 2]` partials.
+#[inline(always)]
+pub(super) fn attend_tile<'q, 'o>(
+    t: &Tile<'_>,
+    query: &impl Fn(usize, usize) -> &'q [f32],
+    scratch: &mut TileScratch,
+    out: &impl Fn(usize) -> &'o mut [f32],
+) {
+    let (d, group) = (t.d, t.group);
+    let rows = t.positions * group;
+    assert!(rows <= ROWS && t.keys.len() == t.values.len() && t.keys.len().is_multiple_of(d));
+    let TileScratch { qt, st, o } = scratch;
+    let scale = (d as f32).sqrt();
+    qt.clear();
+    qt.resize(d * ROWS, 0.0);
+    for r in 0..rows {
+        for (x, q) in query(r / group, r % group).iter().enumerate() {
+            qt[x * ROWS + r] = q / scale;
+        }
+    }
+    st.resize(KEYS * ROWS, 0.0);
+    o.clear();
+    o.resize(ROWS * d, 0.0);
+    let (mut max, mut sum) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS]);
+    let n = t.keys.len() / d;
+    for kb in (0..n).step_by(KEYS) {
+        let nk = KEYS.min(n - kb);
+        let (keys, values) = (
+            &t.keys[kb * d..(kb + nk) * d],
+            &t.values[kb * d..(kb + nk) * d],
+        );
+        let whole = nk - nk % KEY_STEP;
+        for j in (0..whole).step_by(KEY_STEP) {
+            scores::<KEY_STEP>(&keys[j * d..], qt, d, &mut st[j * ROWS..]);
+        }
+        for j in whole..nk {
+            scores::<1>(&keys[j * d..], qt, d, &mut st[j * ROWS..]);
+        }
+        // Keys past a row's own position are masked (causal).
+        let last_key = t.lo + kb + nk - 1;
+        if last_key > t.first {
+            for (j, s) in st[..nk * ROWS].chunks_exact_mut(ROWS).enumerate() {
+                for (r, s) in s.iter_mut().enumerate() {
+                    if t.lo + kb + j > t.first + r / group {
+                        *s = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        let weights = &mut st[..nk * ROWS];
+        let mut block_max = [f32::NEG_INFINITY; ROWS];
+        for s in weights.chunks_exact(ROWS) {
+            for r in 0..ROWS {
+                block_max[r] = block_max[r].max(s[r]);
+            }
+        }
+        let mut rescale = [1f32; ROWS];
+        for r in 0..ROWS {
+            let m = max[r].max(block_max[r]);
+            // A row that has seen no key yet keeps max −∞; shifting by 0 then gives it weights and sums of 0.
+            let shift = if m == f32::NEG_INFINITY { 0.0 } else { m };
+            rescale[r] = exp_nonpositive(max[r] - shift);
+            (max[r], block_max[r]) = (m, shift);
+        }
+        let mut block_sum = [0f32; ROWS];
+        for s in weights.chunks_exact_mut(ROWS) {
+            for r in 0..ROWS {
+                s[r] = exp_nonpositive(s[r] - block_max[r]);
+                block_sum[r] += s[r];
+            }
+        }
+        for r in 0..ROWS {
+            sum[r] = sum[r] * rescale[r] + block_sum[r];
+        }
+        if rescale.iter().any(|&a| a != 1.0) {
+            for (o, a) in o.chunks_exact_mut(d).zip(rescale) {
+                o.iter_mut().for_each(|o| *o *= a);
+            }
+        }
+        accumulate_values(weights, values, o, d, rows);
+    }
+    for p in 0..t.positions {
+        let out = out(p);
+        for g in 0..group {
+            let r = p * group + g;
+            let o = &o[r * d..(r + 1) * d];
+            if t.partial {
+                let dst = &mut out[g * (d + 2)..(g + 1) * (d + 2)];
+                (dst[0], dst[1]) = (max[r], sum[r]);
+                dst[2..].copy_from_slice(o);
+            } else {
+                let dst = &mut out[g * d..(g + 1) * d];
+                dst.iter_mut().zip(o).for_each(|(y, o)| *y = o / sum[r]);
+            }
+        }
+    }
+}
+
+/// `st[k][r] = keys[k] · qt[·][r]` for `K` keys: each key element is broadcast against a row of the transposed
+/// queries, `K × ROWS` sums kept in registers over the head width.
+#[inline(always)]
+fn scores<const K: usize>(keys: &[f32], qt: &[f32], d: usize, st: &mut [f32]) {
+    let (keys, qt) = (&keys[..K * d], &qt[..d * ROWS]);
+    let mut acc = [[0f32; ROWS]; K];
+    for (x, q) in qt.chunks_exact(ROWS).enumerate() {
+        for (k, acc) in acc.iter_mut().enumerate() {
+            let key = keys[k * d + x];
+            for r in 0..ROWS {
+                acc[r] += key * q[r];
+            }
+        }
+    }
+    for (k, acc) in acc.iter().enumerate() {
+        st[k * ROWS..(k + 1) * ROWS].copy_from_slice(acc);
+    }
+}
+
+/// `o[r] += Σ_k weights[k][r] · values[k]` for the tile's `rows`, two rows × [`RUN`] outputs at a time held in
+/// registers across the block's keys.
+#[inline(always)]
+fn accumulate_values(weights: &[f32], values: &[f32], o: &mut [f32], d: usize, rows: usize) {
+    let whole = d - d % RUN;
+    for r in (0..rows).step_by(2) {
+        let (o0, o1) = o[r * d..(r + 2) * d].split_at_mut(d);
+        for x in (0..whole).step_by(RUN) {
+            pass::<RUN>(weights, values, [o0, o1], r, x, d);
+        }
+        for x in whole..d {
+            pass::<1>(weights, values, [o0, o1], r, x, d);
+        }
+    }
+}
+
+/// One [`accumulate_values`] pass: rows `r`, `r + 1`, outputs `x..x + W`.
+#[inline(always)]
+fn pass<const W: usize>(
+    weights: &[f32],
+    values: &[f32],
+    [o0, o1]: [&mut [f32]; 2],
+    r: usize,
+    x: usize,
+    d: usize,
+) {
+    let mut a0: [f32; W] = o0[x..x + W].try_into().expect("W outputs");
+    let mut a1: [f32; W] = o1[x..x + W].try_into().expect("W outputs");
+    for (w, v) in weights.chunks_exact(ROWS).zip(values.chunks_exact(d)) {
+        let (w0, w1) = (w[r], w[r + 1]);
+        let v = &v[x..x + W];
+        for i in 0..W {
+            a0[i] += w0 * v[i];
+            a1[i] += w1 * v[i];
+        }
+    }
+    o0[x..x + W].copy_from_slice(&a0);
+    o1[x..x + W].copy_from_slice(&a1);
+}
