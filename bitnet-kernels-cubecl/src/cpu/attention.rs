@@ -138,6 +138,16 @@ pub fn attend_sequences(q: &[f32], rows: usize, seqs: &[SeqAttention]) -> Vec<f3
             0
         }
     ];
+    // Where sequence `i`'s query (batch `b`, KV head `kvh`, position `t`) lives: its index among the step's
+    // queries (for its partials) and the offset of its group's heads in `q` and in the output (same layout).
+    let place = |i: usize, b: usize, kvh: usize, t: usize| {
+        let seq = &seqs[i];
+        let q_row = b * rows + seq.first + t;
+        (
+            queries[i] + (b * kv_heads + kvh) * seq.shape.seq + t,
+            (q_row * heads + kvh * group) * d,
+        )
+    };
     let (out_w, partial_w) = (SharedOut::new(&mut out), SharedOut::new(&mut partial));
     let avx2 = Isa::detect().has_avx2();
     par_claimed(n_units * chunks, 1, |jobs| {
@@ -159,17 +169,16 @@ pub fn attend_sequences(q: &[f32], rows: usize, seqs: &[SeqAttention]) -> Vec<f3
         let per = visible.div_ceil(chunks);
         let (lo, hi) = ((c * per).min(visible), ((c + 1) * per).min(visible));
         let cache = (b * kv_heads + kvh) * s.max_len * d;
-        let q_row = |p: usize| b * rows + seq.first + i0 + p;
-        let query = |p: usize, g: usize| &q[(q_row(p) * heads + kvh * group + g) * d..][..d];
-        let query_index = |p: usize| queries[i] + (b * kv_heads + kvh) * s.seq + i0 + p;
+        let query = |p: usize, g: usize| &q[place(i, b, kvh, i0 + p).1 + g * d..][..d];
         // SAFETY: each (query, chunk) has its own partials and, with one chunk, each query its outputs for the
         // heads of its group, which are contiguous in the token-major output; every job runs once and hands
         // out each query's slice once.
         let out = |p: usize| unsafe {
+            let (index, offset) = place(i, b, kvh, i0 + p);
             if chunks > 1 {
-                partial_w.slice((query_index(p) * chunks + c) * group * part, group * part)
+                partial_w.slice((index * chunks + c) * group * part, group * part)
             } else {
-                out_w.slice((q_row(p) * heads + kvh * group) * d, group * d)
+                out_w.slice(offset, group * d)
             }
         };
         let unit = Tile {
@@ -200,11 +209,10 @@ pub fn attend_sequences(q: &[f32], rows: usize, seqs: &[SeqAttention]) -> Vec<f3
             for (b, kvh, t) in (0..s.batch)
                 .flat_map(|b| (0..kv_heads).flat_map(move |h| (0..s.seq).map(move |t| (b, h, t))))
             {
-                let query = queries[i] + (b * kv_heads + kvh) * s.seq + t;
-                let q_row = b * rows + seq.first + t;
+                let (index, offset) = place(i, b, kvh, t);
                 merge(
-                    &partial[query * chunks * group * part..][..chunks * group * part],
-                    &mut out[(q_row * heads + kvh * group) * d..][..group * d],
+                    &partial[index * chunks * group * part..][..chunks * group * part],
+                    &mut out[offset..][..group * d],
                     d,
                     group,
                 );
