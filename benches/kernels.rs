@@ -41,8 +41,9 @@ fn ternary_tiles_in_cache(c: &mut Criterion) {
 
 /// One layer of 2B-4T's attention (20 query heads over 5 KV heads of 128) straight from a cache of f32 keys and
 /// values, which stays in cache across iterations, so this is the compute rate (`BITNET_ISA=scalar` gives the
-/// portable path for comparison): one decode step over 2048 positions (2.6 MB of keys and values), and a
-/// 512-token prompt's prefill (causal, 16-query tiles). Throughput counts multiply-adds.
+/// portable path for comparison): one decode step over 2048 positions (2.6 MB of keys and values in f32, half
+/// that in f16), and a 512-token prompt's prefill (causal, 16-query tiles), from an f32 and an f16 cache.
+/// Throughput counts multiply-adds.
 fn cached_attention(c: &mut Criterion) {
     for (what, seq, len) in [("decode", 1, 2048), ("prefill", 512, 512)] {
         let shape = cpu::AttentionShape {
@@ -66,10 +67,20 @@ fn cached_attention(c: &mut Criterion) {
         g.throughput(Throughput::Elements(
             (2 * shape.heads * keys_seen * shape.head_dim) as u64,
         ));
+        let halves = |x: &[f32]| {
+            x.iter()
+                .map(|&x| half::f16::from_f32(x))
+                .collect::<Vec<_>>()
+        };
+        let (k16, v16) = (halves(&k), halves(&v));
         for threads in [1, 2] {
             let pool = pool(threads);
-            g.bench_function(format!("{}/t{threads}", Isa::detect().name()), |b| {
+            let isa = Isa::detect().name();
+            g.bench_function(format!("{isa}/f32/t{threads}"), |b| {
                 b.iter(|| pool.install(|| black_box(cpu::cached_attention(&q, &k, &v, shape))))
+            });
+            g.bench_function(format!("{isa}/f16/t{threads}"), |b| {
+                b.iter(|| pool.install(|| black_box(cpu::cached_attention(&q, &k16, &v16, shape))))
             });
         }
     }

@@ -1,11 +1,12 @@
-//! The options every model-running command shares (`-m`, `--backend`, `-t`, `--head`, `--activation`) and how
-//! they apply.
+//! The options every model-running command shares (`-m`, `--backend`, `-t`, `--head`, `--cache-type`,
+//! `--activation`) and how they apply.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use bitnet_burn::{
-    load_with_progress, Activation, BitNet, HeadMode, LoadOptions, Overrides, TernaryBackend,
+    load_with_progress, Activation, BitNet, CacheType, HeadMode, LoadOptions, Overrides,
+    TernaryBackend,
 };
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,10 +47,23 @@ pub struct ModelArgs {
     /// reference numerics.
     #[arg(long, value_enum, default_value = "int8")]
     pub head: HeadArg,
+    /// What the KV cache stores (llama.cpp's `--cache-type-k/-v`). f16 is the default, as in llama.cpp: half the
+    /// memory, and decode at depth reads half the bytes; f32 gives the reference numerics. GPU backends keep f32.
+    #[arg(long, value_enum, default_value = "f16")]
+    pub cache_type: CacheArg,
     /// FFN activation, overriding what the file says or what is inferred from its architecture and vocabulary
     /// (for a file that says nothing, or says it wrong).
     #[arg(long, value_enum)]
     pub activation: Option<ActivationArg>,
+}
+
+/// What the KV cache stores (see `bitnet_burn::CacheType`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheArg {
+    /// Half precision.
+    F16,
+    /// Single precision.
+    F32,
 }
 
 /// The FFN activations (see `bitnet_burn::Activation`).
@@ -95,6 +109,10 @@ impl ModelArgs {
             head: match self.head {
                 HeadArg::Float => HeadMode::Float,
                 HeadArg::Int8 => HeadMode::Int8,
+            },
+            cache: match self.cache_type {
+                CacheArg::F16 => CacheType::F16,
+                CacheArg::F32 => CacheType::F32,
             },
         };
         let model = load_with_progress::<B>(&self.model, device, &options, |p| {

@@ -18,7 +18,7 @@ pub mod text;
 pub mod train;
 
 pub use bitnet_gguf::{Activation, ModelConfig, Overrides};
-pub use bitnet_kernels_cubecl::{device, TernaryBackend};
+pub use bitnet_kernels_cubecl::{device, CacheType, TernaryBackend};
 pub use error::{ForwardError, LoadError};
 pub use io::import::{load, load_gguf, load_with_progress, LoadOptions, LoadProgress};
 pub use nn::{ActQuant, BitNet, HeadMode, KvCache};

@@ -37,8 +37,34 @@ pub struct StepKv<T> {
     pub seq: usize,
 }
 
+/// What a KV cache stores per element.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheType {
+    /// Half precision (llama.cpp's default): half the memory, and half the bytes attention reads per key.
+    #[default]
+    F16,
+    /// Single precision: the reference numerics.
+    F32,
+}
+
 /// A backend that can multiply activations by packed ternary weights.
 pub trait TernaryBackend: Backend {
+    /// Whether [`TernaryBackend::kv_cache_zeros`] can store [`CacheType::F16`] (its attention ops then read such
+    /// caches); backends without it keep f32 caches.
+    const F16_CACHE: bool = false;
+
+    /// A zeroed KV cache `[b, kv_heads, max_len, d]` of `cache`'s element type, for
+    /// [`TernaryBackend::attention_step`] and [`TernaryBackend::cached_attention`]. Called with
+    /// [`CacheType::F16`] only where [`TernaryBackend::F16_CACHE`] holds; the default allocates f32.
+    fn kv_cache_zeros(
+        shape: [usize; 4],
+        cache: CacheType,
+        device: &Self::Device,
+    ) -> FloatTensor<Self> {
+        debug_assert!(cache == CacheType::F32 || Self::F16_CACHE);
+        Self::float_zeros(shape.into(), device, burn::tensor::FloatDType::F32)
+    }
+
     /// `y[m, n] = Σ_b scales[n, b] · Σ_{k ∈ block b} x[m, k] · trit[n, k]`.
     ///
     /// `x` is `[m, k]` float, `w` the `[n, ceil(k/16)]` packed words (dtype `U32`), `scales` `[n, k/block]`

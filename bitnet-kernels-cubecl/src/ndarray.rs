@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use crate::cpu::{self, AttentionShape, Isa, TernaryMatrix};
 use crate::packing::i8_words_per_row;
 use crate::reference::TernaryShape;
-use crate::{Activation, StepKv, TernaryBackend};
+use crate::{Activation, CacheType, StepKv, TernaryBackend};
+use half::f16;
+use half::slice::HalfBitsSliceExt;
 
 /// A contiguous view of a tensor's elements (borrowed when the storage is already standard-layout).
 fn elements<'a, E: Clone>(view: ndarray::ArrayViewD<'a, E>) -> (Vec<usize>, Cow<'a, [E]>) {
@@ -28,20 +30,72 @@ fn f32s<'a>(t: &'a NdArrayTensor, what: &str) -> (Vec<usize>, Cow<'a, [f32]>) {
 }
 
 /// A sequence's key and value caches as arrays.
-type KvArrays = [SharedArray<f32>; 2];
+type KvArrays<E> = [SharedArray<E>; 2];
 
-/// An f32 tensor's array, standard layout and not shared, so that an op may write it in place (a cache moved
-/// into the op is both already: then nothing is copied).
-fn writable(t: NdArrayTensor, what: &str) -> SharedArray<f32> {
-    let NdArrayTensor::F32(s) = t else {
-        panic!("{what} must be f32, found {:?}", t.dtype())
-    };
-    let a = s.into_owned();
+/// `a` in standard layout and not shared, so that an op may write it in place (a cache moved into the op is
+/// both already: then nothing is copied).
+fn writable<E: Clone>(a: SharedArray<E>) -> SharedArray<E> {
     if a.is_standard_layout() {
         a
     } else {
         a.as_standard_layout().into_owned().into_shared()
     }
+}
+
+/// A step's caches as writable arrays, all of one element type: f32, or f16 held as its bits (burn-ndarray
+/// has no f16 float; [`TernaryBackend::kv_cache_zeros`] makes them `U16`).
+enum StepCaches {
+    F32(Vec<KvArrays<f32>>),
+    F16(Vec<KvArrays<u16>>),
+}
+
+impl StepCaches {
+    fn new(caches: impl IntoIterator<Item = [NdArrayTensor; 2]>) -> Self {
+        let (mut f32s, mut f16s) = (Vec::new(), Vec::new());
+        for kv in caches {
+            match kv {
+                [NdArrayTensor::F32(k), NdArrayTensor::F32(v)] => {
+                    f32s.push([k, v].map(|s| writable(s.into_owned())))
+                }
+                [NdArrayTensor::U16(k), NdArrayTensor::U16(v)] => {
+                    f16s.push([k, v].map(|s| writable(s.into_owned())))
+                }
+                [k, v] => panic!(
+                    "attention_step: a cache must be f32, or f16 bits (u16), found {:?} and {:?}",
+                    k.dtype(),
+                    v.dtype()
+                ),
+            }
+        }
+        match (f32s.is_empty(), f16s.is_empty()) {
+            (_, true) => Self::F32(f32s),
+            (true, false) => Self::F16(f16s),
+            (false, false) => panic!("attention_step: a step's caches must share an element type"),
+        }
+    }
+}
+
+/// [`cpu::attention_step`] on `caches`, whose elements `view` reads as the cache type `T`.
+fn attention_step_on<E: Clone, T: cpu::KvElem>(
+    q: &mut [f32],
+    kv: [&[f32]; 2],
+    rope: (&[f32], &[f32], usize),
+    shape: AttentionShape,
+    caches: &mut [KvArrays<E>],
+    spans: &[(usize, usize)],
+    view: fn(&mut [E]) -> &mut [T],
+) -> Vec<f32> {
+    let mut steps: Vec<StepKv<&mut [T]>> = caches
+        .iter_mut()
+        .zip(spans)
+        .map(|([kc, vc], &(start, seq))| StepKv {
+            k: view(kc.as_slice_mut().expect("a standard-layout cache")),
+            v: view(vc.as_slice_mut().expect("a standard-layout cache")),
+            start,
+            seq,
+        })
+        .collect();
+    cpu::attention_step(q, kv, rope, shape, &mut steps)
 }
 
 /// The operands of a ternary op, viewed as slices.
@@ -82,6 +136,16 @@ fn ternary_args<'a>(
 }
 
 impl TernaryBackend for NdArray<f32> {
+    const F16_CACHE: bool = true;
+
+    fn kv_cache_zeros(shape: [usize; 4], cache: CacheType, _: &Self::Device) -> FloatTensor<Self> {
+        let shape = IxDyn(&shape);
+        match cache {
+            CacheType::F32 => ndarray::ArrayD::<f32>::zeros(shape).into_shared().into(),
+            CacheType::F16 => ndarray::ArrayD::<u16>::zeros(shape).into_shared().into(),
+        }
+    }
+
     fn ternary_matmul(
         x: FloatTensor<Self>,
         w: IntTensor<Self>,
@@ -218,9 +282,7 @@ impl TernaryBackend for NdArray<f32> {
         };
         // The kernel reads token-major queries: the heads view the model hands over, swapped back (no copy).
         let (qs, q) = elements(qs.view().permuted_axes(IxDyn(&[0, 2, 1, 3])));
-        let (ks, k) = f32s(&k, "cached_attention: k");
-        let (_, v) = f32s(&v, "cached_attention: v");
-        let shape = AttentionShape {
+        let shape = |ks: &[usize]| AttentionShape {
             batch: qs[0],
             heads: qs[2],
             kv_heads: ks[1],
@@ -229,7 +291,22 @@ impl TernaryBackend for NdArray<f32> {
             max_len: ks[2],
             len,
         };
-        let y = cpu::cached_attention(&q, &k, &v, shape);
+        let y = match (&k, &v) {
+            (NdArrayTensor::U16(k), NdArrayTensor::U16(v)) => {
+                let ((ks, k), (_, v)) = (elements(k.view()), elements(v.view()));
+                cpu::cached_attention::<f16>(
+                    &q,
+                    k.reinterpret_cast(),
+                    v.reinterpret_cast(),
+                    shape(&ks),
+                )
+            }
+            _ => {
+                let (ks, k) = f32s(&k, "cached_attention: k");
+                let (_, v) = f32s(&v, "cached_attention: v");
+                cpu::cached_attention(&q, &k, &v, shape(&ks))
+            }
+        };
         NdArrayTensor::from_data(TensorData::new(y, qs))
     }
 
@@ -245,15 +322,13 @@ impl TernaryBackend for NdArray<f32> {
         let (cs, cos) = f32s(&cos, "attention_step: cos");
         let (_, sin) = f32s(&sin, "attention_step: sin");
         let mut q = q.into_owned();
+        let spans: Vec<(usize, usize)> = caches.iter().map(|c| (c.start, c.seq)).collect();
         // Moved out of `caches`, so that nothing else holds them and they are written in place.
-        let (mut arrays, spans): (Vec<KvArrays>, Vec<(usize, usize)>) = caches
-            .into_iter()
-            .map(|c| {
-                let cache = [c.k, c.v].map(|t| writable(t, "attention_step: cache"));
-                (cache, (c.start, c.seq))
-            })
-            .unzip();
-        let cache_dims = arrays[0][0].shape().to_vec();
+        let arrays = StepCaches::new(caches.into_iter().map(|c| [c.k, c.v]));
+        let cache_dims = match &arrays {
+            StepCaches::F32(a) => a[0][0].shape().to_vec(),
+            StepCaches::F16(a) => a[0][0].shape().to_vec(),
+        };
         let shape = AttentionShape {
             batch: qs[0],
             heads,
@@ -263,24 +338,27 @@ impl TernaryBackend for NdArray<f32> {
             max_len: cache_dims[2],
             len: 0,
         };
-        let mut steps: Vec<StepKv<&mut [f32]>> = arrays
-            .iter_mut()
-            .zip(spans)
-            .map(|([kc, vc], (start, seq))| StepKv {
-                k: kc.as_slice_mut().expect("a standard-layout cache"),
-                v: vc.as_slice_mut().expect("a standard-layout cache"),
-                start,
-                seq,
-            })
-            .collect();
-        let y = cpu::attention_step(&mut q, [&k, &v], (&cos, &sin, cs[1]), shape, &mut steps);
-        drop(steps);
-        (
-            NdArrayTensor::from_data(TensorData::new(y, qs)),
-            arrays
-                .into_iter()
+        let (kv, rope) = ([&*k, &*v], (&*cos, &*sin, cs[1]));
+        fn tensors<E>(a: Vec<KvArrays<E>>) -> Vec<[NdArrayTensor; 2]>
+        where
+            NdArrayTensor: From<SharedArray<E>>,
+        {
+            a.into_iter()
                 .map(|kv| kv.map(NdArrayTensor::from))
-                .collect(),
-        )
+                .collect()
+        }
+        let (y, kept) = match arrays {
+            StepCaches::F32(mut a) => {
+                let y = attention_step_on(&mut q, kv, rope, shape, &mut a, &spans, |s| s);
+                (y, tensors(a))
+            }
+            StepCaches::F16(mut a) => {
+                let y = attention_step_on(&mut q, kv, rope, shape, &mut a, &spans, |s| {
+                    s.reinterpret_cast_mut::<f16>()
+                });
+                (y, tensors(a))
+            }
+        };
+        (NdArrayTensor::from_data(TensorData::new(y, qs)), kept)
     }
 }

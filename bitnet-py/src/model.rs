@@ -9,7 +9,7 @@ use bitnet_burn::text::chat::{ChatTemplate, Message};
 use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::text::tokenizer::Tokenizer;
 use bitnet_burn::{
-    load_with_progress, ActQuant, ForwardError, HeadMode, LoadOptions, TernaryBackend,
+    load_with_progress, ActQuant, CacheType, ForwardError, HeadMode, LoadOptions, TernaryBackend,
 };
 use bitnet_gguf::{Array, GgufFile, Value};
 use pyo3::exceptions::PyValueError;
@@ -67,10 +67,10 @@ pub struct Sampling {
 impl NativeModel {
     /// Loads `path` (a GGUF file, a transformers checkpoint directory or `hf:OWNER/NAME/FILE`) onto `backend`,
     /// with `threads` CPU threads (0: one per core), `parallel` sequences decoded together, each with `ctx`
-    /// positions (0: the model's context).
+    /// positions (0: the model's context), caches of `cache_type` (`f16` or `f32`).
     #[new]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments
-    #[pyo3(signature = (path, threads=0, backend="cpu", head="int8", act="int8", ctx=0, parallel=1))]
+    #[pyo3(signature = (path, threads=0, backend="cpu", head="int8", act="int8", ctx=0, parallel=1, cache_type="f16"))]
     fn new(
         py: Python<'_>,
         path: &str,
@@ -80,11 +80,17 @@ impl NativeModel {
         act: &str,
         ctx: usize,
         parallel: usize,
+        cache_type: &str,
     ) -> PyResult<Self> {
         let head = match head {
             "int8" => HeadMode::Int8,
             "float" => HeadMode::Float,
             other => return Err(bad_choice("head", other, &["int8", "float"])),
+        };
+        let cache = match cache_type {
+            "f16" => CacheType::F16,
+            "f32" => CacheType::F32,
+            other => return Err(bad_choice("cache_type", other, &["f16", "f32"])),
         };
         let act = match act {
             "int8" => ActQuant::Int8,
@@ -117,7 +123,10 @@ impl NativeModel {
                 act,
                 ..Default::default()
             };
-            let options = LoadOptions::head(head);
+            let options = LoadOptions {
+                cache,
+                ..LoadOptions::head(head)
+            };
             let loaded = pool.install(|| match backend.as_str() {
                 "cpu" => start_on::<burn::backend::NdArray>(
                     Default::default(),

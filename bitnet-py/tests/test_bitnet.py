@@ -206,6 +206,7 @@ def test_bad_paths_and_files_raise(tmp_path: Path) -> None:
         (dict(backend="tpu"), "backend"),
         (dict(act="int4"), "act"),
         (dict(parallel=0), "parallel"),
+        (dict(cache_type="q4_0"), "cache_type"),
         (dict(threads=-1), "threads"),
     ],
 )

@@ -118,8 +118,9 @@ impl BackendTask for Args {
             },
         );
         let isa = self.isa();
+        let cache = format!("{:?}", model.cache_type()).to_lowercase();
         let report = json!({
-            "model": self.model.model.display().to_string(), "backend": backend, "isa": isa, "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(),
+            "model": self.model.model.display().to_string(), "backend": backend, "isa": isa, "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(), "cache": cache,
             "depth": self.depth, "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens, "repetitions": self.repetitions,
             "load_s": load_s, "prefill_tok_s": pp, "prefill_tok_s_std": pp_sd, "decode_tok_s": tg, "decode_tok_s_std": tg_sd,
         });
@@ -127,7 +128,7 @@ impl BackendTask for Args {
             return crate::output::print(&report.to_string());
         }
         crate::output::print(&format!(
-            "{} [{backend}{}, {} threads, {:?} head, depth {}]\nload {load_s:.2} s\npp{} {:.1} ± {:.1} tok/s\ntg{} {:.1} ± {:.1} tok/s ({} repetitions)",
+            "{} [{backend}{}, {} threads, {:?} head, {cache} cache, depth {}]\nload {load_s:.2} s\npp{} {:.1} ± {:.1} tok/s\ntg{} {:.1} ± {:.1} tok/s ({} repetitions)",
             self.model.model.display(),
             isa.map(|i| format!(", {i}")).unwrap_or_default(),
             self.model.threads(),

@@ -107,6 +107,8 @@ fn logits_match_transformers_and_cover_all_positions() {
         "--float-activations",
         "--head",
         "float",
+        "--cache-type",
+        "f32",
         "-o",
         npy.to_str().unwrap(),
     ]);
@@ -126,6 +128,8 @@ fn logits_match_transformers_and_cover_all_positions() {
         model.to_str().unwrap(),
         "--tokens",
         "7936",
+        "--cache-type",
+        "f32",
         "-o",
         npy.to_str().unwrap(),
     ]);
@@ -243,6 +247,8 @@ fn greedy_generation_from_text_reproduces_transformers() {
         &prompt,
         "-n",
         "32",
+        "--cache-type",
+        "f32",
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -252,7 +252,8 @@ fn an_untellable_activation_is_refused_and_the_flag_overrides_it() {
             "--act",
             "float",
         ];
-        args.extend(["--head", "float", "-o", out.to_str().unwrap()]);
+        args.extend(["--head", "float", "--cache-type", "f32"]);
+        args.extend(["-o", out.to_str().unwrap()]);
         if let Some(a) = act {
             args.extend(["--activation", a]);
         }

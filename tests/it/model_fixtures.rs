@@ -18,7 +18,7 @@
 
 use crate::common::model::*;
 use crate::common::*;
-use bitnet_burn::{ActQuant, BitNet, TernaryBackend};
+use bitnet_burn::{ActQuant, BitNet, CacheType, TernaryBackend};
 use std::path::Path;
 
 /// The bounds a backend is held to (see the module doc).
@@ -101,6 +101,46 @@ pub fn float_path_matches_float_references<B: TernaryBackend>(
     }
 }
 
+/// The f16 KV cache (the default) against llama.cpp's (its default too), float activations. Both round each
+/// rotated key and value to f16; llama.cpp also rounds the queries and the attention weights, where we keep
+/// f32. So what f16 does to our logits (against our f32 cache), and what separates us from llama.cpp's f16-KV
+/// logits, must both be of the order of llama.cpp's own f16-KV effect (its f16-KV against f32-KV logits, up to
+/// 3.9e-2 on these sequences): at most twice it, since independent roundings need not cancel alike, plus the
+/// 1e-4 of the f32 comparison. A cache that kept f32, or stored garbage, fails one side: on a backend with f16
+/// caches the logits must move.
+pub fn f16_cache_matches_llamacpp_f16_kv<B: TernaryBackend>(dir: &Path, device: &B::Device) {
+    let mut model = load_variant::<B>(dir, "f32", device);
+    let mut moved = 0f32;
+    for (seq, file) in SEQS {
+        model.set_cache_type(CacheType::F32);
+        let full = ours_for(&model, dir, seq, file, ActQuant::Float);
+        model.set_cache_type(CacheType::F16);
+        let half = ours_for(&model, dir, seq, file, ActQuant::Float);
+        let (llama_half, llama_full) = (
+            reference(dir, "llamacpp-relu2-f32", file),
+            reference(dir, "llamacpp-relu2-f32-kvf32", file),
+        );
+        for p in 0..half.len() {
+            let spread = max_abs(&llama_half[p], &llama_full[p]);
+            moved = moved.max(max_abs(&half[p], &full[p]));
+            for (what, d) in [
+                ("our f32 cache", max_abs(&half[p], &full[p])),
+                ("llama.cpp's f16 KV", max_abs(&half[p], &llama_half[p])),
+            ] {
+                assert!(
+                    d <= 2.0 * spread + 1e-4,
+                    "{seq} position {p}: f16 cache vs {what}: max |Δ| {d:e} > 2 · {spread:e} + 1e-4"
+                );
+            }
+        }
+    }
+    assert_eq!(model.cache_type() == CacheType::F16, B::F16_CACHE);
+    assert!(
+        !B::F16_CACHE || moved > 1e-4,
+        "the f16 cache left every logit within {moved:e} of the f32 cache's"
+    );
+}
+
 pub fn int8_path_matches_transformers<B: TernaryBackend>(
     dir: &Path,
     device: &B::Device,
@@ -131,14 +171,20 @@ pub fn int8_path_matches_transformers<B: TernaryBackend>(
     }
 }
 
-/// rms(ours, engine) ≤ rms(hf, engine) + 0.1 on every compared position.
+/// rms(ours, engine) ≤ rms(hf, engine) + 0.1 on every compared position, with the f16 KV cache those engines
+/// ran with (their default and ours).
 pub fn int8_path_within_engine_spread<B: TernaryBackend>(dir: &Path, device: &B::Device) {
+    let load = |variant| {
+        let mut model = load_variant::<B>(dir, variant, device);
+        model.set_cache_type(CacheType::F16);
+        model
+    };
     for (variant, engine) in [
         ("i2_s", "bitnetcpp-i2_s"),
         ("tq2_0-f16emb", "llamacpp-relu2-tq2_0-f16emb"),
         ("tq1_0-f16emb", "llamacpp-relu2-tq1_0-f16emb"),
     ] {
-        let model = load_variant::<B>(dir, variant, device);
+        let model = load(variant);
         for (seq, file) in SEQS {
             let ours = ours_for(&model, dir, seq, file, ActQuant::Int8);
             let (eng, hf) = (reference(dir, engine, file), reference(dir, "hf", file));
@@ -151,7 +197,7 @@ pub fn int8_path_within_engine_spread<B: TernaryBackend>(dir: &Path, device: &B:
     // The default TQ files hold a Q6_K embedding (and tied head). llama.cpp on the same file sees the same
     // embedding, so only activation quantization separates us (rms ≤ 0.4 on the f16 pair); decoding the Q6_K
     // embedding wrongly, or using the exact one instead, moves logits by rms ≈ 1.2 (hf vs llamacpp-relu2-tq2_0).
-    let model = load_variant::<B>(dir, "tq2_0", device);
+    let model = load("tq2_0");
     for (seq, file) in SEQS {
         let ours = ours_for(&model, dir, seq, file, ActQuant::Int8);
         let eng = reference(dir, "llamacpp-relu2-tq2_0", file);
@@ -299,6 +345,13 @@ macro_rules! backend_tests {
                     return;
                 };
                 super::float_path_matches_float_references::<$backend>(&dir, &device, &$tol);
+            }
+            #[test]
+            fn f16_cache_matches_llamacpp_f16_kv() {
+                let Some((dir, device)) = setup("f16_cache_matches_llamacpp_f16_kv") else {
+                    return;
+                };
+                super::f16_cache_matches_llamacpp_f16_kv::<$backend>(&dir, &device);
             }
             #[test]
             fn int8_path_matches_transformers() {

@@ -6,7 +6,7 @@ use bitnet_burn::io::convert::{convert_checkpoint, ConvertOptions};
 use bitnet_burn::io::export::save_checkpoint;
 use bitnet_burn::text::tokenizer::train_byte_level_bpe;
 use bitnet_burn::train::{TrainConfig, Trainer, Windows};
-use bitnet_burn::{ActQuant, Activation, ModelConfig};
+use bitnet_burn::{ActQuant, Activation, CacheType, ModelConfig};
 use bitnet_gguf::GgmlType;
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::Tensor;
@@ -71,7 +71,8 @@ fn a_trained_model_exports_converts_and_predicts_the_same() {
     save_checkpoint(&trainer.net, &tmp.path().join("tokenizer.json"), &ckpt).unwrap();
     // Frozen on the inner backend: the same CPU kernels the loaded GGUF runs on (the Autodiff composition can round
     // an int8 activation the other way at a tie).
-    let frozen = trainer.inference_net().freeze();
+    let mut frozen = trainer.inference_net().freeze();
+    frozen.set_cache_type(CacheType::F32); // as `load_float` below
     let probe = &ids[..24];
     let expected = logits(&frozen, probe);
     let peak = expected.iter().fold(0f32, |m, v| m.max(v.abs()));

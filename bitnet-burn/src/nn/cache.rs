@@ -1,8 +1,9 @@
 //! The key/value cache: preallocated per layer, appended in place, reusable (reset or truncate) across calls.
 
-use bitnet_kernels_cubecl::{StepKv, TernaryBackend};
+use bitnet_kernels_cubecl::{CacheType, StepKv, TernaryBackend};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use burn::tensor::TensorPrimitive;
 
 #[derive(Debug, Clone)]
 struct LayerKv<B: Backend> {
@@ -16,19 +17,28 @@ pub struct KvCache<B: Backend> {
     layers: Vec<LayerKv<B>>,
     len: usize,
     max_len: usize,
+    cache: CacheType,
 }
 
-impl<B: Backend> KvCache<B> {
-    /// An empty cache for `n_layers` layers of `[batch, kv_heads, max_len, head_dim]`.
+impl<B: TernaryBackend> KvCache<B> {
+    /// An empty cache for `n_layers` layers of `[batch, kv_heads, max_len, head_dim]`, storing `cache`'s element
+    /// type where the backend can ([`TernaryBackend::F16_CACHE`]), else f32.
     pub fn new(
         n_layers: usize,
         batch: usize,
         kv_heads: usize,
         head_dim: usize,
         max_len: usize,
+        cache: CacheType,
         device: &B::Device,
     ) -> Self {
-        let zeros = || Tensor::zeros([batch, kv_heads, max_len, head_dim], device);
+        let cache = Self::element(cache);
+        let shape = [batch, kv_heads, max_len, head_dim];
+        let zeros = || {
+            Tensor::from_primitive(TensorPrimitive::Float(B::kv_cache_zeros(
+                shape, cache, device,
+            )))
+        };
         Self {
             layers: (0..n_layers)
                 .map(|_| LayerKv {
@@ -38,7 +48,22 @@ impl<B: Backend> KvCache<B> {
                 .collect(),
             len: 0,
             max_len,
+            cache,
         }
+    }
+
+    /// What a cache asked to store `cache` stores on this backend.
+    pub fn element(cache: CacheType) -> CacheType {
+        if B::F16_CACHE {
+            cache
+        } else {
+            CacheType::F32
+        }
+    }
+
+    /// What each element is stored as.
+    pub fn cache_type(&self) -> CacheType {
+        self.cache
     }
 
     /// Positions held.

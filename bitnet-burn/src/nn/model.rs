@@ -2,7 +2,7 @@
 //! a tied or separate output head.
 
 use bitnet_gguf::ModelConfig;
-use bitnet_kernels_cubecl::{ops, TernaryBackend};
+use bitnet_kernels_cubecl::{ops, CacheType, TernaryBackend};
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 
@@ -48,6 +48,7 @@ pub struct BitNet<B: TernaryBackend> {
     pub config: ModelConfig,
     rope: Rope<B>,
     head: Head<B>,
+    cache: CacheType,
     device: B::Device,
 }
 
@@ -101,6 +102,7 @@ impl<B: TernaryBackend> BitNet<B> {
             config,
             rope,
             head: Head::Parameter,
+            cache: CacheType::default(),
             device: device.clone(),
         };
         net.set_head(head);
@@ -110,12 +112,25 @@ impl<B: TernaryBackend> BitNet<B> {
     /// The inference model of a trained one: every linear layer's latent weights ternarized and packed
     /// ([`super::BitLinear::freeze`]).
     pub fn freeze(self) -> Self {
-        let head = self.head_mode();
+        let (head, cache) = (self.head_mode(), self.cache);
         let model = BitNetModel {
             blocks: self.model.blocks.into_iter().map(Block::freeze).collect(),
             ..self.model
         };
-        Self::with_head(model, self.config, head, &self.device)
+        let mut net = Self::with_head(model, self.config, head, &self.device);
+        net.set_cache_type(cache);
+        net
+    }
+
+    /// Chooses what the KV caches of [`BitNet::new_cache`] store (f16 by default; kept f32 on backends without
+    /// f16 caches, see [`KvCache::element`]).
+    pub fn set_cache_type(&mut self, cache: CacheType) {
+        self.cache = cache;
+    }
+
+    /// What the KV caches of [`BitNet::new_cache`] store on this backend.
+    pub fn cache_type(&self) -> CacheType {
+        KvCache::<B>::element(self.cache)
     }
 
     /// Chooses how the output head is stored and computed (quantizing it now for [`HeadMode::Int8`], decoding
@@ -158,6 +173,7 @@ impl<B: TernaryBackend> BitNet<B> {
             c.n_kv_heads,
             c.head_dim(),
             max_len.min(c.context_length),
+            self.cache,
             &self.device,
         )
     }

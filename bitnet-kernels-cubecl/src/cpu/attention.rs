@@ -5,6 +5,7 @@ use std::cell::RefCell;
 
 use super::f32::dot;
 use super::flash::{self, Tile, TileScratch};
+use super::kv::KvElem;
 use super::par::{par_claimed, SharedOut};
 use super::{rope_row, Isa};
 use crate::StepKv;
@@ -32,6 +33,10 @@ pub struct AttentionShape {
 /// gains.
 const MIN_CHUNK: usize = 64;
 
+/// Keys per block a decode unit reads back from the cache as f32 (16 KiB of f32 at a head width of 128: it
+/// stays in the L1 cache beside its f16 source).
+const BLOCK: usize = 32;
+
 /// Units of work per thread below which the keys are split into chunks: with fewer, threads get uneven shares
 /// (5 KV heads on 2 threads: 3 against 2).
 const UNITS_PER_THREAD: usize = 4;
@@ -41,6 +46,8 @@ const UNITS_PER_THREAD: usize = 4;
 struct Scratch {
     /// One decode unit's scores.
     scores: Vec<f32>,
+    /// A block of keys or values read back from the cache as f32.
+    kv: Vec<f32>,
     /// A prefill tile's.
     tile: TileScratch,
 }
@@ -49,14 +56,14 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// One sequence of a step: its cache `k`, `v` `[batch, kv_heads, max_len, head_dim]` and its queries, rows
-/// `first..first + shape.seq` of the step's `[batch, rows, heads, head_dim]`.
+/// One sequence of a step: its cache `k`, `v` `[batch, kv_heads, max_len, head_dim]` (f32 or f16 elements,
+/// [`KvElem`]) and its queries, rows `first..first + shape.seq` of the step's `[batch, rows, heads, head_dim]`.
 #[derive(Clone, Copy, Debug)]
-pub struct SeqAttention<'a> {
+pub struct SeqAttention<'a, T> {
     /// Keys.
-    pub k: &'a [f32],
+    pub k: &'a [T],
     /// Values.
-    pub v: &'a [f32],
+    pub v: &'a [T],
     /// The sequence's first row in the step.
     pub first: usize,
     /// Its shape (every sequence of a step has the same batch, heads, KV heads and head width).
@@ -67,7 +74,7 @@ pub struct SeqAttention<'a> {
 /// head_dim]`: `softmax(q·kᵀ/√d)·v` over keys `0..=position` for the query at `position = len - seq + i`, as
 /// `[batch, seq, heads, head_dim]` (the contract of [`crate::TernaryBackend::cached_attention`], whose query
 /// heads view is this layout with two axes swapped).
-pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f32> {
+pub fn cached_attention<T: KvElem>(q: &[f32], k: &[T], v: &[T], s: AttentionShape) -> Vec<f32> {
     let seq = SeqAttention {
         k,
         v,
@@ -87,7 +94,7 @@ pub fn cached_attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
 /// decode: one per KV head), each unit's keys are split into chunks whose partial softmaxes are merged
 /// (flash-decoding), so every thread reads a share of the cache. Threads claim units as they come free, so
 /// units of unequal cost (sequences of different depths, a prompt's later tiles) spread evenly.
-pub fn attend_sequences(q: &[f32], rows: usize, seqs: &[SeqAttention]) -> Vec<f32> {
+pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<T>]) -> Vec<f32> {
     let s0 = seqs.first().expect("at least one sequence").shape;
     let (d, heads, kv_heads) = (s0.head_dim, s0.heads, s0.kv_heads);
     assert!(heads.is_multiple_of(kv_heads));
@@ -224,16 +231,17 @@ pub fn attend_sequences(q: &[f32], rows: usize, seqs: &[SeqAttention]) -> Vec<f3
 
 /// One unit of work: a decode query's group ([`attend_group`]) or a prefill tile ([`flash::attend_tile`]).
 #[inline(always)]
-fn attend_unit<'q, 'o>(
-    u: &Tile<'_>,
+fn attend_unit<'q, 'o, T: KvElem>(
+    u: &Tile<'_, T>,
     query: &impl Fn(usize, usize) -> &'q [f32],
     out: &impl Fn(usize) -> &'o mut [f32],
     scratch: &mut Scratch,
 ) {
+    let Scratch { scores, kv, tile } = scratch;
     if u.positions == 1 {
-        attend_group(u, &|g| query(0, g), &mut scratch.scores, out(0));
+        attend_group(u, &|g| query(0, g), scores, kv, out(0));
     } else {
-        flash::attend_tile(u, query, &mut scratch.tile, out);
+        flash::attend_tile(u, query, tile, kv, out);
     }
 }
 
@@ -244,8 +252,8 @@ fn attend_unit<'q, 'o>(
 /// The CPU supports AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn attend_unit_avx2<'q, 'o>(
-    u: &Tile<'_>,
+unsafe fn attend_unit_avx2<'q, 'o, T: KvElem>(
+    u: &Tile<'_, T>,
     query: &impl Fn(usize, usize) -> &'q [f32],
     out: &impl Fn(usize) -> &'o mut [f32],
     scratch: &mut Scratch,
@@ -256,14 +264,15 @@ unsafe fn attend_unit_avx2<'q, 'o>(
 /// [`crate::TernaryBackend::attention_step`] on the CPU. `q [batch, rows, heads, head_dim]` and `k`, `v`
 /// `[batch, rows, kv_heads, head_dim]` are the step's projections, whose rows are runs of `caches[i].seq` tokens
 /// at positions `caches[i].start..`; `q` is rotated in place, each run's rotated keys and its values written
-/// into its caches (`[batch, kv_heads, max_len, head_dim]`, in place), then [`attend_sequences`]. `shape` holds what the sequences share (its `seq` and `len`
-/// are ignored); `cos`, `sin` are the RoPE tables `[positions, half]`.
-pub fn attention_step(
+/// into its caches (`[batch, kv_heads, max_len, head_dim]`, in place, rounded to the cache's element type),
+/// then [`attend_sequences`]. `shape` holds what the sequences share (its `seq` and `len` are ignored); `cos`,
+/// `sin` are the RoPE tables `[positions, half]`.
+pub fn attention_step<T: KvElem>(
     q: &mut [f32],
     [k, v]: [&[f32]; 2],
     (cos, sin, half): (&[f32], &[f32], usize),
     shape: AttentionShape,
-    caches: &mut [StepKv<&mut [f32]>],
+    caches: &mut [StepKv<&mut [T]>],
 ) -> Vec<f32> {
     let AttentionShape {
         batch,
@@ -276,7 +285,7 @@ pub fn attention_step(
     let rows: usize = caches.iter().map(|c| c.seq).sum();
     assert!(q.len() == batch * rows * heads * d && k.len() == batch * rows * kv_heads * d);
     assert_eq!(v.len(), k.len(), "v");
-    let mut head = vec![0f32; d];
+    let (mut head, mut rotated) = (vec![0f32; d], vec![0f32; d]);
     let mut first = 0;
     for c in caches.iter_mut() {
         assert!(c.start + c.seq <= max_len, "positions past the cache");
@@ -293,15 +302,16 @@ pub fn attention_step(
                 for h in 0..kv_heads {
                     let src = (row * kv_heads + h) * d;
                     let dst = ((b * kv_heads + h) * max_len + pos) * d;
-                    rope_row(&k[src..src + d], cos, sin, &mut c.k[dst..dst + d]);
-                    c.v[dst..dst + d].copy_from_slice(&v[src..src + d]);
+                    rope_row(&k[src..src + d], cos, sin, &mut rotated);
+                    T::store(&rotated, &mut c.k[dst..dst + d]);
+                    T::store(&v[src..src + d], &mut c.v[dst..dst + d]);
                 }
             }
         }
         first += c.seq;
     }
     let mut first = 0;
-    let seqs: Vec<SeqAttention> = caches
+    let seqs: Vec<SeqAttention<T>> = caches
         .iter()
         .map(|c| {
             let seq = SeqAttention {
@@ -321,13 +331,15 @@ pub fn attention_step(
     attend_sequences(q, rows, &seqs)
 }
 
-/// The group's queries against the unit's keys: scores key-major (each key is read once for every query head),
-/// softmax per head, then the values, again each read once.
+/// The group's queries against the unit's keys: the scores of each query head, softmax per head,
+/// then the weighted sums of the values ([`weighted_sum`]); keys and values read back in blocks into `kv`, each
+/// block read from the cache once for all the group's heads.
 #[inline(always)]
-fn attend_group<'q>(
-    u: &Tile<'_>,
+fn attend_group<'q, T: KvElem>(
+    u: &Tile<'_, T>,
     query: &impl Fn(usize) -> &'q [f32],
     scores: &mut Vec<f32>,
+    kv: &mut Vec<f32>,
     acc: &mut [f32],
 ) {
     let (d, group) = (u.d, u.group);
@@ -335,9 +347,13 @@ fn attend_group<'q>(
     let scale = (d as f32).sqrt();
     scores.clear();
     scores.resize(group * n, 0.0);
-    for (j, key) in u.keys.chunks_exact(d).enumerate() {
+    for (b, block) in u.keys.chunks(BLOCK * d).enumerate() {
+        let keys = T::load(block, kv);
         for g in 0..group {
-            scores[g * n + j] = dot(query(g), key) / scale;
+            let (q, s) = (query(g), &mut scores[g * n + b * BLOCK..]);
+            for (s, key) in s.iter_mut().zip(keys.chunks_exact(d)) {
+                *s = dot(q, key) / scale;
+            }
         }
     }
     let width = if u.partial { d + 2 } else { d };
@@ -355,13 +371,50 @@ fn attend_group<'q>(
             p.iter_mut().for_each(|x| *x /= sum);
         }
     }
-    for (j, value) in u.values.chunks_exact(d).enumerate() {
+    for (b, block) in u.values.chunks(BLOCK * d).enumerate() {
+        let values = T::load(block, kv);
         for g in 0..group {
-            let w = scores[g * n + j];
-            let o = &mut acc[g * width + width - d..(g + 1) * width];
-            o.iter_mut().zip(value).for_each(|(o, v)| *o += w * v);
+            let w = &scores[g * n + b * BLOCK..][..values.len() / d];
+            weighted_sum(w, values, &mut acc[g * width + width - d..(g + 1) * width]);
         }
     }
+}
+
+/// Outputs of [`weighted_sum`] held in registers across a block's values.
+const SUM_RUN: usize = 64;
+
+/// `o += Σ_j w[j] · values[j]` (`o.len()` floats per value), [`SUM_RUN`] outputs at a time kept in registers
+/// while the block's values stream past (a read-modify-write of `o` per value tied the loop to its loads and
+/// stores).
+#[inline(always)]
+fn weighted_sum(w: &[f32], values: &[f32], o: &mut [f32]) {
+    let d = o.len();
+    let mut x = 0;
+    while x + SUM_RUN <= d {
+        sum_run::<SUM_RUN>(w, values, o, x);
+        x += SUM_RUN;
+    }
+    while x + 8 <= d {
+        sum_run::<8>(w, values, o, x);
+        x += 8;
+    }
+    for x in x..d {
+        sum_run::<1>(w, values, o, x);
+    }
+}
+
+/// [`weighted_sum`] for outputs `x..x + W`.
+#[inline(always)]
+fn sum_run<const W: usize>(w: &[f32], values: &[f32], o: &mut [f32], x: usize) {
+    let d = o.len();
+    let mut a: [f32; W] = o[x..x + W].try_into().expect("W outputs");
+    for (&w, v) in w.iter().zip(values.chunks_exact(d)) {
+        let v = &v[x..x + W];
+        for i in 0..W {
+            a[i] += w * v[i];
+        }
+    }
+    o[x..x + W].copy_from_slice(&a);
 }
 
 /// Joins one unit row's chunk partials (`[chunks, group, max + sum + d values]`) into the normalized outputs

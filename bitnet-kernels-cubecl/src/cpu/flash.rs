@@ -4,6 +4,7 @@
 //! over fixed-size arrays that the compiler turns into vector code for the instruction set of its caller.
 
 use super::attention::exp_nonpositive;
+use super::kv::KvElem;
 
 /// Query vectors in a tile: positions × the group's heads, padded with zero queries.
 pub(super) const ROWS: usize = 16;
@@ -31,10 +32,10 @@ pub(super) struct TileScratch {
 }
 
 /// A unit of attention work: `positions` consecutive queries from absolute position `first`, each with `group`
-/// heads, against the cache rows `keys`, `values` (`d` floats each) that start at absolute position `lo`.
-pub(super) struct Tile<'a> {
-    pub keys: &'a [f32],
-    pub values: &'a [f32],
+/// heads, against the cache rows `keys`, `values` (`d` elements each) that start at absolute position `lo`.
+pub(super) struct Tile<'a, T> {
+    pub keys: &'a [T],
+    pub values: &'a [T],
     pub lo: usize,
     pub first: usize,
     pub positions: usize,
@@ -46,12 +47,13 @@ pub(super) struct Tile<'a> {
 }
 
 /// Runs `t`: `query(p, g)` is head `g` of query position `p`; `out(p)` receives position `p`'s `group`
-/// outputs, `[group][d]`, or `[group][d + 2]` partials.
+/// outputs, `[group][d]`, or `[group][d + 2]` partials. `kv` holds a block of keys or values read back as f32.
 #[inline(always)]
-pub(super) fn attend_tile<'q, 'o>(
-    t: &Tile<'_>,
+pub(super) fn attend_tile<'q, 'o, T: KvElem>(
+    t: &Tile<'_, T>,
     query: &impl Fn(usize, usize) -> &'q [f32],
     scratch: &mut TileScratch,
+    kv: &mut Vec<f32>,
     out: &impl Fn(usize) -> &'o mut [f32],
 ) {
     let (d, group) = (t.d, t.group);
@@ -74,10 +76,7 @@ pub(super) fn attend_tile<'q, 'o>(
     let n = t.keys.len() / d;
     for kb in (0..n).step_by(KEYS) {
         let nk = KEYS.min(n - kb);
-        let (keys, values) = (
-            &t.keys[kb * d..(kb + nk) * d],
-            &t.values[kb * d..(kb + nk) * d],
-        );
+        let keys = T::load(&t.keys[kb * d..(kb + nk) * d], kv);
         let whole = nk - nk % KEY_STEP;
         for j in (0..whole).step_by(KEY_STEP) {
             scores::<KEY_STEP>(&keys[j * d..], qt, d, &mut st[j * ROWS..]);
@@ -126,6 +125,7 @@ pub(super) fn attend_tile<'q, 'o>(
                 o.iter_mut().for_each(|o| *o *= a);
             }
         }
+        let values = T::load(&t.values[kb * d..(kb + nk) * d], kv);
         accumulate_values(weights, values, o, d, rows);
     }
     for p in 0..t.positions {

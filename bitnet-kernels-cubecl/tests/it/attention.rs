@@ -183,3 +183,65 @@ fn cpu_kernel_and_burn_ops_match_the_f64_reference() {
         );
     }
 }
+
+/// An f16 cache is read back exactly: the kernel on f16 elements gives bit for bit what it gives on the same
+/// values widened to f32 (so the f32 path's check against the reference covers it), through the backend op
+/// too (the cache as burn-ndarray's `U16` bits, what [`TernaryBackend::kv_cache_zeros`] makes). Against the
+/// unrounded f32 cache it stays within the rounding's reach: values here are uniform in [-1, 1] or heavy-tailed
+/// (up to 40), each cache element moves by at most 2⁻¹¹ of itself, and so the outputs by at most 1e-2 of
+/// the largest value.
+#[test]
+fn cpu_kernel_reads_f16_caches_exactly() {
+    use half::f16;
+    use ndarray::{ArrayD, IxDyn};
+    let mut rng = Lcg(13);
+    for s in SHAPES {
+        let [q, k, v, want] = case(&mut rng, s);
+        let q = token_major(&q, s);
+        let halves = |x: &[f32]| x.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
+        let (k16, v16) = (halves(&k), halves(&v));
+        let widened = |x: &[f16]| x.iter().map(|x| x.to_f32()).collect::<Vec<_>>();
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let got = pool.install(|| cpu::cached_attention(&q, &k16, &v16, s));
+            let exact =
+                pool.install(|| cpu::cached_attention(&q, &widened(&k16), &widened(&v16), s));
+            let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&exact), "{threads} threads, {s:?}");
+            let largest = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-2 * largest,
+                    "f16 against f32 cache, {s:?}, element {i}: {g} vs {w}"
+                );
+            }
+        }
+        let kv_dims = [s.batch, s.kv_heads, s.max_len, s.head_dim];
+        let cache = |x: &[f16]| {
+            let bits = x.iter().map(|x| x.to_bits()).collect();
+            burn_ndarray::NdArrayTensor::from(
+                ArrayD::<u16>::from_shape_vec(IxDyn(&kv_dims), bits)
+                    .unwrap()
+                    .into_shared(),
+            )
+        };
+        let device = Default::default();
+        let heads_view = Tensor::<NdArray, 4>::from_data(
+            TensorData::new(q.clone(), [s.batch, s.seq, s.heads, s.head_dim]),
+            &device,
+        )
+        .swap_dims(1, 2);
+        let y = NdArray::cached_attention(
+            heads_view.into_primitive().tensor(),
+            cache(&k16),
+            cache(&v16),
+            s.len,
+        );
+        let got = Tensor::<NdArray, 4>::from_primitive(TensorPrimitive::Float(y)).into_data();
+        let exact = cpu::cached_attention(&q, &k16, &v16, s);
+        assert_eq!(got.to_vec::<f32>().unwrap(), exact, "backend op, {s:?}");
+    }
+}

@@ -5,7 +5,7 @@
 
 use bitnet_kernels_cubecl::cpu::AttentionShape;
 use bitnet_kernels_cubecl::{StepKv, TernaryBackend};
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
 use crate::common;
 use crate::common::Lcg;
@@ -30,17 +30,32 @@ const STEPS: [Step; 4] = [
     (1, 2, 2, 10, 5, 33, &[(32, 1), (1, 1), (0, 1)]),
 ];
 
+/// The step's rows and random projections `q [batch, rows, heads·d]`, `k`, `v` `[batch, rows, kv·d]`.
+fn projections(
+    rng: &mut Lcg,
+    batch: usize,
+    (heads, kv, d): (usize, usize, usize),
+    seqs: &[(usize, usize)],
+) -> (usize, [Vec<f32>; 3]) {
+    let rows: usize = seqs.iter().map(|s| s.1).sum();
+    let mut values = |n: usize| (0..n).map(|_| rng.uniform()).collect::<Vec<f32>>();
+    let q = values(batch * rows * heads * d);
+    (
+        rows,
+        [
+            q,
+            values(batch * rows * kv * d),
+            values(batch * rows * kv * d),
+        ],
+    )
+}
+
 fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
     let mut rng = Lcg(29);
     for (batch, heads, kv, d, half, max_len, seqs) in STEPS {
         let what = format!("{what}: b{batch} {heads}/{kv} heads d{d} half{half}, {seqs:?}");
-        let rows: usize = seqs.iter().map(|s| s.1).sum();
+        let (rows, [q, k, v]) = projections(&mut rng, batch, (heads, kv, d), seqs);
         let mut values = |n: usize| (0..n).map(|_| rng.uniform()).collect::<Vec<f32>>();
-        let (q, k, v) = (
-            values(batch * rows * heads * d),
-            values(batch * rows * kv * d),
-            values(batch * rows * kv * d),
-        );
         let cache_len = batch * kv * max_len * d;
         let old: Vec<[Vec<f32>; 2]> = seqs
             .iter()
@@ -164,3 +179,122 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
 }
 
 backend_tests!(check);
+
+/// With f16 caches (burn-ndarray's default, [`TernaryBackend::kv_cache_zeros`]) the step stores exactly the f16
+/// rounding of what the f32 step stores (old positions kept, new rotated keys and values rounded to nearest),
+/// and its output stays within the new rows' rounding of the f32 step's (values uniform in [-1, 1]: 2⁻¹¹ of an
+/// element moves a score by at most √d · 2⁻¹¹, an output by well under 1e-2).
+#[test]
+fn f16_caches_hold_the_rounded_rows() {
+    use bitnet_kernels_cubecl::CacheType;
+    use burn::backend::NdArray;
+    use half::f16;
+    let device = Default::default();
+    let mut rng = Lcg(31);
+    for (batch, heads, kv, d, half, max_len, seqs) in STEPS {
+        let what = format!("b{batch} {heads}/{kv} heads d{d} half{half}, {seqs:?}");
+        let (rows, [q, k, v]) = projections(&mut rng, batch, (heads, kv, d), seqs);
+        let mut values = |n: usize| (0..n).map(|_| rng.uniform()).collect::<Vec<f32>>();
+        let kv_dims = [batch, kv, max_len, d];
+        let cache_len = kv_dims.iter().product();
+        // Old contents already f16 values, so both runs start from the same cache.
+        let old: Vec<Vec<f32>> = (0..2 * seqs.len())
+            .map(|_| {
+                values(cache_len)
+                    .into_iter()
+                    .map(|x| f16::from_f32(x).to_f32())
+                    .collect()
+            })
+            .collect();
+        let tables: Vec<Vec<f32>> = [f64::cos, f64::sin]
+            .iter()
+            .map(|f| {
+                (0..POSITIONS * half)
+                    .map(|i| f((i / half) as f64 * 0.3 / (1 + i % half) as f64) as f32)
+                    .collect()
+            })
+            .collect();
+        let run = |cache: CacheType| {
+            let t3 = |x: &[f32], h: usize| {
+                Tensor::<NdArray, 3>::from_data(
+                    TensorData::new(x.to_vec(), [batch, rows, h * d]),
+                    &device,
+                )
+                .into_primitive()
+                .tensor()
+            };
+            let table = |x: &[f32]| {
+                Tensor::<NdArray, 2>::from_data(
+                    TensorData::new(x.to_vec(), [POSITIONS, half]),
+                    &device,
+                )
+                .into_primitive()
+                .tensor()
+            };
+            // The old contents in the cache's element type (f16 as burn-ndarray's `U16` bits).
+            let filled = |x: &[f32]| match cache {
+                CacheType::F32 => {
+                    Tensor::<NdArray, 4>::from_data(TensorData::new(x.to_vec(), kv_dims), &device)
+                        .into_primitive()
+                        .tensor()
+                }
+                CacheType::F16 => {
+                    let bits: Vec<u16> = x.iter().map(|&x| f16::from_f32(x).to_bits()).collect();
+                    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&kv_dims), bits)
+                        .unwrap()
+                        .into_shared()
+                        .into()
+                }
+            };
+            let caches = seqs
+                .iter()
+                .zip(old.chunks_exact(2))
+                .map(|(&(start, seq), kv)| StepKv {
+                    k: filled(&kv[0]),
+                    v: filled(&kv[1]),
+                    start,
+                    seq,
+                })
+                .collect();
+            let (out, kept) = NdArray::attention_step(
+                [t3(&q, heads), t3(&k, kv), t3(&v, kv)],
+                (table(&tables[0]), table(&tables[1])),
+                heads,
+                caches,
+            );
+            let out = Tensor::<NdArray, 3>::from_primitive(TensorPrimitive::Float(out))
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            (out, kept)
+        };
+        let (want, kept32) = run(CacheType::F32);
+        let (got, kept16) = run(CacheType::F16);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-2, "{what}: output {i}: {g} vs {w}");
+        }
+        for (c, (half_cache, full)) in kept16
+            .into_iter()
+            .flatten()
+            .zip(kept32.into_iter().flatten())
+            .enumerate()
+        {
+            let burn_ndarray::NdArrayTensor::U16(bits) = half_cache else {
+                panic!(
+                    "{what}: cache {c} is not f16 bits: {:?}",
+                    half_cache.dtype()
+                )
+            };
+            let full = Tensor::<NdArray, 4>::from_primitive(TensorPrimitive::Float(full))
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            let rounded: Vec<u16> = full.iter().map(|&x| f16::from_f32(x).to_bits()).collect();
+            assert_eq!(
+                bits.view().iter().copied().collect::<Vec<u16>>(),
+                rounded,
+                "{what}: cache {c}"
+            );
+        }
+    }
+}

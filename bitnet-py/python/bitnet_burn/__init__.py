@@ -40,6 +40,7 @@ class Model:
     ``act``: BitLinear's activation numerics: ``"int8"`` (BitNet's), ``"float"`` or ``"q8k"`` (llama.cpp's).
     ``ctx``: positions per sequence, prompt and reply together (0: the model's context).
     ``parallel``: sequences decoded together (threads sharing the model); each has ``ctx`` positions.
+    ``cache_type``: what the KV cache stores: ``"f16"`` (default, as llama.cpp: half the memory) or ``"f32"``.
     ``n_ctx`` and ``n_threads`` are accepted as llama-cpp-python spells them.
     """
 
@@ -53,6 +54,7 @@ class Model:
         act: str = "int8",
         ctx: int = 0,
         parallel: int = 1,
+        cache_type: str = "f16",
         n_ctx: Optional[int] = None,
         n_threads: Optional[int] = None,
         verbose: bool = False,
@@ -64,7 +66,7 @@ class Model:
             warnings.warn(f"threads={threads} is more than the {cores} cores; using {cores}", stacklevel=2)
             threads = cores
         self._native: Optional[NativeModel] = NativeModel(
-            os.fspath(model_path), threads, backend, head, act, ctx, parallel
+            os.fspath(model_path), threads, backend, head, act, ctx, parallel, cache_type
         )
         self.model_path = str(self._native.path)
         self._metadata: Optional[Dict[str, Any]] = None

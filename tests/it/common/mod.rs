@@ -43,13 +43,16 @@ pub const VARIANTS: [&str; 6] = [
     "i2_s",
 ];
 
-/// A model with the float head: the reference numerics every comparison with llama.cpp and transformers is
-/// bounded for (the library's default is the int8 head).
+/// A model with the float head and an f32 KV cache: the reference numerics every comparison with llama.cpp's
+/// f32-KV and transformers' logits is bounded for (the library's defaults are the int8 head and an f16 cache).
 pub fn load_float<B: bitnet_burn::TernaryBackend>(
     path: &Path,
     device: &B::Device,
 ) -> bitnet_burn::BitNet<B> {
-    let options = bitnet_burn::LoadOptions::head(bitnet_burn::HeadMode::Float);
+    let options = bitnet_burn::LoadOptions {
+        cache: bitnet_burn::CacheType::F32,
+        ..bitnet_burn::LoadOptions::head(bitnet_burn::HeadMode::Float)
+    };
     bitnet_burn::load_with_progress(path, device, &options, |_| {})
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bitnet_gguf::{GgufFile, ModelConfig, Overrides, RopeType};
-use bitnet_kernels_cubecl::TernaryBackend;
+use bitnet_kernels_cubecl::{CacheType, TernaryBackend};
 
 use crate::error::LoadError;
 use crate::nn::Attention;
@@ -36,6 +36,8 @@ pub struct LoadOptions {
     pub overrides: Overrides,
     /// How the output head is stored and computed (chosen at load, so the head not chosen is never built).
     pub head: HeadMode,
+    /// What the model's KV caches store.
+    pub cache: CacheType,
 }
 
 impl LoadOptions {
@@ -72,7 +74,9 @@ pub fn load_with_progress<B: TernaryBackend>(
     } else {
         return load_gguf(Arc::new(GgufFile::open(path)?), device, options, progress);
     };
-    Ok(BitNet::with_head(model, config, options.head, device))
+    let mut net = BitNet::with_head(model, config, options.head, device);
+    net.set_cache_type(options.cache);
+    Ok(net)
 }
 
 /// [`load_with_progress`] from a GGUF file already opened (mapped, or read into memory where there is no file
@@ -85,7 +89,9 @@ pub fn load_gguf<B: TernaryBackend>(
 ) -> Result<BitNet<B>, LoadError> {
     let config = ModelConfig::from_gguf_with(&file, &options.overrides)?;
     let (model, config) = build(&file, config, device, &mut progress)?;
-    Ok(BitNet::with_head(model, config, options.head, device))
+    let mut net = BitNet::with_head(model, config, options.head, device);
+    net.set_cache_type(options.cache);
+    Ok(net)
 }
 
 /// A ternary matrix `[out, in]` decoded and packed on the host, ready for [`BitLinear::from_packed`].
