@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The CPU kernel tests cross-compiled for AArch64 and run under qemu-user, whose default CPU has the dot-product
-# extension: every NEON path (`neon`, `neondot`) is compared with the oracle and the scalar path on an x86-64
-# machine. Installs the Rust target, qemu-user and the cross linker when missing; says SKIPPED and exits 0 if
-# they cannot be had (no package registry), like the GPU tests without a GPU.
+# The CPU kernel and attention tests (f32 and f16 caches) cross-compiled for AArch64 and run under qemu-user,
+# whose default CPU has the dot-product extension: every NEON path (`neon`, `neondot`) is compared with the
+# oracle and the scalar path on an x86-64 machine. Installs the Rust target, qemu-user and the cross linker when
+# missing; says SKIPPED and exits 0 if they cannot be had (no package registry), like the GPU tests without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -19,4 +19,4 @@ fi
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 cargo clippy --target "$target" -p bitnet-kernels-cubecl --all-targets -- -D warnings
-cargo test --target "$target" -p bitnet-kernels-cubecl --test it cpu_kernels
+cargo test --target "$target" -p bitnet-kernels-cubecl --test it -- cpu_kernels attention
