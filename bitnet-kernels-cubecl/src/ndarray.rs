@@ -75,16 +75,21 @@ impl StepCaches {
     }
 }
 
-/// [`cpu::attention_step`] on `caches`, whose elements `view` reads as the cache type `T`.
+/// [`cpu::attention_step`] on `caches`, whose elements `view` reads as the cache type `T`; `shape` makes the
+/// step's shape from the caches' dimensions. Returns the output and the caches as tensors again.
 fn attention_step_on<E: Clone, T: cpu::KvElem>(
     q: &mut [f32],
     kv: [&[f32]; 2],
     rope: (&[f32], &[f32], usize),
-    shape: AttentionShape,
-    caches: &mut [KvArrays<E>],
+    shape: impl Fn(&[usize]) -> AttentionShape,
+    mut caches: Vec<KvArrays<E>>,
     spans: &[(usize, usize)],
     view: fn(&mut [E]) -> &mut [T],
-) -> Vec<f32> {
+) -> (Vec<f32>, Vec<[NdArrayTensor; 2]>)
+where
+    NdArrayTensor: From<SharedArray<E>>,
+{
+    let shape = shape(caches[0][0].shape());
     let mut steps: Vec<StepKv<&mut [T]>> = caches
         .iter_mut()
         .zip(spans)
@@ -95,7 +100,12 @@ fn attention_step_on<E: Clone, T: cpu::KvElem>(
             seq,
         })
         .collect();
-    cpu::attention_step(q, kv, rope, shape, &mut steps)
+    let y = cpu::attention_step(q, kv, rope, shape, &mut steps);
+    let tensors = caches
+        .into_iter()
+        .map(|kv| kv.map(NdArrayTensor::from))
+        .collect();
+    (y, tensors)
 }
 
 /// The operands of a ternary op, viewed as slices.
@@ -325,11 +335,7 @@ impl TernaryBackend for NdArray<f32> {
         let spans: Vec<(usize, usize)> = caches.iter().map(|c| (c.start, c.seq)).collect();
         // Moved out of `caches`, so that nothing else holds them and they are written in place.
         let arrays = StepCaches::new(caches.into_iter().map(|c| [c.k, c.v]));
-        let cache_dims = match &arrays {
-            StepCaches::F32(a) => a[0][0].shape().to_vec(),
-            StepCaches::F16(a) => a[0][0].shape().to_vec(),
-        };
-        let shape = AttentionShape {
+        let shape = |cache_dims: &[usize]| AttentionShape {
             batch: qs[0],
             heads,
             kv_heads: cache_dims[1],
@@ -339,25 +345,11 @@ impl TernaryBackend for NdArray<f32> {
             len: 0,
         };
         let (kv, rope) = ([&*k, &*v], (&*cos, &*sin, cs[1]));
-        fn tensors<E>(a: Vec<KvArrays<E>>) -> Vec<[NdArrayTensor; 2]>
-        where
-            NdArrayTensor: From<SharedArray<E>>,
-        {
-            a.into_iter()
-                .map(|kv| kv.map(NdArrayTensor::from))
-                .collect()
-        }
         let (y, kept) = match arrays {
-            StepCaches::F32(mut a) => {
-                let y = attention_step_on(&mut q, kv, rope, shape, &mut a, &spans, |s| s);
-                (y, tensors(a))
-            }
-            StepCaches::F16(mut a) => {
-                let y = attention_step_on(&mut q, kv, rope, shape, &mut a, &spans, |s| {
-                    s.reinterpret_cast_mut::<f16>()
-                });
-                (y, tensors(a))
-            }
+            StepCaches::F32(a) => attention_step_on(&mut q, kv, rope, shape, a, &spans, |s| s),
+            StepCaches::F16(a) => attention_step_on(&mut q, kv, rope, shape, a, &spans, |s| {
+                s.reinterpret_cast_mut::<f16>()
+            }),
         };
         (NdArrayTensor::from_data(TensorData::new(y, qs)), kept)
     }

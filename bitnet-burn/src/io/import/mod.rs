@@ -41,6 +41,18 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
+    /// The loaded weights as a model with these options' head and cache type.
+    fn apply<B: TernaryBackend>(
+        &self,
+        model: BitNetModel<B>,
+        config: ModelConfig,
+        device: &B::Device,
+    ) -> BitNet<B> {
+        let mut net = BitNet::with_head(model, config, self.head, device);
+        net.set_cache_type(self.cache);
+        net
+    }
+
     /// The default options with the head computed as `head` says.
     pub fn head(head: HeadMode) -> Self {
         Self {
@@ -74,9 +86,7 @@ pub fn load_with_progress<B: TernaryBackend>(
     } else {
         return load_gguf(Arc::new(GgufFile::open(path)?), device, options, progress);
     };
-    let mut net = BitNet::with_head(model, config, options.head, device);
-    net.set_cache_type(options.cache);
-    Ok(net)
+    Ok(options.apply(model, config, device))
 }
 
 /// [`load_with_progress`] from a GGUF file already opened (mapped, or read into memory where there is no file
@@ -89,9 +99,7 @@ pub fn load_gguf<B: TernaryBackend>(
 ) -> Result<BitNet<B>, LoadError> {
     let config = ModelConfig::from_gguf_with(&file, &options.overrides)?;
     let (model, config) = build(&file, config, device, &mut progress)?;
-    let mut net = BitNet::with_head(model, config, options.head, device);
-    net.set_cache_type(options.cache);
-    Ok(net)
+    Ok(options.apply(model, config, device))
 }
 
 /// A ternary matrix `[out, in]` decoded and packed on the host, ready for [`BitLinear::from_packed`].
