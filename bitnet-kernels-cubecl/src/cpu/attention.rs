@@ -157,6 +157,8 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
     };
     let (out_w, partial_w) = (SharedOut::new(&mut out), SharedOut::new(&mut partial));
     let avx2 = Isa::detect().has_avx2();
+    #[cfg(target_arch = "x86_64")]
+    let avx2_decode = avx2 && super::decode_avx2::supported(d);
     par_claimed(n_units * chunks, 1, |jobs| {
         let job = jobs.start;
         let (unit, c) = (job / chunks, job % chunks);
@@ -199,6 +201,18 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
             partial: chunks > 1,
         };
         SCRATCH.with_borrow_mut(|scratch| {
+            #[cfg(target_arch = "x86_64")]
+            if avx2_decode && unit.positions == 1 {
+                // SAFETY: `decode_avx2::supported` (checked once above).
+                return unsafe {
+                    super::decode_avx2::attend_group(
+                        &unit,
+                        &|g| query(0, g),
+                        &mut scratch.scores,
+                        out(0),
+                    )
+                };
+            }
             if avx2 {
                 // SAFETY: the CPU has AVX2 (checked once above).
                 #[cfg(target_arch = "x86_64")]

@@ -6,6 +6,8 @@ use half::slice::HalfFloatSliceExt;
 
 /// A KV cache element: rows are written from f32 and read back as f32 in blocks.
 pub trait KvElem: Copy + Send + Sync + 'static {
+    /// Whether the elements are f16 (the SIMD kernels widen them as they load them).
+    const HALF: bool;
     /// Writes `src` into `dst` (rounded to the nearest f16 for f16).
     fn store(src: &[f32], dst: &mut [Self]);
     /// `src` as f32: itself for f32, else converted into `buf`.
@@ -13,6 +15,8 @@ pub trait KvElem: Copy + Send + Sync + 'static {
 }
 
 impl KvElem for f32 {
+    const HALF: bool = false;
+
     fn store(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
@@ -24,6 +28,8 @@ impl KvElem for f32 {
 }
 
 impl KvElem for f16 {
+    const HALF: bool = true;
+
     fn store(src: &[f32], dst: &mut [f16]) {
         dst.convert_from_f32_slice(src);
     }

@@ -64,7 +64,9 @@ pub(crate) fn par_bands(n: usize, align: usize, band: impl Fn(Range<usize>) + Sy
     }
     let per = n * BANDED.0 / BANDED.1 / threads / align * align;
     let banded = per * threads;
-    let piece = (n - banded).div_ceil(threads * PIECES).next_multiple_of(align);
+    let piece = (n - banded)
+        .div_ceil(threads * PIECES)
+        .next_multiple_of(align);
     let next = AtomicUsize::new(banded);
     super::pool::run(threads, &|t| {
         if per > 0 {

@@ -4,7 +4,9 @@
 //! than the GPU kernel's 128-key chunks; for the CPU's prefill tiles (16 query vectors: positions × the group's
 //! heads, keys in blocks of 32), prompts of several tiles and key blocks, groups that leave a tile's rows
 //! unused (3 heads: 5 positions, one padding row), a group wider than a tile (24), and tiles whose keys are
-//! split into chunks across threads (few KV heads, long cache).
+//! split into chunks across threads (few KV heads, long cache); for the decode kernels (one query per
+//! sequence: heads in passes of up to 4, keys in pairs, outputs in runs of 16 and 8), groups of 1, 3, 6 and 7
+//! heads, odd key counts and head widths of one, three and five vectors of 8.
 
 use bitnet_kernels_cubecl::cpu::{self, AttentionShape};
 use bitnet_kernels_cubecl::{burn_ops, TernaryBackend};
@@ -50,7 +52,7 @@ pub(crate) fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
     out
 }
 
-const SHAPES: [AttentionShape; 11] = [
+const SHAPES: [AttentionShape; 15] = [
     shape(1, 20, 5, 1, 128, 64, 37),
     shape(1, 4, 2, 2, 64, 400, 333),
     shape(1, 2, 1, 3, 258, 300, 290),
@@ -62,6 +64,10 @@ const SHAPES: [AttentionShape; 11] = [
     shape(1, 12, 4, 9, 100, 40, 33),
     shape(1, 8, 1, 3, 32, 300, 290),
     shape(1, 24, 1, 4, 16, 8, 6),
+    shape(1, 12, 4, 1, 64, 300, 291),
+    shape(2, 6, 1, 1, 24, 50, 45),
+    shape(1, 5, 5, 1, 8, 40, 33),
+    shape(1, 14, 2, 1, 40, 1000, 701),
 ];
 
 const fn shape(
