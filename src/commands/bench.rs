@@ -85,9 +85,8 @@ impl BackendTask for Args {
         let (mut prefill, mut decode) = (Vec::new(), Vec::new());
         for _ in 0..self.repetitions {
             let mut cache = model.new_cache(1, total);
-            // The context is prefilled in chunks, as a long prompt would be.
-            for chunk in context.chunks(512) {
-                model.forward_last(&[chunk.to_vec()], &mut cache, ActQuant::Int8)?;
+            if !context.is_empty() {
+                model.forward_last(std::slice::from_ref(&context), &mut cache, ActQuant::Int8)?;
             }
             let start = Instant::now();
             let mut logits = model

@@ -22,6 +22,6 @@ pub use cache::{KvCache, LayerCache};
 pub use embedding::{Embedding, EncodedRows, RowTable};
 pub use ffn::{FeedForward, FeedForwardConfig};
 pub use head::{HeadMode, Int8Head};
-pub use model::{BitNet, BitNetModel};
+pub use model::{BitNet, BitNetModel, UBATCH};
 pub use norm::{Normed, RmsNorm, RmsNormConfig};
 pub use rope::Rope;

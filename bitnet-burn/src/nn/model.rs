@@ -15,6 +15,9 @@ use super::norm::{RmsNorm, RmsNormConfig};
 use super::rope::Rope;
 use crate::error::ForwardError;
 
+/// Most tokens [`BitNet::forward_last`] runs in one pass (llama.cpp's default micro-batch).
+pub const UBATCH: usize = 512;
+
 /// The network's weights.
 #[derive(Module, Debug)]
 pub struct BitNetModel<B: TernaryBackend> {
@@ -232,13 +235,7 @@ impl<B: TernaryBackend> BitNet<B> {
             return Err(ForwardError::Empty);
         }
         for (cache, seq) in caches.iter() {
-            let limit = cache.max_len().min(self.rope.max_positions());
-            if cache.len() + seq > limit {
-                return Err(ForwardError::ContextOverflow {
-                    needed: cache.len() + seq,
-                    limit,
-                });
-            }
+            self.check_room(cache, *seq)?;
         }
         let vocab = self.config.vocab_size;
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
@@ -262,6 +259,18 @@ impl<B: TernaryBackend> BitNet<B> {
             cache.advance(*seq);
         }
         Ok(self.model.norm.forward(x))
+    }
+
+    /// Whether `cache` and the model's positions have room for `seq` more tokens.
+    fn check_room(&self, cache: &KvCache<B>, seq: usize) -> Result<(), ForwardError> {
+        let limit = cache.max_len().min(self.rope.max_positions());
+        if cache.len() + seq > limit {
+            return Err(ForwardError::ContextOverflow {
+                needed: cache.len() + seq,
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// Logits `[batch, seq, vocab]` of hidden states from [`Self::forward_hidden`].
@@ -299,14 +308,28 @@ impl<B: TernaryBackend> BitNet<B> {
             .expect("f32 logits"))
     }
 
-    /// Logits of the last position only `[batch, vocab]` (what generation needs; skips the head elsewhere).
+    /// Logits of the last position only `[batch, vocab]` (what generation needs; skips the head elsewhere). A
+    /// prompt longer than [`UBATCH`] tokens runs in passes of that many: the same results, and each pass's
+    /// activations are a quarter of a 2048-token prompt's (they stay within what malloc reuses instead of
+    /// mapping fresh zeroed pages for every op).
     pub fn forward_last(
         &self,
         tokens: &[Vec<u32>],
         cache: &mut KvCache<B>,
         act: ActQuant,
     ) -> Result<Tensor<B, 2>, ForwardError> {
-        let h = self.forward_hidden(tokens, cache, act)?;
+        let len = tokens.first().map_or(0, Vec::len);
+        if len == 0 || tokens.iter().any(|t| t.len() != len) {
+            return Err(ForwardError::Empty);
+        }
+        self.check_room(cache, len)?;
+        let mut h = None;
+        for start in (0..len).step_by(UBATCH) {
+            let end = (start + UBATCH).min(len);
+            let pass: Vec<Vec<u32>> = tokens.iter().map(|t| t[start..end].to_vec()).collect();
+            h = Some(self.forward_hidden(&pass, cache, act)?);
+        }
+        let h = h.expect("at least one pass");
         let [b, seq, _] = h.dims();
         Ok(self
             .logits(h.narrow(1, seq - 1, 1))
