@@ -4,10 +4,12 @@
 use std::cell::RefCell;
 
 use super::f32::dot;
-use super::flash::{self, Tile, TileScratch};
+#[cfg(target_arch = "x86_64")]
+use super::flash::Fused;
+use super::flash::{self, MulAdd, Portable, Tile, TileScratch};
 use super::kv::KvElem;
 use super::par::{par_claimed, SharedOut};
-use super::{rope_row, Isa};
+use super::rope_row;
 use crate::StepKv;
 
 /// Shape of a [`cached_attention`] call.
@@ -156,9 +158,8 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
         )
     };
     let (out_w, partial_w) = (SharedOut::new(&mut out), SharedOut::new(&mut partial));
-    let avx2 = Isa::detect().has_avx2();
     #[cfg(target_arch = "x86_64")]
-    let avx2_decode = avx2 && super::decode_avx2::supported(d);
+    let avx2 = super::Isa::detect().has_avx2() && super::decode_avx2::supported();
     par_claimed(n_units * chunks, 1, |jobs| {
         let job = jobs.start;
         let (unit, c) = (job / chunks, job % chunks);
@@ -202,26 +203,11 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
         };
         SCRATCH.with_borrow_mut(|scratch| {
             #[cfg(target_arch = "x86_64")]
-            if avx2_decode && unit.positions == 1 {
-                // SAFETY: `decode_avx2::supported` (checked once above).
-                return unsafe {
-                    super::decode_avx2::attend_group(
-                        &unit,
-                        &|g| query(0, g),
-                        &mut scratch.scores,
-                        out(0),
-                    )
-                };
-            }
             if avx2 {
-                // SAFETY: the CPU has AVX2 (checked once above).
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    attend_unit_avx2(&unit, &query, &out, scratch)
-                }
-            } else {
-                attend_unit(&unit, &query, &out, scratch);
+                // SAFETY: the CPU has AVX2, FMA and F16C (checked once above).
+                return unsafe { attend_unit_avx2(&unit, &query, &out, scratch) };
             }
+            attend_unit::<T, Portable>(&unit, &query, &out, scratch);
         })
     });
     if chunks > 1 {
@@ -245,7 +231,7 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
 
 /// One unit of work: a decode query's group ([`attend_group`]) or a prefill tile ([`flash::attend_tile`]).
 #[inline(always)]
-fn attend_unit<'q, 'o, T: KvElem>(
+fn attend_unit<'q, 'o, T: KvElem, M: MulAdd>(
     u: &Tile<'_, T>,
     query: &impl Fn(usize, usize) -> &'q [f32],
     out: &impl Fn(usize) -> &'o mut [f32],
@@ -255,24 +241,29 @@ fn attend_unit<'q, 'o, T: KvElem>(
     if u.positions == 1 {
         attend_group(u, &|g| query(0, g), scores, kv, out(0));
     } else {
-        flash::attend_tile(u, query, tile, kv, out);
+        flash::attend_tile::<T, M>(u, query, tile, kv, out);
     }
 }
 
-/// [`attend_unit`] compiled for AVX2: the dot products, exponentials and weighted sums of values become 256-bit
-/// vector operations (the baseline x86-64 target has 128-bit SSE only).
+/// [`attend_unit`] for AVX2 with FMA: decode groups in intrinsics ([`super::decode_avx2`]) when the head width
+/// is whole vectors, prefill tiles compiled for 256-bit vectors with fused multiply-adds (the baseline x86-64
+/// target has 128-bit SSE only; separate multiplies and adds took 2× the instructions of the tile's loops).
 ///
 /// # Safety
-/// The CPU supports AVX2.
+/// The CPU supports AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn attend_unit_avx2<'q, 'o, T: KvElem>(
     u: &Tile<'_, T>,
     query: &impl Fn(usize, usize) -> &'q [f32],
     out: &impl Fn(usize) -> &'o mut [f32],
     scratch: &mut Scratch,
 ) {
-    attend_unit(u, query, out, scratch)
+    if u.positions == 1 && super::decode_avx2::whole_vectors(u.d) {
+        super::decode_avx2::attend_group(u, &|g| query(0, g), &mut scratch.scores, out(0))
+    } else {
+        attend_unit::<T, Fused>(u, query, out, scratch)
+    }
 }
 
 /// [`crate::TernaryBackend::attention_step`] on the CPU. `q [batch, rows, heads, head_dim]` and `k`, `v`

@@ -22,12 +22,16 @@ const LANES: usize = 8;
 /// read from memory, and without the hint half of the kernel's time was spent waiting for its loads.
 const KEYS_AHEAD: usize = 16;
 
-/// Whether [`attend_group`] runs on this CPU for heads of width `d`.
-pub(super) fn supported(d: usize) -> bool {
-    d.is_multiple_of(LANES)
-        && std::arch::is_x86_feature_detected!("avx2")
+/// Whether the CPU has what [`attend_group`] runs on: AVX2, FMA and F16C.
+pub(super) fn supported() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
         && std::arch::is_x86_feature_detected!("fma")
         && std::arch::is_x86_feature_detected!("f16c")
+}
+
+/// Whether [`attend_group`] takes heads of width `d`: whole vectors.
+pub(super) fn whole_vectors(d: usize) -> bool {
+    d.is_multiple_of(LANES)
 }
 
 /// The group's queries (`query(g)`, head `g`) against the unit's keys and values, into `acc`: per head its
@@ -35,7 +39,7 @@ pub(super) fn supported(d: usize) -> bool {
 /// unnormalized output (`[group][d + 2]`). `scores` is scratch.
 ///
 /// # Safety
-/// [`supported`] for `u.d`.
+/// [`supported`], and [`whole_vectors`] for `u.d`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn attend_group<'q, T: KvElem>(
     u: &Tile<'_, T>,
