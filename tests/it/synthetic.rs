@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::common::model::{argmax, logits, max_abs};
 use bitnet_burn::io::synth::write_synthetic;
-use bitnet_burn::{ActQuant, BitNet, ModelConfig, TernaryBackend};
+use bitnet_burn::nn::UBATCH;
+use bitnet_burn::{ActQuant, BitNet, CacheType, ForwardError, ModelConfig, TernaryBackend};
 use bitnet_gguf::GgmlType;
 
 const FORMATS: [GgmlType; 4] = [
@@ -85,6 +86,51 @@ fn incremental_matches_batched<B: TernaryBackend>(model: &BitNet<B>, tol: f32) {
 fn synthetic_prefill_equals_token_by_token() {
     let dir = tempfile::tempdir().unwrap();
     incremental_matches_batched(&cpu(&synth(dir.path(), GgmlType::I2S, 3)), 1e-4);
+}
+
+/// A prompt longer than one pass ([`UBATCH`] tokens) runs in passes whose last logits equal, bit for bit, the last
+/// row of one pass over the whole prompt (each row's arithmetic, attention included, does not depend on the other
+/// rows of its pass), on the int8 path and both cache types; a prompt past the cache fails before any pass has
+/// written to it.
+#[test]
+fn long_prompts_run_in_passes_with_the_logits_of_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-long.gguf");
+    let config = ModelConfig {
+        context_length: 2 * UBATCH + 64,
+        ..ModelConfig::preset("tiny").unwrap()
+    };
+    write_synthetic(&path, &config, GgmlType::TQ2_0, 5).unwrap();
+    let mut model = cpu(&path);
+    let ids: Vec<u32> = (0..2 * UBATCH + 37)
+        .map(|i| ((i * 7919 + 13) % config.vocab_size) as u32)
+        .collect();
+    for cache_type in [CacheType::F32, CacheType::F16] {
+        model.set_cache_type(cache_type);
+        let mut cache = model.new_cache(1, ids.len());
+        let passes =
+            to_vec(model.forward_last(std::slice::from_ref(&ids), &mut cache, ActQuant::Int8));
+        assert_eq!(cache.len(), ids.len());
+        let one = logits(&model, &ids, ActQuant::Int8).pop().unwrap();
+        assert_eq!(
+            passes.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            "{cache_type:?}: max difference {}",
+            max_abs(&passes, &one)
+        );
+        let mut short = model.new_cache(1, ids.len() - 1);
+        let err = model.forward_last(std::slice::from_ref(&ids), &mut short, ActQuant::Int8);
+        assert!(
+            matches!(err, Err(ForwardError::ContextOverflow { .. })),
+            "{:?}",
+            err.map(|_| ())
+        );
+        assert!(short.is_empty());
+    }
+}
+
+fn to_vec<B: TernaryBackend>(t: Result<burn::tensor::Tensor<B, 2>, ForwardError>) -> Vec<f32> {
+    t.unwrap().into_data().convert::<f32>().to_vec().unwrap()
 }
 
 /// A GPU backend against the CPU on a synthetic model, float and int8 head, batched and incremental: 2e-4
