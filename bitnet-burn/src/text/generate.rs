@@ -368,9 +368,14 @@ impl Continuation {
         on_text: &mut impl FnMut(&str),
     ) -> Result<(Vec<u32>, String, StopReason), GenerateError> {
         if !matches!(stop, StopReason::StopString(_)) {
+            // A stop token ends the text; it is not part of it.
+            let shown = match stop {
+                StopReason::StopToken(_) => &self.ids[..self.ids.len() - 1],
+                _ => &self.ids[..],
+            };
             match self
                 .stream
-                .push(&self.detok.flush(tokenizer, &self.ids)?, on_text)
+                .push(&self.detok.flush(tokenizer, shown)?, on_text)
             {
                 Some(s) => stop = StopReason::StopString(s),
                 None => self.stream.finish(on_text),
