@@ -102,8 +102,15 @@ fn long_prompts_run_in_passes_with_the_logits_of_one_pass() {
     };
     write_synthetic(&path, &config, GgmlType::TQ2_0, 5).unwrap();
     let mut model = cpu(&path);
+    // Pseudo-random ids (an affine sequence mod a power-of-two vocabulary would repeat every pass).
+    let mut state = 7u64;
     let ids: Vec<u32> = (0..2 * UBATCH + 37)
-        .map(|i| ((i * 7919 + 13) % config.vocab_size) as u32)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 33) % config.vocab_size as u64) as u32
+        })
         .collect();
     for cache_type in [CacheType::F32, CacheType::F16] {
         model.set_cache_type(cache_type);
