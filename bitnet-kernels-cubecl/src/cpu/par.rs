@@ -72,14 +72,20 @@ pub(crate) fn par_bands(n: usize, align: usize, band: impl Fn(Range<usize>) + Sy
         if per > 0 {
             band(t * per..(t + 1) * per);
         }
-        loop {
-            let start = next.fetch_add(piece, Relaxed);
-            if start >= n {
-                break;
-            }
-            band(start..(start + piece).min(n));
-        }
+        claim(&next, n, piece, &band);
     });
+}
+
+/// Calls `band` on consecutive pieces of `size` rows from `next` up to `n`, claiming each as this thread comes
+/// free.
+fn claim(next: &AtomicUsize, n: usize, size: usize, band: &impl Fn(Range<usize>)) {
+    loop {
+        let start = next.fetch_add(size, Relaxed);
+        if start >= n {
+            break;
+        }
+        band(start..(start + size).min(n));
+    }
 }
 
 /// Calls `band(rows)` on consecutive bands of `size` rows of `0..n`, each thread of the current rayon pool
@@ -89,13 +95,7 @@ pub(crate) fn par_bands(n: usize, align: usize, band: impl Fn(Range<usize>) + Sy
 pub(crate) fn par_claimed(n: usize, size: usize, band: impl Fn(Range<usize>) + Sync) {
     let threads = rayon::current_num_threads().min(n.div_ceil(size));
     let next = AtomicUsize::new(0);
-    super::pool::run(threads, &|_| loop {
-        let start = next.fetch_add(1, Relaxed) * size;
-        if start >= n {
-            break;
-        }
-        band(start..(start + size).min(n));
-    });
+    super::pool::run(threads, &|_| claim(&next, n, size, &band));
 }
 
 /// `rows` in consecutive blocks of at most `size` rows: each block's weights stay in cache while every tile of
