@@ -107,18 +107,50 @@ impl QuantizedActs {
     }
 }
 
+/// A whole `chunk` of columns quantized with scale `s` into its permuted bytes, returning their sum.
+type QuantizeChunk = fn(&[f32], f32, &mut [i8]) -> i32;
+
+/// The SIMD quantizer of whole `chunk`-column chunks on this CPU, if it has one ([`super::acts_x86`]).
+fn simd_chunk(chunk: usize) -> Option<QuantizeChunk> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if chunk == 2 * CHUNK && is_x86_feature_detected!("avx512bw") {
+            // SAFETY: AVX-512 F and BW are present; the caller passes whole chunks.
+            return Some(|cols, s, out| unsafe {
+                super::acts_x86::quantize_chunk_256(cols, s, out)
+            });
+        }
+        if chunk == CHUNK && is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present; the caller passes whole chunks.
+            return Some(|cols, s, out| unsafe {
+                super::acts_x86::quantize_chunk_128(cols, s, out)
+            });
+        }
+    }
+    let _ = chunk;
+    None
+}
+
 /// Quantizes one token into its permuted slot `q` and the sums of its `block`-column blocks; returns its scale.
-/// Each chunk is quantized in column order first (a loop the compiler vectorizes), then its bytes are moved to
-/// their permuted places.
+/// Whole chunks inside one block go through the CPU's SIMD quantizer where it has one; the others are quantized
+/// in column order first (a loop the compiler vectorizes), then their bytes are moved to their permuted places.
 fn quantize_token(row: &[f32], block: usize, chunk: usize, q: &mut [i8], sums: &mut [i32]) -> f32 {
     let s = absmax_scale(row);
+    let simd = simd_chunk(chunk);
     let mut plain = [0i8; MAX_CHUNK];
     for (c, cols) in row.chunks(chunk).enumerate() {
+        let first = c * chunk;
+        let out = &mut q[first..first + chunk];
+        if let Some(quantize) =
+            simd.filter(|_| cols.len() == chunk && first / block == (first + chunk - 1) / block)
+        {
+            sums[first / block] += quantize(cols, s, out);
+            continue;
+        }
         let plain = &mut plain[..cols.len()];
         for (p, &v) in plain.iter_mut().zip(cols) {
             *p = quantize_i8(v, s);
         }
-        let first = c * chunk;
         let mut j = 0;
         while j < plain.len() {
             let b = (first + j) / block;
@@ -126,7 +158,6 @@ fn quantize_token(row: &[f32], block: usize, chunk: usize, q: &mut [i8], sums: &
             sums[b] += plain[j..end].iter().map(|&v| v as i32).sum::<i32>();
             j = end;
         }
-        let out = &mut q[first..first + chunk];
         for (i, &v) in plain.iter().enumerate() {
             out[permuted(i, chunk)] = v;
         }

@@ -56,6 +56,8 @@ macro_rules! row_tiles {
 }
 
 pub mod acts;
+#[cfg(target_arch = "x86_64")]
+mod acts_x86;
 mod attention;
 mod f32;
 mod flash;

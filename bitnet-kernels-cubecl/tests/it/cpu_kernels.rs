@@ -127,6 +127,91 @@ fn every_isa_gives_the_oracle_integers() {
     }
 }
 
+/// The quantized, permuted activations (the SIMD quantizers on x86, the portable loop elsewhere and for partial
+/// chunks) equal the reference per-token quantization at the permuted places, zero padded, with each block's sum:
+/// both chunk widths, ragged widths, blocks smaller and larger than a chunk, and values that round half to even,
+/// saturate, or are not numbers (quantized to 0 by the reference).
+#[test]
+fn quantized_activations_equal_the_reference_at_their_permuted_places() {
+    let mut rng = Lcg(7);
+    let specials = [
+        0.5,
+        -0.5,
+        1.5,
+        -2.5,
+        f32::NAN,
+        f32::INFINITY,
+        -f32::INFINITY,
+        1e30,
+        -0.0,
+    ];
+    for chunk in [128, 256] {
+        for (k, block) in [
+            (256, 256),
+            (512, 512),
+            (2560, 2560),
+            (6912, 6912),
+            (768, 256),
+            (1000, 1000),
+            (384, 128),
+            (96, 16),
+        ] {
+            let m = 3;
+            let mut x: Vec<f32> = (0..m * k).map(|_| rng.heavy()).collect();
+            // token 1: values that land on halves after scaling by 127 / 127 (max |x| is 127)
+            for (i, v) in x[k..2 * k].iter_mut().enumerate() {
+                *v = (i % 255) as f32 - 127.0 + if i % 2 == 0 { 0.5 } else { 0.0 };
+            }
+            x[k] = 127.0;
+            // token 2: special values among ordinary ones (infinity makes the scale 0, so keep them in one token)
+            for (i, &v) in specials.iter().enumerate() {
+                x[2 * k + i * 7 % k] = v;
+            }
+            let mut acts = QuantizedActs::default();
+            acts.quantize_permuted(&x, m, k, block, chunk);
+            let stride = k.div_ceil(chunk) * chunk;
+            assert_eq!(acts.stride, stride);
+            for t in 0..m {
+                let row = &x[t * k..(t + 1) * k];
+                let mut want = vec![0i8; k];
+                let scale = reference::quantize_row_i8(row, &mut want);
+                assert_eq!(
+                    acts.scale[t].to_bits(),
+                    scale.to_bits(),
+                    "chunk {chunk} k {k} token {t}"
+                );
+                let got = &acts.q[t * stride..(t + 1) * stride];
+                for (i, &w) in want.iter().enumerate() {
+                    let at = cpu::acts::permuted(i, chunk);
+                    assert_eq!(
+                        got[at], w,
+                        "chunk {chunk} k {k} block {block} token {t} column {i}"
+                    );
+                }
+                let placed: std::collections::HashSet<usize> =
+                    (0..k).map(|i| cpu::acts::permuted(i, chunk)).collect();
+                assert!(
+                    (0..stride)
+                        .filter(|p| !placed.contains(p))
+                        .all(|p| got[p] == 0),
+                    "padding"
+                );
+                for (b, &sum) in acts.block_sums[t * acts.blocks..(t + 1) * acts.blocks]
+                    .iter()
+                    .enumerate()
+                {
+                    let end = ((b + 1) * block).min(k);
+                    let want: i32 = want[b * block..end].iter().map(|&v| v as i32).sum();
+                    assert_eq!(
+                        sum, want,
+                        "chunk {chunk} k {k} block {block} token {t} block {b}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// One- and two-thread rayon pools, with their sizes.
 fn pools() -> Vec<(usize, rayon::ThreadPool)> {
     [1, 2]
