@@ -19,6 +19,7 @@ pub mod reference;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::Shape;
 
 /// The gated FFN's activation (`act(gate) · up`): the model files' own enum, so one type names it everywhere.
 pub use bitnet_gguf::Activation;
@@ -109,6 +110,12 @@ pub trait TernaryBackend: Backend {
         residual: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         burn_ops::bit_linear_i8_residual::<Self>(x, norm, layer, residual)
+    }
+
+    /// `x` with the dimensions `shape` (same element count). An op because burn-ndarray's reshape copies every
+    /// tensor (its view of the new shape is copied into a new array), ~15 copies per block and token.
+    fn reshape(x: FloatTensor<Self>, shape: Shape) -> FloatTensor<Self> {
+        Self::float_reshape(x, shape)
     }
 
     /// The float output head: `y[m, n] = x[m, k] · w[n, k]ᵀ` without materializing `wᵀ` (`w` is the

@@ -1,7 +1,8 @@
 //! The CPU (burn-ndarray) side of the ops: the hand-written kernels of [`crate::cpu`] on the tensors' buffers.
 
+use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{TensorData, TensorMetadata};
+use burn::tensor::{Shape, TensorData, TensorMetadata};
 use burn_ndarray::{NdArray, NdArrayTensor, SharedArray};
 use ndarray::{Axis, IxDyn};
 use std::borrow::Cow;
@@ -201,6 +202,41 @@ impl TernaryBackend for NdArray<f32> {
             .zip(&matrices)
             .map(|(y, a)| NdArrayTensor::from_data(TensorData::new(y, [xs[0], a.shape.n])))
             .collect()
+    }
+
+    fn bit_linear_i8_residual(
+        x: FloatTensor<Self>,
+        norm: Option<(FloatTensor<Self>, f64)>,
+        layer: (IntTensor<Self>, FloatTensor<Self>),
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let y = Self::bit_linears_i8(x, norm, vec![layer]).remove(0);
+        let NdArrayTensor::F32(y) = y else {
+            unreachable!("bit_linears_i8 returns f32")
+        };
+        let mut y = y.into_owned();
+        let (_, residual) = f32s(&residual, "bit_linear_i8_residual: residual");
+        let out = y.as_slice_mut().expect("a fresh standard-layout output");
+        assert_eq!(
+            out.len(),
+            residual.len(),
+            "bit_linear_i8_residual: residual"
+        );
+        for (y, &r) in out.iter_mut().zip(residual.iter()) {
+            *y += r;
+        }
+        y.into()
+    }
+
+    fn reshape(x: FloatTensor<Self>, shape: Shape) -> FloatTensor<Self> {
+        match x {
+            NdArrayTensor::F32(a) if a.view().is_standard_layout() => a
+                .into_owned()
+                .into_shape_with_order(IxDyn(&shape))
+                .expect("reshape: the element count is kept")
+                .into(),
+            x => Self::float_reshape(x, shape),
+        }
     }
 
     fn float_matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -19,6 +19,20 @@ pub type Norm<B> = (Tensor<B, 1>, f64);
 /// Packed ternary words `[n, ceil(k/16)]` and their scales `[n, blocks]`: one BitLinear's weights.
 pub type Ternary<B> = (Tensor<B, 2, Int>, Tensor<B, 2>);
 
+/// [`TernaryBackend::reshape`]: `t` as `dims`, without a copy where the backend can.
+pub fn reshape<B: TernaryBackend, const D1: usize, const D2: usize>(
+    t: Tensor<B, D1>,
+    dims: [usize; D2],
+) -> Tensor<B, D2> {
+    tensor(B::reshape(float(t), dims.into()))
+}
+
+/// `t [..., n]` as the rows `[m, n]` the ops take ([`reshape`]).
+pub fn rows<B: TernaryBackend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, 2> {
+    let dims = t.dims();
+    reshape(t, [dims[..D - 1].iter().product(), dims[D - 1]])
+}
+
 /// [`TernaryBackend::ternary_matmul`]: `x [m, k]` by packed trits, float activations.
 pub fn ternary_matmul<B: TernaryBackend>(x: Tensor<B, 2>, (w, scales): Ternary<B>) -> Tensor<B, 2> {
     tensor(B::ternary_matmul(
@@ -100,8 +114,11 @@ pub fn rms_norm<B: TernaryBackend, const D: usize>(
     eps: f64,
 ) -> Tensor<B, D> {
     let dims = x.dims();
-    let rows: Tensor<B, 2> = x.reshape([-1, dims[D - 1] as i32]);
-    tensor::<B, 2>(B::rms_norm(float(rows), float(weight), eps)).reshape(dims)
+    let rows = rows(x);
+    reshape(
+        tensor::<B, 2>(B::rms_norm(float(rows), float(weight), eps)),
+        dims,
+    )
 }
 
 /// [`TernaryBackend::gated`]: `act(gate) · up` over `[..., n]`, kept in f32.
@@ -111,8 +128,8 @@ pub fn gated<B: TernaryBackend, const D: usize>(
     act: Activation,
 ) -> Tensor<B, D> {
     let dims = gate.dims();
-    let rows = |t: Tensor<B, D>| float(t.reshape::<2, _>([-1, dims[D - 1] as i32]));
-    tensor::<B, 2>(B::gated(rows(gate), rows(up), act)).reshape(dims)
+    let y = B::gated(float(rows(gate)), float(rows(up)), act);
+    reshape(tensor::<B, 2>(y), dims)
 }
 
 /// [`TernaryBackend::attention_step`]: the attention output `[b, rows, heads·d]` of a step of several

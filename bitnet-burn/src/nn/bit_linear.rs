@@ -141,7 +141,7 @@ impl<B: TernaryBackend> BitLinear<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>, act: ActQuant) -> Tensor<B, D> {
         let mut dims = x.dims();
         let k = dims[D - 1];
-        let x: Tensor<B, 2> = x.reshape([-1, k as i32]);
+        let x = ops::rows(x);
         if let Some(latent) = &self.latent {
             let y = qat_forward(x, latent.val(), act);
             dims[D - 1] = y.dims()[1];
@@ -153,7 +153,7 @@ impl<B: TernaryBackend> BitLinear<B> {
             ActQuant::Q8K => ops::ternary_matmul(absmax_int8(x, q8k_block(k)), self.op()),
         };
         dims[D - 1] = self.out_features();
-        y.reshape(dims)
+        ops::reshape(y, dims)
     }
 
     /// This layer applied to `input`, evaluated when added to the residual stream (`residual + projection`), so
@@ -197,14 +197,13 @@ pub fn forward_shared<'a, B: TernaryBackend, const D: usize>(
         return layers.iter().map(|l| l.forward(x.clone(), act)).collect();
     }
     let mut dims = input.x.dims();
-    let x: Tensor<B, 2> = input.x.reshape([-1, dims[D - 1] as i32]);
     let weights = layers.iter().map(|l| l.op()).collect();
-    ops::bit_linears_i8(x, input.norm.map(|n| n.op()), weights)
+    ops::bit_linears_i8(ops::rows(input.x), input.norm.map(|n| n.op()), weights)
         .into_iter()
         .zip(layers)
         .map(|(y, l)| {
             dims[D - 1] = l.out_features();
-            y.reshape(dims)
+            ops::reshape(y, dims)
         })
         .collect()
 }
@@ -233,12 +232,12 @@ impl<'a, B: TernaryBackend, const D: usize> Add<Projection<'a, B, D>> for Tensor
             return self + p.eval();
         }
         let dims = self.dims();
-        let rows = |t: Tensor<B, D>| {
-            let width = t.dims()[D - 1] as i32;
-            t.reshape::<2, _>([-1, width])
-        };
         let norm = p.input.norm.map(|n| n.op());
-        ops::bit_linear_i8_residual(rows(p.input.x), norm, p.layer.op(), rows(self)).reshape(dims)
+        let (x, residual) = (ops::rows(p.input.x), ops::rows(self));
+        ops::reshape(
+            ops::bit_linear_i8_residual(x, norm, p.layer.op(), residual),
+            dims,
+        )
     }
 }
 

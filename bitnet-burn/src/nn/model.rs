@@ -219,8 +219,8 @@ impl<B: TernaryBackend> BitNet<B> {
         let [_, rows, h] = hidden.dims();
         let n = last.len();
         let last = Tensor::from_data(burn::tensor::TensorData::new(last, [n]), &self.device);
-        let x = hidden.reshape([rows, h]).select(0, last).reshape([n, 1, h]);
-        Ok(self.logits(x).reshape([n, self.config.vocab_size]))
+        let x = ops::reshape(ops::reshape(hidden, [rows, h]).select(0, last), [n, 1, h]);
+        Ok(ops::reshape(self.logits(x), [n, self.config.vocab_size]))
     }
 
     /// `ids` (`batch` rows of consecutive runs, one run of `seq` tokens per cache) through the blocks.
@@ -276,13 +276,13 @@ impl<B: TernaryBackend> BitNet<B> {
     /// Logits `[batch, seq, vocab]` of hidden states from [`Self::forward_hidden`].
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, seq, h] = hidden.dims();
-        let x = hidden.reshape([b * seq, h]);
+        let x = ops::reshape(hidden, [b * seq, h]);
         let logits = match &self.head {
             Head::Parameter => ops::float_matmul_nt(x, self.head_weights().float(&self.device)),
             Head::Decoded(w) => ops::float_matmul_nt(x, w.clone()),
             Head::Int8(head) => head.forward(x),
         };
-        logits.reshape([b, seq, self.config.vocab_size])
+        ops::reshape(logits, [b, seq, self.config.vocab_size])
     }
 
     /// Logits of every position of `tokens`.
@@ -331,8 +331,7 @@ impl<B: TernaryBackend> BitNet<B> {
         }
         let h = h.expect("at least one pass");
         let [b, seq, _] = h.dims();
-        Ok(self
-            .logits(h.narrow(1, seq - 1, 1))
-            .reshape([b, self.config.vocab_size]))
+        let logits = self.logits(h.narrow(1, seq - 1, 1));
+        Ok(ops::reshape(logits, [b, self.config.vocab_size]))
     }
 }
