@@ -1,7 +1,6 @@
 //! The CPU (burn-ndarray) side of the ops: the hand-written kernels of [`crate::cpu`] on the tensors' buffers.
 
-use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
 use burn::tensor::{Shape, TensorData, TensorMetadata};
 use burn_ndarray::{NdArray, NdArrayTensor, SharedArray};
 use ndarray::{Axis, IxDyn};

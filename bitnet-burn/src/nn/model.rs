@@ -241,11 +241,8 @@ impl<B: TernaryBackend> BitNet<B> {
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
             return Err(ForwardError::BadToken { id, vocab });
         }
-        let mut x = self.model.embedding.lookup(ids, &self.device)?.reshape([
-            batch,
-            ids.len() / batch,
-            self.config.hidden_size,
-        ]);
+        let rows = self.model.embedding.lookup(ids, &self.device)?;
+        let mut x = ops::reshape(rows, [batch, ids.len() / batch, self.config.hidden_size]);
         let mut layers: Vec<_> = caches.iter_mut().map(|(c, seq)| c.layers(*seq)).collect();
         for block in &self.model.blocks {
             let mut step: Vec<_> = layers
