@@ -3,13 +3,15 @@
 # same TQ2_0 file and, with I2S_MODEL set, against bitnet.cpp's `llama-bench` on the same I2_S file: same threads,
 # lengths and depth, every engine with its default flags, alternating engines in each round so all see the same
 # machine state. ISAS="avxvnni avx2" runs ours once per forced kernel path (BITNET_ISA) in each round, each
-# against the same anchor. Prints a markdown table with the ratios.
-# Usage: [I2S_MODEL=FILE] [DEPTH=N] [ISAS="isa ..."] scripts/bench-vs-llamacpp.sh MODEL.gguf [THREADS] [PP] [TG] [ROUNDS]
-#        [-- extra bitnet args]
+# against the same anchor. LLAMA_ARGS adds llama-bench arguments (e.g. "-ctk q8_0 -ctv q8_0 -fa 1" beside
+# `-- --cache-type q8_0`). Prints a markdown table with the ratios.
+# Usage: [I2S_MODEL=FILE] [DEPTH=N] [ISAS="isa ..."] [LLAMA_ARGS="..."] scripts/bench-vs-llamacpp.sh MODEL.gguf
+#        [THREADS] [PP] [TG] [ROUNDS] [-- extra bitnet args]
 set -euo pipefail
 MODEL=$1; THREADS=${2:-2}; PP=${3:-128}; TG=${4:-64}; ROUNDS=${5:-3}; DEPTH=${DEPTH:-0}
 shift $(( $# < 5 ? $# : 5 )); [ "${1:-}" = "--" ] && shift
 EXTRA=("$@")
+read -r -a LLAMA_EXTRA <<< "${LLAMA_ARGS:-}"
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 LLAMA_BENCH="$("$HERE/scripts/build-llamacpp.sh")/llama-bench"
 BITNET="${BITNET:-${CARGO_TARGET_DIR:-$HERE/target}/release/bitnet}"
@@ -29,7 +31,7 @@ for r in $(seq "$ROUNDS"); do
     case $name in
       ours-*@*) cmd=(env "BITNET_ISA=${name#*@}" "$BITNET" bench -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -d "$DEPTH" -r 1 --json "${EXTRA[@]}") ;;
       ours-*) cmd=("$BITNET" bench -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -d "$DEPTH" -r 1 --json "${EXTRA[@]}") ;;
-      llama.cpp) cmd=("$LLAMA_BENCH" -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -d "$DEPTH" -r 1 -o jsonl) ;;
+      llama.cpp) cmd=("$LLAMA_BENCH" -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -d "$DEPTH" -r 1 -o jsonl "${LLAMA_EXTRA[@]}") ;;
       bitnet.cpp) cmd=("$BITNET_CPP_BENCH" -m "$file" -t "$THREADS" -p "$PP" -n "$TG" -r 1 -o jsonl) ;;
     esac
     # bitnet.cpp's January 2026 llama-bench has no -d: it runs at depth 0 only.
@@ -40,9 +42,9 @@ for l in open(sys.argv[1]): r=json.loads(l); r["rss_kb"]=int(rss); r["wall_s"]=f
       "$OUT/run" "$OUT/time" >> "$OUT/$name.jsonl"
   done
 done
-python3 - "$OUT" "$THREADS" "$PP" "$TG" "$DEPTH" "$ROUNDS" "${EXTRA[*]:-}" <<'PY'
+python3 - "$OUT" "$THREADS" "$PP" "$TG" "$DEPTH" "$ROUNDS" "${EXTRA[*]:-}" "${LLAMA_ARGS:-}" <<'PY'
 import json, os, statistics, sys
-out, threads, pp, tg, depth, rounds, extra = sys.argv[1:]
+out, threads, pp, tg, depth, rounds, extra, llama_args = sys.argv[1:]
 def ms(v): return (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) if v else (0.0, 0.0)
 rows = {}
 def engines():
@@ -65,7 +67,8 @@ for name in names:
     rows[name] = (p, t)
     print_row = f"| {label} | {p[0]:.1f} ± {p[1]:.1f} | {t[0]:.1f} ± {t[1]:.1f} | {rss:.2f} GB | {load} | {wall[0]:.1f} |"
     rows[name + "-row"] = print_row
-print(f"{threads} threads, pp{pp}, tg{tg}, depth {depth}, {rounds} alternating rounds, bitnet args: {extra or '-'}")
+print(f"{threads} threads, pp{pp}, tg{tg}, depth {depth}, {rounds} alternating rounds, bitnet args: {extra or '-'}, "
+      f"llama-bench args: {llama_args or '-'}")
 print(f"| engine | pp{pp} tok/s | tg{tg} tok/s | peak RSS | load s | wall s |\n|---|---|---|---|---|---|")
 for name in names:
     print(rows[name + "-row"])

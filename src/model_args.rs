@@ -48,7 +48,8 @@ pub struct ModelArgs {
     #[arg(long, value_enum, default_value = "int8")]
     pub head: HeadArg,
     /// What the KV cache stores (llama.cpp's `--cache-type-k/-v`). f16 is the default, as in llama.cpp: half the
-    /// memory, and decode at depth reads half the bytes; f32 gives the reference numerics. GPU backends keep f32.
+    /// memory, and decode at depth reads half the bytes; q8_0 about halves that again (heads a multiple of 32
+    /// wide, else f16); f32 gives the reference numerics. GPU backends keep f32.
     #[arg(long, value_enum, default_value = "f16")]
     pub cache_type: CacheArg,
     /// FFN activation, overriding what the file says or what is inferred from its architecture and vocabulary
@@ -64,6 +65,9 @@ pub enum CacheArg {
     F16,
     /// Single precision.
     F32,
+    /// Blocks of 32 int8 values with an f16 scale.
+    #[value(name = "q8_0")]
+    Q8_0,
 }
 
 /// The FFN activations (see `bitnet_burn::Activation`).
@@ -113,6 +117,7 @@ impl ModelArgs {
             cache: match self.cache_type {
                 CacheArg::F16 => CacheType::F16,
                 CacheArg::F32 => CacheType::F32,
+                CacheArg::Q8_0 => CacheType::Q8_0,
             },
         };
         let model = load_with_progress::<B>(&self.model, device, &options, |p| {

@@ -46,23 +46,37 @@ pub enum CacheType {
     F16,
     /// Single precision: the reference numerics.
     F32,
+    /// llama.cpp's `q8_0`: blocks of 32 values as int8 with an f16 scale (8.5 bits a value), about half of f16's
+    /// memory; rows turned by llama.cpp's Walsh–Hadamard rotation first where the head width is a multiple of 64.
+    /// For head widths that are a multiple of 32.
+    Q8_0,
+}
+
+impl CacheType {
+    /// Values a stored element holds: a row's width must be a multiple of it.
+    pub fn block(self) -> usize {
+        match self {
+            Self::F16 | Self::F32 => 1,
+            Self::Q8_0 => bitnet_gguf::quant::Q8_0_VALUES,
+        }
+    }
 }
 
 /// A backend that can multiply activations by packed ternary weights.
 pub trait TernaryBackend: Backend {
-    /// Whether [`TernaryBackend::kv_cache_zeros`] can store [`CacheType::F16`] (its attention ops then read such
-    /// caches); backends without it keep f32 caches.
-    const F16_CACHE: bool = false;
+    /// What [`TernaryBackend::kv_cache_zeros`] can store (its attention ops then read such caches); f32 always.
+    const CACHE_TYPES: &'static [CacheType] = &[CacheType::F32];
 
-    /// A zeroed KV cache `[b, kv_heads, max_len, d]` of `cache`'s element type, for
-    /// [`TernaryBackend::attention_step`] and [`TernaryBackend::cached_attention`]. Called with
-    /// [`CacheType::F16`] only where [`TernaryBackend::F16_CACHE`] holds; the default allocates f32.
+    /// A zeroed KV cache of `[b, kv_heads, max_len, d]` values stored as `cache`, for
+    /// [`TernaryBackend::attention_step`] and [`TernaryBackend::cached_attention`]. Called only with one of
+    /// [`TernaryBackend::CACHE_TYPES`] and a `d` that is a multiple of its [`CacheType::block`]; the default
+    /// allocates f32.
     fn kv_cache_zeros(
         shape: [usize; 4],
         cache: CacheType,
         device: &Self::Device,
     ) -> FloatTensor<Self> {
-        debug_assert!(cache == CacheType::F32 || Self::F16_CACHE);
+        debug_assert!(Self::CACHE_TYPES.contains(&cache));
         Self::float_zeros(shape.into(), device, burn::tensor::FloatDType::F32)
     }
 

@@ -42,16 +42,17 @@ fn writable<E: Clone>(a: SharedArray<E>) -> SharedArray<E> {
     }
 }
 
-/// A step's caches as writable arrays, all of one element type: f32, or f16 held as its bits (burn-ndarray
-/// has no f16 float; [`TernaryBackend::kv_cache_zeros`] makes them `U16`).
+/// A step's caches as writable arrays, all of one element type: f32, f16 held as its bits (burn-ndarray has
+/// no f16 float; [`TernaryBackend::kv_cache_zeros`] makes them `U16`), or q8_0 blocks held as their bytes (`U8`).
 enum StepCaches {
     F32(Vec<KvArrays<f32>>),
     F16(Vec<KvArrays<u16>>),
+    Q8_0(Vec<KvArrays<u8>>),
 }
 
 impl StepCaches {
     fn new(caches: impl IntoIterator<Item = [NdArrayTensor; 2]>) -> Self {
-        let (mut f32s, mut f16s) = (Vec::new(), Vec::new());
+        let (mut f32s, mut f16s, mut q8s) = (Vec::new(), Vec::new(), Vec::new());
         for kv in caches {
             match kv {
                 [NdArrayTensor::F32(k), NdArrayTensor::F32(v)] => {
@@ -60,17 +61,21 @@ impl StepCaches {
                 [NdArrayTensor::U16(k), NdArrayTensor::U16(v)] => {
                     f16s.push([k, v].map(|s| writable(s.into_owned())))
                 }
+                [NdArrayTensor::U8(k), NdArrayTensor::U8(v)] => {
+                    q8s.push([k, v].map(|s| writable(s.into_owned())))
+                }
                 [k, v] => panic!(
-                    "attention_step: a cache must be f32, or f16 bits (u16), found {:?} and {:?}",
+                    "attention_step: a cache must be f32, f16 bits (u16) or q8_0 bytes (u8), found {:?} and {:?}",
                     k.dtype(),
                     v.dtype()
                 ),
             }
         }
-        match (f32s.is_empty(), f16s.is_empty()) {
-            (_, true) => Self::F32(f32s),
-            (true, false) => Self::F16(f16s),
-            (false, false) => panic!("attention_step: a step's caches must share an element type"),
+        match (f32s.is_empty(), f16s.is_empty(), q8s.is_empty()) {
+            (_, true, true) => Self::F32(f32s),
+            (true, false, true) => Self::F16(f16s),
+            (true, true, false) => Self::Q8_0(q8s),
+            _ => panic!("attention_step: a step's caches must share an element type"),
         }
     }
 }
@@ -146,13 +151,20 @@ fn ternary_args<'a>(
 }
 
 impl TernaryBackend for NdArray<f32> {
-    const F16_CACHE: bool = true;
+    const CACHE_TYPES: &'static [CacheType] = &[CacheType::F16, CacheType::F32, CacheType::Q8_0];
 
     fn kv_cache_zeros(shape: [usize; 4], cache: CacheType, _: &Self::Device) -> FloatTensor<Self> {
+        let [b, kv_heads, max_len, d] = shape;
         let shape = IxDyn(&shape);
         match cache {
             CacheType::F32 => ndarray::ArrayD::<f32>::zeros(shape).into_shared().into(),
             CacheType::F16 => ndarray::ArrayD::<u16>::zeros(shape).into_shared().into(),
+            CacheType::Q8_0 => {
+                let row = d / cache.block() * size_of::<cpu::Q8Block>();
+                ndarray::ArrayD::<u8>::zeros(IxDyn(&[b, kv_heads, max_len, row]))
+                    .into_shared()
+                    .into()
+            }
         }
     }
 
@@ -346,6 +358,15 @@ impl TernaryBackend for NdArray<f32> {
                     shape(&ks),
                 )
             }
+            (NdArrayTensor::U8(k), NdArrayTensor::U8(v)) => {
+                let ((ks, k), (_, v)) = (elements(k.view()), elements(v.view()));
+                cpu::cached_attention::<cpu::Q8Block>(
+                    &q,
+                    bytemuck::cast_slice(&k),
+                    bytemuck::cast_slice(&v),
+                    shape(&ks),
+                )
+            }
             _ => {
                 let (ks, k) = f32s(&k, "cached_attention: k");
                 let (_, v) = f32s(&v, "cached_attention: v");
@@ -385,6 +406,15 @@ impl TernaryBackend for NdArray<f32> {
             StepCaches::F16(a) => attention_step_on(&mut q, kv, rope, shape, a, &spans, |s| {
                 s.reinterpret_cast_mut::<f16>()
             }),
+            StepCaches::Q8_0(a) => attention_step_on(
+                &mut q,
+                kv,
+                rope,
+                shape,
+                a,
+                &spans,
+                bytemuck::cast_slice_mut::<u8, cpu::Q8Block>,
+            ),
         };
         (NdArrayTensor::from_data(TensorData::new(y, qs)), kept)
     }

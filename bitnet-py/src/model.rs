@@ -67,7 +67,7 @@ pub struct Sampling {
 impl NativeModel {
     /// Loads `path` (a GGUF file, a transformers checkpoint directory or `hf:OWNER/NAME/FILE`) onto `backend`,
     /// with `threads` CPU threads (0: one per core), `parallel` sequences decoded together, each with `ctx`
-    /// positions (0: the model's context), caches of `cache_type` (`f16` or `f32`).
+    /// positions (0: the model's context), caches of `cache_type` (`f16`, `f32` or `q8_0`).
     #[new]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments
     #[pyo3(signature = (path, threads=0, backend="cpu", head="int8", act="int8", ctx=0, parallel=1, cache_type="f16"))]
@@ -90,7 +90,8 @@ impl NativeModel {
         let cache = match cache_type {
             "f16" => CacheType::F16,
             "f32" => CacheType::F32,
-            other => return Err(bad_choice("cache_type", other, &["f16", "f32"])),
+            "q8_0" => CacheType::Q8_0,
+            other => return Err(bad_choice("cache_type", other, &["f16", "f32", "q8_0"])),
         };
         let act = match act {
             "int8" => ActQuant::Int8,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use bitnet_burn::io::synth::write_synthetic;
 use bitnet_burn::text::tokenizer::Tokenizer;
-use bitnet_burn::{ActQuant, ModelConfig};
+use bitnet_burn::{ActQuant, CacheType, ModelConfig};
 use bitnet_gguf::{GgmlType, GgufFile};
 use burn::backend::NdArray;
 use sha2::{Digest, Sha256};
@@ -126,6 +126,50 @@ fn q8k_logits_on_tq2_0_equal_llamacpp(preset: &str) {
     assert!(mean <= 0.03, "mean rms over positions {mean}");
 }
 
+/// The q8_0 KV cache (`--cache-type q8_0`) against llama.cpp's (`-ctk q8_0 -ctv q8_0`, with flash attention),
+/// float activations on the F32 file. Both turn each key and value row by llama.cpp's Walsh–Hadamard rotation and
+/// store it as Q8_0 blocks. At position 0 a query attends to its own key only, so the logits depend on the stored
+/// values alone: there they must equal llama.cpp's within the float comparison's 1e-4 of the logit scale (a
+/// different quantizer, block layout or rotation is off by ~0.1). Later, llama.cpp also quantizes each query to
+/// Q8_0 for its dot products with the keys, where we keep f32: so what q8_0 does to our logits (against our f32
+/// cache) must be no larger than what it does to llama.cpp's (its q8_0-KV against its f32-KV logits; measured
+/// mean per position ours 0.43-0.48 against llama.cpp's 0.64-0.77, largest 1.1-2.1 against 2.1-2.6, on these
+/// random models whose logits swing with any rounding), on average and at worst. A cache that kept f32 fails too:
+/// the logits must move.
+fn q8_0_cache_matches_llamacpp_q8_0_kv(preset: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = synthetic(preset, dir.path(), GgmlType::F32, "f32");
+    let mut model = crate::common::load_float::<NdArray>(&path, &Default::default());
+    let full = logits(&model, &logit_tokens(preset), ActQuant::Float);
+    model.set_cache_type(CacheType::Q8_0);
+    assert_eq!(model.cache_type(), CacheType::Q8_0);
+    let ours = logits(&model, &logit_tokens(preset), ActQuant::Float);
+    let (q8, f32s) = (reference(preset, "q8kv"), reference(preset, "f32"));
+    let scale = f32s.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+    let first = max_abs(&ours[0], &q8[0]);
+    assert!(
+        first <= 1e-4 * scale,
+        "position 0 (the stored values alone): max |Δ| {first} from llama.cpp's q8_0 KV > 1e-4 · {scale}"
+    );
+    let moved: Vec<f32> = ours.iter().zip(&full).map(|(o, f)| max_abs(o, f)).collect();
+    let spread: Vec<f32> = q8.iter().zip(&f32s).map(|(r, f)| max_abs(r, f)).collect();
+    let mean = |x: &[f32]| x.iter().sum::<f32>() / x.len() as f32;
+    let max = |x: &[f32]| x.iter().fold(0f32, |m, &v| m.max(v));
+    assert!(
+        mean(&moved) <= mean(&spread) && max(&moved) <= max(&spread),
+        "q8_0 moved our logits by {} on average, {} at most; llama.cpp's by {} and {}",
+        mean(&moved),
+        max(&moved),
+        mean(&spread),
+        max(&spread)
+    );
+    assert!(
+        max(&moved) > 1e-4,
+        "the q8_0 cache left every logit within {} of the f32 cache's",
+        max(&moved)
+    );
+}
+
 /// `bitnet perplexity` (float activations) over the held-out text in windows of 128 against
 /// `llama-perplexity -c 128` on the F32 file: the same tokens, windows and scored positions, so within 0.1%.
 fn perplexity_equals_llama_perplexity(preset: &str) {
@@ -168,6 +212,10 @@ macro_rules! family_tests {
             #[test]
             fn q8k_logits_on_tq2_0_equal_llamacpp() {
                 super::q8k_logits_on_tq2_0_equal_llamacpp($preset);
+            }
+            #[test]
+            fn q8_0_cache_matches_llamacpp_q8_0_kv() {
+                super::q8_0_cache_matches_llamacpp_q8_0_kv($preset);
             }
             #[test]
             fn perplexity_equals_llama_perplexity() {

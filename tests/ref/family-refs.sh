@@ -34,13 +34,14 @@ for P in "${PRESETS[@]}"; do
   FIRST=$(echo "$TOKENS" | cut -d, -f1-64)
   "$W/llama-logits" "$W/all-f32.gguf" "$FIRST" "$W/f32.bin" f32 2>/dev/null
   "$W/llama-logits" "$W/llama-tq2_0.gguf" "$FIRST" "$W/q8k.bin" f32 2>/dev/null
+  "$W/llama-logits" "$W/all-f32.gguf" "$FIRST" "$W/q8kv.bin" q8_0 2>/dev/null
   PPL=$("$BIN/llama-perplexity" -m "$W/all-f32.gguf" -f "$TEXT" -c 128 -t 2 -fa off -ctk f32 -ctv f32 2>&1 |
     sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
   python3 - "$W" "$OUT" "$TOKENS" "$PPL" <<'PY'
 import hashlib, json, sys
 import numpy as np
 w, out, tokens, ppl = sys.argv[1], sys.argv[2], [int(t) for t in sys.argv[3].split(",")], float(sys.argv[4])
-for name in ["f32", "q8k"]:
+for name in ["f32", "q8k", "q8kv"]:
     logits = np.fromfile(f"{w}/{name}.bin", dtype=np.float32).reshape(min(64, len(tokens)), -1)
     np.save(f"{out}/llamacpp-{name}.npy", logits)
 sha = {t: hashlib.sha256(open(f"{w}/{t}.gguf", "rb").read()).hexdigest() for t in ["f32", "tq2_0"]}

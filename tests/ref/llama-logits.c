@@ -1,7 +1,8 @@
 // Logits of every position of a token sequence from llama.cpp's libllama, as raw little-endian float32
 // [positions, vocab]: the reference the llama-architecture tests compare with (tests/data/llama-arch/README.md).
 // Build: cc -O2 llama-logits.c -I$SRC/include -I$SRC/ggml/include -L$SRC/build/bin -lllama -o llama-logits
-// Run:   llama-logits MODEL.gguf 1,2,3 OUT.f32 [f32|f16]   (f32: f32 KV cache, no flash attention: float-exact)
+// Run:   llama-logits MODEL.gguf 1,2,3 OUT.f32 [f32|f16|q8_0]   (f32: f32 KV cache, no flash attention:
+//        float-exact; q8_0: llama.cpp's `-ctk q8_0 -ctv q8_0`, with the flash attention a quantized V needs)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,7 @@
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s MODEL.gguf TOKENS OUT.f32 [f32|f16]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.gguf TOKENS OUT.f32 [f32|f16|q8_0]\n", argv[0]);
         return 2;
     }
     llama_token tokens[4096];
@@ -27,6 +28,10 @@ int main(int argc, char **argv) {
         cp.type_k = cp.type_v = GGML_TYPE_F32;
         // The CPU flash-attention kernel rounds to f16 on the way; the plain path keeps f32 end to end.
         cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    }
+    if (argc > 4 && strcmp(argv[4], "q8_0") == 0) {
+        cp.type_k = cp.type_v = GGML_TYPE_Q8_0;
+        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
     }
     struct llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) return 1;

@@ -21,8 +21,8 @@ pub struct KvCache<B: Backend> {
 }
 
 impl<B: TernaryBackend> KvCache<B> {
-    /// An empty cache for `n_layers` layers of `[batch, kv_heads, max_len, head_dim]`, storing `cache`'s element
-    /// type where the backend can ([`TernaryBackend::F16_CACHE`]), else f32.
+    /// An empty cache for `n_layers` layers of `[batch, kv_heads, max_len, head_dim]`, storing what
+    /// [`KvCache::element`] makes of `cache`.
     pub fn new(
         n_layers: usize,
         batch: usize,
@@ -32,7 +32,7 @@ impl<B: TernaryBackend> KvCache<B> {
         cache: CacheType,
         device: &B::Device,
     ) -> Self {
-        let cache = Self::element(cache);
+        let cache = Self::element(cache, head_dim);
         let shape = [batch, kv_heads, max_len, head_dim];
         let zeros = || {
             Tensor::from_primitive(TensorPrimitive::Float(B::kv_cache_zeros(
@@ -52,13 +52,15 @@ impl<B: TernaryBackend> KvCache<B> {
         }
     }
 
-    /// What a cache asked to store `cache` stores on this backend.
-    pub fn element(cache: CacheType) -> CacheType {
-        if B::F16_CACHE {
-            cache
-        } else {
-            CacheType::F32
-        }
+    /// What a cache of rows `head_dim` wide asked to store `cache` stores on this backend: `cache` where the
+    /// backend has it ([`TernaryBackend::CACHE_TYPES`]) and the rows are whole blocks of it, else f16 where it
+    /// can, else f32.
+    pub fn element(cache: CacheType, head_dim: usize) -> CacheType {
+        let fits = |c: CacheType| B::CACHE_TYPES.contains(&c) && head_dim.is_multiple_of(c.block());
+        [cache, CacheType::F16]
+            .into_iter()
+            .find(|&c| fits(c))
+            .unwrap_or(CacheType::F32)
     }
 
     /// What each element is stored as.

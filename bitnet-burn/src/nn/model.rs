@@ -125,15 +125,15 @@ impl<B: TernaryBackend> BitNet<B> {
         net
     }
 
-    /// Chooses what the KV caches of [`BitNet::new_cache`] store (f16 by default; kept f32 on backends without
-    /// f16 caches, see [`KvCache::element`]).
+    /// Chooses what the KV caches of [`BitNet::new_cache`] store (f16 by default; what the backend and the head
+    /// width allow instead of an unavailable type: [`KvCache::element`]).
     pub fn set_cache_type(&mut self, cache: CacheType) {
         self.cache = cache;
     }
 
     /// What the KV caches of [`BitNet::new_cache`] store on this backend.
     pub fn cache_type(&self) -> CacheType {
-        KvCache::<B>::element(self.cache)
+        KvCache::<B>::element(self.cache, self.config.head_dim())
     }
 
     /// Chooses how the output head is stored and computed (quantizing it now for [`HeadMode::Int8`], decoding

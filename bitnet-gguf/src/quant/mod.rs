@@ -11,6 +11,7 @@ mod tq1_0;
 mod tq2_0;
 
 pub use float::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
+pub use q8_0::{dequantize_q8_0_block, quantize_q8_0_block, Q8_0_BYTES, Q8_0_VALUES};
 pub use ternary::{for_each_ternary_row, TernaryRow};
 
 use crate::error::ErrorKind;

@@ -7,6 +7,7 @@ use super::f32::dot;
 #[cfg(target_arch = "x86_64")]
 use super::flash::Fused;
 use super::flash::{self, MulAdd, Portable, Tile, TileScratch};
+use super::hadamard;
 use super::kv::KvElem;
 use super::par::{par_claimed, SharedOut};
 use super::rope_row;
@@ -58,8 +59,8 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// One sequence of a step: its cache `k`, `v` `[batch, kv_heads, max_len, head_dim]` (f32 or f16 elements,
-/// [`KvElem`]) and its queries, rows `first..first + shape.seq` of the step's `[batch, rows, heads, head_dim]`.
+/// One sequence of a step: its cache `k`, `v` `[batch, kv_heads, max_len, head_dim]` (f32, f16 or q8_0,
+/// [`KvElem`]: a row of `head_dim` values is `T::row(head_dim)` elements) and its queries, rows `first..first + shape.seq` of the step's `[batch, rows, heads, head_dim]`.
 #[derive(Clone, Copy, Debug)]
 pub struct SeqAttention<'a, T> {
     /// Keys.
@@ -75,7 +76,8 @@ pub struct SeqAttention<'a, T> {
 /// `q [batch, seq, heads, head_dim]` (token-major) against the cache `k`, `v` `[batch, kv_heads, max_len,
 /// head_dim]`: `softmax(q·kᵀ/√d)·v` over keys `0..=position` for the query at `position = len - seq + i`, as
 /// `[batch, seq, heads, head_dim]` (the contract of [`crate::TernaryBackend::cached_attention`], whose query
-/// heads view is this layout with two axes swapped).
+/// heads view is this layout with two axes swapped). A cache of rotated rows ([`KvElem::rotation`]) is met by
+/// the queries rotated alike, and the output is rotated back.
 pub fn cached_attention<T: KvElem>(q: &[f32], k: &[T], v: &[T], s: AttentionShape) -> Vec<f32> {
     let seq = SeqAttention {
         k,
@@ -83,7 +85,15 @@ pub fn cached_attention<T: KvElem>(q: &[f32], k: &[T], v: &[T], s: AttentionShap
         first: 0,
         shape: s,
     };
-    attend_sequences(q, s.seq, &[seq])
+    let Some((kn, vn)) = T::rotation(s.head_dim) else {
+        return attend_sequences(q, s.seq, &[seq]);
+    };
+    // The cache holds rotated rows: the queries meet them rotated, and the output is rotated back.
+    let mut rotated = q.to_vec();
+    hadamard::rotate(&mut rotated, kn);
+    let mut out = attend_sequences(&rotated, s.seq, &[seq]);
+    hadamard::rotate(&mut out, vn);
+    out
 }
 
 /// The attention of a step's `rows` queries `q [batch, rows, heads, head_dim]`, each sequence's rows over its
@@ -99,13 +109,14 @@ pub fn cached_attention<T: KvElem>(q: &[f32], k: &[T], v: &[T], s: AttentionShap
 pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<T>]) -> Vec<f32> {
     let s0 = seqs.first().expect("at least one sequence").shape;
     let (d, heads, kv_heads) = (s0.head_dim, s0.heads, s0.kv_heads);
-    assert!(heads.is_multiple_of(kv_heads));
+    let du = T::row(d);
+    assert!(heads.is_multiple_of(kv_heads) && d.is_multiple_of(T::VALUES));
     assert_eq!(q.len(), s0.batch * rows * heads * d, "q");
     for s in seqs {
         let t = s.shape;
         assert!((t.batch, t.heads, t.kv_heads, t.head_dim) == (s0.batch, heads, kv_heads, d));
         assert!(t.seq <= t.len && t.len <= t.max_len && s.first + t.seq <= rows);
-        assert_eq!(s.k.len(), t.batch * kv_heads * t.max_len * d, "k");
+        assert_eq!(s.k.len(), t.batch * kv_heads * t.max_len * du, "k");
         assert_eq!(s.v.len(), s.k.len(), "v");
     }
     let group = heads / kv_heads;
@@ -178,7 +189,7 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
         let visible = s.len - s.seq + i0 + positions;
         let per = visible.div_ceil(chunks);
         let (lo, hi) = ((c * per).min(visible), ((c + 1) * per).min(visible));
-        let cache = (b * kv_heads + kvh) * s.max_len * d;
+        let cache = (b * kv_heads + kvh) * s.max_len * du;
         let query = |p: usize, g: usize| &q[place(i, b, kvh, i0 + p).1 + g * d..][..d];
         // SAFETY: each (query, chunk) has its own partials and, with one chunk, each query its outputs for the
         // heads of its group, which are contiguous in the token-major output; every job runs once and hands
@@ -192,8 +203,8 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
             }
         };
         let unit = Tile {
-            keys: &seq.k[cache + lo * d..cache + hi * d],
-            values: &seq.v[cache + lo * d..cache + hi * d],
+            keys: &seq.k[cache + lo * du..cache + hi * du],
+            values: &seq.v[cache + lo * du..cache + hi * du],
             lo,
             first: s.len - s.seq + i0,
             positions,
@@ -270,7 +281,8 @@ unsafe fn attend_unit_avx2<'q, 'o, T: KvElem>(
 /// `[batch, rows, kv_heads, head_dim]` are the step's projections, whose rows are runs of `caches[i].seq` tokens
 /// at positions `caches[i].start..`; `q` is rotated in place, each run's rotated keys and its values written
 /// into its caches (`[batch, kv_heads, max_len, head_dim]`, in place, rounded to the cache's element type),
-/// then [`attend_sequences`]. `shape` holds what the sequences share (its `seq` and `len` are ignored); `cos`,
+/// then [`attend_sequences`]. A cache of rotated rows ([`KvElem::rotation`]) gets its keys and values rotated
+/// before they are rounded, the queries rotated as its keys, and the output rotated back. `shape` holds what the sequences share (its `seq` and `len` are ignored); `cos`,
 /// `sin` are the RoPE tables `[positions, half]`.
 pub fn attention_step<T: KvElem>(
     q: &mut [f32],
@@ -288,13 +300,16 @@ pub fn attention_step<T: KvElem>(
         ..
     } = shape;
     let rows: usize = caches.iter().map(|c| c.seq).sum();
+    let du = T::row(d);
+    assert!(d.is_multiple_of(T::VALUES), "rows of whole cache elements");
     assert!(q.len() == batch * rows * heads * d && k.len() == batch * rows * kv_heads * d);
     assert_eq!(v.len(), k.len(), "v");
-    let (mut head, mut rotated) = (vec![0f32; d], vec![0f32; d]);
+    let rotation = T::rotation(d);
+    let (mut head, mut rotated, mut value) = (vec![0f32; d], vec![0f32; d], vec![0f32; d]);
     let mut first = 0;
     for c in caches.iter_mut() {
         assert!(c.start + c.seq <= max_len, "positions past the cache");
-        assert_eq!(c.k.len(), batch * kv_heads * max_len * d, "k cache");
+        assert_eq!(c.k.len(), batch * kv_heads * max_len * du, "k cache");
         assert_eq!(c.v.len(), c.k.len(), "v cache");
         for b in 0..batch {
             for i in 0..c.seq {
@@ -303,13 +318,21 @@ pub fn attention_step<T: KvElem>(
                 for x in q[row * heads * d..(row + 1) * heads * d].chunks_exact_mut(d) {
                     head.copy_from_slice(x);
                     rope_row(&head, cos, sin, x);
+                    if let Some((kn, _)) = rotation {
+                        hadamard::rotate(x, kn);
+                    }
                 }
                 for h in 0..kv_heads {
                     let src = (row * kv_heads + h) * d;
-                    let dst = ((b * kv_heads + h) * max_len + pos) * d;
+                    let dst = ((b * kv_heads + h) * max_len + pos) * du;
                     rope_row(&k[src..src + d], cos, sin, &mut rotated);
-                    T::store(&rotated, &mut c.k[dst..dst + d]);
-                    T::store(&v[src..src + d], &mut c.v[dst..dst + d]);
+                    value.copy_from_slice(&v[src..src + d]);
+                    if let Some((kn, vn)) = rotation {
+                        hadamard::rotate(&mut rotated, kn);
+                        hadamard::rotate(&mut value, vn);
+                    }
+                    T::store(&rotated, &mut c.k[dst..dst + du]);
+                    T::store(&value, &mut c.v[dst..dst + du]);
                 }
             }
         }
@@ -333,7 +356,11 @@ pub fn attention_step<T: KvElem>(
             seq
         })
         .collect();
-    attend_sequences(q, rows, &seqs)
+    let mut out = attend_sequences(q, rows, &seqs);
+    if let Some((_, vn)) = rotation {
+        hadamard::rotate(&mut out, vn);
+    }
+    out
 }
 
 /// The group's queries against the unit's keys: the scores of each query head, softmax per head,
@@ -348,11 +375,11 @@ fn attend_group<'q, T: KvElem>(
     acc: &mut [f32],
 ) {
     let (d, group) = (u.d, u.group);
-    let n = u.keys.len() / d;
+    let n = u.keys.len() / T::row(d);
     let scale = (d as f32).sqrt();
     scores.clear();
     scores.resize(group * n, 0.0);
-    for (b, block) in u.keys.chunks(BLOCK * d).enumerate() {
+    for (b, block) in u.keys.chunks(BLOCK * T::row(d)).enumerate() {
         let keys = T::load(block, kv);
         for g in 0..group {
             let (q, s) = (query(g), &mut scores[g * n + b * BLOCK..]);
@@ -376,7 +403,7 @@ fn attend_group<'q, T: KvElem>(
             p.iter_mut().for_each(|x| *x /= sum);
         }
     }
-    for (b, block) in u.values.chunks(BLOCK * d).enumerate() {
+    for (b, block) in u.values.chunks(BLOCK * T::row(d)).enumerate() {
         let values = T::load(block, kv);
         for g in 0..group {
             let w = &scores[g * n + b * BLOCK..][..values.len() / d];

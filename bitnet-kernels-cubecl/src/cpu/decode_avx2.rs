@@ -1,6 +1,6 @@
 //! Decode attention of one KV head's group of query heads ([`super::attention`]'s unit when each sequence of a
-//! step has one query) in AVX2, FMA and F16C intrinsics. f16 keys and values are widened in registers as they
-//! are read (no copy through a buffer); each pass scores two keys against up to four query heads, so a key is
+//! step has one query) in AVX2, FMA and F16C intrinsics. f16 and q8_0 keys and values are widened in registers
+//! as they are read (no copy through a buffer); each pass scores two keys against up to four query heads, so a key is
 //! read once for the group and its loads are shared; the exponentials run in eight lanes; the values are summed
 //! for up to four heads × sixteen outputs at a time in registers over a block of keys. The portable loops it
 //! replaces ran at 15% of the FMA rate (decode at depth 4063 kept 40% of the speed at depth 0).
@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use super::attention::exp_nonpositive;
 use super::flash::Tile;
-use super::kv::KvElem;
+use super::kv::{KvElem, KvKind, Q8Block};
 
 /// Query heads per pass: with two keys their accumulators take 8 of the 16 vector registers.
 const HEADS: usize = 4;
@@ -48,7 +48,7 @@ pub(super) unsafe fn attend_group<'q, T: KvElem>(
     acc: &mut [f32],
 ) {
     let (d, group) = (u.d, u.group);
-    let n = u.keys.len() / d;
+    let n = u.keys.len() / T::row(d);
     let width = if u.partial { d + 2 } else { d };
     assert!(acc.len() >= group * width && u.values.len() == u.keys.len());
     scores.clear();
@@ -94,23 +94,29 @@ fn query_heads<'q, const H: usize>(
     std::array::from_fn(|i| query(g0 + i))
 }
 
-/// Eight floats from `p`: loaded, or widened from f16.
+/// Values `x..x + 8` (`x` a multiple of 8) of the cache row at `row`: loaded, widened from f16, or a q8_0
+/// block's int8 values widened and scaled.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn load<T: KvElem>(p: *const T) -> __m256 {
-    if T::HALF {
-        _mm256_cvtph_ps(_mm_loadu_si128(p.cast()))
-    } else {
-        _mm256_loadu_ps(p.cast())
+unsafe fn load<T: KvElem>(row: *const T, x: usize) -> __m256 {
+    match T::KIND {
+        KvKind::F32 => _mm256_loadu_ps(row.cast::<f32>().add(x)),
+        KvKind::F16 => _mm256_cvtph_ps(_mm_loadu_si128(row.cast::<u16>().add(x).cast())),
+        KvKind::Q8_0 => {
+            let block = &*row.cast::<Q8Block>().add(x / T::VALUES);
+            let q = _mm_loadl_epi64(block.0.as_ptr().add(2 + x % T::VALUES).cast());
+            let scale = _mm256_set1_ps(block.scale());
+            _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), scale)
+        }
     }
 }
 
-/// Prefetches the row of `d` elements at `p` (a hint: an address past the cache is harmless).
+/// Prefetches `units` elements from `p` (a hint: an address past the cache is harmless).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn prefetch_row<T>(p: *const T, d: usize) {
+unsafe fn prefetch_row<T>(p: *const T, units: usize) {
     let p = p.cast::<u8>();
-    for line in (0..d * size_of::<T>()).step_by(64) {
+    for line in (0..units * size_of::<T>()).step_by(64) {
         _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line).cast());
     }
 }
@@ -124,7 +130,7 @@ unsafe fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
-/// `s[h · n + j] = q[h] · key j · scale` for the `n` keys of `keys` (rows of `d`), two keys per pass.
+/// `s[h · n + j] = q[h] · key j · scale` for the `n` keys of `keys` (rows of `d` values), two keys per pass.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn score_heads<T: KvElem, const H: usize>(
@@ -134,27 +140,28 @@ unsafe fn score_heads<T: KvElem, const H: usize>(
     scale: f32,
     s: &mut [f32],
 ) {
-    let n = keys.len() / d;
+    let du = T::row(d);
+    let n = keys.len() / du;
     assert!(s.len() >= H * n && q.iter().all(|q| q.len() >= d));
     let kp = keys.as_ptr();
     let whole = n - n % 2;
     for j in (0..whole).step_by(2) {
-        prefetch_row(kp.wrapping_add((j + KEYS_AHEAD) * d), 2 * d);
-        let dots = dots::<T, H, 2>(kp.add(j * d), d, q);
+        prefetch_row(kp.wrapping_add((j + KEYS_AHEAD) * du), 2 * du);
+        let dots = dots::<T, H, 2>(kp.add(j * du), d, q);
         for (h, dots) in dots.iter().enumerate() {
             s[h * n + j] = dots[0] * scale;
             s[h * n + j + 1] = dots[1] * scale;
         }
     }
     if whole < n {
-        let dots = dots::<T, H, 1>(kp.add(whole * d), d, q);
+        let dots = dots::<T, H, 1>(kp.add(whole * du), d, q);
         for (h, dots) in dots.iter().enumerate() {
             s[h * n + whole] = dots[0] * scale;
         }
     }
 }
 
-/// The dot products of `K` consecutive keys from `k` (rows of `d`) with `H` queries.
+/// The dot products of `K` consecutive keys from `k` (rows of `d` values) with `H` queries.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn dots<T: KvElem, const H: usize, const K: usize>(
@@ -166,7 +173,7 @@ unsafe fn dots<T: KvElem, const H: usize, const K: usize>(
     for x in (0..d).step_by(LANES) {
         let mut keys = [_mm256_setzero_ps(); K];
         for (i, key) in keys.iter_mut().enumerate() {
-            *key = load(k.add(i * d + x));
+            *key = load(k.add(i * T::row(d)), x);
         }
         for (acc, q) in acc.iter_mut().zip(q) {
             let q = _mm256_loadu_ps(q.as_ptr().add(x));
@@ -235,35 +242,36 @@ unsafe fn sum_values<T: KvElem, const H: usize>(
     o: &mut [f32],
     width: usize,
 ) {
-    assert!(values.len() >= n * d && w.len() >= H * n && o.len() >= H * width);
+    let du = T::row(d);
+    assert!(values.len() >= n * du && w.len() >= H * n && o.len() >= H * width);
     let o = o.as_mut_ptr().add(width - d);
     for b in (0..n).step_by(BLOCK) {
         let (v, w, keys) = (
-            values.as_ptr().add(b * d),
+            values.as_ptr().add(b * du),
             w.as_ptr().add(b),
             BLOCK.min(n - b),
         );
         let whole = d - d % (2 * LANES);
         for x in (0..whole).step_by(2 * LANES) {
             if x == 0 {
-                value_run::<T, H, 2, true>(v, d, w, n, keys, o, width);
+                value_run::<T, H, 2, true>(v, (d, 0), w, n, keys, o, width);
             } else {
-                value_run::<T, H, 2, false>(v.add(x), d, w, n, keys, o.add(x), width);
+                value_run::<T, H, 2, false>(v, (d, x), w, n, keys, o.add(x), width);
             }
         }
         if whole < d {
-            value_run::<T, H, 1, false>(v.add(whole), d, w, n, keys, o.add(whole), width);
+            value_run::<T, H, 1, false>(v, (d, whole), w, n, keys, o.add(whole), width);
         }
     }
 }
 
-/// [`sum_values`] for `R` vectors of outputs at `o` and the `keys` values from `v`; with `PREFETCH` (the
-/// block's first run) each value's row in the next block is prefetched.
+/// [`sum_values`] for `R` vectors of outputs at `o` and values `x..` of the `keys` rows (`d` values each) from
+/// `v`; with `PREFETCH` (the block's first run) each value's row in the next block is prefetched.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn value_run<T: KvElem, const H: usize, const R: usize, const PREFETCH: bool>(
     v: *const T,
-    d: usize,
+    (d, x): (usize, usize),
     w: *const f32,
     n: usize,
     keys: usize,
@@ -276,13 +284,14 @@ unsafe fn value_run<T: KvElem, const H: usize, const R: usize, const PREFETCH: b
             *acc = _mm256_loadu_ps(o.add(h * width + r * LANES));
         }
     }
+    let du = T::row(d);
     for j in 0..keys {
         if PREFETCH {
-            prefetch_row(v.wrapping_add((j + BLOCK) * d), d);
+            prefetch_row(v.wrapping_add((j + BLOCK) * du), du);
         }
         let mut values = [_mm256_setzero_ps(); R];
         for (r, value) in values.iter_mut().enumerate() {
-            *value = load(v.add(j * d + r * LANES));
+            *value = load(v.add(j * du), x + r * LANES);
         }
         for (h, acc) in acc.iter_mut().enumerate() {
             let wj = _mm256_broadcast_ss(&*w.add(h * n + j));

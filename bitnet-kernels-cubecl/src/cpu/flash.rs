@@ -68,7 +68,7 @@ pub(super) struct TileScratch {
 }
 
 /// A unit of attention work: `positions` consecutive queries from absolute position `first`, each with `group`
-/// heads, against the cache rows `keys`, `values` (`d` elements each) that start at absolute position `lo`.
+/// heads, against the cache rows `keys`, `values` (`d` values each, `T::row(d)` elements) that start at absolute position `lo`.
 pub(super) struct Tile<'a, T> {
     pub keys: &'a [T],
     pub values: &'a [T],
@@ -94,7 +94,8 @@ pub(super) fn attend_tile<'q, 'o, T: KvElem, M: MulAdd>(
 ) {
     let (d, group) = (t.d, t.group);
     let rows = t.positions * group;
-    assert!(rows <= ROWS && t.keys.len() == t.values.len() && t.keys.len().is_multiple_of(d));
+    let du = T::row(d);
+    assert!(rows <= ROWS && t.keys.len() == t.values.len() && t.keys.len().is_multiple_of(du));
     let TileScratch { qt, st, o } = scratch;
     // A multiply per element: a division here (one per query element per tile) took 6% of the tile's time.
     let scale = 1.0 / (d as f32).sqrt();
@@ -110,10 +111,10 @@ pub(super) fn attend_tile<'q, 'o, T: KvElem, M: MulAdd>(
     o.clear();
     o.resize(ROWS * d, 0.0);
     let (mut max, mut sum) = ([f32::NEG_INFINITY; ROWS], [0f32; ROWS]);
-    let n = t.keys.len() / d;
+    let n = t.keys.len() / du;
     for kb in (0..n).step_by(KEYS) {
         let nk = KEYS.min(n - kb);
-        let keys = T::load(&t.keys[kb * d..(kb + nk) * d], kv);
+        let keys = T::load(&t.keys[kb * du..(kb + nk) * du], kv);
         let whole = nk - nk % KEY_STEP;
         for j in (0..whole).step_by(KEY_STEP) {
             scores::<M, KEY_STEP>(&keys[j * d..], qt, d, &mut st[j * ROWS..]);
@@ -162,7 +163,7 @@ pub(super) fn attend_tile<'q, 'o, T: KvElem, M: MulAdd>(
                 o.iter_mut().for_each(|o| *o *= a);
             }
         }
-        let values = T::load(&t.values[kb * d..(kb + nk) * d], kv);
+        let values = T::load(&t.values[kb * du..(kb + nk) * du], kv);
         accumulate_values::<M>(weights, values, o, d, rows);
     }
     for p in 0..t.positions {

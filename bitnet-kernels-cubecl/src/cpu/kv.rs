@@ -1,21 +1,52 @@
-//! What a CPU KV cache stores: f32, or f16 (llama.cpp's default), which halves the bytes a step reads per
-//! attended key and value and the cache's memory. The attention loops run in f32 on blocks read back from it.
+//! What a CPU KV cache stores: f32; f16 (llama.cpp's default), which halves the bytes a step reads per
+//! attended key and value and the cache's memory; or q8_0 blocks (llama.cpp's `-ctk q8_0 -ctv q8_0`), a
+//! quarter of f32's bytes plus a scale per 32 values, of rows rotated as llama.cpp rotates them
+//! ([`super::hadamard`]). The attention loops run in f32 on values read back from it.
 
+use bitnet_gguf::quant::{dequantize_q8_0_block, quantize_q8_0_block, Q8_0_BYTES, Q8_0_VALUES};
+use bytemuck::{Pod, Zeroable};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-/// A KV cache element: rows are written from f32 and read back as f32 in blocks.
+/// How the SIMD kernels read a [`KvElem`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvKind {
+    /// Loaded as is.
+    F32,
+    /// Widened from f16.
+    F16,
+    /// Scaled from a [`Q8Block`]'s int8 values.
+    Q8_0,
+}
+
+/// A KV cache element: rows are written from f32 and read back as f32 in blocks. An element holds
+/// [`KvElem::VALUES`] values, so a row of `d` values is `d / VALUES` elements.
 pub trait KvElem: Copy + Send + Sync + 'static {
-    /// Whether the elements are f16 (the SIMD kernels widen them as they load them).
-    const HALF: bool;
-    /// Writes `src` into `dst` (rounded to the nearest f16 for f16).
+    /// How the SIMD kernels read it.
+    const KIND: KvKind;
+    /// Values per element.
+    const VALUES: usize = 1;
+    /// Writes `src` into `dst` (`src.len() / VALUES` elements; rounded to the nearest f16 for f16, quantized
+    /// with ggml's reference quantizer for q8_0).
     fn store(src: &[f32], dst: &mut [Self]);
     /// `src` as f32: itself for f32, else converted into `buf`.
     fn load<'a>(src: &'a [Self], buf: &'a mut Vec<f32>) -> &'a [f32];
+
+    /// Elements per row of `d` values (`d` a multiple of [`KvElem::VALUES`]).
+    #[inline(always)]
+    fn row(d: usize) -> usize {
+        d / Self::VALUES
+    }
+
+    /// The chunk widths (keys and queries, values) of the [`super::hadamard`] rotation the rows of `d` values
+    /// are stored in, if any: quantized caches only.
+    fn rotation(_d: usize) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 impl KvElem for f32 {
-    const HALF: bool = false;
+    const KIND: KvKind = KvKind::F32;
 
     fn store(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
@@ -28,7 +59,7 @@ impl KvElem for f32 {
 }
 
 impl KvElem for f16 {
-    const HALF: bool = true;
+    const KIND: KvKind = KvKind::F16;
 
     fn store(src: &[f32], dst: &mut [f16]) {
         dst.convert_from_f32_slice(src);
@@ -44,6 +75,54 @@ impl KvElem for f16 {
             return buf;
         }
         src.convert_to_f32_slice(buf);
+        buf
+    }
+}
+
+/// A q8_0 block of a KV cache row: 32 values as int8 with an f16 scale, GGUF's Q8_0 layout (34 bytes, so
+/// byte-aligned: burn-ndarray holds the cache as `U8`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Q8Block(pub [u8; Q8_0_BYTES]);
+
+// SAFETY: a transparent wrapper of a byte array: every bit pattern is valid, zero included, and there is no padding.
+unsafe impl Zeroable for Q8Block {}
+// SAFETY: as above.
+unsafe impl Pod for Q8Block {}
+
+impl Q8Block {
+    /// The scale as f32.
+    #[inline(always)]
+    pub fn scale(&self) -> f32 {
+        f16::from_bits(u16::from_le_bytes([self.0[0], self.0[1]])).to_f32()
+    }
+}
+
+impl KvElem for Q8Block {
+    const KIND: KvKind = KvKind::Q8_0;
+    const VALUES: usize = Q8_0_VALUES;
+
+    fn store(src: &[f32], dst: &mut [Q8Block]) {
+        let (values, rest) = src.as_chunks::<Q8_0_VALUES>();
+        assert!(
+            rest.is_empty() && values.len() == dst.len(),
+            "whole q8_0 blocks"
+        );
+        for (x, b) in values.iter().zip(dst) {
+            quantize_q8_0_block(x, &mut b.0);
+        }
+    }
+
+    fn rotation(d: usize) -> Option<(usize, usize)> {
+        super::hadamard::chunks(d)
+    }
+
+    fn load<'a>(src: &'a [Q8Block], buf: &'a mut Vec<f32>) -> &'a [f32] {
+        buf.resize(src.len() * Q8_0_VALUES, 0.0);
+        let (values, _) = buf.as_chunks_mut::<Q8_0_VALUES>();
+        for (b, y) in src.iter().zip(values) {
+            dequantize_q8_0_block(&b.0, y);
+        }
         buf
     }
 }

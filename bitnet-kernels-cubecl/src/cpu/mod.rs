@@ -62,6 +62,7 @@ mod attention;
 mod f32;
 mod flash;
 mod gated;
+mod hadamard;
 mod int8;
 mod isa;
 mod kv;
@@ -94,7 +95,7 @@ pub use f32::{f32_matmul_nt, ternary_matmul_f32};
 pub use gated::gated;
 pub use int8::{int8_matmul, quantize_rows_i8, quantize_rows_i8_into};
 pub use isa::Isa;
-pub use kv::KvElem;
+pub use kv::{KvElem, KvKind, Q8Block};
 pub use rope::rope_row;
 pub use ternary::{
     ternary_matmul_i8, ternary_matmuls_i8, ternary_tile_dots, ActTile, TernaryMatrix,

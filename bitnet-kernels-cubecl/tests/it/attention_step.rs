@@ -3,8 +3,9 @@
 //! steps that mix decode rows and prompt chunks at different depths, a single sequence of batch 2, and partial
 //! rotation. The caches must hold the new rotated keys and values and keep every other position.
 
+use bitnet_gguf::GgmlType;
 use bitnet_kernels_cubecl::cpu::AttentionShape;
-use bitnet_kernels_cubecl::{StepKv, TernaryBackend};
+use bitnet_kernels_cubecl::{CacheType, StepKv, TernaryBackend};
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
 use crate::common;
@@ -180,31 +181,110 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
 
 backend_tests!(check);
 
-/// With f16 caches (burn-ndarray's default, [`TernaryBackend::kv_cache_zeros`]) the step stores exactly the f16
-/// rounding of what the f32 step stores (old positions kept, new rotated keys and values rounded to nearest),
-/// and its output stays within the new rows' rounding of the f32 step's (values uniform in [-1, 1]: 2⁻¹¹ of an
-/// element moves a score by at most √d · 2⁻¹¹, an output by well under 1e-2).
+/// Steps whose head widths are whole q8_0 blocks (32 values), decode and prompt rows mixed.
+const BLOCK_STEPS: [Step; 2] = [
+    (1, 4, 2, 32, 16, 40, &[(5, 1), (0, 3), (17, 1), (30, 2)]),
+    (2, 6, 3, 64, 16, 48, &[(0, 9), (47, 1), (20, 1)]),
+];
+
+/// `x` times the orthonormal Walsh–Hadamard matrix of size `n` in Sylvester's order, chunk by chunk, built as
+/// llama.cpp's `ggml_gen_hadamard` builds it and applied as a plain matrix product (f64).
+fn hadamard(x: &[f32], n: usize) -> Vec<f32> {
+    let mut h = vec![1.0 / (n as f64).sqrt()];
+    let mut s = 1;
+    while s < n {
+        let mut g = vec![0f64; 4 * s * s];
+        for i in 0..s {
+            for j in 0..s {
+                let v = h[i * s + j];
+                (g[i * 2 * s + j], g[i * 2 * s + j + s]) = (v, v);
+                (g[(i + s) * 2 * s + j], g[(i + s) * 2 * s + j + s]) = (v, -v);
+            }
+        }
+        (h, s) = (g, 2 * s);
+    }
+    x.chunks_exact(n)
+        .flat_map(|c| {
+            (0..n)
+                .map(|i| (0..n).map(|j| h[i * n + j] * c[j] as f64).sum::<f64>() as f32)
+                .collect::<Vec<f32>>()
+        })
+        .collect()
+}
+
+/// The rotation llama.cpp gives a quantized cache's rows of `d` values (a multiple of 64): chunks of the largest
+/// power of two dividing `d` for keys, of 64 for values.
+fn rotation(cache: CacheType, d: usize) -> Option<(usize, usize)> {
+    (cache == CacheType::Q8_0 && d.is_multiple_of(64)).then(|| (1 << d.trailing_zeros(), 64))
+}
+
+/// `values` as a cache of type `cache` stores them: f16 bits, or GGUF Q8_0 blocks along each row (ggml's
+/// reference quantizer, as `bitnet-gguf` writes Q8_0 tensors), as little-endian bytes.
+fn encoded(cache: CacheType, values: &[f32]) -> Vec<u8> {
+    match cache {
+        CacheType::F16 => values
+            .iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect(),
+        CacheType::Q8_0 => bitnet_gguf::quant::quantize("kv", GgmlType::Q8_0, values, 32).unwrap(),
+        CacheType::F32 => unreachable!("f32 is the reference"),
+    }
+}
+
+/// The values `bytes` ([`encoded`]) stand for.
+fn decoded(cache: CacheType, bytes: &[u8]) -> Vec<f32> {
+    let ty = match cache {
+        CacheType::F16 => GgmlType::F16,
+        CacheType::Q8_0 => GgmlType::Q8_0,
+        CacheType::F32 => unreachable!("f32 is the reference"),
+    };
+    let mut out = vec![0f32; bytes.len() * ty.block_size() as usize / ty.type_size() as usize];
+    bitnet_gguf::quant::dequantize("kv", ty, bytes, &mut out).unwrap();
+    out
+}
+
+/// With f16 or q8_0 caches ([`TernaryBackend::kv_cache_zeros`] on burn-ndarray) the step stores exactly the
+/// rounding of what the f32 step stores (old positions kept; new rotated keys and values rounded to the nearest
+/// f16, or, for q8_0, turned by llama.cpp's Walsh–Hadamard rotation where the head width is a multiple of 64 and
+/// quantized by ggml's reference Q8_0 quantizer, byte for byte), and its output stays near the f32 step's.
+/// f16 bound: inputs are uniform in [-1, 1], so rotated keys and queries are within √2; an element moves by at
+/// most `e = 1.5 · 2⁻¹¹` relative, a score by `δ = √2 · √d · e`, the softmax weights by at most `e^{2δ} − 1` in
+/// total, and an output by that times `√2` plus `e`. q8_0: each stored value moves by at most half a step of its
+/// block's largest / 127; measured at most 0.004 on these outputs, checked against 0.02 (a wrong block, scale or
+/// rotation moves them by 0.1 or more); `q8_0_caches_read_as_the_values_they_stand_for` checks the reads exactly.
 #[test]
-fn f16_caches_hold_the_rounded_rows() {
-    use bitnet_kernels_cubecl::CacheType;
+fn stored_caches_hold_the_rounded_rows() {
+    let f16_bound = |d: usize| {
+        let e = 1.5 * 2f32.powi(-11);
+        let delta = 2f32.sqrt() * (d as f32).sqrt() * e;
+        2f32.sqrt() * ((2.0 * delta).exp() - 1.0) + e
+    };
+    stored_cache_holds_the_rounded_rows(CacheType::F16, &STEPS, f16_bound);
+    stored_cache_holds_the_rounded_rows(CacheType::Q8_0, &BLOCK_STEPS, |_| 0.02);
+}
+
+fn stored_cache_holds_the_rounded_rows(cache: CacheType, steps: &[Step], bound: fn(usize) -> f32) {
     use burn::backend::NdArray;
-    use half::f16;
     let device = Default::default();
     let mut rng = Lcg(31);
-    for (batch, heads, kv, d, half, max_len, seqs) in STEPS {
-        let what = format!("b{batch} {heads}/{kv} heads d{d} half{half}, {seqs:?}");
+    for &(batch, heads, kv, d, half, max_len, seqs) in steps {
+        let what = format!("{cache:?}: b{batch} {heads}/{kv} heads d{d} half{half}, {seqs:?}");
         let (rows, [q, k, v]) = projections(&mut rng, batch, (heads, kv, d), seqs);
         let mut values = |n: usize| (0..n).map(|_| rng.uniform()).collect::<Vec<f32>>();
         let kv_dims = [batch, kv, max_len, d];
         let cache_len = kv_dims.iter().product();
-        // Old contents already f16 values, so both runs start from the same cache.
+        // Rows as the cache stores them: rotated (keys, values) or not, then encoded; and the f32 values
+        // stored bytes stand for.
+        let rotation = rotation(cache, d);
+        let rotate = |x: &[f32], i: usize| match rotation {
+            Some(n) => hadamard(x, [n.0, n.1][i % 2]),
+            None => x.to_vec(),
+        };
+        let stored = |x: &[f32], i: usize| encoded(cache, &rotate(x, i));
+        // Old contents (keys and values of each sequence, alternating) already representable, so both runs
+        // start from the same cache.
         let old: Vec<Vec<f32>> = (0..2 * seqs.len())
-            .map(|_| {
-                values(cache_len)
-                    .into_iter()
-                    .map(|x| f16::from_f32(x).to_f32())
-                    .collect()
-            })
+            .map(|i| rotate(&decoded(cache, &stored(&values(cache_len), i)), i))
             .collect();
         let tables: Vec<Vec<f32>> = [f64::cos, f64::sin]
             .iter()
@@ -231,27 +311,37 @@ fn f16_caches_hold_the_rounded_rows() {
                 .into_primitive()
                 .tensor()
             };
-            // The old contents in the cache's element type (f16 as burn-ndarray's `U16` bits).
-            let filled = |x: &[f32]| match cache {
-                CacheType::F32 => {
-                    Tensor::<NdArray, 4>::from_data(TensorData::new(x.to_vec(), kv_dims), &device)
-                        .into_primitive()
-                        .tensor()
-                }
-                CacheType::F16 => {
-                    let bits: Vec<u16> = x.iter().map(|&x| f16::from_f32(x).to_bits()).collect();
-                    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&kv_dims), bits)
+            // The old contents as burn-ndarray holds the cache type: f16 as `U16` bits, q8_0 as `U8` bytes.
+            let filled = |x: &[f32], i: usize| -> burn_ndarray::NdArrayTensor {
+                let shape = ndarray::IxDyn(&kv_dims);
+                match cache {
+                    CacheType::F32 => ndarray::ArrayD::from_shape_vec(shape, x.to_vec())
                         .unwrap()
                         .into_shared()
-                        .into()
+                        .into(),
+                    CacheType::F16 => {
+                        let bits = bytemuck::pod_collect_to_vec::<u8, u16>(&stored(x, i));
+                        ndarray::ArrayD::from_shape_vec(shape, bits)
+                            .unwrap()
+                            .into_shared()
+                            .into()
+                    }
+                    CacheType::Q8_0 => {
+                        let row = d / 32 * 34;
+                        let shape = ndarray::IxDyn(&[batch, kv, max_len, row]);
+                        ndarray::ArrayD::from_shape_vec(shape, stored(x, i))
+                            .unwrap()
+                            .into_shared()
+                            .into()
+                    }
                 }
             };
             let caches = seqs
                 .iter()
                 .zip(old.chunks_exact(2))
                 .map(|(&(start, seq), kv)| StepKv {
-                    k: filled(&kv[0]),
-                    v: filled(&kv[1]),
+                    k: filled(&kv[0], 0),
+                    v: filled(&kv[1], 1),
                     start,
                     seq,
                 })
@@ -269,32 +359,83 @@ fn f16_caches_hold_the_rounded_rows() {
             (out, kept)
         };
         let (want, kept32) = run(CacheType::F32);
-        let (got, kept16) = run(CacheType::F16);
+        let (got, kept_stored) = run(cache);
+        let tol = bound(d);
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!((g - w).abs() <= 1e-2, "{what}: output {i}: {g} vs {w}");
+            assert!(
+                (g - w).abs() <= tol,
+                "{what}: output {i}: {g} vs {w} (bound {tol})"
+            );
         }
-        for (c, (half_cache, full)) in kept16
+        for (c, (kept, full)) in kept_stored
             .into_iter()
             .flatten()
             .zip(kept32.into_iter().flatten())
             .enumerate()
         {
-            let burn_ndarray::NdArrayTensor::U16(bits) = half_cache else {
-                panic!(
-                    "{what}: cache {c} is not f16 bits: {:?}",
-                    half_cache.dtype()
-                )
+            let bytes: Vec<u8> = match kept {
+                burn_ndarray::NdArrayTensor::U16(bits) => {
+                    bits.view().iter().flat_map(|b| b.to_le_bytes()).collect()
+                }
+                burn_ndarray::NdArrayTensor::U8(bytes) => bytes.view().iter().copied().collect(),
+                other => panic!("{what}: cache {c} is stored as {:?}", other.dtype()),
             };
             let full = Tensor::<NdArray, 4>::from_primitive(TensorPrimitive::Float(full))
                 .into_data()
                 .to_vec::<f32>()
                 .unwrap();
-            let rounded: Vec<u16> = full.iter().map(|&x| f16::from_f32(x).to_bits()).collect();
-            assert_eq!(
-                bits.view().iter().copied().collect::<Vec<u16>>(),
-                rounded,
-                "{what}: cache {c}"
-            );
+            assert!(bytes == stored(&full, c), "{what}: cache {c}");
+        }
+    }
+}
+
+/// Attention read from q8_0 caches equals attention over the values they stand for held as f32 (rows stored
+/// rotated stand for their rotation back; within f32 rounding of the outputs' scale: the same numbers, summed in
+/// the same order, the rotations in f32 against the f64 matrix product), for decode queries (the AVX2 kernel widens the blocks
+/// in registers) and prompt tiles (blocks decoded into a buffer), at lengths that end inside a block of keys.
+#[test]
+fn q8_0_caches_read_as_the_values_they_stand_for() {
+    use bitnet_kernels_cubecl::cpu::{cached_attention, Q8Block};
+    let mut rng = Lcg(37);
+    for (batch, heads, kv_heads, d) in [(1, 4, 2, 32), (2, 6, 3, 64), (1, 20, 5, 128)] {
+        for (seq, len, max_len) in [(1, 1, 8), (1, 45, 48), (1, 130, 131), (5, 37, 40)] {
+            let shape = AttentionShape {
+                batch,
+                heads,
+                kv_heads,
+                seq,
+                head_dim: d,
+                max_len,
+                len,
+            };
+            let what = format!("{shape:?}");
+            let n = batch * kv_heads * max_len * d;
+            let q: Vec<f32> = (0..batch * seq * heads * d)
+                .map(|_| rng.uniform())
+                .collect();
+            let [k, v] = [(); 2].map(|_| {
+                let x: Vec<f32> = (0..n).map(|_| 3.0 * rng.heavy()).collect();
+                encoded(CacheType::Q8_0, &x)
+            });
+            let blocks = |b: &[u8]| bytemuck::cast_slice::<u8, Q8Block>(b).to_vec();
+            let got = cached_attention(&q, &blocks(&k), &blocks(&v), shape);
+            // Rows stored rotated stand for their rotation back (the rotation is its own inverse).
+            let stands_for = |b: &[u8], i: usize| {
+                let x = decoded(CacheType::Q8_0, b);
+                match rotation(CacheType::Q8_0, d) {
+                    Some(n) => hadamard(&x, [n.0, n.1][i]),
+                    None => x,
+                }
+            };
+            let want = cached_attention(&q, &stands_for(&k, 0), &stands_for(&v, 1), shape);
+            // f32 rounding relative to the outputs' scale: a rotated output sums up to 128 terms of it.
+            let scale = want.iter().fold(0f32, |m, w| m.max(w.abs()));
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-5 * scale,
+                    "{what}: output {i}: {g} vs {w}"
+                );
+            }
         }
     }
 }

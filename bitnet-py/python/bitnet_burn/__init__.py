@@ -40,7 +40,8 @@ class Model:
     ``act``: BitLinear's activation numerics: ``"int8"`` (BitNet's), ``"float"`` or ``"q8k"`` (llama.cpp's).
     ``ctx``: positions per sequence, prompt and reply together (0: the model's context).
     ``parallel``: sequences decoded together (threads sharing the model); each has ``ctx`` positions.
-    ``cache_type``: what the KV cache stores: ``"f16"`` (default, as llama.cpp: half the memory) or ``"f32"``.
+    ``cache_type``: what the KV cache stores: ``"f16"`` (default, as llama.cpp: half the memory), ``"q8_0"``
+    (about half of f16's) or ``"f32"``.
     ``n_ctx`` and ``n_threads`` are accepted as llama-cpp-python spells them.
     """
 
