@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use super::attention::exp_nonpositive;
 use super::flash::Tile;
-use super::kv::{KvElem, KvKind, Q8Block};
+use super::kv::{q8_lanes, KvElem, KvKind, Q8Block};
 
 /// Query heads per pass: with two keys their accumulators take 8 of the 16 vector registers.
 const HEADS: usize = 4;
@@ -102,12 +102,10 @@ unsafe fn load<T: KvElem>(row: *const T, x: usize) -> __m256 {
     match T::KIND {
         KvKind::F32 => _mm256_loadu_ps(row.cast::<f32>().add(x)),
         KvKind::F16 => _mm256_cvtph_ps(_mm_loadu_si128(row.cast::<u16>().add(x).cast())),
-        KvKind::Q8_0 => {
-            let block = &*row.cast::<Q8Block>().add(x / T::VALUES);
-            let q = _mm_loadl_epi64(block.0.as_ptr().add(2 + x % T::VALUES).cast());
-            let scale = _mm256_set1_ps(block.scale());
-            _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), scale)
-        }
+        KvKind::Q8_0 => q8_lanes(
+            &*row.cast::<Q8Block>().add(x / T::VALUES),
+            x % T::VALUES / LANES,
+        ),
     }
 }
 

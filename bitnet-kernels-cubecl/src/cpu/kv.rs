@@ -90,14 +90,6 @@ unsafe impl Zeroable for Q8Block {}
 // SAFETY: as above.
 unsafe impl Pod for Q8Block {}
 
-impl Q8Block {
-    /// The scale as f32.
-    #[inline(always)]
-    pub fn scale(&self) -> f32 {
-        f16::from_bits(u16::from_le_bytes([self.0[0], self.0[1]])).to_f32()
-    }
-}
-
 impl KvElem for Q8Block {
     const KIND: KvKind = KvKind::Q8_0;
     const VALUES: usize = Q8_0_VALUES;
@@ -119,11 +111,50 @@ impl KvElem for Q8Block {
 
     fn load<'a>(src: &'a [Q8Block], buf: &'a mut Vec<f32>) -> &'a [f32] {
         buf.resize(src.len() * Q8_0_VALUES, 0.0);
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+            // SAFETY: the CPU has AVX2 and F16C.
+            unsafe { widen_q8_avx2(src, buf) };
+            return buf;
+        }
         let (values, _) = buf.as_chunks_mut::<Q8_0_VALUES>();
         for (b, y) in src.iter().zip(values) {
             dequantize_q8_0_block(&b.0, y);
         }
         buf
+    }
+}
+
+/// Values `8i..8i + 8` of `b` as f32 lanes: int8 widened and converted, times the scale widened by F16C (the
+/// same arithmetic as [`dequantize_q8_0_block`]: one exact product per value).
+///
+/// # Safety
+/// The CPU supports AVX2 and F16C; `i < 4`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+pub(super) unsafe fn q8_lanes(b: &Q8Block, i: usize) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let bits = u16::from_le_bytes([b.0[0], b.0[1]]);
+    let scale = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)));
+    let q = _mm_loadl_epi64(b.0.as_ptr().add(2 + 8 * i).cast());
+    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), scale)
+}
+
+/// `dst` = the values of `src`, eight at a time by [`q8_lanes`] (the portable loop took 7.6% of a q8_0 pp2048).
+///
+/// # Safety
+/// The CPU supports AVX2 and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn widen_q8_avx2(src: &[Q8Block], dst: &mut [f32]) {
+    use std::arch::x86_64::_mm256_storeu_ps;
+    assert_eq!(src.len() * Q8_0_VALUES, dst.len());
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(Q8_0_VALUES)) {
+        for i in 0..Q8_0_VALUES / 8 {
+            // SAFETY: `y` holds 32 values, `8i + 8 <= 32`.
+            unsafe { _mm256_storeu_ps(y.as_mut_ptr().add(8 * i), q8_lanes(b, i)) };
+        }
     }
 }
 
