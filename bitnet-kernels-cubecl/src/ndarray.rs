@@ -65,7 +65,8 @@ impl StepCaches {
                     q8s.push([k, v].map(|s| writable(s.into_owned())))
                 }
                 [k, v] => panic!(
-                    "attention_step: a cache must be f32, f16 bits (u16) or q8_0 bytes (u8), found {:?} and {:?}",
+                    "attention_step: a cache must be f32, f16 bits (u16) or q8_0 bytes (u8), found {:?} and \
+                     {:?}",
                     k.dtype(),
                     v.dtype()
                 ),

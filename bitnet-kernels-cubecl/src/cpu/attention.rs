@@ -60,7 +60,8 @@ thread_local! {
 }
 
 /// One sequence of a step: its cache `k`, `v` `[batch, kv_heads, max_len, head_dim]` (f32, f16 or q8_0,
-/// [`KvElem`]: a row of `head_dim` values is `T::row(head_dim)` elements) and its queries, rows `first..first + shape.seq` of the step's `[batch, rows, heads, head_dim]`.
+/// [`KvElem`]: a row of `head_dim` values is `T::row(head_dim)` elements) and its queries, rows
+/// `first..first + shape.seq` of the step's `[batch, rows, heads, head_dim]`.
 #[derive(Clone, Copy, Debug)]
 pub struct SeqAttention<'a, T> {
     /// Keys.
@@ -282,8 +283,8 @@ unsafe fn attend_unit_avx2<'q, 'o, T: KvElem>(
 /// at positions `caches[i].start..`; `q` is rotated in place, each run's rotated keys and its values written
 /// into its caches (`[batch, kv_heads, max_len, head_dim]`, in place, rounded to the cache's element type),
 /// then [`attend_sequences`]. A cache of rotated rows ([`KvElem::rotation`]) gets its keys and values rotated
-/// before they are rounded, the queries rotated as its keys, and the output rotated back. `shape` holds what the sequences share (its `seq` and `len` are ignored); `cos`,
-/// `sin` are the RoPE tables `[positions, half]`.
+/// before they are rounded, the queries rotated as its keys, and the output rotated back. `shape` holds what the
+/// sequences share (its `seq` and `len` are ignored); `cos`, `sin` are the RoPE tables `[positions, half]`.
 pub fn attention_step<T: KvElem>(
     q: &mut [f32],
     [k, v]: [&[f32]; 2],
@@ -305,7 +306,7 @@ pub fn attention_step<T: KvElem>(
     assert!(q.len() == batch * rows * heads * d && k.len() == batch * rows * kv_heads * d);
     assert_eq!(v.len(), k.len(), "v");
     let rotation = T::rotation(d);
-    let (mut head, mut rotated, mut value) = (vec![0f32; d], vec![0f32; d], vec![0f32; d]);
+    let (mut head, mut rotated, mut turned) = (vec![0f32; d], vec![0f32; d], vec![0f32; d]);
     let mut first = 0;
     for c in caches.iter_mut() {
         assert!(c.start + c.seq <= max_len, "positions past the cache");
@@ -326,13 +327,15 @@ pub fn attention_step<T: KvElem>(
                     let src = (row * kv_heads + h) * d;
                     let dst = ((b * kv_heads + h) * max_len + pos) * du;
                     rope_row(&k[src..src + d], cos, sin, &mut rotated);
-                    value.copy_from_slice(&v[src..src + d]);
+                    let mut value = &v[src..src + d];
                     if let Some((kn, vn)) = rotation {
                         hadamard::rotate(&mut rotated, kn);
-                        hadamard::rotate(&mut value, vn);
+                        turned.copy_from_slice(value);
+                        hadamard::rotate(&mut turned, vn);
+                        value = &turned;
                     }
                     T::store(&rotated, &mut c.k[dst..dst + du]);
-                    T::store(&value, &mut c.v[dst..dst + du]);
+                    T::store(value, &mut c.v[dst..dst + du]);
                 }
             }
         }

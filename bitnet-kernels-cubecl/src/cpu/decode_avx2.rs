@@ -1,9 +1,9 @@
 //! Decode attention of one KV head's group of query heads ([`super::attention`]'s unit when each sequence of a
 //! step has one query) in AVX2, FMA and F16C intrinsics. f16 and q8_0 keys and values are widened in registers
-//! as they are read (no copy through a buffer); each pass scores two keys against up to four query heads, so a key is
-//! read once for the group and its loads are shared; the exponentials run in eight lanes; the values are summed
-//! for up to four heads × sixteen outputs at a time in registers over a block of keys. The portable loops it
-//! replaces ran at 15% of the FMA rate (decode at depth 4063 kept 40% of the speed at depth 0).
+//! as they are read (no copy through a buffer); each pass scores two keys against up to four query heads, so a
+//! key is read once for the group and its loads are shared; the exponentials run in eight lanes; the values are
+//! summed for up to four heads × sixteen outputs at a time in registers over a block of keys. The portable loops
+//! it replaces ran at 15% of the FMA rate (decode at depth 4063 kept 40% of the speed at depth 0).
 
 use std::arch::x86_64::*;
 

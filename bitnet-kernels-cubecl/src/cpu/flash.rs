@@ -68,7 +68,8 @@ pub(super) struct TileScratch {
 }
 
 /// A unit of attention work: `positions` consecutive queries from absolute position `first`, each with `group`
-/// heads, against the cache rows `keys`, `values` (`d` values each, `T::row(d)` elements) that start at absolute position `lo`.
+/// heads, against the cache rows `keys`, `values` (`d` values each, `T::row(d)` elements) that start at absolute
+/// position `lo`.
 pub(super) struct Tile<'a, T> {
     pub keys: &'a [T],
     pub values: &'a [T],
