@@ -2,7 +2,8 @@
 # The browser build's tests: the CPU kernels' SIMD128 and relaxed-SIMD paths against the scalar oracle (WASI under
 # Node.js), then the page and its JS API in Debian's headless Chromium against the CLI (BITNET_BIN, default the debug
 # build).
-# Installs what is missing: the wasm targets, wasm-bindgen-cli, chromium, playwright-core and Node.js 22 (npm, locked).
+# Installs what is missing: the wasm targets, wasm-bindgen-cli, nightly's rust-src (the threaded module, by
+# scripts/build-web.sh), chromium, playwright-core and Node.js 22 (npm, locked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -18,3 +18,5 @@ mod model;
 pub use buffer::GgufBuffer;
 pub use generation::Generation;
 pub use model::Model;
+#[cfg(all(feature = "threads", target_arch = "wasm32"))]
+pub use wasm_bindgen_rayon::init_thread_pool;

@@ -87,6 +87,7 @@ impl Model {
             "context": c.context_length,
             "backend": backend,
             "kernel": kernel,
+            "threads": if backend == "cpu" { rayon::current_num_threads() } else { 1 },
         })
         .to_string();
         Ok(Self {
@@ -97,7 +98,7 @@ impl Model {
     }
 
     /// The model's shape and what runs it, as JSON: `architecture`, `family`, `layers`, `hidden`, `heads`,
-    /// `kvHeads`, `vocab`, `context`, `backend`, `kernel`.
+    /// `kvHeads`, `vocab`, `context`, `backend`, `kernel`, `threads` (the CPU kernels').
     #[wasm_bindgen(getter)]
     pub fn info(&self) -> String {
         self.info.clone()

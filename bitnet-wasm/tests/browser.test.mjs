@@ -1,6 +1,6 @@
 // The browser build in a real, headless Chromium: the page and its JS API against the native CLI (the reference: the
 // same model, kernels compared with the scalar oracle, and llama.cpp elsewhere). Run by scripts/test-web.sh, which
-// builds www/pkg and www/pkg-relaxed first; needs BITNET_BIN (the CLI) and CHROMIUM (default /usr/bin/chromium).
+// builds www/pkg, www/pkg-relaxed and www/pkg-threads first; needs BITNET_BIN (the CLI) and CHROMIUM (default /usr/bin/chromium).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -17,7 +17,8 @@ const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "applic
 let server, browser, base;
 
 before(async () => {
-  // A plain static server over www/ (models/ is a link to the repository's models).
+  // A static server over www/ (models/ is a link to the repository's models), cross-origin isolated as
+  // scripts/web.sh's: the page may then share memory with workers (the CPU path's threads).
   server = createServer((req, res) => {
     const path = join(root, decodeURIComponent(new URL(req.url, "http://x").pathname));
     let size;
@@ -25,7 +26,10 @@ before(async () => {
       size = statSync(path).isFile() ? statSync(path).size : undefined;
     } catch {}
     if (!path.startsWith(root) || size === undefined) return res.writeHead(404).end("not found");
-    res.writeHead(200, { "content-type": types[extname(path)] ?? "application/octet-stream", "content-length": size });
+    res.writeHead(200, {
+      "content-type": types[extname(path)] ?? "application/octet-stream", "content-length": size,
+      "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp",
+    });
     createReadStream(path).pipe(res);
   });
   await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
@@ -82,12 +86,15 @@ async function greedyEqualsCli(page, prompt, tokens) {
   assert.equal(await page.textContent("#output"), JSON.parse(cli(...cliArgs)).text);
 }
 
-// Chromium validates relaxed SIMD, so the page picks the module built with it; `?kernel=simd128` the plain one.
-for (const [query, kernel] of [["", "relaxedsimd"], ["?kernel=simd128", "simd128"]]) {
-  test(`the page generates the CLI's greedy text from the shipped model (${kernel} kernel)`, async () => {
+// Chromium validates relaxed SIMD, so the page picks the module built with it; `?kernel=simd128` the plain one. The
+// page is cross-origin isolated, so `?threads=2` runs the module built with threads on two Web Workers.
+for (const [query, kernel, threads] of [["?threads=2", "relaxedsimd", "2 threads"],
+  ["?threads=1", "relaxedsimd", "one thread"], ["?kernel=simd128&threads=1", "simd128", "one thread"]]) {
+  test(`the page generates the CLI's greedy text from the shipped model (${kernel} kernel, ${threads})`, async () => {
     const { page, errors } = await openPage(query);
     assert.equal(await settled(page), "ready", await page.textContent("#error"));
-    assert.match(await page.textContent("#status"), new RegExp(`Backend: cpu \\(WebAssembly, ${kernel} kernel`));
+    assert.match(await page.textContent("#status"),
+      new RegExp(`Backend: cpu \\(WebAssembly, ${kernel} kernel, ${threads}\\)`));
     await greedyEqualsCli(page, "ROMEO:\nWhat light through yonder window breaks?", 48);
     assert.match(await page.textContent("#status"), /48 generated at [\d.]+ tok\/s \(length\)/);
     assert.deepEqual(errors, []);
@@ -159,6 +166,8 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, early st
   assert.match(got.errors[1], /unknown field `topq`/);
   assert.match(got.errors[2], /token id 1000000000 is outside the vocabulary/);
   assert.equal(got.info.kernel, "relaxedsimd");
+  // by default one thread for a small model (the shipped one), even on a cross-origin isolated page
+  assert.equal(got.info.threads, 1);
   assert.deepEqual(errors, []);
   await page.close();
 });

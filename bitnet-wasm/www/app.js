@@ -39,6 +39,7 @@ async function load(source, name) {
     model = await BitNet.load(source, {
       backend,
       kernel: params.get("kernel") ?? "auto",
+      threads: params.has("threads") ? Number(params.get("threads")) : undefined,
       onProgress: ({ phase, done, total }) => {
         const what = phase === "download"
           ? `${(done / 1e6).toFixed(1)}${total ? ` of ${(total / 1e6).toFixed(1)}` : ""} MB`
@@ -52,7 +53,7 @@ async function load(source, name) {
   }
   const i = model.info;
   const secs = ((performance.now() - started) / 1000).toFixed(2);
-  const runs = i.backend === "webgpu" ? "WebGPU, CubeCL kernels as WGSL" : `WebAssembly, ${i.kernel} kernel, one thread`;
+  const runs = i.backend === "webgpu" ? "WebGPU, CubeCL kernels as WGSL" : `WebAssembly, ${i.kernel} kernel, ${i.threads === 1 ? "one thread" : `${i.threads} threads`}`;
   setState("ready", `Ready in ${secs} s: ${i.architecture}, ${i.layers} layers × ${i.hidden}, vocabulary ${i.vocab}. ` +
     `Backend: ${i.backend} (${runs}).`);
   ended("loads");

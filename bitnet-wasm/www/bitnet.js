@@ -3,6 +3,17 @@
 // stop}))`. The model runs in a worker (worker.js): on the CPU (WebAssembly with the SIMD128 ternary kernel) or on
 // WebGPU (the CubeCL kernels compiled to WGSL).
 
+/** The smallest file the CPU path runs on several threads by default (see `BitNet.load`). */
+const THREADED_BYTES = 16e6;
+
+/** The size of a model source in bytes; a URL's from a HEAD request (Infinity when the server does not say). */
+async function byteSize(source) {
+  if (source instanceof Blob) return source.size;
+  if (typeof source !== "string") return source.byteLength;
+  const response = await fetch(source, { method: "HEAD" }).catch(() => null);
+  return Number(response?.headers.get("content-length")) || Infinity;
+}
+
 export class BitNet {
   #worker;
   #pending = new Map();
@@ -38,11 +49,17 @@ export class BitNet {
   /**
    * Loads a GGUF model from a URL, a File/Blob or an ArrayBuffer/Uint8Array. `backend`: "cpu" (WebAssembly
    * SIMD) or "webgpu". `kernel`: "auto" (relaxed SIMD where the browser has it) or "simd128" (never relaxed).
+   * `threads`: the CPU kernels' threads. By default one per core for files of 16 MB and more where the page is
+   * cross-origin isolated (WebAssembly threads need shared memory, which browsers give only such pages), else one:
+   * each parallel kernel call costs ~60 µs of waking Web Workers, which a small model's kernels do not earn back.
    * `onProgress({phase: "download"|"load", done, total})` reports bytes received, then parts built.
    */
-  static async load(source, { backend = "cpu", kernel = "auto", onProgress } = {}) {
+  static async load(source, { backend = "cpu", kernel = "auto", threads, onProgress } = {}) {
     const url = new URL("./worker.js", import.meta.url);
     if (kernel !== "auto") url.searchParams.set("kernel", kernel);
+    threads ??= globalThis.crossOriginIsolated && (await byteSize(source)) >= THREADED_BYTES
+      ? navigator.hardwareConcurrency ?? 1 : 1;
+    if (backend === "cpu" && threads > 1) url.searchParams.set("threads", threads);
     const model = new BitNet(new Worker(url, { type: "module" }));
     try {
       model.info = await model.#call("load", { source, backend }, onProgress);

@@ -12,11 +12,18 @@ const relaxedProbe = new Uint8Array([
   0x03, 0x02, 0x01, 0x00, // one function of that type
   0x0a, 0x3d, 0x01, 0x3b, 0x00, ...v128Zero, ...v128Zero, ...v128Zero, 0xfd, 0x93, 0x02, 0x0b, // its code
 ]);
-const relaxed = new URL(self.location.href).searchParams.get("kernel") !== "simd128"
-  && WebAssembly.validate(relaxedProbe);
+const params = new URL(self.location.href).searchParams;
+const relaxed = params.get("kernel") !== "simd128" && WebAssembly.validate(relaxedProbe);
+// `worker.js?threads=N` (N > 1, from a cross-origin isolated page: shared memory needs it) runs the CPU kernels on N
+// threads: the module built with WebAssembly threads (and relaxed SIMD), whose rayon pool starts N Web Workers on
+// its memory. Without isolation or relaxed SIMD, one thread.
+const threads = Number(params.get("threads") ?? 1);
+const threaded = threads > 1 && relaxed && self.crossOriginIsolated === true;
+const pkg = threaded ? "./pkg-threads/bitnet_wasm.js" : relaxed ? "./pkg-relaxed/bitnet_wasm.js" : "./pkg/bitnet_wasm.js";
 let GgufBuffer, Model;
-const ready = import(relaxed ? "./pkg-relaxed/bitnet_wasm.js" : "./pkg/bitnet_wasm.js").then(async (module) => {
+const ready = import(pkg).then(async (module) => {
   await module.default();
+  if (threaded) await module.initThreadPool(threads);
   ({ GgufBuffer, Model } = module);
 });
 let model = null;

@@ -67,7 +67,19 @@ mod int8;
 mod isa;
 mod kv;
 mod par;
+#[cfg(not(target_arch = "wasm32"))]
 mod pool;
+/// WebAssembly's threads are Web Workers that only rayon's pool can start (wasm-bindgen-rayon, in the browser
+/// build with threads): bands run there. Without threads rayon has one thread, and callers never split.
+#[cfg(target_arch = "wasm32")]
+mod pool {
+    use rayon::prelude::*;
+
+    /// Runs `task(0..bands)` on the current rayon pool, returning when all are done.
+    pub(crate) fn run(bands: usize, task: &(dyn Fn(usize) + Sync)) {
+        (0..bands).into_par_iter().for_each(task);
+    }
+}
 mod rope;
 mod scalar;
 mod ternary;
