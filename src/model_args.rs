@@ -35,8 +35,8 @@ pub struct ModelArgs {
     /// into the Hugging Face cache on first use). Default: the Shakespeare model shipped in models/.
     #[arg(short, long, value_parser = crate::hub_args::model_path, default_value = DEFAULT_MODEL)]
     pub model: PathBuf,
-    /// Backend to run on.
-    #[arg(long, value_enum, default_value = "cpu")]
+    /// Backend to run on: cpu, wgpu (built with `--features wgpu`) or cuda (`--features cuda`).
+    #[arg(long, value_parser = crate::backend::parse, default_value = "cpu")]
     pub backend: BackendKind,
     /// CPU threads (0: one per available core; more than the available cores are capped with a warning, since
     /// spinning workers that share a core slow every step down).
@@ -49,7 +49,7 @@ pub struct ModelArgs {
     pub head: HeadArg,
     /// What the KV cache stores (llama.cpp's `--cache-type-k/-v`). f16 is the default, as in llama.cpp: half the
     /// memory, and decode at depth reads half the bytes; q8_0 about halves that again (heads a multiple of 32
-    /// wide, else f16); f32 gives the reference numerics. GPU backends keep f32.
+    /// wide, on the CPU; else f16); f32 gives the reference numerics.
     #[arg(long, value_enum, default_value = "f16")]
     pub cache_type: CacheArg,
     /// FFN activation, overriding what the file says or what is inferred from its architecture and vocabulary
@@ -138,9 +138,10 @@ impl ModelArgs {
 
     /// Runs `task` on the chosen backend inside a pool of [`Self::threads`] threads (the CPU kernels and
     /// burn-ndarray's own parallel ops all use it).
-    pub fn run<T: BackendTask + Send>(&self, task: T) -> Result<T::Output>
+    pub fn run<T, O>(&self, task: T) -> Result<O>
     where
-        T::Output: Send,
+        T: BackendTask<Output = Result<O>> + Send,
+        O: Send,
     {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads())

@@ -6,6 +6,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::TernaryBackend;
+
 /// Runs one tiny computation on `device`; `Err` carries the backend's complaint when it cannot run.
 pub fn probe<B: Backend>(device: &B::Device) -> Result<(), String> {
     let run = AssertUnwindSafe(|| {
@@ -58,5 +60,93 @@ pub fn or_skip<D>(test: &str, device: Result<D, String>) -> Option<D> {
             eprintln!("SKIPPED {test}: {why}");
             None
         }
+    }
+}
+
+/// The Burn backends a caller can pick at run time; each is a monomorphised instance of the same generic code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// burn-ndarray on the CPU with this crate's SIMD kernels (always built).
+    Cpu,
+    /// burn-wgpu: Vulkan, Metal, DX12 or WebGPU (the `wgpu` feature).
+    Wgpu,
+    /// burn-cuda: NVIDIA GPUs (the `cuda` feature).
+    Cuda,
+}
+
+impl BackendKind {
+    /// The names users type, in the order they are offered.
+    pub const NAMES: [&'static str; 3] = ["cpu", "wgpu", "cuda"];
+
+    /// The name users type: `cpu`, `wgpu` or `cuda`.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// The name for reports (says which library runs the CPU backend).
+    fn label(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu (burn-ndarray)",
+            Self::Wgpu => "wgpu",
+            Self::Cuda => "cuda",
+        }
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = BackendError;
+
+    fn from_str(s: &str) -> Result<Self, BackendError> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "wgpu" => Ok(Self::Wgpu),
+            "cuda" => Ok(Self::Cuda),
+            _ => Err(BackendError::Unknown(s.to_string())),
+        }
+    }
+}
+
+/// Why a backend cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Compiled out: the caller knows how its users rebuild (a cargo feature, a pip build argument).
+    #[error("this build has no {} backend", .0.name())]
+    NotBuilt(BackendKind),
+    /// Compiled in, but its driver or device is missing.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Not a backend name.
+    #[error("{0:?} is not a backend (one of cpu, wgpu, cuda)")]
+    Unknown(String),
+}
+
+/// Work generic over the backend, run by [`dispatch`] on the one picked at run time.
+pub trait BackendTask {
+    /// What the work returns (its own errors included).
+    type Output;
+    /// Runs on backend `B`; `backend` names it for reports.
+    fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Self::Output;
+}
+
+/// Runs `task` on the backend `kind`, after checking that its driver works.
+pub fn dispatch<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output, BackendError> {
+    match kind {
+        BackendKind::Cpu => {
+            Ok(task.run::<burn::backend::NdArray>(Default::default(), kind.label()))
+        }
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => {
+            let device = wgpu_available().map_err(BackendError::Unavailable)?;
+            Ok(task.run::<burn::backend::Wgpu>(device, kind.label()))
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            let device = cuda_available().map_err(BackendError::Unavailable)?;
+            Ok(task.run::<burn::backend::Cuda>(device, kind.label()))
+        }
+        #[cfg(not(feature = "wgpu"))]
+        BackendKind::Wgpu => Err(BackendError::NotBuilt(kind)),
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => Err(BackendError::NotBuilt(kind)),
     }
 }

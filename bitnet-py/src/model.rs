@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bitnet_burn::device::{dispatch, BackendError, BackendKind, BackendTask};
 use bitnet_burn::engine::{Engine, EngineConfig, Request};
 use bitnet_burn::io::hub::{Hub, HubFile};
 use bitnet_burn::text::chat::{ChatTemplate, Message};
@@ -106,7 +107,7 @@ impl NativeModel {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             t => t,
         };
-        let backend = backend.to_string();
+        let backend: BackendKind = backend.parse().map_err(value_error)?;
         py.detach(move || {
             let path = resolve(path)?;
             if !path.exists() {
@@ -128,36 +129,20 @@ impl NativeModel {
                 cache,
                 ..LoadOptions::head(head)
             };
-            let loaded = pool.install(|| match backend.as_str() {
-                "cpu" => start_on::<burn::backend::NdArray>(
-                    Default::default(),
-                    &path,
-                    &options,
-                    &tokenizer,
-                    config,
-                    "cpu",
-                ),
-                #[cfg(feature = "wgpu")]
-                "wgpu" => {
-                    let device =
-                        bitnet_burn::device::wgpu_available().map_err(PyValueError::new_err)?;
-                    start_on::<burn::backend::Wgpu>(
-                        device, &path, &options, &tokenizer, config, "wgpu",
-                    )
-                }
-                #[cfg(feature = "cuda")]
-                "cuda" => {
-                    let device =
-                        bitnet_burn::device::cuda_available().map_err(PyValueError::new_err)?;
-                    start_on::<burn::backend::Cuda>(
-                        device, &path, &options, &tokenizer, config, "cuda",
-                    )
-                }
-                #[cfg(not(feature = "wgpu"))]
-                "wgpu" => Err(not_built("wgpu")),
-                #[cfg(not(feature = "cuda"))]
-                "cuda" => Err(not_built("cuda")),
-                other => Err(bad_choice("backend", other, &["cpu", "wgpu", "cuda"])),
+            let start = Start {
+                path: &path,
+                options: &options,
+                tokenizer: &tokenizer,
+                config,
+            };
+            let loaded = pool.install(|| match dispatch(backend, start) {
+                Ok(loaded) => loaded,
+                Err(e @ BackendError::NotBuilt(_)) => Err(PyValueError::new_err(format!(
+                    "{e}: reinstall with \
+                     `pip install ./bitnet-py --config-settings=build-args=\"--features {}\"`",
+                    backend.name()
+                ))),
+                Err(e) => Err(value_error(e)),
             })?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -290,26 +275,31 @@ struct Loaded {
 
 /// Loads the model on backend `B` and starts its engine (call inside the model's pool: the engine takes its
 /// thread count from it).
-fn start_on<B: TernaryBackend>(
-    device: B::Device,
-    path: &Path,
-    options: &LoadOptions,
-    tokenizer: &Arc<Tokenizer>,
+/// Loading a model and starting its engine, on the backend [`dispatch`] picks.
+struct Start<'a> {
+    path: &'a Path,
+    options: &'a LoadOptions,
+    tokenizer: &'a Arc<Tokenizer>,
     config: EngineConfig,
-    backend: &'static str,
-) -> PyResult<Loaded> {
-    let model =
-        Arc::new(load_with_progress::<B>(path, &device, options, |_| {}).map_err(value_error)?);
-    let act = config.act;
-    let vocab = model.config.vocab_size;
-    let engine = Engine::start(model.clone(), tokenizer.clone(), config);
-    let forward: Forward = Box::new(move |ids: &[u32]| model.sequence_logits(ids, act));
-    Ok(Loaded {
-        engine,
-        forward,
-        vocab,
-        backend,
-    })
+}
+
+impl BackendTask for Start<'_> {
+    type Output = PyResult<Loaded>;
+
+    fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> PyResult<Loaded> {
+        let model = load_with_progress::<B>(self.path, &device, self.options, |_| {});
+        let model = Arc::new(model.map_err(value_error)?);
+        let act = self.config.act;
+        let vocab = model.config.vocab_size;
+        let engine = Engine::start(model.clone(), self.tokenizer.clone(), self.config);
+        let forward: Forward = Box::new(move |ids: &[u32]| model.sequence_logits(ids, act));
+        Ok(Loaded {
+            engine,
+            forward,
+            vocab,
+            backend,
+        })
+    }
 }
 
 /// `path`, or the cached (downloaded if absent) copy of a Hub file `hf:OWNER/NAME/FILE`.
@@ -326,13 +316,6 @@ fn resolve(path: &str) -> PyResult<PathBuf> {
 
 /// The error for a backend this build left out.
 #[cfg(not(all(feature = "wgpu", feature = "cuda")))]
-fn not_built(backend: &str) -> PyErr {
-    PyValueError::new_err(format!(
-        "this build has no {backend} backend: reinstall with \
-         `pip install ./bitnet-py --config-settings=build-args=\"--features {backend}\"`"
-    ))
-}
-
 fn bad_choice(name: &str, value: &str, choices: &[&str]) -> PyErr {
     PyValueError::new_err(format!(
         "{name}={value:?} is not one of {}",

@@ -51,7 +51,7 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 impl BackendTask for Args {
-    type Output = ();
+    type Output = Result<()>;
     fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
         ensure!(
             self.prompt_tokens > 0 && self.repetitions > 0,

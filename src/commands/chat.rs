@@ -34,7 +34,7 @@ pub struct Args {
 }
 
 impl BackendTask for Args {
-    type Output = ();
+    type Output = Result<()>;
     fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
         let tokenizer = self.text.load_tokenizer(&self.model.model)?;
         let template =

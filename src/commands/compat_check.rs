@@ -21,8 +21,8 @@ pub struct Args {
     /// A GGUF file, a transformers checkpoint directory, or a Hub file `hf:OWNER/NAME/FILE`.
     #[arg(value_parser = crate::hub_args::model_path)]
     model: PathBuf,
-    /// Backend to load it on.
-    #[arg(long, value_enum, default_value = "cpu")]
+    /// Backend to load it on: cpu, wgpu (built with `--features wgpu`) or cuda (`--features cuda`).
+    #[arg(long, value_parser = crate::backend::parse, default_value = "cpu")]
     backend: BackendKind,
     /// Skip loading the weights (structure and metadata only).
     #[arg(long)]
@@ -70,7 +70,7 @@ impl Report {
 struct LoadAndRun<'a>(&'a Path);
 
 impl BackendTask for LoadAndRun<'_> {
-    type Output = String;
+    type Output = Result<String>;
     fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<String> {
         let start = Instant::now();
         let model = load::<B>(self.0, &device)?;

@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 impl BackendTask for Args {
-    type Output = ();
+    type Output = Result<()>;
     fn run<B: TernaryBackend>(self, device: B::Device, _backend: &'static str) -> Result<()> {
         let model = self.model.load::<B>(&device)?;
         let act = self.act.act();

@@ -30,7 +30,7 @@ pub struct Args {
 }
 
 impl BackendTask for Args {
-    type Output = ();
+    type Output = Result<()>;
     fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
         let text = std::fs::read_to_string(&self.file)
             .with_context(|| format!("reading {}", self.file.display()))?;

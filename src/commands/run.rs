@@ -57,7 +57,7 @@ pub fn summary(g: &Generation, backend: &str) -> String {
 }
 
 impl BackendTask for Args {
-    type Output = ();
+    type Output = Result<()>;
     fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
         let tokenizer = self.text.load_tokenizer(&self.model.model)?;
         let model = self.model.load::<B>(&device)?;

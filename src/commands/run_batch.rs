@@ -84,7 +84,7 @@ impl Request {
 }
 
 impl BackendTask for Args {
-    type Output = ();
+    type Output = Result<()>;
     fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
         let input: Box<dyn BufRead> = if self.input.as_os_str() == "-" {
             Box::new(std::io::stdin().lock())

@@ -70,7 +70,7 @@ pub fn long_flags(args: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 impl BackendTask for Args {
-    type Output = ();
+    type Output = Result<()>;
     fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

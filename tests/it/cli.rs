@@ -517,7 +517,7 @@ fn compat_check_loads_the_model_and_names_what_fails() {
     let out = bitnet(&["compat-check", good.to_str().unwrap(), "--backend", "cuda"]);
     if cfg!(not(feature = "cuda")) {
         assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stdout).contains("no CUDA backend"));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("no cuda backend"));
     }
 
     let tmp = tempfile::tempdir().unwrap();
