@@ -53,10 +53,12 @@ pub enum CacheType {
 }
 
 impl CacheType {
-    /// Values a stored element holds: a row's width must be a multiple of it.
+    /// What a row's width must be a multiple of: q8_0's block, f16's pair (the CubeCL backends pack two halves
+    /// per 32-bit word).
     pub fn block(self) -> usize {
         match self {
-            Self::F16 | Self::F32 => 1,
+            Self::F32 => 1,
+            Self::F16 => 2,
             Self::Q8_0 => bitnet_gguf::quant::Q8_0_VALUES,
         }
     }

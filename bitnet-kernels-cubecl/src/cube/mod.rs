@@ -6,6 +6,7 @@
 
 mod attention;
 mod gate;
+mod half;
 mod int8;
 mod norm;
 mod quantize;
@@ -14,14 +15,14 @@ mod rows;
 mod ternary;
 mod tiles;
 
-use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
 use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
 use crate::packing::{i8_words_per_row, words_per_row, I8_PER_WORD, TRITS_PER_WORD};
-use crate::{burn_ops, Activation, TernaryBackend};
+use crate::{burn_ops, Activation, CacheType, TernaryBackend};
 
 type Cube<R, F, I, BT> = CubeBackend<R, F, I, BT>;
 
@@ -91,6 +92,19 @@ fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBackend
     for CubeBackend<R, F, I, BT>
 {
+    const CACHE_TYPES: &'static [CacheType] = &[CacheType::F16, CacheType::F32];
+
+    fn kv_cache_zeros(
+        shape: [usize; 4],
+        cache: CacheType,
+        device: &Self::Device,
+    ) -> FloatTensor<Self> {
+        match cache {
+            CacheType::F16 => half::packed_zeros::<R>(shape, device),
+            _ => Self::float_zeros(shape.into(), device, burn::tensor::FloatDType::F32),
+        }
+    }
+
     fn ternary_matmul(
         x: FloatTensor<Self>,
         w: IntTensor<Self>,

@@ -10,44 +10,78 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
+use super::half::{is_packed, to_bits};
+
 /// Units per row.
 const UNITS: usize = 64;
 
-/// Row `row` of `x [b, heads, seq, d]` (token `t` at position `start + t`) rotated when `rotate`, else copied,
-/// into `out`'s row at token `offset + t`; both read and written through their strides.
+/// Element `i` of the row of `x` at `base` (elements `step` apart), rotated with the table row at `table`
+/// when `rotate`.
 #[cube]
-fn write_row<F: Float>(
+#[allow(clippy::too_many_arguments)]
+fn element<F: Float>(
     x: &Tensor<F>,
     cos: &Tensor<F>,
     sin: &Tensor<F>,
-    out: &mut Tensor<F>,
+    base: usize,
+    step: usize,
+    table: usize,
+    i: usize,
+    #[comptime] rotate: bool,
+) -> F {
+    let half = cos.shape(1);
+    let v = x[base + i * step];
+    let mut value = v;
+    if comptime!(rotate) {
+        if i < half {
+            let (c, s) = (cos[table + i], sin[table + i]);
+            value = v * c - x[base + (i + half) * step] * s;
+        } else if i < 2 * half {
+            let (c, s) = (cos[table + i - half], sin[table + i - half]);
+            value = v * c + x[base + (i - half) * step] * s;
+        }
+    }
+    value
+}
+
+/// Row `row` of `x [b, heads, seq, d]` (token `t` at position `start + t`) rotated when `rotate`, else copied,
+/// into `out`'s row at token `offset + t`; both read and written through their strides. A `packed` row holds
+/// elements `j` and `j + d/2` as the low and high IEEE halves of its word `j` (see [`super::half`]).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn write_row<F: Float, K: Numeric>(
+    x: &Tensor<F>,
+    cos: &Tensor<F>,
+    sin: &Tensor<F>,
+    out: &mut Tensor<K>,
     row: usize,
     start: usize,
     offset: usize,
     #[comptime] rotate: bool,
+    #[comptime] packed: bool,
 ) {
-    let (heads, seq, d, half) = (x.shape(1), x.shape(2), x.shape(3), cos.shape(1));
+    let (heads, seq, d) = (x.shape(1), x.shape(2), x.shape(3));
     let (t, head, batch) = (row % seq, (row / seq) % heads, row / (seq * heads));
     let base = batch * x.stride(0) + head * x.stride(1) + t * x.stride(2);
     let step = x.stride(3);
     let dst = batch * out.stride(0) + head * out.stride(1) + (offset + t) * out.stride(2);
     let dst_step = out.stride(3);
-    let table = (start + t) * half;
-    let mut i = UNIT_POS_X as usize;
-    while i < d {
-        let v = x[base + i * step];
-        let mut value = v;
-        if comptime!(rotate) {
-            if i < half {
-                let (c, s) = (cos[table + i], sin[table + i]);
-                value = v * c - x[base + (i + half) * step] * s;
-            } else if i < 2 * half {
-                let (c, s) = (cos[table + i - half], sin[table + i - half]);
-                value = v * c + x[base + (i - half) * step] * s;
-            }
+    let table = (start + t) * cos.shape(1);
+    let mut words = d;
+    if comptime!(packed) {
+        words = d / 2;
+    }
+    let mut j = UNIT_POS_X as usize;
+    while j < words {
+        let low = element::<F>(x, cos, sin, base, step, table, j, rotate);
+        if comptime!(packed) {
+            let high = element::<F>(x, cos, sin, base, step, table, j + words, rotate);
+            let word = to_bits(f32::cast_from(low)) | (to_bits(f32::cast_from(high)) << 16u32);
+            out[dst + j * dst_step] = K::reinterpret(word);
+        } else {
+            out[dst + j * dst_step] = K::cast_from(low);
         }
-        out[dst + i * dst_step] = value;
-        i += UNITS;
+        j += UNITS;
     }
 }
 
@@ -60,42 +94,45 @@ fn rope_rows<F: Float>(
     start: usize,
     #[define(F)] _dtype: StorageType,
 ) {
-    write_row::<F>(x, cos, sin, y, CUBE_POS_X as usize, start, 0, true);
+    write_row::<F, F>(x, cos, sin, y, CUBE_POS_X as usize, start, 0, true, false);
 }
 
-/// The rows of `q`, then of `k`, then of `v`, one cube each.
+/// The rows of `q`, then of `k`, then of `v`, one cube each; the caches hold `K` (packed halves when `packed`).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn rope_append_rows<F: Float>(
+fn rope_append_rows<F: Float, K: Numeric>(
     q: &Tensor<F>,
     k: &Tensor<F>,
     v: &Tensor<F>,
     cos: &Tensor<F>,
     sin: &Tensor<F>,
     q_out: &mut Tensor<F>,
-    k_cache: &mut Tensor<F>,
-    v_cache: &mut Tensor<F>,
+    k_cache: &mut Tensor<K>,
+    v_cache: &mut Tensor<K>,
     start: usize,
-    #[define(F)] _dtype: StorageType,
+    #[comptime] packed: bool,
+    #[define(F, K)] _dtypes: [StorageType; 2],
 ) {
     let row = CUBE_POS_X as usize;
     let q_rows = q.shape(0) * q.shape(1) * q.shape(2);
     let k_rows = k.shape(0) * k.shape(1) * k.shape(2);
     if row < q_rows {
-        write_row::<F>(q, cos, sin, q_out, row, start, 0, true);
+        write_row::<F, F>(q, cos, sin, q_out, row, start, 0, true, false);
     } else if row < q_rows + k_rows {
-        write_row::<F>(k, cos, sin, k_cache, row - q_rows, start, start, true);
-    } else {
-        write_row::<F>(
-            v,
+        write_row::<F, K>(
+            k,
             cos,
             sin,
-            v_cache,
-            row - q_rows - k_rows,
+            k_cache,
+            row - q_rows,
             start,
             start,
-            false,
+            true,
+            packed,
         );
+    } else {
+        let row = row - q_rows - k_rows;
+        write_row::<F, K>(v, cos, sin, v_cache, row, start, start, false, packed);
     }
 }
 
@@ -172,7 +209,8 @@ pub(crate) fn rope_append<R: CubeRuntime>(
         k_cache.clone().into_tensor_arg(),
         v_cache.clone().into_tensor_arg(),
         start,
-        q.dtype.into(),
+        is_packed(&k_cache),
+        [q.dtype.into(), k_cache.dtype.into()],
     );
     [q_out, k_cache, v_cache]
 }

@@ -6,7 +6,8 @@
 use bitnet_gguf::GgmlType;
 use bitnet_kernels_cubecl::cpu::AttentionShape;
 use bitnet_kernels_cubecl::{CacheType, StepKv, TernaryBackend};
-use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{DType, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
 use crate::common;
 use crate::common::Lcg;
@@ -179,7 +180,142 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
     }
 }
 
-backend_tests!(check);
+/// The step on `caches` (one `[k, v]` per sequence of `seqs`) from projections `[q, k, v]` of `rows` rows:
+/// the output `[batch, rows, heads·d]` and the caches.
+#[allow(clippy::type_complexity)]
+fn run_step<B: TernaryBackend>(
+    device: &B::Device,
+    (batch, heads, kv, d, half): (usize, usize, usize, usize, usize),
+    (rows, [q, k, v]): (usize, &[Vec<f32>; 3]),
+    seqs: &[(usize, usize)],
+    caches: Vec<[FloatTensor<B>; 2]>,
+) -> (Vec<f32>, Vec<[FloatTensor<B>; 2]>) {
+    let t3 = |x: &[f32], h: usize| {
+        Tensor::<B, 3>::from_data(TensorData::new(x.to_vec(), [batch, rows, h * d]), device)
+            .into_primitive()
+            .tensor()
+    };
+    let table = |f: fn(f64) -> f64| {
+        let v: Vec<f32> = (0..POSITIONS * half)
+            .map(|i| f((i / half) as f64 * 0.3 / (1 + i % half) as f64) as f32)
+            .collect();
+        Tensor::<B, 2>::from_data(TensorData::new(v, [POSITIONS, half]), device)
+            .into_primitive()
+            .tensor()
+    };
+    let steps = seqs
+        .iter()
+        .zip(caches)
+        .map(|(&(start, seq), [k, v])| StepKv { k, v, start, seq })
+        .collect();
+    let (out, kept) = B::attention_step(
+        [t3(q, heads), t3(k, kv), t3(v, kv)],
+        (table(f64::cos), table(f64::sin)),
+        heads,
+        steps,
+    );
+    let out = Tensor::<B, 3>::from_primitive(TensorPrimitive::Float(out));
+    (out.into_data().to_vec::<f32>().unwrap(), kept)
+}
+
+/// The f16 bits a backend's f16 cache holds, row-major `[.., d]`: burn-ndarray stores `U16` elements, the
+/// CubeCL backends `U32` words holding elements `j` and `j + d/2` of a row as their low and high halves.
+fn f16_bits(data: TensorData, d: usize) -> Vec<u16> {
+    match data.dtype {
+        DType::U16 => data.to_vec::<u16>().unwrap(),
+        DType::U32 => data
+            .to_vec::<u32>()
+            .unwrap()
+            .chunks_exact(d / 2)
+            .flat_map(|w| {
+                let low = w.iter().map(|&x| x as u16);
+                low.chain(w.iter().map(|&x| (x >> 16) as u16))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+        other => panic!("an f16 cache read back as {other:?}"),
+    }
+}
+
+/// The f16 cache of every backend: from empty caches, the step stores the nearest-even f16 of what the f32
+/// step stores, bit for bit (values planted at rounding ties and at subnormal halves check the rounding), and
+/// its output stays within [`f16_bound`] of the f32 step's.
+fn f16_cache<B: TernaryBackend>(device: &B::Device, what: &str) {
+    assert!(
+        B::CACHE_TYPES.contains(&CacheType::F16),
+        "{what}: no f16 KV cache"
+    );
+    // Exact ties (1 + 2⁻¹¹ lies halfway between two halves and rounds down to even, 1 + 3 · 2⁻¹¹ rounds up),
+    // and values that are subnormal halves or round to zero.
+    let planted = [
+        1.0 + 2f32.powi(-11),
+        1.0 + 3.0 * 2f32.powi(-11),
+        3.0e-5,
+        -7.0e-6,
+        1.0e-8,
+    ];
+    let mut rng = Lcg(37);
+    for (batch, heads, kv, d, half, max_len, seqs) in STEPS {
+        let what =
+            format!("{what}: f16 cache, b{batch} {heads}/{kv} heads d{d} half{half}, {seqs:?}");
+        let (rows, mut x) = projections(&mut rng, batch, (heads, kv, d), seqs);
+        // Values are stored unrotated: plant the special values there.
+        for (i, value) in x[2].iter_mut().enumerate() {
+            if i % 7 == 3 {
+                *value = planted[(i / 7) % planted.len()] * if i % 2 == 0 { 1.0 } else { -1.0 };
+            }
+        }
+        let dims = [batch, kv, max_len, d];
+        let run = |cache: CacheType| {
+            let caches = seqs
+                .iter()
+                .map(|_| [0, 1].map(|_| B::kv_cache_zeros(dims, cache, device)))
+                .collect();
+            run_step::<B>(
+                device,
+                (batch, heads, kv, d, half),
+                (rows, &x),
+                seqs,
+                caches,
+            )
+        };
+        let (want, want_caches) = run(CacheType::F32);
+        let (got, got_caches) = run(CacheType::F16);
+        for (i, ([gk, gv], [wk, wv])) in got_caches.into_iter().zip(want_caches).enumerate() {
+            for (name, g, w) in [("keys", gk, wk), ("values", gv, wv)] {
+                let g = f16_bits(
+                    Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(g)).into_data(),
+                    d,
+                );
+                let w: Vec<u16> = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(w))
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|&x| half::f16::from_f32(x).to_bits())
+                    .collect();
+                if let Some(j) = (0..w.len()).find(|&j| g[j] != w[j]) {
+                    panic!("{what}: sequence {i} {name}: element {j} stored {:#06x}, nearest f16 {:#06x}", g[j], w[j]);
+                }
+            }
+        }
+        // The ties are 0.15% above the bound's |v| ≤ 1: within its slack (its e is a whole f16 step).
+        let bound = f16_bound(d);
+        for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= bound,
+                "{what}: output {j}: {g} vs f32 cache's {w} (bound {bound})"
+            );
+        }
+    }
+}
+
+fn check_all<B: TernaryBackend>(device: &B::Device, what: &str) {
+    check::<B>(device, what);
+    f16_cache::<B>(device, what);
+}
+
+backend_tests!(check_all);
 
 /// Steps whose head widths are whole q8_0 blocks (32 values), decode and prompt rows mixed.
 const BLOCK_STEPS: [Step; 2] = [
@@ -243,6 +379,14 @@ fn decoded(cache: CacheType, bytes: &[u8]) -> Vec<f32> {
     out
 }
 
+/// How far an f16 cache moves the step's outputs of values of order one (see
+/// [`stored_caches_hold_the_rounded_rows`]).
+fn f16_bound(d: usize) -> f32 {
+    let e = 1.5 * 2f32.powi(-11);
+    let delta = 2f32.sqrt() * (d as f32).sqrt() * e;
+    2f32.sqrt() * ((2.0 * delta).exp() - 1.0) + e
+}
+
 /// With f16 or q8_0 caches ([`TernaryBackend::kv_cache_zeros`] on burn-ndarray) the step stores exactly the
 /// rounding of what the f32 step stores (old positions kept; new rotated keys and values rounded to the nearest
 /// f16, or, for q8_0, turned by llama.cpp's Walsh–Hadamard rotation where the head width is a multiple of 64 and
@@ -254,11 +398,6 @@ fn decoded(cache: CacheType, bytes: &[u8]) -> Vec<f32> {
 /// rotation moves them by 0.1 or more); `q8_0_caches_read_as_the_values_they_stand_for` checks the reads exactly.
 #[test]
 fn stored_caches_hold_the_rounded_rows() {
-    let f16_bound = |d: usize| {
-        let e = 1.5 * 2f32.powi(-11);
-        let delta = 2f32.sqrt() * (d as f32).sqrt() * e;
-        2f32.sqrt() * ((2.0 * delta).exp() - 1.0) + e
-    };
     stored_cache_holds_the_rounded_rows(CacheType::F16, &STEPS, f16_bound);
     stored_cache_holds_the_rounded_rows(CacheType::Q8_0, &BLOCK_STEPS, |_| 0.02);
 }
