@@ -76,7 +76,7 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// The names users type, in the order they are offered.
-    pub const NAMES: [&'static str; 3] = ["cpu", "wgpu", "cuda"];
+    const NAMES: [&'static str; 3] = ["cpu", "wgpu", "cuda"];
 
     /// The name users type: `cpu`, `wgpu` or `cuda`.
     pub fn name(self) -> &'static str {
@@ -116,7 +116,7 @@ pub enum BackendError {
     #[error("{0}")]
     Unavailable(String),
     /// Not a backend name.
-    #[error("{0:?} is not a backend (one of cpu, wgpu, cuda)")]
+    #[error("{0:?} is not a backend (one of {names})", names = BackendKind::NAMES.join(", "))]
     Unknown(String),
 }
 

@@ -273,9 +273,8 @@ struct Loaded {
     backend: &'static str,
 }
 
-/// Loads the model on backend `B` and starts its engine (call inside the model's pool: the engine takes its
-/// thread count from it).
-/// Loading a model and starting its engine, on the backend [`dispatch`] picks.
+/// Loading the model and starting its engine on the backend [`dispatch`] picks (dispatch inside the model's
+/// pool: the engine takes its thread count from it).
 struct Start<'a> {
     path: &'a Path,
     options: &'a LoadOptions,
@@ -314,8 +313,7 @@ fn resolve(path: &str) -> PyResult<PathBuf> {
     }
 }
 
-/// The error for a backend this build left out.
-#[cfg(not(all(feature = "wgpu", feature = "cuda")))]
+/// The error for an option given a value outside its choices.
 fn bad_choice(name: &str, value: &str, choices: &[&str]) -> PyErr {
     PyValueError::new_err(format!(
         "{name}={value:?} is not one of {}",
