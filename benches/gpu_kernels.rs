@@ -7,8 +7,8 @@
 mod gpu {
     use std::hint::black_box;
 
+    use bitnet_kernels_cubecl::ops;
     use bitnet_kernels_cubecl::packing::{i8_words_per_row, words_per_row};
-    use bitnet_kernels_cubecl::TernaryBackend;
     use burn::tensor::backend::Backend;
     use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
     use criterion::{Criterion, Throughput};
@@ -29,8 +29,9 @@ mod gpu {
         Gpu::sync(&device()).expect("device sync");
     }
 
-    /// Random packed words `[n, words]` (every bit pattern is a valid weight of both layouts).
-    fn words(n: usize, words: usize, seed: u64) -> Tensor<Gpu, 2, Int> {
+    /// Random packed words `[n, words]` (every bit pattern is a valid weight of both layouts) with unit scales
+    /// `[n, 1]`, laid out as a loaded model's ([`ops::dense_weights`]).
+    fn layer(n: usize, words: usize, seed: u64) -> (Tensor<Gpu, 2, Int>, Tensor<Gpu, 2>) {
         let mut s = seed;
         let data: Vec<u32> = (0..n * words)
             .map(|_| {
@@ -40,7 +41,10 @@ mod gpu {
                 (s >> 32) as u32
             })
             .collect();
-        Tensor::from_data(TensorData::new(data, [n, words]), (&device(), DType::U32))
+        ops::dense_weights((
+            Tensor::from_data(TensorData::new(data, [n, words]), (&device(), DType::U32)),
+            Tensor::ones([n, 1], &device()),
+        ))
     }
 
     fn activations(m: usize, k: usize) -> Tensor<Gpu, 2> {
@@ -66,8 +70,7 @@ mod gpu {
         for (n, k) in [(6912, 2560), (2560, 6912)] {
             let kw = words_per_row(k);
             let copies = WORKING_SET / (4 * n * kw) + 1;
-            let matrices: Vec<_> = (0..copies).map(|i| words(n, kw, i as u64)).collect();
-            let scales = Tensor::<Gpu, 2>::ones([n, 1], &device());
+            let layers: Vec<_> = (0..copies).map(|i| layer(n, kw, i as u64)).collect();
             let mut g = c.benchmark_group(format!("gpu_ternary_{n}x{k}"));
             for m in [1, 128] {
                 let x = activations(m, k);
@@ -80,11 +83,7 @@ mod gpu {
                 g.bench_function(format!("tokens{m}"), |b| {
                     b.iter(|| {
                         i = (i + 1) % copies;
-                        black_box(Gpu::ternary_matmul_i8(
-                            x.clone().into_primitive().tensor(),
-                            matrices[i].clone().into_primitive(),
-                            scales.clone().into_primitive().tensor(),
-                        ));
+                        black_box(ops::ternary_matmul_i8(x.clone(), layers[i].clone()));
                         sync();
                     })
                 });
@@ -95,18 +94,13 @@ mod gpu {
     /// The int8 output head of 2B-4T for one token: 0.33 GB of packed weights, larger than any L2.
     pub fn int8_head(c: &mut Criterion) {
         let (n, k) = (128_256, 2560);
-        let w = words(n, i8_words_per_row(k), 9);
-        let scales = Tensor::<Gpu, 2>::ones([n, 1], &device());
+        let (w, scales) = layer(n, i8_words_per_row(k), 9);
         let x = activations(1, k);
         let mut g = c.benchmark_group(format!("gpu_int8_head_{n}x{k}"));
         g.throughput(Throughput::Bytes((n * k) as u64));
         g.bench_function("tokens1", |b| {
             b.iter(|| {
-                black_box(Gpu::int8_matmul(
-                    x.clone().into_primitive().tensor(),
-                    w.clone().into_primitive(),
-                    scales.clone().into_primitive().tensor(),
-                ));
+                black_box(ops::int8_matmul(x.clone(), w.clone(), scales.clone()));
                 sync();
             })
         });

@@ -82,6 +82,16 @@ pub trait TernaryBackend: Backend {
         Self::float_zeros(shape.into(), device, burn::tensor::FloatDType::F32)
     }
 
+    /// Packed weights `w [n, words]` (dtype `U32`) and their `scales [n, blocks]`, just uploaded, laid out as
+    /// this backend's kernels read them, once at load. CUDA uploads rows padded to an aligned pitch, which the
+    /// kernels would otherwise copy out at every call; the default returns them as they are.
+    fn dense_weights(
+        w: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+    ) -> (IntTensor<Self>, FloatTensor<Self>) {
+        (w, scales)
+    }
+
     /// `y[m, n] = Σ_b scales[n, b] · Σ_{k ∈ block b} x[m, k] · trit[n, k]`.
     ///
     /// `x` is `[m, k]` float, `w` the `[n, ceil(k/16)]` packed words (dtype `U32`), `scales` `[n, k/block]`

@@ -33,6 +33,12 @@ pub fn rows<B: TernaryBackend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, 2> 
     reshape(t, [dims[..D - 1].iter().product(), dims[D - 1]])
 }
 
+/// [`TernaryBackend::dense_weights`]: packed weights and scales just uploaded, as the kernels read them.
+pub fn dense_weights<B: TernaryBackend>((w, scales): Ternary<B>) -> Ternary<B> {
+    let (w, scales) = B::dense_weights(w.into_primitive(), float(scales));
+    (Tensor::from_primitive(w), tensor(scales))
+}
+
 /// [`TernaryBackend::ternary_matmul`]: `x [m, k]` by packed trits, float activations.
 pub fn ternary_matmul<B: TernaryBackend>(x: Tensor<B, 2>, (w, scales): Ternary<B>) -> Tensor<B, 2> {
     tensor(B::ternary_matmul(

@@ -96,8 +96,10 @@ impl<B: TernaryBackend> BitLinear<B> {
         device: &B::Device,
     ) -> Self {
         let kw = words.len() / out;
-        let weight = Tensor::from_data(TensorData::new(words, [out, kw]), (device, DType::U32));
-        let scales = Tensor::from_data(TensorData::new(scales, [out, nb]), device);
+        let (weight, scales) = ops::dense_weights((
+            Tensor::from_data(TensorData::new(words, [out, kw]), (device, DType::U32)),
+            Tensor::from_data(TensorData::new(scales, [out, nb]), device),
+        ));
         Self {
             weight: Param::initialized(Default::default(), weight),
             scales: Param::from_tensor(scales).set_require_grad(false),

@@ -63,11 +63,13 @@ impl<B: TernaryBackend> Int8Head<B> {
             cpu::quantize_rows_i8_into(k, |r, row| table.decode_rows(first + r, row), q, s);
             table.release_rows(first, s.len());
         }
-        let q = Tensor::from_data(TensorData::new(q, [n, words]), (device, DType::U32));
+        let (q, scales) = ops::dense_weights((
+            Tensor::from_data(TensorData::new(q, [n, words]), (device, DType::U32)),
+            Tensor::from_data(TensorData::new(scales, [n, 1]), device),
+        ));
         Self {
             weight: Param::initialized(Default::default(), q),
-            scales: Param::from_tensor(Tensor::from_data(TensorData::new(scales, [n, 1]), device))
-                .set_require_grad(false),
+            scales: Param::from_tensor(scales).set_require_grad(false),
         }
     }
 

@@ -7,7 +7,6 @@
 
 use burn::tensor::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
@@ -166,7 +165,7 @@ pub(crate) fn cached_attention<R: CubeRuntime>(
     let words = if packed { d / 2 } else { d };
     let vector = [4, 2, 1].into_iter().find(|n| words % n == 0).unwrap_or(1);
     let out_shape = burn::tensor::Shape::new([shape[0], shape[2], shape[1], d]);
-    let out = empty_device_dtype(q.client.clone(), q.device.clone(), out_shape, q.dtype);
+    let out = super::dense_like(&q, out_shape);
     attention_rows::launch::<R>(
         &q.client,
         CubeCount::Static((shape[0] * shape[1] * shape[2]) as u32, 1, 1),

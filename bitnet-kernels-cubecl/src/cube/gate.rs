@@ -3,7 +3,6 @@
 
 use burn::tensor::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
@@ -43,7 +42,7 @@ pub(crate) fn gated<R: CubeRuntime>(
     let [gate, up] = [gate, up].map(into_contiguous);
     let shape = gate.shape();
     let n = shape.num_elements();
-    let y = empty_device_dtype(gate.client.clone(), gate.device.clone(), shape, gate.dtype);
+    let y = super::dense_like(&gate, shape);
     let cubes = n.div_ceil(UNITS);
     gate_elements::launch::<R>(
         &gate.client,

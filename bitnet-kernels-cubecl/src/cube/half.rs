@@ -4,7 +4,6 @@
 //! Writers round to nearest even like llama.cpp's f32→f16 conversion; readers unpack in registers.
 
 use burn::tensor::{DType, TensorMetadata};
-use burn_cubecl::ops::numeric::zeros;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
@@ -59,9 +58,5 @@ pub fn is_packed<R: CubeRuntime>(cache: &CubeTensor<R>) -> bool {
 /// A zeroed packed f16 cache of `[b, kv_heads, max_len, d]` values (`d` even).
 pub fn packed_zeros<R: CubeRuntime>(shape: [usize; 4], device: &R::Device) -> CubeTensor<R> {
     let [b, kv_heads, max_len, d] = shape;
-    zeros(
-        device.clone(),
-        [b, kv_heads, max_len, d / 2].into(),
-        DType::U32,
-    )
+    super::dense_zeros::<R>(device, [b, kv_heads, max_len, d / 2].into(), DType::U32)
 }

@@ -3,6 +3,11 @@
 //! ([`quantize`]), the int8 head ([`int8`]),
 //! RMSNorm ([`norm`]), RoPE ([`rope`]), cached attention ([`attention`]) and
 //! the FFN gate ([`gate`]); only the float head is the Burn-ops composition.
+//!
+//! The kernels index rows back to back, but CUDA (and HIP) allocate tensors "pitched", each row padded to a
+//! 512-byte boundary unless its size is a power of two: so every kernel output and cache is allocated dense
+//! ([`output`], [`dense_zeros`]), every input goes through `into_contiguous` (which copies a padded tensor),
+//! and packed weights are made dense once at load ([`TernaryBackend::dense_weights`]).
 
 mod attention;
 mod gate;
@@ -15,9 +20,10 @@ mod rows;
 mod ternary;
 mod tiles;
 
-use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
-use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive};
-use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{DType, Shape, Tensor, TensorMetadata, TensorPrimitive};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, zeros};
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
@@ -26,14 +32,19 @@ use crate::{burn_ops, Activation, CacheType, TernaryBackend};
 
 type Cube<R, F, I, BT> = CubeBackend<R, F, I, BT>;
 
-/// An uninitialized `[m, n]` tensor on `like`'s device, of its dtype: a kernel's output.
+/// An uninitialized dense `[m, n]` tensor on `like`'s device, of its dtype: a kernel's output.
 fn output<R: CubeRuntime>(like: &CubeTensor<R>, m: usize, n: usize) -> CubeTensor<R> {
-    empty_device_dtype(
-        like.client.clone(),
-        like.device.clone(),
-        Shape::new([m, n]),
-        like.dtype,
-    )
+    dense_like(like, Shape::new([m, n]))
+}
+
+/// An uninitialized dense tensor of `shape` on `like`'s device, of its dtype.
+fn dense_like<R: CubeRuntime>(like: &CubeTensor<R>, shape: Shape) -> CubeTensor<R> {
+    empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, like.dtype)
+}
+
+/// A dense zeroed tensor: a KV cache, which the kernels write and read in place row after row.
+fn dense_zeros<R: CubeRuntime>(device: &R::Device, shape: Shape, dtype: DType) -> CubeTensor<R> {
+    into_contiguous(zeros(device.clone(), shape, dtype))
 }
 
 /// The one output of a one-layer [`ternary::ternary_matmuls`].
@@ -101,8 +112,15 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
     ) -> FloatTensor<Self> {
         match cache {
             CacheType::F16 => half::packed_zeros::<R>(shape, device),
-            _ => Self::float_zeros(shape.into(), device, burn::tensor::FloatDType::F32),
+            _ => dense_zeros::<R>(device, shape.into(), DType::F32),
         }
+    }
+
+    fn dense_weights(
+        w: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+    ) -> (IntTensor<Self>, FloatTensor<Self>) {
+        (into_contiguous(w), into_contiguous(scales))
     }
 
     fn ternary_matmul(

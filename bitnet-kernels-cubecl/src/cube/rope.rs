@@ -5,7 +5,6 @@
 
 use burn::tensor::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
@@ -142,9 +141,9 @@ fn rows<R: CubeRuntime>(x: &CubeTensor<R>) -> usize {
     shape[0] * shape[1] * shape[2]
 }
 
-/// A new contiguous tensor shaped and typed as `x`.
+/// A new dense tensor shaped and typed as `x`.
 fn like<R: CubeRuntime>(x: &CubeTensor<R>) -> CubeTensor<R> {
-    empty_device_dtype(x.client.clone(), x.device.clone(), x.shape(), x.dtype)
+    super::dense_like(x, x.shape())
 }
 
 /// `cache` when its buffer can be written in place, else a copy (Burn's slice assignment does the same).
