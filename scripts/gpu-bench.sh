@@ -8,8 +8,9 @@
 #                                          runs each backend's GPU tests (CI=true: no adapter fails; full logs in
 #                                          $OUT, failures with their messages printed), times the
 #                                          synthetic 2B-4T model with default flags, the float head, the f32 cache,
-#                                          at depth 4000 and with 1/4/8 streams, and the kernels against the device
-#                                          copy rate; logs go to $OUT (or .gpu/out), a table is printed last
+#                                          at depth 4000 and with 1/4/8 streams, the kernel launches of a decode
+#                                          token (CubeCL's profiler), and the kernels against the device copy
+#                                          rate; logs go to $OUT (or .gpu/out), a table is printed last
 # BACKENDS runs a subset of those packed (e.g. BACKENDS=cuda). SHAPE (2b4t), PP (128), TG (64) and DEPTH (4000)
 # choose the model and lengths (SHAPE=tiny for a dry run on lavapipe), BENCH_ARGS adds criterion arguments for the
 # kernels (e.g. "--sample-size 10"). Every part runs under a time limit and a failure is logged, not fatal, so one
@@ -68,6 +69,39 @@ bench() {
     | tee -a "$OUT_DIR/model.jsonl" || echo "FAILED or timed out: $label"
 }
 
+# Launches and profiled time per decode token on backend $1: CubeCL's profiler (which waits for each kernel) over
+# 12 decode tokens against 4, the last 8 tokens' kernels summed by name.
+launches() {
+  local b=$1 n
+  for n in 4 12; do
+    rm -f "$WORK/prof$n.log"
+    CUBECL_DEBUG_LOG="$WORK/prof$n.log" CUBECL_DEBUG_OPTION=profile timeout 120 \
+      "$WORK/bitnet" bench -m "$WORK/model.gguf" --backend "$b" -p 4 -n $n -r 1 >/dev/null 2>&1 \
+      || echo "FAILED or timed out: profile of $n tokens"
+  done
+  python3 - "$WORK" <<'PY'
+import collections, re, sys
+def rows(path):
+    out = []
+    for line in open(path, errors="replace"):
+        if line.startswith("| "):
+            f = [x.strip() for x in line.split("|")]
+            m = re.match(r"([\d.]+)\s*(ns|µs|us|ms|s)$", f[1])
+            scale = {"ns": 1e-3, "µs": 1, "us": 1, "ms": 1e3, "s": 1e6}
+            out.append((" ".join(f[2:-1]), float(m.group(1)) * scale[m.group(2)] if m else 0.0))
+    return out
+r4, r12 = rows(f"{sys.argv[1]}/prof4.log"), rows(f"{sys.argv[1]}/prof12.log")
+per = (len(r12) - len(r4)) // 8
+count, time = collections.Counter(), collections.Counter()
+for name, us in r12[-8 * per:] if per > 0 else []:
+    count[name] += 1
+    time[name] += us
+print(f"{per} launches and {sum(time.values()) / 8:.0f} µs profiled per decode token:")
+for name in sorted(count, key=lambda k: -time[k]):
+    print(f"{count[name] / 8:6.1f} launches {time[name] / 8:9.1f} µs  {name[:100]}")
+PY
+}
+
 run() {
   OUT_DIR=${OUT:-$BUNDLE/out}
   WORK=$(mktemp -d)
@@ -114,6 +148,8 @@ run() {
     bench "$b depth f16" 180 --backend "$b" -p 64 -n 32 -r 2 -d "$depth"
     bench "$b depth f32" 180 --backend "$b" -p 64 -n 32 -r 2 -d "$depth" --cache-type f32
     bench "$b streams" 180 --backend "$b" -p "$pp" -n "$tg" -r 1 --parallel 1,4,8
+    echo "== launches per decode token on $b"
+    launches "$b"
     if [ "$first" = 1 ]; then
       first=0
       echo "== kernels (on the first backend built: cuda when there)"
