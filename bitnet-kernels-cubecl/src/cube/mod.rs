@@ -1,8 +1,8 @@
 //! The CubeCL backends (wgpu/Vulkan/Metal, CUDA) get the ops from one generic impl of CubeCL kernels: the
 //! ternary matmul ([`ternary`], [`tiles`]), activation quantization fused with the RMSNorm before it
-//! ([`quantize`]), the int8 head ([`int8`]),
+//! ([`quantize`]), the int8 head ([`int8`]), the float head ([`float`]),
 //! RMSNorm ([`norm`]), RoPE ([`rope`]), cached attention ([`attention`]) and
-//! the FFN gate ([`gate`]); only the float head is the Burn-ops composition.
+//! the FFN gate ([`gate`]).
 //!
 //! The kernels index rows back to back, but CUDA (and HIP) allocate tensors "pitched", each row padded to a
 //! 512-byte boundary unless its size is a power of two: so every kernel output and cache is allocated dense
@@ -10,6 +10,7 @@
 //! and packed weights are made dense once at load ([`TernaryBackend::dense_weights`]).
 
 mod attention;
+mod float;
 mod gate;
 mod half;
 mod int8;
@@ -165,6 +166,10 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
             return burn_ops::bit_linear_i8_residual::<Self>(x, norm, layer, residual);
         }
         single(quantized_matmuls(x, norm, vec![layer], Some(residual)))
+    }
+
+    fn float_matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        float::float_matmul_nt(x, w)
     }
 
     fn int8_matmul(

@@ -8,6 +8,7 @@ mod attention;
 mod attention_step;
 mod bit_linears;
 mod cpu_kernels;
+mod float_head;
 mod gated;
 mod int8_head;
 mod rms_norm;
