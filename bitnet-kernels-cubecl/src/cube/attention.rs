@@ -163,7 +163,7 @@ pub(crate) fn cached_attention<R: CubeRuntime>(
     let shape = q.shape();
     let d = shape[3];
     let words = if packed { d / 2 } else { d };
-    let vector = [4, 2, 1].into_iter().find(|n| words % n == 0).unwrap_or(1);
+    let vector = super::vector_width(words);
     let out_shape = burn::tensor::Shape::new([shape[0], shape[2], shape[1], d]);
     let out = super::dense_like(&q, out_shape);
     attention_rows::launch::<R>(

@@ -64,7 +64,7 @@ pub(crate) fn float_matmul_nt<R: CubeRuntime>(x: CubeTensor<R>, w: CubeTensor<R>
     let (m, k, n) = (x.shape()[0], x.shape()[1], w.shape()[0]);
     assert_eq!(w.shape()[1], k, "x and w share their inner dimension");
     let y = output(&x, m, n);
-    let vector = [4, 2, 1].into_iter().find(|v| k % v == 0).unwrap_or(1);
+    let vector = super::vector_width(k);
     let plan = launch(&y.client, &[n], m, k / vector);
     let dtype = x.dtype;
     float_rows::launch::<R>(

@@ -43,6 +43,14 @@ fn dense_like<R: CubeRuntime>(like: &CubeTensor<R>, shape: Shape) -> CubeTensor<
     empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, like.dtype)
 }
 
+/// The widest vector (4, 2 or 1 elements) that rows of `len` elements split into evenly.
+fn vector_width(len: usize) -> usize {
+    [4, 2]
+        .into_iter()
+        .find(|&v| len.is_multiple_of(v))
+        .unwrap_or(1)
+}
+
 /// A dense zeroed tensor: a KV cache, which the kernels write and read in place row after row.
 fn dense_zeros<R: CubeRuntime>(device: &R::Device, shape: Shape, dtype: DType) -> CubeTensor<R> {
     into_contiguous(zeros(device.clone(), shape, dtype))

@@ -141,11 +141,6 @@ fn rows<R: CubeRuntime>(x: &CubeTensor<R>) -> usize {
     shape[0] * shape[1] * shape[2]
 }
 
-/// A new dense tensor shaped and typed as `x`.
-fn like<R: CubeRuntime>(x: &CubeTensor<R>) -> CubeTensor<R> {
-    super::dense_like(x, x.shape())
-}
-
 /// `cache` when its buffer can be written in place, else a copy (Burn's slice assignment does the same).
 fn writable<R: CubeRuntime>(cache: CubeTensor<R>) -> CubeTensor<R> {
     if cache.can_mut() && cache.is_contiguous() {
@@ -163,7 +158,7 @@ pub(crate) fn rope<R: CubeRuntime>(
     start: usize,
 ) -> CubeTensor<R> {
     let [cos, sin] = [cos, sin].map(into_contiguous);
-    let y = like(&x);
+    let y = super::dense_like(&x, x.shape());
     rope_rows::launch::<R>(
         &x.client,
         CubeCount::Static(rows(&x) as u32, 1, 1),
@@ -193,7 +188,7 @@ pub(crate) fn rope_append<R: CubeRuntime>(
 ) -> [CubeTensor<R>; 3] {
     let [cos, sin] = [cos, sin].map(into_contiguous);
     let [k_cache, v_cache] = [k_cache, v_cache].map(writable);
-    let q_out = like(&q);
+    let q_out = super::dense_like(&q, q.shape());
     let count = rows(&q) + rows(&k) + rows(&v);
     rope_append_rows::launch::<R>(
         &q.client,
