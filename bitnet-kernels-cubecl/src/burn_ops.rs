@@ -42,20 +42,20 @@ pub fn unpack_i8<B: Backend>(w: Tensor<B, 2, Int>, k: usize) -> Tensor<B, 2> {
     bytes.clone() - bytes.greater_equal_elem(128).float() * 256.0
 }
 
-/// `x [m, k] · (trits ⊙ scales)ᵀ` with `scales [n, k/block]`.
-pub fn ternary_matmul<B: Backend>(
+/// `x [m, k] · (trits ⊙ scales)ᵀ` with `scales [n, k/block]`: the weights dequantized, then the backend's f32
+/// [`TernaryBackend::float_matmul_nt`] (not Burn's matmul, which rounds to TF32 on CUDA tensor cores).
+pub fn ternary_matmul<B: TernaryBackend>(
     x: FloatTensor<B>,
     w: IntTensor<B>,
     scales: FloatTensor<B>,
 ) -> FloatTensor<B> {
-    let x = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(x));
+    let k = x.shape()[1];
     let scales = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(scales));
-    let [_, k] = x.dims();
     let [n, nb] = scales.dims();
     let trits = unpack(Tensor::<B, 2, Int>::from_primitive(w), k);
     let block = k / nb;
     let weights = (trits.reshape([n, nb, block]) * scales.reshape([n, nb, 1])).reshape([n, k]);
-    x.matmul(weights.transpose()).into_primitive().tensor()
+    B::float_matmul_nt(x, weights.into_primitive().tensor())
 }
 
 /// `x` through [`crate::TernaryBackend::rms_norm`] when `norm = (weight, eps)` is given.
@@ -103,7 +103,7 @@ pub(crate) fn quantize_i8<B: Backend>(x: Tensor<B, 2>) -> (Tensor<B, 2>, Tensor<
 }
 
 /// [`crate::TernaryBackend::ternary_matmul_i8`] in Burn ops.
-pub fn ternary_matmul_i8<B: Backend>(
+pub fn ternary_matmul_i8<B: TernaryBackend>(
     x: FloatTensor<B>,
     w: IntTensor<B>,
     scales: FloatTensor<B>,
