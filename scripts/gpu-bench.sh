@@ -147,6 +147,7 @@ run() {
     bench "$b cache f32" 120 --backend "$b" -p "$pp" -n "$tg" -r 3 --cache-type f32
     bench "$b depth f16" 180 --backend "$b" -p 64 -n 32 -r 2 -d "$depth"
     bench "$b depth f32" 180 --backend "$b" -p 64 -n 32 -r 2 -d "$depth" --cache-type f32
+    bench "$b depth q8_0" 180 --backend "$b" -p 64 -n 32 -r 2 -d "$depth" --cache-type q8_0
     bench "$b streams" 180 --backend "$b" -p "$pp" -n "$tg" -r 1 --parallel 1,4,8
     echo "== launches per decode token on $b"
     launches "$b"

@@ -49,7 +49,7 @@ pub struct ModelArgs {
     pub head: HeadArg,
     /// What the KV cache stores (llama.cpp's `--cache-type-k/-v`). f16 is the default, as in llama.cpp: half the
     /// memory, and decode at depth reads half the bytes; q8_0 about halves that again (heads a multiple of 32
-    /// wide, on the CPU; else f16); f32 gives the reference numerics.
+    /// wide; else f16); f32 gives the reference numerics.
     #[arg(long, value_enum, default_value = "f16")]
     pub cache_type: CacheArg,
     /// FFN activation, overriding what the file says or what is inferred from its architecture and vocabulary

@@ -135,11 +135,14 @@ fn q8k_logits_on_tq2_0_equal_llamacpp(preset: &str) {
 /// cache) must be no larger than what it does to llama.cpp's (its q8_0-KV against its f32-KV logits; measured
 /// mean per position ours 0.43-0.48 against llama.cpp's 0.64-0.77, largest 1.1-2.1 against 2.1-2.6, on these
 /// random models whose logits swing with any rounding), on average and at worst. A cache that kept f32 fails too:
-/// the logits must move.
-fn q8_0_cache_matches_llamacpp_q8_0_kv(preset: &str) {
+/// the logits must move. On burn-ndarray and on wgpu (the CubeCL kernels' q8_0 cache).
+fn q8_0_cache_matches_llamacpp_q8_0_kv<B: bitnet_burn::TernaryBackend>(
+    preset: &str,
+    device: &B::Device,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = synthetic(preset, dir.path(), GgmlType::F32, "f32");
-    let mut model = crate::common::load_float::<NdArray>(&path, &Default::default());
+    let mut model = crate::common::load_float::<B>(&path, device);
     let full = logits(&model, &logit_tokens(preset), ActQuant::Float);
     model.set_cache_type(CacheType::Q8_0);
     assert_eq!(model.cache_type(), CacheType::Q8_0);
@@ -215,7 +218,17 @@ macro_rules! family_tests {
             }
             #[test]
             fn q8_0_cache_matches_llamacpp_q8_0_kv() {
-                super::q8_0_cache_matches_llamacpp_q8_0_kv($preset);
+                super::q8_0_cache_matches_llamacpp_q8_0_kv::<burn::backend::NdArray>(
+                    $preset,
+                    &Default::default(),
+                );
+            }
+            #[test]
+            fn q8_0_cache_on_wgpu_matches_llamacpp_q8_0_kv() {
+                let test = concat!(stringify!($family), "::q8_0_cache_on_wgpu_matches_llamacpp_q8_0_kv");
+                if let Some(device) = crate::common::wgpu_device_or_skip(test) {
+                    super::q8_0_cache_matches_llamacpp_q8_0_kv::<burn::backend::Wgpu>($preset, &device);
+                }
             }
             #[test]
             fn perplexity_equals_llama_perplexity() {

@@ -5,14 +5,14 @@
 
 /// Widths of the chunks (keys and queries, values) a cache rotates its rows of `d` values in, if it does:
 /// where `d` is a multiple of 64 (llama.cpp's condition).
-pub(crate) fn chunks(d: usize) -> Option<(usize, usize)> {
+pub fn chunks(d: usize) -> Option<(usize, usize)> {
     d.is_multiple_of(64).then(|| (1 << d.trailing_zeros(), 64))
 }
 
 /// `x` rotated in place, each chunk of `n` values (a power of two) by the orthonormal Walsh–Hadamard matrix of
 /// size `n` in Sylvester's order (llama.cpp's `ggml_gen_hadamard`; symmetric, so its own inverse): the fast
 /// transform's butterflies, then the scale `1/√n`.
-pub(crate) fn rotate(x: &mut [f32], n: usize) {
+pub fn rotate(x: &mut [f32], n: usize) {
     debug_assert!(n.is_power_of_two() && x.len().is_multiple_of(n));
     let scale = 1.0 / (n as f32).sqrt();
     for c in x.chunks_exact_mut(n) {

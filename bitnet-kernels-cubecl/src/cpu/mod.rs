@@ -62,7 +62,7 @@ mod attention;
 mod f32;
 mod flash;
 mod gated;
-mod hadamard;
+pub mod hadamard;
 mod int8;
 mod isa;
 mod kv;

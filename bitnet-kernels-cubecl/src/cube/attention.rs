@@ -3,7 +3,9 @@
 //! keys in chunks of [`UNITS`] positions with an online softmax: each unit scores one key of the chunk, the
 //! cube takes the chunk's maximum and sum with shared-memory trees, and the units then add the chunk's weighted
 //! values to their slice of the output row (consecutive units read consecutive values: coalesced). Caches of
-//! packed halves ([`super::half`]) are unpacked in registers: a vector of words is two vectors of the row.
+//! packed halves ([`super::half`]) and q8_0 words ([`super::q8`]) are unpacked in registers: a vector of words
+//! is two or four vectors of the row; with a q8_0 cache the query is turned by the keys' rotation first and the
+//! output turned back by the values'.
 
 use burn::tensor::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
@@ -11,8 +13,9 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
-use super::half::{is_packed, to_float};
-
+use super::half::to_float;
+use super::kv::Layout;
+use super::q8;
 use super::rows::tree;
 
 /// Units per query row, and keys per chunk.
@@ -20,22 +23,63 @@ const UNITS: usize = 128;
 /// Below every score: the start of a running maximum, and the score of positions past the causal limit.
 const LOWEST: f32 = -3.0e38;
 
-/// Vector `c` of a cache row of `words` vectors, and (`packed`) vector `c + words` of the row.
+/// Plane `p` of a vector of cache words in a layout of `planes` ([`Layout::planes`]), unscaled for q8_0.
 #[cube]
-fn cache_vectors<F: Float, K: Numeric, N: Size>(
-    cache: &Tensor<Vector<K, N>>,
-    index: usize,
-    #[comptime] packed: bool,
-) -> (Vector<F, N>, Vector<F, N>) {
-    let w = cache[index];
-    if comptime!(packed) {
-        (to_float::<F, K, N>(w, false), to_float::<F, K, N>(w, true))
+fn plane<F: Float, K: Numeric, N: Size>(
+    w: Vector<K, N>,
+    #[comptime] p: usize,
+    #[comptime] planes: usize,
+) -> Vector<F, N> {
+    if comptime!(planes == q8::PLANES) {
+        q8::plane::<F, K, N>(w, p)
+    } else if comptime!(planes == 2) {
+        to_float::<F, K, N>(w, comptime!(p == 1))
     } else {
-        (
-            Vector::<F, N>::cast_from(w),
-            Vector::<F, N>::new(F::new(0.0)),
-        )
+        Vector::<F, N>::cast_from(w)
     }
+}
+
+/// Plane `p` of word vector `c` of the cached row at `row` ([`plane`]), scaled for q8_0 (the scale of the
+/// block its first element is in: a vector's elements share a block, see [`cached_attention`]).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn cached<F: Float, K: Numeric, N: Size>(
+    cache: &Tensor<Vector<K, N>>,
+    row: usize,
+    c: usize,
+    w: Vector<K, N>,
+    #[comptime] p: usize,
+    #[comptime] planes: usize,
+    #[comptime] words: usize,
+    #[comptime] width: usize,
+) -> Vector<F, N> {
+    let mut x = plane::<F, K, N>(w, p, planes);
+    if comptime!(planes == q8::PLANES) {
+        let first = comptime!(p * width / q8::PLANES) + c * cache.vector_size();
+        let s = q8::scale::<F, K, N>(cache, row, words, first / q8::BLOCK);
+        x *= Vector::<F, N>::new(s);
+    }
+    x
+}
+
+/// Stores the vector `x` as elements `j · N..` of `s`.
+#[cube]
+fn spill<F: Float, N: Size>(s: &mut SharedMemory<f32>, j: usize, x: Vector<F, N>) {
+    #[unroll]
+    for l in 0..N::value() {
+        s[j * N::value() + l] = f32::cast_from(x[l]);
+    }
+}
+
+/// Elements `j · N..` of `s` as a vector.
+#[cube]
+fn gather<F: Float, N: Size>(s: &SharedMemory<f32>, j: usize) -> Vector<F, N> {
+    let mut x = Vector::<F, N>::new(F::new(0.0));
+    #[unroll]
+    for l in 0..N::value() {
+        x[l] = F::cast_from(s[j * N::value() + l]);
+    }
+    x
 }
 
 #[cube(launch)]
@@ -47,8 +91,14 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
     out: &mut Tensor<Vector<F, N>>,
     len: usize,
     sqrt_d: f32,
+    k_chunk: usize,
+    k_scale: f32,
+    v_chunk: usize,
+    v_scale: f32,
+    #[comptime] width: usize,
     #[comptime] vectors: usize,
-    #[comptime] packed: bool,
+    #[comptime] planes: usize,
+    #[comptime] row_vectors: usize,
     #[define(F, K)] _dtypes: [StorageType; 2],
 ) {
     let (heads, seq, kv_heads, max_len) = (q.shape(1), q.shape(2), k.shape(1), k.shape(2));
@@ -56,26 +106,41 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
     let unit = UNIT_POS_X as usize;
     let (i, head, batch) = (query % seq, (query / seq) % heads, query / (seq * heads));
     let kv = head / (heads / kv_heads);
-    // Vectors of a cache row: a packed row's vector `c` also holds the row's vector `c + words`.
-    let words = comptime!(if packed { vectors / 2 } else { vectors });
-    let cache = (batch * kv_heads + kv) * max_len * words;
+    // Vectors of a cache row's values: word vector `c` also holds the row's vectors `c + p · words`.
+    let words = comptime!(vectors / planes);
+    let quantized = comptime!(planes == q8::PLANES);
+    let cache = (batch * kv_heads + kv) * max_len * row_vectors;
     let visible = len - seq + i + 1;
     let per_unit = comptime!(words.div_ceil(UNITS));
 
     let mut qs = SharedMemory::<Vector<F, N>>::new(vectors);
+    // A q8_0 cache's rows are rotated: the query and output rows pass through here to be turned likewise.
+    let mut turned = SharedMemory::<f32>::new(comptime!(if quantized { width } else { 1 }));
     let mut j = unit;
-    while j < vectors {
-        qs[j] = q[query * vectors + j];
-        j += UNITS;
+    if comptime!(quantized) {
+        while j < vectors {
+            spill::<F, N>(&mut turned, j, q[query * vectors + j]);
+            j += UNITS;
+        }
+        sync_cube();
+        q8::rotate(&mut turned, width, k_chunk, k_scale, UNITS);
+        j = unit;
+        while j < vectors {
+            qs[j] = gather::<F, N>(&turned, j);
+            j += UNITS;
+        }
+    } else {
+        while j < vectors {
+            qs[j] = q[query * vectors + j];
+            j += UNITS;
+        }
     }
     let mut weights = SharedMemory::<F>::new(UNITS);
     let mut red = SharedMemory::<F>::new(UNITS);
-    let mut acc = Array::<Vector<F, N>>::new(per_unit);
-    let mut acc_high = Array::<Vector<F, N>>::new(per_unit);
+    let mut acc = Array::<Vector<F, N>>::new(comptime!(per_unit * planes));
     #[unroll]
-    for e in 0..per_unit {
+    for e in 0..comptime!(per_unit * planes) {
         acc[e] = Vector::<F, N>::new(F::new(0.0));
-        acc_high[e] = Vector::<F, N>::new(F::new(0.0));
     }
     let (mut run_max, mut run_sum) = (F::new(LOWEST), F::new(0.0));
     sync_cube();
@@ -84,12 +149,14 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
         let key = start + unit;
         let mut score = F::new(LOWEST);
         if key < visible {
+            let row = cache + key * row_vectors;
             let mut dot = Vector::<F, N>::new(F::new(0.0));
             for c in 0..words {
-                let (low, high) = cache_vectors::<F, K, N>(k, cache + key * words + c, packed);
-                dot += qs[c] * low;
-                if comptime!(packed) {
-                    dot += qs[c + words] * high;
+                let w = k[row + c];
+                #[unroll]
+                for p in 0..planes {
+                    dot += qs[c + p * words]
+                        * cached::<F, K, N>(k, row, c, w, p, planes, words, width);
                 }
             }
             let mut sum = F::new(0.0);
@@ -119,18 +186,20 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
             let c = unit + e * UNITS;
             if c < words {
                 let scale = Vector::<F, N>::new(correction);
-                let (mut a, mut b) = (acc[e] * scale, acc_high[e] * scale);
+                #[unroll]
+                for p in 0..planes {
+                    acc[e * planes + p] = acc[e * planes + p] * scale;
+                }
                 for t in 0..keys {
                     let weight = Vector::<F, N>::new(weights[t]);
-                    let (low, high) =
-                        cache_vectors::<F, K, N>(v, cache + (start + t) * words + c, packed);
-                    a += weight * low;
-                    if comptime!(packed) {
-                        b += weight * high;
+                    let row = cache + (start + t) * row_vectors;
+                    let w = v[row + c];
+                    #[unroll]
+                    for p in 0..planes {
+                        let x = cached::<F, K, N>(v, row, c, w, p, planes, words, width);
+                        acc[e * planes + p] += weight * x;
                     }
                 }
-                acc[e] = a;
-                acc_high[e] = b;
             }
         }
         sync_cube();
@@ -142,16 +211,31 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
     for e in 0..per_unit {
         let c = unit + e * UNITS;
         if c < words {
-            out[row + c] = acc[e] / total;
-            if comptime!(packed) {
-                out[row + c + words] = acc_high[e] / total;
+            #[unroll]
+            for p in 0..planes {
+                let y = acc[e * planes + p] / total;
+                if comptime!(quantized) {
+                    spill::<F, N>(&mut turned, c + p * words, y);
+                } else {
+                    out[row + c + p * words] = y;
+                }
             }
+        }
+    }
+    if comptime!(quantized) {
+        // Turned back from the rotation of a q8_0 cache's values (its own inverse).
+        sync_cube();
+        q8::rotate(&mut turned, width, v_chunk, v_scale, UNITS);
+        j = unit;
+        while j < vectors {
+            out[row + j] = gather::<F, N>(&turned, j);
+            j += UNITS;
         }
     }
 }
 
-/// [`crate::TernaryBackend::cached_attention`]: `q [b, heads, seq, d]`, caches `[b, kv_heads, max_len, d]` of
-/// which `len` positions are valid; the output is `[b, seq, heads, d]`.
+/// [`crate::TernaryBackend::cached_attention`]: `q [b, heads, seq, d]`, caches `[b, kv_heads, max_len, _]` in
+/// one of the [`Layout`]s of which `len` positions are valid; the output is `[b, seq, heads, d]`.
 pub(crate) fn cached_attention<R: CubeRuntime>(
     q: CubeTensor<R>,
     k: CubeTensor<R>,
@@ -159,13 +243,18 @@ pub(crate) fn cached_attention<R: CubeRuntime>(
     len: usize,
 ) -> CubeTensor<R> {
     let [q, k, v] = [q, k, v].map(into_contiguous);
-    let packed = is_packed(&k);
+    let layout = Layout::of(&k);
     let shape = q.shape();
     let d = shape[3];
-    let words = if packed { d / 2 } else { d };
-    let vector = super::vector_width(words);
+    let row = layout.row(d);
+    // One width for the query's vectors and the cache's: a row's values, and its q8_0 scales, split into them.
+    let vector = super::vector_width(row);
     let out_shape = burn::tensor::Shape::new([shape[0], shape[2], shape[1], d]);
     let out = super::dense_like(&q, out_shape);
+    let [(k_chunk, k_scale), (v_chunk, v_scale)] = match layout {
+        Layout::Q8_0 => q8::rotations(d),
+        _ => [(1, 1.0); 2],
+    };
     attention_rows::launch::<R>(
         &q.client,
         CubeCount::Static((shape[0] * shape[1] * shape[2]) as u32, 1, 1),
@@ -177,8 +266,14 @@ pub(crate) fn cached_attention<R: CubeRuntime>(
         out.clone().into_tensor_arg(),
         len,
         (d as f32).sqrt(),
+        k_chunk,
+        k_scale,
+        v_chunk,
+        v_scale,
+        d,
         d / vector,
-        packed,
+        layout.planes(),
+        row / vector,
         [q.dtype.into(), k.dtype.into()],
     );
     out

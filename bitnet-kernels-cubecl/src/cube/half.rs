@@ -3,9 +3,6 @@
 //! as its low and high IEEE half-precision bits, so one vector of words unpacks into two vectors of the row.
 //! Writers round to nearest even like llama.cpp's f32→f16 conversion; readers unpack in registers.
 
-use burn::tensor::{DType, TensorMetadata};
-use burn_cubecl::tensor::CubeTensor;
-use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
 /// 2^112: moves a half's exponent field, shifted into f32's place, to f32's bias (127 - 15 = 112).
@@ -48,15 +45,4 @@ pub fn to_float<F: Float, K: Numeric, N: Size>(
     let value = Vector::<f32, N>::reinterpret(magnitude) * Vector::<f32, N>::new(HALF_TO_F32_BIAS);
     let signed = Vector::<f32, N>::reinterpret(Vector::<u32, N>::reinterpret(value) | sign);
     Vector::<F, N>::cast_from(signed)
-}
-
-/// Whether `cache` is a packed f16 cache (words of two halves) rather than a float one.
-pub fn is_packed<R: CubeRuntime>(cache: &CubeTensor<R>) -> bool {
-    cache.dtype() == DType::U32
-}
-
-/// A zeroed packed f16 cache of `[b, kv_heads, max_len, d]` values (`d` even).
-pub fn packed_zeros<R: CubeRuntime>(shape: [usize; 4], device: &R::Device) -> CubeTensor<R> {
-    let [b, kv_heads, max_len, d] = shape;
-    super::dense_zeros::<R>(device, [b, kv_heads, max_len, d / 2].into(), DType::U32)
 }

@@ -14,7 +14,9 @@ mod float;
 mod gate;
 mod half;
 mod int8;
+mod kv;
 mod norm;
+mod q8;
 mod quantize;
 mod rope;
 mod rows;
@@ -112,17 +114,14 @@ fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBackend
     for CubeBackend<R, F, I, BT>
 {
-    const CACHE_TYPES: &'static [CacheType] = &[CacheType::F16, CacheType::F32];
+    const CACHE_TYPES: &'static [CacheType] = &[CacheType::F16, CacheType::F32, CacheType::Q8_0];
 
     fn kv_cache_zeros(
         shape: [usize; 4],
         cache: CacheType,
         device: &Self::Device,
     ) -> FloatTensor<Self> {
-        match cache {
-            CacheType::F16 => half::packed_zeros::<R>(shape, device),
-            _ => dense_zeros::<R>(device, shape.into(), DType::F32),
-        }
+        kv::zeros::<R>(shape, cache, device)
     }
 
     fn dense_weights(

@@ -1,7 +1,9 @@
 //! NEOX rotary embedding as one CubeCL kernel (ten launches in Burn ops: slices, products, sums and the
 //! concatenation), and the KV-cache step that rotates q and k and writes k and v into the cache in one launch.
 //! One cube per `(sequence, head, token)` row; inputs are read through their strides, so the heads view of a
-//! projection's output (`[b, seq, heads, d]` with dims 1 and 2 swapped) needs no copy first.
+//! projection's output (`[b, seq, heads, d]` with dims 1 and 2 swapped) needs no copy first. Caches are written
+//! in their layout ([`super::kv`]): f32, packed halves, or q8_0 rows (gathered, rotated and quantized in shared
+//! memory).
 
 use burn::tensor::TensorMetadata;
 use burn_cubecl::kernel::into_contiguous;
@@ -9,7 +11,9 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
-use super::half::{is_packed, to_bits};
+use super::half::to_bits;
+use super::kv::Layout;
+use super::q8;
 
 /// Units per row.
 const UNITS: usize = 64;
@@ -43,6 +47,24 @@ fn element<F: Float>(
     value
 }
 
+/// Where row `row` of `x [b, heads, seq, d]` (token `t`, at position `start + t`) goes to `out`'s row at token
+/// `offset + t`: its first element in `x`, their step, its first element in `out`, and its row of the RoPE tables.
+#[cube]
+fn places<F: Float, K: Numeric>(
+    x: &Tensor<F>,
+    cos: &Tensor<F>,
+    out: &Tensor<K>,
+    row: usize,
+    start: usize,
+    offset: usize,
+) -> (usize, usize, usize, usize) {
+    let (heads, seq) = (x.shape(1), x.shape(2));
+    let (t, head, batch) = (row % seq, (row / seq) % heads, row / (seq * heads));
+    let base = batch * x.stride(0) + head * x.stride(1) + t * x.stride(2);
+    let dst = batch * out.stride(0) + head * out.stride(1) + (offset + t) * out.stride(2);
+    (base, x.stride(3), dst, (start + t) * cos.shape(1))
+}
+
 /// Row `row` of `x [b, heads, seq, d]` (token `t` at position `start + t`) rotated when `rotate`, else copied,
 /// into `out`'s row at token `offset + t`; both read and written through their strides. A `packed` row holds
 /// elements `j` and `j + d/2` as the low and high IEEE halves of its word `j` (see [`super::half`]).
@@ -59,13 +81,9 @@ fn write_row<F: Float, K: Numeric>(
     #[comptime] rotate: bool,
     #[comptime] packed: bool,
 ) {
-    let (heads, seq, d) = (x.shape(1), x.shape(2), x.shape(3));
-    let (t, head, batch) = (row % seq, (row / seq) % heads, row / (seq * heads));
-    let base = batch * x.stride(0) + head * x.stride(1) + t * x.stride(2);
-    let step = x.stride(3);
-    let dst = batch * out.stride(0) + head * out.stride(1) + (offset + t) * out.stride(2);
+    let d = x.shape(3);
+    let (base, step, dst, table) = places::<F, K>(x, cos, out, row, start, offset);
     let dst_step = out.stride(3);
-    let table = (start + t) * cos.shape(1);
     let mut words = d;
     if comptime!(packed) {
         words = d / 2;
@@ -84,6 +102,35 @@ fn write_row<F: Float, K: Numeric>(
     }
 }
 
+/// [`write_row`] into a q8_0 cache (see [`super::q8`]): the row of `d = width` values gathered into shared
+/// memory, rotated in chunks of `chunk` (scale `scale`), and quantized. Every unit of the cube must call it.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn write_q8_row<F: Float, K: Numeric>(
+    x: &Tensor<F>,
+    cos: &Tensor<F>,
+    sin: &Tensor<F>,
+    out: &mut Tensor<K>,
+    row: usize,
+    start: usize,
+    chunk: usize,
+    scale: f32,
+    #[comptime] rotate: bool,
+    #[comptime] width: usize,
+) {
+    let (base, step, dst, table) = places::<F, K>(x, cos, out, row, start, start);
+    let mut values = SharedMemory::<f32>::new(width);
+    let mut ids = SharedMemory::<f32>::new(comptime!(width / q8::BLOCK));
+    let mut j = UNIT_POS_X as usize;
+    while j < width {
+        values[j] = f32::cast_from(element::<F>(x, cos, sin, base, step, table, j, rotate));
+        j += UNITS;
+    }
+    sync_cube();
+    q8::rotate(&mut values, width, chunk, scale, UNITS);
+    q8::store::<K>(&values, &mut ids, out, dst, width, UNITS);
+}
+
 #[cube(launch)]
 fn rope_rows<F: Float>(
     x: &Tensor<F>,
@@ -96,7 +143,9 @@ fn rope_rows<F: Float>(
     write_row::<F, F>(x, cos, sin, y, CUBE_POS_X as usize, start, 0, true, false);
 }
 
-/// The rows of `q`, then of `k`, then of `v`, one cube each; the caches hold `K` (packed halves when `packed`).
+/// The rows of `q`, then of `k`, then of `v`, one cube each; the caches hold `K` in the layout of `planes` parts
+/// a word ([`Layout::planes`]); a q8_0 cache's keys and values are rotated first (chunks and scales of
+/// [`q8::rotations`]), its rows `width` values long.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn rope_append_rows<F: Float, K: Numeric>(
@@ -109,29 +158,38 @@ fn rope_append_rows<F: Float, K: Numeric>(
     k_cache: &mut Tensor<K>,
     v_cache: &mut Tensor<K>,
     start: usize,
-    #[comptime] packed: bool,
+    k_chunk: usize,
+    k_scale: f32,
+    v_chunk: usize,
+    v_scale: f32,
+    #[comptime] planes: usize,
+    #[comptime] width: usize,
     #[define(F, K)] _dtypes: [StorageType; 2],
 ) {
     let row = CUBE_POS_X as usize;
     let q_rows = q.shape(0) * q.shape(1) * q.shape(2);
     let k_rows = k.shape(0) * k.shape(1) * k.shape(2);
+    let packed = comptime!(planes == 2);
     if row < q_rows {
         write_row::<F, F>(q, cos, sin, q_out, row, start, 0, true, false);
     } else if row < q_rows + k_rows {
-        write_row::<F, K>(
-            k,
-            cos,
-            sin,
-            k_cache,
-            row - q_rows,
-            start,
-            start,
-            true,
-            packed,
-        );
+        let row = row - q_rows;
+        if comptime!(planes == q8::PLANES) {
+            write_q8_row::<F, K>(
+                k, cos, sin, k_cache, row, start, k_chunk, k_scale, true, width,
+            );
+        } else {
+            write_row::<F, K>(k, cos, sin, k_cache, row, start, start, true, packed);
+        }
     } else {
         let row = row - q_rows - k_rows;
-        write_row::<F, K>(v, cos, sin, v_cache, row, start, start, false, packed);
+        if comptime!(planes == q8::PLANES) {
+            write_q8_row::<F, K>(
+                v, cos, sin, v_cache, row, start, v_chunk, v_scale, false, width,
+            );
+        } else {
+            write_row::<F, K>(v, cos, sin, v_cache, row, start, start, false, packed);
+        }
     }
 }
 
@@ -190,6 +248,9 @@ pub(crate) fn rope_append<R: CubeRuntime>(
     let [k_cache, v_cache] = [k_cache, v_cache].map(writable);
     let q_out = super::dense_like(&q, q.shape());
     let count = rows(&q) + rows(&k) + rows(&v);
+    let layout = Layout::of(&k_cache);
+    let d = k.shape()[3];
+    let [(k_chunk, k_scale), (v_chunk, v_scale)] = q8::rotations(d);
     rope_append_rows::launch::<R>(
         &q.client,
         CubeCount::Static(count as u32, 1, 1),
@@ -203,7 +264,13 @@ pub(crate) fn rope_append<R: CubeRuntime>(
         k_cache.clone().into_tensor_arg(),
         v_cache.clone().into_tensor_arg(),
         start,
-        is_packed(&k_cache),
+        k_chunk,
+        k_scale,
+        v_chunk,
+        v_scale,
+        layout.planes(),
+        // Only a q8_0 row is gathered in shared memory.
+        if layout == Layout::Q8_0 { d } else { q8::BLOCK },
         [q.dtype.into(), k_cache.dtype.into()],
     );
     [q_out, k_cache, v_cache]
