@@ -72,7 +72,8 @@ fn quantized_matmuls<R: CubeRuntime>(
     residual: Option<CubeTensor<R>>,
 ) -> Vec<CubeTensor<R>> {
     let k = x.shape()[1];
-    ternary::ternary_matmuls(ternary::Acts::Raw(x, norm), layers, k, residual)
+    let (q, s) = quantize::quantize_i8(x, norm, TRITS_PER_WORD * words_per_row(k));
+    ternary::ternary_matmuls(q, s, layers, k, residual)
 }
 
 /// The ternary op on the CubeCL kernel, on float activations or (`int8`) on activations quantized per token as
@@ -99,7 +100,8 @@ fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
             let ones = Tensor::<Cube<R, F, I, BT>, 2>::ones([m, 1], &device);
             let [x, ones] = [x, ones].map(|t| t.into_primitive().tensor());
             single(ternary::ternary_matmuls(
-                ternary::Acts::Levels(x, ones),
+                x,
+                ones,
                 vec![(w, scales)],
                 k,
                 None,

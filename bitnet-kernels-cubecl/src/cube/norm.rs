@@ -11,18 +11,12 @@ use super::output;
 use super::quantize::UNITS;
 use super::rows::tree;
 
-/// `1 / sqrt(mean(x²) + eps)` of the `size` values from `x[base]`, summed by [`UNITS`] units (this one
-/// `unit`) in a fixed order through `scratch` ([`UNITS`] values, free again on return): the quantization kernels
-/// call it too, so all give the same bits. Every unit of the cube must call it.
+/// `1 / sqrt(mean(x²) + eps)` of the `size` values from `x[base]`, summed by [`UNITS`] units in a fixed
+/// order (the fused norm-and-quantize kernel calls it too, so both give the same bits). Every unit of the
+/// cube must call it.
 #[cube]
-pub(super) fn inv_rms<F: Float>(
-    x: &Tensor<F>,
-    base: usize,
-    size: usize,
-    eps: f32,
-    unit: usize,
-    scratch: &mut SharedMemory<F>,
-) -> F {
+pub(super) fn inv_rms<F: Float>(x: &Tensor<F>, base: usize, size: usize, eps: f32) -> F {
+    let unit = UNIT_POS_X as usize;
     let mut sum = F::new(0.0);
     let mut j = unit;
     while j < size {
@@ -30,11 +24,10 @@ pub(super) fn inv_rms<F: Float>(
         sum += v * v;
         j += UNITS;
     }
-    scratch[unit] = sum;
-    tree::<F>(scratch, unit, UNITS, false);
-    let total = scratch[0];
-    sync_cube();
-    F::new(1.0) / F::sqrt(total / F::cast_from(size) + F::cast_from(eps))
+    let mut shared = SharedMemory::<F>::new(UNITS);
+    shared[unit] = sum;
+    tree::<F>(&mut shared, unit, UNITS, false);
+    F::new(1.0) / F::sqrt(shared[0] / F::cast_from(size) + F::cast_from(eps))
 }
 
 #[cube(launch)]
@@ -47,8 +40,7 @@ fn rms_rows<F: Float>(
 ) {
     let size = x.shape(1);
     let base = CUBE_POS_X as usize * size;
-    let mut scratch = SharedMemory::<F>::new(UNITS);
-    let inv = inv_rms::<F>(x, base, size, eps, UNIT_POS_X as usize, &mut scratch);
+    let inv = inv_rms::<F>(x, base, size, eps);
     let mut j = UNIT_POS_X as usize;
     while j < size {
         y[base + j] = x[base + j] * inv * weight[j];

@@ -19,7 +19,7 @@ pub(super) const UNITS: usize = 256;
 /// Element `j` of row `base` as the quantization sees it: `x · inv · weight[j]` (RMSNorm's arithmetic, see
 /// [`super::norm`]) when `norm`, else `x`.
 #[cube]
-pub(super) fn value<F: Float>(
+fn value<F: Float>(
     x: &Tensor<F>,
     weight: &Tensor<F>,
     base: usize,
@@ -32,40 +32,6 @@ pub(super) fn value<F: Float>(
         v = v * inv * weight[j];
     }
     v
-}
-
-/// The token scale `127 / max(|x · inv · weight|, 1e-5)` of the `k` values from `x[base]` (RMS-normalized
-/// when `norm`), reduced by [`UNITS`] units (this one `unit`) in a fixed order through `scratch` ([`UNITS`]
-/// values, free again on return). Every unit of the cube must call it.
-#[cube]
-#[allow(clippy::too_many_arguments)]
-pub(super) fn token_scale<F: Float>(
-    x: &Tensor<F>,
-    weight: &Tensor<F>,
-    base: usize,
-    k: usize,
-    inv: F,
-    unit: usize,
-    scratch: &mut SharedMemory<F>,
-    #[comptime] norm: bool,
-) -> F {
-    let mut amax = F::new(0.0);
-    let mut j = unit;
-    while j < k {
-        amax = F::max(amax, F::abs(value::<F>(x, weight, base, j, inv, norm)));
-        j += UNITS;
-    }
-    scratch[unit] = amax;
-    tree::<F>(scratch, unit, UNITS, true);
-    let top = scratch[0];
-    sync_cube();
-    F::new(127.0) / F::max(top, F::new(1e-5))
-}
-
-/// The int8 level of `v` at token scale `scale`, as a float.
-#[cube]
-pub(super) fn level<F: Float>(v: F, scale: F) -> F {
-    F::clamp(F::round(v * scale), F::new(-128.0), F::new(127.0))
 }
 
 #[cube(launch)]
@@ -82,17 +48,29 @@ fn quantize_rows<F: Float>(
     let token = CUBE_POS_X as usize;
     let unit = UNIT_POS_X as usize;
     let base = token * k;
-    let mut scratch = SharedMemory::<F>::new(UNITS);
     let mut inv = F::new(1.0);
     if comptime!(norm) {
-        inv = inv_rms::<F>(x, base, k, eps, unit, &mut scratch);
+        inv = inv_rms::<F>(x, base, k, eps);
     }
-    let scale = token_scale::<F>(x, weight, base, k, inv, unit, &mut scratch, norm);
+    let mut amax = F::new(0.0);
     let mut j = unit;
+    while j < k {
+        amax = F::max(amax, F::abs(value::<F>(x, weight, base, j, inv, norm)));
+        j += UNITS;
+    }
+    let mut shared = SharedMemory::<F>::new(UNITS);
+    shared[unit] = amax;
+    tree::<F>(&mut shared, unit, UNITS, true);
+    let scale = F::new(127.0) / F::max(shared[0], F::new(1e-5));
+    j = unit;
     while j < width {
         let mut v = F::new(0.0);
         if j < k {
-            v = level::<F>(value::<F>(x, weight, base, j, inv, norm), scale);
+            v = F::clamp(
+                F::round(value::<F>(x, weight, base, j, inv, norm) * scale),
+                F::new(-128.0),
+                F::new(127.0),
+            );
         }
         q[token * width + j] = v;
         j += UNITS;
