@@ -127,6 +127,20 @@ pub trait TernaryBackend: Backend {
         burn_ops::bit_linears_i8::<Self>(x, norm, layers)
     }
 
+    /// `residual [m, n] +` the layer of [`TernaryBackend::bit_linear_i8_residual`] on the FFN's gated activation
+    /// `act(gate) · up` (`gate`, `up` `[m, k]`) after its norm: the FFN's down projection. An op so GPU backends
+    /// compute the gate inside the activation quantization instead of one more launch.
+    fn gated_bit_linear_i8_residual(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        act: Activation,
+        norm: Option<(FloatTensor<Self>, f64)>,
+        layer: (IntTensor<Self>, FloatTensor<Self>),
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::bit_linear_i8_residual(Self::gated(gate, up, act), norm, layer, residual)
+    }
+
     /// `residual [m, n] +` the one layer of [`TernaryBackend::bit_linears_i8`]: a block's output projection
     /// added to the residual stream. An op so GPU backends add in the matmul's kernel instead of one more launch.
     fn bit_linear_i8_residual(

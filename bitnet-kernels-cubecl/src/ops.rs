@@ -127,6 +127,25 @@ pub fn rms_norm<B: TernaryBackend, const D: usize>(
     )
 }
 
+/// [`TernaryBackend::gated_bit_linear_i8_residual`]: `residual [m, n] + layer(norm(act(gate) · up))`.
+pub fn gated_bit_linear_i8_residual<B: TernaryBackend>(
+    [gate, up]: [Tensor<B, 2>; 2],
+    act: Activation,
+    norm: Option<Norm<B>>,
+    (w, scales): Ternary<B>,
+    residual: Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    let norm = norm.map(|(w, eps)| (float(w), eps));
+    tensor(B::gated_bit_linear_i8_residual(
+        float(gate),
+        float(up),
+        act,
+        norm,
+        (w.into_primitive(), float(scales)),
+        float(residual),
+    ))
+}
+
 /// [`TernaryBackend::gated`]: `act(gate) · up` over `[..., n]`, kept in f32.
 pub fn gated<B: TernaryBackend, const D: usize>(
     gate: Tensor<B, D>,

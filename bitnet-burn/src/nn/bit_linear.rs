@@ -174,12 +174,12 @@ impl<B: TernaryBackend> BitLinear<B> {
     }
 
     /// The packed words and scales as the ops take them.
-    fn op(&self) -> ops::Ternary<B> {
+    pub(super) fn op(&self) -> ops::Ternary<B> {
         (self.weight.val(), self.scales.val())
     }
 
     /// Whether [`ActQuant::Int8`] runs through the fused int8 ops (packed weights, not training).
-    fn fused(&self, act: ActQuant) -> bool {
+    pub(super) fn fused(&self, act: ActQuant) -> bool {
         act == ActQuant::Int8 && self.latent.is_none()
     }
 }

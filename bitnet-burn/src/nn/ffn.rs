@@ -5,7 +5,9 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::bit_linear::{forward_shared, ActQuant, BitLinear, BitLinearConfig, Projection};
+use std::ops::Add;
+
+use super::bit_linear::{forward_shared, ActQuant, BitLinear, BitLinearConfig};
 use super::norm::{Normed, RmsNorm, RmsNormConfig};
 
 /// Shape of a [`FeedForward`].
@@ -71,14 +73,62 @@ impl<B: TernaryBackend> FeedForward<B> {
     /// The FFN of `x [batch, seq, hidden]` (the block's normalized input), returning the down projection
     /// unapplied so the block adds it to the residual stream in one op. The activation stays in f32 (ReLU²
     /// overflows f16).
-    pub fn forward<'a>(&'a self, x: Normed<'a, B, 3>, act: ActQuant) -> Projection<'a, B, 3> {
+    pub fn forward<'a>(&'a self, x: Normed<'a, B, 3>, act: ActQuant) -> FfnOutput<'a, B> {
         let [gate, up]: [Tensor<B, 3>; 2] = forward_shared(&[&self.gate, &self.up], x, act)
             .try_into()
             .expect("two projections");
+        FfnOutput {
+            ffn: self,
+            gate,
+            up,
+            act,
+        }
+    }
+}
+
+/// An FFN's gate and up projections, the down projection of `act(gate) · up` not yet applied
+/// ([`FeedForward::forward`]): added to the residual stream it is one op with the packed int8 path
+/// ([`TernaryBackend::gated_bit_linear_i8_residual`], whose GPU kernels compute the gate inside the activation
+/// quantization), else the gate, then the down projection.
+#[derive(Debug)]
+pub struct FfnOutput<'a, B: TernaryBackend> {
+    ffn: &'a FeedForward<B>,
+    gate: Tensor<B, 3>,
+    up: Tensor<B, 3>,
+    act: ActQuant,
+}
+
+impl<'a, B: TernaryBackend> FfnOutput<'a, B> {
+    /// The down projection's input `act(gate) · up` with the sub-norm to apply to it.
+    fn gated(self) -> (Normed<'a, B, 3>, &'a BitLinear<B>, ActQuant) {
+        let FfnOutput { ffn, gate, up, act } = self;
         let h = Normed {
-            x: ops::gated(gate, up, self.activation),
-            norm: self.sub_norm.as_ref(),
+            x: ops::gated(gate, up, ffn.activation),
+            norm: ffn.sub_norm.as_ref(),
         };
-        self.down.project(h, act)
+        (h, &ffn.down, act)
+    }
+}
+
+/// `residual + ffn(x)`: the FFN's down projection added to the residual stream.
+impl<'a, B: TernaryBackend> Add<FfnOutput<'a, B>> for Tensor<B, 3> {
+    type Output = Tensor<B, 3>;
+
+    fn add(self, f: FfnOutput<'a, B>) -> Tensor<B, 3> {
+        if !f.ffn.down.fused(f.act) {
+            let (h, down, act) = f.gated();
+            return self + down.project(h, act);
+        }
+        let dims = self.dims();
+        let FfnOutput { ffn, gate, up, .. } = f;
+        let norm = ffn.sub_norm.as_ref().map(|n| n.op());
+        let y = ops::gated_bit_linear_i8_residual(
+            [ops::rows(gate), ops::rows(up)],
+            ffn.activation,
+            norm,
+            ffn.down.op(),
+            ops::rows(self),
+        );
+        ops::reshape(y, dims)
     }
 }

@@ -20,7 +20,7 @@ pub use bit_linear::{forward_shared, ActQuant, BitLinear, BitLinearConfig, Proje
 pub use block::Block;
 pub use cache::{KvCache, LayerCache};
 pub use embedding::{Embedding, EncodedRows, RowTable};
-pub use ffn::{FeedForward, FeedForwardConfig};
+pub use ffn::{FeedForward, FeedForwardConfig, FfnOutput};
 pub use head::{HeadMode, Int8Head};
 pub use model::{BitNet, BitNetModel, UBATCH};
 pub use norm::{Normed, RmsNorm, RmsNormConfig};

@@ -12,6 +12,19 @@ use crate::Activation;
 /// Units per cube.
 const UNITS: usize = 256;
 
+/// `act(gate) · up` of one element: ReLU² when `relu2`, else SiLU (the quantization kernel computes the FFN's
+/// down-projection input with it too, so both give the same bits).
+#[cube]
+pub(super) fn gated_value<F: Float>(g: F, up: F, #[comptime] relu2: bool) -> F {
+    let a = if relu2 {
+        let r = F::max(g, F::new(0.0));
+        r * r
+    } else {
+        g / (F::new(1.0) + F::exp(-g))
+    };
+    a * up
+}
+
 #[cube(launch)]
 fn gate_elements<F: Float>(
     gate: &Tensor<F>,
@@ -22,14 +35,7 @@ fn gate_elements<F: Float>(
 ) {
     let i = ABSOLUTE_POS;
     if i < y.len() {
-        let g = gate[i];
-        let a = if relu2 {
-            let r = F::max(g, F::new(0.0));
-            r * r
-        } else {
-            g / (F::new(1.0) + F::exp(-g))
-        };
-        y[i] = a * up[i];
+        y[i] = gated_value::<F>(gate[i], up[i], relu2);
     }
 }
 

@@ -63,16 +63,17 @@ fn single<R: CubeRuntime>(mut ys: Vec<CubeTensor<R>>) -> CubeTensor<R> {
     ys.pop().expect("one output per layer")
 }
 
-/// `layers` (see [`ternary::supported`]) on `x [m, k]` after one kernel that normalizes by `norm` when given and
-/// quantizes per token, plus `residual` when given (one layer).
+/// `layers` (see [`ternary::supported`]) on `x [m, k]` (or on `act(x) · up` with `gate = (up, act)`) after one
+/// kernel that normalizes by `norm` when given and quantizes per token, plus `residual` when given (one layer).
 fn quantized_matmuls<R: CubeRuntime>(
     x: CubeTensor<R>,
+    gate: Option<(CubeTensor<R>, Activation)>,
     norm: Option<(CubeTensor<R>, f64)>,
     layers: Vec<(CubeTensor<R>, CubeTensor<R>)>,
     residual: Option<CubeTensor<R>>,
 ) -> Vec<CubeTensor<R>> {
     let k = x.shape()[1];
-    let (q, s) = quantize::quantize_i8(x, norm, TRITS_PER_WORD * words_per_row(k));
+    let (q, s) = quantize::quantize_i8(x, gate, norm, TRITS_PER_WORD * words_per_row(k));
     ternary::ternary_matmuls(q, s, layers, k, residual)
 }
 
@@ -107,7 +108,7 @@ fn kernel_matmul<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement
                 None,
             ))
         }
-        (true, true) => single(quantized_matmuls(x, None, vec![(w, scales)], None)),
+        (true, true) => single(quantized_matmuls(x, None, None, vec![(w, scales)], None)),
     }
 }
 
@@ -159,7 +160,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
         {
             return burn_ops::bit_linears_i8::<Self>(x, norm, layers);
         }
-        quantized_matmuls(x, norm, layers, None)
+        quantized_matmuls(x, None, norm, layers, None)
     }
 
     fn bit_linear_i8_residual(
@@ -172,7 +173,34 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
         if !ternary::supported(k, layer.1.shape()[1]) {
             return burn_ops::bit_linear_i8_residual::<Self>(x, norm, layer, residual);
         }
-        single(quantized_matmuls(x, norm, vec![layer], Some(residual)))
+        single(quantized_matmuls(
+            x,
+            None,
+            norm,
+            vec![layer],
+            Some(residual),
+        ))
+    }
+
+    fn gated_bit_linear_i8_residual(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        act: Activation,
+        norm: Option<(FloatTensor<Self>, f64)>,
+        layer: (IntTensor<Self>, FloatTensor<Self>),
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let k = gate.shape()[1];
+        if !ternary::supported(k, layer.1.shape()[1]) {
+            return Self::bit_linear_i8_residual(Self::gated(gate, up, act), norm, layer, residual);
+        }
+        single(quantized_matmuls(
+            gate,
+            Some((up, act)),
+            norm,
+            vec![layer],
+            Some(residual),
+        ))
     }
 
     fn float_matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -185,7 +213,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TernaryBac
         scales: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let width = I8_PER_WORD * i8_words_per_row(x.shape()[1]);
-        let (q, s) = quantize::quantize_i8(x, None, width);
+        let (q, s) = quantize::quantize_i8(x, None, None, width);
         int8::int8_matmul(q, s, w, scales)
     }
 

@@ -7,20 +7,47 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
+use super::gate::gated_value;
 use super::output;
 use super::quantize::UNITS;
 use super::rows::tree;
 
-/// `1 / sqrt(mean(x²) + eps)` of the `size` values from `x[base]`, summed by [`UNITS`] units in a fixed
-/// order (the fused norm-and-quantize kernel calls it too, so both give the same bits). Every unit of the
-/// cube must call it.
+/// Element `i` of the rows being normalized: `x[i]`, or with `gated` the FFN's `act(x[i]) · up[i]` (see
+/// [`super::gate::gated_value`]; ReLU² when `relu2`), computed where it is read instead of by its own launch.
 #[cube]
-pub(super) fn inv_rms<F: Float>(x: &Tensor<F>, base: usize, size: usize, eps: f32) -> F {
+pub(super) fn input<F: Float>(
+    x: &Tensor<F>,
+    up: &Tensor<F>,
+    i: usize,
+    #[comptime] gated: bool,
+    #[comptime] relu2: bool,
+) -> F {
+    let mut v = x[i];
+    if comptime!(gated) {
+        v = gated_value::<F>(v, up[i], relu2);
+    }
+    v
+}
+
+/// `1 / sqrt(mean(v²) + eps)` of the `size` values [`input`] gives from `base` on, summed by [`UNITS`] units in
+/// a fixed order (the fused norm-and-quantize kernel calls it too, so both give the same bits). Every unit of
+/// the cube must call it.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn inv_rms<F: Float>(
+    x: &Tensor<F>,
+    up: &Tensor<F>,
+    base: usize,
+    size: usize,
+    eps: f32,
+    #[comptime] gated: bool,
+    #[comptime] relu2: bool,
+) -> F {
     let unit = UNIT_POS_X as usize;
     let mut sum = F::new(0.0);
     let mut j = unit;
     while j < size {
-        let v = x[base + j];
+        let v = input::<F>(x, up, base + j, gated, relu2);
         sum += v * v;
         j += UNITS;
     }
@@ -40,7 +67,7 @@ fn rms_rows<F: Float>(
 ) {
     let size = x.shape(1);
     let base = CUBE_POS_X as usize * size;
-    let inv = inv_rms::<F>(x, base, size, eps);
+    let inv = inv_rms::<F>(x, x, base, size, eps, false, false);
     let mut j = UNIT_POS_X as usize;
     while j < size {
         y[base + j] = x[base + j] * inv * weight[j];

@@ -9,25 +9,30 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
-use super::norm::inv_rms;
+use super::norm::{input, inv_rms};
 use super::output;
 use super::rows::tree;
+use crate::Activation;
 
 /// Units per token.
 pub(super) const UNITS: usize = 256;
 
-/// Element `j` of row `base` as the quantization sees it: `x · inv · weight[j]` (RMSNorm's arithmetic, see
-/// [`super::norm`]) when `norm`, else `x`.
+/// Element `j` of row `base` as the quantization sees it: the [`input`] `v`, times `inv · weight[j]` (RMSNorm's
+/// arithmetic, see [`super::norm`]) when `norm`.
 #[cube]
+#[allow(clippy::too_many_arguments)]
 fn value<F: Float>(
     x: &Tensor<F>,
+    up: &Tensor<F>,
     weight: &Tensor<F>,
     base: usize,
     j: usize,
     inv: F,
     #[comptime] norm: bool,
+    #[comptime] gated: bool,
+    #[comptime] relu2: bool,
 ) -> F {
-    let mut v = x[base + j];
+    let mut v = input::<F>(x, up, base + j, gated, relu2);
     if comptime!(norm) {
         v = v * inv * weight[j];
     }
@@ -35,13 +40,17 @@ fn value<F: Float>(
 }
 
 #[cube(launch)]
+#[allow(clippy::too_many_arguments)]
 fn quantize_rows<F: Float>(
     x: &Tensor<F>,
+    up: &Tensor<F>,
     weight: &Tensor<F>,
     q: &mut Tensor<F>,
     s: &mut Tensor<F>,
     eps: f32,
     #[comptime] norm: bool,
+    #[comptime] gated: bool,
+    #[comptime] relu2: bool,
     #[define(F)] _dtype: StorageType,
 ) {
     let (k, width) = (x.shape(1), q.shape(1));
@@ -50,12 +59,13 @@ fn quantize_rows<F: Float>(
     let base = token * k;
     let mut inv = F::new(1.0);
     if comptime!(norm) {
-        inv = inv_rms::<F>(x, base, k, eps);
+        inv = inv_rms::<F>(x, up, base, k, eps, gated, relu2);
     }
     let mut amax = F::new(0.0);
     let mut j = unit;
     while j < k {
-        amax = F::max(amax, F::abs(value::<F>(x, weight, base, j, inv, norm)));
+        let v = value::<F>(x, up, weight, base, j, inv, norm, gated, relu2);
+        amax = F::max(amax, F::abs(v));
         j += UNITS;
     }
     let mut shared = SharedMemory::<F>::new(UNITS);
@@ -67,7 +77,7 @@ fn quantize_rows<F: Float>(
         let mut v = F::new(0.0);
         if j < k {
             v = F::clamp(
-                F::round(value::<F>(x, weight, base, j, inv, norm) * scale),
+                F::round(value::<F>(x, up, weight, base, j, inv, norm, gated, relu2) * scale),
                 F::new(-128.0),
                 F::new(127.0),
             );
@@ -80,11 +90,13 @@ fn quantize_rows<F: Float>(
     }
 }
 
-/// `(q [m, width], s [m, 1])` for `x [m, k]`, RMS-normalized first when `norm = (weight, eps)` is given (in one
+/// `(q [m, width], s [m, 1])` for `x [m, k]` (or, with `gate = Some((up, act))`, for the FFN's `act(x) · up`,
+/// computed here instead of by its own launch), RMS-normalized first when `norm = (weight, eps)` is given (in one
 /// kernel, with [`super::norm`]'s arithmetic): the int8 levels of each token as floats, zero columns from `k`
 /// to `width`, and the token scales, with [`crate::reference::quantize_row_i8`]'s arithmetic.
 pub(crate) fn quantize_i8<R: CubeRuntime>(
     x: CubeTensor<R>,
+    gate: Option<(CubeTensor<R>, Activation)>,
     norm: Option<(CubeTensor<R>, f64)>,
     width: usize,
 ) -> (CubeTensor<R>, CubeTensor<R>) {
@@ -92,18 +104,25 @@ pub(crate) fn quantize_i8<R: CubeRuntime>(
     let m = x.shape()[0];
     let (q, s) = (output(&x, m, width), output(&x, m, 1));
     let fused = norm.is_some();
-    // Without a norm the weight argument is unused: `x` stands in for it.
+    // Without a norm (or a gate) the weight (or up) argument is unused: `x` stands in for it.
     let (weight, eps) = norm.map_or((x.clone(), 0.0), |(w, eps)| (into_contiguous(w), eps));
+    let gated = gate.is_some();
+    let (up, act) = gate.map_or((x.clone(), Activation::Relu2), |(up, act)| {
+        (into_contiguous(up), act)
+    });
     quantize_rows::launch::<R>(
         &x.client,
         CubeCount::Static(m as u32, 1, 1),
         CubeDim::new_1d(UNITS as u32),
         x.clone().into_tensor_arg(),
+        up.into_tensor_arg(),
         weight.into_tensor_arg(),
         q.clone().into_tensor_arg(),
         s.clone().into_tensor_arg(),
         eps as f32,
         fused,
+        gated,
+        act == Activation::Relu2,
         x.dtype.into(),
     );
     (q, s)

@@ -1,11 +1,12 @@
 //! `bit_linears_i8` (several BitLinears on one input, after an optional RMSNorm) on every backend: bit for bit
 //! the composition it stands for (`rms_norm`, then `ternary_matmul_i8` per layer, which the other tests hold
-//! to their references), and against an f64 norm plus the scalar reference matmul; and `bit_linear_i8_residual`
-//! as exactly those outputs plus the residual.
+//! to their references), and against an f64 norm plus the scalar reference matmul; `bit_linear_i8_residual`
+//! as exactly those outputs plus the residual; and `gated_bit_linear_i8_residual` as exactly the gate and then
+//! `bit_linear_i8_residual`.
 
 use bitnet_kernels_cubecl::packing::words_per_row;
 use bitnet_kernels_cubecl::reference::{self, TernaryShape};
-use bitnet_kernels_cubecl::TernaryBackend;
+use bitnet_kernels_cubecl::{Activation, TernaryBackend};
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, Int, Tensor, TensorData, TensorPrimitive};
 
@@ -61,7 +62,7 @@ fn weights<B: TernaryBackend>(l: &Layer, d: &B::Device) -> (IntTensor<B>, FloatT
     )
 }
 
-fn values<B: TernaryBackend>(y: FloatTensor<B>) -> Vec<f32> {
+fn values_of<B: TernaryBackend>(y: FloatTensor<B>) -> Vec<f32> {
     Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(y))
         .into_data()
         .convert::<f32>()
@@ -104,7 +105,7 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
             let ws = layers.iter().map(|l| weights::<B>(l, device)).collect();
             let got: Vec<Vec<f32>> = B::bit_linears_i8(xt(), norm.clone(), ws)
                 .into_iter()
-                .map(values::<B>)
+                .map(values_of::<B>)
                 .collect();
             assert_eq!(got.len(), layers.len(), "{case}");
 
@@ -119,7 +120,7 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
             };
             for (i, (l, got)) in layers.iter().zip(&got).enumerate() {
                 let (w, s) = weights::<B>(l, device);
-                let composed = values::<B>(B::ternary_matmul_i8(input.clone(), w, s));
+                let composed = values_of::<B>(B::ternary_matmul_i8(input.clone(), w, s));
                 let differ = got
                     .iter()
                     .zip(&composed)
@@ -130,7 +131,7 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
                 );
                 // The output projection's op adds the residual to exactly these outputs (one rounding).
                 let r: Vec<f32> = (0..m * l.shape.n).map(|_| rng.heavy()).collect();
-                let with_residual = values::<B>(B::bit_linear_i8_residual(
+                let with_residual = values_of::<B>(B::bit_linear_i8_residual(
                     xt(),
                     norm.clone(),
                     weights::<B>(l, device),
@@ -151,4 +152,53 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
     }
 }
 
-backend_tests!(check);
+/// `gated_bit_linear_i8_residual` (the FFN's down projection on `act(gate) · up`, GPU kernels computing the gate
+/// inside the activation quantization) is bit for bit `gated` then `bit_linear_i8_residual`, for both activations,
+/// with and without the sub-norm, on every layout of [`CASES`].
+fn gated_down_projection<B: TernaryBackend>(device: &B::Device, what: &str) {
+    let mut rng = Lcg(79);
+    for (m, k, block, ns) in CASES {
+        let mut values =
+            |n: usize, scale: f32| (0..n).map(|_| rng.heavy() * scale).collect::<Vec<f32>>();
+        let (gate, up, weight) = (values(m * k, 2.0), values(m * k, 1.0), values(k, 1.0));
+        let l = layer(&mut rng, ns[0], k, block);
+        let r: Vec<f32> = (0..m * l.shape.n).map(|_| rng.heavy()).collect();
+        for act in [Activation::Relu2, Activation::Silu] {
+            for normed in [true, false] {
+                let case = format!("{what} m{m} k{k} block{block} {act:?} norm {normed}");
+                let t = |x: &[f32]| float::<B, 2>(x.to_vec(), [m, k], device);
+                let norm = || normed.then(|| (float::<B, 1>(weight.clone(), [k], device), EPS));
+                let residual = || float::<B, 2>(r.clone(), [m, l.shape.n], device);
+                let fused = values_of::<B>(B::gated_bit_linear_i8_residual(
+                    t(&gate),
+                    t(&up),
+                    act,
+                    norm(),
+                    weights::<B>(&l, device),
+                    residual(),
+                ));
+                let composed = values_of::<B>(B::bit_linear_i8_residual(
+                    B::gated(t(&gate), t(&up), act),
+                    norm(),
+                    weights::<B>(&l, device),
+                    residual(),
+                ));
+                let differ = fused
+                    .iter()
+                    .zip(&composed)
+                    .position(|(a, b)| a.to_bits() != b.to_bits());
+                assert!(
+                    fused.len() == composed.len() && differ.is_none(),
+                    "{case}: not the composition at {differ:?}"
+                );
+            }
+        }
+    }
+}
+
+fn check_all<B: TernaryBackend>(device: &B::Device, what: &str) {
+    check::<B>(device, what);
+    gated_down_projection::<B>(device, what);
+}
+
+backend_tests!(check_all);
