@@ -98,29 +98,20 @@ pub struct FfnOutput<'a, B: TernaryBackend> {
     act: ActQuant,
 }
 
-impl<'a, B: TernaryBackend> FfnOutput<'a, B> {
-    /// The down projection's input `act(gate) · up` with the sub-norm to apply to it.
-    fn gated(self) -> (Normed<'a, B, 3>, &'a BitLinear<B>, ActQuant) {
-        let FfnOutput { ffn, gate, up, act } = self;
-        let h = Normed {
-            x: ops::gated(gate, up, ffn.activation),
-            norm: ffn.sub_norm.as_ref(),
-        };
-        (h, &ffn.down, act)
-    }
-}
-
 /// `residual + ffn(x)`: the FFN's down projection added to the residual stream.
 impl<'a, B: TernaryBackend> Add<FfnOutput<'a, B>> for Tensor<B, 3> {
     type Output = Tensor<B, 3>;
 
     fn add(self, f: FfnOutput<'a, B>) -> Tensor<B, 3> {
-        if !f.ffn.down.fused(f.act) {
-            let (h, down, act) = f.gated();
-            return self + down.project(h, act);
+        let FfnOutput { ffn, gate, up, act } = f;
+        if !ffn.down.fused(act) {
+            let h = Normed {
+                x: ops::gated(gate, up, ffn.activation),
+                norm: ffn.sub_norm.as_ref(),
+            };
+            return self + ffn.down.project(h, act);
         }
         let dims = self.dims();
-        let FfnOutput { ffn, gate, up, .. } = f;
         let norm = ffn.sub_norm.as_ref().map(|n| n.op());
         let y = ops::gated_bit_linear_i8_residual(
             [ops::rows(gate), ops::rows(up)],

@@ -251,10 +251,8 @@ pub(crate) fn cached_attention<R: CubeRuntime>(
     let vector = super::vector_width(row);
     let out_shape = burn::tensor::Shape::new([shape[0], shape[2], shape[1], d]);
     let out = super::dense_like(&q, out_shape);
-    let [(k_chunk, k_scale), (v_chunk, v_scale)] = match layout {
-        Layout::Q8_0 => q8::rotations(d),
-        _ => [(1, 1.0); 2],
-    };
+    // Used by the kernel for q8_0 caches only.
+    let [(k_chunk, k_scale), (v_chunk, v_scale)] = q8::rotations(d);
     attention_rows::launch::<R>(
         &q.client,
         CubeCount::Static((shape[0] * shape[1] * shape[2]) as u32, 1, 1),

@@ -143,9 +143,43 @@ fn rope_rows<F: Float>(
     write_row::<F, F>(x, cos, sin, y, CUBE_POS_X as usize, start, 0, true, false);
 }
 
-/// The rows of `q`, then of `k`, then of `v`, one cube each; the caches hold `K` in the layout of `planes` parts
-/// a word ([`Layout::planes`]); a q8_0 cache's keys and values are rotated first (chunks and scales of
-/// [`q8::rotations`]), its rows `width` values long.
+/// Row `row` of `x` (keys, rotated when `rotate`, or values) into its cache in the layout of `planes` parts a
+/// word ([`Layout::planes`]): for q8_0 turned in chunks of `chunk` (scale `scale`) and quantized, rows `width`
+/// values long. Every unit of the cube must call it.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn write_cache_row<F: Float, K: Numeric>(
+    x: &Tensor<F>,
+    cos: &Tensor<F>,
+    sin: &Tensor<F>,
+    cache: &mut Tensor<K>,
+    row: usize,
+    start: usize,
+    chunk: usize,
+    scale: f32,
+    #[comptime] rotate: bool,
+    #[comptime] planes: usize,
+    #[comptime] width: usize,
+) {
+    if comptime!(planes == q8::PLANES) {
+        write_q8_row::<F, K>(x, cos, sin, cache, row, start, chunk, scale, rotate, width);
+    } else {
+        write_row::<F, K>(
+            x,
+            cos,
+            sin,
+            cache,
+            row,
+            start,
+            start,
+            rotate,
+            comptime!(planes == 2),
+        );
+    }
+}
+
+/// The rows of `q`, then of `k`, then of `v`, one cube each, the keys and values written into their caches by
+/// [`write_cache_row`] (a q8_0 cache's with the chunks and scales of [`q8::rotations`]).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn rope_append_rows<F: Float, K: Numeric>(
@@ -169,27 +203,18 @@ fn rope_append_rows<F: Float, K: Numeric>(
     let row = CUBE_POS_X as usize;
     let q_rows = q.shape(0) * q.shape(1) * q.shape(2);
     let k_rows = k.shape(0) * k.shape(1) * k.shape(2);
-    let packed = comptime!(planes == 2);
     if row < q_rows {
         write_row::<F, F>(q, cos, sin, q_out, row, start, 0, true, false);
     } else if row < q_rows + k_rows {
         let row = row - q_rows;
-        if comptime!(planes == q8::PLANES) {
-            write_q8_row::<F, K>(
-                k, cos, sin, k_cache, row, start, k_chunk, k_scale, true, width,
-            );
-        } else {
-            write_row::<F, K>(k, cos, sin, k_cache, row, start, start, true, packed);
-        }
+        write_cache_row::<F, K>(
+            k, cos, sin, k_cache, row, start, k_chunk, k_scale, true, planes, width,
+        );
     } else {
         let row = row - q_rows - k_rows;
-        if comptime!(planes == q8::PLANES) {
-            write_q8_row::<F, K>(
-                v, cos, sin, v_cache, row, start, v_chunk, v_scale, false, width,
-            );
-        } else {
-            write_row::<F, K>(v, cos, sin, v_cache, row, start, start, false, packed);
-        }
+        write_cache_row::<F, K>(
+            v, cos, sin, v_cache, row, start, v_chunk, v_scale, false, planes, width,
+        );
     }
 }
 

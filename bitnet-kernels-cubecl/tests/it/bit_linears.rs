@@ -70,6 +70,18 @@ fn values_of<B: TernaryBackend>(y: FloatTensor<B>) -> Vec<f32> {
         .unwrap()
 }
 
+/// `got` equals `composed`, the ops it stands for, bit for bit.
+fn assert_composition(got: &[f32], composed: &[f32], what: &str) {
+    let differ = got
+        .iter()
+        .zip(composed)
+        .position(|(a, b)| a.to_bits() != b.to_bits());
+    assert!(
+        got.len() == composed.len() && differ.is_none(),
+        "{what}: not the composition at {differ:?}"
+    );
+}
+
 /// Reference outputs of one layer on `x`, and each output's size of one int8 level (`scale / s`).
 fn reference_layer(x: &[f32], m: usize, l: &Layer) -> (Vec<f32>, Vec<f32>) {
     let (n, k) = (l.shape.n, l.shape.k);
@@ -121,14 +133,7 @@ fn check<B: TernaryBackend>(device: &B::Device, what: &str) {
             for (i, (l, got)) in layers.iter().zip(&got).enumerate() {
                 let (w, s) = weights::<B>(l, device);
                 let composed = values_of::<B>(B::ternary_matmul_i8(input.clone(), w, s));
-                let differ = got
-                    .iter()
-                    .zip(&composed)
-                    .position(|(a, b)| a.to_bits() != b.to_bits());
-                assert!(
-                    got.len() == composed.len() && differ.is_none(),
-                    "{case} layer {i}: not the composition at {differ:?}"
-                );
+                assert_composition(got, &composed, &format!("{case} layer {i}"));
                 // The output projection's op adds the residual to exactly these outputs (one rounding).
                 let r: Vec<f32> = (0..m * l.shape.n).map(|_| rng.heavy()).collect();
                 let with_residual = values_of::<B>(B::bit_linear_i8_residual(
@@ -183,14 +188,7 @@ fn gated_down_projection<B: TernaryBackend>(device: &B::Device, what: &str) {
                     weights::<B>(&l, device),
                     residual(),
                 ));
-                let differ = fused
-                    .iter()
-                    .zip(&composed)
-                    .position(|(a, b)| a.to_bits() != b.to_bits());
-                assert!(
-                    fused.len() == composed.len() && differ.is_none(),
-                    "{case}: not the composition at {differ:?}"
-                );
+                assert_composition(&fused, &composed, &case);
             }
         }
     }
