@@ -1,7 +1,8 @@
 //! The cached-attention op (the CPU kernel, the Burn-ops composition and the CubeCL kernel) against a direct f64
 //! evaluation of causal grouped-query attention, on shapes with several sequences, query groups, prefill chunks
 //! that start mid-cache, caches with unused room, head widths that are not multiples of 4, and caches longer
-//! than the GPU kernel's 128-key chunks; for the CPU's prefill tiles (16 query vectors: positions × the group's
+//! than the GPU kernel's 128-key chunks, whose keys it splits among cubes (on the last shape the earlier rows
+//! of a chunk see no key of the last split); for the CPU's prefill tiles (16 query vectors: positions × the group's
 //! heads, keys in blocks of 32), prompts of several tiles and key blocks, groups that leave a tile's rows
 //! unused (3 heads: 5 positions, one padding row), a group wider than a tile (24), and tiles whose keys are
 //! split into chunks across threads (few KV heads, long cache); for the decode kernels (one query per
@@ -52,7 +53,7 @@ pub(crate) fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
     out
 }
 
-const SHAPES: [AttentionShape; 15] = [
+const SHAPES: [AttentionShape; 16] = [
     shape(1, 20, 5, 1, 128, 64, 37),
     shape(1, 4, 2, 2, 64, 400, 333),
     shape(1, 2, 1, 3, 258, 300, 290),
@@ -68,6 +69,7 @@ const SHAPES: [AttentionShape; 15] = [
     shape(2, 6, 1, 1, 24, 50, 45),
     shape(1, 5, 5, 1, 8, 40, 33),
     shape(1, 14, 2, 1, 40, 1000, 701),
+    shape(1, 2, 1, 3, 16, 260, 257),
 ];
 
 const fn shape(

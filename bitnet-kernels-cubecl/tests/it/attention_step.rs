@@ -12,7 +12,8 @@ use burn::tensor::{DType, Tensor, TensorData, TensorMetadata, TensorPrimitive};
 use crate::common;
 use crate::common::Lcg;
 
-const POSITIONS: usize = 64;
+/// Positions of the RoPE tables: the longest cache of the steps.
+const POSITIONS: usize = 224;
 
 /// `(batch, heads, kv_heads, d, half, max_len, [(start, seq)])`.
 type Step = (
@@ -332,8 +333,9 @@ const BLOCK_STEPS: [Step; 2] = [
     (2, 6, 3, 64, 16, 48, &[(0, 9), (47, 1), (20, 1)]),
 ];
 
-/// A 2B-4T-sized head (128 values: keys rotated in chunks of 128, four scale blocks a row).
-const WIDE_STEP: Step = (1, 8, 2, 128, 64, 24, &[(3, 2), (0, 1), (20, 1)]);
+/// A 2B-4T-sized head (128 values: keys rotated in chunks of 128, four scale blocks a row), and a prompt long
+/// enough that the GPU kernel splits a read-back row's keys (outputs merged, then turned back).
+const WIDE_STEP: Step = (1, 8, 2, 128, 64, 224, &[(3, 2), (0, 1), (20, 1), (0, 200)]);
 
 /// The Q8_0 blocks (GGUF bytes) a backend's q8_0 cache holds, row-major `[.., d]`: burn-ndarray stores the
 /// blocks as `U8` bytes; the CubeCL backends `I32` words, a row's `d/4` words of values (byte `p` of word `j`

@@ -1,29 +1,19 @@
-//! Causal grouped-query attention over the KV cache as one CubeCL kernel (in Burn ops it is a dozen launches:
-//! mask, two matmuls, the softmax's reductions and element-wise steps). One cube per query row walks the visible
-//! keys in chunks of [`UNITS`] positions with an online softmax: each unit scores one key of the chunk, the
-//! cube takes the chunk's maximum and sum with shared-memory trees, and the units then add the chunk's weighted
-//! values to their slice of the output row (consecutive units read consecutive values: coalesced). Caches of
-//! packed halves ([`super::half`]) and q8_0 words ([`super::q8`]) are unpacked in registers: a vector of words
-//! is two or four vectors of the row; with a q8_0 cache the query is turned by the keys' rotation first and the
-//! output turned back by the values'.
+//! One query row's attention over its visible keys, or over a split of them: each unit scores one key of a
+//! chunk of [`UNITS`], the cube takes the chunk's maximum and sum with shared-memory trees, and the units add
+//! the chunk's weighted values into the output row, each unit one vector of the row for every `groups`-th key
+//! (consecutive units read consecutive words of a cached row: coalesced), the groups' sums added at the end.
+//! Caches of packed halves ([`super::super::half`]) and q8_0 words ([`super::super::q8`]) are unpacked in
+//! registers: a vector of words is two or four vectors of the row; with a q8_0 cache the query is turned by the
+//! keys' rotation first and the output turned back by the values'.
 
-use burn::tensor::TensorMetadata;
-use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::tensor::CubeTensor;
-use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
-use super::half::to_float;
-use super::kv::Layout;
-use super::q8;
-use super::rows::tree;
+use super::super::half::to_float;
+use super::super::q8;
+use super::super::rows::tree;
+use super::{gather, spill, unturned, LOWEST, UNITS};
 
-/// Units per query row, and keys per chunk.
-const UNITS: usize = 128;
-/// Below every score: the start of a running maximum, and the score of positions past the causal limit.
-const LOWEST: f32 = -3.0e38;
-
-/// Plane `p` of a vector of cache words in a layout of `planes` ([`Layout::planes`]), unscaled for q8_0.
+/// Plane `p` of a vector of cache words in a layout of `planes` ([`super::super::kv::Layout::planes`]), unscaled for q8_0.
 #[cube]
 fn plane<F: Float, K: Numeric, N: Size>(
     w: Vector<K, N>,
@@ -40,7 +30,7 @@ fn plane<F: Float, K: Numeric, N: Size>(
 }
 
 /// Plane `p` of word vector `c` of the cached row at `row` ([`plane`]), scaled for q8_0 (the scale of the
-/// block its first element is in: a vector's elements share a block, see [`cached_attention`]).
+/// block its first element is in: a vector's elements share a block, see [`super::cached_attention`]).
 #[cube]
 #[allow(clippy::too_many_arguments)]
 fn cached<F: Float, K: Numeric, N: Size>(
@@ -62,34 +52,19 @@ fn cached<F: Float, K: Numeric, N: Size>(
     x
 }
 
-/// Stores the vector `x` as elements `j · N..` of `s`.
-#[cube]
-fn spill<F: Float, N: Size>(s: &mut SharedMemory<f32>, j: usize, x: Vector<F, N>) {
-    #[unroll]
-    for l in 0..N::value() {
-        s[j * N::value() + l] = f32::cast_from(x[l]);
-    }
-}
-
-/// Elements `j · N..` of `s` as a vector.
-#[cube]
-fn gather<F: Float, N: Size>(s: &SharedMemory<f32>, j: usize) -> Vector<F, N> {
-    let mut x = Vector::<F, N>::new(F::new(0.0));
-    #[unroll]
-    for l in 0..N::value() {
-        x[l] = F::cast_from(s[j * N::value() + l]);
-    }
-    x
-}
-
+/// Attention of query row `CUBE_POS_X` over split `CUBE_POS_Y` of its keys (positions `span` apart): with
+/// `split`, the unnormalized output row into `out [rows · splits, d]` and its running maximum and sum into
+/// `stats [rows · splits, 2]`, for [`super::merge`]; else the output row itself into `out [b, seq, heads, d]`.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn attention_rows<F: Float, K: Numeric, N: Size>(
+pub(super) fn attention_rows<F: Float, K: Numeric, N: Size>(
     q: &Tensor<Vector<F, N>>,
     k: &Tensor<Vector<K, N>>,
     v: &Tensor<Vector<K, N>>,
     out: &mut Tensor<Vector<F, N>>,
+    stats: &mut Tensor<F>,
     len: usize,
+    span: usize,
     sqrt_d: f32,
     k_chunk: usize,
     k_scale: f32,
@@ -99,10 +74,11 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
     #[comptime] vectors: usize,
     #[comptime] planes: usize,
     #[comptime] row_vectors: usize,
+    #[comptime] split: bool,
     #[define(F, K)] _dtypes: [StorageType; 2],
 ) {
     let (heads, seq, kv_heads, max_len) = (q.shape(1), q.shape(2), k.shape(1), k.shape(2));
-    let query = CUBE_POS_X as usize;
+    let (query, part) = (CUBE_POS_X as usize, CUBE_POS_Y as usize);
     let unit = UNIT_POS_X as usize;
     let (i, head, batch) = (query % seq, (query / seq) % heads, query / (seq * heads));
     let kv = head / (heads / kv_heads);
@@ -110,8 +86,12 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
     let words = comptime!(vectors / planes);
     let quantized = comptime!(planes == q8::PLANES);
     let cache = (batch * kv_heads + kv) * max_len * row_vectors;
-    let visible = len - seq + i + 1;
+    let end = usize::min(len - seq + i + 1, (part + 1) * span);
+    // Unit `unit` adds word vector `column` (and `column + e · UNITS`) of every `groups`-th key from `group` on.
+    let columns = comptime!(usize::min(words, UNITS));
+    let groups = comptime!(UNITS / columns);
     let per_unit = comptime!(words.div_ceil(UNITS));
+    let (group, column) = (unit / columns, unit % columns);
 
     let mut qs = SharedMemory::<Vector<F, N>>::new(vectors);
     // A q8_0 cache's rows are rotated: the query and output rows pass through here to be turned likewise.
@@ -144,11 +124,11 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
     }
     let (mut run_max, mut run_sum) = (F::new(LOWEST), F::new(0.0));
     sync_cube();
-    let mut start = 0;
-    while start < visible {
+    let mut start = part * span;
+    while start < end {
         let key = start + unit;
         let mut score = F::new(LOWEST);
-        if key < visible {
+        if key < end {
             let row = cache + key * row_vectors;
             let mut dot = Vector::<F, N>::new(F::new(0.0));
             for c in 0..words {
@@ -170,7 +150,7 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
         tree::<F>(&mut red, unit, UNITS, true);
         let new_max = F::max(run_max, red[0]);
         let mut p = F::new(0.0);
-        if key < visible {
+        if key < end {
             p = F::exp(score - new_max);
         }
         sync_cube();
@@ -180,17 +160,18 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
         let correction = F::exp(run_max - new_max);
         run_sum = run_sum * correction + red[0];
         run_max = new_max;
-        let keys = usize::min(UNITS, visible - start);
+        let keys = usize::min(UNITS, end - start);
         #[unroll]
         for e in 0..per_unit {
-            let c = unit + e * UNITS;
-            if c < words {
+            let c = column + e * UNITS;
+            if group < groups && c < words {
                 let scale = Vector::<F, N>::new(correction);
                 #[unroll]
                 for p in 0..planes {
                     acc[e * planes + p] = acc[e * planes + p] * scale;
                 }
-                for t in 0..keys {
+                let mut t = group;
+                while t < keys {
                     let weight = Vector::<F, N>::new(weights[t]);
                     let row = cache + (start + t) * row_vectors;
                     let w = v[row + c];
@@ -199,22 +180,49 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
                         let x = cached::<F, K, N>(v, row, c, w, p, planes, words, width);
                         acc[e * planes + p] += weight * x;
                     }
+                    t += groups;
                 }
             }
         }
         sync_cube();
         start += UNITS;
     }
-    let total = Vector::<F, N>::new(run_sum);
-    let row = ((batch * seq + i) * heads + head) * vectors;
+    if comptime!(groups > 1) {
+        // Every unit here holds one column (`per_unit` is 1): group 0 adds the other groups' sums.
+        let mut sums = SharedMemory::<Vector<F, N>>::new(comptime!(groups * words * planes));
+        if group < groups {
+            #[unroll]
+            for p in 0..planes {
+                sums[(group * words + column) * planes + p] = acc[p];
+            }
+        }
+        sync_cube();
+        if group == 0 {
+            for g in 1..groups {
+                #[unroll]
+                for p in 0..planes {
+                    acc[p] += sums[(g * words + column) * planes + p];
+                }
+            }
+        }
+    }
+    // Split: the unnormalized row and its statistics, for the merge; else the output row itself.
+    let slot = query * CUBE_COUNT_Y as usize + part;
+    let mut row = slot * vectors;
+    let mut total = Vector::<F, N>::new(F::new(1.0));
+    if comptime!(!split) {
+        row = ((batch * seq + i) * heads + head) * vectors;
+        total = Vector::<F, N>::new(run_sum);
+    }
+    let turn = comptime!(quantized && !split);
     #[unroll]
     for e in 0..per_unit {
-        let c = unit + e * UNITS;
-        if c < words {
+        let c = column + e * UNITS;
+        if group == 0 && c < words {
             #[unroll]
             for p in 0..planes {
                 let y = acc[e * planes + p] / total;
-                if comptime!(quantized) {
+                if comptime!(turn) {
                     spill::<F, N>(&mut turned, c + p * words, y);
                 } else {
                     out[row + c + p * words] = y;
@@ -222,57 +230,12 @@ fn attention_rows<F: Float, K: Numeric, N: Size>(
             }
         }
     }
-    if comptime!(quantized) {
-        // Turned back from the rotation of a q8_0 cache's values (its own inverse).
-        sync_cube();
-        q8::rotate(&mut turned, width, v_chunk, v_scale, UNITS);
-        j = unit;
-        while j < vectors {
-            out[row + j] = gather::<F, N>(&turned, j);
-            j += UNITS;
+    if comptime!(split) {
+        if unit == 0 {
+            stats[slot * 2] = run_max;
+            stats[slot * 2 + 1] = run_sum;
         }
+    } else if comptime!(turn) {
+        unturned::<F, N>(&mut turned, out, row, v_chunk, v_scale, width, vectors);
     }
-}
-
-/// [`crate::TernaryBackend::cached_attention`]: `q [b, heads, seq, d]`, caches `[b, kv_heads, max_len, _]` in
-/// one of the [`Layout`]s of which `len` positions are valid; the output is `[b, seq, heads, d]`.
-pub(crate) fn cached_attention<R: CubeRuntime>(
-    q: CubeTensor<R>,
-    k: CubeTensor<R>,
-    v: CubeTensor<R>,
-    len: usize,
-) -> CubeTensor<R> {
-    let [q, k, v] = [q, k, v].map(into_contiguous);
-    let layout = Layout::of(&k);
-    let shape = q.shape();
-    let d = shape[3];
-    let row = layout.row(d);
-    // One width for the query's vectors and the cache's: a row's values, and its q8_0 scales, split into them.
-    let vector = super::vector_width(row);
-    let out_shape = burn::tensor::Shape::new([shape[0], shape[2], shape[1], d]);
-    let out = super::dense_like(&q, out_shape);
-    // Used by the kernel for q8_0 caches only.
-    let [(k_chunk, k_scale), (v_chunk, v_scale)] = q8::rotations(d);
-    attention_rows::launch::<R>(
-        &q.client,
-        CubeCount::Static((shape[0] * shape[1] * shape[2]) as u32, 1, 1),
-        CubeDim::new_1d(UNITS as u32),
-        vector,
-        q.clone().into_tensor_arg(),
-        k.clone().into_tensor_arg(),
-        v.into_tensor_arg(),
-        out.clone().into_tensor_arg(),
-        len,
-        (d as f32).sqrt(),
-        k_chunk,
-        k_scale,
-        v_chunk,
-        v_scale,
-        d,
-        d / vector,
-        layout.planes(),
-        row / vector,
-        [q.dtype.into(), k.dtype.into()],
-    );
-    out
 }
