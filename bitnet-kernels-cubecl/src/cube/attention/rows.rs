@@ -52,6 +52,56 @@ fn cached<F: Float, K: Numeric, N: Size>(
     x
 }
 
+/// The lanes of `q · k` for the cached key row at `row`. A q8_0 row's products are summed per block (a word
+/// vector's lanes lie in one block of each plane) and each block's sum scaled once: its scales are read once
+/// per key, not once per plane and word.
+#[cube]
+fn key_dot<F: Float, K: Numeric, N: Size>(
+    qs: &SharedMemory<Vector<F, N>>,
+    k: &Tensor<Vector<K, N>>,
+    row: usize,
+    #[comptime] planes: usize,
+    #[comptime] words: usize,
+    #[comptime] width: usize,
+) -> Vector<F, N> {
+    let mut dot = Vector::<F, N>::new(F::new(0.0));
+    if comptime!(planes == q8::PLANES) {
+        let blocks = comptime!(width / q8::BLOCK);
+        let lanes = N::value();
+        let mut sums = Array::<Vector<F, N>>::new(blocks);
+        #[unroll]
+        for b in 0..blocks {
+            sums[b] = Vector::<F, N>::new(F::new(0.0));
+        }
+        #[unroll]
+        for c in 0..words {
+            let w = k[row + c];
+            #[unroll]
+            for p in 0..planes {
+                let b = comptime!((p * width / q8::PLANES + c * lanes) / q8::BLOCK);
+                sums[b] += qs[c + p * words] * q8::plane::<F, K, N>(w, p);
+            }
+        }
+        #[unroll]
+        for v in 0..comptime!(blocks / lanes) {
+            let scales = to_float::<F, K, N>(k[row + words + v], false);
+            #[unroll]
+            for l in 0..lanes {
+                dot += sums[v * lanes + l] * Vector::<F, N>::new(scales[l]);
+            }
+        }
+    } else {
+        for c in 0..words {
+            let w = k[row + c];
+            #[unroll]
+            for p in 0..planes {
+                dot += qs[c + p * words] * plane::<F, K, N>(w, p, planes);
+            }
+        }
+    }
+    dot
+}
+
 /// Attention of query row `CUBE_POS_X` over split `CUBE_POS_Y` of its keys (positions `span` apart): with
 /// `split`, the unnormalized output row into `out [rows · splits, d]` and its running maximum and sum into
 /// `stats [rows · splits, 2]`, for [`super::merge`]; else the output row itself into `out [b, seq, heads, d]`.
@@ -129,16 +179,7 @@ pub(super) fn attention_rows<F: Float, K: Numeric, N: Size>(
         let key = start + unit;
         let mut score = F::new(LOWEST);
         if key < end {
-            let row = cache + key * row_vectors;
-            let mut dot = Vector::<F, N>::new(F::new(0.0));
-            for c in 0..words {
-                let w = k[row + c];
-                #[unroll]
-                for p in 0..planes {
-                    dot += qs[c + p * words]
-                        * cached::<F, K, N>(k, row, c, w, p, planes, words, width);
-                }
-            }
+            let dot = key_dot::<F, K, N>(&qs, k, cache + key * row_vectors, planes, words, width);
             let mut sum = F::new(0.0);
             #[unroll]
             for l in 0..N::value() {
