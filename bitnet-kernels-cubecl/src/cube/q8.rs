@@ -156,3 +156,24 @@ pub(super) fn scale<F: Float, K: Numeric, N: Size>(
     }
     s
 }
+
+/// The `blocks` scales of the cached row whose vectors start at `row` (its `words` vectors of values first) into
+/// `s`, each vector of scale words read once.
+#[cube]
+pub(super) fn scales<F: Float, K: Numeric, N: Size>(
+    cache: &Tensor<Vector<K, N>>,
+    row: usize,
+    s: &mut Array<F>,
+    #[comptime] words: usize,
+    #[comptime] blocks: usize,
+) {
+    let lanes = N::value();
+    #[unroll]
+    for v in 0..comptime!(blocks / lanes) {
+        let x = to_float::<F, K, N>(cache[row + words + v], false);
+        #[unroll]
+        for l in 0..lanes {
+            s[v * lanes + l] = x[l];
+        }
+    }
+}

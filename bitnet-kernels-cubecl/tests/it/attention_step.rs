@@ -328,9 +328,11 @@ fn check_all<B: TernaryBackend>(device: &B::Device, what: &str) {
 backend_tests!(check_all);
 
 /// Steps whose head widths are whole q8_0 blocks (32 values), decode and prompt rows mixed.
-const BLOCK_STEPS: [Step; 2] = [
+const BLOCK_STEPS: [Step; 3] = [
     (1, 4, 2, 32, 16, 40, &[(5, 1), (0, 3), (17, 1), (30, 2)]),
     (2, 6, 3, 64, 16, 48, &[(0, 9), (47, 1), (20, 1)]),
+    // A plane of 64 values spans two scale blocks (the GPU kernel reads scales per vector then).
+    (1, 2, 1, 256, 64, 40, &[(5, 1), (0, 3)]),
 ];
 
 /// A 2B-4T-sized head (128 values: keys rotated in chunks of 128, four scale blocks a row), and a prompt long

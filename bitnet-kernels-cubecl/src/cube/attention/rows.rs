@@ -82,13 +82,11 @@ fn key_dot<F: Float, K: Numeric, N: Size>(
                 sums[b] += qs[c + p * words] * q8::plane::<F, K, N>(w, p);
             }
         }
+        let mut scales = Array::<F>::new(blocks);
+        q8::scales::<F, K, N>(k, row, &mut scales, words, blocks);
         #[unroll]
-        for v in 0..comptime!(blocks / lanes) {
-            let scales = to_float::<F, K, N>(k[row + words + v], false);
-            #[unroll]
-            for l in 0..lanes {
-                dot += sums[v * lanes + l] * Vector::<F, N>::new(scales[l]);
-            }
+        for b in 0..blocks {
+            dot += sums[b] * Vector::<F, N>::new(scales[b]);
         }
     } else {
         for c in 0..words {
@@ -172,6 +170,12 @@ pub(super) fn attention_rows<F: Float, K: Numeric, N: Size>(
     for e in 0..comptime!(per_unit * planes) {
         acc[e] = Vector::<F, N>::new(F::new(0.0));
     }
+    // A q8_0 plane that lies in one block (rows of up to 128 values): a value row's scales are read once a key.
+    let plane_width = comptime!(width / q8::PLANES);
+    let plane_blocks =
+        comptime!(quantized && plane_width <= q8::BLOCK && q8::BLOCK.is_multiple_of(plane_width));
+    let blocks = comptime!(if quantized { width / q8::BLOCK } else { 1 });
+    let mut scales = Array::<F>::new(blocks);
     let (mut run_max, mut run_sum) = (F::new(LOWEST), F::new(0.0));
     sync_cube();
     let mut start = part * span;
@@ -216,10 +220,20 @@ pub(super) fn attention_rows<F: Float, K: Numeric, N: Size>(
                     let weight = Vector::<F, N>::new(weights[t]);
                     let row = cache + (start + t) * row_vectors;
                     let w = v[row + c];
-                    #[unroll]
-                    for p in 0..planes {
-                        let x = cached::<F, K, N>(v, row, c, w, p, planes, words, width);
-                        acc[e * planes + p] += weight * x;
+                    if comptime!(plane_blocks) {
+                        q8::scales::<F, K, N>(v, row, &mut scales, words, blocks);
+                        #[unroll]
+                        for p in 0..planes {
+                            let s = scales[comptime!(p * plane_width / q8::BLOCK)];
+                            let x = q8::plane::<F, K, N>(w, p) * Vector::<F, N>::new(s);
+                            acc[e * planes + p] += weight * x;
+                        }
+                    } else {
+                        #[unroll]
+                        for p in 0..planes {
+                            let x = cached::<F, K, N>(v, row, c, w, p, planes, words, width);
+                            acc[e * planes + p] += weight * x;
+                        }
                     }
                     t += groups;
                 }
