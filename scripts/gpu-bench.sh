@@ -10,7 +10,8 @@
 #                                          synthetic 2B-4T model with default flags, the float head, the f32 cache,
 #                                          at depth 4000 and with 1/4/8 streams, the kernel launches of a decode
 #                                          token (CubeCL's profiler), and the kernels against the device copy
-#                                          rate; logs go to $OUT (or .gpu/out), a table is printed last
+#                                          rate (GEMVs, the head, one layer's decode attention at 512 and 4000
+#                                          keys); logs go to $OUT (or .gpu/out), a table is printed last
 # BACKENDS runs a subset of those packed (e.g. BACKENDS=cuda). SHAPE (2b4t), PP (128), TG (64) and DEPTH (4000)
 # choose the model and lengths (SHAPE=tiny for a dry run on lavapipe), BENCH_ARGS adds criterion arguments for the
 # kernels (e.g. "--sample-size 10"). Every part runs under a time limit and a failure is logged, not fatal, so one
@@ -155,7 +156,7 @@ run() {
       first=0
       echo "== kernels (on the first backend built: cuda when there)"
       # shellcheck disable=SC2086 # BENCH_ARGS is a list of arguments
-      (cd "$WORK" && timeout 240 ./gpu_kernels --bench --warm-up-time 1 --measurement-time 3 ${BENCH_ARGS:-} 2>&1) \
+      (cd "$WORK" && timeout 300 ./gpu_kernels --bench --warm-up-time 1 --measurement-time 3 ${BENCH_ARGS:-} 2>&1) \
         | tee "$OUT_DIR/kernels.txt"
     fi
   done
