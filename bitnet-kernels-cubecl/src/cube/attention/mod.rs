@@ -71,7 +71,7 @@ fn unturned<F: Float, N: Size>(
 
 /// How many cubes share each of `rows` query rows' `len` keys: enough for the device's multiprocessors, each
 /// cube at least a chunk of keys.
-fn splits(multiprocessors: Option<u32>, rows: usize, len: usize) -> usize {
+fn key_splits(multiprocessors: Option<u32>, rows: usize, len: usize) -> usize {
     let target = multiprocessors.map_or(CUBES, |n| n as usize * CUBES_PER_SM);
     len.div_ceil(UNITS).min(target.div_ceil(rows)).max(1)
 }
@@ -95,7 +95,7 @@ pub(crate) fn cached_attention<R: CubeRuntime>(
     // Keys per split, a whole number of chunks; then no split is left without keys for the last query row.
     let multiprocessors = q.client.properties().hardware.num_streaming_multiprocessors;
     let span = len
-        .div_ceil(splits(multiprocessors, rows, len))
+        .div_ceil(key_splits(multiprocessors, rows, len))
         .next_multiple_of(UNITS);
     let splits = len.div_ceil(span);
     // Split: each cube's unnormalized output row and its running maximum and sum, for the merge.

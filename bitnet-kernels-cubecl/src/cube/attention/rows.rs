@@ -13,7 +13,8 @@ use super::super::q8;
 use super::super::rows::tree;
 use super::{gather, spill, unturned, LOWEST, UNITS};
 
-/// Plane `p` of a vector of cache words in a layout of `planes` ([`super::super::kv::Layout::planes`]), unscaled for q8_0.
+/// Plane `p` of a vector of cache words in a layout of `planes` ([`super::super::kv::Layout::planes`]),
+/// unscaled for q8_0.
 #[cube]
 fn plane<F: Float, K: Numeric, N: Size>(
     w: Vector<K, N>,
