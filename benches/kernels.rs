@@ -105,9 +105,44 @@ fn int8_head(c: &mut Criterion) {
     }
 }
 
+/// The whole BitLinear for the 4 tokens of a 4-stream decode step (quantization, tiles, rescale, threads) on
+/// 6912 × 2560 (gate or up of 2B-4T): one matrix (4.4 MB, in L3 after the first pass) and 16 in turn (71 MB,
+/// streamed from memory like a decode step's weights), on 1 and 2 threads. Throughput counts multiply-adds;
+/// against `ternary_tiles_in_cache` it shows what the threads' split and the memory cost.
+fn ternary_matmul_tokens4(c: &mut Criterion) {
+    let isa = Isa::detect();
+    let (n, k) = (6912, 2560);
+    let shape = TernaryShape { n, k, block: k };
+    let mut seed = 9;
+    let x = activations(&mut seed, 4 * k);
+    let scales = vec![0.5f32; n];
+    let mut g = c.benchmark_group(format!("ternary_matmul_tokens4_{n}x{k}"));
+    g.throughput(Throughput::Elements((4 * n * k) as u64));
+    for count in [1, 16] {
+        let ws: Vec<Vec<u32>> = (0..count)
+            .map(|_| (0..n * words_per_row(k)).map(|_| lcg(&mut seed)).collect())
+            .collect();
+        for threads in [1, 2] {
+            let pool = pool(threads);
+            g.bench_function(format!("matrices{count}/t{threads}"), |b| {
+                // Timed inside the pool, as the engine calls it: `install` per call adds a hand-off to the pool.
+                b.iter_custom(|iters| {
+                    pool.install(|| {
+                        let start = std::time::Instant::now();
+                        for w in ws.iter().cycle().take(iters as usize) {
+                            black_box(cpu::ternary_matmul_i8(&x, 4, w, &scales, shape, isa));
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        }
+    }
+}
+
 criterion_group! {
     name = kernels;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(4));
-    targets = ternary_tiles_in_cache, cached_attention, int8_head
+    targets = ternary_tiles_in_cache, cached_attention, int8_head, ternary_matmul_tokens4
 }
 criterion_main!(kernels);

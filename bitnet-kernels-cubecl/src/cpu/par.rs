@@ -89,9 +89,9 @@ fn claim(next: &AtomicUsize, n: usize, size: usize, band: &impl Fn(Range<usize>)
 }
 
 /// Calls `band(rows)` on consecutive bands of `size` rows of `0..n`, each thread of the current rayon pool
-/// claiming the next band as it comes free. For compute-bound work (prefill, attention tiles of unequal cost):
-/// with one fixed band per thread, a thread slowed by a neighbour on a shared machine held up the other (12% of
-/// a 2-thread pp128 profile was a thread waiting for the other's band).
+/// claiming the next band as it comes free. For work of unequal cost that reads no long weight stream
+/// (attention tiles): with one fixed band per thread, a thread slowed by a neighbour on a shared machine held up
+/// the other (12% of a 2-thread pp128 profile was a thread waiting for the other's band).
 pub(crate) fn par_claimed(n: usize, size: usize, band: impl Fn(Range<usize>) + Sync) {
     let threads = rayon::current_num_threads().min(n.div_ceil(size));
     let next = AtomicUsize::new(0);

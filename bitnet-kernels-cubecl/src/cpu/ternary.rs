@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use super::acts::QuantizedActs;
 use super::isa::Isa;
-use super::par::{blocks, par_bands, par_claimed, SharedOut};
+use super::par::{blocks, par_bands, SharedOut};
 use super::scalar;
 use crate::packing::words_per_row;
 use crate::reference::TernaryShape;
@@ -188,13 +188,12 @@ pub fn ternary_matmuls_i8(
                 }
             }
         };
-        // Decode streams the weights: one band per thread keeps each thread's reads sequential. Prefill is
-        // bound by the arithmetic on blocks held in cache: threads claim blocks as they come free.
-        if m == 1 {
-            par_bands(total, ROW_TILE, band);
-        } else {
-            par_claimed(total, BLOCK_ROWS, band);
-        }
+        // One band per thread keeps each thread's weight reads one sequential stream, for prefill too: with
+        // 64-row blocks claimed in turn instead, each thread's reads jumped every 40-110 KiB and what its tiles
+        // prefetched past a block was the other thread's, so a 4-token matmul streamed from memory took 1.45x
+        // as long (`cargo bench --bench kernels -- ternary_matmul_tokens4`, 2 threads) and 4-stream decode
+        // ran 13% slower (pp128 unchanged).
+        par_bands(total, ROW_TILE, band);
     });
     ys
 }
