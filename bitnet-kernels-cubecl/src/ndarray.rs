@@ -323,6 +323,13 @@ impl TernaryBackend for NdArray<f32> {
         NdArrayTensor::from_data(TensorData::new(y, dims))
     }
 
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        let (shape, x) = f32s(&x, "rms_norm: x");
+        let (_, weight) = f32s(&weight, "rms_norm: weight");
+        let y = cpu::rms_norm(&x, &weight, eps as f32);
+        NdArrayTensor::from_data(TensorData::new(y, shape))
+    }
+
     fn gated(gate: FloatTensor<Self>, up: FloatTensor<Self>, act: Activation) -> FloatTensor<Self> {
         let (shape, gate) = f32s(&gate, "gated: gate");
         let (_, up) = f32s(&up, "gated: up");

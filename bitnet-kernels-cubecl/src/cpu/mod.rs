@@ -66,6 +66,7 @@ pub mod hadamard;
 mod int8;
 mod isa;
 mod kv;
+mod norm;
 mod par;
 #[cfg(not(target_arch = "wasm32"))]
 mod pool;
@@ -108,6 +109,7 @@ pub use gated::gated;
 pub use int8::{int8_matmul, quantize_rows_i8, quantize_rows_i8_into};
 pub use isa::Isa;
 pub use kv::{KvElem, KvKind, Q8Block};
+pub use norm::rms_norm;
 pub use rope::rope_row;
 pub use ternary::{
     ternary_matmul_i8, ternary_matmuls_i8, ternary_tile_dots, ActTile, TernaryMatrix,

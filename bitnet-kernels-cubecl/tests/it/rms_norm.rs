@@ -1,4 +1,4 @@
-//! The RMSNorm op (Burn ops on the CPU, one kernel on the CubeCL backends) against an f64 evaluation, on rows
+//! The RMSNorm op (a row loop on the CPU, one kernel on the CubeCL backends) against an f64 evaluation, on rows
 //! whose widths are not multiples of the kernel's 256 units and with values spanning several magnitudes.
 
 use bitnet_kernels_cubecl::TernaryBackend;
