@@ -111,7 +111,7 @@ pub(super) fn run<B: TernaryBackend>(
                 .and_then(|l| {
                     l.into_data()
                         .convert::<f32>()
-                        .to_vec::<f32>()
+                        .into_vec::<f32>()
                         .map_err(|e| format!("reading the logits: {e:?}"))
                 })
         };
