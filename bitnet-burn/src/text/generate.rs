@@ -399,7 +399,10 @@ impl Continuation {
 }
 
 fn to_vec<B: TernaryBackend>(t: burn::tensor::Tensor<B, 2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec().expect("f32 logits")
+    t.into_data()
+        .convert::<f32>()
+        .into_vec()
+        .expect("f32 logits")
 }
 
 /// Turns generated ids into text a step at a time without decoding them all again: decodes a window from the

@@ -28,7 +28,11 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
 fn sum_of_squares(row: &[f32]) -> f32 {
     let mut lanes = [0f64; LANES];
     let chunks = row.chunks_exact(LANES);
-    let rest: f64 = chunks.remainder().iter().map(|&v| v as f64 * v as f64).sum();
+    let rest: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| v as f64 * v as f64)
+        .sum();
     for chunk in chunks {
         for (l, &v) in lanes.iter_mut().zip(chunk) {
             *l += v as f64 * v as f64;
