@@ -28,7 +28,7 @@ fn ternary_tiles_in_cache(c: &mut Criterion) {
     let rows: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
     let mut g = c.benchmark_group(format!("ternary_tiles_in_cache_{n}x{k}"));
     g.throughput(Throughput::Bytes(rows.len() as u64));
-    for tokens in [1, 4] {
+    for tokens in [1, isa.token_tile()] {
         let mut acts = QuantizedActs::default();
         acts.quantize_permuted(&x, tokens, k, k, isa.chunk());
         let mut out = vec![0i32; n * tokens];

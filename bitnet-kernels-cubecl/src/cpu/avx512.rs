@@ -1,5 +1,5 @@
 //! x86-64 AVX-512 VNNI path: the [`vnni_kernels!`] on 512-bit vectors. One 64-byte load of packed words holds
-//! 256 trits; decode tiles of 4 rows keep 16 accumulators, prefill tiles of 4 rows × 4 tokens another 16 (32
+//! 256 trits; decode tiles of 4 rows keep 16 accumulators, prefill tiles of 4 rows × 5 tokens 20 (of 32
 //! registers); the int8 head shares each row's read among up to 8 tokens.
 
 use std::arch::x86_64::*;
@@ -9,6 +9,13 @@ use std::arch::x86_64::*;
 #[inline]
 unsafe fn load_partial(p: *const i8, n: usize) -> __m512i {
     _mm512_maskz_loadu_epi8((1u64 << n) - 1, p)
+}
+
+/// `acc + codes · [a]`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn dpbusd_load(acc: __m512i, codes: __m512i, a: *const i8) -> __m512i {
+    _mm512_dpbusd_epi32(acc, codes, _mm512_loadu_si512(a.cast()))
 }
 
 vnni_kernels! {
@@ -28,5 +35,6 @@ vnni_kernels! {
     srai32: _mm512_srai_epi32,
     add32: _mm512_add_epi32,
     dpbusd: _mm512_dpbusd_epi32,
+    dpbusd_load: dpbusd_load,
     hsum: _mm512_reduce_add_epi32,
 }

@@ -111,6 +111,16 @@ impl Isa {
         matches!(self, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni) && Isa::Avx2.supported()
     }
 
+    /// Tokens sharing one pass over a weight row in prefill: 5 on the VNNI paths, whose 2- and 4-row tiles
+    /// then keep 10 and 20 `vpdpbusd` chains in flight (4 tokens left the 256-bit tile on the instruction's
+    /// latency), 4 elsewhere.
+    pub fn token_tile(self) -> usize {
+        match self {
+            Isa::AvxVnni | Isa::Avx512Vnni => 5,
+            _ => 4,
+        }
+    }
+
     /// Columns per chunk of the activations' permutation that the ternary kernel of this path reads: the trits
     /// of one vector load of packed words (64 bytes on AVX-512, 32 elsewhere).
     pub fn chunk(self) -> usize {

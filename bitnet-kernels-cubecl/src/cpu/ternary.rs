@@ -10,8 +10,6 @@ use super::scalar;
 use crate::packing::words_per_row;
 use crate::reference::TernaryShape;
 
-/// Tokens sharing one pass over a weight row (prefill).
-const TOKEN_TILE: usize = 4;
 /// Rows per kernel call: every token tile passes over them before the next rows (prefill), so they stay in
 /// L2 (64 packed rows of 6912 columns: 108 KiB), and the call's dispatch is amortized over many tiles.
 const BLOCK_ROWS: usize = 64;
@@ -54,7 +52,7 @@ pub struct ActTile<'a> {
 }
 
 /// Σ (trit + 1) · q per scale block for a block of packed rows (`rows`: whole rows of `row_bytes` bytes, the
-/// `u32` words as little-endian bytes) and 1..=4 tokens of permuted activations `stride` bytes apart, zero
+/// `u32` words as little-endian bytes) and 1..=[`Isa::token_tile`] tokens of permuted activations `stride` bytes apart, zero
 /// beyond column `k`, on the `isa` path: `out[(t · rows + r) · blocks + b]` is overwritten (token-major, so
 /// the rescale into each token's output row runs over contiguous rows). The SIMD paths cut the block into
 /// tiles of rows × tokens. Every path returns the same integers.
@@ -75,7 +73,7 @@ pub fn ternary_tile_dots(
     let span = (row_bytes * 4).div_ceil(chunk) * chunk;
     let n_rows = rows.len() / row_bytes;
     assert!(rows.len().is_multiple_of(row_bytes) && row_bytes * 4 >= shape.k);
-    assert!((1..=TOKEN_TILE).contains(&tokens), "{tokens} tokens");
+    assert!((1..=isa.token_tile()).contains(&tokens), "{tokens} tokens");
     assert!(stride >= span && q.len() >= (tokens - 1) * stride + span);
     out[..n_rows * tokens * shape.blocks()].fill(0);
     let simd = chunk == isa.chunk() && (shape.blocks() == 1 || shape.block.is_multiple_of(chunk));
@@ -211,7 +209,7 @@ fn matrix_rows(
     let (n, nb, kw) = (shape.n, shape.blocks(), words_per_row(shape.k));
     let bytes: &[u8] = bytemuck::cast_slice(w);
     DOTS.with_borrow_mut(|dots| {
-        let token_tile = if m == 1 { 1 } else { TOKEN_TILE };
+        let token_tile = if m == 1 { 1 } else { isa.token_tile() };
         dots.resize(BLOCK_ROWS * token_tile * nb, 0);
         for rows in blocks(band, BLOCK_ROWS) {
             let tile = &bytes[rows.start * kw * 4..rows.end * kw * 4];

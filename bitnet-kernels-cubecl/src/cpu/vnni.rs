@@ -6,14 +6,15 @@
 //! Ternary: one vector load of packed words holds the trits of `4 · BYTES` columns; shifted by `2s` and masked
 //! they are the unsigned codes (trit + 1) of `BYTES` columns, and `vpdpbusd` multiplies them by `BYTES` signed
 //! int8 activations and adds each group of four products into an i32 lane in one instruction (no i16 stage to
-//! widen, so no overflow bound). Tiles of rows × 1..=4 tokens share both the activation loads (across rows)
+//! widen, so no overflow bound). Tiles of rows × 1..=5 tokens share both the activation loads (across rows)
 //! and the unpacking (across tokens).
 
 /// Defines `ternary_tile_dots` and `int8_row_dots` in the invoking module for one width of `vpdpbusd`:
 /// `features` the `target_feature` list; `vector` its integer vector type and `bytes` its size; `decode_rows`
-/// and `prefill_rows` the rows of a tile for one token and for 2..=4 (≤ 4, sized to the register file);
+/// and `prefill_rows` the rows of a tile for one token and for 2..=5 (≤ 4, sized to the register file);
 /// `head_tokens` the token counts of the int8 head's tiles; then the intrinsics (`load_partial(p, n)` loads
-/// `n < bytes` bytes, zero above; `hsum` sums the i32 lanes).
+/// `n < bytes` bytes, zero above; `hsum` sums the i32 lanes; `dpbusd_load(acc, codes, p)` is `vpdpbusd` with the activations at `p` as
+/// its memory operand).
 macro_rules! vnni_kernels {
     (
         features: $features:literal,
@@ -32,6 +33,7 @@ macro_rules! vnni_kernels {
         srai32: $srai:ident,
         add32: $add:ident,
         dpbusd: $dpbusd:ident,
+        dpbusd_load: $dpbusd_load:ident,
         hsum: $hsum:ident $(,)?
     ) => {
         /// Bytes of one vector.
@@ -43,7 +45,7 @@ macro_rules! vnni_kernels {
         /// activations permuted in [`CHUNK`]-column chunks, cut into tiles of rows × all the tokens.
         ///
         /// # Safety
-        /// The CPU has the module's features; `tokens` is 1..=4; blocks are one per row or a multiple of
+        /// The CPU has the module's features; `tokens` is 1..=5; blocks are one per row or a multiple of
         /// [`CHUNK`] columns; `q` holds `tokens` rows of `stride` bytes permuted in [`CHUNK`]-column chunks,
         /// spanning every chunk of a row; `out` holds every row's dots.
         #[target_feature(enable = $features)]
@@ -68,6 +70,7 @@ macro_rules! vnni_kernels {
                 2 => tiles.all::<{ $prefill_rows }, 2>(out),
                 3 => tiles.all::<{ $prefill_rows }, 3>(out),
                 4 => tiles.all::<{ $prefill_rows }, 4>(out),
+                5 => tiles.all::<{ $prefill_rows }, 5>(out),
                 other => unreachable!("{other} tokens"),
             }
         }
@@ -225,20 +228,20 @@ macro_rules! vnni_kernels {
                     for c in c..block_end {
                         let w = self.load_prefetching::<R>(wp, c, ahead);
                         for s in 0..4 {
-                            let mut a = [$zero(); T];
-                            for (t, a) in a.iter_mut().enumerate() {
-                                *a = $load(qp.add(t * stride + c * CHUNK + s * BYTES).cast());
-                            }
-                            for (r, acc) in acc.iter_mut().enumerate() {
+                            let mut codes = [$zero(); R];
+                            for (r, codes) in codes.iter_mut().enumerate() {
                                 let shifted = match s {
                                     0 => w[r],
                                     1 => $srli::<2>(w[r]),
                                     2 => $srli::<4>(w[r]),
                                     _ => $srli::<6>(w[r]),
                                 };
-                                let codes = $and(shifted, mask);
-                                for (acc, &a) in acc.iter_mut().zip(&a) {
-                                    *acc = $dpbusd(*acc, codes, a);
+                                *codes = $and(shifted, mask);
+                            }
+                            for t in 0..T {
+                                let a = qp.add(t * stride + c * CHUNK + s * BYTES);
+                                for (acc, &codes) in acc.iter_mut().zip(&codes) {
+                                    acc[t] = $dpbusd_load(acc[t], codes, a);
                                 }
                             }
                         }
