@@ -37,6 +37,11 @@ pub struct Args {
     /// speed for each, like llama-batched-bench's `-npl`.
     #[arg(long, value_delimiter = ',')]
     parallel: Vec<usize>,
+    /// Skip the untimed run that comes before the repetitions (the prompt and one decoded token; with
+    /// `--parallel`, one sequence), as llama-bench's `--no-warmup` does: the first run in a process also pays
+    /// for first-touch page faults and for starting the worker threads.
+    #[arg(long)]
+    no_warmup: bool,
     /// Print one JSON object (one per `--parallel` level).
     #[arg(long)]
     json: bool,
@@ -82,8 +87,8 @@ impl BackendTask for Args {
             ids(self.depth, 0),
             ids(self.prompt_tokens, self.depth as u64),
         );
-        let (mut prefill, mut decode) = (Vec::new(), Vec::new());
-        for _ in 0..self.repetitions {
+        // One repetition: the context untimed, then the prompt and `gen` decoded tokens, each timed (tokens/s).
+        let repetition = |gen: usize| -> Result<(f64, f64)> {
             let mut cache = model.new_cache(1, total);
             if !context.is_empty() {
                 model.forward_last(std::slice::from_ref(&context), &mut cache, ActQuant::Int8)?;
@@ -92,9 +97,9 @@ impl BackendTask for Args {
             let mut logits = model
                 .forward_last(std::slice::from_ref(&prompt), &mut cache, ActQuant::Int8)?
                 .into_data();
-            prefill.push(self.prompt_tokens as f64 / start.elapsed().as_secs_f64());
+            let prefill = self.prompt_tokens as f64 / start.elapsed().as_secs_f64();
             let start = Instant::now();
-            for _ in 0..self.gen_tokens {
+            for _ in 0..gen {
                 let next = argmax(
                     logits
                         .as_slice::<f32>()
@@ -104,8 +109,17 @@ impl BackendTask for Args {
                     .forward_last(&[vec![next]], &mut cache, ActQuant::Int8)?
                     .into_data();
             }
+            Ok((prefill, gen as f64 / start.elapsed().as_secs_f64()))
+        };
+        if !self.no_warmup {
+            repetition(self.gen_tokens.min(1))?;
+        }
+        let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+        for _ in 0..self.repetitions {
+            let (pp, tg) = repetition(self.gen_tokens)?;
+            prefill.push(pp);
             if self.gen_tokens > 0 {
-                decode.push(self.gen_tokens as f64 / start.elapsed().as_secs_f64());
+                decode.push(tg);
             }
         }
         let ((pp, pp_sd), (tg, tg_sd)) = (
@@ -175,37 +189,44 @@ impl Args {
             ..Default::default()
         };
         let engine = Engine::start(model, tokenizer, config);
+        // Run `run` (its prompts distinct from every other run's): `p` requests at once, (prefill, decode) tok/s.
+        let batch = |run: usize, p: usize| -> Result<(f64, f64)> {
+            let receivers = (0..p)
+                .map(|i| {
+                    let (events, rx) = mpsc::unbounded_channel();
+                    // Distinct prompts, run whole (no slot's cache is reused even where two start alike).
+                    let from = ((run * 256 + i) * self.prompt_tokens) as u64;
+                    engine.submit(Request {
+                        prompt: ids(self.prompt_tokens, from),
+                        max_new_tokens: self.gen_tokens,
+                        sampler: SamplerConfig::default(),
+                        stop_strings: Vec::new(),
+                        ignore_eos: true,
+                        cache_prompt: false,
+                        events,
+                    })?;
+                    Ok(rx)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let done = receivers
+                .into_iter()
+                .map(finished)
+                .collect::<Result<Vec<_>>>()?;
+            // All prompts run in the first step and every sequence decodes in the same steps after it.
+            let first = done.iter().map(|f| f.first_token).max().unwrap_or_default();
+            let end = done.iter().map(|f| f.elapsed).max().unwrap_or_default();
+            let prefill = (p * self.prompt_tokens) as f64 / first.as_secs_f64();
+            let decode = (p * (self.gen_tokens - 1)) as f64 / (end - first).as_secs_f64();
+            Ok((prefill, decode))
+        };
+        let timed = self.repetitions * self.parallel.len();
+        if !self.no_warmup {
+            batch(timed, 1)?;
+        }
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); self.parallel.len()];
         for rep in 0..self.repetitions {
             for (level, &p) in self.parallel.iter().enumerate() {
-                let receivers = (0..p)
-                    .map(|i| {
-                        let (events, rx) = mpsc::unbounded_channel();
-                        // Distinct prompts, run whole (no slot's cache is reused even where two start alike).
-                        let run = rep * self.parallel.len() + level;
-                        let from = ((run * 256 + i) * self.prompt_tokens) as u64;
-                        engine.submit(Request {
-                            prompt: ids(self.prompt_tokens, from),
-                            max_new_tokens: self.gen_tokens,
-                            sampler: SamplerConfig::default(),
-                            stop_strings: Vec::new(),
-                            ignore_eos: true,
-                            cache_prompt: false,
-                            events,
-                        })?;
-                        Ok(rx)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let done = receivers
-                    .into_iter()
-                    .map(finished)
-                    .collect::<Result<Vec<_>>>()?;
-                // All prompts run in the first step and every sequence decodes in the same steps after it.
-                let first = done.iter().map(|f| f.first_token).max().unwrap_or_default();
-                let end = done.iter().map(|f| f.elapsed).max().unwrap_or_default();
-                let prefill = (p * self.prompt_tokens) as f64 / first.as_secs_f64();
-                let decode = (p * (self.gen_tokens - 1)) as f64 / (end - first).as_secs_f64();
-                runs[level].push((prefill, decode));
+                runs[level].push(batch(rep * self.parallel.len() + level, p)?);
             }
         }
         let isa = self.isa();
