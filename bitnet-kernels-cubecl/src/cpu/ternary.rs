@@ -52,10 +52,10 @@ pub struct ActTile<'a> {
 }
 
 /// Σ (trit + 1) · q per scale block for a block of packed rows (`rows`: whole rows of `row_bytes` bytes, the
-/// `u32` words as little-endian bytes) and 1..=[`Isa::token_tile`] tokens of permuted activations `stride` bytes apart, zero
-/// beyond column `k`, on the `isa` path: `out[(t · rows + r) · blocks + b]` is overwritten (token-major, so
-/// the rescale into each token's output row runs over contiguous rows). The SIMD paths cut the block into
-/// tiles of rows × tokens. Every path returns the same integers.
+/// `u32` words as little-endian bytes) and 1..=[`Isa::token_tile`] tokens of permuted activations `stride`
+/// bytes apart, zero beyond column `k`, on the `isa` path: `out[(t · rows + r) · blocks + b]` is overwritten
+/// (token-major, so the rescale into each token's output row runs over contiguous rows). The SIMD paths cut
+/// the block into tiles of rows × tokens. Every path returns the same integers.
 pub fn ternary_tile_dots(
     isa: Isa,
     rows: &[u8],

@@ -13,8 +13,8 @@
 /// `features` the `target_feature` list; `vector` its integer vector type and `bytes` its size; `decode_rows`
 /// and `prefill_rows` the rows of a tile for one token and for 2..=5 (≤ 4, sized to the register file);
 /// `head_tokens` the token counts of the int8 head's tiles; then the intrinsics (`load_partial(p, n)` loads
-/// `n < bytes` bytes, zero above; `hsum` sums the i32 lanes; `dpbusd_load(acc, codes, p)` is `vpdpbusd` with the activations at `p` as
-/// its memory operand).
+/// `n < bytes` bytes, zero above; `hsum` sums the i32 lanes; `dpbusd_load(acc, codes, p)` is `vpdpbusd` with
+/// the activations at `p` as its memory operand).
 macro_rules! vnni_kernels {
     (
         features: $features:literal,
