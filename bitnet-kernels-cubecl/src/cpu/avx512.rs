@@ -1,5 +1,5 @@
 //! x86-64 AVX-512 VNNI path: the [`vnni_kernels!`] on 512-bit vectors. One 64-byte load of packed words holds
-//! 256 trits; decode tiles of 4 rows keep 16 accumulators, prefill tiles of 4 rows × 5 tokens 20 (of 32
+//! 256 trits; decode tiles of 4 rows keep 16 accumulators, prefill tiles of 4 rows × 6 tokens 24 (of 32
 //! registers); the int8 head shares each row's read among up to 8 tokens.
 
 use std::arch::x86_64::*;
@@ -11,11 +11,11 @@ unsafe fn load_partial(p: *const i8, n: usize) -> __m512i {
     _mm512_maskz_loadu_epi8((1u64 << n) - 1, p)
 }
 
-/// `acc + codes · [a]`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+/// The activations a prefill tile's rows share: loaded once into one of the 32 registers.
+#[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn dpbusd_load(acc: __m512i, codes: __m512i, a: *const i8) -> __m512i {
-    _mm512_dpbusd_epi32(acc, codes, _mm512_loadu_si512(a.cast()))
+unsafe fn act(a: *const i8) -> __m512i {
+    _mm512_loadu_si512(a.cast())
 }
 
 vnni_kernels! {
@@ -24,6 +24,7 @@ vnni_kernels! {
     bytes: 64,
     decode_rows: 4,
     prefill_rows: 4,
+    prefill_tokens: [2, 3, 4, 5, 6],
     head_tokens: [1, 2, 3, 4, 5, 6, 7, 8],
     zero: _mm512_setzero_si512,
     splat: _mm512_set1_epi8,
@@ -35,6 +36,7 @@ vnni_kernels! {
     srai32: _mm512_srai_epi32,
     add32: _mm512_add_epi32,
     dpbusd: _mm512_dpbusd_epi32,
-    dpbusd_load: dpbusd_load,
+    act: act,
+    dpbusd_act: _mm512_dpbusd_epi32,
     hsum: _mm512_reduce_add_epi32,
 }

@@ -17,11 +17,19 @@ unsafe fn load_partial(p: *const i8, n: usize) -> __m256i {
     _mm256_loadu_si256(bytes.as_ptr().cast())
 }
 
-/// `acc + codes · [a]` with the activations as the instruction's memory operand: the loads the prefill tile
-/// shares between rows otherwise stay in registers, and with 16 of them LLVM spilled them to the stack.
+/// The activations a prefill tile's rows share: their address, which each row's `vpdpbusd` reads as its memory
+/// operand ([`dpbusd_at`]): loaded once into a register for both rows, at 5 tokens they were spilled to the stack
+/// (16 registers).
+#[inline]
+fn act(a: *const i8) -> *const i8 {
+    a
+}
+
+/// `acc + codes · [a]`, the activations at `a` as the instruction's memory operand (inline assembly: the
+/// intrinsic's load is shared between rows and kept in a register).
 #[target_feature(enable = "avx2,avxvnni")]
 #[inline]
-unsafe fn dpbusd_load(acc: __m256i, codes: __m256i, a: *const i8) -> __m256i {
+unsafe fn dpbusd_at(acc: __m256i, codes: __m256i, a: *const i8) -> __m256i {
     let mut acc = acc;
     std::arch::asm!(
         "{{vex}} vpdpbusd {acc}, {codes}, ymmword ptr [{a}]",
@@ -39,6 +47,7 @@ vnni_kernels! {
     bytes: 32,
     decode_rows: 2,
     prefill_rows: 2,
+    prefill_tokens: [2, 3, 4, 5],
     head_tokens: [1, 2, 3, 4],
     zero: _mm256_setzero_si256,
     splat: _mm256_set1_epi8,
@@ -50,6 +59,7 @@ vnni_kernels! {
     srai32: _mm256_srai_epi32,
     add32: _mm256_add_epi32,
     dpbusd: _mm256_dpbusd_avx_epi32,
-    dpbusd_load: dpbusd_load,
+    act: act,
+    dpbusd_act: dpbusd_at,
     hsum: hsum,
 }

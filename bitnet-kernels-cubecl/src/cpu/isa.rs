@@ -111,12 +111,13 @@ impl Isa {
         matches!(self, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni) && Isa::Avx2.supported()
     }
 
-    /// Tokens sharing one pass over a weight row in prefill: 5 on the VNNI paths, whose 2- and 4-row tiles
-    /// then keep 10 and 20 `vpdpbusd` chains in flight (4 tokens left the 256-bit tile on the instruction's
-    /// latency), 4 elsewhere.
+    /// Tokens sharing one pass over a weight row in prefill: on the VNNI paths as many as keep their
+    /// `vpdpbusd` chains in flight without spilling (2 rows × 5 on AVX-VNNI, 4 × 6 on AVX-512; with 4 tokens
+    /// the 256-bit tile waited on the instruction's latency), 4 elsewhere.
     pub fn token_tile(self) -> usize {
         match self {
-            Isa::AvxVnni | Isa::Avx512Vnni => 5,
+            Isa::AvxVnni => 5,
+            Isa::Avx512Vnni => 6,
             _ => 4,
         }
     }

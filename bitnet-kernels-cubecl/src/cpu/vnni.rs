@@ -6,15 +6,16 @@
 //! Ternary: one vector load of packed words holds the trits of `4 · BYTES` columns; shifted by `2s` and masked
 //! they are the unsigned codes (trit + 1) of `BYTES` columns, and `vpdpbusd` multiplies them by `BYTES` signed
 //! int8 activations and adds each group of four products into an i32 lane in one instruction (no i16 stage to
-//! widen, so no overflow bound). Tiles of rows × 1..=5 tokens share both the activation loads (across rows)
+//! widen, so no overflow bound). Tiles of rows × 1..=6 tokens share both the activation loads (across rows)
 //! and the unpacking (across tokens).
 
 /// Defines `ternary_tile_dots` and `int8_row_dots` in the invoking module for one width of `vpdpbusd`:
 /// `features` the `target_feature` list; `vector` its integer vector type and `bytes` its size; `decode_rows`
-/// and `prefill_rows` the rows of a tile for one token and for 2..=5 (≤ 4, sized to the register file);
-/// `head_tokens` the token counts of the int8 head's tiles; then the intrinsics (`load_partial(p, n)` loads
-/// `n < bytes` bytes, zero above; `hsum` sums the i32 lanes; `dpbusd_load(acc, codes, p)` is `vpdpbusd` with
-/// the activations at `p` as its memory operand).
+/// and `prefill_rows` the rows of a tile for one token and for more (≤ 4, sized to the register file);
+/// `prefill_tokens` the token counts of prefill tiles (2 up to [`super::Isa::token_tile`]); `head_tokens` the
+/// token counts of the int8 head's tiles; then the intrinsics (`load_partial(p, n)` loads `n < bytes` bytes,
+/// zero above; `hsum` sums the i32 lanes; `act(p)` is what a prefill tile's rows share of the activations at
+/// `p`, and `dpbusd_act(acc, codes, act)` is `vpdpbusd` on it).
 macro_rules! vnni_kernels {
     (
         features: $features:literal,
@@ -22,6 +23,7 @@ macro_rules! vnni_kernels {
         bytes: $bytes:expr,
         decode_rows: $decode_rows:expr,
         prefill_rows: $prefill_rows:expr,
+        prefill_tokens: [$($prefill_tokens:literal),+],
         head_tokens: [$($head_tokens:literal),+],
         zero: $zero:ident,
         splat: $splat:ident,
@@ -33,7 +35,8 @@ macro_rules! vnni_kernels {
         srai32: $srai:ident,
         add32: $add:ident,
         dpbusd: $dpbusd:ident,
-        dpbusd_load: $dpbusd_load:ident,
+        act: $act:ident,
+        dpbusd_act: $dpbusd_act:ident,
         hsum: $hsum:ident $(,)?
     ) => {
         /// Bytes of one vector.
@@ -45,7 +48,7 @@ macro_rules! vnni_kernels {
         /// activations permuted in [`CHUNK`]-column chunks, cut into tiles of rows × all the tokens.
         ///
         /// # Safety
-        /// The CPU has the module's features; `tokens` is 1..=5; blocks are one per row or a multiple of
+        /// The CPU has the module's features; `tokens` is 1 or one of the module's prefill tiles; blocks are one per row or a multiple of
         /// [`CHUNK`] columns; `q` holds `tokens` rows of `stride` bytes permuted in [`CHUNK`]-column chunks,
         /// spanning every chunk of a row; `out` holds every row's dots.
         #[target_feature(enable = $features)]
@@ -67,10 +70,7 @@ macro_rules! vnni_kernels {
             };
             match tokens {
                 1 => tiles.all::<{ $decode_rows }, 1>(out),
-                2 => tiles.all::<{ $prefill_rows }, 2>(out),
-                3 => tiles.all::<{ $prefill_rows }, 3>(out),
-                4 => tiles.all::<{ $prefill_rows }, 4>(out),
-                5 => tiles.all::<{ $prefill_rows }, 5>(out),
+                $($prefill_tokens => tiles.all::<{ $prefill_rows }, $prefill_tokens>(out),)+
                 other => unreachable!("{other} tokens"),
             }
         }
@@ -239,9 +239,9 @@ macro_rules! vnni_kernels {
                                 *codes = $and(shifted, mask);
                             }
                             for t in 0..T {
-                                let a = qp.add(t * stride + c * CHUNK + s * BYTES);
+                                let a = $act(qp.add(t * stride + c * CHUNK + s * BYTES));
                                 for (acc, &codes) in acc.iter_mut().zip(&codes) {
-                                    acc[t] = $dpbusd_load(acc[t], codes, a);
+                                    acc[t] = $dpbusd_act(acc[t], codes, a);
                                 }
                             }
                         }
