@@ -228,20 +228,19 @@ macro_rules! vnni_kernels {
                     for c in c..block_end {
                         let w = self.load_prefetching::<R>(wp, c, ahead);
                         for s in 0..4 {
-                            let mut codes = [$zero(); R];
-                            for (r, codes) in codes.iter_mut().enumerate() {
+                            let a: [_; T] = std::array::from_fn(|t| {
+                                $act(qp.add(t * stride + c * CHUNK + s * BYTES))
+                            });
+                            for (r, acc) in acc.iter_mut().enumerate() {
                                 let shifted = match s {
                                     0 => w[r],
                                     1 => $srli::<2>(w[r]),
                                     2 => $srli::<4>(w[r]),
                                     _ => $srli::<6>(w[r]),
                                 };
-                                *codes = $and(shifted, mask);
-                            }
-                            for t in 0..T {
-                                let a = $act(qp.add(t * stride + c * CHUNK + s * BYTES));
-                                for (acc, &codes) in acc.iter_mut().zip(&codes) {
-                                    acc[t] = $dpbusd_act(acc[t], codes, a);
+                                let codes = $and(shifted, mask);
+                                for (acc, &a) in acc.iter_mut().zip(&a) {
+                                    *acc = $dpbusd_act(*acc, codes, a);
                                 }
                             }
                         }
