@@ -260,6 +260,9 @@ def test_ctrl_c_interrupts_a_waiting_generation() -> None:
         f"""
         import os, signal, threading, time
         from bitnet_burn import Model
+        # Python maps SIGINT to KeyboardInterrupt only if it was not ignored when the interpreter started, and a
+        # shell ignores it for the commands it starts in the background (as a CI runner may start this one).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         m = Model({MODEL!r}, threads=1, parallel=1)
         ids = m.tokenize("ROMEO:")
         def sampling(n):
