@@ -17,9 +17,9 @@ unsafe fn load_partial(p: *const i8, n: usize) -> __m256i {
     _mm256_loadu_si256(bytes.as_ptr().cast())
 }
 
-/// The activations a prefill tile's rows share: their address, which each row's `vpdpbusd` reads as its memory
-/// operand ([`dpbusd_at`]): loaded once into a register for both rows, at 5 tokens they were spilled to the stack
-/// (16 registers).
+/// The activations a prefill tile's rows share: their address, read by each row's `vpdpbusd` as its memory
+/// operand ([`dpbusd_at`]). Loaded once into a register for both rows instead, at 5 tokens they were spilled to
+/// the stack (16 registers).
 #[inline]
 fn act(a: *const i8) -> *const i8 {
     a

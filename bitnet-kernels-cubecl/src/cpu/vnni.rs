@@ -48,9 +48,9 @@ macro_rules! vnni_kernels {
         /// activations permuted in [`CHUNK`]-column chunks, cut into tiles of rows × all the tokens.
         ///
         /// # Safety
-        /// The CPU has the module's features; `tokens` is 1 or one of the module's prefill tiles; blocks are one per row or a multiple of
-        /// [`CHUNK`] columns; `q` holds `tokens` rows of `stride` bytes permuted in [`CHUNK`]-column chunks,
-        /// spanning every chunk of a row; `out` holds every row's dots.
+        /// The CPU has the module's features; `tokens` is 1 or one of the module's prefill tiles; blocks are
+        /// one per row or a multiple of [`CHUNK`] columns; `q` holds `tokens` rows of `stride` bytes permuted
+        /// in [`CHUNK`]-column chunks, spanning every chunk of a row; `out` holds every row's dots.
         #[target_feature(enable = $features)]
         pub(crate) unsafe fn ternary_tile_dots(
             rows: &[u8],

@@ -63,18 +63,22 @@ fn case(rng: &mut Lcg, m: usize, (n, k, block): (usize, usize, usize)) -> Case {
     }
 }
 
+/// The most tokens any path on this CPU takes in one prefill tile (each path is tested up to its own).
+fn largest_token_tile() -> usize {
+    Isa::available()
+        .iter()
+        .map(|isa| isa.token_tile())
+        .max()
+        .expect("the portable path is always available")
+}
+
 #[test]
 fn every_isa_gives_the_oracle_integers() {
     let mut rng = Lcg(99);
     let available = Isa::available();
     eprintln!("paths on this CPU: {available:?}");
-    let most = available
-        .iter()
-        .map(|isa| isa.token_tile())
-        .max()
-        .unwrap_or(4);
     for &dims in &SHAPES {
-        for tokens in 1..=most {
+        for tokens in 1..=largest_token_tile() {
             // each path up to its own prefill tile
             let isas: Vec<Isa> = available
                 .iter()
@@ -407,8 +411,7 @@ fn extreme_values_do_not_overflow_the_i16_accumulators() {
     let mut words = vec![0u32; n * kw];
     pack_row(&vec![1i8; k], &mut words[..kw]);
     pack_row(&vec![-1i8; k], &mut words[kw..]);
-    let most = Isa::available().iter().map(|isa| isa.token_tile()).max();
-    for tokens in 1..=most.unwrap_or(4) {
+    for tokens in 1..=largest_token_tile() {
         let stride = k;
         let q = vec![-128i8; tokens * stride];
         for isa in Isa::available() {
