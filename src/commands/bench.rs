@@ -8,6 +8,7 @@ use anyhow::{ensure, Result};
 use bitnet_burn::engine::{Engine, EngineConfig, Event, Finished, Request};
 use bitnet_burn::text::sampling::{argmax, SamplerConfig};
 use bitnet_burn::{ActQuant, BitNet, TernaryBackend};
+use bitnet_kernels_cubecl::cpu::Isa;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -133,7 +134,7 @@ impl BackendTask for Args {
         let isa = self.isa();
         let cache = format!("{:?}", model.cache_type()).to_lowercase();
         let report = json!({
-            "model": self.model.model.display().to_string(), "backend": backend, "isa": isa, "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(), "cache": cache,
+            "model": self.model.model.display().to_string(), "backend": backend, "isa": isa, "prefill_kernel": self.prefill_kernel(), "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(), "cache": cache,
             "depth": self.depth, "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens, "repetitions": self.repetitions,
             "load_s": load_s, "prefill_tok_s": pp, "prefill_tok_s_std": pp_sd, "decode_tok_s": tg, "decode_tok_s_std": tg_sd,
         });
@@ -143,7 +144,9 @@ impl BackendTask for Args {
         crate::output::print(&format!(
             "{} [{backend}{}, {} threads, {:?} head, {cache} cache, depth {}]\nload {load_s:.2} s\npp{} {:.1} ± {:.1} tok/s\ntg{} {:.1} ± {:.1} tok/s ({} repetitions)",
             self.model.model.display(),
-            isa.map(|i| format!(", {i}")).unwrap_or_default(),
+            isa.zip(self.prefill_kernel())
+                .map(|(i, k)| format!(", {i}, prefill by {k}"))
+                .unwrap_or_default(),
             self.model.threads(),
             self.model.head,
             self.depth,
@@ -161,8 +164,16 @@ impl BackendTask for Args {
 impl Args {
     /// The CPU kernels' instruction set (what `BITNET_ISA` forces); GPU backends run CubeCL kernels.
     fn isa(&self) -> Option<&'static str> {
-        (self.model.backend == BackendKind::Cpu)
-            .then(|| bitnet_kernels_cubecl::cpu::Isa::detect().name())
+        self.cpu_isa().map(Isa::name)
+    }
+
+    /// The CPU's prefill kernel on that instruction set (table lookup or multiply-add tiles).
+    fn prefill_kernel(&self) -> Option<&'static str> {
+        self.cpu_isa().map(Isa::prefill_kernel)
+    }
+
+    fn cpu_isa(&self) -> Option<Isa> {
+        (self.model.backend == BackendKind::Cpu).then(Isa::detect)
     }
 
     /// `--parallel`: each level's requests submitted together to one engine, levels alternating per repetition.

@@ -52,11 +52,12 @@ fn config_json(c: &ModelConfig) -> serde_json::Value {
 }
 
 /// Prints the summary; a file that fails validation is an error (exit code 1) with the reason.
-/// The CPU kernel path the ndarray backend runs here (detected, or forced by `BITNET_ISA`) and every one this
-/// CPU supports.
+/// The CPU kernel path the ndarray backend runs here (detected, or forced by `BITNET_ISA`), its prefill kernel, and
+/// every path this CPU supports.
 fn kernels() -> serde_json::Value {
     json!({
         "cpu": Isa::detect().name(),
+        "prefill": Isa::detect().prefill_kernel(),
         "available": Isa::available().into_iter().map(Isa::name).collect::<Vec<_>>(),
     })
 }

@@ -132,9 +132,10 @@ fn llamacpp_continues_prompts_with_our_greedy_text() {
     assert!(agreed >= 100, "{agreed} tokens agreed");
 }
 
-/// Every CPU kernel path this machine has, forced with `BITNET_ISA` (which `bitnet info` must report), writes the
-/// portable path's greedy text: the paths compute the same integers, so any difference is a wiring fault of
-/// one path (its chunk layout, its tile dispatch, its head) that the kernel tests' shapes missed.
+/// Every CPU kernel path this machine has, forced with `BITNET_ISA` (which `bitnet info` must report, with its
+/// prefill kernel), writes the portable path's greedy text: the paths compute the same integers, so any difference
+/// is a wiring fault of one path (its chunk layout, its tile dispatch, its head) that the kernel tests' shapes
+/// missed. The prompt's 52 tokens run as 32 and 16 by table lookup and 4 by tiles where prefill is by lookup.
 #[test]
 fn every_kernel_path_writes_the_portable_paths_greedy_text() {
     use bitnet_kernels_cubecl::cpu::Isa;
@@ -149,11 +150,13 @@ fn every_kernel_path_writes_the_portable_paths_greedy_text() {
             isa.name(),
             "BITNET_ISA is not honoured"
         );
+        assert_eq!(info["kernels"]["prefill"], isa.prefill_kernel());
         let run = common::bitnet_json_env(
             &[
                 "run",
                 "-p",
-                "KING HENRY:\nNow",
+                "KING HENRY:\nNow is the winter of our discontent made glorious summer by this sun of York; and \
+                 all the clouds that lour'd upon our house in the deep bosom of the ocean buried.",
                 "-n",
                 "40",
                 "--temp",

@@ -34,7 +34,13 @@ pub struct QuantizedActs {
     pub blocks: usize,
     /// Columns per permutation chunk ([`permuted`]).
     pub chunk: usize,
+    /// The table-lookup kernels' copy ([`Self::fill_lanes`]): per group of [`LANES`] tokens, `[column][LANES]`
+    /// i16, zero past the last token.
+    pub lanes: Vec<i16>,
 }
+
+/// Tokens side by side in [`QuantizedActs::lanes`]: the most one table-lookup call takes.
+pub const LANES: usize = 32;
 
 impl QuantizedActs {
     /// Quantizes `x [m, k]` for the ternary kernels: permuted in `chunk`-column chunks ([`permuted`]), padded
@@ -78,6 +84,36 @@ impl QuantizedActs {
                 self.block_sums[t] += *q as i32;
             }
         }
+    }
+
+    /// Fills [`Self::lanes`] from the quantized tokens, in parallel over groups of tokens and column chunks.
+    pub fn fill_lanes(&mut self) {
+        let (stride, m) = (self.stride, self.scale.len());
+        let groups = m.div_ceil(LANES);
+        self.lanes.clear();
+        self.lanes.resize(groups * stride * LANES, 0);
+        let (q, chunks) = (&self.q, stride / CHUNK);
+        let lanes = SharedOut::new(&mut self.lanes);
+        par_bands(groups * chunks, 1, |pieces| {
+            for piece in pieces {
+                let (group, c) = (piece / chunks, piece % chunks);
+                // SAFETY: this group's columns of chunk `c`, which only this piece writes.
+                let out =
+                    unsafe { lanes.slice((group * stride + c * CHUNK) * LANES, CHUNK * LANES) };
+                for t in group * LANES..m.min((group + 1) * LANES) {
+                    let q = &q[t * stride + c * CHUNK..][..CHUNK];
+                    for (col, &a) in q.iter().enumerate() {
+                        out[col * LANES + t % LANES] = a as i16;
+                    }
+                }
+            }
+        });
+    }
+
+    /// [`Self::lanes`] of the group of tokens `t..` (`t` a multiple of [`LANES`]).
+    pub fn lanes_from(&self, t: usize) -> &[i16] {
+        assert!(t.is_multiple_of(LANES), "lanes start at token {t}");
+        &self.lanes[t / LANES * self.stride * LANES..]
     }
 
     /// The quantized values of tokens `t..`.

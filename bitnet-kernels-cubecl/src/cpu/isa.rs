@@ -122,6 +122,28 @@ impl Isa {
         }
     }
 
+    /// How many of `left` prompt tokens the next prefill call takes by table lookup
+    /// ([`super::ternary::ternary_lut_dots`]) rather than by this path's multiply-add tiles: 0 for none. AVX2
+    /// without VNNI only, where `vpmaddubsw` spends 3 vector lanes per multiply-add and a lookup adds 3
+    /// columns. In cache on an Emerald Rapids core (`BITNET_ISA=avx2`) the tiles ran 85-90 G multiply-adds/s,
+    /// a lookup call 120-125 with 32 tokens and 97-103 with 16, so lookups pay from about 23 and 14 tokens.
+    pub fn lookup_tokens(self, left: usize) -> usize {
+        match self {
+            Isa::Avx2 if left >= 23 => left.min(32),
+            Isa::Avx2 if left >= 14 => left.min(16),
+            _ => 0,
+        }
+    }
+
+    /// The prefill kernel of this path, as `bitnet bench` and `bitnet info` report it.
+    pub fn prefill_kernel(self) -> &'static str {
+        if self.lookup_tokens(usize::MAX) > 0 {
+            "table lookup"
+        } else {
+            "multiply-add tiles"
+        }
+    }
+
     /// Columns per chunk of the activations' permutation that the ternary kernel of this path reads: the trits
     /// of one vector load of packed words (64 bytes on AVX-512, 32 elsewhere).
     pub fn chunk(self) -> usize {

@@ -96,6 +96,8 @@ mod avx512;
 mod avxvnni;
 #[cfg(target_arch = "x86_64")]
 mod decode_avx2;
+#[cfg(target_arch = "x86_64")]
+mod lut_avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -112,5 +114,6 @@ pub use kv::{KvElem, KvKind, Q8Block};
 pub use norm::rms_norm;
 pub use rope::rope_row;
 pub use ternary::{
-    ternary_matmul_i8, ternary_matmuls_i8, ternary_tile_dots, ActTile, TernaryMatrix,
+    ternary_lut_dots, ternary_matmul_i8, ternary_matmuls_i8, ternary_tile_dots, ActTile,
+    TernaryMatrix,
 };

@@ -3,11 +3,12 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::acts::QuantizedActs;
+use super::acts::{QuantizedActs, LANES};
 use super::isa::Isa;
 use super::par::{blocks, par_bands, SharedOut};
 use super::scalar;
 use crate::packing::words_per_row;
+
 use crate::reference::TernaryShape;
 
 /// Rows per kernel call: every token tile passes over them before the next rows (prefill), so they stay in
@@ -16,6 +17,8 @@ const BLOCK_ROWS: usize = 64;
 /// Rows of a decode tile on the SIMD paths: bands start on multiples of it, so only a matrix's last tile is
 /// ragged.
 const ROW_TILE: usize = 4;
+/// Most rows per table-lookup call ([`ternary_lut_dots`]): a band is cut into near-equal blocks of at most this.
+const LUT_BLOCK_ROWS: usize = 1024;
 
 /// How far past the rows a tile reads its SIMD path prefetches, in bytes of the matrix after them.
 #[cfg(target_arch = "x86_64")]
@@ -121,6 +124,39 @@ pub fn ternary_tile_dots(
     scalar::ternary_rows_dots(rows, row_bytes, 0, acts, shape, out, out_stride);
 }
 
+/// [`ternary_tile_dots`] for 1..=[`LANES`] tokens by table lookup where the path has such a kernel
+/// ([`Isa::lookup_tokens`]), the portable loop elsewhere: the same integers. `lanes` holds the same tokens side by
+/// side ([`QuantizedActs::lanes_from`]).
+pub fn ternary_lut_dots(
+    isa: Isa,
+    rows: &[u8],
+    row_bytes: usize,
+    acts: ActTile,
+    lanes: &[i16],
+    shape: TernaryShape,
+    out: &mut [i32],
+) {
+    let span = (row_bytes * 4).div_ceil(acts.chunk) * acts.chunk;
+    let n_rows = rows.len() / row_bytes;
+    assert!(rows.len().is_multiple_of(row_bytes) && row_bytes * 4 >= shape.k);
+    assert!((1..=LANES).contains(&acts.tokens), "{} tokens", acts.tokens);
+    assert!(acts.stride >= span && acts.q.len() >= (acts.tokens - 1) * acts.stride + span);
+    let simd = acts.chunk == isa.chunk()
+        && (shape.blocks() == 1 || shape.block.is_multiple_of(acts.chunk));
+    #[cfg(target_arch = "x86_64")]
+    if simd && isa.lookup_tokens(usize::MAX) > 0 && Isa::Avx2.supported() {
+        // SAFETY: AVX2 is present; tokens, blocks, chunk, the span of the activations and the size of `out`
+        // are asserted above (`out` by its slicing).
+        return unsafe {
+            super::lut_avx2::ternary_lut_dots(rows, row_bytes, acts, lanes, shape, out)
+        };
+    }
+    let _ = (simd, lanes);
+    let nb = shape.blocks();
+    out[..n_rows * acts.tokens * nb].fill(0);
+    scalar::ternary_rows_dots(rows, row_bytes, 0, acts, shape, out, n_rows * nb);
+}
+
 /// One packed ternary matrix: `w` `[n, ceil(k/16)]` words and `scales` `[n, blocks]`.
 #[derive(Clone, Copy, Debug)]
 pub struct TernaryMatrix<'a> {
@@ -177,6 +213,9 @@ pub fn ternary_matmuls_i8(
     let total = matrices.iter().map(|a| a.shape.n).sum();
     with_acts(|acts| {
         acts.quantize_permuted(x, m, k, block, isa.chunk());
+        if isa.lookup_tokens(m) > 0 {
+            acts.fill_lanes();
+        }
         let acts = &*acts;
         let band = |band: Range<usize>| {
             for ((a, &start), &out) in matrices.iter().zip(&starts).zip(&outs) {
@@ -208,14 +247,36 @@ fn matrix_rows(
     let TernaryMatrix { w, scales, shape } = *a;
     let (n, nb, kw) = (shape.n, shape.blocks(), words_per_row(shape.k));
     let bytes: &[u8] = bytemuck::cast_slice(w);
+    let lookup = isa.lookup_tokens(m) > 0;
+    let (block_rows, most) = match (lookup, m) {
+        // Each table is built once per block and read by all its rows: more rows amortize it, 1024 keep the
+        // block's i32 sums (128 KiB at 32 tokens) in L2.
+        (true, _) => (
+            band.len().div_ceil(band.len().div_ceil(LUT_BLOCK_ROWS)),
+            LANES,
+        ),
+        (false, 1) => (BLOCK_ROWS, 1),
+        (false, _) => (BLOCK_ROWS, isa.token_tile()),
+    };
     DOTS.with_borrow_mut(|dots| {
-        let token_tile = if m == 1 { 1 } else { isa.token_tile() };
-        dots.resize(BLOCK_ROWS * token_tile * nb, 0);
-        for rows in blocks(band, BLOCK_ROWS) {
+        dots.resize(block_rows * most * nb, 0);
+        for rows in blocks(band, block_rows.max(1)) {
             let tile = &bytes[rows.start * kw * 4..rows.end * kw * 4];
-            for t0 in (0..m).step_by(token_tile) {
-                let tokens = token_tile.min(m - t0);
-                ternary_tile_dots(isa, tile, kw * 4, acts.tile(t0, tokens), shape, dots);
+            let mut t0 = 0;
+            while t0 < m {
+                let left = m - t0;
+                let tokens = match isa.lookup_tokens(left) {
+                    0 => {
+                        let tokens = left.min(isa.token_tile());
+                        ternary_tile_dots(isa, tile, kw * 4, acts.tile(t0, tokens), shape, dots);
+                        tokens
+                    }
+                    tokens => {
+                        let (a, lanes) = (acts.tile(t0, tokens), acts.lanes_from(t0));
+                        ternary_lut_dots(isa, tile, kw * 4, a, lanes, shape, dots);
+                        tokens
+                    }
+                };
                 for t in 0..tokens {
                     let tok = t0 + t;
                     // SAFETY: token `tok`'s outputs for this band's rows, which no other band writes.
@@ -236,6 +297,7 @@ fn matrix_rows(
                         *y = acc / s;
                     }
                 }
+                t0 += tokens;
             }
         }
     })

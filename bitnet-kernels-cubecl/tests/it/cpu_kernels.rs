@@ -3,7 +3,7 @@
 //! (not multiples of the 128-column chunk), per-tensor, 128- and 256-column blocks, and blocks the SIMD
 //! paths hand to the scalar one.
 
-use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
+use bitnet_kernels_cubecl::cpu::acts::{QuantizedActs, LANES};
 use bitnet_kernels_cubecl::cpu::{self, ActTile, Isa};
 use bitnet_kernels_cubecl::packing::{i8_at, i8_words_per_row, pack_row, words_per_row};
 use bitnet_kernels_cubecl::reference::{self, TernaryShape};
@@ -63,6 +63,44 @@ fn case(rng: &mut Lcg, m: usize, (n, k, block): (usize, usize, usize)) -> Case {
     }
 }
 
+/// Σ (trit + 1) · q per block for each row of `c` and its first `tokens` tokens, `[row][token · blocks + b]`,
+/// from the unpermuted trits and the reference quantization.
+fn oracle(c: &Case, tokens: usize) -> Vec<Vec<i32>> {
+    let TernaryShape { n, k, block } = c.shape;
+    let nb = c.shape.blocks();
+    (0..n)
+        .map(|r| {
+            let mut o = vec![0i32; tokens * nb];
+            for t in 0..tokens {
+                let mut q = vec![0i8; k];
+                reference::quantize_row_i8(&c.x[t * k..(t + 1) * k], &mut q);
+                for (col, (&w, &a)) in c.trits[r * k..(r + 1) * k].iter().zip(&q).enumerate() {
+                    o[t * nb + col / block] += (w as i32 + 1) * a as i32;
+                }
+            }
+            o
+        })
+        .collect()
+}
+
+/// The oracle's dots of `rows` token-major, as the kernels write them: every row's blocks for token 0, then
+/// for token 1, ...
+fn expected(
+    oracle: &[Vec<i32>],
+    rows: std::ops::Range<usize>,
+    tokens: usize,
+    nb: usize,
+) -> Vec<i32> {
+    (0..tokens)
+        .flat_map(|t| {
+            oracle[rows.clone()]
+                .iter()
+                .flat_map(move |o| &o[t * nb..(t + 1) * nb])
+        })
+        .copied()
+        .collect()
+}
+
 /// The most tokens any path on this CPU takes in one prefill tile (each path is tested up to its own).
 fn largest_token_tile() -> usize {
     Isa::available()
@@ -98,41 +136,56 @@ fn every_isa_gives_the_oracle_integers() {
                 })
                 .collect();
             let kw = words_per_row(k);
-            let oracle: Vec<Vec<i32>> = (0..n)
-                .map(|r| {
-                    let mut o = vec![0i32; tokens * nb];
-                    for t in 0..tokens {
-                        let mut q = vec![0i8; k];
-                        reference::quantize_row_i8(&c.x[t * k..(t + 1) * k], &mut q);
-                        for (col, (&w, &a)) in
-                            c.trits[r * k..(r + 1) * k].iter().zip(&q).enumerate()
-                        {
-                            o[t * nb + col / block] += (w as i32 + 1) * a as i32;
-                        }
-                    }
-                    o
-                })
-                .collect();
+            let oracle = oracle(&c, tokens);
             // blocks of 1..=4 rows (each of the SIMD paths' tiles) and of all rows (tiles and a ragged tail)
             for rows in [1, 2, 3, 4, n] {
                 for r0 in (0..n).step_by(rows) {
                     let r1 = (r0 + rows).min(n);
                     let tile: &[u8] = bytemuck::cast_slice(&c.words[r0 * kw..r1 * kw]);
-                    // token-major: every row's blocks for token 0, then for token 1, ...
-                    let expected: Vec<i32> = (0..tokens)
-                        .flat_map(|t| {
-                            oracle[r0..r1]
-                                .iter()
-                                .flat_map(move |o| &o[t * nb..(t + 1) * nb])
-                        })
-                        .copied()
-                        .collect();
+                    let expected = expected(&oracle, r0..r1, tokens, nb);
                     for (&isa, acts) in isas.iter().zip(&acts) {
                         let mut out = vec![-7i32; expected.len()];
                         let a = acts.tile(0, tokens);
                         cpu::ternary_tile_dots(isa, tile, kw * 4, a, c.shape, &mut out);
                         assert_eq!(
                             out, expected,
+                            "{isa:?} n{n} k{k} block{block} tokens{tokens} rows{r0}..{r1}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The table-lookup prefill (where a path has one, the portable loop elsewhere) gives the oracle's integers for
+/// 1, 2 and ragged 1..=16 and 17..=32 tokens, on every shape, for one row, an odd number of rows and all rows.
+#[test]
+fn table_lookup_gives_the_oracle_integers() {
+    let mut rng = Lcg(7);
+    let available = Isa::available();
+    let kernels: Vec<_> = available.iter().map(|i| (i, i.prefill_kernel())).collect();
+    eprintln!("prefill kernels: {kernels:?}");
+    for &dims in &SHAPES {
+        for tokens in [1, 2, 9, 16, 17, 30, LANES] {
+            let c = case(&mut rng, tokens, dims);
+            let TernaryShape { n, k, block } = c.shape;
+            let (nb, kw) = (c.shape.blocks(), words_per_row(k));
+            let oracle = oracle(&c, tokens);
+            for &isa in &available {
+                let mut acts = QuantizedActs::default();
+                acts.quantize_permuted(&c.x, tokens, k, block, isa.chunk());
+                acts.fill_lanes();
+                for rows in [1, 3, n] {
+                    for r0 in (0..n).step_by(rows) {
+                        let r1 = (r0 + rows).min(n);
+                        let tile: &[u8] = bytemuck::cast_slice(&c.words[r0 * kw..r1 * kw]);
+                        let mut out = vec![-7i32; (r1 - r0) * tokens * nb];
+                        let (a, lanes) = (acts.tile(0, tokens), acts.lanes_from(0));
+                        cpu::ternary_lut_dots(isa, tile, kw * 4, a, lanes, c.shape, &mut out);
+                        assert_eq!(
+                            out,
+                            expected(&oracle, r0..r1, tokens, nb),
                             "{isa:?} n{n} k{k} block{block} tokens{tokens} rows{r0}..{r1}"
                         );
                     }
@@ -248,7 +301,8 @@ fn ternary_matmul_f32_equals_reference_on_every_thread_count() {
     let mut rng = Lcg(11);
     for (threads, pool) in pools() {
         for &dims in &SHAPES {
-            for m in [1, 3, 6] {
+            // on AVX2, 17: 16 tokens by table lookup, 1 by tiles; 50: 32 and 16 by lookup, 2 by tiles
+            for m in [1, 3, 6, 17, 50] {
                 let c = case(&mut rng, m, dims);
                 let expected = reference::ternary_matmul(&c.x, m, &c.words, &c.scales, c.shape);
                 let got =
@@ -278,7 +332,8 @@ fn ternary_matmul_i8_equals_reference_on_every_isa_and_thread_count() {
     let mut rng = Lcg(5);
     for (threads, pool) in pools() {
         for &dims in &SHAPES {
-            for m in [1, 3, 6] {
+            // on AVX2, 17: 16 tokens by table lookup, 1 by tiles; 50: 32 and 16 by lookup, 2 by tiles
+            for m in [1, 3, 6, 17, 50] {
                 let c = case(&mut rng, m, dims);
                 let k = c.shape.k;
                 let mut q = vec![0i8; m * k];
