@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
 use bitnet_kernels_cubecl::cpu::{self, Isa};
-use bitnet_kernels_cubecl::packing::words_per_row;
+use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
 use bitnet_kernels_cubecl::reference::TernaryShape;
 use common::{activations, lcg, pool};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -47,6 +47,63 @@ fn ternary_tiles_in_cache(c: &mut Criterion) {
                 fastest * iters as u32
             })
         });
+    }
+}
+
+/// Prefill's kernels on one block of a matmul as prefill cuts it (1024 rows × 2560 columns of trits, 640 KiB,
+/// and 32 tokens): the multiply-add tiles this path takes `token_tile` tokens at a time, and where the path has
+/// one, the table-lookup kernel 32 and 16 tokens at a time (tables built, indices cut out and sums written
+/// included). One thread, fastest call as above; throughput in multiply-adds.
+fn prefill_kernels(c: &mut Criterion) {
+    let isa = Isa::detect();
+    let (n, k, m) = (1024, 2560, 32);
+    let shape = TernaryShape { n, k, block: k };
+    let mut seed = 9;
+    let mut w = vec![0u32; n * words_per_row(k)];
+    for row in w.chunks_exact_mut(words_per_row(k)) {
+        let trits: Vec<i8> = (0..k).map(|_| (lcg(&mut seed) % 3) as i8 - 1).collect();
+        pack_row(&trits, row);
+    }
+    let rows: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let mut acts = QuantizedActs::default();
+    acts.quantize_permuted(&activations(&mut seed, m * k), m, k, k, isa.chunk());
+    acts.fill_lanes();
+    let mut out = vec![0i32; n * m];
+    let mut g = c.benchmark_group(format!("prefill_kernels_{n}x{k}x{m}"));
+    g.throughput(Throughput::Elements((n * k * m) as u64));
+    let mut fastest = |name: String, calls: &dyn Fn(&mut [i32])| {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let fastest = (0..iters)
+                    .map(|_| {
+                        let start = Instant::now();
+                        calls(&mut out);
+                        black_box(&out);
+                        start.elapsed()
+                    })
+                    .min()
+                    .unwrap_or_default();
+                fastest * iters as u32
+            })
+        });
+    };
+    let tile = isa.token_tile();
+    fastest(format!("{}/tiles{tile}", isa.name()), &|out| {
+        for t0 in (0..m).step_by(tile) {
+            let a = acts.tile(t0, tile.min(m - t0));
+            cpu::ternary_tile_dots(isa, &rows, k / 4, a, shape, out);
+        }
+    });
+    if isa.lookup_tokens(m) > 0 {
+        // 16 tokens: the first 16 twice (a call reads its tokens from the start of a group of 32)
+        for tokens in [32, 16] {
+            fastest(format!("{}/lookup{tokens}", isa.name()), &|out| {
+                for _ in 0..m / tokens {
+                    let (a, lanes) = (acts.tile(0, tokens), acts.lanes_from(0));
+                    cpu::ternary_lut_dots(isa, &rows, k / 4, a, lanes, shape, out);
+                }
+            });
+        }
     }
 }
 
@@ -154,6 +211,6 @@ fn ternary_matmul_tokens4(c: &mut Criterion) {
 criterion_group! {
     name = kernels;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(4));
-    targets = ternary_tiles_in_cache, cached_attention, int8_head, ternary_matmul_tokens4
+    targets = ternary_tiles_in_cache, prefill_kernels, cached_attention, int8_head, ternary_matmul_tokens4
 }
 criterion_main!(kernels);
