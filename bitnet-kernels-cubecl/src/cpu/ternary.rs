@@ -8,7 +8,6 @@ use super::isa::Isa;
 use super::par::{blocks, par_bands, SharedOut};
 use super::scalar;
 use crate::packing::words_per_row;
-
 use crate::reference::TernaryShape;
 
 /// Rows per kernel call: every token tile passes over them before the next rows (prefill), so they stay in
@@ -251,10 +250,10 @@ fn matrix_rows(
     let (block_rows, most) = match (lookup, m) {
         // Each table is built once per block and read by all its rows: more rows amortize it, 1024 keep the
         // block's i32 sums (128 KiB at 32 tokens) in L2.
-        (true, _) => (
-            band.len().div_ceil(band.len().div_ceil(LUT_BLOCK_ROWS)),
-            LANES,
-        ),
+        (true, _) => {
+            let pieces = band.len().div_ceil(LUT_BLOCK_ROWS).max(1);
+            (band.len().div_ceil(pieces), LANES)
+        }
         (false, 1) => (BLOCK_ROWS, 1),
         (false, _) => (BLOCK_ROWS, isa.token_tile()),
     };
