@@ -11,7 +11,22 @@ use bitnet_kernels_cubecl::cpu::{self, Isa};
 use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
 use bitnet_kernels_cubecl::reference::TernaryShape;
 use common::{activations, lcg, pool};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
+
+/// Times `call` as the fastest of a sample's iterations times their count (see [`ternary_tiles_in_cache`]).
+fn fastest_call(b: &mut Bencher, mut call: impl FnMut()) {
+    b.iter_custom(|iters| {
+        let fastest = (0..iters)
+            .map(|_| {
+                let start = Instant::now();
+                call();
+                start.elapsed()
+            })
+            .min()
+            .unwrap_or_default();
+        fastest * iters as u32
+    })
+}
 
 /// The decode kernel's compute rate: 256 rows × 2560 columns (160 KiB, in L2) through the SIMD tile function
 /// itself (no quantization, threads or rescaling), again and again on one thread. Memory-bound GEMVs can only
@@ -33,18 +48,10 @@ fn ternary_tiles_in_cache(c: &mut Criterion) {
         acts.quantize_permuted(&x, tokens, k, k, isa.chunk());
         let mut out = vec![0i32; n * tokens];
         g.bench_function(format!("{}/tokens{tokens}", isa.name()), |b| {
-            b.iter_custom(|iters| {
-                let fastest = (0..iters)
-                    .map(|_| {
-                        let start = Instant::now();
-                        let a = acts.tile(0, tokens);
-                        cpu::ternary_tile_dots(isa, &rows, k / 4, a, shape, &mut out);
-                        black_box(&out);
-                        start.elapsed()
-                    })
-                    .min()
-                    .unwrap_or_default();
-                fastest * iters as u32
+            fastest_call(b, || {
+                let a = acts.tile(0, tokens);
+                cpu::ternary_tile_dots(isa, &rows, k / 4, a, shape, &mut out);
+                black_box(&out);
             })
         });
     }
@@ -73,17 +80,9 @@ fn prefill_kernels(c: &mut Criterion) {
     g.throughput(Throughput::Elements((n * k * m) as u64));
     let mut fastest = |name: String, calls: &dyn Fn(&mut [i32])| {
         g.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let fastest = (0..iters)
-                    .map(|_| {
-                        let start = Instant::now();
-                        calls(&mut out);
-                        black_box(&out);
-                        start.elapsed()
-                    })
-                    .min()
-                    .unwrap_or_default();
-                fastest * iters as u32
+            fastest_call(b, || {
+                calls(&mut out);
+                black_box(&out);
             })
         });
     };

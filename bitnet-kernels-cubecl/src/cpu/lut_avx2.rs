@@ -46,7 +46,7 @@ thread_local! {
 /// # Safety
 /// The CPU supports AVX2; blocks are one per row or a multiple of 128 columns; `acts` holds its tokens'
 /// permuted rows (128-column chunks) spanning every chunk of a row and `lanes` the same tokens side by side
-/// ([`super::acts::QuantizedActs::lanes`]) for every column of those chunks; `out` holds every row's dots.
+/// ([`super::acts::QuantizedActs::lanes`]) for every column of those chunks; `out` holds every row's dots, zeroed.
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn ternary_lut_dots(
     rows: &[u8],
@@ -56,9 +56,6 @@ pub(crate) unsafe fn ternary_lut_dots(
     shape: TernaryShape,
     out: &mut [i32],
 ) {
-    let n_rows = rows.len() / row_bytes;
-    let nb = shape.blocks();
-    out[..n_rows * acts.tokens * nb].fill(0);
     SCRATCH.with_borrow_mut(|s| {
         if acts.tokens <= 16 {
             Lut::<1>::new(rows, row_bytes, acts.tokens, lanes, shape, s).run::<32>(out)
@@ -66,8 +63,8 @@ pub(crate) unsafe fn ternary_lut_dots(
             Lut::<2>::new(rows, row_bytes, acts.tokens, lanes, shape, s).run::<16>(out)
         }
     });
-    let whole = row_bytes / 32 * 32;
-    scalar::ternary_rows_dots(rows, row_bytes, whole, acts, shape, out, n_rows * nb);
+    let (whole, out_stride) = (row_bytes / 32 * 32, rows.len() / row_bytes * shape.blocks());
+    scalar::ternary_rows_dots(rows, row_bytes, whole, acts, shape, out, out_stride);
 }
 
 /// One call's operands, for `V` vectors of 16 tokens.
@@ -150,7 +147,6 @@ impl<'a, const V: usize> Lut<'a, V> {
         let idx = self.s.idx[..self.n_rows * 2].as_mut_ptr();
         for r in 0..self.n_rows {
             let row = self.rows.as_ptr().add(r * self.row_bytes);
-
             let code = |i: usize| match offset[i] {
                 Some(o) => {
                     let w = _mm256_loadu_si256(row.add(o) as *const __m256i);

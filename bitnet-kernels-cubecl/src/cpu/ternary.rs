@@ -66,19 +66,12 @@ pub fn ternary_tile_dots(
     shape: TernaryShape,
     out: &mut [i32],
 ) {
+    let simd = prepare(isa, rows, row_bytes, acts, shape, isa.token_tile(), out);
+    // the x86-64 kernels take the activations' parts
+    #[cfg(target_arch = "x86_64")]
     let ActTile {
-        q,
-        stride,
-        tokens,
-        chunk,
+        q, stride, tokens, ..
     } = acts;
-    let span = (row_bytes * 4).div_ceil(chunk) * chunk;
-    let n_rows = rows.len() / row_bytes;
-    assert!(rows.len().is_multiple_of(row_bytes) && row_bytes * 4 >= shape.k);
-    assert!((1..=isa.token_tile()).contains(&tokens), "{tokens} tokens");
-    assert!(stride >= span && q.len() >= (tokens - 1) * stride + span);
-    out[..n_rows * tokens * shape.blocks()].fill(0);
-    let simd = chunk == isa.chunk() && (shape.blocks() == 1 || shape.block.is_multiple_of(chunk));
     #[cfg(target_arch = "x86_64")]
     if simd && isa == Isa::Avx512Vnni && Isa::Avx512Vnni.supported() {
         // SAFETY: AVX-512 F/BW/VNNI are present; tokens, blocks, chunk, the span of `q` and the size of `out`
@@ -119,8 +112,35 @@ pub fn ternary_tile_dots(
         };
     }
     let _ = (simd, isa);
-    let out_stride = n_rows * shape.blocks();
+    let out_stride = rows.len() / row_bytes * shape.blocks();
     scalar::ternary_rows_dots(rows, row_bytes, 0, acts, shape, out, out_stride);
+}
+
+/// Checks a tile call's operands (1..=`most` tokens, activations spanning every chunk of a row, whole rows),
+/// zeroes its outputs (the kernels add into them) and says whether the path's SIMD kernels read this layout: the
+/// path's own chunk, and blocks of one per row or of whole chunks.
+fn prepare(
+    isa: Isa,
+    rows: &[u8],
+    row_bytes: usize,
+    acts: ActTile,
+    shape: TernaryShape,
+    most: usize,
+    out: &mut [i32],
+) -> bool {
+    let ActTile {
+        q,
+        stride,
+        tokens,
+        chunk,
+    } = acts;
+    let span = (row_bytes * 4).div_ceil(chunk) * chunk;
+    let n_rows = rows.len() / row_bytes;
+    assert!(rows.len().is_multiple_of(row_bytes) && row_bytes * 4 >= shape.k);
+    assert!((1..=most).contains(&tokens), "{tokens} tokens");
+    assert!(stride >= span && q.len() >= (tokens - 1) * stride + span);
+    out[..n_rows * tokens * shape.blocks()].fill(0);
+    chunk == isa.chunk() && (shape.blocks() == 1 || shape.block.is_multiple_of(chunk))
 }
 
 /// [`ternary_tile_dots`] for 1..=[`LANES`] tokens by table lookup where the path has such a kernel
@@ -135,25 +155,18 @@ pub fn ternary_lut_dots(
     shape: TernaryShape,
     out: &mut [i32],
 ) {
-    let span = (row_bytes * 4).div_ceil(acts.chunk) * acts.chunk;
-    let n_rows = rows.len() / row_bytes;
-    assert!(rows.len().is_multiple_of(row_bytes) && row_bytes * 4 >= shape.k);
-    assert!((1..=LANES).contains(&acts.tokens), "{} tokens", acts.tokens);
-    assert!(acts.stride >= span && acts.q.len() >= (acts.tokens - 1) * acts.stride + span);
-    let simd = acts.chunk == isa.chunk()
-        && (shape.blocks() == 1 || shape.block.is_multiple_of(acts.chunk));
+    let simd = prepare(isa, rows, row_bytes, acts, shape, LANES, out);
     #[cfg(target_arch = "x86_64")]
     if simd && isa.lookup_tokens(usize::MAX) > 0 && Isa::Avx2.supported() {
         // SAFETY: AVX2 is present; tokens, blocks, chunk, the span of the activations and the size of `out`
-        // are asserted above (`out` by its slicing).
+        // (zeroed) are checked above, the span of the lanes by the kernel.
         return unsafe {
             super::lut_avx2::ternary_lut_dots(rows, row_bytes, acts, lanes, shape, out)
         };
     }
     let _ = (simd, lanes);
-    let nb = shape.blocks();
-    out[..n_rows * acts.tokens * nb].fill(0);
-    scalar::ternary_rows_dots(rows, row_bytes, 0, acts, shape, out, n_rows * nb);
+    let out_stride = rows.len() / row_bytes * shape.blocks();
+    scalar::ternary_rows_dots(rows, row_bytes, 0, acts, shape, out, out_stride);
 }
 
 /// One packed ternary matrix: `w` `[n, ceil(k/16)]` words and `scales` `[n, blocks]`.

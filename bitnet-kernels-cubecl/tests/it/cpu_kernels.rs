@@ -301,8 +301,7 @@ fn ternary_matmul_f32_equals_reference_on_every_thread_count() {
     let mut rng = Lcg(11);
     for (threads, pool) in pools() {
         for &dims in &SHAPES {
-            // on AVX2, 17: 16 tokens by table lookup, 1 by tiles; 50: 32 and 16 by lookup, 2 by tiles
-            for m in [1, 3, 6, 17, 50] {
+            for m in [1, 3, 6] {
                 let c = case(&mut rng, m, dims);
                 let expected = reference::ternary_matmul(&c.x, m, &c.words, &c.scales, c.shape);
                 let got =
