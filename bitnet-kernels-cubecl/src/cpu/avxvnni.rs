@@ -2,7 +2,8 @@
 //! [`vnni_kernels!`] on 256-bit vectors, for the CPUs most laptops and desktops have, with no AVX-512. One
 //! 32-byte load of packed words holds 128 trits (the AVX2 path's chunk); with 16 registers, decode tiles are 2
 //! rows (8 accumulators, one per row and slice) and prefill tiles 2 rows × 5 tokens (10 accumulators: with 8,
-//! the tile waited on `vpdpbusd`'s latency).
+//! the tile waited on `vpdpbusd`'s latency); 3 tokens take 3 rows (9 accumulators: 2 × 3 waited on it too, 15-30%
+//! slower in cache).
 
 use std::arch::x86_64::*;
 
@@ -46,8 +47,7 @@ vnni_kernels! {
     vector: __m256i,
     bytes: 32,
     decode_rows: 2,
-    prefill_rows: 2,
-    prefill_tokens: [2, 3, 4, 5],
+    prefill_tiles: [2 => 2, 3 => 3, 4 => 2, 5 => 2],
     head_tokens: [1, 2, 3, 4],
     zero: _mm256_setzero_si256,
     splat: _mm256_set1_epi8,

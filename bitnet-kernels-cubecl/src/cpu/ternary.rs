@@ -279,7 +279,7 @@ fn matrix_rows(
                 let left = m - t0;
                 let tokens = match isa.lookup_tokens(left) {
                     0 => {
-                        let tokens = left.min(isa.token_tile());
+                        let tokens = isa.pass_tokens(left, shape.k);
                         ternary_tile_dots(isa, tile, kw * 4, acts.tile(t0, tokens), shape, dots);
                         tokens
                     }

@@ -6,13 +6,14 @@
 //! Ternary: one vector load of packed words holds the trits of `4 · BYTES` columns; shifted by `2s` and masked
 //! they are the unsigned codes (trit + 1) of `BYTES` columns, and `vpdpbusd` multiplies them by `BYTES` signed
 //! int8 activations and adds each group of four products into an i32 lane in one instruction (no i16 stage to
-//! widen, so no overflow bound). Tiles of rows × 1..=6 tokens share both the activation loads (across rows)
+//! widen, so no overflow bound). Tiles of rows × 1..=8 tokens share both the activation loads (across rows)
 //! and the unpacking (across tokens).
 
 /// Defines `ternary_tile_dots` and `int8_row_dots` in the invoking module for one width of `vpdpbusd`:
 /// `features` the `target_feature` list; `vector` its integer vector type and `bytes` its size; `decode_rows`
-/// and `prefill_rows` the rows of a tile for one token and for more (≤ 4, sized to the register file);
-/// `prefill_tokens` the token counts of prefill tiles (2 up to [`super::Isa::token_tile`]); `head_tokens` the
+/// the rows of a tile for one token; `prefill_tiles` each token count of a multi-token tile (2 up to
+/// [`super::Isa::token_tile`]) with its rows, sized to the register file (rows × tokens accumulators, a
+/// register per row's packed words, the mask, the shared activations); `head_tokens` the
 /// token counts of the int8 head's tiles; then the intrinsics (`load_partial(p, n)` loads `n < bytes` bytes,
 /// zero above; `hsum` sums the i32 lanes; `act(p)` is what a prefill tile's rows share of the activations at
 /// `p`, and `dpbusd_act(acc, codes, act)` is `vpdpbusd` on it).
@@ -22,8 +23,7 @@ macro_rules! vnni_kernels {
         vector: $V:ty,
         bytes: $bytes:expr,
         decode_rows: $decode_rows:expr,
-        prefill_rows: $prefill_rows:expr,
-        prefill_tokens: [$($prefill_tokens:literal),+],
+        prefill_tiles: [$($prefill_tokens:literal => $prefill_rows:literal),+],
         head_tokens: [$($head_tokens:literal),+],
         zero: $zero:ident,
         splat: $splat:ident,
@@ -70,7 +70,7 @@ macro_rules! vnni_kernels {
             };
             match tokens {
                 1 => tiles.all::<{ $decode_rows }, 1>(out),
-                $($prefill_tokens => tiles.all::<{ $prefill_rows }, $prefill_tokens>(out),)+
+                $($prefill_tokens => tiles.all::<$prefill_rows, $prefill_tokens>(out),)+
                 other => unreachable!("{other} tokens"),
             }
         }
