@@ -8,6 +8,26 @@ const LANES: usize = 16;
 /// the Burn-ops composition made six tensors per call, serial work the kernel threads waited on (~4% of a
 /// 4-stream decode step).
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if super::Isa::detect().has_avx2() {
+        // SAFETY: AVX2 is present.
+        return unsafe { rms_norm_avx2(x, weight, eps) };
+    }
+    rms_norm_rows(x, weight, eps)
+}
+
+/// [`rms_norm_rows`] compiled for AVX2: the f64 sums four lanes to an instruction instead of SSE2's two, 1.8×
+/// faster on 4 × 2560 values (1.6 against 2.9 µs in cache; the same operations in the same order, so the same
+/// floats). AVX-512 ran no faster.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rms_norm_avx2(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    rms_norm_rows(x, weight, eps)
+}
+
+/// The rows' norms on whatever instructions the caller was compiled for.
+#[inline(always)]
+fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
     let k = weight.len();
     assert!(
         k > 0 && x.len().is_multiple_of(k),
@@ -25,6 +45,7 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
 /// Σ v² over `row` in f64, rounded once to f32: as near the exact sum as transformers' (pairwise) f32 sum is.
 /// A 16-lane f32 sum flipped an int8 activation rounding downstream on the 2B-4T-graph fixture (its NLL
 /// against transformers' off by 1e-4 relative, `tests/it/perplexity.rs`).
+#[inline(always)]
 fn sum_of_squares(row: &[f32]) -> f32 {
     let mut lanes = [0f64; LANES];
     let chunks = row.chunks_exact(LANES);
