@@ -185,7 +185,7 @@ unsafe fn int8_dots<const T: usize>(w: &[i8], q: &[i8], stride: usize, out: &mut
     let (wp, qp) = (w.as_ptr(), q.as_ptr());
     let ahead = prefetch_distance(1, w.len());
     for v in 0..vectors {
-        _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(ahead + v * 32) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(ahead + v * 32));
         let wv = _mm256_loadu_si256(wp.add(v * 32) as *const __m256i);
         for (t, acc) in acc.iter_mut().enumerate() {
             let a = _mm256_loadu_si256(qp.add(t * stride + v * 32) as *const __m256i);

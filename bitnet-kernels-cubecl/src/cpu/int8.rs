@@ -21,11 +21,12 @@ thread_local! {
     static DOTS: RefCell<[i32; MAX_TOKEN_TILE]> = const { RefCell::new([0; MAX_TOKEN_TILE]) };
 }
 
-/// Tokens sharing one pass over a weight row on `isa`: 8 on AVX-512 (32 registers hold 8 accumulators, and an
-/// 8-stream decode step reads each head row once: 2.5× faster than two passes of 4 with the offset kernel,
-/// `cargo bench --bench kernels -- int8_head`), 4 elsewhere (16 registers).
+/// Tokens sharing one pass over a weight row on `isa`: 8 on the VNNI paths (8 accumulators, the offset row and
+/// the activations fit 16 registers too; an 8-stream decode step reads each head row once: on AVX-512 2.5× faster
+/// than two passes of 4, `cargo bench --bench kernels -- int8_head`; on AVX-VNNI 8-stream decode 78-84 → 88-89
+/// tok/s), 4 elsewhere (AVX2's sign-moving form spends five instructions a vector and token: 8 ran no faster).
 fn tokens_per_pass(isa: Isa) -> usize {
-    if isa == Isa::Avx512Vnni && isa.supported() {
+    if matches!(isa, Isa::Avx512Vnni | Isa::AvxVnni) && isa.supported() {
         MAX_TOKEN_TILE
     } else {
         4

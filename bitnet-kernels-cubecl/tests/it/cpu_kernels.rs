@@ -373,7 +373,7 @@ fn int8_head_equals_integer_reference_on_every_isa() {
             let (q, scale) = (value(i / k, i % k), ws[i / k]);
             assert!(q != i8::MIN && (q as f32 * scale - v).abs() <= scale * 0.5 + 1e-6);
         }
-        for m in [1, 2, 5, 8, 11] {
+        for m in [1, 2, 5, 7, 8, 11] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.heavy()).collect();
             let mut expected = vec![0f32; m * n];
             for t in 0..m {
