@@ -86,7 +86,8 @@ macro_rules! vnni_kernels {
 
         impl Tiles<'_> {
             /// Every row, `T` tokens: whole tiles of `R` rows, then the ragged rest a row at a time (bands
-            /// and blocks start on multiples of 4 rows, so only a matrix's last rows are ragged).
+            /// and blocks start on multiples of 4 rows, so with 2 or 4 rows only a matrix's last rows are
+            /// ragged; 3-row tiles leave one row of each 64-row block).
             #[target_feature(enable = $features)]
             #[inline]
             unsafe fn all<const R: usize, const T: usize>(&self, out: &mut [i32]) {
