@@ -1,6 +1,7 @@
 //! BitLinear's int8-activation ternary matmul on the CPU: quantize, integer block dots, rescale.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::acts::{QuantizedActs, LANES};
@@ -213,8 +214,12 @@ pub fn ternary_matmuls_i8(
         assert!(w.len() == shape.n * words_per_row(k) && scales.len() == shape.n * shape.blocks());
     }
     assert_eq!(x.len(), m * k);
-    let mut ys: Vec<Vec<f32>> = matrices.iter().map(|a| vec![0f32; m * a.shape.n]).collect();
-    let outs: Vec<SharedOut> = ys.iter_mut().map(|y| SharedOut::new(y)).collect();
+    let mut ys: Vec<Vec<f32>> = matrices.iter().map(|_| Vec::new()).collect();
+    let outs: Vec<SharedOut> = ys
+        .iter_mut()
+        .zip(matrices)
+        .map(|(y, a)| SharedOut::output(y, m * a.shape.n))
+        .collect();
     let starts: Vec<usize> = matrices
         .iter()
         .scan(0, |row, a| {
@@ -244,6 +249,11 @@ pub fn ternary_matmuls_i8(
         // ran 13% slower (pp128 unchanged).
         par_bands(total, ROW_TILE, band);
     });
+    for (y, a) in ys.iter_mut().zip(matrices) {
+        // SAFETY: the bands cover every row of every matrix, and `matrix_rows` writes each token's output for
+        // each of its rows.
+        unsafe { y.set_len(m * a.shape.n) };
+    }
     ys
 }
 
@@ -292,21 +302,21 @@ fn matrix_rows(
                 for t in 0..tokens {
                     let tok = t0 + t;
                     // SAFETY: token `tok`'s outputs for this band's rows, which no other band writes.
-                    let y = unsafe { out.slice(tok * n + rows.start, rows.len()) };
+                    let y = unsafe { out.uninit(tok * n + rows.start, rows.len()) };
                     let dots = &dots[t * rows.len() * nb..(t + 1) * rows.len() * nb];
                     let (s, sums) = (acts.scale[tok], &acts.block_sums[tok * nb..(tok + 1) * nb]);
                     let scales = &scales[rows.start * nb..rows.end * nb];
                     if nb == 1 {
                         // one scale per row: a loop the compiler vectorizes
                         for ((y, &d), &w) in y.iter_mut().zip(dots).zip(scales) {
-                            *y = (d - sums[0]) as f32 * w / s;
+                            *y = MaybeUninit::new((d - sums[0]) as f32 * w / s);
                         }
                         continue;
                     }
                     let rows = dots.chunks_exact(nb).zip(scales.chunks_exact(nb));
                     for (y, (d, w)) in y.iter_mut().zip(rows) {
                         let acc: f32 = (0..nb).map(|b| (d[b] - sums[b]) as f32 * w[b]).sum();
-                        *y = acc / s;
+                        *y = MaybeUninit::new(acc / s);
                     }
                 }
                 t0 += tokens;
