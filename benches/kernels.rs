@@ -39,7 +39,7 @@ fn ternary_tiles_in_cache(c: &mut Criterion) {
     let shape = TernaryShape { n, k, block: k };
     let mut seed = 5;
     let w: Vec<u32> = (0..n * words_per_row(k)).map(|_| lcg(&mut seed)).collect();
-    let x = activations(&mut seed, 4 * k);
+    let x = activations(&mut seed, isa.token_tile() * k);
     let rows: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
     let mut g = c.benchmark_group(format!("ternary_tiles_in_cache_{n}x{k}"));
     g.throughput(Throughput::Bytes(rows.len() as u64));
@@ -153,17 +153,17 @@ fn cached_attention(c: &mut Criterion) {
     }
 }
 
-/// The int8 output head for one token and for the 8 tokens of an 8-stream decode step, on 8192 rows of 2560
-/// columns (20 MiB: streamed from memory like the 2B-4T head's 128,256 rows), on 2 threads. Throughput counts
-/// multiply-adds: one token is bound by the memory, 8 share each row's read and are bound by the arithmetic.
+/// The int8 output head for one token and for the 4 and 8 tokens of a 4- and 8-stream decode step, on the
+/// 2B-4T head's shape (128,256 rows of 2560 columns, 328 MB: streamed from memory, larger than any L3), on 2
+/// threads. Throughput counts multiply-adds: one token is bound by the memory, 8 share each row's read.
 fn int8_head(c: &mut Criterion) {
     let isa = Isa::detect();
-    let (n, k) = (8192, 2560);
+    let (n, k) = (128_256, 2560);
     let mut seed = 17;
     let (w, scales) = cpu::quantize_rows_i8(&activations(&mut seed, n * k), k);
     let pool = pool(2);
     let mut g = c.benchmark_group(format!("int8_head_{n}x{k}"));
-    for tokens in [1, 8] {
+    for tokens in [1, 4, 8] {
         let x = activations(&mut seed, tokens * k);
         g.throughput(Throughput::Elements((tokens * n * k) as u64));
         g.bench_function(format!("{}/tokens{tokens}/t2", isa.name()), |b| {

@@ -81,6 +81,7 @@ mod pool {
         (0..bands).into_par_iter().for_each(task);
     }
 }
+mod rescale;
 mod rope;
 mod scalar;
 mod ternary;

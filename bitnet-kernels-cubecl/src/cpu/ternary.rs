@@ -7,6 +7,7 @@ use std::ops::Range;
 use super::acts::{QuantizedActs, LANES};
 use super::isa::Isa;
 use super::par::{blocks, par_bands, SharedOut};
+use super::rescale::rescale;
 use super::scalar;
 use crate::packing::words_per_row;
 use crate::reference::TernaryShape;
@@ -307,10 +308,7 @@ fn matrix_rows(
                     let (s, sums) = (acts.scale[tok], &acts.block_sums[tok * nb..(tok + 1) * nb]);
                     let scales = &scales[rows.start * nb..rows.end * nb];
                     if nb == 1 {
-                        // one scale per row: a loop the compiler vectorizes
-                        for ((y, &d), &w) in y.iter_mut().zip(dots).zip(scales) {
-                            *y = MaybeUninit::new((d - sums[0]) as f32 * w / s);
-                        }
+                        rescale(y, dots, sums[0], scales, s);
                         continue;
                     }
                     let rows = dots.chunks_exact(nb).zip(scales.chunks_exact(nb));
