@@ -25,7 +25,7 @@ vnni_kernels! {
     bytes: 64,
     decode_rows: 4,
     prefill_tiles: [2 => 4, 3 => 4, 4 => 4, 5 => 3, 6 => 4, 7 => 3, 8 => 3],
-    head_tokens: [1, 2, 3, 4, 5, 6, 7, 8],
+    head_tiles: [1 => 2, 2 => 2, 3 => 2, 4 => 2, 5 => 2, 6 => 2, 7 => 2, 8 => 2],
     zero: _mm512_setzero_si512,
     splat: _mm512_set1_epi8,
     load: _mm512_loadu_si512,

@@ -48,7 +48,7 @@ vnni_kernels! {
     bytes: 32,
     decode_rows: 2,
     prefill_tiles: [2 => 2, 3 => 3, 4 => 2, 5 => 2],
-    head_tokens: [1, 2, 3, 4, 5, 6, 7, 8],
+    head_tiles: [1 => 2, 2 => 2, 3 => 2, 4 => 2, 5 => 2, 6 => 2, 7 => 1, 8 => 1],
     zero: _mm256_setzero_si256,
     splat: _mm256_set1_epi8,
     load: _mm256_loadu_si256,

@@ -17,8 +17,12 @@ const MAX_TOKEN_TILE: usize = 8;
 /// Rows every token tile passes over before the next rows (2560-column rows: 20 KiB, in L1).
 const CACHED_ROWS: usize = 8;
 
+/// Most rows of one head tile ([`head_rows`]).
+const MAX_TILE_ROWS: usize = 2;
+
 thread_local! {
-    static DOTS: RefCell<[i32; MAX_TOKEN_TILE]> = const { RefCell::new([0; MAX_TOKEN_TILE]) };
+    static DOTS: RefCell<[i32; MAX_TILE_ROWS * MAX_TOKEN_TILE]> =
+        const { RefCell::new([0; MAX_TILE_ROWS * MAX_TOKEN_TILE]) };
 }
 
 /// Tokens sharing one pass over a weight row on `isa`: 8 on the VNNI paths (8 accumulators, the offset row and
@@ -89,11 +93,29 @@ fn i8_bytes(w: &[u32]) -> Cow<'_, [i8]> {
     }
 }
 
-/// `w · q` for one int8 row and `tokens` (1..=[`tokens_per_pass`]) tokens of activations `stride` bytes
-/// apart (`sums`: Σ of each token's values), on `isa`.
-fn int8_row_dots(
+/// Rows of the int8 head's tile for `tokens` tokens on `isa`. The VNNI paths take 2 rows side by side: each
+/// activation load serves both, and two weight streams keep more lines in flight. One row at a time, 8 tokens
+/// ran at half the memory bandwidth one token reached (the core waited on the row's next lines between its
+/// 8 dot products); with 2, `cargo bench --bench kernels -- int8_head` on AVX-512, 2 threads: 8 tokens
+/// 13.5-14.6 → 10.2 ms, 4 tokens 8.8-9.1 → 8.5, 1 token 7.3-8.0 → 6.7.
+fn head_rows(isa: Isa, tokens: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        Isa::Avx512Vnni => return super::avx512::head_rows(tokens),
+        Isa::AvxVnni => return super::avxvnni::head_rows(tokens),
+        _ => {}
+    }
+    let _ = (isa, tokens);
+    1
+}
+
+/// `w · q` for `rows` (1 or [`head_rows`]) int8 rows of `k` columns, `row_bytes` apart from `w` on, and
+/// `tokens` (1..=[`tokens_per_pass`]) tokens of activations `stride` bytes apart (`sums`: Σ of each token's
+/// values), on `isa`; row `r`'s dots go to `out[r · tokens..]`.
+#[allow(clippy::too_many_arguments)]
+fn int8_rows_dots(
     isa: Isa,
-    w: &[i8],
+    (w, row_bytes, rows, k): (&[i8], usize, usize, usize),
     q: &[i8],
     stride: usize,
     sums: &[i32],
@@ -101,22 +123,30 @@ fn int8_row_dots(
     out: &mut [i32],
 ) {
     assert!(
-        (1..=tokens_per_pass(isa)).contains(&tokens) && stride >= w.len() && sums.len() >= tokens
+        (1..=tokens_per_pass(isa)).contains(&tokens) && stride >= k && sums.len() >= tokens,
+        "{tokens} tokens of {stride} bytes"
     );
-    assert!(q.len() >= (tokens - 1) * stride + w.len());
-    out[..tokens].fill(0);
+    assert!((rows == 1 || rows == head_rows(isa, tokens)) && w.len() >= (rows - 1) * row_bytes + k);
+    assert!(q.len() >= (tokens - 1) * stride + k && out.len() >= rows * tokens);
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512Vnni && isa.supported() {
-        // SAFETY: AVX-512 F/BW/VNNI are present; `q` spans the row for every token and `sums` has each
-        // token's (asserted).
-        return unsafe { super::avx512::int8_row_dots(w, q, stride, sums, tokens, out) };
+        // SAFETY: AVX-512 F/BW/VNNI are present; `w` spans the rows, `q` the row for every token, `sums`
+        // and `out` their values (asserted).
+        return unsafe {
+            super::avx512::int8_row_dots(w, row_bytes, rows, k, q, stride, sums, tokens, out)
+        };
     }
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::AvxVnni && isa.supported() {
-        // SAFETY: AVX2 and AVX-VNNI are present; `q` spans the row for every token and `sums` has each
-        // token's (asserted).
-        return unsafe { super::avxvnni::int8_row_dots(w, q, stride, sums, tokens, out) };
+        // SAFETY: AVX2 and AVX-VNNI are present; `w` spans the rows, `q` the row for every token, `sums`
+        // and `out` their values (asserted).
+        return unsafe {
+            super::avxvnni::int8_row_dots(w, row_bytes, rows, k, q, stride, sums, tokens, out)
+        };
     }
+    // one row on the other paths (asserted)
+    let (w, out) = (&w[..k], &mut out[..tokens]);
+    out.fill(0);
     #[cfg(target_arch = "x86_64")]
     if isa.has_avx2() {
         // SAFETY: AVX2 is present; `q` spans the row for every token (asserted).
@@ -134,7 +164,7 @@ fn int8_row_dots(
         // SAFETY: SIMD128 is compiled in; `q` spans the row for every token (asserted).
         return unsafe { super::simd128::int8_row_dots(w, q, stride, tokens, out) };
     }
-    let _ = (isa, sums);
+    let _ = sums;
     scalar::int8_row_dots(w, 0, q, stride, tokens, out);
 }
 
@@ -157,25 +187,35 @@ pub fn int8_matmul(x: &[f32], m: usize, w: &[u32], scales: &[f32], k: usize, isa
                 for rows in blocks(band, CACHED_ROWS) {
                     for t0 in (0..m).step_by(tile) {
                         let tokens = tile.min(m - t0);
-                        for r in rows.clone() {
-                            int8_row_dots(
+                        let tile_rows = head_rows(isa, tokens);
+                        let mut r = rows.start;
+                        while r < rows.end {
+                            let at = if rows.end - r >= tile_rows {
+                                tile_rows
+                            } else {
+                                1
+                            };
+                            int8_rows_dots(
                                 isa,
-                                &w[r * row..r * row + k],
+                                (&w[r * row..], row, at, k),
                                 acts.from_token(t0),
                                 acts.stride,
                                 &acts.block_sums[t0..],
                                 tokens,
                                 dots,
                             );
-                            for (t, &d) in dots.iter().enumerate().take(tokens) {
-                                // SAFETY: in bounds; row `r` belongs to this band only.
-                                unsafe {
-                                    out.write(
-                                        (t0 + t) * n + r,
-                                        d as f32 * scales[r] / acts.scale[t0 + t],
-                                    )
-                                };
+                            for (i, d) in dots.chunks_exact(tokens).take(at).enumerate() {
+                                for (t, &d) in d.iter().enumerate() {
+                                    // SAFETY: in bounds; row `r + i` belongs to this band only.
+                                    unsafe {
+                                        out.write(
+                                            (t0 + t) * n + r + i,
+                                            d as f32 * scales[r + i] / acts.scale[t0 + t],
+                                        )
+                                    };
+                                }
                             }
+                            r += at;
                         }
                     }
                 }

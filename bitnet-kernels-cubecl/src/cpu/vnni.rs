@@ -13,8 +13,9 @@
 /// `features` the `target_feature` list; `vector` its integer vector type and `bytes` its size; `decode_rows`
 /// the rows of a tile for one token; `prefill_tiles` each token count of a multi-token tile (2 up to
 /// [`super::Isa::token_tile`]) with its rows, sized to the register file (rows × tokens accumulators, a
-/// register per row's packed words, the mask, the shared activations); `head_tokens` the
-/// token counts of the int8 head's tiles; then the intrinsics (`load_partial(p, n)` loads `n < bytes` bytes,
+/// register per row's packed words, the mask, the shared activations); `head_tiles` each token count of the
+/// int8 head's tiles with its rows (rows × tokens accumulators, a register per row's weights, the offset, the
+/// shared activations); then the intrinsics (`load_partial(p, n)` loads `n < bytes` bytes,
 /// zero above; `hsum` sums the i32 lanes; `act(p)` is what a prefill tile's rows share of the activations at
 /// `p`, and `dpbusd_act(acc, codes, act)` is `vpdpbusd` on it).
 macro_rules! vnni_kernels {
@@ -24,7 +25,7 @@ macro_rules! vnni_kernels {
         bytes: $bytes:expr,
         decode_rows: $decode_rows:expr,
         prefill_tiles: [$($prefill_tokens:literal => $prefill_rows:literal),+],
-        head_tokens: [$($head_tokens:literal),+],
+        head_tiles: [$($head_tokens:literal => $head_rows:literal),+],
         zero: $zero:ident,
         splat: $splat:ident,
         load: $load:ident,
@@ -257,64 +258,86 @@ macro_rules! vnni_kernels {
             }
         }
 
-        /// See [`super::scalar::int8_row_dots`]; the whole row, `tokens` one of the module's head tiles,
-        /// with `sums[t]` = Σ of token `t`'s values. `vpdpbusd` multiplies unsigned by signed bytes, so each
-        /// weight vector is offset once to `w + 128` (a flip of its sign bit, exact for every int8) and shared
-        /// by the tokens, whose dot products are then one instruction per vector (the sign-moving form took
-        /// five); `128 · Σ q` comes off at the end. The ragged end of the row is a partial load of both
-        /// operands (zeros contribute nothing). The row's lines are prefetched
-        /// [`super::ternary::prefetch_distance`] ahead, as in the ternary kernels: 1.8× on 8 tokens with it.
+        /// Rows of the int8 head's tile for `tokens` tokens (the rows' dot products share each activation load,
+        /// and their weight streams run side by side).
+        pub(crate) fn head_rows(tokens: usize) -> usize {
+            match tokens {
+                $($head_tokens => $head_rows,)+
+                _ => 1,
+            }
+        }
+
+        /// See [`super::scalar::int8_row_dots`]; `rows` (1 or [`head_rows`]) whole rows `row_bytes` apart from
+        /// `w` on, `tokens` one of the module's head tiles, with `sums[t]` = Σ of token `t`'s values; row `r`'s
+        /// dots go to `out[r · tokens..]`. `vpdpbusd` multiplies unsigned by signed bytes, so each weight
+        /// vector is offset once to `w + 128` (a flip of its sign bit, exact for every int8) and shared by the
+        /// tokens, whose dot products are then one instruction per vector (the sign-moving form took five);
+        /// `128 · Σ q` comes off at the end. The ragged end of a row is a partial load of both operands (zeros
+        /// contribute nothing). The rows' lines are prefetched [`super::ternary::prefetch_distance`] ahead, as
+        /// in the ternary kernels: 1.8× on 8 tokens with it.
         ///
         /// # Safety
-        /// The CPU has the module's features; `q` holds `tokens` rows of `stride ≥ w.len()` bytes; `sums` and
-        /// `out` hold `tokens` values.
+        /// The CPU has the module's features; `w` holds `rows` rows of `k` bytes `row_bytes` apart; `q` holds
+        /// `tokens` rows of `stride ≥ k` bytes; `sums` holds `tokens` values and `out` `rows · tokens`.
         #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn int8_row_dots(
             w: &[i8],
+            row_bytes: usize,
+            rows: usize,
+            k: usize,
             q: &[i8],
             stride: usize,
             sums: &[i32],
             tokens: usize,
             out: &mut [i32],
         ) {
+            let at = (w, row_bytes, k, q, stride, sums, out);
             match tokens {
-                $($head_tokens => int8_dots::<$head_tokens>(w, q, stride, sums, out),)+
+                $($head_tokens if rows == $head_rows => int8_dots::<$head_rows, $head_tokens>(at),
+                $head_tokens => int8_dots::<1, $head_tokens>(at),)+
                 other => unreachable!("{other} tokens: the head's passes take {:?}", [$($head_tokens),+]),
             }
         }
 
         #[target_feature(enable = $features)]
         #[inline]
-        unsafe fn int8_dots<const T: usize>(
-            w: &[i8],
-            q: &[i8],
-            stride: usize,
-            sums: &[i32],
-            out: &mut [i32],
+        unsafe fn int8_dots<const R: usize, const T: usize>(
+            (w, row_bytes, k, q, stride, sums, out): (&[i8], usize, usize, &[i8], usize, &[i32], &mut [i32]),
         ) {
             let offset = $splat(i8::MIN);
-            let mut acc = [$zero(); T];
-            let (whole, rest) = (w.len() / BYTES, w.len() % BYTES);
+            let mut acc = [[$zero(); T]; R];
+            let (whole, rest) = (k / BYTES, k % BYTES);
             let (wp, qp) = (w.as_ptr(), q.as_ptr());
-            let ahead = super::ternary::prefetch_distance(1, w.len());
+            let ahead = super::ternary::prefetch_distance(R, row_bytes);
             for v in 0..whole {
-                _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(ahead + v * BYTES).cast());
-                let wu = $xor($load(wp.add(v * BYTES).cast()), offset);
-                for (t, acc) in acc.iter_mut().enumerate() {
+                let mut wu = [$zero(); R];
+                for (r, wu) in wu.iter_mut().enumerate() {
+                    let at = r * row_bytes + v * BYTES;
+                    _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(ahead + at).cast());
+                    *wu = $xor($load(wp.add(at).cast()), offset);
+                }
+                for t in 0..T {
                     let a = $load(qp.add(t * stride + v * BYTES).cast());
-                    *acc = $dpbusd(*acc, wu, a);
+                    for r in 0..R {
+                        acc[r][t] = $dpbusd(acc[r][t], wu[r], a);
+                    }
                 }
             }
             if rest > 0 {
                 let at = whole * BYTES;
-                let wu = $xor($load_partial(wp.add(at), rest), offset);
-                for (t, acc) in acc.iter_mut().enumerate() {
-                    let a = $load_partial(qp.add(t * stride + at), rest);
-                    *acc = $dpbusd(*acc, wu, a);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let wu = $xor($load_partial(wp.add(r * row_bytes + at), rest), offset);
+                    for (t, acc) in acc.iter_mut().enumerate() {
+                        let a = $load_partial(qp.add(t * stride + at), rest);
+                        *acc = $dpbusd(*acc, wu, a);
+                    }
                 }
             }
-            for t in 0..T {
-                out[t] += $hsum(acc[t]) - 128 * sums[t];
+            for (r, acc) in acc.iter().enumerate() {
+                for (t, &acc) in acc.iter().enumerate() {
+                    out[r * T + t] = $hsum(acc) - 128 * sums[t];
+                }
             }
         }
     };
