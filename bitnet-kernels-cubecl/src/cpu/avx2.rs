@@ -157,46 +157,87 @@ impl Tile<'_> {
     }
 }
 
-/// See [`scalar::int8_row_dots`]; the whole row, `tokens` in 1..=4. `vpsignb` moves the sign of each
-/// activation onto the weight so `vpmaddubsw` can take |activation| as its unsigned operand. The row's lines are
+/// Rows of the int8 head's tile for `tokens` tokens (see [`super::int8`]'s `head_rows`): 2 for 1 and 2 tokens
+/// (the 2B-4T head, 2 threads, `BITNET_ISA=avx2` on an Emerald Rapids core, medians of 7 alternating runs: 1 token
+/// 10.6 → 10.2 ms, 2 tokens 10.4 → 9.7), 1 for more (registers: each token's activations and their magnitudes).
+pub(crate) fn head_rows(tokens: usize) -> usize {
+    if tokens <= 2 {
+        2
+    } else {
+        1
+    }
+}
+
+/// See [`scalar::int8_row_dots`]; `rows` (1 or [`head_rows`]) whole rows `row_bytes` apart from `w` on,
+/// `tokens` in 1..=4; row `r`'s dots go to `out[r · tokens..]`. `vpsignb` moves the sign of each activation
+/// onto the weight so `vpmaddubsw` can take |activation| as its unsigned operand. The rows' lines are
 /// prefetched [`prefetch_distance`] ahead as in the VNNI heads: without it the head read 19 GB/s where the
 /// AVX-512 one reads ~29 (`BITNET_ISA=avx2` on an Emerald Rapids core, 2 threads: decode 23.2 → 27.2 tok/s,
 /// 4 streams 54.1 → 60.8, medians of 4 alternating pairs).
 ///
 /// # Safety
-/// The CPU supports AVX2; weights lie in [-127, 127]; `q` holds `tokens` rows of `stride ≥ w.len()` bytes.
+/// The CPU supports AVX2; weights lie in [-127, 127]; `w` holds `rows` rows of `k` bytes `row_bytes` apart;
+/// `q` holds `tokens` rows of `stride ≥ k` bytes; `out` holds `rows · tokens` values.
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn int8_row_dots(
-    w: &[i8],
+    (w, row_bytes, rows, k): (&[i8], usize, usize, usize),
     q: &[i8],
     stride: usize,
     tokens: usize,
     out: &mut [i32],
 ) {
-    token_tile!(int8_dots(tokens; w, q, stride, out))
+    let at = (w, row_bytes, k, q, stride, out);
+    match (rows, tokens) {
+        (2, 1) => int8_dots::<2, 1>(at),
+        (2, 2) => int8_dots::<2, 2>(at),
+        (1, 1) => int8_dots::<1, 1>(at),
+        (1, 2) => int8_dots::<1, 2>(at),
+        (1, 3) => int8_dots::<1, 3>(at),
+        (1, 4) => int8_dots::<1, 4>(at),
+        other => unreachable!("{other:?} rows and tokens"),
+    }
 }
 
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn int8_dots<const T: usize>(w: &[i8], q: &[i8], stride: usize, out: &mut [i32]) {
+unsafe fn int8_dots<const R: usize, const T: usize>(
+    (w, row_bytes, k, q, stride, out): (&[i8], usize, usize, &[i8], usize, &mut [i32]),
+) {
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_si256(); T];
-    let vectors = w.len() / 32;
+    let mut acc = [[_mm256_setzero_si256(); T]; R];
+    let vectors = k / 32;
     let (wp, qp) = (w.as_ptr(), q.as_ptr());
-    let ahead = prefetch_distance(1, w.len());
+    let ahead = prefetch_distance(R, row_bytes);
     for v in 0..vectors {
-        _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(ahead + v * 32));
-        let wv = _mm256_loadu_si256(wp.add(v * 32) as *const __m256i);
-        for (t, acc) in acc.iter_mut().enumerate() {
+        let mut wv = [_mm256_setzero_si256(); R];
+        for (r, wv) in wv.iter_mut().enumerate() {
+            let at = r * row_bytes + v * 32;
+            _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(ahead + at));
+            *wv = _mm256_loadu_si256(wp.add(at) as *const __m256i);
+        }
+        for t in 0..T {
             let a = _mm256_loadu_si256(qp.add(t * stride + v * 32) as *const __m256i);
-            let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(a), _mm256_sign_epi8(wv, a));
-            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, ones));
+            let magnitude = _mm256_abs_epi8(a);
+            for (acc, &wv) in acc.iter_mut().zip(&wv) {
+                let pairs = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(wv, a));
+                acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(pairs, ones));
+            }
         }
     }
-    for t in 0..T {
-        out[t] += hsum(acc[t]);
+    for (r, acc) in acc.iter().enumerate() {
+        let out = &mut out[r * T..(r + 1) * T];
+        for (o, &acc) in out.iter_mut().zip(acc) {
+            *o = hsum(acc);
+        }
+        scalar::int8_row_dots(
+            &w[r * row_bytes..r * row_bytes + k],
+            vectors * 32,
+            q,
+            stride,
+            T,
+            out,
+        );
     }
-    scalar::int8_row_dots(w, vectors * 32, q, stride, T, out);
 }
 
 /// The sum of the eight i32 lanes.

@@ -101,8 +101,10 @@ fn i8_bytes(w: &[u32]) -> Cow<'_, [i8]> {
 fn head_rows(isa: Isa, tokens: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     match isa {
+        _ if !isa.supported() => {}
         Isa::Avx512Vnni => return super::avx512::head_rows(tokens),
         Isa::AvxVnni => return super::avxvnni::head_rows(tokens),
+        Isa::Avx2 => return super::avx2::head_rows(tokens),
         _ => {}
     }
     let _ = (isa, tokens);
@@ -144,14 +146,17 @@ fn int8_rows_dots(
             super::avxvnni::int8_row_dots(w, row_bytes, rows, k, q, stride, sums, tokens, out)
         };
     }
+    #[cfg(target_arch = "x86_64")]
+    if isa.has_avx2() {
+        // SAFETY: AVX2 is present; `w` spans the rows, `q` the row for every token, `out` their values
+        // (asserted).
+        return unsafe {
+            super::avx2::int8_row_dots((w, row_bytes, rows, k), q, stride, tokens, out)
+        };
+    }
     // one row on the other paths (asserted)
     let (w, out) = (&w[..k], &mut out[..tokens]);
     out.fill(0);
-    #[cfg(target_arch = "x86_64")]
-    if isa.has_avx2() {
-        // SAFETY: AVX2 is present; `q` spans the row for every token (asserted).
-        return unsafe { super::avx2::int8_row_dots(w, q, stride, tokens, out) };
-    }
     #[cfg(target_arch = "aarch64")]
     if matches!(isa, Isa::Neon | Isa::NeonDot) && isa.supported() {
         let dot = isa == Isa::NeonDot;

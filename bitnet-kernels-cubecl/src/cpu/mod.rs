@@ -8,8 +8,9 @@
 //! ([`acts`]) so that one 32-byte load of packed words, shifted by `2s` and masked, lines up with 32
 //! contiguous activation bytes.
 
-/// `$kernel::<T>(args)` for the token tile `T = $tokens` (1..=4): the int8 head kernels unroll over a constant
-/// number of tokens.
+/// `$kernel::<T>(args)` for the token tile `T = $tokens` (1..=4): the 128-bit int8 head kernels unroll over a
+/// constant number of tokens.
+#[cfg(any(target_arch = "aarch64", target_arch = "wasm32"))]
 macro_rules! token_tile {
     ($kernel:ident($tokens:expr; $($arg:expr),*)) => {
         match $tokens {
