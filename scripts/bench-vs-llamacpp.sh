@@ -4,8 +4,11 @@
 # lengths and depth, every engine with its default flags, alternating engines in each round so all see the same
 # machine state. ISAS="avxvnni avx2" runs ours once per forced kernel path (BITNET_ISA) in each round, each
 # against the same anchor. LLAMA_ARGS adds llama-bench arguments (e.g. "-ctk q8_0 -ctv q8_0 -fa 1" beside
-# `-- --cache-type q8_0`). Prints a markdown table with the ratios.
-# Usage: [I2S_MODEL=FILE] [DEPTH=N] [ISAS="isa ..."] [LLAMA_ARGS="..."] scripts/bench-vs-llamacpp.sh MODEL.gguf
+# `-- --cache-type q8_0`). ANCHOR_ISA=avx2|avxvnni runs llama.cpp and bitnet.cpp built without AVX-512 (and
+# AVX-VNNI), as on a CPU of that class, beside ISAS naming the same path: that CPU class emulated on this core
+# (same caches and memory, so only the instruction set is emulated). Prints a markdown table with the ratios.
+# Usage: [I2S_MODEL=FILE] [DEPTH=N] [ISAS="isa ..."] [ANCHOR_ISA=isa] [LLAMA_ARGS="..."]
+#        scripts/bench-vs-llamacpp.sh MODEL.gguf
 #        [THREADS] [PP] [TG] [ROUNDS] [-- extra bitnet args]
 set -euo pipefail
 MODEL=$1; THREADS=${2:-2}; PP=${3:-128}; TG=${4:-64}; ROUNDS=${5:-3}; DEPTH=${DEPTH:-0}
@@ -21,7 +24,9 @@ read -r -a ISA_LIST <<< "${ISAS:-}"
 ours() { if [ ${#ISA_LIST[@]} -eq 0 ]; then echo "$1:$2"; else for i in "${ISA_LIST[@]}"; do echo "$1@$i:$2"; done; fi; }
 mapfile -t ENGINES < <(ours ours-tq2 "$MODEL"; echo "llama.cpp:$MODEL")
 if [ -n "${I2S_MODEL:-}" ]; then
-  BITNET_CPP_BENCH=$(bash "$HERE/../shared/reference/build-bitnet-cpp.sh")
+  FLAGS=$(bash "$HERE/scripts/anchor-isa-flags.sh")
+  BITNET_CPP_BENCH=$(BITNET_CPP_DIR="$HOME/.cache/bitnet-cpp${ANCHOR_ISA:+-$ANCHOR_ISA}" CFLAGS="$FLAGS" \
+    CXXFLAGS="$FLAGS" bash "$HERE/../shared/reference/build-bitnet-cpp.sh")
   mapfile -t -O ${#ENGINES[@]} ENGINES < <(ours ours-i2s "$I2S_MODEL"; echo "bitnet.cpp:$I2S_MODEL")
 fi
 OUT=$(mktemp -d)
@@ -68,7 +73,7 @@ for name in names:
     print_row = f"| {label} | {p[0]:.1f} ± {p[1]:.1f} | {t[0]:.1f} ± {t[1]:.1f} | {rss:.2f} GB | {load} | {wall[0]:.1f} |"
     rows[name + "-row"] = print_row
 print(f"{threads} threads, pp{pp}, tg{tg}, depth {depth}, {rounds} alternating rounds, bitnet args: {extra or '-'}, "
-      f"llama-bench args: {llama_args or '-'}")
+      f"llama-bench args: {llama_args or '-'}, anchors built for: {os.environ.get('ANCHOR_ISA') or 'this CPU'}")
 print(f"| engine | pp{pp} tok/s | tg{tg} tok/s | peak RSS | load s | wall s |\n|---|---|---|---|---|---|")
 for name in names:
     print(rows[name + "-row"])
