@@ -81,6 +81,7 @@ for ours in names:
     theirs = {"ours-tq2": "llama.cpp", "ours-i2s": "bitnet.cpp"}.get(ours.split("@")[0])
     if theirs in rows:
         (op, ot), (tp, tt) = rows[ours], rows[theirs]
-        print(f"| ratio {ours} / {theirs} | {op[0] / tp[0]:.2f}× | {ot[0] / tt[0]:.2f}× | | | |")
+        ratio = lambda a, b: f"{a / b:.2f}×" if b > 0 else "-"
+        print(f"| ratio {ours} / {theirs} | {ratio(op[0], tp[0])} | {ratio(ot[0], tt[0])} | | | |")
 PY
 rm -rf "$OUT"
