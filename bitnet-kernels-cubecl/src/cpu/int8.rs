@@ -114,7 +114,6 @@ fn head_rows(isa: Isa, tokens: usize) -> usize {
 /// `w · q` for `rows` (1 or [`head_rows`]) int8 rows of `k` columns, `row_bytes` apart from `w` on, and
 /// `tokens` (1..=[`tokens_per_pass`]) tokens of activations `stride` bytes apart (`sums`: Σ of each token's
 /// values), on `isa`; row `r`'s dots go to `out[r · tokens..]`.
-#[allow(clippy::too_many_arguments)]
 fn int8_rows_dots(
     isa: Isa,
     (w, row_bytes, rows, k): (&[i8], usize, usize, usize),
@@ -135,7 +134,7 @@ fn int8_rows_dots(
         // SAFETY: AVX-512 F/BW/VNNI are present; `w` spans the rows, `q` the row for every token, `sums`
         // and `out` their values (asserted).
         return unsafe {
-            super::avx512::int8_row_dots(w, row_bytes, rows, k, q, stride, sums, tokens, out)
+            super::avx512::int8_row_dots((w, row_bytes, rows, k), q, stride, sums, tokens, out)
         };
     }
     #[cfg(target_arch = "x86_64")]
@@ -143,7 +142,7 @@ fn int8_rows_dots(
         // SAFETY: AVX2 and AVX-VNNI are present; `w` spans the rows, `q` the row for every token, `sums`
         // and `out` their values (asserted).
         return unsafe {
-            super::avxvnni::int8_row_dots(w, row_bytes, rows, k, q, stride, sums, tokens, out)
+            super::avxvnni::int8_row_dots((w, row_bytes, rows, k), q, stride, sums, tokens, out)
         };
     }
     #[cfg(target_arch = "x86_64")]
@@ -195,21 +194,21 @@ pub fn int8_matmul(x: &[f32], m: usize, w: &[u32], scales: &[f32], k: usize, isa
                         let tile_rows = head_rows(isa, tokens);
                         let mut r = rows.start;
                         while r < rows.end {
-                            let at = if rows.end - r >= tile_rows {
+                            let take = if rows.end - r >= tile_rows {
                                 tile_rows
                             } else {
                                 1
                             };
                             int8_rows_dots(
                                 isa,
-                                (&w[r * row..], row, at, k),
+                                (&w[r * row..], row, take, k),
                                 acts.from_token(t0),
                                 acts.stride,
                                 &acts.block_sums[t0..],
                                 tokens,
                                 dots,
                             );
-                            for (i, d) in dots.chunks_exact(tokens).take(at).enumerate() {
+                            for (i, d) in dots.chunks_exact(tokens).take(take).enumerate() {
                                 for (t, &d) in d.iter().enumerate() {
                                     // SAFETY: in bounds; row `r + i` belongs to this band only.
                                     unsafe {
@@ -220,7 +219,7 @@ pub fn int8_matmul(x: &[f32], m: usize, w: &[u32], scales: &[f32], k: usize, isa
                                     };
                                 }
                             }
-                            r += at;
+                            r += take;
                         }
                     }
                 }

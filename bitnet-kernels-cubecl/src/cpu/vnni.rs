@@ -280,12 +280,8 @@ macro_rules! vnni_kernels {
         /// The CPU has the module's features; `w` holds `rows` rows of `k` bytes `row_bytes` apart; `q` holds
         /// `tokens` rows of `stride ≥ k` bytes; `sums` holds `tokens` values and `out` `rows · tokens`.
         #[target_feature(enable = $features)]
-        #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn int8_row_dots(
-            w: &[i8],
-            row_bytes: usize,
-            rows: usize,
-            k: usize,
+            (w, row_bytes, rows, k): (&[i8], usize, usize, usize),
             q: &[i8],
             stride: usize,
             sums: &[i32],
