@@ -176,6 +176,7 @@ fn table_lookup_gives_the_oracle_integers() {
                 let mut acts = QuantizedActs::default();
                 acts.quantize_permuted(&c.x, tokens, k, block, isa.chunk());
                 acts.fill_lanes();
+                assert_eq!(acts.lanes.as_ptr() as usize % 64, 0, "lanes' alignment");
                 for rows in [1, 3, n] {
                     for r0 in (0..n).step_by(rows) {
                         let r1 = (r0 + rows).min(n);
@@ -198,7 +199,8 @@ fn table_lookup_gives_the_oracle_integers() {
 /// The quantized, permuted activations (the SIMD quantizers on x86, the portable loop elsewhere and for partial
 /// chunks) equal the reference per-token quantization at the permuted places, zero padded, with each block's sum:
 /// both chunk widths, ragged widths, blocks smaller and larger than a chunk, and values that round half to even,
-/// saturate, or are not numbers (quantized to 0 by the reference).
+/// saturate, or are not numbers (quantized to 0 by the reference). Every token starts on a cache line (a
+/// vector load straddling two lines halves the kernels' load rate).
 #[test]
 fn quantized_activations_equal_the_reference_at_their_permuted_places() {
     let mut rng = Lcg(7);
@@ -239,6 +241,8 @@ fn quantized_activations_equal_the_reference_at_their_permuted_places() {
             acts.quantize_permuted(&x, m, k, block, chunk);
             let stride = k.div_ceil(chunk) * chunk;
             assert_eq!(acts.stride, stride);
+            assert_eq!(acts.q.as_ptr() as usize % 64, 0, "tokens' alignment");
+            assert_eq!(stride % 64, 0, "tokens' alignment");
             for t in 0..m {
                 let row = &x[t * k..(t + 1) * k];
                 let mut want = vec![0i8; k];
