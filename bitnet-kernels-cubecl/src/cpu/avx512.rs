@@ -19,24 +19,60 @@ unsafe fn act(a: *const i8) -> __m512i {
     _mm512_loadu_si512(a.cast())
 }
 
-vnni_kernels! {
-    features: "avx512f,avx512bw,avx512vnni",
-    vector: __m512i,
-    bytes: 64,
-    decode_rows: 4,
-    prefill_tiles: [2 => 4, 3 => 4, 4 => 4, 5 => 3, 6 => 4, 7 => 3, 8 => 3],
-    head_tiles: [1 => 2, 2 => 2, 3 => 2, 4 => 2, 5 => 2, 6 => 2, 7 => 2, 8 => 2],
-    zero: _mm512_setzero_si512,
-    splat: _mm512_set1_epi8,
-    load: _mm512_loadu_si512,
-    load_partial: load_partial,
-    and: _mm512_and_si512,
-    xor: _mm512_xor_si512,
-    srli16: _mm512_srli_epi16,
-    srai32: _mm512_srai_epi32,
-    add32: _mm512_add_epi32,
-    dpbusd: _mm512_dpbusd_epi32,
-    act: act,
-    dpbusd_act: _mm512_dpbusd_epi32,
-    hsum: _mm512_reduce_add_epi32,
+/// [`vnni_kernels!`] on 512-bit vectors with the `features` and optional parts given.
+macro_rules! avx512_kernels {
+    ($features:literal, $($parts:tt)*) => {
+        vnni_kernels! {
+            features: $features,
+            vector: __m512i,
+            bytes: 64,
+            decode_rows: 4,
+            prefill_tiles: [2 => 4, 3 => 4, 4 => 4, 5 => 3, 6 => 4, 7 => 3, 8 => 3],
+            $($parts)*
+            zero: _mm512_setzero_si512,
+            splat: _mm512_set1_epi8,
+            load: _mm512_loadu_si512,
+            and: _mm512_and_si512,
+            srli16: _mm512_srli_epi16,
+            srai32: _mm512_srai_epi32,
+            add32: _mm512_add_epi32,
+            dpbusd: _mm512_dpbusd_epi32,
+            act: act,
+            dpbusd_act: _mm512_dpbusd_epi32,
+            hsum: _mm512_reduce_add_epi32,
+        }
+    };
+}
+
+avx512_kernels! {
+    "avx512f,avx512bw,avx512vnni",
+    head: {
+        tiles: [1 => 2, 2 => 2, 3 => 2, 4 => 2, 5 => 2, 6 => 2, 7 => 2, 8 => 2],
+        load_partial: load_partial,
+        xor: _mm512_xor_si512,
+    },
+}
+
+/// The same ternary tiles for CPUs with GFNI ([`super::Isa::Avx512Gfni`]), compiled apart so the compiler may
+/// use GFNI only here: the multi-token tiles cut slices 1-3 of the codes out of the packed words with one
+/// `vgf2p8affineqb` each instead of a shift and a mask, both of which take a port `vpdpbusd` needs on 512-bit
+/// vectors. In cache and end to end see BENCHMARKS.md (session 38).
+pub(crate) mod gfni {
+    use std::arch::x86_64::*;
+
+    use super::act;
+
+    /// Slice `s` of the codes in packed words `w` (bits `2s..2s + 2` of each byte, moved to the bottom): output
+    /// bit `i` of a byte is the parity of the input bits that byte `7 - i` of the matrix selects.
+    #[target_feature(enable = "avx512f,gfni")]
+    #[inline]
+    fn gfni_codes(w: __m512i, s: usize) -> __m512i {
+        let matrix = _mm512_set1_epi64((1i64 << (2 * s)) << 56 | (1i64 << (2 * s + 1)) << 48);
+        _mm512_gf2p8affine_epi64_epi8::<0>(w, matrix)
+    }
+
+    avx512_kernels! {
+        "avx512f,avx512bw,avx512vnni,gfni",
+        gfni_codes: gfni_codes,
+    }
 }

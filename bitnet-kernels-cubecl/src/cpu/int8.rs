@@ -30,7 +30,7 @@ thread_local! {
 /// than two passes of 4, `cargo bench --bench kernels -- int8_head`; on AVX-VNNI 8-stream decode 78-84 → 88-89
 /// tok/s), 4 elsewhere (AVX2's sign-moving form spends five instructions a vector and token: 8 ran no faster).
 fn tokens_per_pass(isa: Isa) -> usize {
-    if matches!(isa, Isa::Avx512Vnni | Isa::AvxVnni) && isa.supported() {
+    if (isa.avx512() || isa == Isa::AvxVnni) && isa.supported() {
         MAX_TOKEN_TILE
     } else {
         4
@@ -102,7 +102,7 @@ fn head_rows(isa: Isa, tokens: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     match isa {
         _ if !isa.supported() => {}
-        Isa::Avx512Vnni => return super::avx512::head_rows(tokens),
+        Isa::Avx512Vnni | Isa::Avx512Gfni => return super::avx512::head_rows(tokens),
         Isa::AvxVnni => return super::avxvnni::head_rows(tokens),
         Isa::Avx2 => return super::avx2::head_rows(tokens),
         _ => {}
@@ -130,7 +130,7 @@ fn int8_rows_dots(
     assert!((rows == 1 || rows == head_rows(isa, tokens)) && w.len() >= (rows - 1) * row_bytes + k);
     assert!(q.len() >= (tokens - 1) * stride + k && out.len() >= rows * tokens);
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512Vnni && isa.supported() {
+    if isa.avx512() && isa.supported() {
         // SAFETY: AVX-512 F/BW/VNNI are present; `w` spans the rows, `q` the row for every token, `sums`
         // and `out` their values (asserted).
         return unsafe {

@@ -16,6 +16,10 @@ pub enum Isa {
     /// x86-64 AVX-512 with VNNI: `vpdpbusd` (codes × int8, summed into i32 in one instruction) on 512-bit
     /// vectors, for the ternary matmul and the int8 head; attention takes the AVX2 path on such CPUs.
     Avx512Vnni,
+    /// x86-64 AVX-512 VNNI with GFNI (Intel Ice Lake and later, AMD Zen 4 on): the AVX-512 VNNI kernels, but
+    /// the multi-token tiles cut each slice of codes out of the packed words with one `vgf2p8affineqb` where
+    /// the others shift and mask, two instructions on the ports `vpdpbusd` needs.
+    Avx512Gfni,
     /// x86-64 AVX-VNNI: the VEX-encoded 256-bit `vpdpbusd` (Intel Alder Lake and later, AMD Zen 5) on the
     /// AVX2 path's 32-byte chunks, for the ternary matmul and the int8 head; attention takes the AVX2 path.
     AvxVnni,
@@ -34,7 +38,7 @@ pub enum Isa {
 
 impl Isa {
     /// The best path this CPU runs, detected once;
-    /// `BITNET_ISA=scalar|avx2|avxvnni|avx512vnni|neon|neondot|simd128|relaxedsimd`
+    /// `BITNET_ISA=scalar|avx2|avxvnni|avx512vnni|avx512gfni|neon|neondot|simd128|relaxedsimd`
     /// forces one it supports.
     pub fn detect() -> Isa {
         static CHOSEN: OnceLock<Isa> = OnceLock::new();
@@ -50,6 +54,7 @@ impl Isa {
     /// Every path this CPU can run, best first (the tests compare them all with [`Isa::Scalar`]).
     pub fn available() -> Vec<Isa> {
         [
+            Isa::Avx512Gfni,
             Isa::Avx512Vnni,
             Isa::AvxVnni,
             Isa::Avx2,
@@ -70,6 +75,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512Vnni => "avx512vnni",
+            Isa::Avx512Gfni => "avx512gfni",
             Isa::AvxVnni => "avxvnni",
             Isa::Neon => "neon",
             Isa::NeonDot => "neondot",
@@ -89,6 +95,10 @@ impl Isa {
                 std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512bw")
                     && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Gfni => {
+                Isa::Avx512Vnni.supported() && std::arch::is_x86_feature_detected!("gfni")
             }
             #[cfg(target_arch = "x86_64")]
             Isa::AvxVnni => {
@@ -112,7 +122,12 @@ impl Isa {
 
     /// Whether the AVX2 kernels run (AVX2 itself, and attention on the VNNI paths).
     pub fn has_avx2(self) -> bool {
-        matches!(self, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni) && Isa::Avx2.supported()
+        (self == Isa::Avx2 || self == Isa::AvxVnni || self.avx512()) && Isa::Avx2.supported()
+    }
+
+    /// Whether this is one of the AVX-512 VNNI paths (their kernels, tiles and chunks are the same).
+    pub fn avx512(self) -> bool {
+        matches!(self, Isa::Avx512Vnni | Isa::Avx512Gfni)
     }
 
     /// Most tokens sharing one pass over a weight row (prefill, batched decode): on the VNNI paths as many as
@@ -121,7 +136,7 @@ impl Isa {
     pub fn token_tile(self) -> usize {
         match self {
             Isa::AvxVnni => 5,
-            Isa::Avx512Vnni => 8,
+            isa if isa.avx512() => 8,
             _ => 4,
         }
     }
@@ -133,7 +148,7 @@ impl Isa {
     /// [`Isa::token_tile`].
     pub fn pass_tokens(self, left: usize, k: usize) -> usize {
         match self {
-            Isa::Avx512Vnni if left > 8 || k * left > L1_ACTS => left.min(6),
+            isa if isa.avx512() && (left > 8 || k * left > L1_ACTS) => left.min(6),
             isa => left.min(isa.token_tile()),
         }
     }
@@ -164,7 +179,7 @@ impl Isa {
     /// of one vector load of packed words (64 bytes on AVX-512, 32 elsewhere).
     pub fn chunk(self) -> usize {
         match self {
-            Isa::Avx512Vnni => 2 * super::acts::CHUNK,
+            isa if isa.avx512() => 2 * super::acts::CHUNK,
             _ => super::acts::CHUNK,
         }
     }

@@ -75,7 +75,15 @@ pub fn ternary_tile_dots(
         q, stride, tokens, ..
     } = acts;
     #[cfg(target_arch = "x86_64")]
-    if simd && isa == Isa::Avx512Vnni && Isa::Avx512Vnni.supported() {
+    if simd && isa == Isa::Avx512Gfni && isa.supported() {
+        // SAFETY: AVX-512 F/BW/VNNI and GFNI are present; tokens, blocks, chunk, the span of `q` and the size of
+        // `out` are asserted above.
+        return unsafe {
+            super::avx512::gfni::ternary_tile_dots(rows, row_bytes, q, stride, tokens, shape, out)
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if simd && isa == Isa::Avx512Vnni && isa.supported() {
         // SAFETY: AVX-512 F/BW/VNNI are present; tokens, blocks, chunk, the span of `q` and the size of `out`
         // are asserted above.
         return unsafe {

@@ -9,15 +9,16 @@
 //! widen, so no overflow bound). Tiles of rows × 1..=8 tokens share both the activation loads (across rows)
 //! and the unpacking (across tokens).
 
-/// Defines `ternary_tile_dots` and `int8_row_dots` in the invoking module for one width of `vpdpbusd`:
-/// `features` the `target_feature` list; `vector` its integer vector type and `bytes` its size; `decode_rows`
-/// the rows of a tile for one token; `prefill_tiles` each token count of a multi-token tile (2 up to
-/// [`super::Isa::token_tile`]) with its rows, sized to the register file (rows × tokens accumulators, a
-/// register per row's packed words, the mask, the shared activations); `head_tiles` each token count of the
-/// int8 head's tiles with its rows (rows × tokens accumulators, a register per row's weights, the offset, the
-/// shared activations); then the intrinsics (`load_partial(p, n)` loads `n < bytes` bytes,
-/// zero above; `hsum` sums the i32 lanes; `act(p)` is what a prefill tile's rows share of the activations at
-/// `p`, and `dpbusd_act(acc, codes, act)` is `vpdpbusd` on it).
+/// Defines `ternary_tile_dots`, and with `head` `int8_row_dots`, in the invoking module for one width of
+/// `vpdpbusd`: `features` the `target_feature` list; `vector` its integer vector type and `bytes` its size;
+/// `decode_rows` the rows of a tile for one token; `prefill_tiles` each token count of a multi-token tile (2 up
+/// to [`$crate::cpu::Isa::token_tile`]) with its rows, sized to the register file (rows × tokens accumulators, a
+/// register per row's packed words, the mask, the shared activations); `gfni_codes(w, s)`, if given, cuts
+/// slice `s` (1-3) of the codes out of packed words `w` in the multi-token tiles instead of a shift and a
+/// mask; `head.tiles` each token count of the int8 head's tiles with its rows (rows × tokens accumulators, a
+/// register per row's weights, the offset, the shared activations), `head.load_partial(p, n)` loads `n <
+/// bytes` bytes, zero above; then the intrinsics (`hsum` sums the i32 lanes; `act(p)` is what a prefill
+/// tile's rows share of the activations at `p`, and `dpbusd_act(acc, codes, act)` is `vpdpbusd` on it).
 macro_rules! vnni_kernels {
     (
         features: $features:literal,
@@ -25,13 +26,16 @@ macro_rules! vnni_kernels {
         bytes: $bytes:expr,
         decode_rows: $decode_rows:expr,
         prefill_tiles: [$($prefill_tokens:literal => $prefill_rows:literal),+],
-        head_tiles: [$($head_tokens:literal => $head_rows:literal),+],
+        $(gfni_codes: $gfni_codes:ident,)?
+        $(head: {
+            tiles: [$($head_tokens:literal => $head_rows:literal),+],
+            load_partial: $load_partial:ident,
+            xor: $xor:ident $(,)?
+        },)?
         zero: $zero:ident,
         splat: $splat:ident,
         load: $load:ident,
-        load_partial: $load_partial:ident,
         and: $and:ident,
-        xor: $xor:ident,
         srli16: $srli:ident,
         srai32: $srai:ident,
         add32: $add:ident,
@@ -42,10 +46,10 @@ macro_rules! vnni_kernels {
     ) => {
         /// Bytes of one vector.
         const BYTES: usize = $bytes;
-        /// Columns per vector load of packed words (see [`super::Isa::chunk`]).
+        /// Columns per vector load of packed words (see [`$crate::cpu::Isa::chunk`]).
         const CHUNK: usize = 4 * BYTES;
 
-        /// See [`super::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × `tokens`
+        /// See [`$crate::cpu::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × `tokens`
         /// activations permuted in [`CHUNK`]-column chunks, cut into tiles of rows × all the tokens.
         ///
         /// # Safety
@@ -134,7 +138,7 @@ macro_rules! vnni_kernels {
                 let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
                 let masks = [3u8, 3 << 2, 3 << 4, 3 << 6].map(|m| $splat(m as i8));
                 let (wp, qp) = (rows.as_ptr().add(r0 * row_bytes), q.as_ptr());
-                let ahead = super::ternary::prefetch_distance(R, row_bytes);
+                let ahead = $crate::cpu::ternary::prefetch_distance(R, row_bytes);
                 let mut c = 0;
                 for b in 0..nb {
                     let block_end = (c + block_chunks).min(chunks);
@@ -161,7 +165,7 @@ macro_rules! vnni_kernels {
             }
 
             /// Chunk `c` of each of the `R` rows from `wp`, prefetching the bytes `ahead` past each in
-            /// address order ([`super::ternary::prefetch_distance`]; a hint, so running past the matrix is
+            /// address order ([`$crate::cpu::ternary::prefetch_distance`]; a hint, so running past the matrix is
             /// harmless). Into L2 (`T1`), not L1: on a Zen 4 guest `T0` held decode at 29.5 tok/s and `T1` took
             /// it to 32.4 (four alternating pairs, `bitnet bench -p 1 -n 64`, 2 threads), 8 streams 80 -> 95;
             /// likely because L1 prefetches hold the miss buffers the demand loads need.
@@ -187,13 +191,13 @@ macro_rules! vnni_kernels {
             fn tail<const R: usize, const T: usize>(&self, r0: usize, out: &mut [i32]) {
                 let (rows, row_bytes, shape) = (self.rows, self.row_bytes, self.shape);
                 let nb = shape.blocks();
-                let acts = super::ternary::ActTile {
+                let acts = $crate::cpu::ternary::ActTile {
                     q: self.q,
                     stride: self.stride,
                     tokens: T,
                     chunk: CHUNK,
                 };
-                super::scalar::ternary_rows_dots(
+                $crate::cpu::scalar::ternary_rows_dots(
                     &rows[r0 * row_bytes..(r0 + R) * row_bytes],
                     row_bytes,
                     row_bytes / BYTES * BYTES,
@@ -222,7 +226,7 @@ macro_rules! vnni_kernels {
                 let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
                 let mask = $splat(3);
                 let (wp, qp) = (rows.as_ptr().add(r0 * row_bytes), q.as_ptr());
-                let ahead = super::ternary::prefetch_distance(R, row_bytes);
+                let ahead = $crate::cpu::ternary::prefetch_distance(R, row_bytes);
                 let mut c = 0;
                 for b in 0..nb {
                     let block_end = (c + block_chunks).min(chunks);
@@ -241,6 +245,8 @@ macro_rules! vnni_kernels {
                                     _ => $srli::<6>(w[r]),
                                 };
                                 let codes = $and(shifted, mask);
+                                // (the shift and mask left unused are dropped by the compiler)
+                                $(let codes = if s > 0 { $gfni_codes(w[r], s) } else { codes };)?
                                 for (acc, &a) in acc.iter_mut().zip(&a) {
                                     *acc = $dpbusd_act(*acc, codes, a);
                                 }
@@ -258,6 +264,7 @@ macro_rules! vnni_kernels {
             }
         }
 
+        $(
         /// Rows of the int8 head's tile for `tokens` tokens (the rows' dot products share each activation load,
         /// and their weight streams run side by side).
         pub(crate) fn head_rows(tokens: usize) -> usize {
@@ -267,13 +274,13 @@ macro_rules! vnni_kernels {
             }
         }
 
-        /// See [`super::scalar::int8_row_dots`]; `rows` (1 or [`head_rows`]) whole rows `row_bytes` apart from
+        /// See [`$crate::cpu::scalar::int8_row_dots`]; `rows` (1 or [`head_rows`]) whole rows `row_bytes` apart from
         /// `w` on, `tokens` one of the module's head tiles, with `sums[t]` = Σ of token `t`'s values; row `r`'s
         /// dots go to `out[r · tokens..]`. `vpdpbusd` multiplies unsigned by signed bytes, so each weight
         /// vector is offset once to `w + 128` (a flip of its sign bit, exact for every int8) and shared by the
         /// tokens, whose dot products are then one instruction per vector (the sign-moving form took five);
         /// `128 · Σ q` comes off at the end. The ragged end of a row is a partial load of both operands (zeros
-        /// contribute nothing). The rows' lines are prefetched [`super::ternary::prefetch_distance`] ahead, as
+        /// contribute nothing). The rows' lines are prefetched [`$crate::cpu::ternary::prefetch_distance`] ahead, as
         /// in the ternary kernels: 1.8× on 8 tokens with it.
         ///
         /// # Safety
@@ -305,7 +312,7 @@ macro_rules! vnni_kernels {
             let mut acc = [[$zero(); T]; R];
             let (whole, rest) = (k / BYTES, k % BYTES);
             let (wp, qp) = (w.as_ptr(), q.as_ptr());
-            let ahead = super::ternary::prefetch_distance(R, row_bytes);
+            let ahead = $crate::cpu::ternary::prefetch_distance(R, row_bytes);
             for v in 0..whole {
                 let mut wu = [$zero(); R];
                 for (r, wu) in wu.iter_mut().enumerate() {
@@ -336,5 +343,6 @@ macro_rules! vnni_kernels {
                 }
             }
         }
+        )?
     };
 }
