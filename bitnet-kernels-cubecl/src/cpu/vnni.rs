@@ -17,8 +17,9 @@
 /// slice `s` (1-3) of the codes out of packed words `w` in the multi-token tiles instead of a shift and a
 /// mask; `head.tiles` each token count of the int8 head's tiles with its rows (rows × tokens accumulators, a
 /// register per row's weights, the offset, the shared activations), `head.load_partial(p, n)` loads `n <
-/// bytes` bytes, zero above; then the intrinsics (`hsum` sums the i32 lanes; `act(p)` is what a prefill
-/// tile's rows share of the activations at `p`, and `dpbusd_act(acc, codes, act)` is `vpdpbusd` on it).
+/// bytes` bytes, zero above; then the intrinsics (`hsum` sums the i32 lanes, `hsum4` those of each of four
+/// vectors; `act(p)` is what a prefill tile's rows share of the activations at `p`, and
+/// `dpbusd_act(acc, codes, act)` is `vpdpbusd` on it).
 macro_rules! vnni_kernels {
     (
         features: $features:literal,
@@ -42,7 +43,8 @@ macro_rules! vnni_kernels {
         dpbusd: $dpbusd:ident,
         act: $act:ident,
         dpbusd_act: $dpbusd_act:ident,
-        hsum: $hsum:ident $(,)?
+        hsum: $hsum:ident,
+        hsum4: $hsum4:ident $(,)?
     ) => {
         /// Bytes of one vector.
         const BYTES: usize = $bytes;
@@ -254,8 +256,16 @@ macro_rules! vnni_kernels {
                         }
                     }
                     for (r, acc) in acc.iter().enumerate() {
-                        for (t, &acc) in acc.iter().enumerate() {
-                            out[t * out_stride + (r0 + r) * nb + b] += $hsum(acc);
+                        let at = |t: usize| t * out_stride + (r0 + r) * nb + b;
+                        let whole = T - T % 4;
+                        for t0 in (0..whole).step_by(4) {
+                            let sums = $hsum4([acc[t0], acc[t0 + 1], acc[t0 + 2], acc[t0 + 3]]);
+                            for (t, sum) in (t0..).zip(sums) {
+                                out[at(t)] += sum;
+                            }
+                        }
+                        for (t, &acc) in acc.iter().enumerate().skip(whole) {
+                            out[at(t)] += $hsum(acc);
                         }
                     }
                     c = block_end;
