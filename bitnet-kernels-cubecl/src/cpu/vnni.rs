@@ -12,7 +12,7 @@
 /// Defines `ternary_tile_dots`, and with `head` `int8_row_dots`, in the invoking module for one width of
 /// `vpdpbusd`: `features` the `target_feature` list; `vector` its integer vector type and `bytes` its size;
 /// `decode_rows` the rows of a tile for one token; `prefill_tiles` each token count of a multi-token tile (2 up
-/// to [`$crate::cpu::Isa::token_tile`]) with its rows, sized to the register file (rows × tokens accumulators, a
+/// to [`crate::cpu::Isa::token_tile`]) with its rows, sized to the register file (rows × tokens accumulators, a
 /// register per row's packed words, the mask, the shared activations); `gfni_codes(w, s)`, if given, cuts
 /// slice `s` (1-3) of the codes out of packed words `w` in the multi-token tiles instead of a shift and a
 /// mask; `head.tiles` each token count of the int8 head's tiles with its rows (rows × tokens accumulators, a
@@ -48,10 +48,10 @@ macro_rules! vnni_kernels {
     ) => {
         /// Bytes of one vector.
         const BYTES: usize = $bytes;
-        /// Columns per vector load of packed words (see [`$crate::cpu::Isa::chunk`]).
+        /// Columns per vector load of packed words (see [`crate::cpu::Isa::chunk`]).
         const CHUNK: usize = 4 * BYTES;
 
-        /// See [`$crate::cpu::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × `tokens`
+        /// See [`crate::cpu::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × `tokens`
         /// activations permuted in [`CHUNK`]-column chunks, cut into tiles of rows × all the tokens.
         ///
         /// # Safety
@@ -167,7 +167,7 @@ macro_rules! vnni_kernels {
             }
 
             /// Chunk `c` of each of the `R` rows from `wp`, prefetching the bytes `ahead` past each in
-            /// address order ([`$crate::cpu::ternary::prefetch_distance`]; a hint, so running past the matrix is
+            /// address order ([`crate::cpu::ternary::prefetch_distance`]; a hint, so running past the matrix is
             /// harmless). Into L2 (`T1`), not L1: on a Zen 4 guest `T0` held decode at 29.5 tok/s and `T1` took
             /// it to 32.4 (four alternating pairs, `bitnet bench -p 1 -n 64`, 2 threads), 8 streams 80 -> 95;
             /// likely because L1 prefetches hold the miss buffers the demand loads need.
@@ -284,13 +284,13 @@ macro_rules! vnni_kernels {
             }
         }
 
-        /// See [`$crate::cpu::scalar::int8_row_dots`]; `rows` (1 or [`head_rows`]) whole rows `row_bytes` apart from
+        /// See [`crate::cpu::scalar::int8_row_dots`]; `rows` (1 or [`head_rows`]) whole rows `row_bytes` apart from
         /// `w` on, `tokens` one of the module's head tiles, with `sums[t]` = Σ of token `t`'s values; row `r`'s
         /// dots go to `out[r · tokens..]`. `vpdpbusd` multiplies unsigned by signed bytes, so each weight
         /// vector is offset once to `w + 128` (a flip of its sign bit, exact for every int8) and shared by the
         /// tokens, whose dot products are then one instruction per vector (the sign-moving form took five);
         /// `128 · Σ q` comes off at the end. The ragged end of a row is a partial load of both operands (zeros
-        /// contribute nothing). The rows' lines are prefetched [`$crate::cpu::ternary::prefetch_distance`] ahead, as
+        /// contribute nothing). The rows' lines are prefetched [`crate::cpu::ternary::prefetch_distance`] ahead, as
         /// in the ternary kernels: 1.8× on 8 tokens with it.
         ///
         /// # Safety
