@@ -43,9 +43,15 @@ fn ternary_tiles_in_cache(c: &mut Criterion) {
     let rows: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
     let mut g = c.benchmark_group(format!("ternary_tiles_in_cache_{n}x{k}"));
     g.throughput(Throughput::Bytes(rows.len() as u64));
-    for tokens in [1, isa.token_tile()] {
+    let mut counts = vec![1, 4, 8, isa.token_tile()];
+    counts.retain(|&t| t <= isa.token_tile());
+    counts.dedup();
+    for tokens in counts {
         let mut acts = QuantizedActs::default();
         acts.quantize_permuted(&x, tokens, k, k, isa.chunk());
+        if isa.tile_multiplies(tokens) {
+            acts.fill_tiles();
+        }
         let mut out = vec![0i32; n * tokens];
         g.bench_function(format!("{}/tokens{tokens}", isa.name()), |b| {
             fastest_call(b, || {
@@ -75,6 +81,9 @@ fn prefill_kernels(c: &mut Criterion) {
     let mut acts = QuantizedActs::default();
     acts.quantize_permuted(&activations(&mut seed, m * k), m, k, k, isa.chunk());
     acts.fill_lanes();
+    if isa.tile_multiplies(m) {
+        acts.fill_tiles();
+    }
     let mut out = vec![0i32; n * m];
     let mut g = c.benchmark_group(format!("prefill_kernels_{n}x{k}x{m}"));
     g.throughput(Throughput::Elements((n * k * m) as u64));

@@ -46,6 +46,9 @@ pub struct QuantizedActs {
     /// The table-lookup kernels' copy ([`Self::fill_lanes`]): per group of [`LANES`] tokens, `[column][LANES]`
     /// i16, zero past the last token.
     pub lanes: Aligned<i16>,
+    /// The AMX kernels' copy ([`Self::fill_tiles`]): per group of [`TILE_TOKENS`] tokens (`n` in the last),
+    /// per 64 columns, 16 rows of each token's 4 bytes in turn (`[16][n][4]`, the B tiles).
+    pub tiles: Aligned<i8>,
 }
 
 impl Default for QuantizedActs {
@@ -58,9 +61,15 @@ impl Default for QuantizedActs {
             blocks: 0,
             chunk: 0,
             lanes: Aligned::new(LINE),
+            tiles: Aligned::new(LINE),
         }
     }
 }
+
+/// Most tokens of one group in [`QuantizedActs::tiles`]: the most one AMX tile call takes.
+pub const TILE_TOKENS: usize = 16;
+/// Columns of one group's B tile in [`QuantizedActs::tiles`] (16 rows of four bytes per token).
+pub const TILE_COLS: usize = 64;
 
 /// Tokens side by side in [`QuantizedActs::lanes`]: the most one table-lookup call takes.
 pub const LANES: usize = 32;
@@ -133,6 +142,41 @@ impl QuantizedActs {
         });
     }
 
+    /// Fills [`Self::tiles`] from the quantized tokens, in parallel over groups of tokens.
+    pub fn fill_tiles(&mut self) {
+        let (stride, m) = (self.stride, self.scale.len());
+        self.tiles.clear();
+        self.tiles.resize(m * stride, 0);
+        let q = &self.q;
+        let tiles = SharedOut::new(&mut self.tiles);
+        par_bands(m.div_ceil(TILE_TOKENS), 1, |groups| {
+            for g in groups {
+                let (t0, n) = (g * TILE_TOKENS, TILE_TOKENS.min(m - g * TILE_TOKENS));
+                // SAFETY: this group's tokens' bytes, which only this group writes.
+                let out = unsafe { tiles.slice(t0 * stride, n * stride) };
+                for t in 0..n {
+                    let q = &q[(t0 + t) * stride..][..stride];
+                    for (i, four) in q.chunks_exact(4).enumerate() {
+                        // 64 columns are 16 groups of four
+                        let (slice, j) = (i / 16, i % 16);
+                        let at = slice * TILE_COLS * n + (j * n + t) * 4;
+                        out[at..at + 4].copy_from_slice(four);
+                    }
+                }
+            }
+        });
+    }
+
+    /// [`Self::tiles`] of tokens `t..t + tokens` if they are one whole group of them, empty otherwise.
+    pub fn tiles_of(&self, t: usize, tokens: usize) -> &[i8] {
+        let whole_group = t.is_multiple_of(TILE_TOKENS)
+            && tokens == TILE_TOKENS.min(self.scale.len().saturating_sub(t));
+        match whole_group && !self.tiles.is_empty() {
+            true => &self.tiles[t * self.stride..(t + tokens) * self.stride],
+            false => &[],
+        }
+    }
+
     /// [`Self::lanes`] of the group of tokens `t..` (`t` a multiple of [`LANES`]).
     pub fn lanes_from(&self, t: usize) -> &[i16] {
         assert!(t.is_multiple_of(LANES), "lanes start at token {t}");
@@ -151,6 +195,7 @@ impl QuantizedActs {
             stride: self.stride,
             tokens,
             chunk: self.chunk,
+            tiles: self.tiles_of(t, tokens),
         }
     }
 
@@ -163,6 +208,7 @@ impl QuantizedActs {
         self.scale.resize(m, 0.0);
         self.block_sums.clear();
         self.block_sums.resize(m * blocks, 0);
+        self.tiles.clear();
     }
 }
 

@@ -152,6 +152,7 @@ impl Tile<'_> {
             stride,
             tokens: T,
             chunk: CHUNK,
+            tiles: &[],
         };
         scalar::ternary_rows_dots(rows, row_bytes, chunks * 32, acts, shape, out, out_stride);
     }

@@ -94,7 +94,7 @@ pub(crate) mod gfni {
     /// bit `i` of a byte is the parity of the input bits that byte `7 - i` of the matrix selects.
     #[target_feature(enable = "avx512f,gfni")]
     #[inline]
-    fn gfni_codes(w: __m512i, s: usize) -> __m512i {
+    pub(crate) fn gfni_codes(w: __m512i, s: usize) -> __m512i {
         let matrix = _mm512_set1_epi64((1i64 << (2 * s)) << 56 | (1i64 << (2 * s + 1)) << 48);
         _mm512_gf2p8affine_epi64_epi8::<0>(w, matrix)
     }

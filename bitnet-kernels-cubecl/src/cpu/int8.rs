@@ -102,7 +102,7 @@ fn head_rows(isa: Isa, tokens: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     match isa {
         _ if !isa.supported() => {}
-        Isa::Avx512Vnni | Isa::Avx512Gfni => return super::avx512::head_rows(tokens),
+        isa if isa.avx512() => return super::avx512::head_rows(tokens),
         Isa::AvxVnni => return super::avxvnni::head_rows(tokens),
         Isa::Avx2 => return super::avx2::head_rows(tokens),
         _ => {}

@@ -20,6 +20,10 @@ pub enum Isa {
     /// the multi-token tiles cut each slice of codes out of the packed words with one `vgf2p8affineqb` where
     /// the others shift and mask, two instructions on the ports `vpdpbusd` needs.
     Avx512Gfni,
+    /// x86-64 AMX-INT8 (Intel Xeon since Sapphire Rapids): the multi-token ternary tiles (prefill, batched
+    /// decode) as tile multiplies, 16 weight rows × up to 16 tokens × 64 columns per `tdpbusd`; one token and
+    /// the rest as on [`Isa::Avx512Gfni`].
+    Amx,
     /// x86-64 AVX-VNNI: the VEX-encoded 256-bit `vpdpbusd` (Intel Alder Lake and later, AMD Zen 5) on the
     /// AVX2 path's 32-byte chunks, for the ternary matmul and the int8 head; attention takes the AVX2 path.
     AvxVnni,
@@ -38,7 +42,7 @@ pub enum Isa {
 
 impl Isa {
     /// The best path this CPU runs, detected once;
-    /// `BITNET_ISA=scalar|avx2|avxvnni|avx512vnni|avx512gfni|neon|neondot|simd128|relaxedsimd`
+    /// `BITNET_ISA=scalar|avx2|avxvnni|avx512vnni|avx512gfni|amx|neon|neondot|simd128|relaxedsimd`
     /// forces one it supports.
     pub fn detect() -> Isa {
         static CHOSEN: OnceLock<Isa> = OnceLock::new();
@@ -54,6 +58,7 @@ impl Isa {
     /// Every path this CPU can run, best first (the tests compare them all with [`Isa::Scalar`]).
     pub fn available() -> Vec<Isa> {
         [
+            Isa::Amx,
             Isa::Avx512Gfni,
             Isa::Avx512Vnni,
             Isa::AvxVnni,
@@ -76,6 +81,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Avx512Vnni => "avx512vnni",
             Isa::Avx512Gfni => "avx512gfni",
+            Isa::Amx => "amx",
             Isa::AvxVnni => "avxvnni",
             Isa::Neon => "neon",
             Isa::NeonDot => "neondot",
@@ -101,6 +107,8 @@ impl Isa {
                 Isa::Avx512Vnni.supported() && std::arch::is_x86_feature_detected!("gfni")
             }
             #[cfg(target_arch = "x86_64")]
+            Isa::Amx => Isa::Avx512Gfni.supported() && super::amx::usable(),
+            #[cfg(target_arch = "x86_64")]
             Isa::AvxVnni => {
                 std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("avxvnni")
@@ -125,9 +133,21 @@ impl Isa {
         (self == Isa::Avx2 || self == Isa::AvxVnni || self.avx512()) && Isa::Avx2.supported()
     }
 
-    /// Whether this is one of the AVX-512 VNNI paths (their kernels, tiles and chunks are the same).
+    /// Whether this is one of the AVX-512 VNNI paths (their kernels, tiles and chunks are the same; AMX's
+    /// beside its tile multiplies).
     pub fn avx512(self) -> bool {
-        matches!(self, Isa::Avx512Vnni | Isa::Avx512Gfni)
+        matches!(self, Isa::Avx512Vnni | Isa::Avx512Gfni | Isa::Amx)
+    }
+
+    /// Whether a ternary matmul of `m` tokens runs on tile multiplies, which read the activations' copy
+    /// [`super::acts::QuantizedActs::fill_tiles`] makes: on the AMX path from 6 tokens on. A tile multiply
+    /// costs the same for 1 to 8 tokens (the codes' stores to L1 and the 16-row `tdpbusd` bound it), the
+    /// AVX-512 tiles' time grows with the tokens: streamed from memory on 2 threads (`cargo bench --bench
+    /// kernels -- ternary_matmul_tokens4`, 16 matrices of 6912 × 2560), 4 tokens ran 380-400 G multiply-adds/s
+    /// on tiles against 540, 5 tokens 505 against 519, 6 tokens 454 against 464 (and +14% on 1 thread), 8
+    /// tokens 632-757 against 505-519.
+    pub fn tile_multiplies(self, m: usize) -> bool {
+        self == Isa::Amx && m >= 6
     }
 
     /// Most tokens sharing one pass over a weight row (prefill, batched decode): on the VNNI paths as many as
@@ -135,6 +155,7 @@ impl Isa {
     /// with 4 tokens the 256-bit tile waited on the instruction's latency), 4 elsewhere.
     pub fn token_tile(self) -> usize {
         match self {
+            Isa::Amx => super::acts::TILE_TOKENS,
             Isa::AvxVnni => 5,
             isa if isa.avx512() => 8,
             _ => 4,
@@ -148,6 +169,7 @@ impl Isa {
     /// [`Isa::token_tile`].
     pub fn pass_tokens(self, left: usize, k: usize) -> usize {
         match self {
+            Isa::Amx => left.min(self.token_tile()),
             isa if isa.avx512() && (left > 8 || k * left > L1_ACTS) => left.min(6),
             isa => left.min(isa.token_tile()),
         }
@@ -168,10 +190,10 @@ impl Isa {
 
     /// The prefill kernel of this path, as `bitnet bench` and `bitnet info` report it.
     pub fn prefill_kernel(self) -> &'static str {
-        if self.lookup_tokens(usize::MAX) > 0 {
-            "table lookup"
-        } else {
-            "multiply-add tiles"
+        match self {
+            Isa::Amx => "AMX tile multiplies",
+            isa if isa.lookup_tokens(usize::MAX) > 0 => "table lookup",
+            _ => "multiply-add tiles",
         }
     }
 

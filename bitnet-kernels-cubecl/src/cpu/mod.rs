@@ -59,6 +59,8 @@ macro_rules! row_tiles {
 pub mod acts;
 #[cfg(target_arch = "x86_64")]
 mod acts_x86;
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod attention;
 mod f32;
 mod flash;

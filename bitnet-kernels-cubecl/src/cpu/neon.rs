@@ -174,6 +174,7 @@ impl Tile<'_> {
             stride: self.stride,
             tokens: T,
             chunk: CHUNK,
+            tiles: &[],
         };
         let from = self.row_bytes / 32 * 32;
         scalar::ternary_rows_dots(

@@ -23,6 +23,7 @@ pub(crate) fn ternary_rows_dots(
         stride,
         tokens,
         chunk,
+        ..
     } = acts;
     let (nb, chunk_bytes) = (shape.blocks(), chunk / 4);
     for (r, row) in rows.chunks_exact(row_bytes).enumerate() {

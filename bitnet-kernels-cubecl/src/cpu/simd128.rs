@@ -182,6 +182,7 @@ impl Tile<'_> {
             stride: self.stride,
             tokens: T,
             chunk: CHUNK,
+            tiles: &[],
         };
         let (rows, row_bytes) = (self.rows, self.row_bytes);
         let from = row_bytes / 32 * 32;

@@ -53,6 +53,9 @@ pub struct ActTile<'a> {
     /// Columns per permutation chunk ([`super::acts::permuted`]); a SIMD path runs only on its own
     /// ([`Isa::chunk`]), the portable path on any.
     pub chunk: usize,
+    /// The same tokens laid out for the AMX path's B tiles ([`QuantizedActs::fill_tiles`]), or empty: then
+    /// that path takes its AVX-512 tiles.
+    pub tiles: &'a [i8],
 }
 
 /// Σ (trit + 1) · q per scale block for a block of packed rows (`rows`: whole rows of `row_bytes` bytes, the
@@ -69,13 +72,19 @@ pub fn ternary_tile_dots(
     out: &mut [i32],
 ) {
     let simd = prepare(isa, rows, row_bytes, acts, shape, isa.token_tile(), out);
+    #[cfg(target_arch = "x86_64")]
+    if simd && isa == Isa::Amx && !acts.tiles.is_empty() && isa.supported() {
+        // SAFETY: AVX-512 F/BW, GFNI and AMX-INT8 are present; tokens, blocks, chunk, the span of `q` and the
+        // size of `out` (zeroed) are asserted above, the span of the tiles by the kernel.
+        return unsafe { super::amx::ternary_tile_dots(rows, row_bytes, acts, shape, out) };
+    }
     // the x86-64 kernels take the activations' parts
     #[cfg(target_arch = "x86_64")]
     let ActTile {
         q, stride, tokens, ..
     } = acts;
     #[cfg(target_arch = "x86_64")]
-    if simd && isa == Isa::Avx512Gfni && isa.supported() {
+    if simd && matches!(isa, Isa::Avx512Gfni | Isa::Amx) && isa.supported() {
         // SAFETY: AVX-512 F/BW/VNNI and GFNI are present; tokens, blocks, chunk, the span of `q` and the size of
         // `out` are asserted above.
         return unsafe {
@@ -143,6 +152,7 @@ fn prepare(
         stride,
         tokens,
         chunk,
+        ..
     } = acts;
     let span = (row_bytes * 4).div_ceil(chunk) * chunk;
     let n_rows = rows.len() / row_bytes;
@@ -241,6 +251,9 @@ pub fn ternary_matmuls_i8(
         acts.quantize_permuted(x, m, k, block, isa.chunk());
         if isa.lookup_tokens(m) > 0 {
             acts.fill_lanes();
+        }
+        if isa.tile_multiplies(m) {
+            acts.fill_tiles();
         }
         let acts = &*acts;
         let band = |band: Range<usize>| {

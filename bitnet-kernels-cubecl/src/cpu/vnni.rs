@@ -198,6 +198,7 @@ macro_rules! vnni_kernels {
                     stride: self.stride,
                     tokens: T,
                     chunk: CHUNK,
+                    tiles: &[],
                 };
                 $crate::cpu::scalar::ternary_rows_dots(
                     &rows[r0 * row_bytes..(r0 + R) * row_bytes],

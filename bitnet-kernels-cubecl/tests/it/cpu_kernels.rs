@@ -132,6 +132,9 @@ fn every_isa_gives_the_oracle_integers() {
                 .map(|isa| {
                     let mut acts = QuantizedActs::default();
                     acts.quantize_permuted(&c.x, tokens, k, block, isa.chunk());
+                    if isa.tile_multiplies(tokens) {
+                        acts.fill_tiles();
+                    }
                     acts
                 })
                 .collect();
@@ -368,7 +371,7 @@ fn ternary_matmul_i8_equals_reference_on_every_isa_and_thread_count() {
 #[test]
 fn int8_head_equals_integer_reference_on_every_isa() {
     let mut rng = Lcg(11);
-    for (n, k) in [(5, 16), (7, 33), (3, 64), (9, 100), (17, 2560)] {
+    for (n, k) in [(5, 16), (7, 33), (3, 64), (9, 100), (33, 128), (17, 2560)] {
         let w: Vec<f32> = (0..n * k).map(|_| rng.heavy()).collect();
         let (wq, ws) = cpu::quantize_rows_i8(&w, k);
         let words = i8_words_per_row(k);
@@ -377,7 +380,7 @@ fn int8_head_equals_integer_reference_on_every_isa() {
             let (q, scale) = (value(i / k, i % k), ws[i / k]);
             assert!(q != i8::MIN && (q as f32 * scale - v).abs() <= scale * 0.5 + 1e-6);
         }
-        for m in [1, 2, 5, 7, 8, 11] {
+        for m in [1, 2, 5, 7, 8, 11, 19] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.heavy()).collect();
             let mut expected = vec![0f32; m * n];
             for t in 0..m {
@@ -477,6 +480,12 @@ fn extreme_values_do_not_overflow_the_i16_accumulators() {
             if isa.token_tile() < tokens {
                 continue;
             }
+            // every value the same: the tile layout's copy is the same bytes
+            let tiles = if isa.tile_multiplies(tokens) {
+                &q[..]
+            } else {
+                &[]
+            };
             for (r, code) in [(0usize, 2i32), (1, 0)] {
                 let row: &[u8] = bytemuck::cast_slice(&words[r * kw..(r + 1) * kw]);
                 let mut out = vec![0i32; tokens];
@@ -489,6 +498,7 @@ fn extreme_values_do_not_overflow_the_i16_accumulators() {
                         stride,
                         tokens,
                         chunk: isa.chunk(),
+                        tiles,
                     },
                     shape,
                     &mut out,
@@ -511,6 +521,7 @@ fn extreme_values_do_not_overflow_the_i16_accumulators() {
                         stride,
                         tokens: 1,
                         chunk: isa.chunk(),
+                        tiles: &[],
                     },
                     shape,
                     &mut out,

@@ -1,0 +1,254 @@
+//! x86-64 AMX path (Intel Xeon since Sapphire Rapids): the multi-token ternary tiles as AMX-INT8 tile
+//! multiplies. One `tdpbusd` multiplies a 16 × 64 tile of unsigned bytes by a 64 × 16 tile of signed bytes
+//! into 16 × 16 i32 in about 16 cycles, where `vpdpbusd` needs 16 instructions and 8 cycles for a sixteenth of
+//! that with one token (AVX-512's tiles of 3 rows × 8 tokens reach about a third of it).
+//!
+//! The A tile is 16 weight rows × one slice of 64 codes (the AVX-512 tiles' slices: the packed words stay in
+//! the crate's one layout), cut out of the packed words with AVX-512 and stored to a buffer in L1, since tiles
+//! load only from memory; the B tile is the slice's 64 activations of up to 16 tokens, interleaved by groups of
+//! four bytes once per matmul ([`super::acts::QuantizedActs::fill_tiles`]). Each of a chunk's four slices
+//! accumulates into its own C tile. The stores of one chunk's codes overlap the multiplies of the one before.
+//!
+//! Rust has no stable AMX intrinsics: the tile instructions are inline assembly on the registers named in it
+//! (`tmm0`-`tmm3` accumulate, `tmm4`/`tmm5` hold codes, `tmm6`/`tmm7` activations); the compiler never
+//! allocates tile registers. The tile configuration is per thread: each call loads it and releases the tiles.
+
+use std::arch::asm;
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use super::acts::{TILE_COLS, TILE_TOKENS};
+use super::avx512::gfni::gfni_codes;
+use super::ternary::ActTile;
+use crate::reference::TernaryShape;
+
+/// Weight rows of a tile (the A and C tiles' rows).
+pub(crate) const TILE_ROWS: usize = 16;
+/// Columns per vector load of packed words (the AVX-512 chunk).
+const CHUNK: usize = 4 * TILE_COLS;
+/// Bytes of one A tile: 16 rows × 64 codes.
+const A_BYTES: usize = TILE_ROWS * TILE_COLS;
+
+/// Whether this CPU and OS run AMX-INT8: CPUID says so, the OS saves the tile state (XCR0 bits 17-18), and
+/// (Linux) the process was granted the tile data, requested once here: without it the first tile
+/// instruction faults.
+pub(crate) fn usable() -> bool {
+    static USABLE: OnceLock<bool> = OnceLock::new();
+    *USABLE.get_or_init(|| {
+        // CPUID.(7, 0):EDX bits 24 (AMX-TILE) and 25 (AMX-INT8); CPUID.1:ECX bit 27 (OSXSAVE) guards XGETBV
+        let cpu = __cpuid_count(7, 0).edx >> 24 & 3 == 3;
+        let osxsave = __cpuid(1).ecx >> 27 & 1 == 1;
+        // SAFETY: OSXSAVE says XGETBV runs and XCR0 is readable.
+        cpu && osxsave && unsafe { xcr0() } >> 17 & 3 == 3 && request_tile_data()
+    })
+}
+
+/// The OS's enabled state components (XCR0).
+#[target_feature(enable = "xsave")]
+unsafe fn xcr0() -> u64 {
+    _xgetbv(0)
+}
+
+/// Asks Linux for the tile data state (`ARCH_REQ_XCOMP_PERM`, `XFEATURE_XTILEDATA`), for the whole process.
+#[cfg(target_os = "linux")]
+fn request_tile_data() -> bool {
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: arch_prctl with these arguments changes only the process's permissions.
+    unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        ) == 0
+    }
+}
+
+/// Elsewhere the permission is not known to be granted: no AMX.
+#[cfg(not(target_os = "linux"))]
+fn request_tile_data() -> bool {
+    false
+}
+
+/// The 64-byte tile configuration (palette 1): each tile's rows and bytes per row.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+impl TileConfig {
+    /// Accumulators `tmm0`-`tmm3` of 16 rows × `tokens` i32, codes `tmm4`/`tmm5` of 16 × 64 bytes,
+    /// activations `tmm6`/`tmm7` of 16 rows (64 columns by fours) × `tokens` groups of four bytes.
+    fn new(tokens: usize) -> Self {
+        let mut c = [0u8; 64];
+        c[0] = 1;
+        let token_bytes = (4 * tokens) as u16;
+        for (tile, bytes) in [token_bytes; 4]
+            .into_iter()
+            .chain([TILE_COLS as u16; 2])
+            .chain([token_bytes; 2])
+            .enumerate()
+        {
+            c[16 + 2 * tile..18 + 2 * tile].copy_from_slice(&bytes.to_le_bytes());
+            c[48 + tile] = TILE_ROWS as u8;
+        }
+        Self(c)
+    }
+}
+
+/// Loads `tmm$t` from `$p`, rows `$stride` bytes apart.
+macro_rules! tileloadd {
+    ($t:literal, $p:expr, $stride:expr) => {
+        asm!(concat!("tileloadd tmm", $t, ", [{p} + {s}]"), p = in(reg) $p, s = in(reg) $stride,
+             options(nostack, readonly, preserves_flags))
+    };
+}
+
+/// `tmm$c += tmm$a (unsigned bytes) · tmm$b (signed bytes)`, groups of four bytes summed into i32.
+macro_rules! tdpbusd {
+    ($c:literal, $a:literal, $b:literal) => {
+        asm!(
+            concat!("tdpbusd tmm", $c, ", tmm", $a, ", tmm", $b),
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+}
+
+/// Stores `tmm$t` to `$p`, rows `$stride` bytes apart.
+macro_rules! tilestored {
+    ($t:literal, $p:expr, $stride:expr) => {
+        asm!(concat!("tilestored [{p} + {s}], tmm", $t), p = in(reg) $p, s = in(reg) $stride,
+             options(nostack, preserves_flags))
+    };
+}
+
+/// Two chunks' codes (four A tiles each): one filled while the other is multiplied.
+#[repr(C, align(64))]
+struct Codes([[u8; 4 * A_BYTES]; 2]);
+
+/// See [`crate::cpu::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × `acts.tokens`
+/// (1..=[`TILE_TOKENS`]) tokens, whose `acts.tiles` hold their activations interleaved for the B tiles; groups
+/// of 16 rows (a ragged last group computes all 16 and keeps its own), the ragged tail of each row on the
+/// portable path.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW and GFNI, and AMX-INT8 is [`usable`]; blocks are one per row or a multiple of
+/// [`CHUNK`] columns; `acts.q` holds the tokens permuted in [`CHUNK`]-column chunks and `acts.tiles` the same
+/// values interleaved, spanning every chunk of a row; `out` holds every row's dots, zeroed.
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+pub(crate) unsafe fn ternary_tile_dots(
+    rows: &[u8],
+    row_bytes: usize,
+    acts: ActTile,
+    shape: TernaryShape,
+    out: &mut [i32],
+) {
+    let ActTile { tokens, tiles, .. } = acts;
+    let (nb, n_rows, chunks) = (
+        shape.blocks(),
+        rows.len() / row_bytes,
+        row_bytes / TILE_COLS,
+    );
+    let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
+    // one slice of B: 16 rows of `tokens` groups of four bytes
+    let (b_row, b_slice) = (4 * tokens, TILE_COLS * tokens);
+    assert!(tiles.len() >= chunks * 4 * b_slice, "activation tiles");
+    let config = TileConfig::new(tokens);
+    asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly, preserves_flags));
+    let mut codes = Codes([[0; 4 * A_BYTES]; 2]);
+    let mut dots = [[0i32; TILE_ROWS * TILE_TOKENS]; 4];
+    let ahead = super::ternary::prefetch_distance(TILE_ROWS, row_bytes);
+    for g0 in (0..n_rows).step_by(TILE_ROWS) {
+        let group = (n_rows - g0).min(TILE_ROWS);
+        if group < TILE_ROWS {
+            // rows past the matrix multiply zeros, not the last group's codes
+            for buffer in &mut codes.0 {
+                buffer.fill(0);
+            }
+        }
+        let wp = rows.as_ptr().add(g0 * row_bytes);
+        let mut c = 0;
+        for b in 0..nb {
+            let block_end = (c + block_chunks).min(chunks);
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nomem, nostack, preserves_flags)
+            );
+            let unpack = |codes: &mut Codes, c: usize| {
+                unpack(&mut codes.0[c % 2], (wp, row_bytes, group), c, ahead)
+            };
+            if c < block_end {
+                unpack(&mut codes, c);
+            }
+            for c in c..block_end {
+                if c + 1 < block_end {
+                    unpack(&mut codes, c + 1);
+                }
+                let a = codes.0[c % 2].as_ptr();
+                let bt = tiles.as_ptr().add(c * 4 * b_slice);
+                tileloadd!(4, a, TILE_COLS);
+                tileloadd!(6, bt, b_row);
+                tdpbusd!(0, 4, 6);
+                tileloadd!(5, a.add(A_BYTES), TILE_COLS);
+                tileloadd!(7, bt.add(b_slice), b_row);
+                tdpbusd!(1, 5, 7);
+                tileloadd!(4, a.add(2 * A_BYTES), TILE_COLS);
+                tileloadd!(6, bt.add(2 * b_slice), b_row);
+                tdpbusd!(2, 4, 6);
+                tileloadd!(5, a.add(3 * A_BYTES), TILE_COLS);
+                tileloadd!(7, bt.add(3 * b_slice), b_row);
+                tdpbusd!(3, 5, 7);
+            }
+            tilestored!(0, dots[0].as_mut_ptr(), b_row);
+            tilestored!(1, dots[1].as_mut_ptr(), b_row);
+            tilestored!(2, dots[2].as_mut_ptr(), b_row);
+            tilestored!(3, dots[3].as_mut_ptr(), b_row);
+            for r in 0..group {
+                for t in 0..tokens {
+                    let i = r * tokens + t;
+                    out[(t * n_rows + g0 + r) * nb + b] +=
+                        dots[0][i] + dots[1][i] + dots[2][i] + dots[3][i];
+                }
+            }
+            c = block_end;
+        }
+    }
+    asm!("tilerelease", options(nomem, nostack, preserves_flags));
+    let tail = ActTile {
+        chunk: CHUNK,
+        ..acts
+    };
+    super::scalar::ternary_rows_dots(
+        rows,
+        row_bytes,
+        chunks * TILE_COLS,
+        tail,
+        shape,
+        out,
+        n_rows * nb,
+    );
+}
+
+/// Stores the four slices of chunk `c` of `group` rows `row_bytes` apart from `wp` into `codes` (A tile `s`
+/// at `s · A_BYTES`, a row every 64 bytes), prefetching `ahead` ([`super::ternary::prefetch_distance`]).
+#[target_feature(enable = "avx512f,avx512bw,gfni")]
+#[inline]
+unsafe fn unpack(
+    codes: &mut [u8; 4 * A_BYTES],
+    (wp, row_bytes, group): (*const u8, usize, usize),
+    c: usize,
+    ahead: usize,
+) {
+    let buffer = codes.as_mut_ptr();
+    for r in 0..group {
+        _mm_prefetch::<_MM_HINT_T1>(wp.wrapping_add(ahead + (c * TILE_ROWS + r) * 64).cast());
+        let w = _mm512_loadu_si512(wp.add(r * row_bytes + c * TILE_COLS).cast());
+        for s in 0..4 {
+            _mm512_store_si512(
+                buffer.add(s * A_BYTES + r * TILE_COLS).cast(),
+                gfni_codes(w, s),
+            );
+        }
+    }
+}
