@@ -43,7 +43,7 @@ fn ternary_tiles_in_cache(c: &mut Criterion) {
     let rows: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
     let mut g = c.benchmark_group(format!("ternary_tiles_in_cache_{n}x{k}"));
     g.throughput(Throughput::Bytes(rows.len() as u64));
-    let mut counts = vec![1, 4, 8, isa.token_tile()];
+    let mut counts = vec![1, 4, 8, 16, isa.token_tile()];
     counts.retain(|&t| t <= isa.token_tile());
     counts.dedup();
     for tokens in counts {

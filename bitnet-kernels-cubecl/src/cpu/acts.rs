@@ -167,11 +167,14 @@ impl QuantizedActs {
         });
     }
 
-    /// [`Self::tiles`] of tokens `t..t + tokens` if they are one whole group of them, empty otherwise.
+    /// [`Self::tiles`] of tokens `t..t + tokens` if they are whole groups (the last may end early), empty
+    /// otherwise.
     pub fn tiles_of(&self, t: usize, tokens: usize) -> &[i8] {
-        let whole_group = t.is_multiple_of(TILE_TOKENS)
-            && tokens == TILE_TOKENS.min(self.scale.len().saturating_sub(t));
-        match whole_group && !self.tiles.is_empty() {
+        let m = self.scale.len();
+        let whole = t.is_multiple_of(TILE_TOKENS)
+            && t + tokens <= m
+            && (tokens.is_multiple_of(TILE_TOKENS) || t + tokens == m);
+        match whole && !self.tiles.is_empty() {
             true => &self.tiles[t * self.stride..(t + tokens) * self.stride],
             false => &[],
         }

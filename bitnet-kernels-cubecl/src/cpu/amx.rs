@@ -75,18 +75,24 @@ fn request_tile_data() -> bool {
 struct TileConfig([u8; 64]);
 
 impl TileConfig {
-    /// Accumulators `tmm0`-`tmm3` of 16 rows × `tokens` i32, codes `tmm4`/`tmm5` of 16 × 64 bytes,
-    /// activations `tmm6`/`tmm7` of 16 rows (64 columns by fours) × `tokens` groups of four bytes.
-    fn new(tokens: usize) -> Self {
+    /// Accumulators `tmm0`/`tmm1` of 16 rows × `first` i32 and `tmm2`/`tmm3` of 16 × `second`, codes
+    /// `tmm4`/`tmm5` of 16 × 64 bytes, activations `tmm6` of 16 rows (64 columns by fours) × `first` groups of
+    /// four bytes and `tmm7` × `second` (tiles of 0 tokens are left unconfigured).
+    fn new(first: usize, second: usize) -> Self {
         let mut c = [0u8; 64];
         c[0] = 1;
-        let token_bytes = (4 * tokens) as u16;
-        for (tile, bytes) in [token_bytes; 4]
-            .into_iter()
-            .chain([TILE_COLS as u16; 2])
-            .chain([token_bytes; 2])
-            .enumerate()
-        {
+        let [first, second] = [first, second].map(|tokens| (4 * tokens) as u16);
+        let widths = [
+            first,
+            first,
+            second,
+            second,
+            TILE_COLS as u16,
+            TILE_COLS as u16,
+            first,
+            second,
+        ];
+        for (tile, bytes) in widths.into_iter().enumerate().filter(|&(_, b)| b > 0) {
             c[16 + 2 * tile..18 + 2 * tile].copy_from_slice(&bytes.to_le_bytes());
             c[48 + tile] = TILE_ROWS as u8;
         }
@@ -120,14 +126,20 @@ macro_rules! tilestored {
     };
 }
 
-/// Two chunks' codes (four A tiles each): one filled while the other is multiplied.
+/// A chunk's codes for a pair of row groups (four A tiles each, `[group][slice][row][64]`), twice: one
+/// filled while the other is multiplied.
 #[repr(C, align(64))]
-struct Codes([[u8; 4 * A_BYTES]; 2]);
+struct Codes([[u8; PAIR_BYTES]; 2]);
+
+/// Bytes of a chunk's codes for a pair of row groups.
+const PAIR_BYTES: usize = 2 * 4 * A_BYTES;
 
 /// See [`crate::cpu::ternary::ternary_tile_dots`]: `rows` packed rows (`row_bytes` apart) × `acts.tokens`
-/// (1..=[`TILE_TOKENS`]) tokens, whose `acts.tiles` hold their activations interleaved for the B tiles; groups
-/// of 16 rows (a ragged last group computes all 16 and keeps its own), the ragged tail of each row on the
-/// portable path.
+/// (1..=2 · [`TILE_TOKENS`]) tokens, whose `acts.tiles` hold their activations interleaved for the B tiles.
+/// Pairs of 16-row groups × the first 16 tokens and the rest: each A tile (a group's slice of codes) serves
+/// both token groups and each B tile both row groups, four `tdpbusd` per four tile loads. Ragged groups
+/// multiply zeros past the matrix and keep their own rows; the ragged tail of each row runs on the portable
+/// path.
 ///
 /// # Safety
 /// The CPU has AVX-512 F/BW and GFNI, and AMX-INT8 is [`usable`]; blocks are one per row or a multiple of
@@ -141,42 +153,63 @@ pub(crate) unsafe fn ternary_tile_dots(
     shape: TernaryShape,
     out: &mut [i32],
 ) {
-    let ActTile { tokens, tiles, .. } = acts;
+    let ActTile {
+        tokens,
+        tiles,
+        stride,
+        ..
+    } = acts;
     let (nb, n_rows, chunks) = (
         shape.blocks(),
         rows.len() / row_bytes,
         row_bytes / TILE_COLS,
     );
     let block_chunks = if nb == 1 { chunks } else { shape.block / CHUNK };
-    // one slice of B: 16 rows of `tokens` groups of four bytes
-    let (b_row, b_slice) = (4 * tokens, TILE_COLS * tokens);
-    assert!(tiles.len() >= chunks * 4 * b_slice, "activation tiles");
-    let config = TileConfig::new(tokens);
+    let (first, second) = (tokens.min(TILE_TOKENS), tokens.saturating_sub(TILE_TOKENS));
+    assert!(second <= TILE_TOKENS, "{tokens} tokens");
+    // one slice of each token group's B: 16 rows of four bytes per token
+    let b = Operand {
+        first: tiles.as_ptr(),
+        second: tiles.as_ptr().wrapping_add(TILE_TOKENS * stride),
+        row: [4 * first, 4 * second],
+        slice: [TILE_COLS * first, TILE_COLS * second],
+    };
+    assert!(
+        tiles.len() >= tokens * stride && stride >= chunks * CHUNK,
+        "activation tiles"
+    );
+    let config = TileConfig::new(first, second);
     asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly, preserves_flags));
-    let mut codes = Codes([[0; 4 * A_BYTES]; 2]);
+    let mut codes = Codes([[0; PAIR_BYTES]; 2]);
     let mut dots = [[0i32; TILE_ROWS * TILE_TOKENS]; 4];
-    let ahead = super::ternary::prefetch_distance(TILE_ROWS, row_bytes);
-    for g0 in (0..n_rows).step_by(TILE_ROWS) {
-        let group = (n_rows - g0).min(TILE_ROWS);
-        if group < TILE_ROWS {
-            // rows past the matrix multiply zeros, not the last group's codes
+    let ahead = super::ternary::prefetch_distance(2 * TILE_ROWS, row_bytes);
+    for g0 in (0..n_rows).step_by(2 * TILE_ROWS) {
+        let group_rows = (n_rows - g0).min(2 * TILE_ROWS);
+        if group_rows < 2 * TILE_ROWS {
+            // rows past the matrix multiply zeros, not the last pair's codes
             for buffer in &mut codes.0 {
                 buffer.fill(0);
             }
         }
+        let pair = group_rows > TILE_ROWS;
         let wp = rows.as_ptr().add(g0 * row_bytes);
         let mut c = 0;
-        for b in 0..nb {
+        for block in 0..nb {
             let block_end = (c + block_chunks).min(chunks);
             asm!(
                 "tilezero tmm0",
                 "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
                 options(nomem, nostack, preserves_flags)
             );
+            if second > 0 {
+                asm!(
+                    "tilezero tmm2",
+                    "tilezero tmm3",
+                    options(nomem, nostack, preserves_flags)
+                );
+            }
             let unpack = |codes: &mut Codes, c: usize| {
-                unpack(&mut codes.0[c % 2], (wp, row_bytes, group), c, ahead)
+                unpack(&mut codes.0[c % 2], (wp, row_bytes, group_rows), c, ahead)
             };
             if c < block_end {
                 unpack(&mut codes, c);
@@ -186,29 +219,27 @@ pub(crate) unsafe fn ternary_tile_dots(
                     unpack(&mut codes, c + 1);
                 }
                 let a = codes.0[c % 2].as_ptr();
-                let bt = tiles.as_ptr().add(c * 4 * b_slice);
-                tileloadd!(4, a, TILE_COLS);
-                tileloadd!(6, bt, b_row);
-                tdpbusd!(0, 4, 6);
-                tileloadd!(5, a.add(A_BYTES), TILE_COLS);
-                tileloadd!(7, bt.add(b_slice), b_row);
-                tdpbusd!(1, 5, 7);
-                tileloadd!(4, a.add(2 * A_BYTES), TILE_COLS);
-                tileloadd!(6, bt.add(2 * b_slice), b_row);
-                tdpbusd!(2, 4, 6);
-                tileloadd!(5, a.add(3 * A_BYTES), TILE_COLS);
-                tileloadd!(7, bt.add(3 * b_slice), b_row);
-                tdpbusd!(3, 5, 7);
+                match (pair, second > 0) {
+                    (true, true) => multiply::<true, true>(a, &b, c),
+                    (true, false) => multiply::<true, false>(a, &b, c),
+                    (false, true) => multiply::<false, true>(a, &b, c),
+                    (false, false) => multiply::<false, false>(a, &b, c),
+                }
             }
-            tilestored!(0, dots[0].as_mut_ptr(), b_row);
-            tilestored!(1, dots[1].as_mut_ptr(), b_row);
-            tilestored!(2, dots[2].as_mut_ptr(), b_row);
-            tilestored!(3, dots[3].as_mut_ptr(), b_row);
-            for r in 0..group {
-                for t in 0..tokens {
-                    let i = r * tokens + t;
-                    out[(t * n_rows + g0 + r) * nb + b] +=
-                        dots[0][i] + dots[1][i] + dots[2][i] + dots[3][i];
+            // C tile `2j + i`: row group `i` × token group `j`
+            tilestored!(0, dots[0].as_mut_ptr(), b.row[0]);
+            tilestored!(1, dots[1].as_mut_ptr(), b.row[0]);
+            if second > 0 {
+                tilestored!(2, dots[2].as_mut_ptr(), b.row[1]);
+                tilestored!(3, dots[3].as_mut_ptr(), b.row[1]);
+            }
+            for r in 0..group_rows {
+                let (i, row) = (r / TILE_ROWS, r % TILE_ROWS);
+                for (j, (t0, n)) in [(0, first), (TILE_TOKENS, second)].into_iter().enumerate() {
+                    let dots = &dots[2 * j + i][row * n..(row + 1) * n];
+                    for (t, &d) in (t0..).zip(dots) {
+                        out[(t * n_rows + g0 + r) * nb + block] += d;
+                    }
                 }
             }
             c = block_end;
@@ -230,25 +261,55 @@ pub(crate) unsafe fn ternary_tile_dots(
     );
 }
 
-/// Stores the four slices of chunk `c` of `group` rows `row_bytes` apart from `wp` into `codes` (A tile `s`
-/// at `s · A_BYTES`, a row every 64 bytes), prefetching `ahead` ([`super::ternary::prefetch_distance`]).
+/// The B tiles of a call: each token group's start, bytes per tile row and per slice.
+struct Operand {
+    first: *const i8,
+    second: *const i8,
+    row: [usize; 2],
+    slice: [usize; 2],
+}
+
+/// The four slices of chunk `c`: A tiles `tmm4` (row group 0) and, with `PAIR`, `tmm5` (group 1) from `a`
+/// ([`Codes`]); B tiles `tmm6` (token group 0) and, with `SECOND`, `tmm7` (group 1); C tile `2j + i` gets row
+/// group `i` × token group `j`.
+#[inline(always)]
+unsafe fn multiply<const PAIR: bool, const SECOND: bool>(a: *const u8, b: &Operand, c: usize) {
+    for s in 0..4 {
+        let a = a.add(s * A_BYTES);
+        tileloadd!(4, a, TILE_COLS);
+        tileloadd!(6, b.first.add((4 * c + s) * b.slice[0]), b.row[0]);
+        tdpbusd!(0, 4, 6);
+        if PAIR {
+            tileloadd!(5, a.add(4 * A_BYTES), TILE_COLS);
+            tdpbusd!(1, 5, 6);
+        }
+        if SECOND {
+            tileloadd!(7, b.second.add((4 * c + s) * b.slice[1]), b.row[1]);
+            tdpbusd!(2, 4, 7);
+            if PAIR {
+                tdpbusd!(3, 5, 7);
+            }
+        }
+    }
+}
+
+/// Stores the four slices of chunk `c` of `rows` (up to 32) rows `row_bytes` apart from `wp` into `codes`
+/// ([`Codes`]' layout), prefetching `ahead` ([`super::ternary::prefetch_distance`]).
 #[target_feature(enable = "avx512f,avx512bw,gfni")]
 #[inline]
 unsafe fn unpack(
-    codes: &mut [u8; 4 * A_BYTES],
-    (wp, row_bytes, group): (*const u8, usize, usize),
+    codes: &mut [u8; PAIR_BYTES],
+    (wp, row_bytes, rows): (*const u8, usize, usize),
     c: usize,
     ahead: usize,
 ) {
     let buffer = codes.as_mut_ptr();
-    for r in 0..group {
-        _mm_prefetch::<_MM_HINT_T1>(wp.wrapping_add(ahead + (c * TILE_ROWS + r) * 64).cast());
+    for r in 0..rows {
+        _mm_prefetch::<_MM_HINT_T1>(wp.wrapping_add(ahead + (c * 2 * TILE_ROWS + r) * 64).cast());
         let w = _mm512_loadu_si512(wp.add(r * row_bytes + c * TILE_COLS).cast());
+        let group = buffer.add(r / TILE_ROWS * 4 * A_BYTES + r % TILE_ROWS * TILE_COLS);
         for s in 0..4 {
-            _mm512_store_si512(
-                buffer.add(s * A_BYTES + r * TILE_COLS).cast(),
-                gfni_codes(w, s),
-            );
+            _mm512_store_si512(group.add(s * A_BYTES).cast(), gfni_codes(w, s));
         }
     }
 }

@@ -155,7 +155,7 @@ impl Isa {
     /// with 4 tokens the 256-bit tile waited on the instruction's latency), 4 elsewhere.
     pub fn token_tile(self) -> usize {
         match self {
-            Isa::Amx => super::acts::TILE_TOKENS,
+            Isa::Amx => 2 * super::acts::TILE_TOKENS,
             Isa::AvxVnni => 5,
             isa if isa.avx512() => 8,
             _ => 4,
