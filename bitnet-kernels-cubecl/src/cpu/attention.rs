@@ -172,6 +172,8 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
     let (out_w, partial_w) = (SharedOut::new(&mut out), SharedOut::new(&mut partial));
     #[cfg(target_arch = "x86_64")]
     let avx2 = super::Isa::detect().has_avx2() && super::decode_avx2::supported();
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = avx2 && super::Isa::detect().avx512();
     par_claimed(n_units * chunks, 1, |jobs| {
         let job = jobs.start;
         let (unit, c) = (job / chunks, job % chunks);
@@ -214,6 +216,11 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
             partial: chunks > 1,
         };
         SCRATCH.with_borrow_mut(|scratch| {
+            #[cfg(target_arch = "x86_64")]
+            if avx512 && unit.positions > 1 {
+                // SAFETY: the CPU has AVX-512 F, FMA and F16C (checked once above).
+                return unsafe { attend_tile_avx512(&unit, &query, &out, scratch) };
+            }
             #[cfg(target_arch = "x86_64")]
             if avx2 {
                 // SAFETY: the CPU has AVX2, FMA and F16C (checked once above).
@@ -276,6 +283,21 @@ unsafe fn attend_unit_avx2<'q, 'o, T: KvElem>(
     } else {
         attend_unit::<T, Fused>(u, query, out, scratch)
     }
+}
+
+/// A prefill tile ([`flash::attend_tile`]) compiled for 512-bit vectors: a tile's 16 query rows are one vector.
+///
+/// # Safety
+/// The CPU supports AVX-512 F, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+unsafe fn attend_tile_avx512<'q, 'o, T: KvElem>(
+    u: &Tile<'_, T>,
+    query: &impl Fn(usize, usize) -> &'q [f32],
+    out: &impl Fn(usize) -> &'o mut [f32],
+    scratch: &mut Scratch,
+) {
+    attend_unit::<T, Fused>(u, query, out, scratch)
 }
 
 /// [`crate::TernaryBackend::attention_step`] on the CPU. `q [batch, rows, heads, head_dim]` and `k`, `v`
