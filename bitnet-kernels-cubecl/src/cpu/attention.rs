@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use super::f32::dot;
 #[cfg(target_arch = "x86_64")]
 use super::flash::Fused;
-use super::flash::{self, MulAdd, Portable, Tile, TileScratch};
+#[cfg(target_arch = "x86_64")]
+use super::flash::BLOCKING_512;
+use super::flash::{self, MulAdd, Portable, Tile, TileScratch, BLOCKING_256};
 use super::hadamard;
 use super::kv::KvElem;
 use super::par::{par_claimed, SharedOut};
@@ -226,7 +228,9 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
                 // SAFETY: the CPU has AVX2, FMA and F16C (checked once above).
                 return unsafe { attend_unit_avx2(&unit, &query, &out, scratch) };
             }
-            attend_unit::<T, Portable>(&unit, &query, &out, scratch);
+            attend_unit::<T, Portable, { BLOCKING_256.0 }, { BLOCKING_256.1 }>(
+                &unit, &query, &out, scratch,
+            );
         })
     });
     if chunks > 1 {
@@ -250,7 +254,7 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
 
 /// One unit of work: a decode query's group ([`attend_group`]) or a prefill tile ([`flash::attend_tile`]).
 #[inline(always)]
-fn attend_unit<'q, 'o, T: KvElem, M: MulAdd>(
+fn attend_unit<'q, 'o, T: KvElem, M: MulAdd, const KEY_STEP: usize, const RUN: usize>(
     u: &Tile<'_, T>,
     query: &impl Fn(usize, usize) -> &'q [f32],
     out: &impl Fn(usize) -> &'o mut [f32],
@@ -260,7 +264,7 @@ fn attend_unit<'q, 'o, T: KvElem, M: MulAdd>(
     if u.positions == 1 {
         attend_group(u, &|g| query(0, g), scores, kv, out(0));
     } else {
-        flash::attend_tile::<T, M>(u, query, tile, kv, out);
+        flash::attend_tile::<T, M, KEY_STEP, RUN>(u, query, tile, kv, out);
     }
 }
 
@@ -281,7 +285,7 @@ unsafe fn attend_unit_avx2<'q, 'o, T: KvElem>(
     if u.positions == 1 && super::decode_avx2::whole_vectors(u.d) {
         super::decode_avx2::attend_group(u, &|g| query(0, g), &mut scratch.scores, out(0))
     } else {
-        attend_unit::<T, Fused>(u, query, out, scratch)
+        attend_unit::<T, Fused, { BLOCKING_256.0 }, { BLOCKING_256.1 }>(u, query, out, scratch)
     }
 }
 
@@ -297,7 +301,7 @@ unsafe fn attend_tile_avx512<'q, 'o, T: KvElem>(
     out: &impl Fn(usize) -> &'o mut [f32],
     scratch: &mut Scratch,
 ) {
-    attend_unit::<T, Fused>(u, query, out, scratch)
+    attend_unit::<T, Fused, { BLOCKING_512.0 }, { BLOCKING_512.1 }>(u, query, out, scratch)
 }
 
 /// [`crate::TernaryBackend::attention_step`] on the CPU. `q [batch, rows, heads, head_dim]` and `k`, `v`

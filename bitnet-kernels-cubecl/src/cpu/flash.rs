@@ -10,10 +10,14 @@ use super::kv::KvElem;
 pub(super) const ROWS: usize = 16;
 /// Keys per block: the scores of a block are `KEYS × ROWS` floats, the values it reads `KEYS · head_dim`.
 const KEYS: usize = 32;
-/// Keys whose scores are computed in one pass over the head width (`KEY_STEP × ROWS` accumulators).
-const KEY_STEP: usize = 4;
-/// Output elements per pass of the values loop (two rows × `RUN` accumulators).
-const RUN: usize = 32;
+/// A tile's register blocking for 256-bit vectors (and the portable path): `KEY_STEP` keys scored per pass over
+/// the head width (`KEY_STEP × ROWS` accumulators) and `RUN` outputs per pass of the values loop (two rows ×
+/// `RUN` accumulators), 8 vectors either way: two FMA pipes of 4-cycle latency need 8 independent chains.
+pub(super) const BLOCKING_256: (usize, usize) = (4, 32);
+/// The same 8 chains of 512-bit vectors: with 256-bit blocking they were 4, and the AVX-512 tile ran only 10%
+/// faster than the AVX2 one.
+#[cfg(target_arch = "x86_64")]
+pub(super) const BLOCKING_512: (usize, usize) = (8, 64);
 
 /// How a tile computes `a · b + c`: [`Fused`] in code compiled for FMA (one instruction and one rounding),
 /// [`Separate`] elsewhere (a fused multiply-add without the instruction is a libm call per element).
@@ -83,10 +87,11 @@ pub(super) struct Tile<'a, T> {
     pub partial: bool,
 }
 
-/// Runs `t`: `query(p, g)` is head `g` of query position `p`; `out(p)` receives position `p`'s `group`
+/// Runs `t` with the register blocking `KEY_STEP`, `RUN` ([`BLOCKING_256`]): `query(p, g)` is head `g` of query
+/// position `p`; `out(p)` receives position `p`'s `group`
 /// outputs, `[group][d]`, or `[group][d + 2]` partials. `kv` holds a block of keys or values read back as f32.
 #[inline(always)]
-pub(super) fn attend_tile<'q, 'o, T: KvElem, M: MulAdd>(
+pub(super) fn attend_tile<'q, 'o, T: KvElem, M: MulAdd, const KEY_STEP: usize, const RUN: usize>(
     t: &Tile<'_, T>,
     query: &impl Fn(usize, usize) -> &'q [f32],
     scratch: &mut TileScratch,
@@ -165,7 +170,7 @@ pub(super) fn attend_tile<'q, 'o, T: KvElem, M: MulAdd>(
             }
         }
         let values = T::load(&t.values[kb * du..(kb + nk) * du], kv);
-        accumulate_values::<M>(weights, values, o, d, rows);
+        accumulate_values::<M, RUN>(weights, values, o, d, rows);
     }
     for p in 0..t.positions {
         let out = out(p);
@@ -208,7 +213,7 @@ fn scores<M: MulAdd, const K: usize>(keys: &[f32], qt: &[f32], d: usize, st: &mu
 /// `o[r] += Σ_k weights[k][r] · values[k]` for the tile's `rows`, two rows × [`RUN`] outputs at a time held in
 /// registers across the block's keys.
 #[inline(always)]
-fn accumulate_values<M: MulAdd>(
+fn accumulate_values<M: MulAdd, const RUN: usize>(
     weights: &[f32],
     values: &[f32],
     o: &mut [f32],
