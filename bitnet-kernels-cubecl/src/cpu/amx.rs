@@ -1,13 +1,14 @@
 //! x86-64 AMX path (Intel Xeon since Sapphire Rapids): the multi-token ternary tiles as AMX-INT8 tile
 //! multiplies. One `tdpbusd` multiplies a 16 × 64 tile of unsigned bytes by a 64 × 16 tile of signed bytes
-//! into 16 × 16 i32 in about 16 cycles, where `vpdpbusd` needs 16 instructions and 8 cycles for a sixteenth of
-//! that with one token (AVX-512's tiles of 3 rows × 8 tokens reach about a third of it).
+//! into 16 × 16 i32 (16,384 multiply-adds) in about 16 cycles; `vpdpbusd` does 64 per instruction, two per cycle.
 //!
-//! The A tile is 16 weight rows × one slice of 64 codes (the AVX-512 tiles' slices: the packed words stay in
-//! the crate's one layout), cut out of the packed words with AVX-512 and stored to a buffer in L1, since tiles
-//! load only from memory; the B tile is the slice's 64 activations of up to 16 tokens, interleaved by groups of
-//! four bytes once per matmul ([`super::acts::QuantizedActs::fill_tiles`]). Each of a chunk's four slices
-//! accumulates into its own C tile. The stores of one chunk's codes overlap the multiplies of the one before.
+//! An A tile is 16 weight rows × one slice of 64 codes (the AVX-512 tiles' slices: the packed words stay in
+//! the crate's one layout), cut out of the packed words with GFNI and stored to a buffer in L1, since tiles
+//! load only from memory; a B tile is the slice's 64 activations of up to 16 tokens, interleaved by groups of
+//! four bytes once per matmul ([`super::acts::QuantizedActs::fill_tiles`]). A pass covers a pair of 16-row
+//! groups × two groups of up to 16 tokens in four C tiles, so each A tile serves both token groups and each B
+//! tile both row groups. The stores of one chunk's codes overlap the multiplies of the one before; they bound
+//! a pass with few tokens, so the path starts at 6 ([`super::Isa::tile_multiplies`]).
 //!
 //! Rust has no stable AMX intrinsics: the tile instructions are inline assembly on the registers named in it
 //! (`tmm0`-`tmm3` accumulate, `tmm4`/`tmm5` hold codes, `tmm6`/`tmm7` activations); the compiler never
@@ -23,7 +24,7 @@ use super::ternary::ActTile;
 use crate::reference::TernaryShape;
 
 /// Weight rows of a tile (the A and C tiles' rows).
-pub(crate) const TILE_ROWS: usize = 16;
+const TILE_ROWS: usize = 16;
 /// Columns per vector load of packed words (the AVX-512 chunk).
 const CHUNK: usize = 4 * TILE_COLS;
 /// Bytes of one A tile: 16 rows × 64 codes.

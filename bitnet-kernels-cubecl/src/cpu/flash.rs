@@ -210,7 +210,7 @@ fn scores<M: MulAdd, const K: usize>(keys: &[f32], qt: &[f32], d: usize, st: &mu
     }
 }
 
-/// `o[r] += Σ_k weights[k][r] · values[k]` for the tile's `rows`, two rows × [`RUN`] outputs at a time held in
+/// `o[r] += Σ_k weights[k][r] · values[k]` for the tile's `rows`, two rows × `RUN` outputs at a time held in
 /// registers across the block's keys.
 #[inline(always)]
 fn accumulate_values<M: MulAdd, const RUN: usize>(
