@@ -175,7 +175,7 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
     #[cfg(target_arch = "x86_64")]
     let avx2 = super::Isa::detect().has_avx2() && super::decode_avx2::supported();
     #[cfg(target_arch = "x86_64")]
-    let avx512 = avx2 && super::Isa::detect().avx512();
+    let avx512 = avx2 && super::Isa::detect().avx512() && is_x86_feature_detected!("avx512vl");
     par_claimed(n_units * chunks, 1, |jobs| {
         let job = jobs.start;
         let (unit, c) = (job / chunks, job % chunks);
@@ -220,7 +220,7 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
         SCRATCH.with_borrow_mut(|scratch| {
             #[cfg(target_arch = "x86_64")]
             if avx512 && unit.positions > 1 {
-                // SAFETY: the CPU has AVX-512 F, FMA and F16C (checked once above).
+                // SAFETY: the CPU has AVX-512 F and VL, FMA and F16C (checked once above).
                 return unsafe { attend_tile_avx512(&unit, &query, &out, scratch) };
             }
             #[cfg(target_arch = "x86_64")]
@@ -292,7 +292,7 @@ unsafe fn attend_unit_avx2<'q, 'o, T: KvElem>(
 /// A prefill tile ([`flash::attend_tile`]) compiled for 512-bit vectors: a tile's 16 query rows are one vector.
 ///
 /// # Safety
-/// The CPU supports AVX-512 F, FMA and F16C.
+/// The CPU supports AVX-512 F and VL, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 unsafe fn attend_tile_avx512<'q, 'o, T: KvElem>(
