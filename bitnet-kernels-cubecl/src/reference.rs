@@ -67,7 +67,12 @@ pub fn quantize_row_i8(x: &[f32], q: &mut [i8]) -> f32 {
 
 /// The activation scale `127 / max(max|x|, 1e-5)` of one token.
 pub fn absmax_scale(x: &[f32]) -> f32 {
-    127.0 / absmax(x).max(1e-5)
+    scale_of_absmax(absmax(x))
+}
+
+/// The activation scale of a token whose largest magnitude is `amax`.
+pub fn scale_of_absmax(amax: f32) -> f32 {
+    127.0 / amax.max(1e-5)
 }
 
 /// `max |x|`, in 16 independent lanes so that it vectorizes (one running max is a chain of dependent

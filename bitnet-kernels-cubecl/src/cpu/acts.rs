@@ -4,7 +4,7 @@ use aligned_vec::{AVec, ConstAlign};
 
 use super::par::{par_bands, SharedOut};
 use super::ternary::ActTile;
-use crate::reference::{absmax_scale, quantize_i8};
+use crate::reference::{absmax, quantize_i8, scale_of_absmax};
 
 /// Columns per chunk of the 256-bit kernels (AVX2, NEON): one 32-byte load of packed words holds 128 trits.
 pub const CHUNK: usize = 128;
@@ -108,7 +108,7 @@ impl QuantizedActs {
     pub fn quantize_plain(&mut self, x: &[f32], m: usize, k: usize) {
         self.reset(m, k.div_ceil(LINE) * LINE, 1);
         for (t, row) in x.chunks_exact(k).take(m).enumerate() {
-            let s = absmax_scale(row);
+            let s = token_scale(row);
             self.scale[t] = s;
             let q = &mut self.q[t * self.stride..];
             for (q, &v) in q.iter_mut().zip(row) {
@@ -239,11 +239,21 @@ fn simd_chunk(chunk: usize) -> Option<QuantizeChunk> {
     None
 }
 
+/// [`crate::reference::absmax_scale`], its maximum on AVX2 where the CPU has it.
+fn token_scale(row: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if super::Isa::detect().has_avx2() {
+        // SAFETY: AVX2 is present.
+        return scale_of_absmax(unsafe { super::acts_x86::absmax_avx2(row) });
+    }
+    scale_of_absmax(absmax(row))
+}
+
 /// Quantizes one token into its permuted slot `q` and the sums of its `block`-column blocks; returns its scale.
 /// Whole chunks inside one block go through the CPU's SIMD quantizer where it has one; the others are quantized
 /// in column order first (a loop the compiler vectorizes), then their bytes are moved to their permuted places.
 fn quantize_token(row: &[f32], block: usize, chunk: usize, q: &mut [i8], sums: &mut [i32]) -> f32 {
-    let s = absmax_scale(row);
+    let s = token_scale(row);
     let simd = simd_chunk(chunk);
     let mut plain = [0i8; MAX_CHUNK];
     for (c, cols) in row.chunks(chunk).enumerate() {

@@ -10,6 +10,8 @@
 
 use std::arch::x86_64::*;
 
+use crate::reference::absmax;
+
 /// Byte shuffle within each 16-byte lane: byte `s` of word `i` to byte `4s + i`.
 const LANE_TRANSPOSE: [i8; 16] = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
 
@@ -127,4 +129,29 @@ pub(super) unsafe fn quantize_chunk_128(cols: &[f32], s: f32, out: &mut [i8]) ->
     );
     let sum = _mm_add_epi32(sum, _mm_shuffle_epi32::<0b01_00_11_10>(sum));
     _mm_cvtsi128_si32(_mm_add_epi32(sum, _mm_shuffle_epi32::<0b10_11_00_01>(sum)))
+}
+
+/// [`absmax`] on AVX2: `vmaxps` returns its second operand where either is NaN, so with the running maximum
+/// second a NaN leaves it as it was, as [`f32::max`] does; the same float (a maximum does not depend on the
+/// order). The baseline build's SSE2 loop was 2.6% of a 512-token prompt's samples.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn absmax_avx2(row: &[f32]) -> f32 {
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
+    // four independent chains of maxima
+    let mut m = [_mm256_setzero_ps(); 4];
+    let chunks = row.chunks_exact(32);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (i, m) in m.iter_mut().enumerate() {
+            let v = _mm256_and_ps(_mm256_loadu_ps(c.as_ptr().add(8 * i)), magnitude);
+            *m = _mm256_max_ps(v, *m);
+        }
+    }
+    let m = _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3]));
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+    lanes.iter().fold(absmax(tail), |a, &b| a.max(b))
 }

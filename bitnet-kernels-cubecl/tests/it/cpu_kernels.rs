@@ -229,7 +229,7 @@ fn quantized_activations_equal_the_reference_at_their_permuted_places() {
             (384, 128),
             (96, 16),
         ] {
-            let m = 3;
+            let m = 4;
             let mut x: Vec<f32> = (0..m * k).map(|_| rng.heavy()).collect();
             // token 1: values that land on halves after scaling by 127 / 127 (max |x| is 127)
             for (i, v) in x[k..2 * k].iter_mut().enumerate() {
@@ -240,6 +240,13 @@ fn quantized_activations_equal_the_reference_at_their_permuted_places() {
             for (i, &v) in specials.iter().enumerate() {
                 x[2 * k + i * 7 % k] = v;
             }
+            // token 3: NaNs (ignored by the maximum) and no infinity; the largest magnitude, negative, comes
+            // before NaNs in its vector lane (a maximum that took a NaN would lose it), the next near the end
+            for i in [0, 1, 13, 31, 32, 34, 66, 40, k / 2, k - 1] {
+                x[3 * k + i] = f32::NAN;
+            }
+            x[3 * k + 2] = -1000.0;
+            x[3 * k + k - 2] = -999.0;
             let mut acts = QuantizedActs::default();
             acts.quantize_permuted(&x, m, k, block, chunk);
             let stride = k.div_ceil(chunk) * chunk;

@@ -7,8 +7,16 @@ use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use crate::common;
 use crate::common::Lcg;
 
-/// `(rows, size)`: one token, a prompt, widths below, at and above a multiple of 256, the 2B-4T FFN width.
-const SHAPES: [(usize, usize); 5] = [(1, 2560), (7, 100), (3, 256), (2, 300), (1, 6912)];
+/// `(rows, size)`: one token, a prompt, widths below, at and above a multiple of 256, the 2B-4T FFN width, and a
+/// prompt long enough that the CPU splits its rows across threads, in bands with a ragged last one.
+const SHAPES: [(usize, usize); 6] = [
+    (1, 2560),
+    (7, 100),
+    (3, 256),
+    (2, 300),
+    (1, 6912),
+    (77, 300),
+];
 const EPS: f64 = 1e-5;
 
 /// Within 1e-5 relative to the row's scale: f32 sums of up to 6912 squares in any order differ from f64 by a
