@@ -123,22 +123,10 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
         assert_eq!(s.v.len(), s.k.len(), "v");
     }
     let group = heads / kv_heads;
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = super::Isa::detect().has_avx2() && super::decode_avx2::supported();
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = avx2 && super::Isa::detect().avx512() && is_x86_feature_detected!("avx512vl");
-    #[cfg(target_arch = "x86_64")]
-    let tile_rows = if avx512 {
-        BLOCKING_512.0
-    } else {
-        BLOCKING_256.0
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let tile_rows = BLOCKING_256.0;
     // Query positions per unit: one when decoding, a tile in prefill (groups wider than a tile go one by one).
     let tile = |s: &AttentionShape| {
-        if s.seq > 1 && group <= tile_rows {
-            flash::positions_per_tile(group, tile_rows)
+        if s.seq > 1 && group <= flash::ROWS {
+            flash::positions_per_tile(group)
         } else {
             1
         }
@@ -184,6 +172,10 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
         )
     };
     let (out_w, partial_w) = (SharedOut::new(&mut out), SharedOut::new(&mut partial));
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = super::Isa::detect().has_avx2() && super::decode_avx2::supported();
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = avx2 && super::Isa::detect().avx512() && is_x86_feature_detected!("avx512vl");
     par_claimed(n_units * chunks, 1, |jobs| {
         let job = jobs.start;
         let (unit, c) = (job / chunks, job % chunks);
@@ -236,7 +228,7 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
                 // SAFETY: the CPU has AVX2, FMA and F16C (checked once above).
                 return unsafe { attend_unit_avx2(&unit, &query, &out, scratch) };
             }
-            attend_unit::<T, Portable, { BLOCKING_256.0 }, { BLOCKING_256.1 }, { BLOCKING_256.2 }>(
+            attend_unit::<T, Portable, { BLOCKING_256.0 }, { BLOCKING_256.1 }>(
                 &unit, &query, &out, scratch,
             );
         })
@@ -262,15 +254,7 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
 
 /// One unit of work: a decode query's group ([`attend_group`]) or a prefill tile ([`flash::attend_tile`]).
 #[inline(always)]
-fn attend_unit<
-    'q,
-    'o,
-    T: KvElem,
-    M: MulAdd,
-    const ROWS: usize,
-    const KEY_STEP: usize,
-    const RUN: usize,
->(
+fn attend_unit<'q, 'o, T: KvElem, M: MulAdd, const KEY_STEP: usize, const RUN: usize>(
     u: &Tile<'_, T>,
     query: &impl Fn(usize, usize) -> &'q [f32],
     out: &impl Fn(usize) -> &'o mut [f32],
@@ -280,7 +264,7 @@ fn attend_unit<
     if u.positions == 1 {
         attend_group(u, &|g| query(0, g), scores, kv, out(0));
     } else {
-        flash::attend_tile::<T, M, ROWS, KEY_STEP, RUN>(u, query, tile, kv, out);
+        flash::attend_tile::<T, M, KEY_STEP, RUN>(u, query, tile, kv, out);
     }
 }
 
@@ -301,13 +285,11 @@ unsafe fn attend_unit_avx2<'q, 'o, T: KvElem>(
     if u.positions == 1 && super::decode_avx2::whole_vectors(u.d) {
         super::decode_avx2::attend_group(u, &|g| query(0, g), &mut scratch.scores, out(0))
     } else {
-        attend_unit::<T, Fused, { BLOCKING_256.0 }, { BLOCKING_256.1 }, { BLOCKING_256.2 }>(
-            u, query, out, scratch,
-        )
+        attend_unit::<T, Fused, { BLOCKING_256.0 }, { BLOCKING_256.1 }>(u, query, out, scratch)
     }
 }
 
-/// A prefill tile ([`flash::attend_tile`]) compiled for 512-bit vectors: a tile's 32 query rows are two vectors.
+/// A prefill tile ([`flash::attend_tile`]) compiled for 512-bit vectors: a tile's 16 query rows are one vector.
 ///
 /// # Safety
 /// The CPU supports AVX-512 F and VL, FMA and F16C.
@@ -319,9 +301,7 @@ unsafe fn attend_tile_avx512<'q, 'o, T: KvElem>(
     out: &impl Fn(usize) -> &'o mut [f32],
     scratch: &mut Scratch,
 ) {
-    attend_unit::<T, Fused, { BLOCKING_512.0 }, { BLOCKING_512.1 }, { BLOCKING_512.2 }>(
-        u, query, out, scratch,
-    )
+    attend_unit::<T, Fused, { BLOCKING_512.0 }, { BLOCKING_512.1 }>(u, query, out, scratch)
 }
 
 /// [`crate::TernaryBackend::attention_step`] on the CPU. `q [batch, rows, heads, head_dim]` and `k`, `v`
