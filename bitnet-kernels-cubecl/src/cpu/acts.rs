@@ -241,12 +241,17 @@ fn simd_chunk(chunk: usize) -> Option<QuantizeChunk> {
 
 /// [`crate::reference::absmax_scale`], its maximum on AVX2 where the CPU has it.
 fn token_scale(row: &[f32]) -> f32 {
+    scale_of_absmax(row_absmax(row))
+}
+
+/// [`absmax`] on AVX2 where the CPU has it (the same float).
+pub(super) fn row_absmax(row: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if super::Isa::detect().has_avx2() {
         // SAFETY: AVX2 is present.
-        return scale_of_absmax(unsafe { super::acts_x86::absmax_avx2(row) });
+        return unsafe { super::acts_x86::absmax_avx2(row) };
     }
-    scale_of_absmax(absmax(row))
+    absmax(row)
 }
 
 /// Quantizes one token into its permuted slot `q` and the sums of its `block`-column blocks; returns its scale.

@@ -5,12 +5,13 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::acts::row_absmax;
 use super::isa::Isa;
 use super::par::{blocks, par_bands, SharedOut};
 use super::scalar;
 use super::ternary::with_acts;
 use crate::packing::{i8_words_per_row, pack_i8_row, I8_PER_WORD};
-use crate::reference::{absmax, quantize_i8};
+use crate::reference::quantize_i8;
 
 /// Most tokens sharing one pass over a weight row ([`tokens_per_pass`]).
 const MAX_TOKEN_TILE: usize = 8;
@@ -69,7 +70,7 @@ pub fn quantize_rows_i8_into(
             || (vec![0f32; k], vec![0i8; k]),
             |(row, q), (r, (out, scale))| {
                 read_row(r, row);
-                let amax = absmax(row);
+                let amax = row_absmax(row);
                 let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
                 for (q, &v) in q.iter_mut().zip(row.iter()) {
                     *q = quantize_i8(v, inv);
