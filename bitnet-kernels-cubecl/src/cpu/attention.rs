@@ -34,17 +34,14 @@ pub struct AttentionShape {
     pub len: usize,
 }
 
-/// Fewest keys per chunk when a step's keys are split across threads: below it merging costs more than the split
-/// gains.
-const MIN_CHUNK: usize = 64;
+/// Keys per chunk of a decode query's split (flash-decoding), at fixed positions `c·CHUNK..(c + 1)·CHUNK`: the
+/// split depends on the query's position alone, so its result does not depend on what else shares the step or
+/// on the number of threads.
+const CHUNK: usize = 256;
 
 /// Keys per block a decode unit reads back from the cache as f32 (16 KiB of f32 at a head width of 128: it
 /// stays in the L1 cache beside its f16 source).
 const BLOCK: usize = 32;
-
-/// Units of work per thread below which the keys are split into chunks: with fewer, threads get uneven shares
-/// (5 KV heads on 2 threads: 3 against 2).
-const UNITS_PER_THREAD: usize = 4;
 
 /// A thread's reusable buffers (no allocation per step once grown).
 #[derive(Default)]
@@ -105,10 +102,12 @@ pub fn cached_attention<T: KvElem>(q: &[f32], k: &[T], v: &[T], s: AttentionShap
 /// The query heads that share a KV head are one unit of work, so each key and value is read once per step, not
 /// once per query head (a quarter of the bytes on 2B-4T's 20/5 heads: at depth 1024 the cache reads of a decode
 /// step went from 629 MB to 157 MB). In prefill a unit is a tile of consecutive query positions
-/// ([`flash`]), so each key serves up to 16 queries. When a step has few units per thread (one sequence's
-/// decode: one per KV head), each unit's keys are split into chunks whose partial softmaxes are merged
-/// (flash-decoding), so every thread reads a share of the cache. Threads claim units as they come free, so
-/// units of unequal cost (sequences of different depths, a prompt's later tiles) spread evenly.
+/// ([`flash`]), so each key serves up to 16 queries. A decode unit's keys are split into chunks of [`CHUNK`]
+/// whose partial softmaxes are merged (flash-decoding), so the threads share one sequence's long cache. Threads
+/// claim units as they come free, so units of unequal cost (sequences of different depths, a prompt's later
+/// tiles) spread evenly. A query's result is a function of its position and its cache alone: the same bits
+/// whatever else shares the step and on any number of threads, and a prompt's rows the same in one pass or in
+/// several (of more than one row: a single row takes the decode kernel, whose sums run in another order).
 pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<T>]) -> Vec<f32> {
     let s0 = seqs.first().expect("at least one sequence").shape;
     let (d, heads, kv_heads) = (s0.head_dim, s0.heads, s0.kv_heads);
@@ -131,43 +130,35 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
             1
         }
     };
-    // The first query (sequence, KV head, position) and the first unit of each sequence, then the totals.
-    let (mut queries, mut units) = (vec![0], vec![0]);
-    for s in seqs {
-        let heads_of = s.shape.batch * kv_heads;
-        queries.push(queries.last().unwrap() + heads_of * s.shape.seq);
-        units.push(units.last().unwrap() + heads_of * s.shape.seq.div_ceil(tile(&s.shape)));
-    }
-    let (n_queries, n_units) = (queries[seqs.len()], units[seqs.len()]);
-    let threads = rayon::current_num_threads();
-    let longest = seqs.iter().map(|s| s.shape.len).max().unwrap_or(0);
-    let chunks = if n_units >= UNITS_PER_THREAD * threads {
-        1
-    } else {
-        (UNITS_PER_THREAD * threads)
-            .div_ceil(n_units)
-            .min(longest.div_ceil(MIN_CHUNK))
-            .max(1)
+    // Key chunks per unit: one query's units split its cache, tiles keep theirs whole.
+    let chunks = |s: &AttentionShape| {
+        if tile(s) == 1 {
+            s.len.div_ceil(CHUNK).max(1)
+        } else {
+            1
+        }
     };
-    let mut out = vec![0.0f32; q.len()];
     // Per query, chunk and query head of the group: the running max, the sum of exponentials and the weighted
     // values.
     let part = d + 2;
-    let mut partial = vec![
-        0.0f32;
-        if chunks > 1 {
-            n_queries * chunks * group * part
-        } else {
-            0
-        }
-    ];
-    // Where sequence `i`'s query (batch `b`, KV head `kvh`, position `t`) lives: its index among the step's
-    // queries (for its partials) and the offset of its group's heads in `q` and in the output (same layout).
+    // The first job (unit, chunk) and the first partial of each sequence, then the totals.
+    let (mut jobs, mut partials) = (vec![0], vec![0]);
+    for s in seqs.iter().map(|s| &s.shape) {
+        let (heads_of, chunks) = (s.batch * kv_heads, chunks(s));
+        jobs.push(jobs.last().unwrap() + heads_of * s.seq.div_ceil(tile(s)) * chunks);
+        let split = if chunks > 1 { chunks * group * part } else { 0 };
+        partials.push(partials.last().unwrap() + heads_of * s.seq * split);
+    }
+    let mut out = vec![0.0f32; q.len()];
+    let mut partial = vec![0.0f32; partials[seqs.len()]];
+    // Where sequence `i`'s query (batch `b`, KV head `kvh`, position `t`) lives: its partials and the offset of
+    // its group's heads in `q` and in the output (same layout).
     let place = |i: usize, b: usize, kvh: usize, t: usize| {
-        let seq = &seqs[i];
+        let (seq, chunks) = (&seqs[i], chunks(&seqs[i].shape));
         let q_row = b * rows + seq.first + t;
+        let query = (b * kv_heads + kvh) * seq.shape.seq + t;
         (
-            queries[i] + (b * kv_heads + kvh) * seq.shape.seq + t,
+            partials[i] + query * chunks * group * part,
             (q_row * heads + kvh * group) * d,
         )
     };
@@ -176,33 +167,40 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
     let avx2 = super::Isa::detect().has_avx2() && super::decode_avx2::supported();
     #[cfg(target_arch = "x86_64")]
     let avx512 = avx2 && super::Isa::detect().avx512() && is_x86_feature_detected!("avx512vl");
-    par_claimed(n_units * chunks, 1, |jobs| {
-        let job = jobs.start;
-        let (unit, c) = (job / chunks, job % chunks);
-        let i = units.partition_point(|&st| st <= unit) - 1;
-        let (seq, tile) = (&seqs[i], tile(&seqs[i].shape));
+    par_claimed(jobs[seqs.len()], 1, |claimed| {
+        let job = claimed.start;
+        let i = jobs.partition_point(|&st| st <= job) - 1;
+        let (seq, tile, chunks) = (&seqs[i], tile(&seqs[i].shape), chunks(&seqs[i].shape));
+        let (unit, c) = ((job - jobs[i]) / chunks, (job - jobs[i]) % chunks);
         let s = seq.shape;
         let blocks = s.seq.div_ceil(tile);
-        let u = unit - units[i];
         let (b, kvh, i0) = (
-            u / (kv_heads * blocks),
-            u / blocks % kv_heads,
-            u % blocks * tile,
+            unit / (kv_heads * blocks),
+            unit / blocks % kv_heads,
+            unit % blocks * tile,
         );
         let positions = tile.min(s.seq - i0);
-        // Keys the unit's last query sees, in `chunks` shares.
+        // Keys the unit's last query sees, and this chunk's share of them.
         let visible = s.len - s.seq + i0 + positions;
-        let per = visible.div_ceil(chunks);
-        let (lo, hi) = ((c * per).min(visible), ((c + 1) * per).min(visible));
+        let (lo, hi) = if chunks > 1 {
+            ((c * CHUNK).min(visible), ((c + 1) * CHUNK).min(visible))
+        } else {
+            (0, visible)
+        };
+        if lo == hi {
+            // An early prompt position of a wide group sees none of this chunk: its partial stays (0, 0, 0...),
+            // which the merge skips.
+            return;
+        }
         let cache = (b * kv_heads + kvh) * s.max_len * du;
         let query = |p: usize, g: usize| &q[place(i, b, kvh, i0 + p).1 + g * d..][..d];
         // SAFETY: each (query, chunk) has its own partials and, with one chunk, each query its outputs for the
         // heads of its group, which are contiguous in the token-major output; every job runs once and hands
         // out each query's slice once.
         let out = |p: usize| unsafe {
-            let (index, offset) = place(i, b, kvh, i0 + p);
+            let (partials, offset) = place(i, b, kvh, i0 + p);
             if chunks > 1 {
-                partial_w.slice((index * chunks + c) * group * part, group * part)
+                partial_w.slice(partials + c * group * part, group * part)
             } else {
                 out_w.slice(offset, group * d)
             }
@@ -233,20 +231,21 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
             );
         })
     });
-    if chunks > 1 {
-        for (i, seq) in seqs.iter().enumerate() {
-            let s = seq.shape;
-            for (b, kvh, t) in (0..s.batch)
-                .flat_map(|b| (0..kv_heads).flat_map(move |h| (0..s.seq).map(move |t| (b, h, t))))
-            {
-                let (index, offset) = place(i, b, kvh, t);
-                merge(
-                    &partial[index * chunks * group * part..][..chunks * group * part],
-                    &mut out[offset..][..group * d],
-                    d,
-                    group,
-                );
-            }
+    for (i, seq) in seqs.iter().enumerate() {
+        let (s, chunks) = (seq.shape, chunks(&seq.shape));
+        if chunks == 1 {
+            continue;
+        }
+        for (b, kvh, t) in (0..s.batch)
+            .flat_map(|b| (0..kv_heads).flat_map(move |h| (0..s.seq).map(move |t| (b, h, t))))
+        {
+            let (partials, offset) = place(i, b, kvh, t);
+            merge(
+                &partial[partials..][..chunks * group * part],
+                &mut out[offset..][..group * d],
+                d,
+                group,
+            );
         }
     }
     out

@@ -4,8 +4,8 @@
 //! than the GPU kernel's 128-key chunks, whose keys it splits among cubes (on the last shape the earlier rows
 //! of a chunk see no key of the last split); for the CPU's prefill tiles (16 query vectors: positions × the group's
 //! heads, keys in blocks of 32), prompts of several tiles and key blocks, groups that leave a tile's rows
-//! unused (3 heads: 5 positions, one padding row), a group wider than a tile (24), and tiles whose keys are
-//! split into chunks across threads (few KV heads, long cache); for the decode kernels (one query per
+//! unused (3 heads: 5 positions, one padding row) and a group wider than a tile (24); decode queries whose keys
+//! are split into chunks of 256 (caches of 257 to 701 keys, a ragged last chunk); for the decode kernels (one query per
 //! sequence: heads in passes of up to 4, keys in pairs, outputs in runs of 16 and 8), groups of 1, 3, 6 and 7
 //! heads, odd key counts and head widths of one, three and five vectors of 8.
 
@@ -251,5 +251,95 @@ fn cpu_kernel_reads_f16_caches_exactly() {
         let got = Tensor::<NdArray, 4>::from_primitive(TensorPrimitive::Float(y)).into_data();
         let exact = cpu::cached_attention(&q, &k16, &v16, s);
         assert_eq!(got.to_vec::<f32>().unwrap(), exact, "backend op, {s:?}");
+    }
+}
+
+/// A query's result depends on its position and its cache alone (what makes a request's tokens the same served
+/// alone or beside others, and a long prompt's logits the same in one pass or in several): a decode query whose
+/// keys are split into chunks gives the same bits alone, beside another sequence's prompt rows and two decode
+/// rows, and on 1 or 3 threads; a prompt's rows the same bits in one pass as in passes of 34 and 3 rows.
+#[test]
+fn a_querys_result_does_not_depend_on_the_step_or_the_threads() {
+    let (heads, kv_heads, d, max_len) = (8, 1, 64, 700);
+    let mut rng = Lcg(17);
+    let mut values = |n: usize| (0..n).map(|_| rng.uniform()).collect::<Vec<f32>>();
+    // (rows, len) of each sequence: the decode query under test, a prompt, two more decode rows.
+    let seqs = [(1, 600), (37, 400), (1, 300), (1, 50)];
+    let caches: Vec<[Vec<f32>; 2]> = seqs
+        .iter()
+        .map(|_| {
+            [
+                values(kv_heads * max_len * d),
+                values(kv_heads * max_len * d),
+            ]
+        })
+        .collect();
+    let queries: Vec<Vec<f32>> = seqs
+        .iter()
+        .map(|&(rows, _)| values(rows * heads * d))
+        .collect();
+    // `parts` of sequences `(index, first row, rows, len)` as one step, on `threads` threads.
+    let step = |parts: &[(usize, usize, usize, usize)], threads: usize| {
+        let q: Vec<f32> = parts
+            .iter()
+            .flat_map(|&(i, first, rows, _)| {
+                queries[i][first * heads * d..][..rows * heads * d].to_vec()
+            })
+            .collect();
+        let mut row = 0;
+        let attention: Vec<cpu::SeqAttention<f32>> = parts
+            .iter()
+            .map(|&(i, _, seq, len)| {
+                row += seq;
+                cpu::SeqAttention {
+                    k: &caches[i][0],
+                    v: &caches[i][1],
+                    first: row - seq,
+                    shape: shape(1, heads, kv_heads, seq, d, max_len, len),
+                }
+            })
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| cpu::attend_sequences(&q, row, &attention))
+    };
+    let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let width = heads * d;
+    let alone = step(&[(0, 0, 1, 600)], 1);
+    for threads in [1, 3] {
+        assert_eq!(
+            bits(&step(&[(0, 0, 1, 600)], threads)),
+            bits(&alone),
+            "alone, {threads} threads"
+        );
+        let together = step(
+            &[
+                (1, 0, 37, 400),
+                (0, 0, 1, 600),
+                (2, 0, 1, 300),
+                (3, 0, 1, 50),
+            ],
+            threads,
+        );
+        assert_eq!(
+            bits(&together[37 * width..38 * width]),
+            bits(&alone),
+            "beside others, {threads} threads"
+        );
+        let one_pass = step(&[(1, 0, 37, 400)], threads);
+        let mut passes = step(&[(1, 0, 34, 397)], threads);
+        passes.extend(step(&[(1, 34, 3, 400)], threads));
+        assert_eq!(
+            bits(&passes),
+            bits(&one_pass),
+            "a prompt in passes, {threads} threads"
+        );
+        assert_eq!(
+            bits(&together[..37 * width]),
+            bits(&one_pass),
+            "a prompt beside decode rows, {threads} threads"
+        );
     }
 }
