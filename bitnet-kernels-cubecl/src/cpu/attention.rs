@@ -36,8 +36,10 @@ pub struct AttentionShape {
 
 /// Keys per chunk of a decode query's split (flash-decoding), at fixed positions `c·CHUNK..(c + 1)·CHUNK`: the
 /// split depends on the query's position alone, so its result does not depend on what else shares the step or
-/// on the number of threads.
-const CHUNK: usize = 256;
+/// on the number of threads. One decode step at depth 2048, 2 threads, in cache (`cargo bench --bench kernels --
+/// cached_attention_decode`, f16, medians of 6 alternating runs): 256 keys 400 µs, 512 350 µs, 1024 377 µs, and
+/// the split it replaces (two chunks at 2 threads) 387 µs.
+const CHUNK: usize = 512;
 
 /// Keys per block a decode unit reads back from the cache as f32 (16 KiB of f32 at a head width of 128: it
 /// stays in the L1 cache beside its f16 source).
@@ -102,7 +104,7 @@ pub fn cached_attention<T: KvElem>(q: &[f32], k: &[T], v: &[T], s: AttentionShap
 /// The query heads that share a KV head are one unit of work, so each key and value is read once per step, not
 /// once per query head (a quarter of the bytes on 2B-4T's 20/5 heads: at depth 1024 the cache reads of a decode
 /// step went from 629 MB to 157 MB). In prefill a unit is a tile of consecutive query positions
-/// ([`flash`]), so each key serves up to 16 queries. A decode unit's keys are split into chunks of [`CHUNK`]
+/// ([`flash`]), so each key serves up to 16 queries (32 on AVX-512). A decode unit's keys are split into chunks of [`CHUNK`]
 /// whose partial softmaxes are merged (flash-decoding), so the threads share one sequence's long cache. Threads
 /// claim units as they come free, so units of unequal cost (sequences of different depths, a prompt's later
 /// tiles) spread evenly. A query's result is a function of its position and its cache alone: the same bits
@@ -122,10 +124,22 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
         assert_eq!(s.v.len(), s.k.len(), "v");
     }
     let group = heads / kv_heads;
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = super::Isa::detect().has_avx2() && super::decode_avx2::supported();
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = avx2 && super::Isa::detect().avx512() && is_x86_feature_detected!("avx512vl");
+    #[cfg(target_arch = "x86_64")]
+    let tile_rows = if avx512 {
+        BLOCKING_512.0
+    } else {
+        BLOCKING_256.0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let tile_rows = BLOCKING_256.0;
     // Query positions per unit: one when decoding, a tile in prefill (groups wider than a tile go one by one).
     let tile = |s: &AttentionShape| {
-        if s.seq > 1 && group <= flash::ROWS {
-            flash::positions_per_tile(group)
+        if s.seq > 1 && group <= tile_rows {
+            flash::positions_per_tile(group, tile_rows)
         } else {
             1
         }
@@ -163,10 +177,6 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
         )
     };
     let (out_w, partial_w) = (SharedOut::new(&mut out), SharedOut::new(&mut partial));
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = super::Isa::detect().has_avx2() && super::decode_avx2::supported();
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = avx2 && super::Isa::detect().avx512() && is_x86_feature_detected!("avx512vl");
     par_claimed(jobs[seqs.len()], 1, |claimed| {
         let job = claimed.start;
         let i = jobs.partition_point(|&st| st <= job) - 1;
@@ -214,10 +224,11 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
             group,
             d,
             partial: chunks > 1,
+            tiled: tile > 1,
         };
         SCRATCH.with_borrow_mut(|scratch| {
             #[cfg(target_arch = "x86_64")]
-            if avx512 && unit.positions > 1 {
+            if avx512 && unit.tiled {
                 // SAFETY: the CPU has AVX-512 F and VL, FMA and F16C (checked once above).
                 return unsafe { attend_tile_avx512(&unit, &query, &out, scratch) };
             }
@@ -226,7 +237,7 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
                 // SAFETY: the CPU has AVX2, FMA and F16C (checked once above).
                 return unsafe { attend_unit_avx2(&unit, &query, &out, scratch) };
             }
-            attend_unit::<T, Portable, { BLOCKING_256.0 }, { BLOCKING_256.1 }>(
+            attend_unit::<T, Portable, { BLOCKING_256.0 }, { BLOCKING_256.1 }, { BLOCKING_256.2 }>(
                 &unit, &query, &out, scratch,
             );
         })
@@ -253,17 +264,25 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
 
 /// One unit of work: a decode query's group ([`attend_group`]) or a prefill tile ([`flash::attend_tile`]).
 #[inline(always)]
-fn attend_unit<'q, 'o, T: KvElem, M: MulAdd, const KEY_STEP: usize, const RUN: usize>(
+fn attend_unit<
+    'q,
+    'o,
+    T: KvElem,
+    M: MulAdd,
+    const ROWS: usize,
+    const KEY_STEP: usize,
+    const RUN: usize,
+>(
     u: &Tile<'_, T>,
     query: &impl Fn(usize, usize) -> &'q [f32],
     out: &impl Fn(usize) -> &'o mut [f32],
     scratch: &mut Scratch,
 ) {
     let Scratch { scores, kv, tile } = scratch;
-    if u.positions == 1 {
+    if !u.tiled {
         attend_group(u, &|g| query(0, g), scores, kv, out(0));
     } else {
-        flash::attend_tile::<T, M, KEY_STEP, RUN>(u, query, tile, kv, out);
+        flash::attend_tile::<T, M, ROWS, KEY_STEP, RUN>(u, query, tile, kv, out);
     }
 }
 
@@ -281,14 +300,16 @@ unsafe fn attend_unit_avx2<'q, 'o, T: KvElem>(
     out: &impl Fn(usize) -> &'o mut [f32],
     scratch: &mut Scratch,
 ) {
-    if u.positions == 1 && super::decode_avx2::whole_vectors(u.d) {
+    if !u.tiled && super::decode_avx2::whole_vectors(u.d) {
         super::decode_avx2::attend_group(u, &|g| query(0, g), &mut scratch.scores, out(0))
     } else {
-        attend_unit::<T, Fused, { BLOCKING_256.0 }, { BLOCKING_256.1 }>(u, query, out, scratch)
+        attend_unit::<T, Fused, { BLOCKING_256.0 }, { BLOCKING_256.1 }, { BLOCKING_256.2 }>(
+            u, query, out, scratch,
+        )
     }
 }
 
-/// A prefill tile ([`flash::attend_tile`]) compiled for 512-bit vectors: a tile's 16 query rows are one vector.
+/// A prefill tile ([`flash::attend_tile`]) compiled for 512-bit vectors: a tile's 32 query rows are two vectors.
 ///
 /// # Safety
 /// The CPU supports AVX-512 F and VL, FMA and F16C.
@@ -300,7 +321,9 @@ unsafe fn attend_tile_avx512<'q, 'o, T: KvElem>(
     out: &impl Fn(usize) -> &'o mut [f32],
     scratch: &mut Scratch,
 ) {
-    attend_unit::<T, Fused, { BLOCKING_512.0 }, { BLOCKING_512.1 }>(u, query, out, scratch)
+    attend_unit::<T, Fused, { BLOCKING_512.0 }, { BLOCKING_512.1 }, { BLOCKING_512.2 }>(
+        u, query, out, scratch,
+    )
 }
 
 /// [`crate::TernaryBackend::attention_step`] on the CPU. `q [batch, rows, heads, head_dim]` and `k`, `v`

@@ -1,23 +1,26 @@
 //! Prefill attention in tiles: a block of consecutive query positions × the query heads of one KV head, against
 //! the keys in blocks, with a running (online) softmax, so each key and value read from the cache serves up to
-//! [`ROWS`] queries instead of one group's (flash attention's loop order, on the CPU). Written as plain loops
+//! `ROWS` queries instead of one group's (flash attention's loop order, on the CPU). Written as plain loops
 //! over fixed-size arrays that the compiler turns into vector code for the instruction set of its caller.
 
 use super::attention::exp_nonpositive;
 use super::kv::KvElem;
 
-/// Query vectors in a tile: positions × the group's heads, padded with zero queries.
-pub(super) const ROWS: usize = 16;
 /// Keys per block: the scores of a block are `KEYS × ROWS` floats, the values it reads `KEYS · head_dim`.
 const KEYS: usize = 32;
-/// A tile's register blocking for 256-bit vectors (and the portable path): `KEY_STEP` keys scored per pass over
-/// the head width (`KEY_STEP × ROWS` accumulators) and `RUN` outputs per pass of the values loop (two rows ×
-/// `RUN` accumulators), 8 vectors either way: two FMA pipes of 4-cycle latency need 8 independent chains.
-pub(super) const BLOCKING_256: (usize, usize) = (4, 32);
-/// The same 8 chains of 512-bit vectors: with 256-bit blocking they were 4, and the AVX-512 tile ran only 10%
-/// faster than the AVX2 one.
+/// A tile's blocking for 256-bit vectors (and the portable path): `ROWS` query vectors per tile (positions × the
+/// group's heads, padded with zero queries), `KEY_STEP` keys scored per pass over the head width (`KEY_STEP ×
+/// ROWS` accumulators) and `RUN` outputs per pass of the values loop (two rows × `RUN` accumulators), 8 vectors
+/// either way: two FMA pipes of 4-cycle latency need 8 independent chains.
+pub(super) const BLOCKING_256: (usize, usize, usize) = (16, 4, 32);
+/// The same 8 chains of 512-bit vectors, with 32 query rows (two vectors per key) so that each key read from the
+/// cache, widened and broadcast serves twice the queries: with 16 rows and 8 keys per pass the scores loop issued
+/// a broadcast per FMA, and a 512-token prompt's attention ran 13-16% slower in cache (`cargo bench --bench
+/// kernels -- cached_attention_prefill`, f16, 2 threads, 2 alternating runs: 10.1, 10.1 against 8.8, 8.5 ms). The
+/// 256-bit tile gained nothing from 32 rows (AVX2 forced: 11.7 against 12.0 ms), whose buffers would also pass an
+/// AVX2 CPU's 32 KiB L1.
 #[cfg(target_arch = "x86_64")]
-pub(super) const BLOCKING_512: (usize, usize) = (8, 64);
+pub(super) const BLOCKING_512: (usize, usize, usize) = (32, 4, 64);
 
 /// How a tile computes `a · b + c`: [`Fused`] in code compiled for FMA (one instruction and one rounding),
 /// [`Separate`] elsewhere (a fused multiply-add without the instruction is a libm call per element).
@@ -55,9 +58,9 @@ impl MulAdd for Separate {
     }
 }
 
-/// Query positions per tile for `group` query heads per KV head (`group ≤ ROWS`).
-pub(super) fn positions_per_tile(group: usize) -> usize {
-    (ROWS / group).max(1)
+/// Query positions per tile of `rows` query vectors for `group` query heads per KV head (`group ≤ rows`).
+pub(super) fn positions_per_tile(group: usize, rows: usize) -> usize {
+    (rows / group).max(1)
 }
 
 /// A tile's reusable buffers (one per thread: no allocation per call once grown).
@@ -85,13 +88,24 @@ pub(super) struct Tile<'a, T> {
     /// Whether the outputs are partials (max, sum of exponentials, unnormalized values per head) of one chunk
     /// of the keys, for [`super::attention`]'s merge, or the normalized outputs.
     pub partial: bool,
+    /// Whether the unit is a prompt's tile, run by [`attend_tile`] even when it holds one position (so that a
+    /// prompt's last row does not depend on how the prompt was cut into passes), or one query's group (decode).
+    pub tiled: bool,
 }
 
-/// Runs `t` with the register blocking `KEY_STEP`, `RUN` ([`BLOCKING_256`]): `query(p, g)` is head `g` of query
+/// Runs `t` with the blocking `ROWS`, `KEY_STEP`, `RUN` ([`BLOCKING_256`]): `query(p, g)` is head `g` of query
 /// position `p`; `out(p)` receives position `p`'s `group`
 /// outputs, `[group][d]`, or `[group][d + 2]` partials. `kv` holds a block of keys or values read back as f32.
 #[inline(always)]
-pub(super) fn attend_tile<'q, 'o, T: KvElem, M: MulAdd, const KEY_STEP: usize, const RUN: usize>(
+pub(super) fn attend_tile<
+    'q,
+    'o,
+    T: KvElem,
+    M: MulAdd,
+    const ROWS: usize,
+    const KEY_STEP: usize,
+    const RUN: usize,
+>(
     t: &Tile<'_, T>,
     query: &impl Fn(usize, usize) -> &'q [f32],
     scratch: &mut TileScratch,
@@ -123,10 +137,10 @@ pub(super) fn attend_tile<'q, 'o, T: KvElem, M: MulAdd, const KEY_STEP: usize, c
         let keys = T::load(&t.keys[kb * du..(kb + nk) * du], kv);
         let whole = nk - nk % KEY_STEP;
         for j in (0..whole).step_by(KEY_STEP) {
-            scores::<M, KEY_STEP>(&keys[j * d..], qt, d, &mut st[j * ROWS..]);
+            scores::<M, ROWS, KEY_STEP>(&keys[j * d..], qt, d, &mut st[j * ROWS..]);
         }
         for j in whole..nk {
-            scores::<M, 1>(&keys[j * d..], qt, d, &mut st[j * ROWS..]);
+            scores::<M, ROWS, 1>(&keys[j * d..], qt, d, &mut st[j * ROWS..]);
         }
         // Keys past a row's own position are masked (causal).
         let last_key = t.lo + kb + nk - 1;
@@ -170,7 +184,7 @@ pub(super) fn attend_tile<'q, 'o, T: KvElem, M: MulAdd, const KEY_STEP: usize, c
             }
         }
         let values = T::load(&t.values[kb * du..(kb + nk) * du], kv);
-        accumulate_values::<M, RUN>(weights, values, o, d, rows);
+        accumulate_values::<M, ROWS, RUN>(weights, values, o, d, rows);
     }
     for p in 0..t.positions {
         let out = out(p);
@@ -192,7 +206,12 @@ pub(super) fn attend_tile<'q, 'o, T: KvElem, M: MulAdd, const KEY_STEP: usize, c
 /// `st[k][r] = keys[k] · qt[·][r]` for `K` keys: each key element is broadcast against a row of the transposed
 /// queries, `K × ROWS` sums kept in registers over the head width.
 #[inline(always)]
-fn scores<M: MulAdd, const K: usize>(keys: &[f32], qt: &[f32], d: usize, st: &mut [f32]) {
+fn scores<M: MulAdd, const ROWS: usize, const K: usize>(
+    keys: &[f32],
+    qt: &[f32],
+    d: usize,
+    st: &mut [f32],
+) {
     let keys: [&[f32]; K] = std::array::from_fn(|k| &keys[k * d..(k + 1) * d]);
     let mut acc = [[0f32; ROWS]; K];
     for (x, q) in qt[..d * ROWS].chunks_exact(ROWS).enumerate() {
@@ -213,7 +232,7 @@ fn scores<M: MulAdd, const K: usize>(keys: &[f32], qt: &[f32], d: usize, st: &mu
 /// `o[r] += Σ_k weights[k][r] · values[k]` for the tile's `rows`, two rows × `RUN` outputs at a time held in
 /// registers across the block's keys.
 #[inline(always)]
-fn accumulate_values<M: MulAdd, const RUN: usize>(
+fn accumulate_values<M: MulAdd, const ROWS: usize, const RUN: usize>(
     weights: &[f32],
     values: &[f32],
     o: &mut [f32],
@@ -224,17 +243,17 @@ fn accumulate_values<M: MulAdd, const RUN: usize>(
     for r in (0..rows).step_by(2) {
         let (o0, o1) = o[r * d..(r + 2) * d].split_at_mut(d);
         for x in (0..whole).step_by(RUN) {
-            pass::<M, RUN>(weights, values, [o0, o1], r, x, d);
+            pass::<M, ROWS, RUN>(weights, values, [o0, o1], r, x, d);
         }
         for x in whole..d {
-            pass::<M, 1>(weights, values, [o0, o1], r, x, d);
+            pass::<M, ROWS, 1>(weights, values, [o0, o1], r, x, d);
         }
     }
 }
 
 /// One [`accumulate_values`] pass: rows `r`, `r + 1`, outputs `x..x + W`.
 #[inline(always)]
-fn pass<M: MulAdd, const W: usize>(
+fn pass<M: MulAdd, const ROWS: usize, const W: usize>(
     weights: &[f32],
     values: &[f32],
     [o0, o1]: [&mut [f32]; 2],
