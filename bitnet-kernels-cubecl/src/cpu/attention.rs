@@ -104,12 +104,13 @@ pub fn cached_attention<T: KvElem>(q: &[f32], k: &[T], v: &[T], s: AttentionShap
 /// The query heads that share a KV head are one unit of work, so each key and value is read once per step, not
 /// once per query head (a quarter of the bytes on 2B-4T's 20/5 heads: at depth 1024 the cache reads of a decode
 /// step went from 629 MB to 157 MB). In prefill a unit is a tile of consecutive query positions
-/// ([`flash`]), so each key serves up to 16 queries (32 on AVX-512). A decode unit's keys are split into chunks of [`CHUNK`]
-/// whose partial softmaxes are merged (flash-decoding), so the threads share one sequence's long cache. Threads
-/// claim units as they come free, so units of unequal cost (sequences of different depths, a prompt's later
-/// tiles) spread evenly. A query's result is a function of its position and its cache alone: the same bits
-/// whatever else shares the step and on any number of threads, and a prompt's rows the same in one pass or in
-/// several (of more than one row: a single row takes the decode kernel, whose sums run in another order).
+/// ([`flash`]), so each key serves up to 16 queries (32 on AVX-512). A decode unit's keys are split into chunks
+/// of `CHUNK` keys whose partial softmaxes are merged (flash-decoding), so the threads share one sequence's long
+/// cache. Threads claim units as they come free, so units of unequal cost (sequences of different depths, a
+/// prompt's later tiles) spread evenly. A query's result is a function of its position and its cache alone: the
+/// same bits whatever else shares the step and on any number of threads, and a prompt's rows the same in one
+/// pass or in several (of more than one row: a single row takes the decode kernel, whose sums run in another
+/// order).
 pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<T>]) -> Vec<f32> {
     let s0 = seqs.first().expect("at least one sequence").shape;
     let (d, heads, kv_heads) = (s0.head_dim, s0.heads, s0.kv_heads);
