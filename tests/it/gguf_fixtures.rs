@@ -156,6 +156,63 @@ fn ternary_rows_stream_the_dequantized_values() {
     }
 }
 
+/// The byte holding element `k` of a TQ2_0 or I2_S tensor's flattened trits, and the shift of its 2-bit code.
+fn code_at(ty: GgmlType, k: usize) -> (usize, u32) {
+    match ty {
+        // 256 per block of 66 bytes: element 128h + 32l + m in byte 32h + m, bits 2l.
+        GgmlType::TQ2_0 => {
+            let (h, l, m) = (k % 256 / 128, k % 128 / 32, k % 32);
+            (k / 256 * 66 + 32 * h + m, 2 * l as u32)
+        }
+        // 128 per 32 bytes: element 32g + m of a group in byte m, bits 6 - 2g.
+        _ => {
+            let (g, m) = (k % 128 / 32, k % 32);
+            (k / 128 * 32 + m, 6 - 2 * g as u32)
+        }
+    }
+}
+
+#[test]
+fn a_code_3_in_a_ternary_weight_is_refused_with_its_place() {
+    let Some(dir) = fixtures_or_skip("a_code_3_in_a_ternary_weight_is_refused_with_its_place")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for v in ["tq2_0", "i2_s"] {
+        let path = fixture_gguf(&dir, v);
+        let f = GgufFile::open(&path).unwrap();
+        let name = "blk.1.ffn_down.weight";
+        let t = f.tensor(name).unwrap().clone();
+        let (_, cols) = t.rows_cols();
+        let (row, column) = (5, cols - 37);
+        let (byte, shift) = code_at(t.ty, row * cols + column);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(f.data_offset() + t.offset) as usize + byte] |= 3 << shift;
+        let bad = tmp.path().join(format!("{v}-code3.gguf"));
+        std::fs::write(&bad, &bytes).unwrap();
+
+        let f = GgufFile::open(&bad).unwrap();
+        let mut rows_before = 0;
+        let err = for_each_ternary_row(&f, f.tensor(name).unwrap(), |_| rows_before += 1)
+            .unwrap_err()
+            .to_string();
+        let place = format!("code 3 at row {row}, column {column}");
+        assert!(err.contains(name) && err.contains(&place), "{v}: {err}");
+        assert_eq!(rows_before, row, "{v}: the rows before the bad one stream");
+
+        // The model's loader says so too, and the CLI exits with it.
+        let out =
+            crate::common::bitnet(&["run", "-m", bad.to_str().unwrap(), "-p", "hi", "-n", "1"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{v}: a code 3 loaded");
+        assert!(
+            stderr.contains(&place) && stderr.contains(name),
+            "{v}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn read_write_read_is_byte_identical() {
     let Some(dir) = fixtures_or_skip("read_write_read_is_byte_identical") else {

@@ -28,6 +28,8 @@ const TERNARY_TOLERANCE: f32 = 1e-3;
 
 /// Calls `f` for every row of a 2-D ternary-valued tensor stored as I2_S, TQ1_0, TQ2_0 or as floats whose values
 /// are all in {-s, 0, s} for one per-tensor `s` (what llama.cpp's converter writes for F32/F16 BitNet files).
+/// A value outside the three levels (a 2-bit code 3, a float off them) is an [`ErrorKind::NotTernary`] naming its
+/// row and column, after `f` has seen the rows before it.
 pub fn for_each_ternary_row(
     file: &GgufFile,
     info: &TensorInfo,
@@ -44,6 +46,7 @@ pub fn for_each_ternary_row(
             }
             for row in 0..rows {
                 super::i2_s::trits(data, row * cols, &mut trits);
+                no_code_3(file, info, row, &trits)?;
                 f(TernaryRow {
                     row,
                     trits: &trits,
@@ -76,6 +79,7 @@ pub fn for_each_ternary_row(
                         }));
                     }
                 }
+                no_code_3(file, info, row, &trits)?;
                 f(TernaryRow {
                     row,
                     trits: &trits,
@@ -90,17 +94,16 @@ pub fn for_each_ternary_row(
             let s = super::absmax(&values);
             let id = if s != 0.0 { 1.0 / s } else { 0.0 };
             for (row, v) in values.chunks_exact(cols).enumerate() {
-                for (t, &x) in trits.iter_mut().zip(v) {
+                for (column, (t, &x)) in trits.iter_mut().zip(v).enumerate() {
                     *t = super::trit(x, id);
                     if (x - *t as f32 * s).abs() > TERNARY_TOLERANCE * s || !x.is_finite() {
-                        return Err(file.error(ErrorKind::WrongValue {
-                            key: info.name.clone(),
-                            expected: format!(
-                                "ternary values (0 or ±{s}) in a {} BitNet weight",
-                                info.ty
-                            ),
-                            found: format!("{x} in row {row}"),
-                        }));
+                        return Err(not_ternary(
+                            file,
+                            info,
+                            (row, column),
+                            x.to_string(),
+                            format!("0 or ±{s} (the tensor's largest magnitude)"),
+                        ));
                     }
                 }
                 f(TernaryRow {
@@ -120,6 +123,45 @@ pub fn for_each_ternary_row(
         }
     }
     Ok(())
+}
+
+/// Refuses a row of I2_S or TQ2_0 trits decoded from a code 3 (trit 2): no quantizer writes one, and the
+/// packed kernels would not agree on its value.
+fn no_code_3(
+    file: &GgufFile,
+    info: &TensorInfo,
+    row: usize,
+    trits: &[i8],
+) -> Result<(), crate::GgufError> {
+    // A fold over the whole row vectorizes; the position is looked for only once one is known to be there.
+    if trits.iter().fold(0, |m, &t| m.max(t)) <= 1 {
+        return Ok(());
+    }
+    let column = trits.iter().position(|&t| t > 1).unwrap_or_default();
+    Err(not_ternary(
+        file,
+        info,
+        (row, column),
+        "code 3".into(),
+        "2-bit codes 0, 1, 2 (trits -1, 0, +1)".into(),
+    ))
+}
+
+fn not_ternary(
+    file: &GgufFile,
+    info: &TensorInfo,
+    (row, column): (usize, usize),
+    found: String,
+    expected: String,
+) -> crate::GgufError {
+    file.error(ErrorKind::NotTernary {
+        tensor: info.name.clone(),
+        ty: info.ty.name().into(),
+        row,
+        column,
+        found,
+        expected,
+    })
 }
 
 fn not_blocked(file: &GgufFile, info: &TensorInfo, block: u64) -> crate::GgufError {
