@@ -49,6 +49,8 @@ pub struct QuantizedActs {
     /// The AMX kernels' copy ([`Self::fill_tiles`]): per group of [`TILE_TOKENS`] tokens (`n` in the last),
     /// per 64 columns, 16 rows of each token's 4 bytes in turn (`[16][n][4]`, the B tiles).
     pub tiles: Aligned<i8>,
+    /// Whether [`Self::tiles`] holds these tokens (the buffer keeps its bytes between calls).
+    tiles_filled: bool,
 }
 
 impl Default for QuantizedActs {
@@ -62,6 +64,7 @@ impl Default for QuantizedActs {
             chunk: 0,
             lanes: Aligned::new(LINE),
             tiles: Aligned::new(LINE),
+            tiles_filled: false,
         }
     }
 }
@@ -110,11 +113,12 @@ impl QuantizedActs {
         for (t, row) in x.chunks_exact(k).take(m).enumerate() {
             let s = token_scale(row);
             self.scale[t] = s;
-            let q = &mut self.q[t * self.stride..];
+            let q = &mut self.q[t * self.stride..(t + 1) * self.stride];
             for (q, &v) in q.iter_mut().zip(row) {
                 *q = quantize_i8(v, s);
                 self.block_sums[t] += *q as i32;
             }
+            q[k..].fill(0);
         }
     }
 
@@ -145,7 +149,7 @@ impl QuantizedActs {
     /// Fills [`Self::tiles`] from the quantized tokens, in parallel over groups of tokens.
     pub fn fill_tiles(&mut self) {
         let (stride, m) = (self.stride, self.scale.len());
-        self.tiles.clear();
+        // Every byte is written below: only growth is zeroed.
         self.tiles.resize(m * stride, 0);
         let q = &self.q;
         let tiles = SharedOut::new(&mut self.tiles);
@@ -165,6 +169,7 @@ impl QuantizedActs {
                 }
             }
         });
+        self.tiles_filled = true;
     }
 
     /// [`Self::tiles`] of tokens `t..t + tokens` if they are whole groups (the last may end early), empty
@@ -174,7 +179,7 @@ impl QuantizedActs {
         let whole = t.is_multiple_of(TILE_TOKENS)
             && t + tokens <= m
             && (tokens.is_multiple_of(TILE_TOKENS) || t + tokens == m);
-        match whole && !self.tiles.is_empty() {
+        match whole && self.tiles_filled {
             true => &self.tiles[t * self.stride..(t + tokens) * self.stride],
             false => &[],
         }
@@ -205,13 +210,13 @@ impl QuantizedActs {
     fn reset(&mut self, m: usize, stride: usize, blocks: usize) {
         self.stride = stride;
         self.blocks = blocks;
-        self.q.clear();
+        // Every byte is written by the quantizer: zeroing them all first was a serial pass over megabytes.
         self.q.resize(m * stride, 0);
         self.scale.clear();
         self.scale.resize(m, 0.0);
         self.block_sums.clear();
         self.block_sums.resize(m * blocks, 0);
-        self.tiles.clear();
+        self.tiles_filled = false;
     }
 }
 
@@ -269,6 +274,10 @@ fn quantize_token(row: &[f32], block: usize, chunk: usize, q: &mut [i8], sums: &
         {
             sums[first / block] += quantize(cols, s, out);
             continue;
+        }
+        if cols.len() < chunk {
+            // the padding past `k`, which the buffer may hold from an earlier call
+            out.fill(0);
         }
         let plain = &mut plain[..cols.len()];
         for (p, &v) in plain.iter_mut().zip(cols) {

@@ -117,13 +117,17 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
     let du = T::row(d);
     assert!(heads.is_multiple_of(kv_heads) && d.is_multiple_of(T::VALUES));
     assert_eq!(q.len(), s0.batch * rows * heads * d, "q");
+    let mut covered = 0;
     for s in seqs {
         let t = s.shape;
         assert!((t.batch, t.heads, t.kv_heads, t.head_dim) == (s0.batch, heads, kv_heads, d));
-        assert!(t.seq <= t.len && t.len <= t.max_len && s.first + t.seq <= rows);
+        assert!(t.seq <= t.len && t.len <= t.max_len);
+        assert_eq!(s.first, covered, "the sequences' rows follow each other");
         assert_eq!(s.k.len(), t.batch * kv_heads * t.max_len * du, "k");
         assert_eq!(s.v.len(), s.k.len(), "v");
+        covered += t.seq;
     }
+    assert_eq!(covered, rows, "the sequences cover the step's rows");
     let group = heads / kv_heads;
     #[cfg(target_arch = "x86_64")]
     let avx2 = super::Isa::detect().has_avx2() && super::decode_avx2::supported();
@@ -164,7 +168,9 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
         let split = if chunks > 1 { chunks * group * part } else { 0 };
         partials.push(partials.last().unwrap() + heads_of * s.seq * split);
     }
-    let mut out = vec![0.0f32; q.len()];
+    // Every query's output is written by its unit or its merge, each slice zeroed there (see `SharedOut::zeroed`).
+    let mut out = Vec::new();
+    let out_w = SharedOut::output(&mut out, q.len());
     let mut partial = vec![0.0f32; partials[seqs.len()]];
     // Where sequence `i`'s query (batch `b`, KV head `kvh`, position `t`) lives: its partials and the offset of
     // its group's heads in `q` and in the output (same layout).
@@ -177,7 +183,7 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
             (q_row * heads + kvh * group) * d,
         )
     };
-    let (out_w, partial_w) = (SharedOut::new(&mut out), SharedOut::new(&mut partial));
+    let partial_w = SharedOut::new(&mut partial);
     par_claimed(jobs[seqs.len()], 1, |claimed| {
         let job = claimed.start;
         let i = jobs.partition_point(|&st| st <= job) - 1;
@@ -213,7 +219,7 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
             if chunks > 1 {
                 partial_w.slice(partials + c * group * part, group * part)
             } else {
-                out_w.slice(offset, group * d)
+                out_w.zeroed(offset, group * d)
             }
         };
         let unit = Tile {
@@ -252,14 +258,14 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
             .flat_map(|b| (0..kv_heads).flat_map(move |h| (0..s.seq).map(move |t| (b, h, t))))
         {
             let (partials, offset) = place(i, b, kvh, t);
-            merge(
-                &partial[partials..][..chunks * group * part],
-                &mut out[offset..][..group * d],
-                d,
-                group,
-            );
+            // SAFETY: the query's output slice, which no unit wrote (its units wrote partials).
+            let o = unsafe { out_w.zeroed(offset, group * d) };
+            merge(&partial[partials..][..chunks * group * part], o, d, group);
         }
     }
+    // SAFETY: the sequences cover the rows (asserted above), and each of their queries' group slices was written
+    // by its unit or its merge.
+    unsafe { out.set_len(q.len()) };
     out
 }
 

@@ -62,6 +62,22 @@ impl<T> SharedOut<T> {
         std::slice::from_raw_parts_mut(self.0.add(start).cast(), len)
     }
 
+    /// `y[start..start + len]` zeroed, for a writer that needs initialized values: of a buffer from
+    /// [`SharedOut::output`], zeroed by the band that writes it, in its own cache, rather than in one serial pass.
+    ///
+    /// # Safety
+    /// As [`SharedOut::uninit`].
+    #[inline]
+    pub(crate) unsafe fn zeroed<'a>(self, start: usize, len: usize) -> &'a mut [T]
+    where
+        T: Copy + Default,
+    {
+        let y = self.uninit(start, len);
+        y.fill(MaybeUninit::new(T::default()));
+        // SAFETY: every value was just written.
+        std::slice::from_raw_parts_mut(y.as_mut_ptr().cast(), len)
+    }
+
     /// `y[start..start + len]`.
     ///
     /// # Safety
