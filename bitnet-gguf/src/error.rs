@@ -227,19 +227,13 @@ pub enum ErrorKind {
     /// A ternary weight holds a value that is none of its three levels: a 2-bit code 3 in I2_S or TQ2_0 (which
     /// llama.cpp's TQ2_0 kernels would read as +2, the other paths here otherwise differently), or a float that is
     /// not 0 or ±scale.
-    #[error("tensor {tensor:?} ({ty}): {found} at row {row}, column {column}; a ternary weight holds {expected}")]
+    #[error("tensor {tensor:?}: {found}; {expected}")]
     NotTernary {
         /// The tensor.
         tensor: String,
-        /// Its storage type.
-        ty: String,
-        /// The row of the first bad value.
-        row: usize,
-        /// Its column.
-        column: usize,
-        /// The value found.
+        /// The first bad value and its place (row and column).
         found: String,
-        /// What the type allows.
+        /// What the tensor's type allows.
         expected: String,
     },
     /// A metadata key is required but absent.

@@ -102,7 +102,10 @@ pub fn for_each_ternary_row(
                             info,
                             (row, column),
                             x.to_string(),
-                            format!("0 or ±{s} (the tensor's largest magnitude)"),
+                            format!(
+                                "a {} ternary weight holds 0 or ±{s} (its largest magnitude)",
+                                info.ty
+                            ),
                         ));
                     }
                 }
@@ -143,7 +146,10 @@ fn no_code_3(
         info,
         (row, column),
         "code 3".into(),
-        "2-bit codes 0, 1, 2 (trits -1, 0, +1)".into(),
+        format!(
+            "a {} weight holds 2-bit codes 0, 1, 2 (trits -1, 0, +1)",
+            info.ty
+        ),
     ))
 }
 
@@ -156,10 +162,7 @@ fn not_ternary(
 ) -> crate::GgufError {
     file.error(ErrorKind::NotTernary {
         tensor: info.name.clone(),
-        ty: info.ty.name().into(),
-        row,
-        column,
-        found,
+        found: format!("{found} at row {row}, column {column}"),
         expected,
     })
 }
