@@ -113,8 +113,9 @@ fn case(rng: &mut Lcg, s: AttentionShape) -> [Vec<f32>; 4] {
     [q, k, v, want]
 }
 
-/// The backend's op on every shape.
+/// The backend's op on every shape, and a query's bits independent of its call ([`same_bits_in_any_call`]).
 fn check_backend<B: TernaryBackend>(device: &B::Device, what: &str) {
+    same_bits_in_any_call::<B>(device, what);
     let mut rng = Lcg(11);
     for s in SHAPES {
         let [q, k, v, want] = case(&mut rng, s);
@@ -140,6 +141,57 @@ fn check_backend<B: TernaryBackend>(device: &B::Device, what: &str) {
 }
 
 backend_tests!(check_backend);
+
+/// A query's result depends on its position and its cache alone on the backend (what the engine's prompt chunks,
+/// prefix reuse and batches rely on): a prompt's last 4 rows give the same bits in one 37-row pass as in a pass of
+/// their own, and a decode query the same bits alone as first of a batch of three, 1500 keys deep (where a GPU
+/// splits a decode query's keys among cubes).
+fn same_bits_in_any_call<B: TernaryBackend>(device: &B::Device, what: &str) {
+    let (heads, kv_heads, d, max_len, len) = (8, 2, 64, 1600, 1500);
+    let mut rng = Lcg(23);
+    let mut values = |n: usize| (0..n).map(|_| rng.uniform()).collect::<Vec<f32>>();
+    let tensor = |x: &[f32], dims: [usize; 4]| {
+        Tensor::<B, 4>::from_data(TensorData::new(x.to_vec(), dims), device)
+    };
+    let attend = |q: Tensor<B, 4>, k: &Tensor<B, 4>, v: &Tensor<B, 4>| {
+        let y = B::cached_attention(
+            q.into_primitive().tensor(),
+            k.clone().into_primitive().tensor(),
+            v.clone().into_primitive().tensor(),
+            len,
+        );
+        let y = Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(y));
+        y.into_data().to_vec::<f32>().unwrap()
+    };
+    let same = |got: &[f32], want: &[f32], case: &str| {
+        let differ = got
+            .iter()
+            .zip(want)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert!(
+            got.len() == want.len() && differ == 0,
+            "{what}, {case}: {differ} outputs differ"
+        );
+    };
+    let kv_dims = |batch| [batch, kv_heads, max_len, d];
+    let [k, v] = [0; 2].map(|_| tensor(&values(3 * kv_heads * max_len * d), kv_dims(3)));
+    let [k0, v0] = [&k, &v].map(|x| x.clone().narrow(0, 0, 1));
+
+    let prompt = tensor(&values(heads * 37 * d), [1, heads, 37, d]);
+    let one_pass = attend(prompt.clone(), &k0, &v0);
+    let last_rows = attend(prompt.narrow(2, 33, 4), &k0, &v0);
+    same(
+        &last_rows,
+        &one_pass[33 * heads * d..],
+        "a prompt's last rows",
+    );
+
+    let decode = tensor(&values(3 * heads * d), [3, heads, 1, d]);
+    let batch = attend(decode.clone(), &k, &v);
+    let alone = attend(decode.narrow(0, 0, 1), &k0, &v0);
+    same(&alone, &batch[..heads * d], "a decode query");
+}
 
 /// `q [batch, heads, seq, d]` as the CPU kernel reads it, `[batch, seq, heads, d]`.
 fn token_major(q: &[f32], s: AttentionShape) -> Vec<f32> {

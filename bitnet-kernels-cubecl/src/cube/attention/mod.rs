@@ -1,9 +1,11 @@
 //! Causal grouped-query attention over the KV cache as CubeCL kernels (in Burn ops it is a dozen launches:
 //! mask, two matmuls, the softmax's reductions and element-wise steps). A cube of [`UNITS`] units walks a query
-//! row's visible keys in chunks of [`UNITS`] positions with an online softmax ([`rows`]). Where there are too
-//! few query rows to fill the device (decode: one row per head) and many keys, the keys are split among several
-//! cubes per row and a second launch merges their partial sums ([`merge`]), as flash-decoding does: one cube per
-//! head would walk 4000 keys alone while most of a GPU idles.
+//! row's visible keys in chunks of [`UNITS`] positions with an online softmax ([`rows`]). A decode query has too
+//! few rows to fill the device (one per head), so its keys are split among several cubes per row and a second
+//! launch merges their partial sums ([`merge`]), as flash-decoding does: one cube per head would walk 4000 keys
+//! alone while most of a GPU idles. The split is a function of the sequence's heads and keys alone, so a query's
+//! result does not depend on the batch it shares a call with, nor a prompt row's on how the prompt was cut into
+//! passes (prompt rows are never split).
 
 mod merge;
 mod rows;
@@ -69,11 +71,15 @@ fn unturned<F: Float, N: Size>(
     }
 }
 
-/// How many cubes share each of `rows` query rows' `len` keys: enough for the device's multiprocessors, each
-/// cube at least a chunk of keys.
-fn key_splits(multiprocessors: Option<u32>, rows: usize, len: usize) -> usize {
+/// How many cubes share each query row's `len` keys, for `seq` query positions of `heads` heads per sequence:
+/// for decode (`seq` 1), enough for the device's multiprocessors to hold one sequence's rows, each cube at least
+/// a chunk of keys; prompt rows keep their keys whole (a pass of a few rows walks them in fewer cubes, once).
+fn key_splits(multiprocessors: Option<u32>, heads: usize, seq: usize, len: usize) -> usize {
+    if seq > 1 {
+        return 1;
+    }
     let target = multiprocessors.map_or(CUBES, |n| n as usize * CUBES_PER_SM);
-    len.div_ceil(UNITS).min(target.div_ceil(rows)).max(1)
+    len.div_ceil(UNITS).min(target.div_ceil(heads)).max(1)
 }
 
 /// [`crate::TernaryBackend::cached_attention`]: `q [b, heads, seq, d]`, caches `[b, kv_heads, max_len, _]` in
@@ -95,7 +101,7 @@ pub(crate) fn cached_attention<R: CubeRuntime>(
     // Keys per split, a whole number of chunks; then no split is left without keys for the last query row.
     let multiprocessors = q.client.properties().hardware.num_streaming_multiprocessors;
     let span = len
-        .div_ceil(key_splits(multiprocessors, rows, len))
+        .div_ceil(key_splits(multiprocessors, shape[1], shape[2], len))
         .next_multiple_of(UNITS);
     let splits = len.div_ceil(span);
     // Split: each cube's unnormalized output row and its running maximum and sum, for the merge.
