@@ -126,7 +126,7 @@ impl QuantizedActs {
     pub fn fill_lanes(&mut self) {
         let (stride, m) = (self.stride, self.scale.len());
         let groups = m.div_ceil(LANES);
-        self.lanes.clear();
+        // Every lane is written below (zeros past the last token): only growth is zeroed here.
         self.lanes.resize(groups * stride * LANES, 0);
         let (q, chunks) = (&self.q, stride / CHUNK);
         let lanes = SharedOut::new(&mut self.lanes);
@@ -136,7 +136,11 @@ impl QuantizedActs {
                 // SAFETY: this group's columns of chunk `c`, which only this piece writes.
                 let out =
                     unsafe { lanes.slice((group * stride + c * CHUNK) * LANES, CHUNK * LANES) };
-                for t in group * LANES..m.min((group + 1) * LANES) {
+                let tokens = m.min((group + 1) * LANES) - group * LANES;
+                for col in out.chunks_exact_mut(LANES) {
+                    col[tokens..].fill(0);
+                }
+                for t in group * LANES..group * LANES + tokens {
                     let q = &q[t * stride + c * CHUNK..][..CHUNK];
                     for (col, &a) in q.iter().enumerate() {
                         out[col * LANES + t % LANES] = a as i16;

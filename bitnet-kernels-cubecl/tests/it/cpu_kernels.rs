@@ -169,17 +169,24 @@ fn table_lookup_gives_the_oracle_integers() {
     let available = Isa::available();
     let kernels: Vec<_> = available.iter().map(|i| (i, i.prefill_kernel())).collect();
     eprintln!("prefill kernels: {kernels:?}");
+    // One buffer per path for every case, as the model reuses them: lanes an earlier case wrote must not leak.
+    let mut buffers: Vec<QuantizedActs> = available.iter().map(|_| Default::default()).collect();
     for &dims in &SHAPES {
         for tokens in [1, 2, 9, 16, 17, 30, LANES] {
             let c = case(&mut rng, tokens, dims);
             let TernaryShape { n, k, block } = c.shape;
             let (nb, kw) = (c.shape.blocks(), words_per_row(k));
             let oracle = oracle(&c, tokens);
-            for &isa in &available {
-                let mut acts = QuantizedActs::default();
+            for (&isa, acts) in available.iter().zip(&mut buffers) {
                 acts.quantize_permuted(&c.x, tokens, k, block, isa.chunk());
                 acts.fill_lanes();
                 assert_eq!(acts.lanes.as_ptr() as usize % 64, 0, "lanes' alignment");
+                let last = acts.lanes_from(tokens.div_ceil(LANES) * LANES - LANES);
+                assert!(
+                    last.chunks_exact(LANES)
+                        .all(|col| col[(tokens - 1) % LANES + 1..].iter().all(|&x| x == 0)),
+                    "{isa:?} tokens{tokens}: lanes past the last token are zero"
+                );
                 for rows in [1, 3, n] {
                     for r0 in (0..n).step_by(rows) {
                         let r1 = (r0 + rows).min(n);
