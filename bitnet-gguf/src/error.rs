@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::ggml_type::GgmlType;
+
 /// An error while reading, validating, decoding or writing a GGUF file, with the file it happened in.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {kind}")]
@@ -214,11 +216,14 @@ pub enum ErrorKind {
         /// Its absolute start.
         other_start: u64,
     },
-    /// An I2_S tensor whose per-tensor scale is zero, NaN or infinite (such files give NaN logits in bitnet.cpp).
-    #[error("tensor {tensor:?}: I2_S scale at offset {offset} is {scale}, expected a finite non-zero value (the file was probably quantized with more than one thread by bitnet.cpp's llama-quantize)")]
+    /// A ternary tensor's scale that cannot be: an I2_S per-tensor scale that is zero, NaN or infinite (such
+    /// files give NaN logits in bitnet.cpp), or a TQ1_0/TQ2_0 block scale that is NaN or infinite.
+    #[error("tensor {tensor:?}: {ty} scale at offset {offset} is {scale}, expected {}", scale_rule(*.ty))]
     BadScale {
         /// The tensor.
         tensor: String,
+        /// Its type.
+        ty: GgmlType,
         /// The scale found.
         scale: f32,
         /// Absolute offset of the scale.
@@ -301,3 +306,11 @@ pub enum ErrorKind {
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, GgufError>;
+
+/// What a [`ErrorKind::BadScale`] of type `ty` should have been.
+fn scale_rule(ty: GgmlType) -> &'static str {
+    match ty {
+        GgmlType::I2S => "a finite non-zero value (the file was probably quantized with more than one thread by bitnet.cpp's llama-quantize)",
+        _ => "a finite value",
+    }
+}

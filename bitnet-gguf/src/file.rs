@@ -510,6 +510,7 @@ fn check_layout(
             if !scale.is_finite() || scale == 0.0 {
                 return Err(ErrorKind::BadScale {
                     tensor: t.name.clone(),
+                    ty: t.ty,
                     scale,
                     offset: at as u64,
                 });

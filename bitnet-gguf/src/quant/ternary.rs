@@ -70,12 +70,13 @@ pub fn for_each_ternary_row(
                     trit_fn(b, t);
                     *s = scale_fn(b);
                     if !s.is_finite() {
+                        // the f16 scale ends the block
+                        let at = b.as_ptr() as usize - data.as_ptr() as usize + bytes - 2;
                         return Err(file.error(ErrorKind::BadScale {
                             tensor: info.name.clone(),
+                            ty: info.ty,
                             scale: *s,
-                            offset: file.data_offset()
-                                + info.offset
-                                + (b.as_ptr() as usize - data.as_ptr() as usize) as u64,
+                            offset: file.data_offset() + info.offset + at as u64,
                         }));
                     }
                 }

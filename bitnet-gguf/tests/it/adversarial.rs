@@ -281,3 +281,33 @@ fn errors_name_the_file() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_nan_tq2_0_block_scale_is_refused_with_its_type_and_offset() {
+    let ternary: Vec<f32> = (0..512).map(|i| [(-0.5f32), 0.0, 0.5][i % 3]).collect();
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", Value::String("bitnet".into()))
+        .unwrap();
+    let tq2 = quant::quantize("w", GgmlType::TQ2_0, &ternary, 256).unwrap();
+    w.add_tensor("blk.0.ffn_up.weight", &[256, 2], GgmlType::TQ2_0, tq2)
+        .unwrap();
+    let mut b = Vec::new();
+    w.write_to(&mut b).unwrap();
+    let f = GgufFile::from_bytes(b.clone()).unwrap();
+    let t = f.tensor("blk.0.ffn_up.weight").unwrap();
+    // the second row's block: 64 bytes of codes, then its f16 scale
+    let scale_at = f.data_offset() + t.offset + 66 + 64;
+    b[scale_at as usize..scale_at as usize + 2].copy_from_slice(&0x7e00u16.to_le_bytes());
+    let f = GgufFile::from_bytes(b).unwrap();
+    let err = quant::for_each_ternary_row(&f, f.tensor("blk.0.ffn_up.weight").unwrap(), |_| {})
+        .unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::BadScale { ty: GgmlType::TQ2_0, offset, .. } if offset == scale_at),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("TQ2_0 scale") && !message.contains("I2_S"),
+        "{message}"
+    );
+}
