@@ -164,15 +164,7 @@ fn same_bits_in_any_call<B: TernaryBackend>(device: &B::Device, what: &str) {
         y.into_data().to_vec::<f32>().unwrap()
     };
     let same = |got: &[f32], want: &[f32], case: &str| {
-        let differ = got
-            .iter()
-            .zip(want)
-            .filter(|(a, b)| a.to_bits() != b.to_bits())
-            .count();
-        assert!(
-            got.len() == want.len() && differ == 0,
-            "{what}, {case}: {differ} outputs differ"
-        );
+        common::assert_same_bits(got, want, &format!("{what}, {case}"))
     };
     let kv_dims = |batch| [batch, kv_heads, max_len, d];
     let [k, v] = [0; 2].map(|_| tensor(&values(3 * kv_heads * max_len * d), kv_dims(3)));
@@ -360,22 +352,7 @@ fn a_querys_result_does_not_depend_on_the_step_or_the_threads() {
             .unwrap();
         pool.install(|| cpu::attend_sequences(&q, row, &attention))
     };
-    let same = |got: &[f32], want: &[f32], what: &str| {
-        assert_eq!(got.len(), want.len(), "{what}");
-        let differ = got
-            .iter()
-            .zip(want)
-            .filter(|(a, b)| a.to_bits() != b.to_bits())
-            .count();
-        let first = got
-            .iter()
-            .zip(want)
-            .position(|(a, b)| a.to_bits() != b.to_bits());
-        assert_eq!(
-            differ, 0,
-            "{what}: {differ} outputs differ, the first at {first:?}"
-        );
-    };
+    let same = common::assert_same_bits;
     let width = heads * d;
     let alone = step(&[(0, 0, 1, 600)], 1);
     for threads in [1, 3] {

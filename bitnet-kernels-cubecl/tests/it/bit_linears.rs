@@ -72,14 +72,7 @@ fn values_of<B: TernaryBackend>(y: FloatTensor<B>) -> Vec<f32> {
 
 /// `got` equals `composed`, the ops it stands for, bit for bit.
 fn assert_composition(got: &[f32], composed: &[f32], what: &str) {
-    let differ = got
-        .iter()
-        .zip(composed)
-        .position(|(a, b)| a.to_bits() != b.to_bits());
-    assert!(
-        got.len() == composed.len() && differ.is_none(),
-        "{what}: not the composition at {differ:?}"
-    );
+    common::assert_same_bits(got, composed, &format!("{what}: not the composition"));
 }
 
 /// Reference outputs of one layer on `x`, and each output's size of one int8 level (`scale / s`).

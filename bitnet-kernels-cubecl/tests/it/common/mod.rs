@@ -108,6 +108,18 @@ macro_rules! backend_tests {
     };
 }
 
+/// `got` equals `want` bit for bit; the message counts the outputs that differ and names the first.
+pub fn assert_same_bits(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let differ = |(a, b): (&f32, &f32)| a.to_bits() != b.to_bits();
+    let count = got.iter().zip(want).filter(|&p| differ(p)).count();
+    let first = got.iter().zip(want).position(differ);
+    assert_eq!(
+        count, 0,
+        "{what}: {count} outputs differ, the first at {first:?}"
+    );
+}
+
 /// `got` equals `want` to `1e-5 · (1 + |want|)` element by element: a few f32 ulp of values of order one (a
 /// couple of f32 products and sums against an f64 evaluation).
 pub fn assert_close(got: &[f32], want: &[f32], what: &str) {
