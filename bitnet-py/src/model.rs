@@ -245,6 +245,7 @@ impl NativeModel {
                 stop_strings: sampling.stop,
                 ignore_eos: sampling.ignore_eos,
                 cache_prompt: true,
+                logprobs: None,
                 events,
             })
             .map_err(submit_error)?;

@@ -214,6 +214,7 @@ impl Args {
                         stop_strings: Vec::new(),
                         ignore_eos: true,
                         cache_prompt: false,
+                        logprobs: None,
                         events,
                     })?;
                     Ok(rx)
@@ -268,7 +269,7 @@ impl Args {
 fn finished(mut rx: mpsc::UnboundedReceiver<Event>) -> Result<Finished> {
     loop {
         match rx.blocking_recv() {
-            Some(Event::Text(_)) => {}
+            Some(Event::Text(_) | Event::Logprob(_)) => {}
             Some(Event::Done(f)) => return Ok(f),
             Some(Event::Failed(e)) => anyhow::bail!("{e}"),
             None => anyhow::bail!("the engine stopped"),

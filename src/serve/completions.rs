@@ -16,12 +16,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bitnet_burn::engine::{Event, Finished, Request};
 use bitnet_burn::text::generate::StopReason;
+use bitnet_burn::text::logprobs::TokenLogprob;
+use bitnet_burn::text::tokenizer::Tokenizer;
 use futures_util::stream::{self, Stream};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
-use super::params::{self, Common};
+use super::params::{self, Common, Prompt};
 use super::{body, AppState, Ready};
 
 /// `POST /v1/chat/completions`.
@@ -31,11 +33,12 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let (ready, value, common) = request(&state, raw)?;
     let messages = params::messages(&value)?;
+    let logprobs = params::chat_logprobs(&value)?;
     let prompt = ready
         .template
         .encode(&messages, &ready.tokenizer)
         .map_err(|e| ApiError::bad_request(e.to_string()).param("messages"))?;
-    start(&state, ready, Kind::Chat, prompt, common).await
+    start(&state, ready, Kind::Chat, prompt, common, logprobs).await
 }
 
 /// `POST /v1/completions`.
@@ -44,12 +47,15 @@ pub async fn completion(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (ready, value, common) = request(&state, raw)?;
-    let text = params::prompt(&value)?;
-    let prompt = ready
-        .tokenizer
-        .encode(&text, true)
-        .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt"))?;
-    start(&state, ready, Kind::Completion, prompt, common).await
+    let logprobs = params::completion_logprobs(&value)?;
+    let prompt = match params::prompt(&value)? {
+        Prompt::Text(text) => ready
+            .tokenizer
+            .encode(&text, true)
+            .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt"))?,
+        Prompt::Ids(ids) => ids,
+    };
+    start(&state, ready, Kind::Completion, prompt, common, logprobs).await
 }
 
 /// The ready model, the body as JSON and its shared parameters, checked.
@@ -77,6 +83,10 @@ struct Reply {
     id: String,
     created: u64,
     model: String,
+    /// Spells the tokens of `logprobs`.
+    tokenizer: Arc<Tokenizer>,
+    /// Whether the request asked for `logprobs`.
+    logprobs: bool,
 }
 
 async fn start(
@@ -85,6 +95,7 @@ async fn start(
     kind: Kind,
     prompt: Vec<u32>,
     common: Common,
+    logprobs: Option<usize>,
 ) -> Result<Response, ApiError> {
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     let reply = Reply {
@@ -97,6 +108,8 @@ async fn start(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         model: ready.names[0].clone(),
+        tokenizer: ready.tokenizer.clone(),
+        logprobs: logprobs.is_some(),
     };
     let (events, mut rx) = mpsc::unbounded_channel();
     let room = ready.engine.config().ctx.saturating_sub(prompt.len());
@@ -107,16 +120,19 @@ async fn start(
         stop_strings: common.stops(),
         ignore_eos: common.ignore_eos,
         cache_prompt: common.cache_prompt.unwrap_or(true),
+        logprobs,
         events,
     })?;
     if common.stream {
         return Ok(Sse::new(sse(reply, rx, common.include_usage())).into_response());
     }
     // Dropping this future (the client went away) drops `rx`, which cancels the request.
+    let mut tokens = Vec::new();
     loop {
         match rx.recv().await {
             Some(Event::Text(_)) => {}
-            Some(Event::Done(f)) => return Ok(Json(reply.whole(&f)).into_response()),
+            Some(Event::Logprob(t)) => tokens.push(t),
+            Some(Event::Done(f)) => return Ok(Json(reply.whole(&f, &tokens)).into_response()),
             Some(Event::Failed(e)) => {
                 return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
             }
@@ -131,7 +147,8 @@ async fn start(
 }
 
 /// The reply as server-sent events: a role chunk (chat), text chunks, the chunk with the finish reason, the
-/// usage chunk if asked for, then `[DONE]`; an error event if the engine fails the request.
+/// usage chunk if asked for, then `[DONE]`; an error event if the engine fails the request. With `logprobs`,
+/// each generated token's chunk carries the text its step released and that token's log-probabilities.
 fn sse(
     reply: Reply,
     rx: mpsc::UnboundedReceiver<Event>,
@@ -141,31 +158,55 @@ fn sse(
     if reply.kind == Kind::Chat {
         queue.push_back(
             reply
-                .chunk(json!({"role": "assistant", "content": ""}), None)
+                .chunk(
+                    json!({"role": "assistant", "content": ""}),
+                    None,
+                    Value::Null,
+                )
                 .to_string(),
         );
     }
+    let state = (reply, rx, queue, false, String::new(), Offsets::default());
     stream::unfold(
-        (reply, rx, queue, false),
-        move |(reply, mut rx, mut queue, mut ended)| async move {
+        state,
+        move |(reply, mut rx, mut queue, mut ended, mut held, mut offsets)| async move {
             loop {
                 if let Some(data) = queue.pop_front() {
                     let event = SseEvent::default().data(data);
-                    return Some((Ok(event), (reply, rx, queue, ended)));
+                    return Some((Ok(event), (reply, rx, queue, ended, held, offsets)));
                 }
                 if ended {
                     return None;
                 }
                 ended = true;
                 match rx.recv().await {
+                    Some(Event::Text(t)) if reply.logprobs => {
+                        held.push_str(&t);
+                        ended = false;
+                    }
                     Some(Event::Text(t)) => {
-                        queue.push_back(reply.chunk(json!({"content": t}), None).to_string());
+                        let chunk = reply.chunk(json!({"content": t}), None, Value::Null);
+                        queue.push_back(chunk.to_string());
+                        ended = false;
+                    }
+                    Some(Event::Logprob(t)) => {
+                        let logprobs = reply.logprobs(&[t], &mut offsets);
+                        let text = std::mem::take(&mut held);
+                        let chunk = reply.chunk(json!({"content": text}), None, logprobs);
+                        queue.push_back(chunk.to_string());
                         ended = false;
                     }
                     Some(Event::Done(f)) => {
-                        queue.push_back(reply.chunk(json!({}), Some(&f.stop)).to_string());
+                        if !held.is_empty() {
+                            let logprobs = reply.logprobs(&[], &mut offsets);
+                            let text = std::mem::take(&mut held);
+                            let chunk = reply.chunk(json!({"content": text}), None, logprobs);
+                            queue.push_back(chunk.to_string());
+                        }
+                        let chunk = reply.chunk(json!({}), Some(&f.stop), Value::Null);
+                        queue.push_back(chunk.to_string());
                         if include_usage {
-                            let mut last = reply.chunk(json!({}), None);
+                            let mut last = reply.chunk(json!({}), None, Value::Null);
                             last["choices"] = json!([]);
                             last["usage"] = usage(&f);
                             queue.push_back(last.to_string());
@@ -185,15 +226,15 @@ fn sse(
 
 impl Reply {
     /// A streamed chunk: a chat `delta` or a completion's `text`, with the finish reason on the last.
-    fn chunk(&self, delta: Value, stop: Option<&StopReason>) -> Value {
+    fn chunk(&self, delta: Value, stop: Option<&StopReason>, logprobs: Value) -> Value {
         let finish = stop.map(StopReason::finish_reason);
         let choice = match self.kind {
             Kind::Chat => {
-                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+                json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
             }
             Kind::Completion => json!({
                 "index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")),
-                "logprobs": null, "finish_reason": finish,
+                "logprobs": logprobs, "finish_reason": finish,
             }),
         };
         json!({
@@ -202,22 +243,70 @@ impl Reply {
         })
     }
 
-    /// The non-streamed reply.
-    fn whole(&self, f: &Finished) -> Value {
+    /// The non-streamed reply, with the generated tokens' log-probabilities if they were asked for.
+    fn whole(&self, f: &Finished, tokens: &[TokenLogprob]) -> Value {
         let finish = f.stop.finish_reason();
+        let logprobs = self.logprobs(tokens, &mut Offsets::default());
         let choice = match self.kind {
             Kind::Chat => json!({
                 "index": 0, "message": {"role": "assistant", "content": f.text},
-                "logprobs": null, "finish_reason": finish,
+                "logprobs": logprobs, "finish_reason": finish,
             }),
             Kind::Completion => {
-                json!({"index": 0, "text": f.text, "logprobs": null, "finish_reason": finish})
+                json!({"index": 0, "text": f.text, "logprobs": logprobs, "finish_reason": finish})
             }
         };
         json!({
             "id": self.id, "object": self.object(false), "created": self.created, "model": self.model,
             "choices": [choice], "usage": usage(f),
         })
+    }
+
+    /// A choice's `logprobs` for `tokens` (null unless asked for): chat's `content` list of tokens with their
+    /// `top_logprobs`, or the legacy completion's parallel lists, whose `top_logprobs` maps hold the generated
+    /// token too, as OpenAI's do, and whose `text_offset`s count characters from the start of the completion.
+    fn logprobs(&self, tokens: &[TokenLogprob], offsets: &mut Offsets) -> Value {
+        if !self.logprobs {
+            return Value::Null;
+        }
+        let bytes = |id: u32| self.tokenizer.token_bytes(id).unwrap_or_default();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        match self.kind {
+            Kind::Chat => {
+                let entry = |id: u32, logprob: f32| {
+                    let bytes = bytes(id);
+                    json!({"token": text(&bytes), "logprob": logprob, "bytes": bytes})
+                };
+                let content: Vec<Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        let mut e = entry(t.id, t.logprob);
+                        e["top_logprobs"] = t.top.iter().map(|&(id, lp)| entry(id, lp)).collect();
+                        e
+                    })
+                    .collect();
+                json!({"content": content, "refusal": null})
+            }
+            Kind::Completion => {
+                let spelled: Vec<Vec<u8>> = tokens.iter().map(|t| bytes(t.id)).collect();
+                let top: Vec<Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        let mut map = serde_json::Map::new();
+                        for &(id, lp) in t.top.iter().chain([(t.id, t.logprob)].iter()) {
+                            map.entry(text(&bytes(id))).or_insert(json!(lp));
+                        }
+                        Value::Object(map)
+                    })
+                    .collect();
+                json!({
+                    "tokens": spelled.iter().map(|b| text(b)).collect::<Vec<_>>(),
+                    "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+                    "top_logprobs": top,
+                    "text_offset": spelled.iter().map(|b| offsets.next(b)).collect::<Vec<_>>(),
+                })
+            }
+        }
     }
 
     fn object(&self, chunk: bool) -> &'static str {
@@ -236,4 +325,31 @@ fn usage(f: &Finished) -> Value {
         "total_tokens": f.prompt_tokens + f.ids.len(),
         "prompt_tokens_details": {"cached_tokens": f.cached_tokens},
     })
+}
+
+/// Character offsets of successive tokens in the text they spell, counting only whole UTF-8 characters (a token
+/// that starts inside a character gets that character's end).
+#[derive(Default)]
+struct Offsets {
+    /// Bytes of a character not yet complete.
+    partial: Vec<u8>,
+    chars: usize,
+}
+
+impl Offsets {
+    /// The offset of a token of `bytes`, then moves past it.
+    fn next(&mut self, bytes: &[u8]) -> usize {
+        let at = self.chars;
+        self.partial.extend_from_slice(bytes);
+        let whole = match std::str::from_utf8(&self.partial) {
+            Ok(s) => s.len(),
+            Err(e) if e.error_len().is_some() => self.partial.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        self.chars += String::from_utf8_lossy(&self.partial[..whole])
+            .chars()
+            .count();
+        self.partial.drain(..whole);
+        at
+    }
 }

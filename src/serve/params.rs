@@ -78,7 +78,7 @@ struct Part {
     text: Option<String>,
 }
 
-/// `prompt` of a completion: a string, or a list holding one string.
+/// `prompt` of a completion: a string, token ids, or a list holding one of either.
 #[derive(Deserialize, Debug)]
 struct CompletionBody {
     prompt: PromptField,
@@ -89,6 +89,34 @@ struct CompletionBody {
 enum PromptField {
     One(String),
     Many(Vec<String>),
+    Ids(Vec<u32>),
+    ManyIds(Vec<Vec<u32>>),
+}
+
+/// The prompt of a completion: text to tokenize (BOS added where the model wants one), or token ids, run as
+/// given.
+#[derive(Debug)]
+pub enum Prompt {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+/// Most alternatives a generated token's `logprobs` may list (OpenAI's limit for chat; its legacy completions
+/// stop at 5).
+const MOST_TOP_LOGPROBS: usize = 20;
+
+/// `logprobs` and `top_logprobs` of a chat completion.
+#[derive(Deserialize, Debug)]
+struct ChatLogprobs {
+    logprobs: Option<bool>,
+    top_logprobs: Option<usize>,
+}
+
+/// `logprobs` and `echo` of a completion.
+#[derive(Deserialize, Debug)]
+struct CompletionLogprobs {
+    logprobs: Option<usize>,
+    echo: Option<bool>,
 }
 
 /// The body as a JSON object.
@@ -153,19 +181,62 @@ pub fn messages(value: &Value) -> Result<Vec<Message>, ApiError> {
 }
 
 /// The prompt of a completion.
-pub fn prompt(value: &Value) -> Result<String, ApiError> {
+pub fn prompt(value: &Value) -> Result<Prompt, ApiError> {
     let body: CompletionBody = read(value)?;
+    let one = || ApiError::bad_request("prompt: give one prompt per request").param("prompt");
     let prompt = match body.prompt {
-        PromptField::One(p) => p,
-        PromptField::Many(mut list) if list.len() == 1 => list.remove(0),
-        PromptField::Many(_) => {
-            return Err(ApiError::bad_request("prompt: give one prompt per request").param("prompt"))
-        }
+        PromptField::One(p) => Prompt::Text(p),
+        PromptField::Many(list) if list.is_empty() => Prompt::Ids(Vec::new()),
+        PromptField::Many(mut list) if list.len() == 1 => Prompt::Text(list.remove(0)),
+        PromptField::Ids(ids) => Prompt::Ids(ids),
+        PromptField::ManyIds(mut list) if list.len() == 1 => Prompt::Ids(list.remove(0)),
+        PromptField::Many(_) | PromptField::ManyIds(_) => return Err(one()),
     };
-    if prompt.is_empty() {
-        return Err(ApiError::bad_request("prompt: the prompt is empty").param("prompt"));
+    match &prompt {
+        Prompt::Text(t) if t.is_empty() => {}
+        Prompt::Ids(ids) if ids.is_empty() => {}
+        _ => return Ok(prompt),
     }
-    Ok(prompt)
+    Err(ApiError::bad_request("prompt: the prompt is empty").param("prompt"))
+}
+
+/// How many alternatives each generated token's log-probability comes with in a chat completion (`logprobs:
+/// true` and `top_logprobs`), `None` if not asked for.
+pub fn chat_logprobs(value: &Value) -> Result<Option<usize>, ApiError> {
+    let body: ChatLogprobs = read(value)?;
+    let top = body
+        .top_logprobs
+        .map(|n| at_most(n, "top_logprobs"))
+        .transpose()?;
+    match (body.logprobs.unwrap_or(false), top) {
+        (true, top) => Ok(Some(top.unwrap_or(0))),
+        (false, None) => Ok(None),
+        (false, Some(_)) => {
+            Err(ApiError::bad_request("top_logprobs: needs logprobs: true").param("top_logprobs"))
+        }
+    }
+}
+
+/// The same for a completion (`logprobs: N`); `echo: true` (the prompt's own log-probabilities) is refused.
+pub fn completion_logprobs(value: &Value) -> Result<Option<usize>, ApiError> {
+    let body: CompletionLogprobs = read(value)?;
+    if body.echo == Some(true) {
+        return Err(ApiError::bad_request(
+            "echo: returning the prompt with its log-probabilities is not supported",
+        )
+        .param("echo"));
+    }
+    body.logprobs.map(|n| at_most(n, "logprobs")).transpose()
+}
+
+fn at_most(n: usize, name: &'static str) -> Result<usize, ApiError> {
+    match n {
+        n if n > MOST_TOP_LOGPROBS => Err(ApiError::bad_request(format!(
+            "{name}: {n} is more than {MOST_TOP_LOGPROBS}"
+        ))
+        .param(name)),
+        n => Ok(n),
+    }
 }
 
 impl Common {

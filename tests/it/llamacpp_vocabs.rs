@@ -46,9 +46,22 @@ fn check_vocab(name: &str, expect_pre: &str) {
                 "{text:?}: decodes to {:?}",
                 tok.decode(&ids).unwrap()
             ));
+        } else if !pieces_spell(&tok, &ids, &text, expect_pre == "SentencePiece") {
+            wrong.push(format!("{text:?}: the pieces' bytes do not spell it"));
         }
     }
     assert!(wrong.is_empty(), "{name}:\n{}", wrong.join("\n"));
+}
+
+/// Whether the ids' [`Tokenizer::token_bytes`] laid end to end are the text's bytes (what a client joining
+/// OpenAI `logprobs` bytes gets); a SentencePiece vocabulary's first piece carries the space it prefixes, as
+/// llama.cpp's pieces do.
+fn pieces_spell(tok: &Tokenizer, ids: &[u32], text: &str, space_prefix: bool) -> bool {
+    let bytes: Vec<u8> = ids
+        .iter()
+        .flat_map(|&id| tok.token_bytes(id).unwrap())
+        .collect();
+    bytes == text.as_bytes() || (space_prefix && bytes.strip_prefix(b" ") == Some(text.as_bytes()))
 }
 
 #[test]

@@ -31,6 +31,15 @@ fn check(tok: &Tokenizer, cases: &[(String, Vec<u32>)], what: &str) {
     for (text, ids) in cases {
         assert_eq!(&tok.encode(text, false).unwrap(), ids, "{what}: {text:?}");
         assert_eq!(&tok.decode(ids).unwrap(), text, "{what}: decode");
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| tok.token_bytes(id).unwrap())
+            .collect();
+        assert_eq!(
+            bytes,
+            text.as_bytes(),
+            "{what}: the pieces' bytes spell {text:?}"
+        );
     }
 }
 

@@ -56,6 +56,34 @@ sampled = [
 ]
 assert sampled[0] == sampled[1], sampled
 
+# Log-probabilities: the generated tokens' bytes spell the reply; greedy picks each position's most likely token;
+# streamed chunks carry the same tokens and values as the whole reply.
+scored = client.chat.completions.create(
+    model=model, messages=messages, max_tokens=12, temperature=0, logprobs=True, top_logprobs=3
+)
+tokens = scored.choices[0].logprobs.content
+assert scored.choices[0].message.content == choice.message.content[: len(scored.choices[0].message.content)]
+assert bytes(b for t in tokens for b in t.bytes).decode() == scored.choices[0].message.content, tokens
+for t in tokens:
+    assert len(t.top_logprobs) == 3 and t.top_logprobs[0].token == t.token, t
+    assert t.top_logprobs[0].logprob == t.logprob <= 0, t
+    assert all(a.logprob >= b.logprob for a, b in zip(t.top_logprobs, t.top_logprobs[1:])), t
+streamed = [
+    t
+    for c in client.chat.completions.create(
+        model=model, messages=messages, max_tokens=12, temperature=0, logprobs=True, top_logprobs=3, stream=True
+    )
+    if c.choices and c.choices[0].logprobs
+    for t in c.choices[0].logprobs.content
+]
+assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in tokens], (streamed, tokens)
+legacy = client.completions.create(model=model, prompt="ROMEO:", max_tokens=8, temperature=0, logprobs=2)
+lp = legacy.choices[0].logprobs
+assert "".join(lp.tokens) == legacy.choices[0].text, lp
+assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(len(lp.tokens))], lp
+for token, value, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+    assert top[token] == value == max(top.values()) and 2 <= len(top) <= 3, (token, value, top)
+
 try:
     client.chat.completions.create(model="no-such-model", messages=messages)
     raise SystemExit("an unknown model was accepted")

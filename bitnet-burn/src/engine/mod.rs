@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::nn::{ActQuant, BitNet};
 use crate::text::generate::StopReason;
+use crate::text::logprobs::TokenLogprob;
 use crate::text::sampling::SamplerConfig;
 use crate::text::tokenizer::Tokenizer;
 
@@ -67,6 +68,9 @@ pub struct Request {
     /// Reuse what a free slot's cache shares with the prompt (llama-server's `cache_prompt`); benchmarks turn
     /// it off so every prompt runs whole.
     pub cache_prompt: bool,
+    /// Report each generated token's log-probability with this many of the most likely tokens at its position
+    /// ([`Event::Logprob`]); `None` for none.
+    pub logprobs: Option<usize>,
     /// Where the request's events go; dropping the receiver cancels the request and frees its slot.
     pub events: mpsc::UnboundedSender<Event>,
 }
@@ -76,6 +80,9 @@ pub struct Request {
 pub enum Event {
     /// New text (never part of a stop string, never a split UTF-8 character).
     Text(String),
+    /// A generated token's log-probabilities, when the request asked for them: sent after the text its step
+    /// released (which may still hold back this token's own text); none for a stop token, which is not shown.
+    Logprob(TokenLogprob),
     /// The request is complete.
     Done(Finished),
     /// The request failed (it alone: other requests go on).

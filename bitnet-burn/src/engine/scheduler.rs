@@ -10,6 +10,7 @@ use super::slots::Slots;
 use super::{EngineConfig, Event, Finished, Queued, Stats};
 use crate::nn::BitNet;
 use crate::text::generate::{Continuation, StopReason};
+use crate::text::logprobs::TokenLogprob;
 use crate::text::tokenizer::Tokenizer;
 
 /// A request holding a slot.
@@ -19,6 +20,7 @@ struct Sequence {
     pending: Vec<u32>,
     continuation: Continuation,
     events: mpsc::UnboundedSender<Event>,
+    logprobs: Option<usize>,
     prompt_tokens: usize,
     cached_tokens: usize,
     submitted: Instant,
@@ -74,6 +76,7 @@ pub(super) fn run<B: TernaryBackend>(
                     }
                 },
                 events: request.events,
+                logprobs: request.logprobs,
                 prompt_tokens: request.prompt.len(),
                 cached_tokens: cached,
                 submitted: at,
@@ -142,6 +145,9 @@ pub(super) fn run<B: TernaryBackend>(
             decoded += 1;
             let row = &mut logits[rows[s.slot] * vocab..(rows[s.slot] + 1) * vocab];
             s.first_token.get_or_insert_with(|| s.submitted.elapsed());
+            // sampling changes the row in place: the log-probabilities are the model's own
+            let raw = s.logprobs.map(|n| (n, row.to_vec()));
+            let before = s.continuation.generated();
             let mut open = true;
             let events = &s.events;
             let mut on_text = |t: &str| open &= events.send(Event::Text(t.to_string())).is_ok();
@@ -156,6 +162,11 @@ pub(super) fn run<B: TernaryBackend>(
                     continue;
                 }
             };
+            let shown = !matches!(ended, Some(StopReason::StopToken(_)));
+            if let Some((n, raw)) = raw.filter(|_| shown && s.continuation.generated() > before) {
+                let token = TokenLogprob::new(&raw, s.continuation.last(), n);
+                open &= s.events.send(Event::Logprob(token)).is_ok();
+            }
             if !open {
                 release(&mut slots, stats, s.slot);
                 active.swap_remove(i);

@@ -3,6 +3,7 @@
 #[cfg(feature = "chat")]
 pub mod chat;
 pub mod generate;
+pub mod logprobs;
 pub mod perplexity;
 pub mod sampling;
 pub mod tokenizer;

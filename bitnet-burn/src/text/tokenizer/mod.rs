@@ -14,7 +14,7 @@ mod train;
 use std::path::Path;
 
 use bitnet_gguf::{Array, GgufFile, Value};
-use tokenizers::AddedToken;
+use tokenizers::{AddedToken, DecoderWrapper};
 
 pub use pre::LLAMA3_REGEX;
 pub use to_gguf::gguf_tokenizer_metadata;
@@ -242,6 +242,23 @@ impl Tokenizer {
         self.inner.decode(ids, false).map_err(lib)
     }
 
+    /// The bytes token `id` stands for, as OpenAI's `logprobs` report them (`bytes`): a byte-level BPE piece's
+    /// bytes, a SentencePiece piece with `▁` as a space (or a byte-fallback piece's one byte), an added token's
+    /// text. A piece can hold part of a UTF-8 character, which its decoded text cannot show.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let piece = self.token(id)?;
+        if self.inner.get_added_tokens_decoder().contains_key(&id) {
+            return Some(piece.into_bytes());
+        }
+        if matches!(self.inner.get_decoder(), Some(DecoderWrapper::ByteLevel(_))) {
+            return piece.chars().map(byte_level_byte).collect();
+        }
+        if self.is_byte_piece(id) {
+            return u8::from_str_radix(&piece[3..5], 16).ok().map(|b| vec![b]);
+        }
+        Some(piece.replace(spm::SPACE, " ").into_bytes())
+    }
+
     /// Whether `id` is a SentencePiece byte-fallback piece (`<0xXX>`): a run of them decodes as one UTF-8 sequence
     /// (all U+FFFD when invalid), so its text is known only when the run ends.
     pub fn is_byte_piece(&self, id: u32) -> bool {
@@ -282,5 +299,18 @@ impl Tokenizer {
     /// Which pre-tokenizer is used, and why.
     pub fn pre_tokenizer(&self) -> &str {
         &self.pre_tokenizer
+    }
+}
+
+/// The byte a byte-level BPE vocabulary writes as `c` (GPT-2's table: printable Latin-1 bytes as themselves,
+/// the other 68 as U+0100 onwards in byte order).
+fn byte_level_byte(c: char) -> Option<u8> {
+    let printable = |b: &u32| matches!(b, 33..=126 | 161..=172 | 174..=255);
+    match c as u32 {
+        c if c < 256 => printable(&c).then_some(c as u8),
+        c => (0..256u32)
+            .filter(|b| !printable(b))
+            .nth(c as usize - 256)
+            .map(|b| b as u8),
     }
 }

@@ -16,7 +16,7 @@ use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use super::{lib, TokenizerError, NORMAL};
 
 /// SentencePiece's word-boundary mark, which stands for a space.
-const SPACE: &str = "\u{2581}";
+pub(super) const SPACE: &str = "\u{2581}";
 
 /// The vocabulary of a `tokenizer.ggml.model = llama` file.
 pub struct SpmVocab<'a> {

@@ -1,0 +1,38 @@
+//! Log-probabilities of generated tokens, as OpenAI's `logprobs` report them: the log-softmax of the model's
+//! own logits, before temperature, penalties or truncation change what is sampled (llama-server's default too).
+
+/// A generated token's log-probability and the most likely tokens at its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    /// The generated token.
+    pub id: u32,
+    /// Its log-probability.
+    pub logprob: f32,
+    /// The most likely tokens with their log-probabilities, most likely first (ties by id).
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprob {
+    /// `id`'s log-probability under `logits` (one position's row) and the `n` most likely tokens.
+    pub fn new(logits: &[f32], id: u32, n: usize) -> Self {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = logits.iter().map(|&x| f64::from(x - max).exp()).sum();
+        let lse = f64::from(max) + sum.ln();
+        let logprob = |i: usize| (f64::from(logits[i]) - lse) as f32;
+        // a partial insertion sort: n is at most a few dozen, the vocabulary ~10^5
+        let mut top: Vec<usize> = Vec::with_capacity(n + 1);
+        for (i, &x) in logits.iter().enumerate() {
+            if top.len() == n && top.last().is_none_or(|&j| x <= logits[j]) {
+                continue;
+            }
+            let at = top.partition_point(|&j| logits[j] >= x);
+            top.insert(at, i);
+            top.truncate(n);
+        }
+        Self {
+            id,
+            logprob: logprob(id as usize),
+            top: top.into_iter().map(|i| (i as u32, logprob(i))).collect(),
+        }
+    }
+}
