@@ -246,6 +246,7 @@ impl NativeModel {
                 ignore_eos: sampling.ignore_eos,
                 cache_prompt: true,
                 logprobs: None,
+                score_prompt: false,
                 events,
             })
             .map_err(submit_error)?;

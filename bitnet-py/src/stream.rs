@@ -56,7 +56,7 @@ impl Stream {
                     Err(e) => Err(e),
                 },
                 Ok(Some(Event::Text(text))) => return Ok(Some(text)),
-                Ok(Some(Event::Logprob(_))) => continue,
+                Ok(Some(Event::Logprob(_) | Event::PromptLogprob(_))) => continue,
                 Ok(Some(Event::Done(f))) => {
                     self.finished = Some(f);
                     Ok(None)

@@ -215,6 +215,7 @@ impl Args {
                         ignore_eos: true,
                         cache_prompt: false,
                         logprobs: None,
+                        score_prompt: false,
                         events,
                     })?;
                     Ok(rx)
@@ -269,7 +270,7 @@ impl Args {
 fn finished(mut rx: mpsc::UnboundedReceiver<Event>) -> Result<Finished> {
     loop {
         match rx.blocking_recv() {
-            Some(Event::Text(_) | Event::Logprob(_)) => {}
+            Some(Event::Text(_) | Event::Logprob(_) | Event::PromptLogprob(_)) => {}
             Some(Event::Done(f)) => return Ok(f),
             Some(Event::Failed(e)) => anyhow::bail!("{e}"),
             None => anyhow::bail!("the engine stopped"),

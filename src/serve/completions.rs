@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
-use super::params::{self, Common, Prompt};
+use super::params::{self, Common, Prompt, Scoring};
 use super::{body, AppState, Ready};
 
 /// `POST /v1/chat/completions`.
@@ -33,12 +33,15 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let (ready, value, common) = request(&state, raw)?;
     let messages = params::messages(&value)?;
-    let logprobs = params::chat_logprobs(&value)?;
+    let scoring = Scoring {
+        logprobs: params::chat_logprobs(&value)?,
+        echo: false,
+    };
     let prompt = ready
         .template
         .encode(&messages, &ready.tokenizer)
         .map_err(|e| ApiError::bad_request(e.to_string()).param("messages"))?;
-    start(&state, ready, Kind::Chat, prompt, common, logprobs).await
+    start(&state, ready, Kind::Chat, prompt, common, scoring).await
 }
 
 /// `POST /v1/completions`.
@@ -47,7 +50,7 @@ pub async fn completion(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (ready, value, common) = request(&state, raw)?;
-    let logprobs = params::completion_logprobs(&value)?;
+    let scoring = params::completion_scoring(&value, common.stream)?;
     let prompt = match params::prompt(&value)? {
         Prompt::Text(text) => ready
             .tokenizer
@@ -55,7 +58,7 @@ pub async fn completion(
             .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt"))?,
         Prompt::Ids(ids) => ids,
     };
-    start(&state, ready, Kind::Completion, prompt, common, logprobs).await
+    start(&state, ready, Kind::Completion, prompt, common, scoring).await
 }
 
 /// The ready model, the body as JSON and its shared parameters, checked.
@@ -87,6 +90,8 @@ struct Reply {
     tokenizer: Arc<Tokenizer>,
     /// Whether the request asked for `logprobs`.
     logprobs: bool,
+    /// The prompt as run, when the reply echoes it.
+    echo: Option<Vec<u32>>,
 }
 
 async fn start(
@@ -95,7 +100,7 @@ async fn start(
     kind: Kind,
     prompt: Vec<u32>,
     common: Common,
-    logprobs: Option<usize>,
+    scoring: Scoring,
 ) -> Result<Response, ApiError> {
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     let reply = Reply {
@@ -109,30 +114,35 @@ async fn start(
             .map_or(0, |d| d.as_secs()),
         model: ready.names[0].clone(),
         tokenizer: ready.tokenizer.clone(),
-        logprobs: logprobs.is_some(),
+        logprobs: scoring.logprobs.is_some(),
+        echo: scoring.echo.then(|| prompt.clone()),
     };
     let (events, mut rx) = mpsc::unbounded_channel();
     let room = ready.engine.config().ctx.saturating_sub(prompt.len());
     ready.engine.submit(Request {
         prompt,
-        max_new_tokens: common.max_tokens(room),
+        max_new_tokens: common.max_tokens(room, scoring.echo)?,
         sampler: common.sampler(),
         stop_strings: common.stops(),
         ignore_eos: common.ignore_eos,
         cache_prompt: common.cache_prompt.unwrap_or(true),
-        logprobs,
+        logprobs: scoring.logprobs,
+        score_prompt: scoring.echo && scoring.logprobs.is_some(),
         events,
     })?;
     if common.stream {
         return Ok(Sse::new(sse(reply, rx, common.include_usage())).into_response());
     }
     // Dropping this future (the client went away) drops `rx`, which cancels the request.
-    let mut tokens = Vec::new();
+    let (mut prompt, mut tokens) = (Vec::new(), Vec::new());
     loop {
         match rx.recv().await {
             Some(Event::Text(_)) => {}
+            Some(Event::PromptLogprob(t)) => prompt.push(t),
             Some(Event::Logprob(t)) => tokens.push(t),
-            Some(Event::Done(f)) => return Ok(Json(reply.whole(&f, &tokens)).into_response()),
+            Some(Event::Done(f)) => {
+                return Ok(Json(reply.whole(&f, &prompt, &tokens)).into_response())
+            }
             Some(Event::Failed(e)) => {
                 return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
             }
@@ -189,8 +199,10 @@ fn sse(
                         queue.push_back(chunk.to_string());
                         ended = false;
                     }
+                    // (echo, which brings these, is refused with stream)
+                    Some(Event::PromptLogprob(_)) => ended = false,
                     Some(Event::Logprob(t)) => {
-                        let logprobs = reply.logprobs(&[t], &mut offsets);
+                        let logprobs = reply.logprobs(&[], &[t], &mut offsets);
                         let text = std::mem::take(&mut held);
                         let chunk = reply.chunk(json!({"content": text}), None, logprobs);
                         queue.push_back(chunk.to_string());
@@ -198,7 +210,7 @@ fn sse(
                     }
                     Some(Event::Done(f)) => {
                         if !held.is_empty() {
-                            let logprobs = reply.logprobs(&[], &mut offsets);
+                            let logprobs = reply.logprobs(&[], &[], &mut offsets);
                             let text = std::mem::take(&mut held);
                             let chunk = reply.chunk(json!({"content": text}), None, logprobs);
                             queue.push_back(chunk.to_string());
@@ -243,17 +255,22 @@ impl Reply {
         })
     }
 
-    /// The non-streamed reply, with the generated tokens' log-probabilities if they were asked for.
-    fn whole(&self, f: &Finished, tokens: &[TokenLogprob]) -> Value {
+    /// The non-streamed reply, with the generated tokens' log-probabilities if they were asked for, and the
+    /// prompt (as run: a BOS the server added included) before the completion with `echo`.
+    fn whole(&self, f: &Finished, prompt: &[TokenLogprob], tokens: &[TokenLogprob]) -> Value {
         let finish = f.stop.finish_reason();
-        let logprobs = self.logprobs(tokens, &mut Offsets::default());
+        let logprobs = self.logprobs(prompt, tokens, &mut Offsets::default());
+        let text = match &self.echo {
+            Some(ids) => self.tokenizer.decode(ids).unwrap_or_default() + &f.text,
+            None => f.text.clone(),
+        };
         let choice = match self.kind {
             Kind::Chat => json!({
                 "index": 0, "message": {"role": "assistant", "content": f.text},
                 "logprobs": logprobs, "finish_reason": finish,
             }),
             Kind::Completion => {
-                json!({"index": 0, "text": f.text, "logprobs": logprobs, "finish_reason": finish})
+                json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish})
             }
         };
         json!({
@@ -263,9 +280,15 @@ impl Reply {
     }
 
     /// A choice's `logprobs` for `tokens` (null unless asked for): chat's `content` list of tokens with their
-    /// `top_logprobs`, or the legacy completion's parallel lists, whose `top_logprobs` maps hold the generated
-    /// token too, as OpenAI's do, and whose `text_offset`s count characters from the start of the completion.
-    fn logprobs(&self, tokens: &[TokenLogprob], offsets: &mut Offsets) -> Value {
+    /// `top_logprobs`, or the legacy completion's parallel lists, whose `top_logprobs` maps hold the chosen
+    /// token too, as OpenAI's do, and whose `text_offset`s count characters from the start of the text. With
+    /// `echo` the lists start with the prompt: its first token (null: nothing before it), then `prompt`.
+    fn logprobs(
+        &self,
+        prompt: &[TokenLogprob],
+        tokens: &[TokenLogprob],
+        offsets: &mut Offsets,
+    ) -> Value {
         if !self.logprobs {
             return Value::Null;
         }
@@ -288,21 +311,24 @@ impl Reply {
                 json!({"content": content, "refusal": null})
             }
             Kind::Completion => {
-                let spelled: Vec<Vec<u8>> = tokens.iter().map(|t| bytes(t.id)).collect();
-                let top: Vec<Value> = tokens
-                    .iter()
-                    .map(|t| {
-                        let mut map = serde_json::Map::new();
-                        for &(id, lp) in t.top.iter().chain([(t.id, t.logprob)].iter()) {
-                            map.entry(text(&bytes(id))).or_insert(json!(lp));
-                        }
-                        Value::Object(map)
-                    })
+                let first = self.echo.as_ref().and_then(|ids| ids.first());
+                let entries: Vec<(u32, Option<&TokenLogprob>)> = first
+                    .map(|&id| (id, None))
+                    .into_iter()
+                    .chain(prompt.iter().chain(tokens).map(|t| (t.id, Some(t))))
                     .collect();
+                let spelled: Vec<Vec<u8>> = entries.iter().map(|&(id, _)| bytes(id)).collect();
+                let top = |t: &TokenLogprob| {
+                    let mut map = serde_json::Map::new();
+                    for &(id, lp) in t.top.iter().chain([(t.id, t.logprob)].iter()) {
+                        map.entry(text(&bytes(id))).or_insert(json!(lp));
+                    }
+                    Value::Object(map)
+                };
                 json!({
                     "tokens": spelled.iter().map(|b| text(b)).collect::<Vec<_>>(),
-                    "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
-                    "top_logprobs": top,
+                    "token_logprobs": entries.iter().map(|(_, t)| t.map(|t| t.logprob)).collect::<Vec<_>>(),
+                    "top_logprobs": entries.iter().map(|(_, t)| t.map(top)).collect::<Vec<_>>(),
                     "text_offset": spelled.iter().map(|b| offsets.next(b)).collect::<Vec<_>>(),
                 })
             }

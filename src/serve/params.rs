@@ -217,16 +217,26 @@ pub fn chat_logprobs(value: &Value) -> Result<Option<usize>, ApiError> {
     }
 }
 
-/// The same for a completion (`logprobs: N`); `echo: true` (the prompt's own log-probabilities) is refused.
-pub fn completion_logprobs(value: &Value) -> Result<Option<usize>, ApiError> {
+/// What a reply scores: each token's log-probability with `logprobs` alternatives, and with `echo` the prompt
+/// too (returned before the completion, its tokens scored from the second on).
+#[derive(Debug, Default)]
+pub struct Scoring {
+    pub logprobs: Option<usize>,
+    pub echo: bool,
+}
+
+/// The [`Scoring`] of a completion (`logprobs: N`, `echo`); `echo` is refused with `stream`.
+pub fn completion_scoring(value: &Value, stream: bool) -> Result<Scoring, ApiError> {
     let body: CompletionLogprobs = read(value)?;
-    if body.echo == Some(true) {
+    let echo = body.echo.unwrap_or(false);
+    if echo && stream {
         return Err(ApiError::bad_request(
-            "echo: returning the prompt with its log-probabilities is not supported",
+            "echo: not supported with stream; ask for the whole reply",
         )
         .param("echo"));
     }
-    body.logprobs.map(|n| at_most(n, "logprobs")).transpose()
+    let logprobs = body.logprobs.map(|n| at_most(n, "logprobs")).transpose()?;
+    Ok(Scoring { logprobs, echo })
 }
 
 fn at_most(n: usize, name: &'static str) -> Result<usize, ApiError> {
@@ -268,9 +278,6 @@ impl Common {
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::bad_request("n: only n = 1 is supported").param("n"));
         }
-        if self.max_tokens.or(self.max_completion_tokens) == Some(0) {
-            return Err(ApiError::bad_request("max_tokens: must be at least 1").param("max_tokens"));
-        }
         Ok(())
     }
 
@@ -299,11 +306,15 @@ impl Common {
         }
     }
 
-    /// Most tokens to generate: as asked, else what the slot has room for.
-    pub fn max_tokens(&self, room: usize) -> usize {
-        self.max_tokens
-            .or(self.max_completion_tokens)
-            .unwrap_or(room)
+    /// Most tokens to generate: as asked, else what the slot has room for. Zero only to `echo` a prompt.
+    pub fn max_tokens(&self, room: usize, echo: bool) -> Result<usize, ApiError> {
+        match self.max_tokens.or(self.max_completion_tokens) {
+            Some(0) if !echo => Err(ApiError::bad_request(
+                "max_tokens: must be at least 1 (0 only with echo)",
+            )
+            .param("max_tokens")),
+            asked => Ok(asked.unwrap_or(room)),
+        }
     }
 
     /// Whether a streamed response ends with a usage chunk.

@@ -63,6 +63,7 @@ fn greedy(prompt: Vec<u32>, max: usize) -> (Request, mpsc::UnboundedReceiver<Eve
         ignore_eos: false,
         cache_prompt: true,
         logprobs: None,
+        score_prompt: false,
         events,
     };
     (request, rx)
@@ -81,7 +82,7 @@ fn wait(mut rx: mpsc::UnboundedReceiver<Event>) -> (String, Finished) {
     loop {
         match rx.blocking_recv().expect("the engine reports the end") {
             Event::Text(t) => text.push_str(&t),
-            Event::Logprob(_) => {}
+            Event::Logprob(_) | Event::PromptLogprob(_) => {}
             Event::Done(f) => return (text, f),
             Event::Failed(e) => panic!("request failed: {e}"),
         }

@@ -84,6 +84,16 @@ assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(len(
 for token, value, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
     assert top[token] == value == max(top.values()) and 2 <= len(top) <= 3, (token, value, top)
 
+# Scoring text as evaluation harnesses do (lm-eval's loglikelihood): echo returns the prompt, each of its tokens
+# scored given the ones before, then the completion.
+scored = client.completions.create(
+    model=model, prompt="ROMEO: Who art thou?", max_tokens=1, temperature=0, logprobs=1, echo=True
+)
+lp = scored.choices[0].logprobs
+assert len(lp.tokens) == scored.usage.prompt_tokens + 1 and "".join(lp.tokens) == scored.choices[0].text, lp
+assert lp.token_logprobs[0] is None and all(v <= 0 for v in lp.token_logprobs[1:]), lp
+assert scored.choices[0].text.endswith("ROMEO: Who art thou?" + lp.tokens[-1]), scored.choices[0].text
+
 try:
     client.chat.completions.create(model="no-such-model", messages=messages)
     raise SystemExit("an unknown model was accepted")

@@ -71,6 +71,10 @@ pub struct Request {
     /// Report each generated token's log-probability with this many of the most likely tokens at its position
     /// ([`Event::Logprob`]); `None` for none.
     pub logprobs: Option<usize>,
+    /// Also report the log-probability of each prompt token after the first ([`Event::PromptLogprob`], with
+    /// `logprobs` alternatives), to score text (OpenAI's `echo`); the prompt then runs whole, without reusing a
+    /// slot's cache.
+    pub score_prompt: bool,
     /// Where the request's events go; dropping the receiver cancels the request and frees its slot.
     pub events: mpsc::UnboundedSender<Event>,
 }
@@ -83,6 +87,9 @@ pub enum Event {
     /// A generated token's log-probabilities, when the request asked for them: sent after the text its step
     /// released (which may still hold back this token's own text); none for a stop token, which is not shown.
     Logprob(TokenLogprob),
+    /// A prompt token's log-probability given the tokens before it, when the request scores its prompt: one per
+    /// prompt token after the first, in order, before anything is generated.
+    PromptLogprob(TokenLogprob),
     /// The request is complete.
     Done(Finished),
     /// The request failed (it alone: other requests go on).

@@ -21,6 +21,10 @@ struct Sequence {
     continuation: Continuation,
     events: mpsc::UnboundedSender<Event>,
     logprobs: Option<usize>,
+    /// The prompt, when its tokens' log-probabilities are asked for ([`Event::PromptLogprob`]).
+    scored: Option<Vec<u32>>,
+    /// Prompt tokens run (or found in the cache) so far.
+    fed: usize,
     prompt_tokens: usize,
     cached_tokens: usize,
     submitted: Instant,
@@ -56,9 +60,9 @@ pub(super) fn run<B: TernaryBackend>(
             if request.events.is_closed() {
                 continue;
             }
-            let (slot, cached) = slots
-                .acquire(&request.prompt, request.cache_prompt)
-                .expect("a free slot");
+            // a scored prompt runs whole: a cached position has no logits
+            let reuse = request.cache_prompt && !request.score_prompt;
+            let (slot, cached) = slots.acquire(&request.prompt, reuse).expect("a free slot");
             active.push(Sequence {
                 slot,
                 pending: request.prompt[cached..].to_vec(),
@@ -77,6 +81,8 @@ pub(super) fn run<B: TernaryBackend>(
                 },
                 events: request.events,
                 logprobs: request.logprobs,
+                scored: request.score_prompt.then(|| request.prompt.clone()),
+                fed: cached,
                 prompt_tokens: request.prompt.len(),
                 cached_tokens: cached,
                 submitted: at,
@@ -97,19 +103,35 @@ pub(super) fn run<B: TernaryBackend>(
         }
 
         let mut feed: Vec<Option<Vec<u32>>> = vec![None; config.slots];
+        let mut every = vec![false; config.slots];
         for s in &mut active {
             feed[s.slot] = Some(if s.pending.is_empty() {
                 vec![s.continuation.last()]
             } else {
                 let n = config.chunk.min(s.pending.len());
+                every[s.slot] = s.scored.is_some();
                 s.pending.drain(..n).collect()
             });
         }
+        // each fed slot's logits rows, in slot order: its last token's, or all of a scored prompt chunk's
+        let mut rows = vec![0..0; config.slots];
+        let mut next = 0;
+        for (slot, tokens) in feed.iter().enumerate() {
+            if let Some(tokens) = tokens {
+                let n = if every[slot] { tokens.len() } else { 1 };
+                rows[slot] = next..next + n;
+                next += n;
+            }
+        }
+        let every: Vec<bool> = (0..config.slots)
+            .filter(|&i| feed[i].is_some())
+            .map(|i| every[i])
+            .collect();
         let started = Instant::now();
         let logits = {
             let mut step = slots.step(&feed);
             model
-                .forward_sequences(&mut step, config.act)
+                .forward_sequences(&mut step, &every, config.act)
                 .map_err(|e| e.to_string())
                 .and_then(|l| {
                     l.into_data()
@@ -129,10 +151,17 @@ pub(super) fn run<B: TernaryBackend>(
                 continue;
             }
         };
-        // The step's logits rows are in slot order.
-        let mut rows = vec![usize::MAX; config.slots];
-        for (row, slot) in (0..config.slots).filter(|&i| feed[i].is_some()).enumerate() {
-            rows[slot] = row;
+        for s in &mut active {
+            let run = feed[s.slot].as_ref().map_or(0, Vec::len);
+            if let Some(prompt) = s.scored.as_ref().filter(|p| s.fed < p.len()) {
+                // row j of the chunk scores the prompt token after position fed + j
+                for (j, pos) in rows[s.slot].clone().zip(s.fed + 1..prompt.len()) {
+                    let row = &logits[j * vocab..(j + 1) * vocab];
+                    let token = TokenLogprob::new(row, prompt[pos], s.logprobs.unwrap_or(0));
+                    let _ = s.events.send(Event::PromptLogprob(token));
+                }
+            }
+            s.fed += run;
         }
         let mut decoded = 0;
         let mut i = 0;
@@ -143,7 +172,8 @@ pub(super) fn run<B: TernaryBackend>(
                 continue;
             }
             decoded += 1;
-            let row = &mut logits[rows[s.slot] * vocab..(rows[s.slot] + 1) * vocab];
+            let last = rows[s.slot].end - 1;
+            let row = &mut logits[last * vocab..(last + 1) * vocab];
             s.first_token.get_or_insert_with(|| s.submitted.elapsed());
             // sampling changes the row in place: the log-probabilities are the model's own
             let raw = s.logprobs.map(|n| (n, row.to_vec()));

@@ -198,28 +198,31 @@ impl<B: TernaryBackend> BitNet<B> {
 
     /// One step of several sequences at once, each appending its tokens to its own cache (of batch 1) at its
     /// own position: the projections and the FFN see all the step's rows together (one pass over the weights),
-    /// attention runs per sequence. Returns the logits of each sequence's last token `[sequences, vocab]`. On the
-    /// integer paths a sequence's logits do not depend on what else is in the step.
+    /// attention runs per sequence. Returns the logits of each sequence's last token, or of all its tokens
+    /// where `every[i]` (to score a prompt), in order: `[rows, vocab]`. On the integer paths a sequence's logits
+    /// do not depend on what else is in the step.
     pub fn forward_sequences(
         &self,
         steps: &mut [(&mut KvCache<B>, &[u32])],
+        every: &[bool],
         act: ActQuant,
     ) -> Result<Tensor<B, 2>, ForwardError> {
+        assert_eq!(every.len(), steps.len(), "a flag per sequence");
         let ids: Vec<u32> = steps.iter().flat_map(|(_, t)| t.iter().copied()).collect();
         let mut caches: Vec<(&mut KvCache<B>, usize)> =
             steps.iter_mut().map(|(c, t)| (&mut **c, t.len())).collect();
         let hidden = self.run(&ids, 1, &mut caches, act)?;
-        let last: Vec<i64> = steps
-            .iter()
-            .scan(0, |end, (_, t)| {
-                *end += t.len();
-                Some(*end as i64 - 1)
-            })
-            .collect();
+        let mut start = 0;
+        let mut picked: Vec<i64> = Vec::new();
+        for ((_, t), &all) in steps.iter().zip(every) {
+            let end = start + t.len() as i64;
+            picked.extend(if all { start..end } else { end - 1..end });
+            start = end;
+        }
         let [_, rows, h] = hidden.dims();
-        let n = last.len();
-        let last = Tensor::from_data(burn::tensor::TensorData::new(last, [n]), &self.device);
-        let x = ops::reshape(ops::reshape(hidden, [rows, h]).select(0, last), [n, 1, h]);
+        let n = picked.len();
+        let picked = Tensor::from_data(burn::tensor::TensorData::new(picked, [n]), &self.device);
+        let x = ops::reshape(ops::reshape(hidden, [rows, h]).select(0, picked), [n, 1, h]);
         Ok(ops::reshape(self.logits(x), [n, self.config.vocab_size]))
     }
 
