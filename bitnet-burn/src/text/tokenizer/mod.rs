@@ -247,7 +247,12 @@ impl Tokenizer {
     /// text. A piece can hold part of a UTF-8 character, which its decoded text cannot show.
     pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
         let piece = self.token(id)?;
-        if self.inner.get_added_tokens_decoder().contains_key(&id) {
+        if self
+            .inner
+            .get_added_vocabulary()
+            .get_added_tokens_decoder()
+            .contains_key(&id)
+        {
             return Some(piece.into_bytes());
         }
         if matches!(self.inner.get_decoder(), Some(DecoderWrapper::ByteLevel(_))) {
