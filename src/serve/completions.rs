@@ -41,7 +41,7 @@ pub async fn chat(
         .template
         .encode(&messages, &ready.tokenizer)
         .map_err(|e| ApiError::bad_request(e.to_string()).param("messages"))?;
-    start(&state, ready, Kind::Chat, prompt, common, scoring).await
+    start(&state, ready, Kind::Chat, vec![prompt], common, scoring).await
 }
 
 /// `POST /v1/completions`.
@@ -51,14 +51,23 @@ pub async fn completion(
 ) -> Result<Response, ApiError> {
     let (ready, value, common) = request(&state, raw)?;
     let scoring = params::completion_scoring(&value, common.stream)?;
-    let prompt = match params::prompt(&value)? {
-        Prompt::Text(text) => ready
-            .tokenizer
-            .encode(&text, true)
-            .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt"))?,
-        Prompt::Ids(ids) => ids,
-    };
-    start(&state, ready, Kind::Completion, prompt, common, scoring).await
+    let prompts = params::prompts(&value, ready.engine.config().queue)?
+        .into_iter()
+        .map(|p| match p {
+            Prompt::Text(text) => ready
+                .tokenizer
+                .encode(&text, true)
+                .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt")),
+            Prompt::Ids(ids) => Ok(ids),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if common.stream && prompts.len() > 1 {
+        return Err(ApiError::bad_request(
+            "prompt: one prompt per streamed request (several are answered whole)",
+        )
+        .param("prompt"));
+    }
+    start(&state, ready, Kind::Completion, prompts, common, scoring).await
 }
 
 /// The ready model, the body as JSON and its shared parameters, checked.
@@ -90,15 +99,28 @@ struct Reply {
     tokenizer: Arc<Tokenizer>,
     /// Whether the request asked for `logprobs`.
     logprobs: bool,
-    /// The prompt as run, when the reply echoes it.
-    echo: Option<Vec<u32>>,
+    /// Whether the reply echoes the prompt.
+    echo: bool,
 }
 
+/// What one prompt of a request came to.
+struct Outcome {
+    /// The prompt as run.
+    prompt: Vec<u32>,
+    /// Its tokens' log-probabilities after the first, when scored.
+    scored: Vec<TokenLogprob>,
+    /// The generated tokens' log-probabilities, when asked for.
+    tokens: Vec<TokenLogprob>,
+    finished: Finished,
+}
+
+/// Runs each prompt as its own engine request (they share the engine's steps like any concurrent requests) and
+/// answers with a choice per prompt, or streams the one prompt's reply.
 async fn start(
     state: &AppState,
     ready: &Ready,
     kind: Kind,
-    prompt: Vec<u32>,
+    prompts: Vec<Vec<u32>>,
     common: Common,
     scoring: Scoring,
 ) -> Result<Response, ApiError> {
@@ -115,33 +137,56 @@ async fn start(
         model: ready.names[0].clone(),
         tokenizer: ready.tokenizer.clone(),
         logprobs: scoring.logprobs.is_some(),
-        echo: scoring.echo.then(|| prompt.clone()),
+        echo: scoring.echo,
     };
-    let (events, mut rx) = mpsc::unbounded_channel();
-    let room = ready.engine.config().ctx.saturating_sub(prompt.len());
-    ready.engine.submit(Request {
-        prompt,
-        max_new_tokens: common.max_tokens(room, scoring.echo)?,
-        sampler: common.sampler(),
-        stop_strings: common.stops(),
-        ignore_eos: common.ignore_eos,
-        cache_prompt: common.cache_prompt.unwrap_or(true),
-        logprobs: scoring.logprobs,
-        score_prompt: scoring.echo && scoring.logprobs.is_some(),
-        events,
-    })?;
+    let mut running = Vec::with_capacity(prompts.len());
+    for prompt in prompts {
+        let (events, rx) = mpsc::unbounded_channel();
+        let room = ready.engine.config().ctx.saturating_sub(prompt.len());
+        // a refused prompt drops the receivers of those already queued, which cancels them
+        ready.engine.submit(Request {
+            prompt: prompt.clone(),
+            max_new_tokens: common.max_tokens(room, scoring.echo)?,
+            sampler: common.sampler(),
+            stop_strings: common.stops(),
+            ignore_eos: common.ignore_eos,
+            cache_prompt: common.cache_prompt.unwrap_or(true),
+            logprobs: scoring.logprobs,
+            score_prompt: scoring.echo && scoring.logprobs.is_some(),
+            events,
+        })?;
+        running.push((prompt, rx));
+    }
     if common.stream {
+        let (_, rx) = running.remove(0);
         return Ok(Sse::new(sse(reply, rx, common.include_usage())).into_response());
     }
-    // Dropping this future (the client went away) drops `rx`, which cancels the request.
-    let (mut prompt, mut tokens) = (Vec::new(), Vec::new());
+    // Dropping this future (the client went away) drops the receivers, which cancels the requests.
+    let mut outcomes = Vec::with_capacity(running.len());
+    for (prompt, rx) in running {
+        outcomes.push(outcome(prompt, rx).await?);
+    }
+    Ok(Json(reply.whole(&outcomes)).into_response())
+}
+
+/// Waits for one prompt's request to end.
+async fn outcome(
+    prompt: Vec<u32>,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) -> Result<Outcome, ApiError> {
+    let (mut scored, mut tokens) = (Vec::new(), Vec::new());
     loop {
         match rx.recv().await {
             Some(Event::Text(_)) => {}
-            Some(Event::PromptLogprob(t)) => prompt.push(t),
+            Some(Event::PromptLogprob(t)) => scored.push(t),
             Some(Event::Logprob(t)) => tokens.push(t),
-            Some(Event::Done(f)) => {
-                return Ok(Json(reply.whole(&f, &prompt, &tokens)).into_response())
+            Some(Event::Done(finished)) => {
+                return Ok(Outcome {
+                    prompt,
+                    scored,
+                    tokens,
+                    finished,
+                })
             }
             Some(Event::Failed(e)) => {
                 return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
@@ -202,7 +247,7 @@ fn sse(
                     // (echo, which brings these, is refused with stream)
                     Some(Event::PromptLogprob(_)) => ended = false,
                     Some(Event::Logprob(t)) => {
-                        let logprobs = reply.logprobs(&[], &[t], &mut offsets);
+                        let logprobs = reply.logprobs(None, &[t], &mut offsets);
                         let text = std::mem::take(&mut held);
                         let chunk = reply.chunk(json!({"content": text}), None, logprobs);
                         queue.push_back(chunk.to_string());
@@ -210,7 +255,7 @@ fn sse(
                     }
                     Some(Event::Done(f)) => {
                         if !held.is_empty() {
-                            let logprobs = reply.logprobs(&[], &[], &mut offsets);
+                            let logprobs = reply.logprobs(None, &[], &mut offsets);
                             let text = std::mem::take(&mut held);
                             let chunk = reply.chunk(json!({"content": text}), None, logprobs);
                             queue.push_back(chunk.to_string());
@@ -220,7 +265,7 @@ fn sse(
                         if include_usage {
                             let mut last = reply.chunk(json!({}), None, Value::Null);
                             last["choices"] = json!([]);
-                            last["usage"] = usage(&f);
+                            last["usage"] = usage([&f]);
                             queue.push_back(last.to_string());
                         }
                         queue.push_back("[DONE]".into());
@@ -255,37 +300,46 @@ impl Reply {
         })
     }
 
-    /// The non-streamed reply, with the generated tokens' log-probabilities if they were asked for, and the
-    /// prompt (as run: a BOS the server added included) before the completion with `echo`.
-    fn whole(&self, f: &Finished, prompt: &[TokenLogprob], tokens: &[TokenLogprob]) -> Value {
-        let finish = f.stop.finish_reason();
-        let logprobs = self.logprobs(prompt, tokens, &mut Offsets::default());
-        let text = match &self.echo {
-            Some(ids) => self.tokenizer.decode(ids).unwrap_or_default() + &f.text,
-            None => f.text.clone(),
-        };
-        let choice = match self.kind {
-            Kind::Chat => json!({
-                "index": 0, "message": {"role": "assistant", "content": f.text},
-                "logprobs": logprobs, "finish_reason": finish,
-            }),
-            Kind::Completion => {
-                json!({"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish})
-            }
-        };
+    /// The non-streamed reply: a choice per prompt, with the generated tokens' log-probabilities if they were
+    /// asked for, and with `echo` the prompt (as run: a BOS the server added included) before the completion.
+    fn whole(&self, outcomes: &[Outcome]) -> Value {
+        let choices: Vec<Value> = outcomes
+            .iter()
+            .enumerate()
+            .map(|(index, o)| {
+                let f = &o.finished;
+                let finish = f.stop.finish_reason();
+                let echoed = self.echo.then_some((o.prompt.as_slice(), o.scored.as_slice()));
+                let logprobs = self.logprobs(echoed, &o.tokens, &mut Offsets::default());
+                match self.kind {
+                    Kind::Chat => json!({
+                        "index": index, "message": {"role": "assistant", "content": f.text},
+                        "logprobs": logprobs, "finish_reason": finish,
+                    }),
+                    Kind::Completion => {
+                        let text = match self.echo {
+                            true => self.tokenizer.decode(&o.prompt).unwrap_or_default() + &f.text,
+                            false => f.text.clone(),
+                        };
+                        json!({"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish})
+                    }
+                }
+            })
+            .collect();
         json!({
             "id": self.id, "object": self.object(false), "created": self.created, "model": self.model,
-            "choices": [choice], "usage": usage(f),
+            "choices": choices, "usage": usage(outcomes.iter().map(|o| &o.finished)),
         })
     }
 
     /// A choice's `logprobs` for `tokens` (null unless asked for): chat's `content` list of tokens with their
     /// `top_logprobs`, or the legacy completion's parallel lists, whose `top_logprobs` maps hold the chosen
     /// token too, as OpenAI's do, and whose `text_offset`s count characters from the start of the text. With
-    /// `echo` the lists start with the prompt: its first token (null: nothing before it), then `prompt`.
+    /// `echo` the lists start with the prompt (`echoed`: its ids and its scored tokens): its first token (null:
+    /// nothing before it), then the scored ones.
     fn logprobs(
         &self,
-        prompt: &[TokenLogprob],
+        echoed: Option<(&[u32], &[TokenLogprob])>,
         tokens: &[TokenLogprob],
         offsets: &mut Offsets,
     ) -> Value {
@@ -311,11 +365,12 @@ impl Reply {
                 json!({"content": content, "refusal": null})
             }
             Kind::Completion => {
-                let first = self.echo.as_ref().and_then(|ids| ids.first());
-                let entries: Vec<(u32, Option<&TokenLogprob>)> = first
+                let (ids, scored) = echoed.unwrap_or_default();
+                let entries: Vec<(u32, Option<&TokenLogprob>)> = ids
+                    .first()
                     .map(|&id| (id, None))
                     .into_iter()
-                    .chain(prompt.iter().chain(tokens).map(|t| (t.id, Some(t))))
+                    .chain(scored.iter().chain(tokens).map(|t| (t.id, Some(t))))
                     .collect();
                 let spelled: Vec<Vec<u8>> = entries.iter().map(|&(id, _)| bytes(id)).collect();
                 let top = |t: &TokenLogprob| {
@@ -344,12 +399,19 @@ impl Reply {
     }
 }
 
-fn usage(f: &Finished) -> Value {
+/// Token counts summed over a reply's prompts.
+fn usage<'a>(finished: impl IntoIterator<Item = &'a Finished>) -> Value {
+    let (mut prompt, mut completion, mut cached) = (0, 0, 0);
+    for f in finished {
+        prompt += f.prompt_tokens;
+        completion += f.ids.len();
+        cached += f.cached_tokens;
+    }
     json!({
-        "prompt_tokens": f.prompt_tokens,
-        "completion_tokens": f.ids.len(),
-        "total_tokens": f.prompt_tokens + f.ids.len(),
-        "prompt_tokens_details": {"cached_tokens": f.cached_tokens},
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
     })
 }
 

@@ -180,24 +180,32 @@ pub fn messages(value: &Value) -> Result<Vec<Message>, ApiError> {
         .collect()
 }
 
-/// The prompt of a completion.
-pub fn prompt(value: &Value) -> Result<Prompt, ApiError> {
+/// The prompts of a completion (a choice each), at most `most`.
+pub fn prompts(value: &Value, most: usize) -> Result<Vec<Prompt>, ApiError> {
     let body: CompletionBody = read(value)?;
-    let one = || ApiError::bad_request("prompt: give one prompt per request").param("prompt");
-    let prompt = match body.prompt {
-        PromptField::One(p) => Prompt::Text(p),
-        PromptField::Many(list) if list.is_empty() => Prompt::Ids(Vec::new()),
-        PromptField::Many(mut list) if list.len() == 1 => Prompt::Text(list.remove(0)),
-        PromptField::Ids(ids) => Prompt::Ids(ids),
-        PromptField::ManyIds(mut list) if list.len() == 1 => Prompt::Ids(list.remove(0)),
-        PromptField::Many(_) | PromptField::ManyIds(_) => return Err(one()),
+    let prompts = match body.prompt {
+        PromptField::One(p) => vec![Prompt::Text(p)],
+        PromptField::Many(list) => list.into_iter().map(Prompt::Text).collect(),
+        PromptField::Ids(ids) => vec![Prompt::Ids(ids)],
+        PromptField::ManyIds(list) => list.into_iter().map(Prompt::Ids).collect(),
     };
-    match &prompt {
-        Prompt::Text(t) if t.is_empty() => {}
-        Prompt::Ids(ids) if ids.is_empty() => {}
-        _ => return Ok(prompt),
+    let bad = |message: String| Err(ApiError::bad_request(message).param("prompt"));
+    if prompts.len() > most {
+        return bad(format!(
+            "prompt: {} prompts in one request; at most {most} (the server's queue)",
+            prompts.len()
+        ));
     }
-    Err(ApiError::bad_request("prompt: the prompt is empty").param("prompt"))
+    let empty = |p: &Prompt| match p {
+        Prompt::Text(t) => t.is_empty(),
+        Prompt::Ids(ids) => ids.is_empty(),
+    };
+    match prompts.iter().position(empty) {
+        _ if prompts.is_empty() => bad("prompt: the prompt is empty".into()),
+        Some(i) if prompts.len() > 1 => bad(format!("prompt[{i}]: the prompt is empty")),
+        Some(_) => bad("prompt: the prompt is empty".into()),
+        None => Ok(prompts),
+    }
 }
 
 /// How many alternatives each generated token's log-probability comes with in a chat completion (`logprobs:

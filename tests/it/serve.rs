@@ -343,7 +343,10 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
             "token id 99999 is outside the vocabulary",
         ),
         (r#"{"prompt": []}"#, "the prompt is empty"),
-        (r#"{"prompt": [[1], [2]]}"#, "one prompt per request"),
+        (
+            r#"{"prompt": [[1], [2]]}"#,
+            "2 prompts in one request; at most 1",
+        ),
         (r#"{"prompt": [-1]}"#, "prompt"),
     ] {
         assert_error(server.post(completions, body, key), 400, needle);
@@ -607,6 +610,40 @@ fn logprobs_match_transformers_on_the_fixture() {
             );
         }
     }
+    // several prompts in one request: a choice each, the same as each alone (all run whole)
+    let both = json!([
+        common::model::sequence(&dir, "seq1"),
+        common::model::sequence(&dir, "seq16")
+    ]);
+    let body = json!({"prompt": both, "max_tokens": 2, "temperature": 0, "logprobs": 3, "cache_prompt": false});
+    let (status, reply) = server.post("/v1/completions", &body.to_string(), None);
+    assert_eq!(status, 200, "{reply}");
+    for (i, prompt) in both.as_array().unwrap().iter().enumerate() {
+        let body = json!({"prompt": prompt, "max_tokens": 2, "temperature": 0, "logprobs": 3, "cache_prompt": false});
+        let (_, alone) = server.post("/v1/completions", &body.to_string(), None);
+        let mut choice = reply["choices"][i].clone();
+        assert_eq!(choice["index"], i);
+        choice["index"] = json!(0);
+        assert_eq!(choice, alone["choices"][0], "prompt {i}");
+    }
+    assert_eq!(reply["usage"]["prompt_tokens"], 17);
+    for (body, needle) in [
+        (
+            json!({"prompt": ["a", ""]}),
+            "prompt[1]: the prompt is empty",
+        ),
+        (
+            json!({"prompt": ["a", "b"], "stream": true}),
+            "one prompt per streamed request",
+        ),
+    ] {
+        assert_error(
+            server.post("/v1/completions", &body.to_string(), None),
+            400,
+            needle,
+        );
+    }
+
     let seq = common::model::sequence(&dir, "seq16");
     let every = common::model::reference(&dir, "hf", "logits_seq16_all");
     let body =
