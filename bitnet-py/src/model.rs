@@ -62,6 +62,9 @@ pub struct Sampling {
     seed: u64,
     stop: Vec<String>,
     ignore_eos: bool,
+    /// Alternatives to report with each generated token's log-probability; `None` (or absent) for none.
+    #[pyo3(default)]
+    logprobs: Option<usize>,
 }
 
 #[pymethods]
@@ -245,12 +248,16 @@ impl NativeModel {
                 stop_strings: sampling.stop,
                 ignore_eos: sampling.ignore_eos,
                 cache_prompt: true,
-                logprobs: None,
+                logprobs: sampling.logprobs,
                 score_prompt: false,
                 events,
             })
             .map_err(submit_error)?;
-        Ok(Stream::new(rx, self.runtime.clone()))
+        Ok(Stream::new(
+            rx,
+            self.runtime.clone(),
+            self.tokenizer.clone(),
+        ))
     }
 
     /// The GGUF metadata (key → value; arrays as lists), or `None` for a checkpoint directory.

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitnet_burn::engine::{Event, Finished};
+use bitnet_burn::text::logprobs::TokenLogprob;
+use bitnet_burn::text::tokenizer::Tokenizer;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -20,18 +22,33 @@ pub struct Stream {
     events: Option<UnboundedReceiver<Event>>,
     runtime: Arc<Runtime>,
     finished: Option<Finished>,
+    /// Spells the tokens of `logprobs`.
+    tokenizer: Arc<Tokenizer>,
+    /// Generated tokens' log-probabilities not yet taken.
+    logprobs: Vec<TokenLogprob>,
 }
 
 impl Stream {
     /// A stream of the events `events` (the runtime runs the waits' timers).
-    pub fn new(events: UnboundedReceiver<Event>, runtime: Arc<Runtime>) -> Self {
+    pub fn new(
+        events: UnboundedReceiver<Event>,
+        runtime: Arc<Runtime>,
+        tokenizer: Arc<Tokenizer>,
+    ) -> Self {
         Self {
             events: Some(events),
             runtime,
             finished: None,
+            tokenizer,
+            logprobs: Vec::new(),
         }
     }
 }
+
+/// A token as `take_logprobs` gives it: its bytes and log-probability.
+type Scored<'py> = (Bound<'py, PyBytes>, f32);
+/// A generated token as `take_logprobs` gives it: scored, with its alternatives.
+type Generated<'py> = (Bound<'py, PyBytes>, f32, Vec<Scored<'py>>);
 
 #[pymethods]
 impl Stream {
@@ -56,7 +73,11 @@ impl Stream {
                     Err(e) => Err(e),
                 },
                 Ok(Some(Event::Text(text))) => return Ok(Some(text)),
-                Ok(Some(Event::Logprob(_) | Event::PromptLogprob(_))) => continue,
+                Ok(Some(Event::Logprob(token))) => {
+                    self.logprobs.push(token);
+                    continue;
+                }
+                Ok(Some(Event::PromptLogprob(_))) => continue,
                 Ok(Some(Event::Done(f))) => {
                     self.finished = Some(f);
                     Ok(None)
@@ -67,6 +88,21 @@ impl Stream {
             self.events = None;
             return end;
         }
+    }
+
+    /// The log-probabilities of the tokens generated since the last call, when the request asked for them:
+    /// `(token, logprob, [(token, logprob), ...])` per token, tokens as their bytes, the alternatives most
+    /// likely first. A token's text may come in a later piece (text is released whole characters at a time).
+    fn take_logprobs<'py>(&mut self, py: Python<'py>) -> Vec<Generated<'py>> {
+        let tokenizer = &self.tokenizer;
+        let spell = |id: u32| PyBytes::new(py, &tokenizer.token_bytes(id).unwrap_or_default());
+        self.logprobs
+            .drain(..)
+            .map(|t| {
+                let top = t.top.iter().map(|&(id, lp)| (spell(id), lp)).collect();
+                (spell(t.id), t.logprob, top)
+            })
+            .collect()
     }
 
     /// Stops the generation now (its sequence is freed for the next request).

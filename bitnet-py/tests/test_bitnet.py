@@ -112,6 +112,43 @@ def test_streamed_chunks_concatenate_to_the_whole_text(model: Model) -> None:
     assert text == whole["choices"][0]["message"]["content"] and text
 
 
+def test_logprobs_are_the_log_softmax_of_the_models_logits(model: Model) -> None:
+    """Each greedy token's log-probability against the log-softmax of ``logits`` (equal to the CLI's) at its
+    position: the token is the most likely one and its value agrees within 1e-3 (the engine decodes step by step
+    through its f16 KV cache, ``logits`` runs the whole sequence in one pass). Streamed chunks carry the same
+    tokens and values; chat gives the same ones in its own shape."""
+    out = model("ROMEO:", max_tokens=8, temperature=0, logprobs=3)
+    choice = out["choices"][0]
+    lp = choice["logprobs"]
+    assert "".join(lp["tokens"]) == choice["text"] and len(lp["tokens"]) == out["usage"]["completion_tokens"]
+    assert lp["text_offset"] == [sum(len(t) for t in lp["tokens"][:i]) for i in range(len(lp["tokens"]))]
+    ids = model.tokenize("ROMEO:")
+    for token, value, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]):
+        row = model.logits(ids)[-1].astype(np.float64)
+        logsoftmax = row - (row.max() + np.log(np.exp(row - row.max()).sum()))
+        best = int(np.argmax(row))
+        assert model.detokenize([best]).decode() == token
+        assert abs(logsoftmax[best] - value) < 1e-3, (token, value, logsoftmax[best])
+        assert 3 <= len(top) <= 4 and top[token] == value == max(top.values()), top
+        ids.append(best)
+
+    chunks = list(model("ROMEO:", max_tokens=8, temperature=0, logprobs=3, stream=True))
+    streamed = [
+        (t, v) for c in chunks if c["choices"][0]["logprobs"]
+        for t, v in zip(c["choices"][0]["logprobs"]["tokens"], c["choices"][0]["logprobs"]["token_logprobs"])
+    ]
+    assert streamed == list(zip(lp["tokens"], lp["token_logprobs"]))
+
+    messages = [{"role": "user", "content": "Speak, my lord."}]
+    chat = model.create_chat_completion(messages, max_tokens=6, temperature=0, logprobs=True, top_logprobs=2)
+    content = chat["choices"][0]["logprobs"]["content"]
+    assert bytes(b for t in content for b in t["bytes"]).decode() == chat["choices"][0]["message"]["content"]
+    for t in content:
+        assert [a["logprob"] for a in t["top_logprobs"]] == sorted((a["logprob"] for a in t["top_logprobs"]), reverse=True)
+        assert t["top_logprobs"][0]["token"] == t["token"] and t["top_logprobs"][0]["logprob"] == t["logprob"]
+    assert model("ROMEO:", max_tokens=4, temperature=0)["choices"][0]["logprobs"] is None
+
+
 def test_chat_prompt_is_the_template_the_cli_renders(model: Model) -> None:
     """The chat reply is the completion of the prompt the model's template gives (as `bitnet serve` renders it)."""
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who art thou?"}]

@@ -13,6 +13,7 @@ share a model (``parallel=N``) are decoded together in the same passes over the 
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import json
 import os
@@ -154,9 +155,12 @@ class Model:
         seed: Optional[int] = None,
         stop: Union[None, str, List[str]] = None,
         stream: bool = False,
+        logprobs: Optional[int] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Continues ``prompt`` (text, or token ids fed as they are): an OpenAI ``text_completion``, or with
-        ``stream=True`` an iterator of its chunks. ``max_tokens`` None or 0: until the context is full."""
+        ``stream=True`` an iterator of its chunks. ``max_tokens`` None or 0: until the context is full.
+        ``logprobs``: each generated token's log-probability with that many of the most likely tokens (the
+        log-softmax of the model's logits, before temperature and penalties)."""
         if isinstance(prompt, str):
             if not prompt:
                 raise ValueError("empty prompt: give some text to continue")
@@ -166,7 +170,7 @@ class Model:
         return self._reply(
             ids, False, stream, _sampling(
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
-                presence_penalty, frequency_penalty, seed, stop,
+                presence_penalty, frequency_penalty, seed, stop, logprobs=logprobs,
             )
         )
 
@@ -186,14 +190,18 @@ class Model:
         presence_penalty: float = 0.0,
         frequency_penalty: float = 0.0,
         repeat_penalty: float = 1.0,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Replies to ``messages`` (``[{"role": ..., "content": ...}]``) with the model's chat template: an OpenAI
-        ``chat.completion``, or with ``stream=True`` an iterator of ``chat.completion.chunk``."""
+        ``chat.completion``, or with ``stream=True`` an iterator of ``chat.completion.chunk``. ``logprobs=True``:
+        each generated token's log-probability, with ``top_logprobs`` of the most likely tokens."""
         ids = self.native.chat_tokens(_messages(messages))
         return self._reply(
             ids, True, stream, _sampling(
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
                 presence_penalty, frequency_penalty, seed, stop,
+                logprobs=(top_logprobs or 0) if logprobs else None,
             )
         )
 
@@ -202,11 +210,11 @@ class Model:
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Submits a request: its whole reply, or an iterator of its chunks."""
         run = self.native.submit(ids, sampling)
-        reply = _Reply("chatcmpl" if chat else "cmpl", self.model_path)
+        reply = _Reply("chatcmpl" if chat else "cmpl", self.model_path, sampling["logprobs"] is not None)
         if stream:
             return reply.chat_chunks(run) if chat else reply.completion_chunks(run)
-        result = _wait(run)
-        return reply.chat(result) if chat else reply.completion(result)
+        result, tokens = _wait(run)
+        return reply.chat(result, tokens) if chat else reply.completion(result, tokens)
 
     def bench(self, prompt_tokens: int = 128, gen_tokens: int = 64, repetitions: int = 3) -> Dict[str, Any]:
         """Prefill and decode tokens/s through this Python API (greedy, end-of-text ignored), as ``bitnet bench``
@@ -220,7 +228,7 @@ class Model:
             ids = [((first + i) * 7919 + 13) % vocab for i in range(prompt_tokens)]
             sampling = _sampling(gen_tokens, 0.0, 1.0, 0.0, 0, 1.0, 0.0, 0.0, 0, None, ignore_eos=True)
             start = time.perf_counter()
-            result = _wait(self.native.submit(ids, sampling))
+            result, _ = _wait(self.native.submit(ids, sampling))
             elapsed = time.perf_counter() - start
             prefill.append(prompt_tokens / result["first_token_s"])
             decode.append((result["completion_tokens"] - 1) / (elapsed - result["first_token_s"]))
@@ -278,6 +286,7 @@ def _sampling(
     seed: Optional[int],
     stop: Union[None, str, List[str]],
     ignore_eos: bool = False,
+    logprobs: Optional[int] = None,
 ) -> Dict[str, Any]:
     """The native request's sampling settings, checked."""
     checks = [
@@ -311,14 +320,17 @@ def _sampling(
         "seed": int(seed),
         "stop": stops,
         "ignore_eos": ignore_eos,
+        "logprobs": None if logprobs is None else _non_negative("logprobs", logprobs),
     }
 
 
-def _wait(run: Stream) -> Dict[str, Any]:
-    """Runs a generation to its end: its result (the text whole, up to any stop string)."""
+def _wait(run: Stream) -> tuple:
+    """Runs a generation to its end: its result (the text whole, up to any stop string) and its tokens'
+    log-probabilities (if asked for)."""
+    tokens = []
     for _ in run:
-        pass
-    return run.result()
+        tokens += run.take_logprobs()
+    return run.result(), tokens + run.take_logprobs()
 
 
 def _messages(messages: List[Dict[str, Any]]) -> List[tuple]:
@@ -348,10 +360,14 @@ class _Reply:
 
     _numbers = itertools.count(1)
 
-    def __init__(self, prefix: str, model: str) -> None:
+    def __init__(self, prefix: str, model: str, logprobs: bool) -> None:
         self.id = f"{prefix}-{os.getpid()}-{next(_Reply._numbers)}"
         self.created = int(time.time())
         self.model = model
+        self.logprobs = logprobs
+        # characters of the completion so far, for `text_offset` (a token inside a character waits for its end)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._chars = 0
 
     def _object(self, kind: str, choice: Dict[str, Any]) -> Dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "choices": [choice]}
@@ -365,17 +381,54 @@ class _Reply:
             "prompt_tokens_details": {"cached_tokens": result["cached_tokens"]},
         }
 
-    def completion(self, result: Dict[str, Any]) -> Dict[str, Any]:
-        choice = {"text": result["text"], "index": 0, "logprobs": None, "finish_reason": result["finish_reason"]}
+    def _completion_logprobs(self, tokens: List[tuple]) -> Optional[Dict[str, Any]]:
+        """The legacy ``logprobs`` lists; each ``top_logprobs`` map holds the generated token too, as OpenAI's."""
+        if not self.logprobs:
+            return None
+        text = lambda b: b.decode("utf-8", "replace")  # noqa: E731
+        offsets = []
+        for token, _, _ in tokens:
+            offsets.append(self._chars)
+            self._chars += len(self._decoder.decode(token))
+        tops = []
+        for tok, lp, top in tokens:
+            most = {}
+            for t, v in [*top, (tok, lp)]:
+                most.setdefault(text(t), v)
+            tops.append(most)
+        return {
+            "tokens": [text(t) for t, _, _ in tokens],
+            "text_offset": offsets,
+            "token_logprobs": [lp for _, lp, _ in tokens],
+            "top_logprobs": tops,
+        }
+
+    def _chat_logprobs(self, tokens: List[tuple]) -> Optional[Dict[str, Any]]:
+        """Chat's ``logprobs.content``: each token with its bytes and its ``top_logprobs``."""
+        if not self.logprobs:
+            return None
+        entry = lambda t, lp: {"token": t.decode("utf-8", "replace"), "logprob": lp, "bytes": list(t)}  # noqa: E731
+        content = [
+            {**entry(tok, lp), "top_logprobs": [entry(t, v) for t, v in top]} for tok, lp, top in tokens
+        ]
+        return {"content": content, "refusal": None}
+
+    def completion(self, result: Dict[str, Any], tokens: List[tuple]) -> Dict[str, Any]:
+        choice = {
+            "text": result["text"],
+            "index": 0,
+            "logprobs": self._completion_logprobs(tokens),
+            "finish_reason": result["finish_reason"],
+        }
         out = self._object("text_completion", choice)
         out["usage"] = self._usage(result)
         return out
 
-    def chat(self, result: Dict[str, Any]) -> Dict[str, Any]:
+    def chat(self, result: Dict[str, Any], tokens: List[tuple]) -> Dict[str, Any]:
         choice = {
             "index": 0,
             "message": {"role": "assistant", "content": result["text"]},
-            "logprobs": None,
+            "logprobs": self._chat_logprobs(tokens),
             "finish_reason": result["finish_reason"],
         }
         out = self._object("chat.completion", choice)
@@ -383,15 +436,14 @@ class _Reply:
         return out
 
     def completion_chunks(self, run: Stream) -> Iterator[Dict[str, Any]]:
+        kind = "text_completion"
         try:
             for piece in run:
-                yield self._object(
-                    "text_completion", {"text": piece, "index": 0, "logprobs": None, "finish_reason": None}
-                )
-            result = run.result()
-            yield self._object(
-                "text_completion", {"text": "", "index": 0, "logprobs": None, "finish_reason": result["finish_reason"]}
-            )
+                lp = self._completion_logprobs(run.take_logprobs())
+                yield self._object(kind, {"text": piece, "index": 0, "logprobs": lp, "finish_reason": None})
+            result, rest = run.result(), run.take_logprobs()
+            lp = self._completion_logprobs(rest) if rest else None
+            yield self._object(kind, {"text": "", "index": 0, "logprobs": lp, "finish_reason": result["finish_reason"]})
         finally:
             run.cancel()
 
@@ -400,8 +452,10 @@ class _Reply:
         try:
             yield self._object(kind, {"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None})
             for piece in run:
-                yield self._object(kind, {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None})
-            result = run.result()
-            yield self._object(kind, {"index": 0, "delta": {}, "logprobs": None, "finish_reason": result["finish_reason"]})
+                lp = self._chat_logprobs(run.take_logprobs())
+                yield self._object(kind, {"index": 0, "delta": {"content": piece}, "logprobs": lp, "finish_reason": None})
+            result, rest = run.result(), run.take_logprobs()
+            lp = self._chat_logprobs(rest) if rest else None
+            yield self._object(kind, {"index": 0, "delta": {}, "logprobs": lp, "finish_reason": result["finish_reason"]})
         finally:
             run.cancel()

@@ -4,7 +4,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, TypedDict
 
 __version__: str
 
-class Sampling(TypedDict):
+class _SamplingRequired(TypedDict):
     max_tokens: int
     temperature: float
     top_k: int
@@ -16,6 +16,9 @@ class Sampling(TypedDict):
     seed: int
     stop: List[str]
     ignore_eos: bool
+
+class Sampling(_SamplingRequired, total=False):
+    logprobs: Optional[int]
 
 class Result(TypedDict):
     ids: List[int]
@@ -31,6 +34,9 @@ class Stream(Iterator[str]):
     """The pieces of text of one queued generation."""
     def __iter__(self) -> "Stream": ...
     def __next__(self) -> str: ...
+    def take_logprobs(self) -> List[Tuple[bytes, float, List[Tuple[bytes, float]]]]:
+        """The log-probabilities of the tokens generated since the last call (token bytes, logprob, the most
+        likely tokens first), when the request asked for them."""
     def cancel(self) -> None:
         """Stops the generation now (its sequence is freed)."""
     def result(self) -> Optional[Result]:
