@@ -20,6 +20,7 @@ struct Sequence {
     pending: Vec<u32>,
     continuation: Continuation,
     events: mpsc::UnboundedSender<Event>,
+    /// Alternatives reported with each token's log-probability, when they are asked for.
     logprobs: Option<usize>,
     /// The prompt, when its tokens' log-probabilities are asked for ([`Event::PromptLogprob`]).
     scored: Option<Vec<u32>>,
