@@ -201,10 +201,9 @@ pub fn prompts(value: &Value, most: usize) -> Result<Vec<Prompt>, ApiError> {
         Prompt::Ids(ids) => ids.is_empty(),
     };
     match prompts.iter().position(empty) {
-        _ if prompts.is_empty() => bad("prompt: the prompt is empty".into()),
+        None if !prompts.is_empty() => Ok(prompts),
         Some(i) if prompts.len() > 1 => bad(format!("prompt[{i}]: the prompt is empty")),
-        Some(_) => bad("prompt: the prompt is empty".into()),
-        None => Ok(prompts),
+        _ => bad("prompt: the prompt is empty".into()),
     }
 }
 
@@ -227,7 +226,7 @@ pub fn chat_logprobs(value: &Value) -> Result<Option<usize>, ApiError> {
 
 /// What a reply scores: each token's log-probability with `logprobs` alternatives, and with `echo` the prompt
 /// too (returned before the completion, its tokens scored from the second on).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Scoring {
     pub logprobs: Option<usize>,
     pub echo: bool,

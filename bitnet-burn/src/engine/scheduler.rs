@@ -104,30 +104,27 @@ pub(super) fn run<B: TernaryBackend>(
         }
 
         let mut feed: Vec<Option<Vec<u32>>> = vec![None; config.slots];
-        let mut every = vec![false; config.slots];
+        let mut scoring = vec![false; config.slots];
         for s in &mut active {
             feed[s.slot] = Some(if s.pending.is_empty() {
                 vec![s.continuation.last()]
             } else {
                 let n = config.chunk.min(s.pending.len());
-                every[s.slot] = s.scored.is_some();
+                scoring[s.slot] = s.scored.is_some();
                 s.pending.drain(..n).collect()
             });
         }
         // each fed slot's logits rows, in slot order: its last token's, or all of a scored prompt chunk's
-        let mut rows = vec![0..0; config.slots];
+        let (mut rows, mut every) = (vec![0..0; config.slots], Vec::new());
         let mut next = 0;
         for (slot, tokens) in feed.iter().enumerate() {
             if let Some(tokens) = tokens {
-                let n = if every[slot] { tokens.len() } else { 1 };
+                let n = if scoring[slot] { tokens.len() } else { 1 };
                 rows[slot] = next..next + n;
                 next += n;
+                every.push(scoring[slot]);
             }
         }
-        let every: Vec<bool> = (0..config.slots)
-            .filter(|&i| feed[i].is_some())
-            .map(|i| every[i])
-            .collect();
         let started = Instant::now();
         let logits = {
             let mut step = slots.step(&feed);

@@ -12,12 +12,18 @@ pub struct TokenLogprob {
     pub top: Vec<(u32, f32)>,
 }
 
+/// `ln Σ exp(x)` over a logits row, in f64 (shifted by its maximum): a token's log-probability is its logit
+/// less this.
+pub fn log_sum_exp(logits: &[f32]) -> f64 {
+    let max = f64::from(logits.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+    let sum: f64 = logits.iter().map(|&x| (f64::from(x) - max).exp()).sum();
+    max + sum.ln()
+}
+
 impl TokenLogprob {
     /// `id`'s log-probability under `logits` (one position's row) and the `n` most likely tokens.
     pub fn new(logits: &[f32], id: u32, n: usize) -> Self {
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f64 = logits.iter().map(|&x| f64::from(x - max).exp()).sum();
-        let lse = f64::from(max) + sum.ln();
+        let lse = log_sum_exp(logits);
         let logprob = |i: usize| (f64::from(logits[i]) - lse) as f32;
         // a partial insertion sort: n is at most a few dozen, the vocabulary ~10^5
         let mut top: Vec<usize> = Vec::with_capacity(n + 1);

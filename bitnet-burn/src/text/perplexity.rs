@@ -2,6 +2,7 @@
 //! independent windows of `ctx` tokens (the first replaced by BOS when the model adds one), each scoring the
 //! predictions of its second half.
 
+use super::logprobs::log_sum_exp;
 use crate::error::ForwardError;
 use crate::{ActQuant, BitNet, TernaryBackend};
 
@@ -45,14 +46,7 @@ pub fn perplexity<B: TernaryBackend>(
             .expect("the model's logits are f32");
         for j in first..ctx - 1 {
             let row = &logits[j * vocab..(j + 1) * vocab];
-            let max = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v)) as f64;
-            let log_sum = row
-                .iter()
-                .map(|&v| (v as f64 - max).exp())
-                .sum::<f64>()
-                .ln()
-                + max;
-            nll += log_sum - row[window[j + 1] as usize] as f64;
+            nll += log_sum_exp(row) - row[window[j + 1] as usize] as f64;
             scored += 1;
         }
         windows += 1;

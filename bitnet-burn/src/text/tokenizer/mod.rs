@@ -258,21 +258,23 @@ impl Tokenizer {
         if matches!(self.inner.get_decoder(), Some(DecoderWrapper::ByteLevel(_))) {
             return piece.chars().map(byte_level_byte).collect();
         }
-        if self.is_byte_piece(id) {
-            return u8::from_str_radix(&piece[3..5], 16).ok().map(|b| vec![b]);
+        match self.byte_piece(id) {
+            Some(b) => Some(vec![b]),
+            None => Some(piece.replace(spm::SPACE, " ").into_bytes()),
         }
-        Some(piece.replace(spm::SPACE, " ").into_bytes())
     }
 
     /// Whether `id` is a SentencePiece byte-fallback piece (`<0xXX>`): a run of them decodes as one UTF-8 sequence
     /// (all U+FFFD when invalid), so its text is known only when the run ends.
     pub fn is_byte_piece(&self, id: u32) -> bool {
-        self.token(id).is_some_and(|t| {
-            t.len() == 6
-                && t.starts_with("<0x")
-                && t.ends_with('>')
-                && u8::from_str_radix(&t[3..5], 16).is_ok()
-        })
+        self.byte_piece(id).is_some()
+    }
+
+    /// The byte of a SentencePiece byte-fallback piece (`<0xXX>`).
+    fn byte_piece(&self, id: u32) -> Option<u8> {
+        let t = self.token(id)?;
+        let hex = t.strip_prefix("<0x")?.strip_suffix('>')?;
+        (hex.len() == 2).then(|| u8::from_str_radix(hex, 16).ok())?
     }
 
     /// Number of ids.
