@@ -1,9 +1,9 @@
 //! x86-64 AVX-VNNI path (the VEX-encoded 256-bit `vpdpbusd` of Intel Alder Lake and later, AMD Zen 5): the
 //! [`vnni_kernels!`] on 256-bit vectors, for the CPUs most laptops and desktops have, with no AVX-512. One
 //! 32-byte load of packed words holds 128 trits (the AVX2 path's chunk); with 16 registers, decode tiles are 2
-//! rows (8 accumulators, one per row and slice) and prefill tiles 2 rows × 5 tokens (10 accumulators: with 8,
-//! the tile waited on `vpdpbusd`'s latency); 3 tokens take 3 rows (9 accumulators: 2 × 3 waited on it too, 15-30%
-//! slower in cache).
+//! rows (8 accumulators, one per row and slice) and prefill tiles 2 rows × 6 tokens (12 accumulators: with 8, the
+//! tile waited on `vpdpbusd`'s latency, and 10 left it at that bound: 2 × 5 ran 4% slower end to end on one
+//! thread); 3 tokens take 3 rows (9 accumulators: 2 × 3 waited on it too, 15-30% slower in cache).
 
 use std::arch::x86_64::*;
 
@@ -68,7 +68,7 @@ vnni_kernels! {
     vector: __m256i,
     bytes: 32,
     decode_rows: 2,
-    prefill_tiles: [2 => 2, 3 => 3, 4 => 2, 5 => 2],
+    prefill_tiles: [2 => 2, 3 => 3, 4 => 2, 5 => 2, 6 => 2],
     head: {
         tiles: [1 => 2, 2 => 2, 3 => 2, 4 => 2, 5 => 2, 6 => 2, 7 => 1, 8 => 1],
         load_partial: load_partial,

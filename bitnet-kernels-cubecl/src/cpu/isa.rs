@@ -151,12 +151,12 @@ impl Isa {
     }
 
     /// Most tokens sharing one pass over a weight row (prefill, batched decode): on the VNNI paths as many as
-    /// keep their `vpdpbusd` chains in flight without spilling (2 rows × 5 on AVX-VNNI, 3 rows × 8 on AVX-512;
+    /// keep their `vpdpbusd` chains in flight without spilling (2 rows × 6 on AVX-VNNI, 3 rows × 8 on AVX-512;
     /// with 4 tokens the 256-bit tile waited on the instruction's latency), 4 elsewhere.
     pub fn token_tile(self) -> usize {
         match self {
             Isa::Amx => 2 * super::acts::TILE_TOKENS,
-            Isa::AvxVnni => 5,
+            Isa::AvxVnni => 6,
             isa if isa.avx512() => 8,
             _ => 4,
         }
@@ -166,10 +166,12 @@ impl Isa {
     /// (4 rows × 6: per token faster than 3 × 8 when passes repeat) and the last 7 or 8 in one pass of 3 rows × 8
     /// where their activations stay in L1 while the rows stream past: a batched decode step's 8 tokens of 2560
     /// columns ran 16% faster than as 6 + 2, of 6912 columns (55 KiB) 25% slower. Elsewhere up to
-    /// [`Isa::token_tile`].
+    /// [`Isa::token_tile`], except that AVX-VNNI cuts 7 or 8 tokens as 4 + 3 or 5 + 3: a last pass of 1 or 2
+    /// tokens (4 chains of `vpdpbusd` at 2) left a batched decode step of 8 streams 10% slower than 5 + 3.
     pub fn pass_tokens(self, left: usize, k: usize) -> usize {
         match self {
             Isa::Amx => left.min(self.token_tile()),
+            Isa::AvxVnni if (7..=8).contains(&left) => left - 3,
             isa if isa.avx512() && (left > 8 || k * left > L1_ACTS) => left.min(6),
             isa => left.min(isa.token_tile()),
         }
