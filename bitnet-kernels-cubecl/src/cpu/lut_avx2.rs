@@ -35,6 +35,9 @@ struct Scratch {
     idx: Vec<__m256i>,
     /// i32 sums per `[row][V][2]` (tokens 0..8 and 8..16 of each vector) for the current scale block.
     acc: Vec<__m256i>,
+    /// i16 sums per `[row][V]` of the lanes of 3 segments looked up so far, when their tables take more than
+    /// one pass: widened into `acc` once per 32 groups, not once per table.
+    part: Vec<__m256i>,
 }
 
 thread_local! {
@@ -95,6 +98,7 @@ impl<'a, const V: usize> Lut<'a, V> {
         s.table.resize(SEG * ENTRIES * V, zero);
         s.idx.resize(n_rows * 2, zero);
         s.acc.resize(n_rows * V * 2, zero);
+        s.part.resize(n_rows * V, zero);
         Self {
             rows,
             row_bytes,
@@ -128,7 +132,13 @@ impl<'a, const V: usize> Lut<'a, V> {
                 for lane0 in (0..SEG).step_by(G) {
                     self.build::<G>(trio, lane0);
                     let s = &mut *self.s;
-                    lookups::<G, V>(&s.idx, lane0, &s.table, &mut s.acc);
+                    let sums = Sums {
+                        acc: &mut s.acc,
+                        part: &mut s.part,
+                        first: lane0 == 0,
+                        last: lane0 + G == SEG,
+                    };
+                    lookups::<G, V>(&s.idx, lane0, &s.table, sums);
                 }
             }
             self.write_block(b, out);
@@ -213,23 +223,37 @@ impl<'a, const V: usize> Lut<'a, V> {
     }
 }
 
+/// Where [`lookups`] adds its sums: the i32 sums `acc`, and the i16 sums `part` carried between the passes
+/// over one trio of segments (`first` starts from zero, `last` widens into `acc`).
+struct Sums<'a> {
+    acc: &'a mut [__m256i],
+    part: &'a mut [__m256i],
+    first: bool,
+    last: bool,
+}
+
 /// Every row (`idx`: 2 vectors of u16 offsets per row) through the table of lanes `lane0..lane0 + G`, added
-/// into the rows' i32 sums `acc`. At most 32 groups of sums of 3 · 2 · 128 fit an i16 lane.
+/// into the rows' sums. At most 32 groups of sums of 3 · 2 · 128 fit an i16 lane: one trio's lanes.
 #[target_feature(enable = "avx2")]
 unsafe fn lookups<const G: usize, const V: usize>(
     idx: &[__m256i],
     lane0: usize,
     table: &[__m256i],
-    acc: &mut [__m256i],
+    mut sums: Sums,
 ) {
     let n_rows = idx.len() / 2;
-    assert!(acc.len() >= n_rows * V * 2 && table.len() >= G * ENTRIES * V && lane0 + G <= SEG);
+    assert!(
+        sums.acc.len() >= n_rows * V * 2
+            && sums.part.len() >= n_rows * V
+            && table.len() >= G * ENTRIES * V
+            && lane0 + G <= SEG
+    );
     let whole = n_rows - n_rows % ROWS;
     for r0 in (0..whole).step_by(ROWS) {
-        rows_lookup::<G, V, ROWS>(idx, r0, lane0, table, acc);
+        rows_lookup::<G, V, ROWS>(idx, r0, lane0, table, &mut sums);
     }
     for r0 in whole..n_rows {
-        rows_lookup::<G, V, 1>(idx, r0, lane0, table, acc);
+        rows_lookup::<G, V, 1>(idx, r0, lane0, table, &mut sums);
     }
 }
 
@@ -241,12 +265,16 @@ unsafe fn rows_lookup<const G: usize, const V: usize, const R: usize>(
     r0: usize,
     lane0: usize,
     table: &[__m256i],
-    acc: &mut [__m256i],
+    s: &mut Sums,
 ) {
-    let zero = _mm256_setzero_si256();
     let offsets = idx.as_ptr().add(r0 * 2) as *const u16;
     let table = table.as_ptr() as *const u8;
-    let mut sums = [[zero; V]; R];
+    let part = s.part.as_mut_ptr().add(r0 * V);
+    let mut sums: [[__m256i; V]; R] = if s.first {
+        [[_mm256_setzero_si256(); V]; R]
+    } else {
+        std::array::from_fn(|r| std::array::from_fn(|v| *part.add(r * V + v)))
+    };
     for g in 0..G {
         let group = table.add(g * ENTRIES * V * 32);
         for (r, sums) in sums.iter_mut().enumerate() {
@@ -256,7 +284,15 @@ unsafe fn rows_lookup<const G: usize, const V: usize, const R: usize>(
             }
         }
     }
-    let acc = acc.as_mut_ptr().add(r0 * V * 2);
+    if !s.last {
+        for (r, sums) in sums.iter().enumerate() {
+            for (v, &sum) in sums.iter().enumerate() {
+                *part.add(r * V + v) = sum;
+            }
+        }
+        return;
+    }
+    let acc = s.acc.as_mut_ptr().add(r0 * V * 2);
     for (r, sums) in sums.iter().enumerate() {
         for (v, &sum) in sums.iter().enumerate() {
             let halves = [

@@ -105,6 +105,19 @@ const PIECES: usize = 8;
 /// the other, slowed by a neighbour on a shared machine or by memory it reaches slower, for 24% of a 2-thread
 /// decode step; claiming the last quarter in pieces made decode 11% faster (`bitnet bench -p 1 -n 64`).
 pub(crate) fn par_bands(n: usize, align: usize, band: impl Fn(Range<usize>) + Sync) {
+    bands_and_pieces(n, align, PIECES, band)
+}
+
+/// [`par_bands`] with the rest of the rows in one piece per thread, for work that pays a setup per call of
+/// `band` (the table-lookup prefill builds its tables for each call's rows): in [`PIECES`] pieces per thread, a
+/// matmul's last quarter came in calls of 40-110 rows, over which a table is read too few times to pay for its
+/// building, and forced-AVX2 pp128 ran 104 tok/s against 120 in one piece (3 alternating rounds, 2 threads).
+pub(crate) fn par_bands_coarse(n: usize, align: usize, band: impl Fn(Range<usize>) + Sync) {
+    bands_and_pieces(n, align, 1, band)
+}
+
+/// [`par_bands`] with the unbanded rows in `pieces` pieces per thread.
+fn bands_and_pieces(n: usize, align: usize, pieces: usize, band: impl Fn(Range<usize>) + Sync) {
     let align = align.max(1);
     let threads = rayon::current_num_threads().min(n.div_ceil(align)).max(1);
     if threads == 1 {
@@ -113,7 +126,7 @@ pub(crate) fn par_bands(n: usize, align: usize, band: impl Fn(Range<usize>) + Sy
     let per = n * BANDED.0 / BANDED.1 / threads / align * align;
     let banded = per * threads;
     let piece = (n - banded)
-        .div_ceil(threads * PIECES)
+        .div_ceil(threads * pieces)
         .next_multiple_of(align);
     let next = AtomicUsize::new(banded);
     super::pool::run(threads, &|t| {

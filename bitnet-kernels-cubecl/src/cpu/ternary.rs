@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use super::acts::{QuantizedActs, LANES};
 use super::isa::Isa;
-use super::par::{blocks, par_bands, SharedOut};
+use super::par::{blocks, par_bands, par_bands_coarse, SharedOut};
 use super::rescale::rescale;
 use super::scalar;
 use crate::packing::words_per_row;
@@ -269,7 +269,11 @@ pub fn ternary_matmuls_i8(
         // prefetched past a block was the other thread's, so a 4-token matmul streamed from memory took 1.45x
         // as long (`cargo bench --bench kernels -- ternary_matmul_tokens4`, 2 threads) and 4-stream decode
         // ran 13% slower (pp128 unchanged).
-        par_bands(total, ROW_TILE, band);
+        if isa.lookup_tokens(m) > 0 {
+            par_bands_coarse(total, ROW_TILE, band);
+        } else {
+            par_bands(total, ROW_TILE, band);
+        }
     });
     for (y, a) in ys.iter_mut().zip(matrices) {
         // SAFETY: the bands cover every row of every matrix, and `matrix_rows` writes each token's output for
