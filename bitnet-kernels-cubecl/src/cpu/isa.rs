@@ -2,9 +2,15 @@
 
 use std::sync::OnceLock;
 
+use super::acts::LANES;
+
 /// Bytes of int8 activations a pass over rows may read and keep in L1 (48 KiB per core on Intel since Sunny Cove,
 /// 32 KiB on Zen 4): 8 tokens × 3072 columns.
 const L1_ACTS: usize = 24 << 10;
+
+/// Most tokens of one table-lookup call ([`Isa::lookup_tokens`]): 4 groups of [`LANES`], whose i32 sums for a
+/// block of 1024 rows (512 KiB) stay in L2.
+pub const LOOKUP_TOKENS: usize = 4 * LANES;
 
 /// The instruction sets the CPU kernels have a path for; every path computes the same integers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,10 +187,14 @@ impl Isa {
     /// ([`super::ternary::ternary_lut_dots`]) rather than by this path's multiply-add tiles: 0 for none. AVX2
     /// without VNNI only, where `vpmaddubsw` spends 3 vector lanes per multiply-add and a lookup adds 3
     /// columns. In cache on an Emerald Rapids core (`BITNET_ISA=avx2`) the tiles ran 85-90 G multiply-adds/s,
-    /// a lookup call 120-125 with 32 tokens and 97-103 with 16, so lookups pay from about 23 and 14 tokens.
+    /// a lookup call 120-125 with 32 tokens and 97-103 with 16, so lookups pay from about 23 and 14 tokens. A
+    /// call takes whole groups of [`LANES`] (and a last one of 23 or more), up to [`LOOKUP_TOKENS`].
     pub fn lookup_tokens(self, left: usize) -> usize {
         match self {
-            Isa::Avx2 if left >= 23 => left.min(32),
+            Isa::Avx2 if left >= 23 => {
+                let groups = left / LANES + usize::from(left % LANES >= 23);
+                left.min(groups.min(LOOKUP_TOKENS / LANES) * LANES)
+            }
             Isa::Avx2 if left >= 14 => left.min(16),
             _ => 0,
         }

@@ -44,12 +44,15 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::default();
 }
 
-/// See [`super::ternary::ternary_lut_dots`]: `out[(t · rows + r) · blocks + b]` for 1..=32 tokens.
+/// See [`super::ternary::ternary_lut_dots`]: `out[(t · rows + r) · blocks + b]` for 1..=16 tokens, or groups of
+/// up to 32 ([`LANES`]) in turn, at most [`super::isa::LOOKUP_TOKENS`]: a row's indices are cut once for all the
+/// groups (cutting them again for each 32-token call took about a fifth of the kernel's instructions).
 ///
 /// # Safety
 /// The CPU supports AVX2; blocks are one per row or a multiple of 128 columns; `acts` holds its tokens'
 /// permuted rows (128-column chunks) spanning every chunk of a row and `lanes` the same tokens side by side
-/// ([`super::acts::QuantizedActs::lanes`]) for every column of those chunks; `out` holds every row's dots, zeroed.
+/// ([`super::acts::QuantizedActs::lanes`], groups of [`LANES`] `acts.stride · LANES` values apart) for every
+/// column of those chunks; `out` holds every row's dots, zeroed.
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn ternary_lut_dots(
     rows: &[u8],
@@ -60,6 +63,7 @@ pub(crate) unsafe fn ternary_lut_dots(
     out: &mut [i32],
 ) {
     SCRATCH.with_borrow_mut(|s| {
+        let lanes = (lanes, acts.stride * LANES);
         if acts.tokens <= 16 {
             Lut::<1>::new(rows, row_bytes, acts.tokens, lanes, shape, s).run::<32>(out)
         } else {
@@ -70,13 +74,17 @@ pub(crate) unsafe fn ternary_lut_dots(
     scalar::ternary_rows_dots(rows, row_bytes, whole, acts, shape, out, out_stride);
 }
 
-/// One call's operands, for `V` vectors of 16 tokens.
+/// One call's operands, for groups of `V` vectors of 16 tokens.
 struct Lut<'a, const V: usize> {
     rows: &'a [u8],
     row_bytes: usize,
     n_rows: usize,
     tokens: usize,
+    /// Groups of `16 · V` tokens.
+    groups: usize,
     lanes: &'a [i16],
+    /// Values from one group's lanes to the next's.
+    group_lanes: usize,
     shape: TernaryShape,
     s: &'a mut Scratch,
 }
@@ -87,24 +95,28 @@ impl<'a, const V: usize> Lut<'a, V> {
         rows: &'a [u8],
         row_bytes: usize,
         tokens: usize,
-        lanes: &'a [i16],
+        (lanes, group_lanes): (&'a [i16], usize),
         shape: TernaryShape,
         s: &'a mut Scratch,
     ) -> Self {
         let n_rows = rows.len() / row_bytes;
+        let groups = tokens.div_ceil(16 * V);
         // SAFETY: all-zero bytes are a valid vector.
         let zero = unsafe { std::mem::zeroed::<__m256i>() };
-        assert!(lanes.len() >= row_bytes / 32 * 128 * LANES);
+        assert!(V == 2 || groups == 1);
+        assert!(lanes.len() >= (groups - 1) * group_lanes + row_bytes / 32 * 128 * LANES);
         s.table.resize(SEG * ENTRIES * V, zero);
         s.idx.resize(n_rows * 2, zero);
-        s.acc.resize(n_rows * V * 2, zero);
+        s.acc.resize(groups * n_rows * V * 2, zero);
         s.part.resize(n_rows * V, zero);
         Self {
             rows,
             row_bytes,
             n_rows,
             tokens,
+            groups,
             lanes,
+            group_lanes,
             shape,
             s,
         }
@@ -129,16 +141,19 @@ impl<'a, const V: usize> Lut<'a, V> {
             for s0 in (first..end).step_by(3) {
                 let trio = [s0, s0 + 1, s0 + 2].map(|s| (s < end).then_some(s));
                 self.indices(trio);
-                for lane0 in (0..SEG).step_by(G) {
-                    self.build::<G>(trio, lane0);
-                    let s = &mut *self.s;
-                    let sums = Sums {
-                        acc: &mut s.acc,
-                        part: &mut s.part,
-                        first: lane0 == 0,
-                        last: lane0 + G == SEG,
-                    };
-                    lookups::<G, V>(&s.idx, lane0, &s.table, sums);
+                let group_acc = self.n_rows * V * 2;
+                for group in 0..self.groups {
+                    for lane0 in (0..SEG).step_by(G) {
+                        self.build::<G>(trio, group, lane0);
+                        let s = &mut *self.s;
+                        let sums = Sums {
+                            acc: &mut s.acc[group * group_acc..(group + 1) * group_acc],
+                            part: &mut s.part,
+                            first: lane0 == 0,
+                            last: lane0 + G == SEG,
+                        };
+                        lookups::<G, V>(&s.idx, lane0, &s.table, sums);
+                    }
                 }
             }
             self.write_block(b, out);
@@ -182,11 +197,17 @@ impl<'a, const V: usize> Lut<'a, V> {
         }
     }
 
-    /// The table of lanes `lane0..lane0 + G` of the segments `trio`.
+    /// The table of lanes `lane0..lane0 + G` of the segments `trio` for the tokens of `group`.
     #[target_feature(enable = "avx2")]
-    unsafe fn build<const G: usize>(&mut self, trio: [Option<usize>; 3], lane0: usize) {
+    unsafe fn build<const G: usize>(
+        &mut self,
+        trio: [Option<usize>; 3],
+        group: usize,
+        lane0: usize,
+    ) {
         let zero = _mm256_setzero_si256();
-        let (lanes, table) = (self.lanes.as_ptr(), &mut self.s.table);
+        let lanes = self.lanes[group * self.group_lanes..].as_ptr();
+        let table = &mut self.s.table;
         for g in 0..G {
             for v in 0..V {
                 let a = trio.map(|s| {
@@ -215,9 +236,11 @@ impl<'a, const V: usize> Lut<'a, V> {
         let (n_rows, nb) = (self.n_rows, self.shape.blocks());
         let sums: &[i32] = bytemuck::cast_slice(&self.s.acc);
         for t in 0..self.tokens {
+            let (group, lane) = (t / (16 * V), t % (16 * V));
+            let sums = &sums[group * n_rows * 16 * V..];
             let out = &mut out[t * n_rows * nb..(t + 1) * n_rows * nb];
             for (r, out) in out.iter_mut().skip(b).step_by(nb).enumerate() {
-                *out += sums[r * 16 * V + t];
+                *out += sums[r * 16 * V + lane];
             }
         }
     }

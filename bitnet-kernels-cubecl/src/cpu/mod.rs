@@ -113,7 +113,7 @@ pub use attention::{
 pub use f32::{f32_matmul_nt, ternary_matmul_f32};
 pub use gated::gated;
 pub use int8::{int8_matmul, quantize_rows_i8, quantize_rows_i8_into};
-pub use isa::Isa;
+pub use isa::{Isa, LOOKUP_TOKENS};
 pub use kv::{KvElem, KvKind, Q8Block};
 pub use norm::rms_norm;
 pub use rope::rope_row;

@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use super::acts::{QuantizedActs, LANES};
-use super::isa::Isa;
+use super::acts::QuantizedActs;
+use super::isa::{Isa, LOOKUP_TOKENS};
 use super::par::{blocks, par_bands, par_bands_coarse, SharedOut};
 use super::rescale::rescale;
 use super::scalar;
@@ -163,7 +163,7 @@ fn prepare(
     chunk == isa.chunk() && (shape.blocks() == 1 || shape.block.is_multiple_of(chunk))
 }
 
-/// [`ternary_tile_dots`] for 1..=[`LANES`] tokens by table lookup where the path has such a kernel
+/// [`ternary_tile_dots`] for 1..=[`LOOKUP_TOKENS`] tokens by table lookup where the path has such a kernel
 /// ([`Isa::lookup_tokens`]), the portable loop elsewhere: the same integers. `lanes` holds the same tokens side by
 /// side ([`QuantizedActs::lanes_from`]).
 pub fn ternary_lut_dots(
@@ -175,7 +175,7 @@ pub fn ternary_lut_dots(
     shape: TernaryShape,
     out: &mut [i32],
 ) {
-    let simd = prepare(isa, rows, row_bytes, acts, shape, LANES, out);
+    let simd = prepare(isa, rows, row_bytes, acts, shape, LOOKUP_TOKENS, out);
     #[cfg(target_arch = "x86_64")]
     if simd && isa.lookup_tokens(usize::MAX) > 0 && Isa::Avx2.supported() {
         // SAFETY: AVX2 is present; tokens, blocks, chunk, the span of the activations and the size of `out`
@@ -301,7 +301,7 @@ fn matrix_rows(
         // block's i32 sums (128 KiB at 32 tokens) in L2.
         (true, _) => {
             let pieces = band.len().div_ceil(LUT_BLOCK_ROWS).max(1);
-            (band.len().div_ceil(pieces), LANES)
+            (band.len().div_ceil(pieces), LOOKUP_TOKENS)
         }
         (false, 1) => (BLOCK_ROWS, 1),
         (false, _) => (BLOCK_ROWS, isa.token_tile()),

@@ -162,7 +162,8 @@ fn every_isa_gives_the_oracle_integers() {
 }
 
 /// The table-lookup prefill (where a path has one, the portable loop elsewhere) gives the oracle's integers for
-/// 1, 2 and ragged 1..=16 and 17..=32 tokens, on every shape, for one row, an odd number of rows and all rows.
+/// 1, 2 and ragged 1..=16 and 17..=32 tokens, and several groups of 32 in one call (the last one ragged or
+/// whole), on every shape, for one row, an odd number of rows and all rows.
 #[test]
 fn table_lookup_gives_the_oracle_integers() {
     let mut rng = Lcg(7);
@@ -172,7 +173,7 @@ fn table_lookup_gives_the_oracle_integers() {
     // One buffer per path for every case, as the model reuses them: lanes an earlier case wrote must not leak.
     let mut buffers: Vec<QuantizedActs> = available.iter().map(|_| Default::default()).collect();
     for &dims in &SHAPES {
-        for tokens in [1, 2, 9, 16, 17, 30, LANES] {
+        for tokens in [1, 2, 9, 16, 17, 30, LANES, 57, cpu::LOOKUP_TOKENS] {
             let c = case(&mut rng, tokens, dims);
             let TernaryShape { n, k, block } = c.shape;
             let (nb, kw) = (c.shape.blocks(), words_per_row(k));
@@ -354,9 +355,9 @@ fn ternary_matmul_i8_equals_reference_on_every_isa_and_thread_count() {
     let mut rng = Lcg(5);
     for (threads, pool) in pools() {
         for &dims in &SHAPES {
-            // on AVX2, 17: 16 tokens by table lookup, 1 by tiles; 50: 32 and 16 by lookup, 2 by tiles; on
-            // AVX-512, 13: 6 and a last pass of 7, 50: 6 × 7 and a last pass of 8
-            for m in [1, 3, 6, 13, 17, 50] {
+            // on AVX2, 17: 16 tokens by table lookup, 1 by tiles; 50: 32 and 16 by lookup, 2 by tiles; 90: 3
+            // groups by lookup in one call; on AVX-512, 13: 6 and a last pass of 7, 50: 6 × 7 and a last pass of 8
+            for m in [1, 3, 6, 13, 17, 50, 90] {
                 let c = case(&mut rng, m, dims);
                 let k = c.shape.k;
                 let mut q = vec![0i8; m * k];
