@@ -7,8 +7,8 @@
 //! A group is lane `j` of three 32-column segments (the code vectors one 32-byte load of packed words yields
 //! when shifted and masked, [`super::acts::permuted`]), so each row's 3-trit indices come from its codes with
 //! a few vector instructions per 96 columns into a scratch buffer, and the weights keep their one layout: no
-//! second copy in memory. Tables for 32 lanes × 16 tokens, or 16 lanes × 32 tokens, fill 27 KiB and stay in
-//! L1 while every row of the call passes over them.
+//! second copy in memory, and cut once per call for all its groups of 32 tokens. Tables for 32 lanes × 16 tokens,
+//! or 16 lanes × 32 tokens, fill 27 KiB and stay in L1 while every row of the call passes over them.
 
 use std::arch::x86_64::*;
 use std::cell::RefCell;
@@ -33,7 +33,8 @@ struct Scratch {
     /// Each row's 32 group indices for the current 3 segments, as byte offsets into a group's table entries
     /// (u16: 2 vectors per row).
     idx: Vec<__m256i>,
-    /// i32 sums per `[row][V][2]` (tokens 0..8 and 8..16 of each vector) for the current scale block.
+    /// i32 sums per `[token group][row][V][2]` (tokens 0..8 and 8..16 of each vector) for the current scale
+    /// block.
     acc: Vec<__m256i>,
     /// i16 sums per `[row][V]` of the lanes of 3 segments looked up so far, when their tables take more than
     /// one pass: widened into `acc` once per 32 groups, not once per table.
