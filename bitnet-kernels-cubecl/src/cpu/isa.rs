@@ -12,6 +12,9 @@ const L1_ACTS: usize = 24 << 10;
 /// block of 1024 rows (512 KiB) stay in L2.
 pub const LOOKUP_TOKENS: usize = 4 * LANES;
 
+/// Tokens from which a group of [`LANES`] pays by table lookup ([`Isa::lookup_tokens`]).
+const LOOKUP_GROUP_FROM: usize = 23;
+
 /// The instruction sets the CPU kernels have a path for; every path computes the same integers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
@@ -191,8 +194,8 @@ impl Isa {
     /// call takes whole groups of [`LANES`] (and a last one of 23 or more), up to [`LOOKUP_TOKENS`].
     pub fn lookup_tokens(self, left: usize) -> usize {
         match self {
-            Isa::Avx2 if left >= 23 => {
-                let groups = left / LANES + usize::from(left % LANES >= 23);
+            Isa::Avx2 if left >= LOOKUP_GROUP_FROM => {
+                let groups = left / LANES + usize::from(left % LANES >= LOOKUP_GROUP_FROM);
                 left.min(groups.min(LOOKUP_TOKENS / LANES) * LANES)
             }
             Isa::Avx2 if left >= 14 => left.min(16),

@@ -298,7 +298,7 @@ fn matrix_rows(
     let lookup = isa.lookup_tokens(m) > 0;
     let (block_rows, most) = match (lookup, m) {
         // Each table is built once per block and read by all its rows: more rows amortize it, 1024 keep the
-        // block's i32 sums (128 KiB at 32 tokens) in L2.
+        // block's i32 sums (512 KiB at [`LOOKUP_TOKENS`]) in L2.
         (true, _) => {
             let pieces = band.len().div_ceil(LUT_BLOCK_ROWS).max(1);
             (band.len().div_ceil(pieces), LOOKUP_TOKENS)
