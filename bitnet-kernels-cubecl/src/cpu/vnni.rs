@@ -349,7 +349,14 @@ macro_rules! vnni_kernels {
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                for (t, &acc) in acc.iter().enumerate() {
+                let whole = T - T % 4;
+                for t0 in (0..whole).step_by(4) {
+                    let dots = $hsum4([acc[t0], acc[t0 + 1], acc[t0 + 2], acc[t0 + 3]]);
+                    for (t, dot) in (t0..).zip(dots) {
+                        out[r * T + t] = dot - 128 * sums[t];
+                    }
+                }
+                for (t, &acc) in acc.iter().enumerate().skip(whole) {
                     out[r * T + t] = $hsum(acc) - 128 * sums[t];
                 }
             }
