@@ -117,11 +117,16 @@ fn prefill_kernels(c: &mut Criterion) {
 
 /// One layer of 2B-4T's attention (20 query heads over 5 KV heads of 128) straight from a cache of f32 keys and
 /// values, which stays in cache across iterations, so this is the compute rate (`BITNET_ISA=scalar` gives the
-/// portable path for comparison): one decode step over 2048 positions (2.6 MB of keys and values in f32, half
-/// that in f16), and a 512-token prompt's prefill (causal, 16-query tiles), from an f32 and an f16 cache.
+/// portable path for comparison): one decode step over 2048 positions (10.5 MB of keys and values in f32, half
+/// that in f16) and over 512 (1.3 MB in f16: in a 2 MiB L2), and a 512-token prompt's prefill (causal, 16-query tiles),
+/// from an f32 and an f16 cache.
 /// Throughput counts multiply-adds.
 fn cached_attention(c: &mut Criterion) {
-    for (what, seq, len) in [("decode", 1, 2048), ("prefill", 512, 512)] {
+    for (what, seq, len) in [
+        ("decode", 1, 2048),
+        ("decode", 1, 512),
+        ("prefill", 512, 512),
+    ] {
         let shape = cpu::AttentionShape {
             batch: 1,
             heads: 20,

@@ -543,13 +543,17 @@ pub(super) fn exp_nonpositive(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     const CUTOFF: f32 = -40.0;
     let c = x.max(CUTOFF);
-    let n = (c * LOG2E + ROUND) - ROUND;
+    let t = c * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = c - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let e = p * f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // `n` as an integer from `t`'s bits (`t` and `ROUND` share an exponent whose unit is 1): integer lanes the
+    // compiler keeps in vectors, where `n as i32` (a saturating conversion) went lane by lane through scalars.
+    let n = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let e = p * f32::from_bits(((n + 127) << 23) as u32);
     if x > CUTOFF {
         e
     } else {
