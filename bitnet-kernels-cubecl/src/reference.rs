@@ -92,17 +92,22 @@ pub fn absmax(x: &[f32]) -> f32 {
 /// One activation quantized with scale `s`: `clamp(round_half_even(v · s), -128, 127)`.
 #[inline]
 pub fn quantize_i8(v: f32, s: f32) -> i8 {
-    // Adding and removing 1.5·2^23 rounds half to even in f32 for |x| < 2^22 (the clamp comes first, which is
-    // the same as after since the bounds are integers): without SSE4.1's `roundps` in the baseline x86-64
-    // target, `round_ties_even` is a libm call per element.
-    // The integer is read from the sum's bits (`MAGIC` and the sum share an exponent whose unit is 1), NaN
-    // giving 0 as `as` does: a float-to-int `as` saturates, which kept the compiler from vectorizing the loops.
-    const MAGIC: f32 = 12_582_912.0;
+    // The clamp comes first, which is the same as after since the bounds are integers; NaN gives 0, as `as` does.
     let x = (v * s).clamp(-128.0, 127.0);
-    let q = (x + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32;
     if x.is_nan() {
         0
     } else {
-        q as i8
+        round_ties_even(x).1 as i8
     }
+}
+
+/// `x` rounded half to even, as a float and as an integer, for |x| < 2^22 (not NaN). Adding and removing 1.5·2^23
+/// rounds in f32 (without SSE4.1's `roundps` in the baseline x86-64 target, `f32::round_ties_even` is a libm call
+/// per element), and the integer is read from the sum's bits, whose unit is 1: a float-to-int `as` saturates,
+/// which kept the compiler from vectorizing the loops that round.
+#[inline(always)]
+pub(crate) fn round_ties_even(x: f32) -> (f32, i32) {
+    const MAGIC: f32 = 12_582_912.0;
+    let t = x + MAGIC;
+    (t - MAGIC, t.to_bits() as i32 - MAGIC.to_bits() as i32)
 }

@@ -13,6 +13,7 @@ use super::hadamard;
 use super::kv::KvElem;
 use super::par::{par_claimed, SharedOut};
 use super::rope_row;
+use crate::reference::round_ties_even;
 use crate::StepKv;
 
 /// Shape of a [`cached_attention`] call.
@@ -539,21 +540,15 @@ pub(super) fn exp_nonpositive(x: f32) -> f32 {
     // ln 2 in two parts, so that `n · LN2_HI` is exact for the n that occur.
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    // Adding and removing 1.5·2^23 rounds to the nearest integer (no SSE4.1 `roundps` in the baseline).
-    const ROUND: f32 = 12_582_912.0;
     const CUTOFF: f32 = -40.0;
     let c = x.max(CUTOFF);
-    let t = c * LOG2E + ROUND;
-    let n = t - ROUND;
+    let (n, k) = round_ties_even(c * LOG2E);
     let r = c - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // `n` as an integer from `t`'s bits (`t` and `ROUND` share an exponent whose unit is 1): integer lanes the
-    // compiler keeps in vectors, where `n as i32` (a saturating conversion) went lane by lane through scalars.
-    let n = t.to_bits() as i32 - ROUND.to_bits() as i32;
-    let e = p * f32::from_bits(((n + 127) << 23) as u32);
+    let e = p * f32::from_bits(((k + 127) << 23) as u32);
     if x > CUTOFF {
         e
     } else {

@@ -46,6 +46,24 @@ macro_rules! vnni_kernels {
         hsum: $hsum:ident,
         hsum4: $hsum4:ident $(,)?
     ) => {
+        /// The sums of each vector's i32 lanes, four vectors at a time where they come in fours.
+        ///
+        /// # Safety
+        /// The CPU has the module's features.
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn hsums<const T: usize>(acc: &[$V; T]) -> [i32; T] {
+            let mut sums = [0; T];
+            let whole = T - T % 4;
+            for t0 in (0..whole).step_by(4) {
+                sums[t0..t0 + 4].copy_from_slice(&$hsum4([acc[t0], acc[t0 + 1], acc[t0 + 2], acc[t0 + 3]]));
+            }
+            for t in whole..T {
+                sums[t] = $hsum(acc[t]);
+            }
+            sums
+        }
+
         /// Bytes of one vector.
         const BYTES: usize = $bytes;
         /// Columns per vector load of packed words (see [`crate::cpu::Isa::chunk`]).
@@ -257,16 +275,8 @@ macro_rules! vnni_kernels {
                         }
                     }
                     for (r, acc) in acc.iter().enumerate() {
-                        let at = |t: usize| t * out_stride + (r0 + r) * nb + b;
-                        let whole = T - T % 4;
-                        for t0 in (0..whole).step_by(4) {
-                            let sums = $hsum4([acc[t0], acc[t0 + 1], acc[t0 + 2], acc[t0 + 3]]);
-                            for (t, sum) in (t0..).zip(sums) {
-                                out[at(t)] += sum;
-                            }
-                        }
-                        for (t, &acc) in acc.iter().enumerate().skip(whole) {
-                            out[at(t)] += $hsum(acc);
+                        for (t, sum) in hsums(acc).into_iter().enumerate() {
+                            out[t * out_stride + (r0 + r) * nb + b] += sum;
                         }
                     }
                     c = block_end;
@@ -349,15 +359,8 @@ macro_rules! vnni_kernels {
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                let whole = T - T % 4;
-                for t0 in (0..whole).step_by(4) {
-                    let dots = $hsum4([acc[t0], acc[t0 + 1], acc[t0 + 2], acc[t0 + 3]]);
-                    for (t, dot) in (t0..).zip(dots) {
-                        out[r * T + t] = dot - 128 * sums[t];
-                    }
-                }
-                for (t, &acc) in acc.iter().enumerate().skip(whole) {
-                    out[r * T + t] = $hsum(acc) - 128 * sums[t];
+                for (t, dot) in hsums(acc).into_iter().enumerate() {
+                    out[r * T + t] = dot - 128 * sums[t];
                 }
             }
         }
