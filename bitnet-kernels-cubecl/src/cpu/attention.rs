@@ -3,6 +3,8 @@
 
 use std::cell::RefCell;
 
+#[cfg(target_arch = "x86_64")]
+use super::decode_x86;
 use super::f32::dot;
 #[cfg(target_arch = "x86_64")]
 use super::flash::Fused;
@@ -131,9 +133,12 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
     assert_eq!(covered, rows, "the sequences cover the step's rows");
     let group = heads / kv_heads;
     #[cfg(target_arch = "x86_64")]
-    let avx2 = super::Isa::detect().has_avx2() && super::decode_avx2::supported();
+    let avx2 = super::Isa::detect().has_avx2() && decode_x86::avx2::supported();
     #[cfg(target_arch = "x86_64")]
-    let avx512 = avx2 && super::Isa::detect().avx512() && is_x86_feature_detected!("avx512vl");
+    let avx512 = avx2
+        && super::Isa::detect().avx512()
+        && decode_x86::avx512::supported()
+        && is_x86_feature_detected!("avx512vl");
     #[cfg(target_arch = "x86_64")]
     let tile_rows = if avx512 {
         BLOCKING_512.0
@@ -236,9 +241,9 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
         };
         SCRATCH.with_borrow_mut(|scratch| {
             #[cfg(target_arch = "x86_64")]
-            if avx512 && unit.tiled {
+            if avx512 {
                 // SAFETY: the CPU has AVX-512 F and VL, FMA and F16C (checked once above).
-                return unsafe { attend_tile_avx512(&unit, &query, &out, scratch) };
+                return unsafe { attend_unit_avx512(&unit, &query, &out, scratch) };
             }
             #[cfg(target_arch = "x86_64")]
             if avx2 {
@@ -294,7 +299,7 @@ fn attend_unit<
     }
 }
 
-/// [`attend_unit`] for AVX2 with FMA: decode groups in intrinsics ([`super::decode_avx2`]) when the head width
+/// [`attend_unit`] for AVX2 with FMA: decode groups in intrinsics ([`super::decode_x86::avx2`]) when the head width
 /// is whole vectors, prefill tiles compiled for 256-bit vectors with fused multiply-adds (the baseline x86-64
 /// target has 128-bit SSE only; separate multiplies and adds took 2× the instructions of the tile's loops).
 ///
@@ -308,8 +313,8 @@ unsafe fn attend_unit_avx2<'q, 'o, T: KvElem>(
     out: &impl Fn(usize) -> &'o mut [f32],
     scratch: &mut Scratch,
 ) {
-    if !u.tiled && super::decode_avx2::whole_vectors(u.d) {
-        super::decode_avx2::attend_group(u, &|g| query(0, g), &mut scratch.scores, out(0))
+    if !u.tiled && decode_x86::avx2::whole_vectors(u.d) {
+        decode_x86::avx2::attend_group(u, &|g| query(0, g), &mut scratch.scores, out(0))
     } else {
         attend_unit::<T, Fused, { BLOCKING_256.0 }, { BLOCKING_256.1 }, { BLOCKING_256.2 }>(
             u, query, out, scratch,
@@ -317,21 +322,29 @@ unsafe fn attend_unit_avx2<'q, 'o, T: KvElem>(
     }
 }
 
-/// A prefill tile ([`flash::attend_tile`]) compiled for 512-bit vectors: a tile's 32 query rows are two vectors.
+/// [`attend_unit`] for AVX-512: decode groups in 512-bit intrinsics ([`super::decode_x86::avx512`]) when the
+/// head width is whole vectors (else [`attend_unit_avx2`]'s), prefill tiles compiled for 512-bit vectors (a
+/// tile's 32 query rows are two vectors).
 ///
 /// # Safety
-/// The CPU supports AVX-512 F and VL, FMA and F16C.
+/// The CPU supports AVX-512 F and VL, AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
-unsafe fn attend_tile_avx512<'q, 'o, T: KvElem>(
+unsafe fn attend_unit_avx512<'q, 'o, T: KvElem>(
     u: &Tile<'_, T>,
     query: &impl Fn(usize, usize) -> &'q [f32],
     out: &impl Fn(usize) -> &'o mut [f32],
     scratch: &mut Scratch,
 ) {
-    attend_unit::<T, Fused, { BLOCKING_512.0 }, { BLOCKING_512.1 }, { BLOCKING_512.2 }>(
-        u, query, out, scratch,
-    )
+    if u.tiled {
+        attend_unit::<T, Fused, { BLOCKING_512.0 }, { BLOCKING_512.1 }, { BLOCKING_512.2 }>(
+            u, query, out, scratch,
+        )
+    } else if decode_x86::avx512::whole_vectors(u.d) {
+        decode_x86::avx512::attend_group(u, &|g| query(0, g), &mut scratch.scores, out(0))
+    } else {
+        attend_unit_avx2(u, query, out, scratch)
+    }
 }
 
 /// [`crate::TernaryBackend::attention_step`] on the CPU. `q [batch, rows, heads, head_dim]` and `k`, `v`

@@ -99,7 +99,7 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avxvnni;
 #[cfg(target_arch = "x86_64")]
-mod decode_avx2;
+mod decode_x86;
 #[cfg(target_arch = "x86_64")]
 mod lut_avx2;
 #[cfg(target_arch = "aarch64")]

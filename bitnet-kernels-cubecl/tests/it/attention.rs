@@ -55,7 +55,7 @@ pub(crate) fn reference(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> V
     out
 }
 
-const SHAPES: [AttentionShape; 17] = [
+const SHAPES: [AttentionShape; 19] = [
     shape(1, 20, 5, 1, 128, 64, 37),
     shape(1, 4, 2, 2, 64, 400, 333),
     shape(1, 2, 1, 3, 258, 300, 290),
@@ -73,6 +73,8 @@ const SHAPES: [AttentionShape; 17] = [
     shape(1, 14, 2, 1, 40, 1000, 701),
     shape(1, 2, 1, 3, 16, 260, 257),
     shape(1, 24, 1, 3, 16, 520, 514),
+    shape(1, 6, 2, 1, 48, 70, 69),
+    shape(1, 8, 2, 1, 80, 1200, 1111),
 ];
 
 const fn shape(
