@@ -169,7 +169,9 @@ fn cached_attention(c: &mut Criterion) {
 
 /// The int8 output head for one token and for the 4 and 8 tokens of a 4- and 8-stream decode step, on the
 /// 2B-4T head's shape (128,256 rows of 2560 columns, 328 MB: streamed from memory, larger than any L3), on 2
-/// threads. Throughput counts multiply-adds: one token is bound by the memory, 8 share each row's read.
+/// threads, and for the 256 scored positions of a 512-token perplexity window (AMX tile multiplies where the
+/// CPU has them; `BITNET_ISA=avx512gfni` for the vector path). Throughput counts multiply-adds: one token is
+/// bound by the memory, 8 share each row's read.
 fn int8_head(c: &mut Criterion) {
     let isa = Isa::detect();
     let (n, k) = (128_256, 2560);
@@ -177,7 +179,7 @@ fn int8_head(c: &mut Criterion) {
     let (w, scales) = cpu::quantize_rows_i8(&activations(&mut seed, n * k), k);
     let pool = pool(2);
     let mut g = c.benchmark_group(format!("int8_head_{n}x{k}"));
-    for tokens in [1, 4, 8] {
+    for tokens in [1, 4, 8, 256] {
         let x = activations(&mut seed, tokens * k);
         g.throughput(Throughput::Elements((tokens * n * k) as u64));
         g.bench_function(format!("{}/tokens{tokens}/t2", isa.name()), |b| {

@@ -120,6 +120,16 @@ macro_rules! tdpbusd {
     };
 }
 
+/// `tmm$c += tmm$a (signed bytes) · tmm$b (signed bytes)`, groups of four bytes summed into i32.
+macro_rules! tdpbssd {
+    ($c:literal, $a:literal, $b:literal) => {
+        asm!(
+            concat!("tdpbssd tmm", $c, ", tmm", $a, ", tmm", $b),
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+}
+
 /// Stores `tmm$t` to `$p`, rows `$stride` bytes apart.
 macro_rules! tilestored {
     ($t:literal, $p:expr, $stride:expr) => {
@@ -198,12 +208,7 @@ unsafe fn tile_dots(
     let (first, second) = (tokens.min(TILE_TOKENS), tokens.saturating_sub(TILE_TOKENS));
     assert!(second <= TILE_TOKENS, "{tokens} tokens");
     // one slice of each token group's B: 16 rows of four bytes per token
-    let b = Operand {
-        first: tiles.as_ptr(),
-        second: tiles.as_ptr().wrapping_add(TILE_TOKENS * stride),
-        row: [4 * first, 4 * second],
-        slice: [TILE_COLS * first, TILE_COLS * second],
-    };
+    let b = Operand::new(tiles.as_ptr(), stride, first, second);
     assert!(
         tiles.len() >= tokens * stride && stride >= chunks * CHUNK,
         "activation tiles"
@@ -224,18 +229,7 @@ unsafe fn tile_dots(
         let mut c = 0;
         for block in 0..nb {
             let block_end = (c + block_chunks).min(chunks);
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                options(nomem, nostack, preserves_flags)
-            );
-            if second > 0 {
-                asm!(
-                    "tilezero tmm2",
-                    "tilezero tmm3",
-                    options(nomem, nostack, preserves_flags)
-                );
-            }
+            zero_accumulators(second > 0);
             let unpack = |codes: &mut Codes, c: usize| {
                 unpack(&mut codes.0[c % 2], (wp, row_bytes, group_rows), c, ahead)
             };
@@ -254,13 +248,7 @@ unsafe fn tile_dots(
                     (false, false) => multiply::<false, false>(a, &b, c),
                 }
             }
-            // C tile `2j + i`: row group `i` × token group `j`
-            tilestored!(0, dots[0].as_mut_ptr(), b.row[0]);
-            tilestored!(1, dots[1].as_mut_ptr(), b.row[0]);
-            if second > 0 {
-                tilestored!(2, dots[2].as_mut_ptr(), b.row[1]);
-                tilestored!(3, dots[3].as_mut_ptr(), b.row[1]);
-            }
+            store_accumulators(dots, &b, second > 0);
             for r in 0..group_rows {
                 let (i, row) = (r / TILE_ROWS, r % TILE_ROWS);
                 for (j, (t0, n)) in [(0, first), (TILE_TOKENS, second)].into_iter().enumerate() {
@@ -295,6 +283,51 @@ struct Operand {
     second: *const i8,
     row: [usize; 2],
     slice: [usize; 2],
+}
+
+impl Operand {
+    /// The B tiles of `first` tokens from `tiles` and, `stride` bytes a token later, of `second` more.
+    fn new(tiles: *const i8, stride: usize, first: usize, second: usize) -> Self {
+        Self {
+            first: tiles,
+            second: tiles.wrapping_add(TILE_TOKENS * stride),
+            row: [4 * first, 4 * second],
+            slice: [TILE_COLS * first, TILE_COLS * second],
+        }
+    }
+}
+
+/// Zeroes the C tiles `tmm0`/`tmm1` and, with `second`, `tmm2`/`tmm3` (an unconfigured tile faults).
+#[inline(always)]
+unsafe fn zero_accumulators(second: bool) {
+    asm!(
+        "tilezero tmm0",
+        "tilezero tmm1",
+        options(nomem, nostack, preserves_flags)
+    );
+    if second {
+        asm!(
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+}
+
+/// Stores C tile `2j + i` (row group `i` × token group `j`, `[row][token]`) to `dots[2j + i]`, the second
+/// token group's with `second`.
+#[inline(always)]
+unsafe fn store_accumulators(
+    dots: &mut [[i32; TILE_ROWS * TILE_TOKENS]; 4],
+    b: &Operand,
+    second: bool,
+) {
+    tilestored!(0, dots[0].as_mut_ptr(), b.row[0]);
+    tilestored!(1, dots[1].as_mut_ptr(), b.row[0]);
+    if second {
+        tilestored!(2, dots[2].as_mut_ptr(), b.row[1]);
+        tilestored!(3, dots[3].as_mut_ptr(), b.row[1]);
+    }
 }
 
 /// The four slices of chunk `c`: A tiles `tmm4` (row group 0) and, with `PAIR`, `tmm5` (group 1) from `a`
@@ -339,5 +372,73 @@ unsafe fn unpack(
         for s in 0..4 {
             _mm512_store_si512(group.add(s * A_BYTES).cast(), gfni_codes(w, s));
         }
+    }
+}
+
+/// The int8 head's dots on tile multiplies: `w [n, k]` int8 rows (`row_bytes` apart) against `m` tokens whose
+/// activations `tiles` holds interleaved for the B tiles ([`super::acts::QuantizedActs::fill_tiles`] of plain
+/// rows, `stride` bytes a token), for the whole 32-row groups of `rows`: each pair of 16-row A tiles, loaded
+/// straight from the rows (no copy: the weights are signed bytes as `tdpbssd` takes them), meets each pair of
+/// 16-token B tiles in four C tiles over all of `k`. `emit(t, r0, dots)` receives token `t`'s 32 dots of rows
+/// `r0..r0 + 32`. A `vpdpbusd` head tile of 2 rows × 8 tokens re-reads the activations for every two rows and
+/// does 64 multiply-adds an instruction; a `tdpbssd` does 16,384.
+///
+/// # Safety
+/// AMX-INT8 is [`usable`]; `k` is a multiple of [`TILE_COLS`]; `w` holds the rows of `rows`, `k` bytes each,
+/// and `tiles` `m` tokens of `stride ≥ k` bytes.
+pub(crate) unsafe fn int8_head_dots(
+    (w, row_bytes, k): (&[i8], usize, usize),
+    rows: std::ops::Range<usize>,
+    (tiles, stride, m): (&[i8], usize, usize),
+    mut emit: impl FnMut(usize, usize, &[i32; 2 * TILE_ROWS]),
+) {
+    assert!(k.is_multiple_of(TILE_COLS) && stride >= k && tiles.len() >= m * stride);
+    assert!(rows.is_empty() || w.len() >= (rows.end - 1) * row_bytes + k);
+    let mut dots = [[0i32; TILE_ROWS * TILE_TOKENS]; 4];
+    let mut token_dots = [0i32; 2 * TILE_ROWS];
+    let mut config = None;
+    for r0 in rows
+        .clone()
+        .step_by(2 * TILE_ROWS)
+        .take(rows.len() / (2 * TILE_ROWS))
+    {
+        let a = w.as_ptr().add(r0 * row_bytes);
+        for t0 in (0..m).step_by(2 * TILE_TOKENS) {
+            let (first, second) = (
+                (m - t0).min(TILE_TOKENS),
+                (m - t0).saturating_sub(TILE_TOKENS).min(TILE_TOKENS),
+            );
+            if config != Some((first, second)) {
+                let c = TileConfig::new(first, second);
+                asm!("ldtilecfg [{}]", in(reg) c.0.as_ptr(), options(nostack, readonly, preserves_flags));
+                config = Some((first, second));
+            }
+            let b = Operand::new(tiles.as_ptr().add(t0 * stride), stride, first, second);
+            zero_accumulators(second > 0);
+            for s in 0..k / TILE_COLS {
+                tileloadd!(4, a.add(s * TILE_COLS), row_bytes);
+                tileloadd!(5, a.add(TILE_ROWS * row_bytes + s * TILE_COLS), row_bytes);
+                tileloadd!(6, b.first.add(s * b.slice[0]), b.row[0]);
+                tdpbssd!(0, 4, 6);
+                tdpbssd!(1, 5, 6);
+                if second > 0 {
+                    tileloadd!(7, b.second.add(s * b.slice[1]), b.row[1]);
+                    tdpbssd!(2, 4, 7);
+                    tdpbssd!(3, 5, 7);
+                }
+            }
+            store_accumulators(&mut dots, &b, second > 0);
+            for (j, n) in [first, second].into_iter().enumerate() {
+                for t in 0..n {
+                    for (r, d) in token_dots.iter_mut().enumerate() {
+                        *d = dots[2 * j + r / TILE_ROWS][r % TILE_ROWS * n + t];
+                    }
+                    emit(t0 + j * TILE_TOKENS + t, r0, &token_dots);
+                }
+            }
+        }
+    }
+    if config.is_some() {
+        asm!("tilerelease", options(nomem, nostack, preserves_flags));
     }
 }

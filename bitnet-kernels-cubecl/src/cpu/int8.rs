@@ -19,6 +19,11 @@ const MAX_TOKEN_TILE: usize = 8;
 /// Rows every token tile passes over before the next rows (2560-column rows: 20 KiB, in L1).
 const CACHED_ROWS: usize = 8;
 
+/// Rows of one pass of the AMX head ([`super::amx::int8_head_dots`]): two A tiles.
+const AMX_ROWS: usize = 32;
+/// Tokens from which the head runs on AMX tile multiplies ([`tile_multiplies`]).
+const AMX_FROM: usize = 16;
+
 /// Most rows of one head tile ([`head_rows`]).
 const MAX_TILE_ROWS: usize = 2;
 
@@ -38,6 +43,17 @@ fn tokens_per_pass(isa: Isa) -> usize {
     } else {
         4
     }
+}
+
+/// Whether the head of `m` tokens and `k` columns runs on AMX tile multiplies: on the AMX path, for whole
+/// 64-column tiles, from [`AMX_FROM`] tokens (scoring a prompt's every position, many streams).
+fn tile_multiplies(isa: Isa, m: usize, k: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Amx && isa.supported() {
+        return m >= AMX_FROM && k.is_multiple_of(super::acts::TILE_COLS);
+    }
+    let _ = (isa, m, k);
+    false
 }
 
 /// Quantizes each row of `w` (`k` columns) to int8 with its own scale `max|row| / 127`, round half to even;
@@ -191,9 +207,35 @@ pub fn int8_matmul(x: &[f32], m: usize, w: &[u32], scales: &[f32], k: usize, isa
     let out = SharedOut::output(&mut y, m * n);
     with_acts(|acts| {
         acts.quantize_plain(x, m, k);
+        let amx = tile_multiplies(isa, m, k);
+        if amx {
+            acts.fill_tiles();
+        }
         let acts = &*acts;
         let tile = tokens_per_pass(isa);
-        par_bands(n, 1, |band| {
+        par_bands(n, if amx { AMX_ROWS } else { 1 }, |band| {
+            #[cfg(target_arch = "x86_64")]
+            let band = if amx {
+                let whole = band.start..band.start + band.len() / AMX_ROWS * AMX_ROWS;
+                let rescaled = |t: usize, r0: usize, dots: &[i32; AMX_ROWS]| {
+                    // SAFETY: token `t`'s outputs for rows of this band, which no other band writes.
+                    let y = unsafe { out.uninit(t * n + r0, AMX_ROWS) };
+                    rescale(y, dots, 0, &scales[r0..r0 + AMX_ROWS], acts.scale[t]);
+                };
+                // SAFETY: AMX-INT8 is usable and `k` whole tiles (`tile_multiplies`); `w` holds every row and
+                // `acts.tiles` the `m` tokens, filled above.
+                unsafe {
+                    super::amx::int8_head_dots(
+                        (&w, row, k),
+                        whole.clone(),
+                        (&acts.tiles, acts.stride, m),
+                        rescaled,
+                    )
+                };
+                whole.end..band.end
+            } else {
+                band
+            };
             DOTS.with_borrow_mut(|(dots, block)| {
                 for rows in blocks(band, CACHED_ROWS) {
                     for t0 in (0..m).step_by(tile) {

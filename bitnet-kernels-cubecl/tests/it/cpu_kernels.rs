@@ -388,7 +388,9 @@ fn ternary_matmul_i8_equals_reference_on_every_isa_and_thread_count() {
 #[test]
 fn int8_head_equals_integer_reference_on_every_isa() {
     let mut rng = Lcg(11);
-    // The last shape's outputs pass 1 MiB (written unzeroed) from 7 tokens on.
+    // The last shape's outputs pass 1 MiB (written unzeroed) from 7 tokens on. On AMX, from 16 tokens whole
+    // groups of 32 rows of whole 64-column tiles run on tile multiplies (one token group, two, and two and a
+    // ragged one), the rest of the rows on the vector path.
     for (n, k) in [
         (5, 16),
         (7, 33),
@@ -396,6 +398,7 @@ fn int8_head_equals_integer_reference_on_every_isa() {
         (9, 100),
         (33, 128),
         (17, 2560),
+        (70, 192),
         (40_003, 8),
     ] {
         let w: Vec<f32> = (0..n * k).map(|_| rng.heavy()).collect();
@@ -406,7 +409,7 @@ fn int8_head_equals_integer_reference_on_every_isa() {
             let (q, scale) = (value(i / k, i % k), ws[i / k]);
             assert!(q != i8::MIN && (q as f32 * scale - v).abs() <= scale * 0.5 + 1e-6);
         }
-        for m in [1, 2, 4, 5, 6, 7, 8, 11, 19] {
+        for m in [1, 2, 4, 5, 6, 7, 8, 11, 16, 19, 32, 45] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.heavy()).collect();
             let mut expected = vec![0f32; m * n];
             for t in 0..m {
