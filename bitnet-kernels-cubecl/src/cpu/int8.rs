@@ -22,6 +22,7 @@ const CACHED_ROWS: usize = 8;
 /// Rows of one pass of the AMX head ([`super::amx::int8_head_dots`]): two A tiles.
 const AMX_ROWS: usize = 32;
 /// Tokens from which the head runs on AMX tile multiplies ([`tile_multiplies`]).
+#[cfg(target_arch = "x86_64")]
 const AMX_FROM: usize = 16;
 
 /// Most rows of one head tile ([`head_rows`]).
