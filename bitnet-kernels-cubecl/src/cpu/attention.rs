@@ -135,10 +135,7 @@ pub fn attend_sequences<T: KvElem>(q: &[f32], rows: usize, seqs: &[SeqAttention<
     #[cfg(target_arch = "x86_64")]
     let avx2 = super::Isa::detect().has_avx2() && decode_x86::avx2::supported();
     #[cfg(target_arch = "x86_64")]
-    let avx512 = avx2
-        && super::Isa::detect().avx512()
-        && decode_x86::avx512::supported()
-        && is_x86_feature_detected!("avx512vl");
+    let avx512 = avx2 && super::Isa::detect().avx512() && is_x86_feature_detected!("avx512vl");
     #[cfg(target_arch = "x86_64")]
     let tile_rows = if avx512 {
         BLOCKING_512.0

@@ -7,7 +7,8 @@
 //! a run of outputs at a time in registers over a block of keys. The portable loops it replaces ran at 15% of
 //! the FMA rate (decode at depth 4063 kept 40% of the speed at depth 0).
 
-/// Query heads per pass: with two keys their accumulators take 8 of the 16 vector registers.
+/// Query heads per pass: their accumulators for the pass's keys take 8 of the 16 vector registers on 256 bits
+/// (2 keys), 16 of the 32 on 512 bits (4 keys).
 const HEADS: usize = 4;
 /// Keys per block of the values loop: a block's values (8 KiB of f16 at a head width of 128) stay in L1 while
 /// each run of outputs passes over them.
@@ -444,13 +445,8 @@ pub(super) mod avx512 {
 
     use super::super::attention::exp_nonpositive;
     use super::super::flash::Tile;
-    use super::super::kv::{KvElem, KvKind, Q8Block};
+    use super::super::kv::{q8_scale, KvElem, KvKind, Q8Block};
     use super::{BLOCK, HEADS, KEYS_AHEAD};
-
-    /// Whether the CPU has what [`attend_group`] runs on: AVX-512 F, AVX2, FMA and F16C.
-    pub(in crate::cpu) fn supported() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f") && super::avx2::supported()
-    }
 
     /// Sixteen f16 values from `p`, widened.
     #[target_feature(enable = "avx512f,avx2,fma,f16c")]
@@ -463,12 +459,10 @@ pub(super) mod avx512 {
     #[target_feature(enable = "avx512f,avx2,fma,f16c")]
     #[inline]
     unsafe fn q8(b: &Q8Block, i: usize) -> __m512 {
-        let bits = u16::from_le_bytes([b.0[0], b.0[1]]);
-        let scale = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)));
         let q = _mm_loadu_si128(b.0.as_ptr().add(2 + 16 * i).cast());
         _mm512_mul_ps(
             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)),
-            _mm512_set1_ps(scale),
+            _mm512_broadcastss_ps(q8_scale(b)),
         )
     }
 

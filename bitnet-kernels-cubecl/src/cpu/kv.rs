@@ -125,6 +125,20 @@ impl KvElem for Q8Block {
     }
 }
 
+/// The f16 scale of `b` widened by F16C, in the lowest lane.
+///
+/// # Safety
+/// The CPU supports F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+#[inline]
+pub(super) unsafe fn q8_scale(b: &Q8Block) -> std::arch::x86_64::__m128 {
+    use std::arch::x86_64::*;
+    _mm_cvtph_ps(_mm_cvtsi32_si128(
+        u16::from_le_bytes([b.0[0], b.0[1]]) as i32
+    ))
+}
+
 /// Values `8i..8i + 8` of `b` as f32 lanes: int8 widened and converted, times the scale widened by F16C (the
 /// same arithmetic as [`dequantize_q8_0_block`]: one exact product per value).
 ///
@@ -135,8 +149,7 @@ impl KvElem for Q8Block {
 #[inline]
 pub(super) unsafe fn q8_lanes(b: &Q8Block, i: usize) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
-    let bits = u16::from_le_bytes([b.0[0], b.0[1]]);
-    let scale = _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)));
+    let scale = _mm256_broadcastss_ps(q8_scale(b));
     let q = _mm_loadl_epi64(b.0.as_ptr().add(2 + 8 * i).cast());
     _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), scale)
 }
