@@ -26,8 +26,8 @@ pub struct Args {
     /// Tokens generated one at a time after the prefill (tg).
     #[arg(short = 'n', long, default_value_t = 64)]
     gen_tokens: usize,
-    /// Tokens already in the context when the timed part starts (prefilled untimed, as llama-bench's `-d`): the
-    /// speed a long conversation sees.
+    /// Tokens already in the context when the timed part starts (as llama-bench's `-d`, but filled once, untimed,
+    /// and rewound to before every repetition): the speed a long conversation sees.
     #[arg(short = 'd', long, default_value_t = 0)]
     depth: usize,
     /// Repetitions (the mean and standard deviation are reported).
@@ -88,12 +88,15 @@ impl BackendTask for Args {
             ids(self.depth, 0),
             ids(self.prompt_tokens, self.depth as u64),
         );
-        // One repetition: the context untimed, then the prompt and `gen` decoded tokens, each timed (tokens/s).
-        let repetition = |gen: usize| -> Result<(f64, f64)> {
-            let mut cache = model.new_cache(1, total);
-            if !context.is_empty() {
-                model.forward_last(std::slice::from_ref(&context), &mut cache, ActQuant::Int8)?;
-            }
+        // The context is filled once, untimed; each repetition rewinds the cache to it (llama-bench fills it
+        // again for every repetition and its warm-up: minutes at `-d 4096`, for the same cache contents).
+        let mut cache = model.new_cache(1, total);
+        if !context.is_empty() {
+            model.forward_last(std::slice::from_ref(&context), &mut cache, ActQuant::Int8)?;
+        }
+        // One repetition: the prompt and `gen` decoded tokens after the context, each timed (tokens/s).
+        let mut repetition = |gen: usize| -> Result<(f64, f64)> {
+            cache.truncate(self.depth);
             let start = Instant::now();
             let mut logits = model
                 .forward_last(std::slice::from_ref(&prompt), &mut cache, ActQuant::Int8)?
