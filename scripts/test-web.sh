@@ -22,8 +22,10 @@ for target in wasm32-wasip1 wasm32-unknown-unknown; do
 done
 export CARGO_TARGET_WASM32_WASIP1_RUNNER="$node $PWD/scripts/wasi-run.mjs"
 cargo clippy -q --target wasm32-unknown-unknown -p bitnet-wasm -p bitnet-kernels-cubecl --features bitnet-wasm/webgpu -- -D warnings
-# the tests that need no second thread (WASI has none): every path against the oracle, the int8 head, extremes
-kernel_tests=(-p bitnet-kernels-cubecl --test it -- cpu_kernels::every_isa cpu_kernels::int8_head cpu_kernels::extreme_values)
+# the tests that need no second thread (WASI has none): every path against the oracle (multiply-add tiles and table
+# lookups), the int8 head, extremes
+kernel_tests=(-p bitnet-kernels-cubecl --test it -- cpu_kernels::every_isa cpu_kernels::table_lookup cpu_kernels::int8_head
+  cpu_kernels::extreme_values)
 cargo test -q --target wasm32-wasip1 "${kernel_tests[@]}"
 # built with relaxed SIMD too (the page's second module), in its own target folder like scripts/build-web.sh's
 RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" \

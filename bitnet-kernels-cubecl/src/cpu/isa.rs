@@ -187,18 +187,27 @@ impl Isa {
     }
 
     /// How many of `left` prompt tokens the next prefill call takes by table lookup
-    /// ([`super::ternary::ternary_lut_dots`]) rather than by this path's multiply-add tiles: 0 for none. AVX2
-    /// without VNNI only, where `vpmaddubsw` spends 3 vector lanes per multiply-add and a lookup adds 3
-    /// columns. In cache on an Emerald Rapids core (`BITNET_ISA=avx2`) the tiles ran 85-90 G multiply-adds/s,
-    /// a lookup call 120-125 with 32 tokens and 97-103 with 16, so lookups pay from about 23 and 14 tokens. A
-    /// call takes whole groups of [`LANES`] (and a last one of 23 or more), up to [`LOOKUP_TOKENS`].
+    /// ([`super::ternary::ternary_lut_dots`]) rather than by this path's multiply-add tiles: 0 for none. The
+    /// paths without an 8-bit dot product into i32, where a multiply-add takes 3 vector lanes (`vpmaddubsw`,
+    /// `smlal`) and a lookup adds 3 columns: AVX2, plain NEON, and both WebAssembly paths. In cache on an
+    /// Emerald Rapids core (`BITNET_ISA=avx2`) the tiles ran 85-90 G multiply-adds/s, a lookup call 120-125 with
+    /// 32 tokens and 97-103 with 16, so lookups pay from about 23 and 14 tokens. Under V8 on the same core the
+    /// lookups ran 2-3× both WebAssembly paths' tiles (relaxed SIMD's dot product too, which V8 lowers to three
+    /// x86 instructions). Plain NEON (Cortex-A72 and older: no `sdot`) is chosen by that instruction count, not
+    /// measured (no such CPU here); with `sdot` the tiles are kept. A call takes whole groups of [`LANES`] (and
+    /// a last one of 23 or more), up to [`LOOKUP_TOKENS`].
     pub fn lookup_tokens(self, left: usize) -> usize {
-        match self {
-            Isa::Avx2 if left >= LOOKUP_GROUP_FROM => {
+        let lookups = matches!(
+            self,
+            Isa::Avx2 | Isa::Neon | Isa::Simd128 | Isa::RelaxedSimd
+        );
+        match left {
+            _ if !lookups => 0,
+            LOOKUP_GROUP_FROM.. => {
                 let groups = left / LANES + usize::from(left % LANES >= LOOKUP_GROUP_FROM);
                 left.min(groups.min(LOOKUP_TOKENS / LANES) * LANES)
             }
-            Isa::Avx2 if left >= 14 => left.min(16),
+            14.. => left.min(16),
             _ => 0,
         }
     }

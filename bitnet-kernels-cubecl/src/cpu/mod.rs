@@ -69,6 +69,12 @@ pub mod hadamard;
 mod int8;
 mod isa;
 mod kv;
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
+mod lut;
 mod norm;
 mod par;
 #[cfg(not(target_arch = "wasm32"))]
@@ -100,8 +106,6 @@ mod avx512;
 mod avxvnni;
 #[cfg(target_arch = "x86_64")]
 mod decode_x86;
-#[cfg(target_arch = "x86_64")]
-mod lut_avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

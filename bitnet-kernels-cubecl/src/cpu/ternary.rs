@@ -176,12 +176,26 @@ pub fn ternary_lut_dots(
     out: &mut [i32],
 ) {
     let simd = prepare(isa, rows, row_bytes, acts, shape, LOOKUP_TOKENS, out);
+    let simd = simd && isa.lookup_tokens(usize::MAX) > 0 && isa.supported();
+    // SAFETY (each path): the path's features are present (the lookup paths are AVX2, NEON and SIMD128 ones);
+    // tokens, blocks, chunk, the span of the activations and the size of `out` (zeroed) are checked above, the
+    // span of the lanes by the kernel.
     #[cfg(target_arch = "x86_64")]
-    if simd && isa.lookup_tokens(usize::MAX) > 0 && Isa::Avx2.supported() {
-        // SAFETY: AVX2 is present; tokens, blocks, chunk, the span of the activations and the size of `out`
-        // (zeroed) are checked above, the span of the lanes by the kernel.
+    if simd {
         return unsafe {
-            super::lut_avx2::ternary_lut_dots(rows, row_bytes, acts, lanes, shape, out)
+            super::lut::avx2::ternary_lut_dots(rows, row_bytes, acts, lanes, shape, out)
+        };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if simd {
+        return unsafe {
+            super::lut::neon::ternary_lut_dots(rows, row_bytes, acts, lanes, shape, out)
+        };
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if simd {
+        return unsafe {
+            super::lut::simd128::ternary_lut_dots(rows, row_bytes, acts, lanes, shape, out)
         };
     }
     let _ = (simd, lanes);
