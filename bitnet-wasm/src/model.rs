@@ -47,10 +47,15 @@ impl Model {
                 let _ = f.call2(&JsValue::NULL, &p.done.into(), &p.total.into());
             }
         };
-        let (engine, kernel) = match backend.as_str() {
+        let (engine, kernel, prefill) = match backend.as_str() {
             "cpu" => {
                 let model = build::<NdArray>(file, &Default::default(), progress)?;
-                (Engine::Cpu(Rc::new(model)), Isa::detect().name())
+                let isa = Isa::detect();
+                (
+                    Engine::Cpu(Rc::new(model)),
+                    isa.name(),
+                    isa.prefill_kernel(),
+                )
             }
             #[cfg(feature = "webgpu")]
             "webgpu" => {
@@ -58,7 +63,7 @@ impl Model {
                 let device = WgpuDevice::default();
                 init_setup_async::<WebGpu>(&device, Default::default()).await;
                 let model = build::<burn::backend::Wgpu>(file, &device, progress)?;
-                (Engine::WebGpu(Rc::new(model)), "cubecl-wgsl")
+                (Engine::WebGpu(Rc::new(model)), "cubecl-wgsl", "cubecl-wgsl")
             }
             other => {
                 return Err(JsError::new(&format!(
@@ -87,6 +92,7 @@ impl Model {
             "context": c.context_length,
             "backend": backend,
             "kernel": kernel,
+            "prefillKernel": prefill,
             "threads": if backend == "cpu" { rayon::current_num_threads() } else { 1 },
         })
         .to_string();
@@ -98,7 +104,8 @@ impl Model {
     }
 
     /// The model's shape and what runs it, as JSON: `architecture`, `family`, `layers`, `hidden`, `heads`,
-    /// `kvHeads`, `vocab`, `context`, `backend`, `kernel`, `threads` (the CPU kernels').
+    /// `kvHeads`, `vocab`, `context`, `backend`, `kernel`, `prefillKernel` (on the CPU, prompts of 14 tokens and
+    /// more run by "table lookup"), `threads` (the CPU kernels').
     #[wasm_bindgen(getter)]
     pub fn info(&self) -> String {
         self.info.clone()

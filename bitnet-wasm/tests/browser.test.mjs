@@ -94,7 +94,7 @@ for (const [query, kernel, threads] of [["?threads=2", "relaxedsimd", "2 threads
     const { page, errors } = await openPage(query);
     assert.equal(await settled(page), "ready", await page.textContent("#error"));
     assert.match(await page.textContent("#status"),
-      new RegExp(`Backend: cpu \\(WebAssembly, ${kernel} kernel, ${threads}\\)`));
+      new RegExp(`Backend: cpu \\(WebAssembly, ${kernel} kernel, prompts by table lookup, ${threads}\\)`));
     await greedyEqualsCli(page, "ROMEO:\nWhat light through yonder window breaks?", 48);
     assert.match(await page.textContent("#status"), /48 generated at [\d.]+ tok\/s \(length\)/);
     assert.deepEqual(errors, []);
@@ -166,6 +166,7 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, early st
   assert.match(got.errors[1], /unknown field `topq`/);
   assert.match(got.errors[2], /token id 1000000000 is outside the vocabulary/);
   assert.equal(got.info.kernel, "relaxedsimd");
+  assert.equal(got.info.prefillKernel, "table lookup");
   // by default one thread for a small model (the shipped one), even on a cross-origin isolated page
   assert.equal(got.info.threads, 1);
   assert.deepEqual(errors, []);

@@ -53,7 +53,7 @@ async function load(source, name) {
   }
   const i = model.info;
   const secs = ((performance.now() - started) / 1000).toFixed(2);
-  const runs = i.backend === "webgpu" ? "WebGPU, CubeCL kernels as WGSL" : `WebAssembly, ${i.kernel} kernel, ${i.threads === 1 ? "one thread" : `${i.threads} threads`}`;
+  const runs = i.backend === "webgpu" ? "WebGPU, CubeCL kernels as WGSL" : `WebAssembly, ${i.kernel} kernel, prompts by ${i.prefillKernel}, ${i.threads === 1 ? "one thread" : `${i.threads} threads`}`;
   setState("ready", `Ready in ${secs} s: ${i.architecture}, ${i.layers} layers × ${i.hidden}, vocabulary ${i.vocab}. ` +
     `Backend: ${i.backend} (${runs}).`);
   ended("loads");
