@@ -518,7 +518,8 @@ pub(crate) mod simd128 {
         }
     }
 
-    /// Each row's 32 offsets (see `Lut::indices`) into `out[2 · r..]`, 16 bytes of codes at a time.
+    /// Each row's 32 offsets (see `Lut::indices`) into `out[2 · r..]`, 16 bytes of codes at a time; shifts in
+    /// 16-bit lanes (see [`crate::cpu::simd128::codes`]), the masks and the codes' range keep them in their bytes.
     #[target_feature(enable = "simd128")]
     #[inline]
     unsafe fn offsets(
@@ -536,13 +537,13 @@ pub(crate) mod simd128 {
                 let code = |i: usize| match at[i] {
                     Some(o) => {
                         let w = v128_load(row.add(o + 16 * h).cast());
-                        v128_and(u8x16_shr(w, shift[i]), mask)
+                        v128_and(u16x8_shr(w, shift[i]), mask)
                     }
                     None => u8x16_splat(0),
                 };
                 let (c0, c1, c2) = (code(0), code(1), code(2));
                 let c1x3 = i8x16_add(i8x16_add(c1, c1), c1);
-                let c2x9 = i8x16_add(i8x16_shl(c2, 3), c2);
+                let c2x9 = i8x16_add(i16x8_shl(c2, 3), c2);
                 let e = u8x16_min(i8x16_add(i8x16_add(c0, c1x3), c2x9), top);
                 let lo = i16x8_shl(u16x8_extend_low_u8x16(e), entry_bits);
                 let hi = i16x8_shl(u16x8_extend_high_u8x16(e), entry_bits);
