@@ -193,9 +193,9 @@ impl Isa {
     /// Emerald Rapids core (`BITNET_ISA=avx2`) the tiles ran 85-90 G multiply-adds/s, a lookup call 120-125 with
     /// 32 tokens and 97-103 with 16, so lookups pay from about 23 and 14 tokens. Under V8 on the same core the
     /// lookups ran 1.5-3× relaxed SIMD's dot-product tiles (which V8 lowers to three x86 instructions) and 2.5-5×
-    /// SIMD128's, for 16 to 128 tokens. Plain NEON (Cortex-A72 and older: no `sdot`) is chosen by that instruction count, not
-    /// measured (no such CPU here); with `sdot` the tiles are kept. A call takes whole groups of [`LANES`] (and
-    /// a last one of 23 or more), up to [`LOOKUP_TOKENS`].
+    /// SIMD128's, for 16 to 128 tokens. Plain NEON (Cortex-A72 and older: no `sdot`) is chosen by that
+    /// instruction count, not measured (no such CPU here); with `sdot` the tiles are kept. A call takes whole
+    /// groups of [`LANES`] (and a last one of 23 or more), up to [`LOOKUP_TOKENS`].
     pub fn lookup_tokens(self, left: usize) -> usize {
         let lookups = matches!(
             self,

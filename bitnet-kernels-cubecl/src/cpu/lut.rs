@@ -329,9 +329,16 @@ macro_rules! lut_kernels {
     };
 }
 
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::ternary_lut_dots;
+#[cfg(target_arch = "aarch64")]
+pub(crate) use neon::ternary_lut_dots;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) use simd128::ternary_lut_dots;
+
 /// The kernel on 256-bit AVX2 vectors.
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx2 {
+mod avx2 {
     use std::arch::x86_64::*;
 
     lut_kernels!(features: "avx2", vector: __m256i);
@@ -409,7 +416,7 @@ pub(crate) mod avx2 {
 
 /// The kernel on pairs of 128-bit NEON vectors.
 #[cfg(target_arch = "aarch64")]
-pub(crate) mod neon {
+mod neon {
     use std::arch::aarch64::*;
 
     lut_kernels!(features: "neon", vector: int16x8x2_t);
@@ -480,7 +487,7 @@ pub(crate) mod neon {
 
 /// The kernel on pairs of 128-bit WebAssembly SIMD vectors.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub(crate) mod simd128 {
+mod simd128 {
     use std::arch::wasm32::*;
 
     /// 16 i16 lanes: two vectors of 8.

@@ -175,28 +175,19 @@ pub fn ternary_lut_dots(
     shape: TernaryShape,
     out: &mut [i32],
 ) {
-    let simd = prepare(isa, rows, row_bytes, acts, shape, LOOKUP_TOKENS, out);
-    let simd = simd && isa.lookup_tokens(usize::MAX) > 0 && isa.supported();
-    // SAFETY (each path): the path's features are present (the lookup paths are AVX2, NEON and SIMD128 ones);
-    // tokens, blocks, chunk, the span of the activations and the size of `out` (zeroed) are checked above, the
-    // span of the lanes by the kernel.
-    #[cfg(target_arch = "x86_64")]
+    let simd = prepare(isa, rows, row_bytes, acts, shape, LOOKUP_TOKENS, out)
+        && isa.lookup_tokens(usize::MAX) > 0
+        && isa.supported();
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    ))]
     if simd {
-        return unsafe {
-            super::lut::avx2::ternary_lut_dots(rows, row_bytes, acts, lanes, shape, out)
-        };
-    }
-    #[cfg(target_arch = "aarch64")]
-    if simd {
-        return unsafe {
-            super::lut::neon::ternary_lut_dots(rows, row_bytes, acts, lanes, shape, out)
-        };
-    }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if simd {
-        return unsafe {
-            super::lut::simd128::ternary_lut_dots(rows, row_bytes, acts, lanes, shape, out)
-        };
+        // SAFETY: the path's features are present (the lookup paths are this target's AVX2, NEON or SIMD128
+        // ones); tokens, blocks, chunk, the span of the activations and the size of `out` (zeroed) are checked
+        // above, the span of the lanes by the kernel.
+        return unsafe { super::lut::ternary_lut_dots(rows, row_bytes, acts, lanes, shape, out) };
     }
     let _ = (simd, lanes);
     let out_stride = rows.len() / row_bytes * shape.blocks();
