@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::acts::CHUNK;
 use super::scalar;
-use super::ternary::{prefetch_distance, ActTile};
+use super::ternary::{prefetch_distance, RowTile};
 use crate::reference::TernaryShape;
 
 /// Chunks an i16 accumulator takes before widening, with `S` accumulators per (row, token): each `vpmaddubsw`
@@ -34,51 +34,33 @@ pub(crate) unsafe fn ternary_tile_dots(
 ) {
     let n_rows = rows.len() / row_bytes;
     let nb = shape.blocks();
-    let tile = |r0: usize, r1: usize| Tile {
-        rows: &rows[r0 * row_bytes..r1 * row_bytes],
-        row_bytes,
-        q,
-        stride,
-        shape,
-        out_stride: n_rows * nb,
-    };
+    let all = RowTile::new(rows, row_bytes, q, stride, shape);
     if tokens == 1 {
         let whole = n_rows - n_rows % 4;
         for r0 in (0..whole).step_by(4) {
-            tile(r0, r0 + 4).dots::<4, 1, 1>(&mut out[r0 * nb..]);
+            all.rows(r0, r0 + 4).dots::<4, 1, 1>(&mut out[r0 * nb..]);
         }
         let rest = &mut out[whole * nb..];
         match n_rows - whole {
             0 => {}
-            1 => tile(whole, n_rows).dots::<1, 1, 4>(rest),
-            2 => tile(whole, n_rows).dots::<2, 1, 2>(rest),
-            _ => tile(whole, n_rows).dots::<3, 1, 1>(rest),
+            1 => all.rows(whole, n_rows).dots::<1, 1, 4>(rest),
+            2 => all.rows(whole, n_rows).dots::<2, 1, 2>(rest),
+            _ => all.rows(whole, n_rows).dots::<3, 1, 1>(rest),
         }
         return;
     }
     for r in 0..n_rows {
         let out = &mut out[r * nb..];
         match tokens {
-            2 => tile(r, r + 1).dots::<1, 2, 2>(out),
-            3 => tile(r, r + 1).dots::<1, 3, 1>(out),
-            4 => tile(r, r + 1).dots::<1, 4, 1>(out),
+            2 => all.rows(r, r + 1).dots::<1, 2, 2>(out),
+            3 => all.rows(r, r + 1).dots::<1, 3, 1>(out),
+            4 => all.rows(r, r + 1).dots::<1, 4, 1>(out),
             other => unreachable!("{other} tokens"),
         }
     }
 }
 
-/// The operands of one tile.
-struct Tile<'a> {
-    rows: &'a [u8],
-    row_bytes: usize,
-    q: &'a [i8],
-    stride: usize,
-    shape: TernaryShape,
-    /// Distance between tokens in `out`.
-    out_stride: usize,
-}
-
-impl Tile<'_> {
+impl RowTile<'_> {
     /// `R` rows × `T` tokens, `S` independent i16 accumulators per (row, token) so small tiles are not bound
     /// by the latency of one chain of adds; `out[t · out_stride + r · blocks + b]`.
     #[target_feature(enable = "avx2")]
@@ -147,14 +129,7 @@ impl Tile<'_> {
                 }
             }
         }
-        let acts = ActTile {
-            q,
-            stride,
-            tokens: T,
-            chunk: CHUNK,
-            tiles: &[],
-        };
-        scalar::ternary_rows_dots(rows, row_bytes, chunks * 32, acts, shape, out, out_stride);
+        self.tail(T, out);
     }
 }
 

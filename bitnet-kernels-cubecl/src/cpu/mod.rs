@@ -23,32 +23,33 @@ macro_rules! token_tile {
     };
 }
 
-/// Cuts `$n_rows` packed rows × `$tokens` tokens into the tiles of the 128-bit paths and runs
-/// `$tile(r0, r1).$dots::<R, T>(out)` on each: 4 rows × 1 token when decoding (a ragged last tile of 1..=3 rows),
-/// 1 row × 2..=4 tokens in prefill; `out` holds `$blocks` dots per row from the tile's first row on.
+/// Cuts the rows of `$all` (a [`ternary::RowTile`]) × `$tokens` tokens into the tiles of the 128-bit paths and
+/// runs `.$dots::<R, T>(out)` on each: 4 rows × 1 token when decoding (a ragged last tile of 1..=3 rows), 1 row ×
+/// 2..=4 tokens in prefill; `out` holds each row's dots from the first row on.
 #[cfg(any(target_arch = "aarch64", target_arch = "wasm32"))]
 macro_rules! row_tiles {
-    ($n_rows:expr, $tokens:expr, $blocks:expr, $out:expr, $tile:expr, $dots:ident) => {{
-        let (n_rows, nb, out, tile) = ($n_rows, $blocks, $out, $tile);
+    ($all:expr, $tokens:expr, $out:expr, $dots:ident) => {{
+        let (all, out) = ($all, $out);
+        let (n_rows, nb) = (all.rows.len() / all.row_bytes, all.shape.blocks());
         if $tokens == 1 {
             let whole = n_rows - n_rows % 4;
             for r0 in (0..whole).step_by(4) {
-                tile(r0, r0 + 4).$dots::<4, 1>(&mut out[r0 * nb..]);
+                all.rows(r0, r0 + 4).$dots::<4, 1>(&mut out[r0 * nb..]);
             }
             let rest = &mut out[whole * nb..];
             match n_rows - whole {
                 0 => {}
-                1 => tile(whole, n_rows).$dots::<1, 1>(rest),
-                2 => tile(whole, n_rows).$dots::<2, 1>(rest),
-                _ => tile(whole, n_rows).$dots::<3, 1>(rest),
+                1 => all.rows(whole, n_rows).$dots::<1, 1>(rest),
+                2 => all.rows(whole, n_rows).$dots::<2, 1>(rest),
+                _ => all.rows(whole, n_rows).$dots::<3, 1>(rest),
             }
         } else {
             for r in 0..n_rows {
                 let out = &mut out[r * nb..];
                 match $tokens {
-                    2 => tile(r, r + 1).$dots::<1, 2>(out),
-                    3 => tile(r, r + 1).$dots::<1, 3>(out),
-                    4 => tile(r, r + 1).$dots::<1, 4>(out),
+                    2 => all.rows(r, r + 1).$dots::<1, 2>(out),
+                    3 => all.rows(r, r + 1).$dots::<1, 3>(out),
+                    4 => all.rows(r, r + 1).$dots::<1, 4>(out),
                     other => unreachable!("{other} tokens"),
                 }
             }

@@ -6,7 +6,7 @@ use std::arch::aarch64::*;
 
 use super::acts::CHUNK;
 use super::scalar;
-use super::ternary::ActTile;
+use super::ternary::{ActTile, RowTile};
 use crate::reference::TernaryShape;
 
 /// i16 lanes gain at most 4 · 2 · 2 · 128 = 2048 per chunk; 8 chunks stay below 32767.
@@ -29,46 +29,15 @@ pub(crate) unsafe fn ternary_tile_dots(
     out: &mut [i32],
     dot: bool,
 ) {
-    let n_rows = rows.len() / row_bytes;
-    let nb = shape.blocks();
-    let tile = |r0: usize, r1: usize| Tile {
-        rows: &rows[r0 * row_bytes..r1 * row_bytes],
-        row_bytes,
-        q: acts.q,
-        stride: acts.stride,
-        shape,
-        out_stride: n_rows * nb,
-        dot,
-    };
-    row_tiles!(n_rows, acts.tokens, nb, out, tile, run)
-}
-
-/// The operands of one tile.
-struct Tile<'a> {
-    rows: &'a [u8],
-    row_bytes: usize,
-    q: &'a [i8],
-    stride: usize,
-    shape: TernaryShape,
-    /// Distance between tokens in `out`.
-    out_stride: usize,
-    /// Whether to use `sdot` (the CPU has it).
-    dot: bool,
-}
-
-impl Tile<'_> {
-    /// `R` rows × `T` tokens on the path `dot` picks.
-    #[target_feature(enable = "neon")]
-    #[inline]
-    unsafe fn run<const R: usize, const T: usize>(&self, out: &mut [i32]) {
-        if self.dot {
-            // SAFETY: `dot` is set only where the CPU has the dot-product extension.
-            self.sdots::<R, T>(out)
-        } else {
-            self.dots::<R, T>(out)
-        }
+    let all = RowTile::new(rows, row_bytes, acts.q, acts.stride, shape);
+    if dot {
+        row_tiles!(all, acts.tokens, out, sdots)
+    } else {
+        row_tiles!(all, acts.tokens, out, dots)
     }
+}
 
+impl RowTile<'_> {
     /// `R` rows × `T` tokens with `sdot`, one i32 accumulator per (row, token, slice) so that 4-16 independent
     /// chains hide its latency; `out[t · out_stride + r · blocks + b]`.
     #[target_feature(enable = "neon,dotprod")]
@@ -108,7 +77,7 @@ impl Tile<'_> {
             }
             c = block_end;
         }
-        self.tail::<T>(out);
+        self.tail(T, out);
     }
 
     /// `R` rows × `T` tokens; `out[t · out_stride + r · blocks + b]`.
@@ -164,28 +133,7 @@ impl Tile<'_> {
                 }
             }
         }
-        self.tail::<T>(out);
-    }
-
-    /// The ragged tail of every row (past its whole chunks) × `T` tokens, on the portable path.
-    fn tail<const T: usize>(&self, out: &mut [i32]) {
-        let acts = ActTile {
-            q: self.q,
-            stride: self.stride,
-            tokens: T,
-            chunk: CHUNK,
-            tiles: &[],
-        };
-        let from = self.row_bytes / 32 * 32;
-        scalar::ternary_rows_dots(
-            self.rows,
-            self.row_bytes,
-            from,
-            acts,
-            self.shape,
-            out,
-            self.out_stride,
-        );
+        self.tail(T, out);
     }
 }
 

@@ -10,7 +10,7 @@ use std::arch::wasm32::*;
 
 use super::acts::CHUNK;
 use super::scalar;
-use super::ternary::ActTile;
+use super::ternary::{ActTile, RowTile};
 use crate::reference::TernaryShape;
 
 /// i16 lanes gain at most 16 · 2 · 127 = 4064 per chunk (two products of each of the 4 slices of each 16-byte
@@ -33,33 +33,13 @@ pub(crate) unsafe fn ternary_tile_dots(
     out: &mut [i32],
     relaxed: bool,
 ) {
-    let n_rows = rows.len() / row_bytes;
-    let nb = shape.blocks();
-    let tile = |r0: usize, r1: usize| Tile {
-        rows: &rows[r0 * row_bytes..r1 * row_bytes],
-        row_bytes,
-        q: acts.q,
-        stride: acts.stride,
-        shape,
-        out_stride: n_rows * nb,
-    };
+    let all = RowTile::new(rows, row_bytes, acts.q, acts.stride, shape);
     #[cfg(target_feature = "relaxed-simd")]
     if relaxed {
-        return row_tiles!(n_rows, acts.tokens, nb, out, tile, relaxed_dots);
+        return row_tiles!(all, acts.tokens, out, relaxed_dots);
     }
     debug_assert!(!relaxed, "a module built without relaxed SIMD");
-    row_tiles!(n_rows, acts.tokens, nb, out, tile, dots)
-}
-
-/// The operands of one tile.
-struct Tile<'a> {
-    rows: &'a [u8],
-    row_bytes: usize,
-    q: &'a [i8],
-    stride: usize,
-    shape: TernaryShape,
-    /// Distance between tokens in `out`.
-    out_stride: usize,
+    row_tiles!(all, acts.tokens, out, dots)
 }
 
 /// How a tile's code × activation products accumulate in a `v128`, and how the accumulator becomes i32 lanes.
@@ -107,7 +87,7 @@ impl Accumulate for RelaxedDot {
     }
 }
 
-impl Tile<'_> {
+impl RowTile<'_> {
     /// `R` rows × `T` tokens on SIMD128; `out[t · out_stride + r · blocks + b]`.
     #[target_feature(enable = "simd128")]
     #[inline]
@@ -172,29 +152,7 @@ impl Tile<'_> {
                 }
             }
         }
-        self.tail::<T>(out);
-    }
-
-    /// The ragged tail of each row (past its whole 32-byte chunks) × `T` tokens, on the portable path.
-    fn tail<const T: usize>(&self, out: &mut [i32]) {
-        let acts = ActTile {
-            q: self.q,
-            stride: self.stride,
-            tokens: T,
-            chunk: CHUNK,
-            tiles: &[],
-        };
-        let (rows, row_bytes) = (self.rows, self.row_bytes);
-        let from = row_bytes / 32 * 32;
-        scalar::ternary_rows_dots(
-            rows,
-            row_bytes,
-            from,
-            acts,
-            self.shape,
-            out,
-            self.out_stride,
-        );
+        self.tail(T, out);
     }
 }
 

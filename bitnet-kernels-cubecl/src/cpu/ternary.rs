@@ -58,6 +58,75 @@ pub struct ActTile<'a> {
     pub tiles: &'a [i8],
 }
 
+/// Packed rows of one call of the 32-byte-word SIMD paths (AVX2, NEON, SIMD128) and their tokens'
+/// activations: each path cuts it into its tiles ([`Self::rows`]) and implements their dots on it; a row's
+/// dots go to `out[t · out_stride + r · blocks + b]`.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
+#[derive(Clone, Copy)]
+pub(crate) struct RowTile<'a> {
+    pub(crate) rows: &'a [u8],
+    pub(crate) row_bytes: usize,
+    /// The tokens' permuted activations, [`super::acts::CHUNK`]-column chunks.
+    pub(crate) q: &'a [i8],
+    /// Bytes per token in `q`.
+    pub(crate) stride: usize,
+    pub(crate) shape: TernaryShape,
+    /// Distance between tokens in `out`: the call's rows times their blocks.
+    pub(crate) out_stride: usize,
+}
+
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
+impl<'a> RowTile<'a> {
+    /// All of a call's `rows` (`row_bytes` apart), with activations `q` of `stride` bytes a token.
+    pub(crate) fn new(
+        rows: &'a [u8],
+        row_bytes: usize,
+        q: &'a [i8],
+        stride: usize,
+        shape: TernaryShape,
+    ) -> Self {
+        let out_stride = rows.len() / row_bytes * shape.blocks();
+        Self {
+            rows,
+            row_bytes,
+            q,
+            stride,
+            shape,
+            out_stride,
+        }
+    }
+
+    /// Rows `r0..r1` of the call (their dots keep the call's `out_stride`).
+    pub(crate) fn rows(self, r0: usize, r1: usize) -> Self {
+        Self {
+            rows: &self.rows[r0 * self.row_bytes..r1 * self.row_bytes],
+            ..self
+        }
+    }
+
+    /// The ragged tail of each row (past its whole 32-byte words) × `tokens`, on the portable path.
+    pub(crate) fn tail(&self, tokens: usize, out: &mut [i32]) {
+        let acts = ActTile {
+            q: self.q,
+            stride: self.stride,
+            tokens,
+            chunk: super::acts::CHUNK,
+            tiles: &[],
+        };
+        let whole = self.row_bytes / 32 * 32;
+        let (rows, row_bytes, shape) = (self.rows, self.row_bytes, self.shape);
+        scalar::ternary_rows_dots(rows, row_bytes, whole, acts, shape, out, self.out_stride);
+    }
+}
+
 /// Σ (trit + 1) · q per scale block for a block of packed rows (`rows`: whole rows of `row_bytes` bytes, the
 /// `u32` words as little-endian bytes) and 1..=[`Isa::token_tile`] tokens of permuted activations `stride`
 /// bytes apart, zero beyond column `k`, on the `isa` path: `out[(t · rows + r) · blocks + b]` is overwritten
