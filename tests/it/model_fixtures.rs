@@ -331,6 +331,22 @@ pub fn refuses_context_overflow_and_bad_tokens<B: TernaryBackend>(dir: &Path, de
     );
 }
 
+/// One `#[test]` per fixture test in a backend's module: `super::NAME::<$backend>(&dir, &device[, &ARG])`, run
+/// when the fixtures and the backend's device are there (otherwise it says it is skipped).
+macro_rules! fixture_tests {
+    ($backend:ty; $($test:ident $(($arg:expr))?),+ $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                let Some((dir, device)) = setup(stringify!($test)) else {
+                    return;
+                };
+                super::$test::<$backend>(&dir, &device $(, &$arg)?);
+            }
+        )+
+    };
+}
+
 macro_rules! backend_tests {
     ($module:ident, $backend:ty, $device:expr, $tol:expr) => {
         mod $module {
@@ -340,55 +356,15 @@ macro_rules! backend_tests {
                 let device = $device(test)?;
                 Some((dir, device))
             }
-            #[test]
-            fn float_path_matches_float_references() {
-                let Some((dir, device)) = setup("float_path_matches_float_references") else {
-                    return;
-                };
-                super::float_path_matches_float_references::<$backend>(&dir, &device, &$tol);
-            }
-            #[test]
-            fn f16_cache_matches_llamacpp_f16_kv() {
-                let Some((dir, device)) = setup("f16_cache_matches_llamacpp_f16_kv") else {
-                    return;
-                };
-                super::f16_cache_matches_llamacpp_f16_kv::<$backend>(&dir, &device);
-            }
-            #[test]
-            fn int8_path_matches_transformers() {
-                let Some((dir, device)) = setup("int8_path_matches_transformers") else {
-                    return;
-                };
-                super::int8_path_matches_transformers::<$backend>(&dir, &device, &$tol);
-            }
-            #[test]
-            fn int8_path_within_engine_spread() {
-                let Some((dir, device)) = setup("int8_path_within_engine_spread") else {
-                    return;
-                };
-                super::int8_path_within_engine_spread::<$backend>(&dir, &device);
-            }
-            #[test]
-            fn every_format_gives_the_same_logits() {
-                let Some((dir, device)) = setup("every_format_gives_the_same_logits") else {
-                    return;
-                };
-                super::every_format_gives_the_same_logits::<$backend>(&dir, &device);
-            }
-            #[test]
-            fn batched_prefill_equals_token_by_token() {
-                let Some((dir, device)) = setup("batched_prefill_equals_token_by_token") else {
-                    return;
-                };
-                super::batched_prefill_equals_token_by_token::<$backend>(&dir, &device);
-            }
-            #[test]
-            fn refuses_context_overflow_and_bad_tokens() {
-                let Some((dir, device)) = setup("refuses_context_overflow_and_bad_tokens") else {
-                    return;
-                };
-                super::refuses_context_overflow_and_bad_tokens::<$backend>(&dir, &device);
-            }
+            fixture_tests!($backend;
+                float_path_matches_float_references($tol),
+                f16_cache_matches_llamacpp_f16_kv,
+                int8_path_matches_transformers($tol),
+                int8_path_within_engine_spread,
+                every_format_gives_the_same_logits,
+                batched_prefill_equals_token_by_token,
+                refuses_context_overflow_and_bad_tokens,
+            );
         }
     };
 }
