@@ -223,6 +223,7 @@ macro_rules! family_tests {
                     &Default::default(),
                 );
             }
+            #[cfg(feature = "wgpu")]
             #[test]
             fn q8_0_cache_on_wgpu_matches_llamacpp_q8_0_kv() {
                 let test = concat!(stringify!($family), "::q8_0_cache_on_wgpu_matches_llamacpp_q8_0_kv");
