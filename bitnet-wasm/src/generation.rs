@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use bitnet_burn::text::generate::{GenerateError, GenerateOptions, Generator};
+use bitnet_burn::text::generate::{GenerateOptions, Generator};
 use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::text::tokenizer::Tokenizer;
 use bitnet_burn::{BitNet, KvCache, TernaryBackend};
@@ -65,9 +65,6 @@ impl<B: TernaryBackend> Steps<B> {
         prompt: &str,
         config: GenerateConfig,
     ) -> Result<Self, JsError> {
-        if prompt.is_empty() {
-            return Err(error(GenerateError::EmptyPrompt));
-        }
         let ids = tokenizer.encode(prompt, true).map_err(error)?;
         let context = model.config.context_length;
         let ctx = match config.ctx {

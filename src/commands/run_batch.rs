@@ -2,8 +2,8 @@
 //!
 //! Each input line is `{"prompt": "...", ...}` with optional `id`, `max_tokens`, `temp`, `top_k`, `top_p`,
 //! `min_p`, `repeat_penalty`, `seed`, `stop` (string or list) overriding the command-line settings. A line that
-//! fails (bad JSON, empty prompt, too long) gives `{"id", "line", "error"}` and the batch goes on; the exit status
-//! says whether any failed.
+//! fails (bad JSON, too long, empty with no BOS to start from) gives `{"id", "line", "error"}` and the batch goes
+//! on; the exit status says whether any failed.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
-use super::params::{self, Common, Prompt, Scoring};
+use super::params::{self, Common, Scoring};
 use super::{body, AppState, Ready};
 
 /// `POST /v1/chat/completions`.
@@ -51,16 +51,13 @@ pub async fn completion(
 ) -> Result<Response, ApiError> {
     let (ready, value, common) = request(&state, raw)?;
     let scoring = params::completion_scoring(&value, common.stream)?;
-    let prompts = params::prompts(&value, ready.engine.config().queue)?
-        .into_iter()
-        .map(|p| match p {
-            Prompt::Text(text) => ready
-                .tokenizer
-                .encode(&text, true)
-                .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt")),
-            Prompt::Ids(ids) => Ok(ids),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let prompts = params::prompt_ids(
+        params::prompts(&value, ready.engine.config().queue)?,
+        |text| {
+            (ready.tokenizer.encode(text, true))
+                .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt"))
+        },
+    )?;
     if common.stream && prompts.len() > 1 {
         return Err(ApiError::bad_request(
             "prompt: one prompt per streamed request (several are answered whole)",

@@ -196,15 +196,43 @@ pub fn prompts(value: &Value, most: usize) -> Result<Vec<Prompt>, ApiError> {
             prompts.len()
         ));
     }
-    let empty = |p: &Prompt| match p {
-        Prompt::Text(t) => t.is_empty(),
-        Prompt::Ids(ids) => ids.is_empty(),
-    };
-    match prompts.iter().position(empty) {
-        None if !prompts.is_empty() => Ok(prompts),
-        Some(i) if prompts.len() > 1 => bad(format!("prompt[{i}]: the prompt is empty")),
-        _ => bad("prompt: the prompt is empty".into()),
+    if prompts.is_empty() {
+        return bad("prompt: the prompt is empty".into());
     }
+    Ok(prompts)
+}
+
+/// The prompts' token ids: texts through `encode` (an empty one is BOS alone where the model adds one, as
+/// llama-server reads it), ids as given; a prompt left with no tokens is a 400 naming it.
+pub fn prompt_ids(
+    prompts: Vec<Prompt>,
+    encode: impl Fn(&str) -> Result<Vec<u32>, ApiError>,
+) -> Result<Vec<Vec<u32>>, ApiError> {
+    let many = prompts.len() > 1;
+    prompts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (ids, why) = match p {
+                Prompt::Text(text) => {
+                    (encode(&text)?, " (and the model adds no BOS to start from)")
+                }
+                Prompt::Ids(ids) => (ids, ""),
+            };
+            if ids.is_empty() {
+                let at = if many {
+                    format!("prompt[{i}]")
+                } else {
+                    "prompt".into()
+                };
+                return Err(
+                    ApiError::bad_request(format!("{at}: the prompt is empty{why}"))
+                        .param("prompt"),
+                );
+            }
+            Ok(ids)
+        })
+        .collect()
 }
 
 /// How many alternatives each generated token's log-probability comes with in a chat completion (`logprobs:

@@ -298,19 +298,34 @@ fn greedy_generation_from_text_reproduces_transformers() {
     );
 }
 
+/// An empty prompt runs from BOS alone where the file adds one (as llama.cpp and llama-server do: its id is the
+/// first of llama.cpp's tokenization of the fixture text) and is refused where nothing would be left.
 #[test]
-fn run_refuses_empty_prompts_and_prompts_longer_than_the_context() {
-    let Some(dir) =
-        fixtures_or_skip("run_refuses_empty_prompts_and_prompts_longer_than_the_context")
-    else {
+fn run_takes_an_empty_prompt_from_bos_and_refuses_prompts_longer_than_the_context() {
+    let Some(dir) = fixtures_or_skip(
+        "run_takes_an_empty_prompt_from_bos_and_refuses_prompts_longer_than_the_context",
+    ) else {
         return;
     };
-    let model = fixture_gguf(&dir, "tq2_0");
-    let out = bitnet(&["run", "-m", model.to_str().unwrap(), "-p", ""]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("empty prompt"), "{}", stderr(&out));
+    let model = fixture_gguf(&dir, "i2_s"); // the fixture file that adds BOS
+    let bos = common::model::sequence(&dir, "seq16")[0];
+    let no_bos_file = fixture_gguf(&dir, "tq2_0"); // add_bos_token = false in this file
+    let m = model.to_str().unwrap();
+    let out = bitnet(&["run", "-m", m, "-p", "", "-n", "4", "--temp", "0", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["prompt_ids"], serde_json::json!([bos]));
+    assert!((1..=4).contains(&j["ids"].as_array().unwrap().len()), "{j}");
+    for args in [
+        vec!["run", "-m", m, "-p", "", "--no-bos"],
+        vec!["run", "-m", no_bos_file.to_str().unwrap(), "-p", ""],
+    ] {
+        let out = bitnet(&args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("empty prompt"), "{}", stderr(&out));
+    }
     let long = "word ".repeat(5000); // > 4096 tokens of context
-    let out = bitnet(&["run", "-m", model.to_str().unwrap(), "-p", &long, "-n", "1"]);
+    let out = bitnet(&["run", "-m", m, "-p", &long, "-n", "1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("context overflow"),
@@ -417,13 +432,16 @@ fn run_batch_writes_one_result_per_line_and_flags_bad_lines() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("prompts.jsonl");
     let output = tmp.path().join("results.jsonl");
+    let long = "word ".repeat(5000); // > 4096 tokens of context
     std::fs::write(
         &input,
-        "{\"id\": 1, \"prompt\": \"The quick brown fox\", \"max_tokens\": 5}\n\
-         {\"id\": \"two\", \"prompt\": \"\"}\n\
-         not json\n\
-         \n\
-         {\"prompt\": \"Once upon\", \"temp\": 0.9, \"seed\": 7, \"stop\": [\"zzz\"]}\n",
+        format!(
+            "{{\"id\": 1, \"prompt\": \"The quick brown fox\", \"max_tokens\": 5}}\n\
+             {{\"id\": \"two\", \"prompt\": \"{long}\"}}\n\
+             not json\n\
+             \n\
+             {{\"prompt\": \"Once upon\", \"temp\": 0.9, \"seed\": 7, \"stop\": [\"zzz\"]}}\n"
+        ),
     )
     .unwrap();
     let args = [
@@ -455,7 +473,7 @@ fn run_batch_writes_one_result_per_line_and_flags_bad_lines() {
     assert!(results[1]["error"]
         .as_str()
         .unwrap()
-        .contains("empty prompt"));
+        .contains("context overflow"));
     assert_eq!(results[1]["id"], "two");
     assert!(results[2]["error"]
         .as_str()

@@ -387,10 +387,11 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
         400,
         "n:",
     );
+    // the shipped model adds no BOS, so an empty text leaves nothing to run
     assert_error(
         server.post("/v1/completions", r#"{"prompt": ""}"#, key),
         400,
-        "empty",
+        "the prompt is empty",
     );
     let long = json!({"prompt": "To be, or not to be, that is the question. ".repeat(20)});
     let (status, body) = server.post("/v1/completions", &long.to_string(), key);
@@ -545,6 +546,27 @@ fn log_softmax(logits: &[f32]) -> Vec<f32> {
         .iter()
         .map(|&x| (x as f64 - max - sum.ln()) as f32)
         .collect()
+}
+
+/// An empty text prompt runs from BOS alone where the file adds one, as llama-server reads it: the same
+/// greedy tokens as the id list `[BOS]` (the fixtures' `seq1`, transformers' and llama.cpp's BOS), one prompt
+/// token in `usage`.
+#[test]
+fn an_empty_prompt_runs_from_bos() {
+    let Some(dir) = common::fixtures_or_skip("an_empty_prompt_runs_from_bos") else {
+        return;
+    };
+    // the fixture file that adds BOS
+    let server = Server::start_with(&common::fixture_gguf(&dir, "i2_s"), &["-np", "1"]);
+    let bos = common::model::sequence(&dir, "seq1");
+    let replies = [json!(""), json!(bos)].map(|prompt| {
+        let body = json!({"prompt": prompt, "max_tokens": 6, "temperature": 0});
+        let (status, reply) = server.post("/v1/completions", &body.to_string(), None);
+        assert_eq!(status, 200, "{prompt}: {reply}");
+        assert_eq!(reply["usage"]["prompt_tokens"], 1, "{prompt}: {reply}");
+        reply["choices"][0]["text"].clone()
+    });
+    assert_eq!(replies[0], replies[1]);
 }
 
 /// Log-probabilities against transformers' log-softmax of the same positions, on the fixture served with the

@@ -107,8 +107,8 @@ pub struct Generation {
 /// Why generation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
-    /// The prompt is empty.
-    #[error("empty prompt: give some text to continue")]
+    /// The prompt has no tokens: empty, and no BOS to start from.
+    #[error("empty prompt: give some text to continue (an empty one runs from BOS where the model adds one)")]
     EmptyPrompt,
     /// The model refused the input (context overflow, bad id).
     #[error(transparent)]
@@ -118,7 +118,8 @@ pub enum GenerateError {
     Tokenizer(#[from] TokenizerError),
 }
 
-/// Continues `prompt` after what `cache` holds, calling `on_text` with each new piece of text.
+/// Continues `prompt` after what `cache` holds, calling `on_text` with each new piece of text. An empty prompt
+/// runs from BOS alone where `opts.bos` adds one (as llama.cpp and llama-server do).
 pub fn generate<B: TernaryBackend>(
     model: &BitNet<B>,
     tokenizer: &Tokenizer,
@@ -127,9 +128,6 @@ pub fn generate<B: TernaryBackend>(
     opts: &GenerateOptions,
     on_text: impl FnMut(&str),
 ) -> Result<Generation, GenerateError> {
-    if prompt.is_empty() {
-        return Err(GenerateError::EmptyPrompt);
-    }
     let start = Instant::now();
     let prompt_ids = tokenizer.encode(prompt, opts.bos)?;
     let tokenize = start.elapsed();

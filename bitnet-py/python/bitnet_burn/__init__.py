@@ -160,10 +160,9 @@ class Model:
         """Continues ``prompt`` (text, or token ids fed as they are): an OpenAI ``text_completion``, or with
         ``stream=True`` an iterator of its chunks. ``max_tokens`` None or 0: until the context is full.
         ``logprobs``: each generated token's log-probability with that many of the most likely tokens (the
-        log-softmax of the model's logits, before temperature and penalties)."""
+        log-softmax of the model's logits, before temperature and penalties). An empty text runs from BOS alone
+        where the model adds one, as llama-cpp-python does."""
         if isinstance(prompt, str):
-            if not prompt:
-                raise ValueError("empty prompt: give some text to continue")
             ids = self.tokenize(prompt)
         else:
             ids = self._ids(prompt)
