@@ -54,7 +54,9 @@ pub async fn completion(
     let prompts = params::prompt_ids(
         params::prompts(&value, ready.engine.config().queue)?,
         |text| {
-            (ready.tokenizer.encode(text, true))
+            ready
+                .tokenizer
+                .encode(text, true)
                 .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt"))
         },
     )?;

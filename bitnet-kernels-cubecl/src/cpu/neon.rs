@@ -30,6 +30,7 @@ pub(crate) unsafe fn ternary_tile_dots(
     dot: bool,
 ) {
     let all = RowTile::new(rows, row_bytes, acts.q, acts.stride, shape);
+    // SAFETY (sdots): `dot` is set only where the CPU has the dot-product extension.
     if dot {
         row_tiles!(all, acts.tokens, out, sdots)
     } else {
