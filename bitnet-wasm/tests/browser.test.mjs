@@ -3,7 +3,7 @@
 // builds www/pkg, www/pkg-relaxed and www/pkg-threads first; needs BITNET_BIN (the CLI) and CHROMIUM (default /usr/bin/chromium).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createServer } from "node:http";
 import { readFileSync, createReadStream, statSync } from "node:fs";
 import { extname, join, resolve } from "node:path";
@@ -204,5 +204,75 @@ test("bad files give a readable message in the page, never a hung tab", async ()
     assert.equal(await ends(page, "loads", () => page.setInputFiles("#file", modelPath)), "ready");
     assert.deepEqual(errors, []);
     await page.close();
+  }
+});
+
+/** Starts `bitnet serve` on a free loopback port; resolves to its base URL and the process once `/health` is 200. */
+async function startServer(...args) {
+  const proc = spawn(bin, ["serve", "-m", modelPath, "--port", "0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  const url = await new Promise((ok, fail) => {
+    let log = "";
+    proc.stderr.on("data", (d) => {
+      log += d;
+      const m = log.match(/listening on (http:\/\/\S+)/);
+      if (m) ok(m[1]);
+    });
+    proc.on("exit", (code) => fail(new Error(`bitnet serve exited (${code}): ${log}`)));
+  });
+  for (let i = 0; i < 600 && (await fetch(url + "/health").catch(() => ({}))).status !== 200; i++) {
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+  return { url, proc };
+}
+
+test("a page on another origin uses bitnet serve: preflight, API key, streamed completion, cancelled stream", async () => {
+  const { url, proc } = await startServer("--api-key", "page-key", "-np", "1");
+  // any document of the static server's origin (here its 404 page) calls the server on another port
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(base + "another-origin");
+  try {
+    assert.notEqual(new URL(url).origin, new URL(base).origin);
+    const got = await page.evaluate(async (api) => {
+      const json = { "content-type": "application/json" };
+      const auth = { ...json, authorization: "Bearer page-key" };
+      const body = (extra) => JSON.stringify({ prompt: "ROMEO:", max_tokens: 24, temperature: 0, ...extra });
+      /** The text of a streamed completion's SSE chunks; `cut` cancels the stream after its first chunk. */
+      const streamed = async (cut) => {
+        const res = await fetch(api + "/v1/completions", { method: "POST", headers: auth, body: body({ stream: true }) });
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let sse = "";
+        for (let r = await reader.read(); !r.done; r = await reader.read()) {
+          sse += r.value;
+          if (cut) return reader.cancel();
+        }
+        return sse;
+      };
+      const models = await (await fetch(api + "/v1/models")).json();
+      // JSON and an Authorization header make both requests preflighted
+      const denied = await fetch(api + "/v1/completions", { method: "POST", headers: json, body: body() });
+      const wrongMethod = await fetch(api + "/v1/completions", { headers: auth });
+      await streamed(true);
+      // one slot: this runs only if the cancelled stream gave it back
+      const sse = await streamed(false);
+      return { model: models.data[0].id, denied: [denied.status, await denied.json()],
+        wrongMethod: [wrongMethod.status, await wrongMethod.json()], sse };
+    }, url);
+    assert.equal(got.model, "shakespeare-bitnet-i2_s");
+    assert.equal(got.denied[0], 401);
+    assert.match(got.denied[1].error.message, /missing API key/);
+    assert.equal(got.wrongMethod[0], 405);
+    assert.equal(got.wrongMethod[1].error.message, "/v1/completions does not take GET");
+    const events = got.sse.split("\n\n").filter((e) => e).map((e) => e.replace(/^data: /, ""));
+    assert.equal(events.at(-1), "[DONE]");
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+    assert.equal(chunks.at(-1).choices[0].finish_reason, "length");
+    const cliText = JSON.parse(cli("run", "-m", modelPath, "-p", "ROMEO:", "-n", "24", "--temp", "0", "--json")).text;
+    assert.equal(chunks.map((c) => c.choices[0].text).join(""), cliText);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+    proc.kill();
   }
 });

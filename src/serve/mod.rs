@@ -7,11 +7,12 @@ mod params;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +22,7 @@ use bitnet_burn::text::chat::ChatTemplate;
 use bitnet_burn::text::tokenizer::Tokenizer;
 use serde::Deserialize;
 use serde_json::json;
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
 pub use error::ApiError;
 
@@ -70,7 +72,7 @@ impl AppState {
     }
 }
 
-/// The routes, with the API key check and the body limit.
+/// The routes, with the API key check, the body limit and cross-origin access.
 pub fn router(state: Arc<AppState>) -> Router {
     let protected = Router::new()
         .route("/v1/chat/completions", post(completions::chat))
@@ -88,8 +90,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/models", get(models))
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            let message = format!("{} does not take {method}", uri.path());
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message)
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(cors())
         .with_state(state)
+}
+
+/// Any web page may call the API, as llama-server allows, so browser chat UIs served from another origin work (the
+/// key, when set, still guards it). Preflights are answered here, before the key check: browsers send no key on them.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        // Echoed rather than `*`, which the Fetch standard does not let cover `Authorization` (Firefox and Safari
+        // enforce it).
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(Duration::from_secs(24 * 60 * 60))
 }
 
 /// 401 unless the request carries the key (`Authorization: Bearer KEY`), when one is set.
