@@ -1,4 +1,4 @@
-//! CPU kernel rates on 2B-4T shapes: `cargo bench --bench kernels`. The DRAM-bound decode GEMV against the
+//! CPU kernel rates on 2B-4T shapes, and the sampler on its vocabulary: `cargo bench --bench kernels`. The DRAM-bound decode GEMV against the
 //! memory bandwidth is `benches/gemv_bandwidth.rs`, which measures the two back to back.
 
 mod common;
@@ -6,6 +6,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
+use bitnet_burn::text::sampling::{Sampler, SamplerConfig};
 use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
 use bitnet_kernels_cubecl::cpu::{self, Isa};
 use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
@@ -223,9 +224,44 @@ fn ternary_matmul_tokens4(c: &mut Criterion) {
     }
 }
 
+/// Choosing a token from 2B-4T's 128,256 logits, which a decode step does once per stream on the engine's thread
+/// while the workers wait: greedy, llama-server's defaults (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05,
+/// what the server and the Python package use unless told), temperature alone and top-p alone.
+fn sampling(c: &mut Criterion) {
+    let mut seed = 23;
+    // spread evenly over 16 nats: flatter than a trained model's, so the filters keep more than they would there
+    let logits: Vec<f32> = activations(&mut seed, 128_256)
+        .iter()
+        .map(|x| 16.0 * x)
+        .collect();
+    let mut g = c.benchmark_group("sampling_128256");
+    let configs = [
+        ("greedy", 0.0, 0, 1.0, 0.0),
+        ("server_defaults", 0.8, 40, 0.95, 0.05),
+        ("temperature", 0.8, 0, 1.0, 0.0),
+        ("top_p", 0.8, 0, 0.95, 0.0),
+    ];
+    for (name, temperature, top_k, top_p, min_p) in configs {
+        let mut sampler = Sampler::new(SamplerConfig {
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            ..Default::default()
+        });
+        let mut row = logits.clone();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                row.copy_from_slice(&logits);
+                black_box(sampler.sample(&mut row, &[]))
+            })
+        });
+    }
+}
+
 criterion_group! {
     name = kernels;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(4));
-    targets = ternary_tiles_in_cache, prefill_kernels, cached_attention, int8_head, ternary_matmul_tokens4
+    targets = ternary_tiles_in_cache, prefill_kernels, cached_attention, int8_head, ternary_matmul_tokens4, sampling
 }
 criterion_main!(kernels);

@@ -65,6 +65,9 @@ pub struct Sampling {
     /// Alternatives to report with each generated token's log-probability; `None` (or absent) for none.
     #[pyo3(default)]
     logprobs: Option<usize>,
+    /// (token id, bias) pairs added to the logits; absent for none.
+    #[pyo3(default)]
+    logit_bias: Vec<(u32, f32)>,
 }
 
 #[pymethods]
@@ -243,6 +246,7 @@ impl NativeModel {
                     presence_penalty: sampling.presence_penalty,
                     frequency_penalty: sampling.frequency_penalty,
                     seed: sampling.seed,
+                    logit_bias: sampling.logit_bias,
                     ..Default::default()
                 },
                 stop_strings: sampling.stop,

@@ -76,6 +76,26 @@ def test_sampling_arguments_reach_the_sampler(model: Model) -> None:
     assert len(texts) == len(cases), "each setting should give a different text on this model"
 
 
+def test_logit_bias_moves_the_choice_as_the_logits_say(model: Model) -> None:
+    """Banning the most likely next token leaves the second; lifting the sixth one unit above the first picks it
+    (the ranks from ``model.logits``, which equals the CLI's bit for bit)."""
+    ids = model.tokenize("ROMEO:")
+    logits = model.logits(ids)[-1]
+    order = [int(t) for t in np.argsort(-logits)]
+    assert logits[order[1]] - logits[order[2]] > 0.1, "the second is clear of the third on this prompt"
+    lift = float(logits[order[0]] - logits[order[5]]) + 1.0
+    for bias, expected in [({order[0]: -100}, order[1]), ({order[5]: lift}, order[5])]:
+        reply = model(ids, max_tokens=1, temperature=0, logit_bias=bias)["choices"][0]["text"]
+        assert reply == model.detokenize([expected]).decode(), bias
+    chat = model.create_chat_completion([{"role": "user", "content": "O"}], max_tokens=1, temperature=0,
+                                        logit_bias={order[5]: 100})
+    assert chat["choices"][0]["message"]["content"] == model.detokenize([order[5]]).decode()
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model("O", logit_bias={model.n_vocab(): 1.0})
+    with pytest.raises(ValueError, match="not a finite number"):
+        model("O", logit_bias={1: float("nan")})
+
+
 def test_logits_equal_the_cli_bit_for_bit(model: Model, tmp_path: Path) -> None:
     ids = model.tokenize("To be, or not to be, that is the question")
     out = tmp_path / "logits.npy"

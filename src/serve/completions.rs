@@ -77,7 +77,7 @@ fn request(
     let ready = state.ready()?;
     let value = params::object(&body(raw)?)?;
     let common: Common = params::read(&value)?;
-    common.validate(&ready.names)?;
+    common.validate(&ready.names, ready.engine.vocab())?;
     Ok((ready, value, common))
 }
 

@@ -34,6 +34,19 @@ pub struct Common {
     /// llama-server's: reuse the prefix a slot already holds (default true).
     pub cache_prompt: Option<bool>,
     pub stream_options: Option<StreamOptions>,
+    /// Token id (as a string) to a bias in [-100, 100], added to its logit.
+    pub logit_bias: Option<std::collections::HashMap<String, f32>>,
+    /// Function calling is refused rather than ignored (the reply would never call one).
+    pub tools: Option<Vec<Value>>,
+    pub tool_choice: Option<Value>,
+    pub response_format: Option<ResponseFormat>,
+}
+
+/// `response_format`: only `text` is produced (no constrained decoding).
+#[derive(Deserialize, Debug)]
+pub struct ResponseFormat {
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// `stop`: one string or a list.
@@ -285,8 +298,9 @@ fn at_most(n: usize, name: &'static str) -> Result<usize, ApiError> {
 }
 
 impl Common {
-    /// Checks the values' ranges and that `model`, when given, is one this server serves (`names`).
-    pub fn validate(&self, names: &[String]) -> Result<(), ApiError> {
+    /// Checks the values' ranges, that `model`, when given, is one this server serves (`names`), and that
+    /// `logit_bias` names tokens of its vocabulary (`vocab` ids).
+    pub fn validate(&self, names: &[String], vocab: usize) -> Result<(), ApiError> {
         if let Some(model) = &self.model {
             if !names.iter().any(|n| n == model) {
                 return Err(ApiError::bad_request(format!(
@@ -313,7 +327,44 @@ impl Common {
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::bad_request("n: only n = 1 is supported").param("n"));
         }
-        Ok(())
+        let none_chosen = self.tool_choice.as_ref().and_then(Value::as_str) == Some("none");
+        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) && !none_chosen {
+            return Err(ApiError::bad_request(
+                "tools: function calling is not supported by this server",
+            )
+            .param("tools"));
+        }
+        if let Some(format) = self.response_format.as_ref().filter(|f| f.kind != "text") {
+            return Err(ApiError::bad_request(format!(
+                "response_format: {:?} is not supported (text only)",
+                format.kind
+            ))
+            .param("response_format"));
+        }
+        self.logit_bias(vocab).map(drop)
+    }
+
+    /// `logit_bias` as (token id, bias) pairs, each id in the vocabulary and each bias in [-100, 100].
+    fn logit_bias(&self, vocab: usize) -> Result<Vec<(u32, f32)>, ApiError> {
+        let bad = |message: String| ApiError::bad_request(message).param("logit_bias");
+        let mut pairs = Vec::new();
+        for (key, &bias) in self.logit_bias.iter().flatten() {
+            let id = key
+                .parse::<u32>()
+                .map_err(|_| bad(format!("logit_bias: key {key:?} is not a token id")))?;
+            if id as usize >= vocab {
+                return Err(bad(format!(
+                    "logit_bias: token id {id} is outside the vocabulary ({vocab} tokens)"
+                )));
+            }
+            if !(-100.0..=100.0).contains(&bias) {
+                return Err(bad(format!(
+                    "logit_bias: {bias} for token {id} is outside [-100, 100]"
+                )));
+            }
+            pairs.push((id, bias));
+        }
+        Ok(pairs)
     }
 
     /// The sampler, with llama-server's defaults where a value is not given (temperature 0.8, top-k 40, top-p
@@ -328,6 +379,10 @@ impl Common {
             presence_penalty: self.presence_penalty.unwrap_or(0.0),
             frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
             seed: self.seed.unwrap_or_else(fresh_seed),
+            // checked by `validate`
+            logit_bias: (self.logit_bias.iter().flatten())
+                .filter_map(|(id, &bias)| Some((id.parse().ok()?, bias)))
+                .collect(),
             ..Default::default()
         }
     }

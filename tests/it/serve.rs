@@ -348,6 +348,22 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
             "2 prompts in one request; at most 1",
         ),
         (r#"{"prompt": [-1]}"#, "prompt"),
+        (
+            r#"{"prompt": "hi", "logit_bias": {"comma": 1}}"#,
+            "logit_bias: key \"comma\" is not a token id",
+        ),
+        (
+            r#"{"prompt": "hi", "logit_bias": {"99999": 1}}"#,
+            "token id 99999 is outside the vocabulary",
+        ),
+        (
+            r#"{"prompt": "hi", "logit_bias": {"5": 101}}"#,
+            "101 for token 5 is outside [-100, 100]",
+        ),
+        (
+            r#"{"prompt": "hi", "response_format": {"type": "json_object"}}"#,
+            "response_format: \"json_object\" is not supported",
+        ),
     ] {
         assert_error(server.post(completions, body, key), 400, needle);
     }
@@ -386,6 +402,30 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
         ),
         400,
         "n:",
+    );
+    let tools = r#""tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]"#;
+    assert_error(
+        server.post(chat, &format!("{{{hi}, {tools}}}"), key),
+        400,
+        "tools: function calling is not supported",
+    );
+    // what clients send when they want no call (and plain text) is accepted
+    for extra in [
+        format!(r#"{tools}, "tool_choice": "none""#),
+        r#""tools": [], "response_format": {"type": "text"}"#.into(),
+    ] {
+        let body = format!(r#"{{{hi}, {extra}, "max_tokens": 2}}"#);
+        let (status, reply) = server.post(chat, &body, key);
+        assert_eq!(status, 200, "{extra}: {reply}");
+    }
+    assert_error(
+        read(
+            ureq::get(&server.url("/v1/completions"))
+                .set("Authorization", "Bearer sk-1")
+                .call(),
+        ),
+        405,
+        "/v1/completions does not take GET",
     );
     // the shipped model adds no BOS, so an empty text leaves nothing to run
     assert_error(
@@ -630,6 +670,25 @@ fn logprobs_match_transformers_on_the_fixture() {
                 spell(order[0]),
                 "{seq}: the most likely token"
             );
+        }
+        // logit_bias adds to the logits: banning the best leaves the second (where the third is 0.5 behind), and
+        // lifting the sixth one nat above the best makes it the choice
+        let lift = reference[order[0]] - reference[order[5]] + 1.0;
+        for (bias, expected, clear) in [
+            (
+                json!({order[0].to_string(): -100}),
+                order[1],
+                reference[order[1]] - reference[order[2]] > 0.5,
+            ),
+            (json!({order[5].to_string(): lift}), order[5], true),
+        ] {
+            let body = json!({"prompt": common::model::sequence(&dir, seq), "max_tokens": 1, "temperature": 0, "logprobs": 1, "logit_bias": bias});
+            let (status, reply) = server.post("/v1/completions", &body.to_string(), None);
+            assert_eq!(status, 200, "{reply}");
+            if clear {
+                let chosen = &reply["choices"][0]["logprobs"]["tokens"][0];
+                assert_eq!(*chosen, spell(expected), "{seq}: biased by {bias}");
+            }
         }
     }
     // several prompts in one request: a choice each, the same as each alone (all run whole)

@@ -288,6 +288,11 @@ impl Engine {
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }
+
+    /// How many logits the model gives: token ids (of prompts, of logit biases) must be below it.
+    pub fn vocab(&self) -> usize {
+        self.vocab
+    }
 }
 
 impl Drop for Engine {

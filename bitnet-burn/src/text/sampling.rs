@@ -24,6 +24,8 @@ pub struct SamplerConfig {
     pub frequency_penalty: f32,
     /// Random seed.
     pub seed: u64,
+    /// Added to the logits of these tokens before anything else (OpenAI's `logit_bias`: -100 bans a token).
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplerConfig {
@@ -38,6 +40,7 @@ impl Default for SamplerConfig {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             seed: 0,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -47,18 +50,38 @@ impl Default for SamplerConfig {
 pub struct Sampler {
     config: SamplerConfig,
     rng: Rng,
+    /// Kept between calls: no allocation per token.
+    candidates: Vec<Candidate>,
+}
+
+/// A token the filters may keep, its logit beside its id so that comparing two reads nothing else.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    logit: f32,
+    /// exp((logit - max) / temperature), once the cheap filters have run.
+    weight: f32,
+    id: u32,
 }
 
 impl Sampler {
     /// A sampler seeded from its config.
     pub fn new(config: SamplerConfig) -> Self {
         let rng = Rng::new(config.seed);
-        Self { config, rng }
+        Self {
+            config,
+            rng,
+            candidates: Vec::new(),
+        }
     }
 
     /// Picks a token from `logits` (modified in place) given the tokens so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         let c = &self.config;
+        for &(id, bias) in &c.logit_bias {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l += bias;
+            }
+        }
         if c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0 {
             let start = history.len().saturating_sub(c.repeat_last_n);
             let mut seen: Vec<u32> = history[start..].to_vec();
@@ -74,49 +97,111 @@ impl Sampler {
                 }
             }
         }
+        let best = argmax(logits);
         if c.temperature <= 0.0 {
-            return argmax(logits);
+            return best;
         }
-        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-        if c.top_k > 0 {
-            order.truncate(c.top_k);
-        }
-        let max = logits[order[0] as usize];
-        let mut probs: Vec<f32> = order
-            .iter()
-            .map(|&t| ((logits[t as usize] - max) / c.temperature).exp())
-            .collect();
-        if c.min_p > 0.0 {
-            let keep = probs.iter().take_while(|&&p| p >= c.min_p).count().max(1);
-            probs.truncate(keep);
-        }
-        let total: f32 = probs.iter().sum();
-        if c.top_p < 1.0 {
-            let mut acc = 0.0;
-            let keep = probs.iter().take_while(|&&p| {
-                let before = acc;
-                acc += p / total;
-                before < c.top_p
-            });
-            let keep = keep.count().max(1);
-            probs.truncate(keep);
-        }
-        let total: f32 = probs.iter().sum();
+        let kept = &mut self.candidates;
+        candidates(logits, logits[best as usize], c, kept);
+        let total: f32 = kept.iter().map(|t| t.weight).sum();
         let mut r = self.rng.uniform() * total;
-        for (i, p) in probs.iter().enumerate() {
-            if r < *p {
-                return order[i];
+        for t in kept.iter() {
+            if r < t.weight {
+                return t.id;
             }
-            r -= p;
+            r -= t.weight;
         }
-        order[probs.len() - 1]
+        kept.last().map_or(best, |t| t.id)
     }
 }
 
-/// Index of the largest logit (the first one on ties).
+/// The tokens the filters keep, into `out`: min-p as a floor on the logits, top-k by a floor that rises as the
+/// pass over the vocabulary finds better tokens, top-p by halving around middle ranks; so a step costs passes
+/// over the vocabulary rather than sorting it. The same set as sorting every logit and cutting at each filter in
+/// turn (top-p's in descending order, the others in any).
+fn candidates(logits: &[f32], max: f32, c: &SamplerConfig, out: &mut Vec<Candidate>) {
+    // p / p_max = exp((l - max) / T) >= min_p  <=>  l >= max + T ln(min_p)
+    let mut floor = match c.min_p {
+        p if p > 0.0 => max + c.temperature * p.ln(),
+        _ => f32::NEG_INFINITY,
+    };
+    let by_logit = |a: &Candidate, b: &Candidate| b.logit.total_cmp(&a.logit);
+    let top_k = |out: &mut Vec<Candidate>| {
+        if c.top_k > 0 && c.top_k < out.len() {
+            out.select_nth_unstable_by(c.top_k - 1, by_logit);
+            out.truncate(c.top_k);
+        }
+    };
+    // once this many are held, the best top_k are kept and the floor rises to the worst of them
+    let full = match c.top_k {
+        0 => usize::MAX,
+        k => 4 * k.max(64),
+    };
+    out.clear();
+    for (id, &logit) in logits.iter().enumerate() {
+        if logit >= floor {
+            let weight = 0.0;
+            let id = id as u32;
+            out.push(Candidate { logit, weight, id });
+            if out.len() == full {
+                top_k(out);
+                floor = floor.max(out[c.top_k - 1].logit);
+            }
+        }
+    }
+    top_k(out);
+    for t in out.iter_mut() {
+        t.weight = ((t.logit - max) / c.temperature).exp();
+    }
+    if c.top_p >= 1.0 {
+        return;
+    }
+    // in f64: thousands of small masses add up to top_p in a flat distribution
+    let total: f64 = out.iter().map(|t| f64::from(t.weight)).sum();
+    let limit = f64::from(c.top_p) * total;
+    // Halving: out[..lo] are better than the rest and all kept (their mass, `above`, is under the limit), out[hi..]
+    // worse and all dropped; a selection at the middle rank of the rest and its upper half's mass narrow it.
+    let (mut lo, mut hi, mut above) = (0, out.len(), 0.0);
+    while hi - lo > 64 {
+        let mid = (hi - lo) / 2;
+        out[lo..hi].select_nth_unstable_by(mid, by_logit);
+        let upper: f64 = out[lo..lo + mid].iter().map(|t| f64::from(t.weight)).sum();
+        if above + upper < limit {
+            above += upper;
+            lo += mid;
+        } else {
+            hi = lo + mid;
+        }
+    }
+    out[lo..hi].sort_unstable_by(by_logit);
+    let mut before = above;
+    let kept = out[lo..hi]
+        .iter()
+        .take_while(|t| {
+            let under = before < limit;
+            before += f64::from(t.weight);
+            under
+        })
+        .count();
+    out.truncate((lo + kept).max(1));
+}
+
+/// Index of the largest logit (the first one on ties; NaNs are passed over).
 pub fn argmax(logits: &[f32]) -> u32 {
-    (0..logits.len()).fold(0, |best, i| if logits[i] > logits[best] { i } else { best }) as u32
+    // the largest value over 16 lanes (which vectorizes), then where it first occurs
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = logits.chunks_exact(16);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (m, &x) in lanes.iter_mut().zip(chunk) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    let max = lanes
+        .iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    logits.iter().position(|&x| x == max).unwrap_or(0) as u32
 }
 
 #[cfg(test)]
@@ -190,6 +275,97 @@ mod tests {
             }),
             [1, 2, 4]
         );
+    }
+
+    #[test]
+    fn argmax_is_the_first_largest_and_passes_over_nans() {
+        let mut rng = Rng::new(3);
+        for len in [1, 15, 16, 17, 100, 1000] {
+            // few distinct values, so the largest repeats
+            let mut logits: Vec<f32> = (0..len).map(|_| (rng.uniform() * 6.0).floor()).collect();
+            logits[len / 2] = f32::NAN;
+            let first =
+                (0..len)
+                    .filter(|&i| !logits[i].is_nan())
+                    .fold(None, |best: Option<usize>, i| match best {
+                        Some(b) if logits[b] >= logits[i] => Some(b),
+                        _ => Some(i),
+                    });
+            assert_eq!(argmax(&logits) as usize, first.unwrap_or(0), "{len}");
+        }
+    }
+
+    #[test]
+    fn logit_bias_is_added_before_choosing() {
+        let pick = |logit_bias: Vec<(u32, f32)>| {
+            Sampler::new(SamplerConfig {
+                logit_bias,
+                ..Default::default()
+            })
+            .sample(&mut logits(), &[])
+        };
+        assert_eq!(pick(vec![(1, -0.2)]), 4, "2.8 < 2.9");
+        assert_eq!(pick(vec![(3, 5.0)]), 3, "-1 + 5 = 4 > 3");
+        assert_eq!(pick(vec![(1, -100.0), (4, -100.0)]), 2);
+    }
+
+    /// The filters as written down: sort every token, then cut at top-k, min-p and top-p in turn.
+    fn candidates_by_sorting(logits: &[f32], c: &SamplerConfig) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        if c.top_k > 0 {
+            order.truncate(c.top_k);
+        }
+        let max = logits[order[0] as usize];
+        let p = |t: &u32| ((logits[*t as usize] - max) / c.temperature).exp();
+        if c.min_p > 0.0 {
+            order.retain(|t| p(t) >= c.min_p);
+        }
+        if c.top_p < 1.0 {
+            let total: f64 = order.iter().map(|t| f64::from(p(t))).sum();
+            let mut before = 0.0;
+            let keep = order
+                .iter()
+                .take_while(|t| {
+                    let under = before < f64::from(c.top_p);
+                    before += f64::from(p(t)) / total;
+                    under
+                })
+                .count();
+            order.truncate(keep.max(1));
+        }
+        order.sort_unstable();
+        order
+    }
+
+    #[test]
+    fn the_filters_keep_what_sorting_the_vocabulary_keeps() {
+        let mut rng = Rng::new(5);
+        // a peaked and a flat distribution (top-p keeps thousands there, growing the sorted head twice)
+        for scale in [4.0, 0.3] {
+            let logits: Vec<f32> = (0..6000).map(|_| rng.normal() * scale).collect();
+            let max = logits[argmax(&logits) as usize];
+            for temperature in [0.4, 1.0, 1.7] {
+                for top_k in [0, 1, 40, 5999, 7000] {
+                    for top_p in [1.0, 0.999, 0.95, 0.5, 0.0] {
+                        for min_p in [0.0, 0.05, 0.4] {
+                            let c = SamplerConfig {
+                                temperature,
+                                top_k,
+                                top_p,
+                                min_p,
+                                ..Default::default()
+                            };
+                            let mut kept = Vec::new();
+                            candidates(&logits, max, &c, &mut kept);
+                            let mut got: Vec<u32> = kept.iter().map(|t| t.id).collect();
+                            got.sort_unstable();
+                            assert_eq!(got, candidates_by_sorting(&logits, &c), "{scale} {c:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import itertools
 import json
+import math
 import os
 import random
 import sys
@@ -156,12 +157,14 @@ class Model:
         stop: Union[None, str, List[str]] = None,
         stream: bool = False,
         logprobs: Optional[int] = None,
+        logit_bias: Optional[Dict[int, float]] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Continues ``prompt`` (text, or token ids fed as they are): an OpenAI ``text_completion``, or with
         ``stream=True`` an iterator of its chunks. ``max_tokens`` None or 0: until the context is full.
         ``logprobs``: each generated token's log-probability with that many of the most likely tokens (the
-        log-softmax of the model's logits, before temperature and penalties). An empty text runs from BOS alone
-        where the model adds one, as llama-cpp-python does."""
+        log-softmax of the model's logits, before temperature and penalties). ``logit_bias``: token id to a value
+        added to its logit before sampling (-100 bans it). An empty text runs from BOS alone where the model adds
+        one, as llama-cpp-python does."""
         if isinstance(prompt, str):
             ids = self.tokenize(prompt)
         else:
@@ -170,6 +173,7 @@ class Model:
             ids, False, stream, _sampling(
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
                 presence_penalty, frequency_penalty, seed, stop, logprobs=logprobs,
+                logit_bias=self._bias(logit_bias),
             )
         )
 
@@ -191,16 +195,18 @@ class Model:
         repeat_penalty: float = 1.0,
         logprobs: Optional[bool] = None,
         top_logprobs: Optional[int] = None,
+        logit_bias: Optional[Dict[int, float]] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Replies to ``messages`` (``[{"role": ..., "content": ...}]``) with the model's chat template: an OpenAI
         ``chat.completion``, or with ``stream=True`` an iterator of ``chat.completion.chunk``. ``logprobs=True``:
-        each generated token's log-probability, with ``top_logprobs`` of the most likely tokens."""
+        each generated token's log-probability, with ``top_logprobs`` of the most likely tokens; ``logit_bias`` as
+        the completion's."""
         ids = self.native.chat_tokens(_messages(messages))
         return self._reply(
             ids, True, stream, _sampling(
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
                 presence_penalty, frequency_penalty, seed, stop,
-                logprobs=(top_logprobs or 0) if logprobs else None,
+                logprobs=(top_logprobs or 0) if logprobs else None, logit_bias=self._bias(logit_bias),
             )
         )
 
@@ -252,6 +258,16 @@ class Model:
                 raise ValueError(f"token id {t} is outside the vocabulary (size {vocab})")
         return ids
 
+    def _bias(self, logit_bias: Optional[Dict[int, float]]) -> List[tuple]:
+        """``logit_bias`` as (id, bias) pairs, each id in the vocabulary and each bias finite."""
+        pairs = []
+        for token, bias in (logit_bias or {}).items():
+            (token,) = self._ids([token])
+            if not math.isfinite(bias):
+                raise ValueError(f"logit_bias: {bias!r} for token {token} is not a finite number")
+            pairs.append((token, float(bias)))
+        return pairs
+
     def _room(self, ids: List[int], max_tokens: Optional[int]) -> int:
         room = self.n_ctx() - len(ids)
         if room < 1:
@@ -286,6 +302,7 @@ def _sampling(
     stop: Union[None, str, List[str]],
     ignore_eos: bool = False,
     logprobs: Optional[int] = None,
+    logit_bias: Sequence[tuple] = (),
 ) -> Dict[str, Any]:
     """The native request's sampling settings, checked."""
     checks = [
@@ -320,6 +337,7 @@ def _sampling(
         "stop": stops,
         "ignore_eos": ignore_eos,
         "logprobs": None if logprobs is None else _non_negative("logprobs", logprobs),
+        "logit_bias": list(logit_bias),
     }
 
 

@@ -19,6 +19,7 @@ class _SamplingRequired(TypedDict):
 
 class Sampling(_SamplingRequired, total=False):
     logprobs: Optional[int]
+    logit_bias: List[Tuple[int, float]]
 
 class Result(TypedDict):
     ids: List[int]
