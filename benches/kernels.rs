@@ -6,7 +6,9 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
+use bitnet_burn::text::format::{FormatConstraint, OutputFormat};
 use bitnet_burn::text::sampling::{Sampler, SamplerConfig};
+use bitnet_burn::text::tokenizer::{SortedVocab, Tokenizer};
 use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
 use bitnet_kernels_cubecl::cpu::{self, Isa};
 use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
@@ -259,9 +261,34 @@ fn sampling(c: &mut Criterion) {
     }
 }
 
+/// JSON mode's vocabulary-wide check (run when the sampled token does not fit) on Llama 3's 128,256 tokens, from
+/// llama.cpp's `ggml-vocab-llama-bpe.gguf` in `$BITNET_LLAMACPP_MODELS`: after `{` (few tokens fit) and inside
+/// a string (most do); and sorting the vocabulary, once per model.
+fn json_mode(c: &mut Criterion) {
+    let Some(dir) = std::env::var_os("BITNET_LLAMACPP_MODELS") else {
+        eprintln!("json_mode skipped: set BITNET_LLAMACPP_MODELS to llama.cpp's models/");
+        return;
+    };
+    let path = std::path::Path::new(&dir).join("ggml-vocab-llama-bpe.gguf");
+    let tok = Tokenizer::from_gguf(&bitnet_gguf::GgufFile::open(path).unwrap()).unwrap();
+    let mut g = c.benchmark_group("json_mode_128256");
+    g.bench_function("sort_vocabulary", |b| b.iter(|| SortedVocab::new(&tok)));
+    let mut row = vec![0.0f32; tok.vocab_size()];
+    for (name, text) in [
+        ("mask_after_brace", "{"),
+        ("mask_in_string", r#"{"name": "Ro"#),
+    ] {
+        let mut constraint = FormatConstraint::new(OutputFormat::JsonObject, &tok).unwrap();
+        for id in tok.encode(text, false).unwrap() {
+            constraint.accept(id);
+        }
+        g.bench_function(name, |b| b.iter(|| black_box(constraint.mask(&mut row))));
+    }
+}
+
 criterion_group! {
     name = kernels;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(4));
-    targets = ternary_tiles_in_cache, prefill_kernels, cached_attention, int8_head, ternary_matmul_tokens4, sampling
+    targets = ternary_tiles_in_cache, prefill_kernels, cached_attention, int8_head, ternary_matmul_tokens4, sampling, json_mode
 }
 criterion_main!(kernels);

@@ -1,5 +1,6 @@
 //! Sampling and stopping options shared by `run`, `run-batch` and `chat`.
 
+use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::generate::GenerateOptions;
 use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::ActQuant;
@@ -31,6 +32,9 @@ pub struct SamplingArgs {
     /// Stop when this text appears (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// JSON mode: write one JSON object and stop when it closes (only tokens that keep it valid are sampled).
+    #[arg(long)]
+    pub json_object: bool,
 }
 
 impl SamplingArgs {
@@ -46,6 +50,10 @@ impl SamplingArgs {
                 min_p: self.min_p,
                 repeat_penalty: self.repeat_penalty,
                 seed: self.seed,
+                format: match self.json_object {
+                    true => OutputFormat::JsonObject,
+                    false => OutputFormat::Text,
+                },
                 ..Default::default()
             },
             stop_strings: self.stop.clone(),

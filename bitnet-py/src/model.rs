@@ -7,6 +7,7 @@ use bitnet_burn::device::{dispatch, BackendError, BackendKind, BackendTask};
 use bitnet_burn::engine::{Engine, EngineConfig, Request};
 use bitnet_burn::io::hub::{Hub, HubFile};
 use bitnet_burn::text::chat::{ChatTemplate, Message};
+use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::text::tokenizer::Tokenizer;
 use bitnet_burn::{
@@ -68,6 +69,9 @@ pub struct Sampling {
     /// (token id, bias) pairs added to the logits; absent for none.
     #[pyo3(default)]
     logit_bias: Vec<(u32, f32)>,
+    /// JSON mode: the reply is one JSON object.
+    #[pyo3(default)]
+    json_object: bool,
 }
 
 #[pymethods]
@@ -247,6 +251,10 @@ impl NativeModel {
                     frequency_penalty: sampling.frequency_penalty,
                     seed: sampling.seed,
                     logit_bias: sampling.logit_bias,
+                    format: match sampling.json_object {
+                        true => OutputFormat::JsonObject,
+                        false => OutputFormat::Text,
+                    },
                     ..Default::default()
                 },
                 stop_strings: sampling.stop,

@@ -96,6 +96,27 @@ def test_logit_bias_moves_the_choice_as_the_logits_say(model: Model) -> None:
         model("O", logit_bias={1: float("nan")})
 
 
+def test_json_mode_replies_are_objects_json_reads(model: Model) -> None:
+    """``response_format={"type": "json_object"}``: a reply that ends on its own is an object for Python's json
+    (trained on plays, the model never ends a string by itself: the quote and the brace are lifted); without it
+    the same request is not JSON."""
+    lift = {model.tokenize('"', add_bos=False)[0]: 4.0, model.tokenize("}", add_bos=False)[0]: 4.0}
+    ask = [{"role": "user", "content": "Describe Romeo in JSON."}]
+    closed = 0
+    for seed in range(6):
+        reply = model.create_chat_completion(ask, max_tokens=200, temperature=0.8, seed=seed, logit_bias=lift,
+                                             response_format={"type": "json_object"})["choices"][0]
+        if reply["finish_reason"] == "stop":
+            assert isinstance(json.loads(reply["message"]["content"]), dict), reply
+            closed += 1
+            free = model.create_chat_completion(ask, max_tokens=200, temperature=0.8, seed=seed, logit_bias=lift)
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(free["choices"][0]["message"]["content"])
+    assert closed >= 2, closed
+    with pytest.raises(ValueError, match="json_schema"):
+        model.create_chat_completion(ask, response_format={"type": "json_schema"})
+
+
 def test_logits_equal_the_cli_bit_for_bit(model: Model, tmp_path: Path) -> None:
     ids = model.tokenize("To be, or not to be, that is the question")
     out = tmp_path / "logits.npy"

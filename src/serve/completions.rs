@@ -146,7 +146,7 @@ async fn start(
         ready.engine.submit(Request {
             prompt: prompt.clone(),
             max_new_tokens: common.max_tokens(room, scoring.echo)?,
-            sampler: common.sampler(),
+            sampler: common.sampler(ready.engine.vocab())?,
             stop_strings: common.stops(),
             ignore_eos: common.ignore_eos,
             cache_prompt: common.cache_prompt.unwrap_or(true),

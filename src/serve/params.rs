@@ -3,6 +3,7 @@
 
 use axum::body::Bytes;
 use bitnet_burn::text::chat::Message;
+use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::sampling::SamplerConfig;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -42,7 +43,7 @@ pub struct Common {
     pub response_format: Option<ResponseFormat>,
 }
 
-/// `response_format`: only `text` is produced (no constrained decoding).
+/// `response_format`: `text`, or `json_object` (JSON mode).
 #[derive(Deserialize, Debug)]
 pub struct ResponseFormat {
     #[serde(rename = "type")]
@@ -299,7 +300,7 @@ fn at_most(n: usize, name: &'static str) -> Result<usize, ApiError> {
 
 impl Common {
     /// Checks the values' ranges, that `model`, when given, is one this server serves (`names`), and that
-    /// `logit_bias` names tokens of its vocabulary (`vocab` ids).
+    /// `logit_bias` names tokens of its vocabulary (`vocab` ids), and that `response_format` is one it writes.
     pub fn validate(&self, names: &[String], vocab: usize) -> Result<(), ApiError> {
         if let Some(model) = &self.model {
             if !names.iter().any(|n| n == model) {
@@ -334,14 +335,19 @@ impl Common {
             )
             .param("tools"));
         }
-        if let Some(format) = self.response_format.as_ref().filter(|f| f.kind != "text") {
-            return Err(ApiError::bad_request(format!(
-                "response_format: {:?} is not supported (text only)",
-                format.kind
+        self.sampler(vocab).map(drop)
+    }
+
+    /// `response_format` as an output format.
+    fn format(&self) -> Result<OutputFormat, ApiError> {
+        match self.response_format.as_ref().map(|f| f.kind.as_str()) {
+            None | Some("text") => Ok(OutputFormat::Text),
+            Some("json_object") => Ok(OutputFormat::JsonObject),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "response_format: {other:?} is not supported (\"text\" and \"json_object\" are)"
             ))
-            .param("response_format"));
+            .param("response_format")),
         }
-        self.logit_bias(vocab).map(drop)
     }
 
     /// `logit_bias` as (token id, bias) pairs, each id in the vocabulary and each bias in [-100, 100].
@@ -368,9 +374,9 @@ impl Common {
     }
 
     /// The sampler, with llama-server's defaults where a value is not given (temperature 0.8, top-k 40, top-p
-    /// 0.95, min-p 0.05) and a fresh seed unless one is.
-    pub fn sampler(&self) -> SamplerConfig {
-        SamplerConfig {
+    /// 0.95, min-p 0.05) and a fresh seed unless one is; `logit_bias` ids must be under `vocab`.
+    pub fn sampler(&self, vocab: usize) -> Result<SamplerConfig, ApiError> {
+        Ok(SamplerConfig {
             temperature: self.temperature.unwrap_or(0.8),
             top_k: self.top_k.unwrap_or(40),
             top_p: self.top_p.unwrap_or(0.95),
@@ -379,12 +385,10 @@ impl Common {
             presence_penalty: self.presence_penalty.unwrap_or(0.0),
             frequency_penalty: self.frequency_penalty.unwrap_or(0.0),
             seed: self.seed.unwrap_or_else(fresh_seed),
-            // checked by `validate`
-            logit_bias: (self.logit_bias.iter().flatten())
-                .filter_map(|(id, &bias)| Some((id.parse().ok()?, bias)))
-                .collect(),
+            logit_bias: self.logit_bias(vocab)?,
+            format: self.format()?,
             ..Default::default()
-        }
+        })
     }
 
     /// The stop strings.

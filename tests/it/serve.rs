@@ -361,8 +361,8 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
             "101 for token 5 is outside [-100, 100]",
         ),
         (
-            r#"{"prompt": "hi", "response_format": {"type": "json_object"}}"#,
-            "response_format: \"json_object\" is not supported",
+            r#"{"prompt": "hi", "response_format": {"type": "json_schema"}}"#,
+            "response_format: \"json_schema\" is not supported",
         ),
     ] {
         assert_error(server.post(completions, body, key), 400, needle);

@@ -6,6 +6,7 @@ them with the CLI's) and exits non-zero on any mismatch or unexpected error type
 
 import json
 import sys
+import urllib.request
 
 import openai
 
@@ -93,6 +94,49 @@ lp = scored.choices[0].logprobs
 assert len(lp.tokens) == scored.usage.prompt_tokens + 1 and "".join(lp.tokens) == scored.choices[0].text, lp
 assert lp.token_logprobs[0] is None and all(v <= 0 for v in lp.token_logprobs[1:]), lp
 assert scored.choices[0].text.endswith("ROMEO: Who art thou?" + lp.tokens[-1]), scored.choices[0].text
+
+# JSON mode: every reply that ends on its own is an object Python's json reads, streamed or not. Trained on plays,
+# the model never ends a string by itself, so the quote and the brace are lifted with logit_bias.
+def token_id(text):
+    request = urllib.request.Request(
+        base + "/tokenize",
+        data=json.dumps({"content": text}).encode(),
+        headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as reply:
+        return json.load(reply)["tokens"][0]
+
+
+ask = [{"role": "user", "content": "Describe Romeo in JSON."}]
+json_mode = dict(
+    model=model, messages=ask, max_tokens=200, temperature=0.8, response_format={"type": "json_object"},
+    logit_bias={str(token_id('"')): 4, str(token_id("}")): 4},
+)
+closed = []
+for seed in range(6):
+    reply = client.chat.completions.create(seed=seed, **json_mode).choices[0]
+    if reply.finish_reason == "stop":
+        assert isinstance(json.loads(reply.message.content), dict), reply.message.content
+        closed.append((seed, reply.message.content))
+    else:
+        assert reply.finish_reason == "length", reply
+assert len(closed) >= 2, closed
+seed, content = closed[0]
+chunks = client.chat.completions.create(seed=seed, stream=True, **json_mode)
+assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
+free = client.chat.completions.create(model=model, messages=ask, max_tokens=200, temperature=0.8, seed=seed)
+try:
+    json.loads(free.choices[0].message.content)
+    raise SystemExit("the model wrote JSON unasked: the test above shows nothing")
+except json.JSONDecodeError:
+    pass
+try:
+    client.chat.completions.create(
+        model=model, messages=ask, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
+    )
+    raise SystemExit("json_schema was accepted")
+except openai.BadRequestError as e:
+    assert "json_schema" in e.message, e.message
 
 try:
     client.chat.completions.create(model="no-such-model", messages=messages)

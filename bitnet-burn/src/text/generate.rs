@@ -9,6 +9,7 @@ use crate::error::ForwardError;
 use crate::nn::ActQuant;
 use crate::nn::BitNet;
 use crate::nn::KvCache;
+use crate::text::format::FormatConstraint;
 use crate::text::sampling::{Sampler, SamplerConfig};
 use crate::text::tokenizer::{Tokenizer, TokenizerError};
 
@@ -50,13 +51,15 @@ pub enum StopReason {
     StopString(String),
     /// The KV cache (or the model's context) is full.
     ContextFull,
+    /// The text is whole in the requested format (JSON mode's object closed).
+    FormatComplete,
 }
 
 impl StopReason {
     /// OpenAI's `finish_reason`: `stop` for a stop token or string, `length` for a length or context limit.
     pub fn finish_reason(&self) -> &'static str {
         match self {
-            Self::StopToken(_) | Self::StopString(_) => "stop",
+            Self::StopToken(_) | Self::StopString(_) | Self::FormatComplete => "stop",
             Self::MaxTokens | Self::ContextFull => "length",
         }
     }
@@ -116,6 +119,9 @@ pub enum GenerateError {
     /// The tokenizer failed.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The requested format allows no token of the vocabulary next.
+    #[error("no token of the vocabulary can continue the text in the requested format")]
+    NoTokenFits,
 }
 
 /// Continues `prompt` after what `cache` holds, calling `on_text` with each new piece of text. An empty prompt
@@ -285,6 +291,8 @@ impl Generator {
 /// stop string) and says when to stop. [`generate_ids`] drives one; a batched engine drives many.
 pub struct Continuation {
     sampler: Sampler,
+    /// The tokens the format allows, unless the text is free.
+    format: Option<FormatConstraint>,
     history: Vec<u32>,
     ids: Vec<u32>,
     stop_ids: Vec<u32>,
@@ -304,6 +312,7 @@ impl Continuation {
         stop_strings: Vec<String>,
     ) -> Self {
         Self {
+            format: FormatConstraint::new(sampler.format, tokenizer),
             sampler: Sampler::new(sampler),
             history: prompt_ids.to_vec(),
             ids: Vec::new(),
@@ -326,7 +335,17 @@ impl Continuation {
         if self.ids.len() >= self.max_new_tokens {
             return Ok(Some(StopReason::MaxTokens));
         }
-        let next = self.sampler.sample(logits, &self.history);
+        self.sampler.adjust(logits, &self.history);
+        let mut next = self.sampler.choose(logits);
+        if let Some(format) = &mut self.format {
+            if !format.allows(next) {
+                if !format.mask(logits) {
+                    return Err(GenerateError::NoTokenFits);
+                }
+                next = self.sampler.choose(logits);
+            }
+            format.accept(next);
+        }
         self.ids.push(next);
         self.history.push(next);
         if self.stop_ids.contains(&next) {
@@ -335,6 +354,13 @@ impl Continuation {
         let piece = self.detok.next(tokenizer, &self.ids)?;
         if let Some(s) = self.stream.push(&piece, on_text) {
             return Ok(Some(StopReason::StopString(s)));
+        }
+        if self
+            .format
+            .as_ref()
+            .is_some_and(FormatConstraint::is_complete)
+        {
+            return Ok(Some(StopReason::FormatComplete));
         }
         Ok((self.ids.len() >= self.max_new_tokens).then_some(StopReason::MaxTokens))
     }

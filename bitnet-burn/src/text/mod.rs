@@ -2,6 +2,7 @@
 
 #[cfg(feature = "chat")]
 pub mod chat;
+pub mod format;
 pub mod generate;
 pub mod logprobs;
 pub mod perplexity;

@@ -2,6 +2,7 @@
 //! repetition penalty; seeded, so the same seed gives the same text on the same backend.
 
 use crate::rng::Rng;
+use crate::text::format::OutputFormat;
 
 /// Sampling settings (the defaults are greedy).
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +27,8 @@ pub struct SamplerConfig {
     pub seed: u64,
     /// Added to the logits of these tokens before anything else (OpenAI's `logit_bias`: -100 bans a token).
     pub logit_bias: Vec<(u32, f32)>,
+    /// What the text must be (JSON mode allows only tokens that keep it the start of a JSON object).
+    pub format: OutputFormat,
 }
 
 impl Default for SamplerConfig {
@@ -41,6 +44,7 @@ impl Default for SamplerConfig {
             frequency_penalty: 0.0,
             seed: 0,
             logit_bias: Vec::new(),
+            format: OutputFormat::Text,
         }
     }
 }
@@ -76,6 +80,12 @@ impl Sampler {
 
     /// Picks a token from `logits` (modified in place) given the tokens so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        self.adjust(logits, history);
+        self.choose(logits)
+    }
+
+    /// The first half of [`Sampler::sample`]: adds the logit biases and applies the penalties for `history`.
+    pub fn adjust(&self, logits: &mut [f32], history: &[u32]) {
         let c = &self.config;
         for &(id, bias) in &c.logit_bias {
             if let Some(l) = logits.get_mut(id as usize) {
@@ -97,6 +107,12 @@ impl Sampler {
                 }
             }
         }
+    }
+
+    /// The second half of [`Sampler::sample`]: the most likely token, or one drawn after temperature and the
+    /// filters.
+    pub fn choose(&mut self, logits: &[f32]) -> u32 {
+        let c = &self.config;
         let best = argmax(logits);
         if c.temperature <= 0.0 {
             return best;

@@ -196,17 +196,20 @@ class Model:
         logprobs: Optional[bool] = None,
         top_logprobs: Optional[int] = None,
         logit_bias: Optional[Dict[int, float]] = None,
+        response_format: Optional[Dict[str, Any]] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Replies to ``messages`` (``[{"role": ..., "content": ...}]``) with the model's chat template: an OpenAI
         ``chat.completion``, or with ``stream=True`` an iterator of ``chat.completion.chunk``. ``logprobs=True``:
         each generated token's log-probability, with ``top_logprobs`` of the most likely tokens; ``logit_bias`` as
-        the completion's."""
+        the completion's; ``response_format={"type": "json_object"}``: the reply is one JSON object (JSON mode;
+        a ``schema`` is not supported)."""
         ids = self.native.chat_tokens(_messages(messages))
         return self._reply(
             ids, True, stream, _sampling(
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
                 presence_penalty, frequency_penalty, seed, stop,
                 logprobs=(top_logprobs or 0) if logprobs else None, logit_bias=self._bias(logit_bias),
+                json_object=_json_mode(response_format),
             )
         )
 
@@ -303,6 +306,7 @@ def _sampling(
     ignore_eos: bool = False,
     logprobs: Optional[int] = None,
     logit_bias: Sequence[tuple] = (),
+    json_object: bool = False,
 ) -> Dict[str, Any]:
     """The native request's sampling settings, checked."""
     checks = [
@@ -338,7 +342,18 @@ def _sampling(
         "ignore_eos": ignore_eos,
         "logprobs": None if logprobs is None else _non_negative("logprobs", logprobs),
         "logit_bias": list(logit_bias),
+        "json_object": json_object,
     }
+
+
+def _json_mode(response_format: Optional[Dict[str, Any]]) -> bool:
+    """Whether ``response_format`` asks for JSON mode (``{"type": "json_object"}``) rather than text."""
+    kind = (response_format or {}).get("type", "text")
+    if kind not in ("text", "json_object"):
+        raise ValueError(f'response_format: {kind!r} is not supported ("text" and "json_object" are)')
+    if "schema" in (response_format or {}):
+        raise ValueError("response_format: a schema is not supported (json_object without one is)")
+    return kind == "json_object"
 
 
 def _wait(run: Stream) -> tuple:

@@ -20,6 +20,7 @@ class _SamplingRequired(TypedDict):
 class Sampling(_SamplingRequired, total=False):
     logprobs: Optional[int]
     logit_bias: List[Tuple[int, float]]
+    json_object: bool
 
 class Result(TypedDict):
     ids: List[int]

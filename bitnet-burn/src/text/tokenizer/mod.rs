@@ -7,16 +7,19 @@
 
 mod bpe;
 mod pre;
+mod sorted;
 mod spm;
 mod to_gguf;
 mod train;
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use bitnet_gguf::{Array, GgufFile, Value};
 use tokenizers::{AddedToken, DecoderWrapper};
 
 pub use pre::LLAMA3_REGEX;
+pub use sorted::SortedVocab;
 pub use to_gguf::gguf_tokenizer_metadata;
 pub use train::{train_byte_level_bpe, TRAINED_SPECIALS};
 
@@ -55,6 +58,8 @@ pub struct Tokenizer {
     eot: Option<u32>,
     add_bos: bool,
     pre_tokenizer: String,
+    /// Built the first time a format constraint asks.
+    sorted: OnceLock<Arc<SortedVocab>>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -193,6 +198,7 @@ impl Tokenizer {
             eot,
             add_bos: flag("tokenizer.ggml.add_bos_token").unwrap_or(true) && bos.is_some(),
             pre_tokenizer,
+            sorted: OnceLock::new(),
         })
     }
 
@@ -222,6 +228,7 @@ impl Tokenizer {
                     .is_ok_and(|post| to_gguf::prepends_special(&post)),
             pre_tokenizer: format!("from {}", path.display()),
             inner,
+            sorted: OnceLock::new(),
         })
     }
 
@@ -262,6 +269,21 @@ impl Tokenizer {
             Some(b) => Some(vec![b]),
             None => Some(piece.replace(spm::SPACE, " ").into_bytes()),
         }
+    }
+
+    /// Whether `id` is a special token (control tokens such as `<|eot_id|>`, and the file's user-defined ones),
+    /// which text never spells.
+    pub fn is_special(&self, id: u32) -> bool {
+        (self.inner.get_added_vocabulary().get_added_tokens_decoder())
+            .get(&id)
+            .is_some_and(|t| t.special)
+    }
+
+    /// Every ordinary token's bytes in byte order (sorted once, on first use), for constrained decoding.
+    pub fn sorted_vocab(&self) -> Arc<SortedVocab> {
+        self.sorted
+            .get_or_init(|| Arc::new(SortedVocab::new(self)))
+            .clone()
     }
 
     /// Whether `id` is a SentencePiece byte-fallback piece (`<0xXX>`): a run of them decodes as one UTF-8 sequence
