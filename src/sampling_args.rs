@@ -50,10 +50,7 @@ impl SamplingArgs {
                 min_p: self.min_p,
                 repeat_penalty: self.repeat_penalty,
                 seed: self.seed,
-                format: match self.json_object {
-                    true => OutputFormat::JsonObject,
-                    false => OutputFormat::Text,
-                },
+                format: OutputFormat::json_object_if(self.json_object),
                 ..Default::default()
             },
             stop_strings: self.stop.clone(),

@@ -251,10 +251,7 @@ impl NativeModel {
                     frequency_penalty: sampling.frequency_penalty,
                     seed: sampling.seed,
                     logit_bias: sampling.logit_bias,
-                    format: match sampling.json_object {
-                        true => OutputFormat::JsonObject,
-                        false => OutputFormat::Text,
-                    },
+                    format: OutputFormat::json_object_if(sampling.json_object),
                     ..Default::default()
                 },
                 stop_strings: sampling.stop,

@@ -338,13 +338,13 @@ impl Continuation {
         self.sampler.adjust(logits, &self.history);
         let mut next = self.sampler.choose(logits);
         if let Some(format) = &mut self.format {
-            if !format.allows(next) {
+            if !format.accept(next) {
                 if !format.mask(logits) {
                     return Err(GenerateError::NoTokenFits);
                 }
                 next = self.sampler.choose(logits);
+                format.accept(next);
             }
-            format.accept(next);
         }
         self.ids.push(next);
         self.history.push(next);

@@ -94,7 +94,8 @@ impl JsonObject {
     /// Takes the text's next byte: false (the state then meaningless) when no JSON object starts with the text.
     pub fn push(&mut self, b: u8) -> bool {
         use Lex::*;
-        // most bytes of most tokens, when the vocabulary is checked inside a string
+        // a string's printable ASCII (all but its quote and backslash, matched below): most bytes of most tokens,
+        // when the vocabulary is checked inside a string
         if matches!(self.lex, Str { .. }) && matches!(b, 0x20..=0x7f) && b != b'"' && b != b'\\' {
             return true;
         }
@@ -160,7 +161,6 @@ impl JsonObject {
             (Str { key }, b'"') if key => Colon,
             (Str { .. }, b'"') => After,
             (Str { key }, b'\\') => Escape { key },
-            (Str { key }, 0x20..=0x7f) => Str { key },
             (Str { key }, 0xc2..=0xf4) => utf8_lead(key, b),
             (Utf8 { key, left, lo, hi }, _) if (lo..=hi).contains(&b) => match left {
                 1 => Str { key },

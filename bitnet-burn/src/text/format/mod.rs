@@ -23,6 +23,16 @@ pub enum OutputFormat {
     JsonObject,
 }
 
+impl OutputFormat {
+    /// JSON mode when `json_object` (a command-line flag, a Python keyword), else free text.
+    pub fn json_object_if(json_object: bool) -> Self {
+        match json_object {
+            true => Self::JsonObject,
+            false => Self::Text,
+        }
+    }
+}
+
 /// Which tokens may come next under an [`OutputFormat`] other than text.
 #[derive(Debug)]
 pub struct FormatConstraint {
@@ -50,10 +60,19 @@ impl FormatConstraint {
 
     /// Whether token `id` may come next (never a special token, so never an end-of-text one).
     pub fn allows(&self, id: u32) -> bool {
+        self.after(id).is_some()
+    }
+
+    /// Moves past token `id` if it may come next; whether it may (if not, nothing moves).
+    pub fn accept(&mut self, id: u32) -> bool {
+        self.after(id).map(|state| self.state = state).is_some()
+    }
+
+    /// The state after token `id`, if it may come next.
+    fn after(&self, id: u32) -> Option<JsonObject> {
         let mut state = self.state;
-        self.vocab
-            .bytes(id)
-            .is_some_and(|bytes| bytes.iter().all(|&b| state.push(b)))
+        let bytes = self.vocab.bytes(id)?;
+        bytes.iter().all(|&b| state.push(b)).then_some(state)
     }
 
     /// Sets the logit of every token that may not come next to -inf; false when none may.
@@ -85,13 +104,6 @@ impl FormatConstraint {
             logits[id as usize] = logit;
         }
         !self.fitting.is_empty()
-    }
-
-    /// Moves past token `id`, which [`FormatConstraint::allows`].
-    pub fn accept(&mut self, id: u32) {
-        for &b in self.vocab.bytes(id).unwrap_or_default() {
-            self.state.push(b);
-        }
     }
 
     /// Whether the text is whole (the JSON object closed): generation ends here.
