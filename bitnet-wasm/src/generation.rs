@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::generate::{GenerateOptions, Generator};
 use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::text::tokenizer::Tokenizer;
@@ -25,6 +26,8 @@ pub(crate) struct GenerateConfig {
     repeat_penalty: f32,
     seed: u64,
     stop: Vec<String>,
+    /// JSON mode: only tokens that keep the text the start of one JSON object, ending when it closes.
+    json_object: bool,
     /// KV-cache positions (0: the model's context).
     ctx: usize,
 }
@@ -41,6 +44,7 @@ impl Default for GenerateConfig {
             repeat_penalty: s.repeat_penalty,
             seed: s.seed,
             stop: Vec::new(),
+            json_object: false,
             ctx: 0,
         }
     }
@@ -86,6 +90,7 @@ impl<B: TernaryBackend> Steps<B> {
                 min_p: config.min_p,
                 repeat_penalty: config.repeat_penalty,
                 seed: config.seed,
+                format: OutputFormat::json_object_if(config.json_object),
                 ..Default::default()
             },
             stop_strings: config.stop,

@@ -135,6 +135,7 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, early st
     const stopped = await collect({ maxTokens: 24, stop: [stopAt] });
     const sampledA = await collect({ maxTokens: 24, temperature: 0.8, topK: 40, seed: 7 });
     const sampledB = await collect({ maxTokens: 24, temperature: 0.8, topK: 40, seed: 7 });
+    const json = await collect({ maxTokens: 24, jsonObject: true });
     // break out after one piece: the generation is freed and the next one starts clean
     for await (const piece of m.generate("ROMEO:", { maxTokens: 100 })) break;
     const after = await collect({ maxTokens: 24 });
@@ -150,7 +151,7 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, early st
       }
     }
     m.close();
-    return { ids, roundTrip, greedy, stopAt, stopped, sampledA, sampledB, after, errors, info: m.info };
+    return { ids, roundTrip, greedy, stopAt, stopped, sampledA, sampledB, json, after, errors, info: m.info };
   }, text);
   assert.deepEqual(got.ids, JSON.parse(cli("tokenize", "-m", modelPath, "-p", text, "--json")));
   assert.equal(got.roundTrip, text);
@@ -162,6 +163,13 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, early st
   assert.equal(got.sampledA.out, got.sampledB.out);
   assert.notEqual(got.sampledA.out, got.greedy.out);
   assert.equal(got.after.out, got.greedy.out);
+  // JSON mode: the CLI's constrained greedy text (the free one is verse), an object's start or a whole object
+  const cliJson = JSON.parse(cli("run", "-m", modelPath, "-p", "ROMEO:", "-n", "24", "--temp", "0", "--json-object", "--json"));
+  assert.equal(got.json.out, cliJson.text);
+  assert.match(got.json.out, /^[ \n]?\{/);
+  assert.doesNotMatch(got.greedy.out, /^[ \n]?\{/);
+  assert.equal(got.json.stats.finishReason, cliJson.stop === "MaxTokens" ? "length" : "stop");
+  if (cliJson.stop === "FormatComplete") JSON.parse(got.json.out);
   assert.match(got.errors[0], /empty prompt/);
   assert.match(got.errors[1], /unknown field `topq`/);
   assert.match(got.errors[2], /token id 1000000000 is outside the vocabulary/);
