@@ -218,16 +218,21 @@ test("bad files give a readable message in the page, never a hung tab", async ()
 /** Starts `bitnet serve` on a free loopback port; resolves to its base URL and the process once `/health` is 200. */
 async function startServer(...args) {
   const proc = spawn(bin, ["serve", "-m", modelPath, "--port", "0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
   const url = await new Promise((ok, fail) => {
-    let log = "";
     proc.stderr.on("data", (d) => {
       log += d;
-      const m = log.match(/listening on (http:\/\/\S+)/);
+      // a whole line: a pipe may hand over the address before its port
+      const m = log.match(/^listening on (http:\/\/\S+) .*\n/m);
       if (m) ok(m[1]);
     });
     proc.on("exit", (code) => fail(new Error(`bitnet serve exited (${code}): ${log}`)));
   });
-  for (let i = 0; i < 600 && (await fetch(url + "/health").catch(() => ({}))).status !== 200; i++) {
+  for (let i = 0; (await fetch(url + "/health").catch(() => ({}))).status !== 200; i++) {
+    if (i === 600 || proc.exitCode !== null) {
+      proc.kill();
+      throw new Error(`${url}/health never answered 200: ${log}`);
+    }
     await new Promise((ok) => setTimeout(ok, 100));
   }
   return { url, proc };

@@ -86,9 +86,9 @@ impl BackendTask for Args {
             .with_context(|| format!("listening on {}:{}", self.host, self.port))?;
         let addr: SocketAddr = listener.local_addr()?;
         let server = runtime.spawn(axum::serve(listener, router(state.clone())).into_future());
-        eprintln!(
+        log_line(format!(
             "listening on http://{addr} (loading the model; /health answers 503 until it is ready)"
-        );
+        ));
 
         let path = &self.model.model;
         let tokenizer = Arc::new(self.text.load_tokenizer(path)?);
@@ -127,9 +127,16 @@ impl BackendTask for Args {
             template,
             names,
         });
-        eprintln!("{ready}");
+        log_line(ready);
         runtime.block_on(server)?.context("serving")
     }
+}
+
+/// Writes `line` to stderr in one write, so a process reading the pipe never sees it cut: `eprintln!` writes
+/// each formatted piece on its own, and a reader once took the address before its port had been written.
+fn log_line(mut line: String) {
+    line.push('\n');
+    eprint!("{line}");
 }
 
 /// Runs the command.
