@@ -137,7 +137,7 @@ impl BackendTask for Args {
         let isa = self.isa();
         let cache = format!("{:?}", model.cache_type()).to_lowercase();
         let report = json!({
-            "model": self.model.model.display().to_string(), "backend": backend, "isa": isa, "prefill_kernel": self.prefill_kernel(), "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(), "cache": cache,
+            "model": self.model.model.display().to_string(), "backend": backend, "isa": isa, "prefill_kernel": self.prefill_kernel(), "lookup_from": self.cpu_isa().map(super::info::lookup_from), "threads": self.model.threads(), "head": format!("{:?}", self.model.head).to_lowercase(), "cache": cache,
             "depth": self.depth, "prompt_tokens": self.prompt_tokens, "gen_tokens": self.gen_tokens, "repetitions": self.repetitions,
             "load_s": load_s, "prefill_tok_s": pp, "prefill_tok_s_std": pp_sd, "decode_tok_s": tg, "decode_tok_s_std": tg_sd,
         });

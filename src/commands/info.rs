@@ -51,17 +51,27 @@ fn config_json(c: &ModelConfig) -> serde_json::Value {
     })
 }
 
-/// Prints the summary; a file that fails validation is an error (exit code 1) with the reason.
-/// The CPU kernel path the ndarray backend runs here (detected, or forced by `BITNET_ISA`), its prefill kernel, and
-/// every path this CPU supports.
+/// The CPU kernel path the ndarray backend runs here (detected, or forced by `BITNET_ISA`), its prefill kernel (and
+/// from how many tokens its lookups run), and every path this CPU supports.
 fn kernels() -> serde_json::Value {
     json!({
         "cpu": Isa::detect().name(),
         "prefill": Isa::detect().prefill_kernel(),
+        "lookup_from": lookup_from(Isa::detect()),
         "available": Isa::available().into_iter().map(Isa::name).collect::<Vec<_>>(),
     })
 }
 
+/// From how many tokens a prefill call of `isa` takes table lookups (`half`: up to 16 tokens, `group`: the last
+/// group of a longer call); null on a path without them.
+pub(crate) fn lookup_from(isa: Isa) -> serde_json::Value {
+    isa.lookup_from().map_or(
+        serde_json::Value::Null,
+        |f| json!({"half": f.half, "group": f.group}),
+    )
+}
+
+/// Prints the summary; a file that fails validation is an error (exit code 1) with the reason.
 pub fn run(args: Args) -> Result<()> {
     let f = GgufFile::open(&args.file)?;
     let config = ModelConfig::from_gguf(&f);

@@ -135,7 +135,7 @@ fn llamacpp_continues_prompts_with_our_greedy_text() {
 /// Every CPU kernel path this machine has, forced with `BITNET_ISA` (which `bitnet info` must report, with its
 /// prefill kernel), writes the portable path's greedy text: the paths compute the same integers, so any difference
 /// is a wiring fault of one path (its chunk layout, its tile dispatch, its head) that the kernel tests' shapes
-/// missed. The prompt's 52 tokens run as 32 and 16 by table lookup and 4 by tiles where prefill is by lookup.
+/// missed. Where prefill is by lookup, the prompt's 52 tokens run as 32 by table lookup and 20 by tiles.
 #[test]
 fn every_kernel_path_writes_the_portable_paths_greedy_text() {
     use bitnet_kernels_cubecl::cpu::Isa;
@@ -151,6 +151,12 @@ fn every_kernel_path_writes_the_portable_paths_greedy_text() {
             "BITNET_ISA is not honoured"
         );
         assert_eq!(info["kernels"]["prefill"], isa.prefill_kernel());
+        // a group of 32 tokens pays from 17..=32 tokens, or never
+        let from = &info["kernels"]["lookup_from"];
+        assert_eq!(from.is_object(), isa.has_lookup(), "{isa:?}: {from}");
+        if let Some(group) = from["group"].as_u64() {
+            assert!((17..=32).contains(&group), "{isa:?}: {from}");
+        }
         let run = common::bitnet_json_env(
             &[
                 "run",

@@ -3,6 +3,7 @@
 use std::sync::OnceLock;
 
 use super::acts::LANES;
+use super::crossover::LookupFrom;
 
 /// Bytes of int8 activations a pass over rows may read and keep in L1 (48 KiB per core on Intel since Sunny Cove,
 /// 32 KiB on Zen 4): 8 tokens × 3072 columns.
@@ -11,9 +12,6 @@ const L1_ACTS: usize = 24 << 10;
 /// Most tokens of one table-lookup call ([`Isa::lookup_tokens`]): 4 groups of [`LANES`], whose i32 sums for a
 /// block of 1024 rows (512 KiB) stay in L2.
 pub const LOOKUP_TOKENS: usize = 4 * LANES;
-
-/// Tokens from which a group of [`LANES`] pays by table lookup ([`Isa::lookup_tokens`]).
-const LOOKUP_GROUP_FROM: usize = 23;
 
 /// The instruction sets the CPU kernels have a path for; every path computes the same integers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,30 +184,33 @@ impl Isa {
         }
     }
 
-    /// How many of `left` prompt tokens the next prefill call takes by table lookup
-    /// ([`super::ternary::ternary_lut_dots`]) rather than by this path's multiply-add tiles: 0 for none. The
-    /// paths without an 8-bit dot product into i32, where a multiply-add takes 3 vector lanes (`vpmaddubsw`,
-    /// `smlal`) and a lookup adds 3 columns: AVX2, plain NEON, and both WebAssembly paths. In cache on an
-    /// Emerald Rapids core (`BITNET_ISA=avx2`) the tiles ran 85-90 G multiply-adds/s, a lookup call 120-125 with
-    /// 32 tokens and 97-103 with 16, so lookups pay from about 23 and 14 tokens. Under V8 on the same core the
-    /// lookups ran 1.5-3× relaxed SIMD's dot-product tiles (which V8 lowers to three x86 instructions) and 2.5-5×
-    /// SIMD128's, for 16 to 128 tokens. Plain NEON (Cortex-A72 and older: no `sdot`) is chosen by that
-    /// instruction count, not measured (no such CPU here); with `sdot` the tiles are kept. A call takes whole
-    /// groups of [`LANES`] (and a last one of 23 or more), up to [`LOOKUP_TOKENS`].
-    pub fn lookup_tokens(self, left: usize) -> usize {
-        let lookups = matches!(
+    /// Whether the path has a table-lookup prefill kernel ([`super::ternary::ternary_lut_dots`]): the paths
+    /// without an 8-bit dot product into i32, where a multiply-add takes 3 vector lanes (`vpmaddubsw`, `smlal`)
+    /// and a lookup adds 3 columns: AVX2, plain NEON (Cortex-A72 and older; with `sdot` the tiles are kept), and
+    /// both WebAssembly paths.
+    pub fn has_lookup(self) -> bool {
+        matches!(
             self,
             Isa::Avx2 | Isa::Neon | Isa::Simd128 | Isa::RelaxedSimd
-        );
-        match left {
-            _ if !lookups => 0,
-            LOOKUP_GROUP_FROM.. => {
-                let groups = left / LANES + usize::from(left % LANES >= LOOKUP_GROUP_FROM);
-                left.min(groups.min(LOOKUP_TOKENS / LANES) * LANES)
-            }
-            14.. => left.min(16),
-            _ => 0,
-        }
+        )
+    }
+
+    /// Where this path's lookups pay over its tiles ([`LookupFrom::NATIVE`], [`LookupFrom::WASM`]); `None` for a
+    /// path without lookups.
+    pub fn lookup_from(self) -> Option<LookupFrom> {
+        let from = if cfg!(target_family = "wasm") {
+            LookupFrom::WASM
+        } else {
+            LookupFrom::NATIVE
+        };
+        self.has_lookup().then_some(from)
+    }
+
+    /// How many of `left` prompt tokens the next prefill call takes by table lookup
+    /// ([`super::ternary::ternary_lut_dots`]) rather than by this path's multiply-add tiles, where
+    /// [`Isa::lookup_from`] says it pays ([`LookupFrom::tokens`]): 0 for none.
+    pub fn lookup_tokens(self, left: usize) -> usize {
+        self.lookup_from().map_or(0, |from| from.tokens(left))
     }
 
     /// The prefill kernel of this path, as `bitnet bench` and `bitnet info` report it.

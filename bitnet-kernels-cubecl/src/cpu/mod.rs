@@ -63,6 +63,7 @@ mod acts_x86;
 #[cfg(target_arch = "x86_64")]
 mod amx;
 mod attention;
+mod crossover;
 mod f32;
 mod flash;
 mod gated;
@@ -115,6 +116,7 @@ mod simd128;
 pub use attention::{
     attend_sequences, attention_step, cached_attention, AttentionShape, SeqAttention,
 };
+pub use crossover::LookupFrom;
 pub use f32::{f32_matmul_nt, ternary_matmul_f32};
 pub use gated::gated;
 pub use int8::{int8_matmul, quantize_rows_i8, quantize_rows_i8_into};

@@ -233,7 +233,7 @@ fn prepare(
 }
 
 /// [`ternary_tile_dots`] for 1..=[`LOOKUP_TOKENS`] tokens by table lookup where the path has such a kernel
-/// ([`Isa::lookup_tokens`]), the portable loop elsewhere: the same integers. `lanes` holds the same tokens side by
+/// ([`Isa::has_lookup`]), the portable loop elsewhere: the same integers. `lanes` holds the same tokens side by
 /// side ([`QuantizedActs::lanes_from`]).
 pub fn ternary_lut_dots(
     isa: Isa,
@@ -245,7 +245,7 @@ pub fn ternary_lut_dots(
     out: &mut [i32],
 ) {
     let simd = prepare(isa, rows, row_bytes, acts, shape, LOOKUP_TOKENS, out)
-        && isa.lookup_tokens(usize::MAX) > 0
+        && isa.has_lookup()
         && isa.supported();
     #[cfg(any(
         target_arch = "x86_64",
