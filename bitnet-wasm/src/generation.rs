@@ -1,11 +1,12 @@
 //! One generation, a model step per call, so the page can stream its text.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::generate::{GenerateOptions, Generator};
-use bitnet_burn::text::sampling::SamplerConfig;
+use bitnet_burn::text::sampling::{logit_bias_pairs, SamplerConfig};
 use bitnet_burn::text::tokenizer::Tokenizer;
 use bitnet_burn::{BitNet, KvCache, TernaryBackend};
 use burn::backend::NdArray;
@@ -28,6 +29,8 @@ pub(crate) struct GenerateConfig {
     stop: Vec<String>,
     /// JSON mode: only tokens that keep the text the start of one JSON object, ending when it closes.
     json_object: bool,
+    /// Token id (an object key) → bias added to its logit, in [-100, 100] (OpenAI's `logit_bias`).
+    logit_bias: HashMap<String, f32>,
     /// KV-cache positions (0: the model's context).
     ctx: usize,
 }
@@ -45,6 +48,7 @@ impl Default for GenerateConfig {
             seed: s.seed,
             stop: Vec::new(),
             json_object: false,
+            logit_bias: HashMap::new(),
             ctx: 0,
         }
     }
@@ -81,6 +85,9 @@ impl<B: TernaryBackend> Steps<B> {
                 ids.len()
             )));
         }
+        let entries = config.logit_bias.iter().map(|(k, &b)| (k.as_str(), b));
+        let logit_bias = logit_bias_pairs(entries, model.config.vocab_size)
+            .map_err(|e| JsError::new(&format!("logitBias: {e}")))?;
         let opts = GenerateOptions {
             max_new_tokens: config.max_tokens,
             sampler: SamplerConfig {
@@ -91,6 +98,7 @@ impl<B: TernaryBackend> Steps<B> {
                 repeat_penalty: config.repeat_penalty,
                 seed: config.seed,
                 format: OutputFormat::json_object_if(config.json_object),
+                logit_bias,
                 ..Default::default()
             },
             stop_strings: config.stop,

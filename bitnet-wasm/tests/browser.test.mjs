@@ -116,7 +116,7 @@ test("WebGPU: the CubeCL kernels as WGSL in the page generate the CLI's greedy t
   await page.close();
 });
 
-test("the JS API: tokenize, detokenize, stop strings, sampling by seed, early stop", async () => {
+test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bias, early stop", async () => {
   const { page, errors } = await openPage();
   assert.equal(await settled(page), "ready");
   const text = "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?";
@@ -136,12 +136,17 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, early st
     const sampledA = await collect({ maxTokens: 24, temperature: 0.8, topK: 40, seed: 7 });
     const sampledB = await collect({ maxTokens: 24, temperature: 0.8, topK: 40, seed: 7 });
     const json = await collect({ maxTokens: 24, jsonObject: true });
+    // +100 on one token outweighs every other logit: greedy writes it at every step
+    const [thou] = await m.tokenize(" thou", { bos: false });
+    const biased = await collect({ maxTokens: 8, logitBias: { [thou]: 100 } });
+    const thouTimes8 = await m.detokenize(Array(8).fill(thou));
     // break out after one piece: the generation is freed and the next one starts clean
     for await (const piece of m.generate("ROMEO:", { maxTokens: 100 })) break;
     const after = await collect({ maxTokens: 24 });
     const errors = [];
     for (const bad of [() => m.generate("", {}), () => m.generate("x", { maxTokens: 4, topq: 1 }),
-      () => m.detokenize([1e9])]) {
+      () => m.detokenize([1e9]), () => m.generate("x", { logitBias: { 1000000: 1 } }),
+      () => m.generate("x", { logitBias: { [thou]: 101 } })]) {
       try {
         const r = await bad();
         if (r?.next) await r.next();
@@ -151,7 +156,8 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, early st
       }
     }
     m.close();
-    return { ids, roundTrip, greedy, stopAt, stopped, sampledA, sampledB, json, after, errors, info: m.info };
+    return { ids, roundTrip, greedy, stopAt, stopped, sampledA, sampledB, json, biased, thouTimes8, after, errors,
+      info: m.info };
   }, text);
   assert.deepEqual(got.ids, JSON.parse(cli("tokenize", "-m", modelPath, "-p", text, "--json")));
   assert.equal(got.roundTrip, text);
@@ -173,6 +179,10 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, early st
   assert.match(got.errors[0], /empty prompt/);
   assert.match(got.errors[1], /unknown field `topq`/);
   assert.match(got.errors[2], /token id 1000000000 is outside the vocabulary/);
+  assert.match(got.errors[3], /logitBias: token id 1000000 is outside the vocabulary \(\d+ tokens\)/);
+  assert.match(got.errors[4], /logitBias: 101 for token \d+ is outside \[-100, 100\]/);
+  assert.equal(got.biased.out, got.thouTimes8);
+  assert.doesNotMatch(got.greedy.out, /^( thou){8}/);
   assert.equal(got.info.kernel, "relaxedsimd");
   assert.equal(got.info.prefillKernel, "table lookup");
   // by default one thread for a small model (the shipped one), even on a cross-origin isolated page

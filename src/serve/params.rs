@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use bitnet_burn::text::chat::Message;
 use bitnet_burn::text::format::OutputFormat;
-use bitnet_burn::text::sampling::SamplerConfig;
+use bitnet_burn::text::sampling::{logit_bias_pairs, SamplerConfig};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -352,25 +352,9 @@ impl Common {
 
     /// `logit_bias` as (token id, bias) pairs, each id in the vocabulary and each bias in [-100, 100].
     fn logit_bias(&self, vocab: usize) -> Result<Vec<(u32, f32)>, ApiError> {
-        let bad = |message: String| ApiError::bad_request(message).param("logit_bias");
-        let mut pairs = Vec::new();
-        for (key, &bias) in self.logit_bias.iter().flatten() {
-            let id = key
-                .parse::<u32>()
-                .map_err(|_| bad(format!("logit_bias: key {key:?} is not a token id")))?;
-            if id as usize >= vocab {
-                return Err(bad(format!(
-                    "logit_bias: token id {id} is outside the vocabulary ({vocab} tokens)"
-                )));
-            }
-            if !(-100.0..=100.0).contains(&bias) {
-                return Err(bad(format!(
-                    "logit_bias: {bias} for token {id} is outside [-100, 100]"
-                )));
-            }
-            pairs.push((id, bias));
-        }
-        Ok(pairs)
+        let entries = self.logit_bias.iter().flatten();
+        logit_bias_pairs(entries.map(|(key, &bias)| (key.as_str(), bias)), vocab)
+            .map_err(|e| ApiError::bad_request(format!("logit_bias: {e}")).param("logit_bias"))
     }
 
     /// The sampler, with llama-server's defaults where a value is not given (temperature 0.8, top-k 40, top-p

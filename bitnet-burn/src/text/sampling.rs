@@ -49,6 +49,56 @@ impl Default for SamplerConfig {
     }
 }
 
+/// A `logit_bias` entry that cannot apply.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LogitBiasError {
+    /// A key is not a token id.
+    #[error("key {0:?} is not a token id")]
+    NotAnId(String),
+    /// A token id past the vocabulary.
+    #[error("token id {id} is outside the vocabulary ({vocab} tokens)")]
+    OutsideVocabulary {
+        /// The id.
+        id: u32,
+        /// Tokens in the vocabulary.
+        vocab: usize,
+    },
+    /// A bias outside OpenAI's range.
+    #[error("{bias} for token {id} is outside [-100, 100]")]
+    OutOfRange {
+        /// The id.
+        id: u32,
+        /// The bias.
+        bias: f32,
+    },
+}
+
+/// OpenAI's `logit_bias` (token ids written as JSON object keys, each with a bias in [-100, 100]) as
+/// [`SamplerConfig::logit_bias`] pairs for a vocabulary of `vocab` tokens, in id order; the first bad entry is
+/// the error.
+pub fn logit_bias_pairs<'a>(
+    entries: impl IntoIterator<Item = (&'a str, f32)>,
+    vocab: usize,
+) -> Result<Vec<(u32, f32)>, LogitBiasError> {
+    let mut pairs = entries
+        .into_iter()
+        .map(|(key, bias)| {
+            let id: u32 = key
+                .parse()
+                .map_err(|_| LogitBiasError::NotAnId(key.to_string()))?;
+            if id as usize >= vocab {
+                return Err(LogitBiasError::OutsideVocabulary { id, vocab });
+            }
+            if !(-100.0..=100.0).contains(&bias) {
+                return Err(LogitBiasError::OutOfRange { id, bias });
+            }
+            Ok((id, bias))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    pairs.sort_by_key(|&(id, _)| id);
+    Ok(pairs)
+}
+
 /// A sampler with its random state.
 #[derive(Clone, Debug)]
 pub struct Sampler {
@@ -323,6 +373,34 @@ mod tests {
         assert_eq!(pick(vec![(1, -0.2)]), 4, "2.8 < 2.9");
         assert_eq!(pick(vec![(3, 5.0)]), 3, "-1 + 5 = 4 > 3");
         assert_eq!(pick(vec![(1, -100.0), (4, -100.0)]), 2);
+    }
+
+    #[test]
+    fn logit_bias_keys_are_ids_in_the_vocabulary_with_biases_in_range() {
+        let pairs = |entries: &[(&str, f32)]| logit_bias_pairs(entries.iter().copied(), 10);
+        assert_eq!(
+            pairs(&[("9", -100.0), ("0", 100.0)]),
+            Ok(vec![(0, 100.0), (9, -100.0)])
+        );
+        assert_eq!(
+            pairs(&[("x", 1.0)]),
+            Err(LogitBiasError::NotAnId("x".into()))
+        );
+        assert_eq!(
+            pairs(&[("-1", 1.0)]),
+            Err(LogitBiasError::NotAnId("-1".into()))
+        );
+        let outside = pairs(&[("3", 1.0), ("10", 1.0)]).unwrap_err();
+        assert_eq!(
+            outside.to_string(),
+            "token id 10 is outside the vocabulary (10 tokens)"
+        );
+        let range = pairs(&[("3", 100.5)]).unwrap_err();
+        assert_eq!(
+            range.to_string(),
+            "100.5 for token 3 is outside [-100, 100]"
+        );
+        assert!(pairs(&[("3", f32::NAN)]).is_err());
     }
 
     /// The filters as written down: sort every token, then cut at top-k, min-p and top-p in turn.
