@@ -6,7 +6,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use bitnet_burn::text::format::{FormatConstraint, OutputFormat};
+use bitnet_burn::text::format::{FormatConstraint, OutputFormat, Schema};
 use bitnet_burn::text::sampling::{Sampler, SamplerConfig};
 use bitnet_burn::text::tokenizer::{SortedVocab, Tokenizer};
 use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
@@ -263,7 +263,7 @@ fn sampling(c: &mut Criterion) {
 
 /// JSON mode's vocabulary-wide check (run when the sampled token does not fit) on Llama 3's 128,256 tokens, from
 /// llama.cpp's `ggml-vocab-llama-bpe.gguf` in `$BITNET_LLAMACPP_MODELS`: after `{` (few tokens fit) and inside
-/// a string (most do); and sorting the vocabulary, once per model.
+/// a string (most do), in JSON mode and under a JSON schema; and sorting the vocabulary, once per model.
 fn json_mode(c: &mut Criterion) {
     let Some(dir) = std::env::var_os("BITNET_LLAMACPP_MODELS") else {
         eprintln!("json_mode skipped: set BITNET_LLAMACPP_MODELS to llama.cpp's models/");
@@ -274,11 +274,21 @@ fn json_mode(c: &mut Criterion) {
     let mut g = c.benchmark_group("json_mode_128256");
     g.bench_function("sort_vocabulary", |b| b.iter(|| SortedVocab::new(&tok)));
     let mut row = vec![0.0f32; tok.vocab_size()];
-    for (name, text) in [
-        ("mask_after_brace", "{"),
-        ("mask_in_string", r#"{"name": "Ro"#),
+    let schema = serde_json::json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "mood": {"enum": ["merry", "sad"]}, "age": {"type": "integer"}},
+        "required": ["name", "mood", "age"]});
+    let schema = OutputFormat::JsonSchema(std::sync::Arc::new(Schema::compile(&schema).unwrap()));
+    for (name, format, text) in [
+        ("mask_after_brace", &OutputFormat::JsonObject, "{"),
+        (
+            "mask_in_string",
+            &OutputFormat::JsonObject,
+            r#"{"name": "Ro"#,
+        ),
+        ("schema_mask_after_brace", &schema, "{"),
+        ("schema_mask_in_string", &schema, r#"{"name": "Ro"#),
     ] {
-        let mut constraint = FormatConstraint::new(OutputFormat::JsonObject, &tok).unwrap();
+        let mut constraint = FormatConstraint::new(format, &tok).unwrap();
         for id in tok.encode(text, false).unwrap() {
             constraint.accept(id);
         }

@@ -1,6 +1,9 @@
 //! Sampling and stopping options shared by `run`, `run-batch` and `chat`.
 
-use bitnet_burn::text::format::OutputFormat;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bitnet_burn::text::format::{OutputFormat, Schema};
 use bitnet_burn::text::generate::GenerateOptions;
 use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::ActQuant;
@@ -35,12 +38,18 @@ pub struct SamplingArgs {
     /// JSON mode: write one JSON object and stop when it closes (only tokens that keep it valid are sampled).
     #[arg(long)]
     pub json_object: bool,
+    /// Write one JSON object that this JSON Schema allows (as OpenAI's structured outputs; llama.cpp's flag).
+    #[arg(short = 'j', long, conflicts_with = "json_object")]
+    pub json_schema: Option<String>,
+    /// The same, with the schema read from a file.
+    #[arg(long, conflicts_with_all = ["json_object", "json_schema"])]
+    pub json_schema_file: Option<std::path::PathBuf>,
 }
 
 impl SamplingArgs {
-    /// Generation options with these settings.
-    pub fn options(&self, act: ActQuant, bos: bool) -> GenerateOptions {
-        GenerateOptions {
+    /// Generation options with these settings; an error names a schema that does not parse or compile.
+    pub fn options(&self, act: ActQuant, bos: bool) -> anyhow::Result<GenerateOptions> {
+        Ok(GenerateOptions {
             max_new_tokens: self.max_tokens,
             act,
             sampler: SamplerConfig {
@@ -50,11 +59,26 @@ impl SamplingArgs {
                 min_p: self.min_p,
                 repeat_penalty: self.repeat_penalty,
                 seed: self.seed,
-                format: OutputFormat::json_object_if(self.json_object),
+                format: self.format()?,
                 ..Default::default()
             },
             stop_strings: self.stop.clone(),
             bos,
-        }
+        })
+    }
+
+    /// JSON mode, a schema's objects, or text.
+    fn format(&self) -> anyhow::Result<OutputFormat> {
+        let text = match (&self.json_schema, &self.json_schema_file) {
+            (Some(text), _) => text.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading the JSON schema {}", path.display()))?,
+            (None, None) => return Ok(OutputFormat::json_object_if(self.json_object)),
+        };
+        let schema: serde_json::Value =
+            serde_json::from_str(&text).context("the JSON schema is not JSON")?;
+        Ok(OutputFormat::JsonSchema(Arc::new(Schema::compile(
+            &schema,
+        )?)))
     }
 }

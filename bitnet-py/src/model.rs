@@ -69,9 +69,9 @@ pub struct Sampling {
     /// (token id, bias) pairs added to the logits; absent for none.
     #[pyo3(default)]
     logit_bias: Vec<(u32, f32)>,
-    /// JSON mode: the reply is one JSON object.
+    /// OpenAI's `response_format` as JSON text (JSON mode, a JSON schema); absent for text.
     #[pyo3(default)]
-    json_object: bool,
+    response_format: Option<String>,
 }
 
 #[pymethods]
@@ -234,7 +234,8 @@ impl NativeModel {
         Ok(PyBytes::new(py, bytemuck::cast_slice(&values)))
     }
 
-    /// Queues a generation of `ids`; the stream yields its text.
+    /// Queues a generation of `ids`; the stream yields its text (a `response_format` it cannot write to is a
+    /// `ValueError` worded as the server's 400).
     fn submit(&self, ids: Vec<u32>, sampling: Sampling) -> PyResult<Stream> {
         let (events, rx) = mpsc::unbounded_channel();
         self.engine
@@ -251,7 +252,7 @@ impl NativeModel {
                     frequency_penalty: sampling.frequency_penalty,
                     seed: sampling.seed,
                     logit_bias: sampling.logit_bias,
-                    format: OutputFormat::json_object_if(sampling.json_object),
+                    format: output_format(sampling.response_format.as_deref())?,
                     ..Default::default()
                 },
                 stop_strings: sampling.stop,
@@ -379,4 +380,15 @@ fn array_to_py<'py>(py: Python<'py>, array: &Array) -> PyResult<Bound<'py, PyLis
                 .collect::<PyResult<Vec<_>>>()?,
         ),
     }
+}
+
+/// The output format a `response_format` (JSON text) asks for, checked as the server checks it.
+fn output_format(response_format: Option<&str>) -> PyResult<OutputFormat> {
+    let Some(text) = response_format else {
+        return Ok(OutputFormat::Text);
+    };
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| PyValueError::new_err(format!("response_format: {e}")))?;
+    OutputFormat::from_response_format(&value)
+        .map_err(|e| PyValueError::new_err(format!("response_format: {e}")))
 }

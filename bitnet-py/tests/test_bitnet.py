@@ -117,6 +117,44 @@ def test_json_mode_replies_are_objects_json_reads(model: Model) -> None:
         model.create_chat_completion(ask, response_format={"type": "json_schema"})
 
 
+def test_json_schema_replies_validate_as_the_pydantic_model(model: Model) -> None:
+    """``response_format`` with pydantic's own JSON schema of a model (``model_json_schema``: titles, ``$defs``,
+    ``anyOf`` with null, a ``Literal``, bounded lists, an optional field with a default), in OpenAI's and
+    llama-cpp-python's spellings: every reply that ends on its own validates as the model in pydantic (the
+    reference); a schema outside the subset is a ValueError naming its keyword."""
+    pydantic = pytest.importorskip("pydantic")
+    from typing import List, Literal, Optional
+
+    class Friend(pydantic.BaseModel):
+        name: str
+
+    class Character(pydantic.BaseModel):
+        name: str
+        age: int
+        mood: Literal["merry", "sad"]
+        friends: List[Friend] = pydantic.Field(min_length=1, max_length=2)
+        title: Optional[str]
+        motto: Optional[str] = None
+        alive: bool
+
+    schema = Character.model_json_schema()
+    lift = {model.tokenize('"', add_bos=False)[0]: 4.0}
+    ask = [{"role": "user", "content": "Describe Romeo in JSON."}]
+    formats = [{"type": "json_schema", "json_schema": {"name": "Character", "schema": schema}},
+               {"type": "json_object", "schema": schema}]
+    valid = 0
+    for seed in range(8):
+        reply = model.create_chat_completion(ask, max_tokens=300, temperature=0.8, seed=seed, logit_bias=lift,
+                                             response_format=formats[seed % 2])["choices"][0]
+        if reply["finish_reason"] == "stop":
+            Character.model_validate_json(reply["message"]["content"])
+            valid += 1
+    assert valid >= 3, valid
+    patterned = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}}
+    with pytest.raises(ValueError, match="pattern"):
+        model.create_chat_completion(ask, response_format={"type": "json_object", "schema": patterned})
+
+
 def test_logits_equal_the_cli_bit_for_bit(model: Model, tmp_path: Path) -> None:
     ids = model.tokenize("To be, or not to be, that is the question")
     out = tmp_path / "logits.npy"

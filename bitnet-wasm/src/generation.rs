@@ -3,8 +3,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use bitnet_burn::text::format::OutputFormat;
+use bitnet_burn::text::format::{OutputFormat, Schema};
 use bitnet_burn::text::generate::{GenerateOptions, Generator};
 use bitnet_burn::text::sampling::{logit_bias_pairs, SamplerConfig};
 use bitnet_burn::text::tokenizer::Tokenizer;
@@ -29,6 +30,8 @@ pub(crate) struct GenerateConfig {
     stop: Vec<String>,
     /// JSON mode: only tokens that keep the text the start of one JSON object, ending when it closes.
     json_object: bool,
+    /// A JSON Schema the object must follow (as the server's `json_schema` response format).
+    json_schema: Option<serde_json::Value>,
     /// Token id (an object key) → bias added to its logit, in [-100, 100] (OpenAI's `logit_bias`).
     logit_bias: HashMap<String, f32>,
     /// KV-cache positions (0: the model's context).
@@ -48,6 +51,7 @@ impl Default for GenerateConfig {
             seed: s.seed,
             stop: Vec::new(),
             json_object: false,
+            json_schema: None,
             logit_bias: HashMap::new(),
             ctx: 0,
         }
@@ -97,7 +101,13 @@ impl<B: TernaryBackend> Steps<B> {
                 min_p: config.min_p,
                 repeat_penalty: config.repeat_penalty,
                 seed: config.seed,
-                format: OutputFormat::json_object_if(config.json_object),
+                format: match &config.json_schema {
+                    Some(schema) => OutputFormat::JsonSchema(Arc::new(
+                        Schema::compile(schema)
+                            .map_err(|e| JsError::new(&format!("jsonSchema: {e}")))?,
+                    )),
+                    None => OutputFormat::json_object_if(config.json_object),
+                },
                 logit_bias,
                 ..Default::default()
             },

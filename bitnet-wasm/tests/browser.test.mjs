@@ -116,11 +116,14 @@ test("WebGPU: the CubeCL kernels as WGSL in the page generate the CLI's greedy t
   await page.close();
 });
 
-test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bias, early stop", async () => {
+test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bias, a JSON schema, early stop", async () => {
   const { page, errors } = await openPage();
   assert.equal(await settled(page), "ready");
   const text = "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?";
-  const got = await page.evaluate(async (text) => {
+  // a schema whose first property the model must name (JSON mode lets it write any key)
+  const schema = { type: "object", properties: { mood: { enum: ["merry", "sad"] }, name: { type: "string" } },
+    required: ["mood", "name"] };
+  const got = await page.evaluate(async ({ text, schema }) => {
     const { BitNet } = await import("./bitnet.js");
     const m = await BitNet.load("models/shakespeare-bitnet-i2_s.gguf");
     const collect = async (opts) => {
@@ -136,6 +139,7 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bi
     const sampledA = await collect({ maxTokens: 24, temperature: 0.8, topK: 40, seed: 7 });
     const sampledB = await collect({ maxTokens: 24, temperature: 0.8, topK: 40, seed: 7 });
     const json = await collect({ maxTokens: 24, jsonObject: true });
+    const shaped = await collect({ maxTokens: 60, jsonSchema: schema });
     // +100 on one token outweighs every other logit: greedy writes it at every step
     const [thou] = await m.tokenize(" thou", { bos: false });
     const biased = await collect({ maxTokens: 8, logitBias: { [thou]: 100 } });
@@ -146,7 +150,8 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bi
     const errors = [];
     for (const bad of [() => m.generate("", {}), () => m.generate("x", { maxTokens: 4, topq: 1 }),
       () => m.detokenize([1e9]), () => m.generate("x", { logitBias: { 1000000: 1 } }),
-      () => m.generate("x", { logitBias: { [thou]: 101 } })]) {
+      () => m.generate("x", { logitBias: { [thou]: 101 } }),
+      () => m.generate("x", { jsonSchema: { type: "object", properties: { s: { type: "string", pattern: "^a" } } } })]) {
       try {
         const r = await bad();
         if (r?.next) await r.next();
@@ -156,9 +161,9 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bi
       }
     }
     m.close();
-    return { ids, roundTrip, greedy, stopAt, stopped, sampledA, sampledB, json, biased, thouTimes8, after, errors,
-      info: m.info };
-  }, text);
+    return { ids, roundTrip, greedy, stopAt, stopped, sampledA, sampledB, json, shaped, biased, thouTimes8, after,
+      errors, info: m.info };
+  }, { text, schema });
   assert.deepEqual(got.ids, JSON.parse(cli("tokenize", "-m", modelPath, "-p", text, "--json")));
   assert.equal(got.roundTrip, text);
   assert.equal(got.greedy.stats.tokens, 24);
@@ -176,11 +181,18 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bi
   assert.doesNotMatch(got.greedy.out, /^[ \n]?\{/);
   assert.equal(got.json.stats.finishReason, cliJson.stop === "MaxTokens" ? "length" : "stop");
   if (cliJson.stop === "FormatComplete") JSON.parse(got.json.out);
+  // a JSON schema: the CLI's greedy text under the same schema, which opens with its first property and an enum value
+  const cliShaped = JSON.parse(cli("run", "-m", modelPath, "-p", "ROMEO:", "-n", "60", "--temp", "0", "--json-schema",
+    JSON.stringify(schema), "--json"));
+  assert.equal(got.shaped.out, cliShaped.text);
+  assert.match(got.shaped.out, /^\s?\{\s*"mood"\s*:\s*"(merry|sad)"/);
+  assert.doesNotMatch(got.json.out, /^\s?\{\s*"mood"/);
   assert.match(got.errors[0], /empty prompt/);
   assert.match(got.errors[1], /unknown field `topq`/);
   assert.match(got.errors[2], /token id 1000000000 is outside the vocabulary/);
   assert.match(got.errors[3], /logitBias: token id 1000000 is outside the vocabulary \(\d+ tokens\)/);
   assert.match(got.errors[4], /logitBias: 101 for token \d+ is outside \[-100, 100\]/);
+  assert.match(got.errors[5], /jsonSchema: json_schema at #\/properties\/s: pattern is not supported/);
   assert.equal(got.biased.out, got.thouTimes8);
   assert.doesNotMatch(got.greedy.out, /^( thou){8}/);
   assert.equal(got.info.kernel, "relaxedsimd");

@@ -1,7 +1,7 @@
 // BitNet b1.58 in the browser: `const model = await BitNet.load(urlOrFileOrBytes, {onProgress})`, then
 // `for await (const piece of model.generate(prompt, {maxTokens, temperature, topK, topP, minP, repeatPenalty, seed,
-// stop, jsonObject, logitBias}))`. The model runs in a worker (worker.js): on the CPU (WebAssembly with the SIMD128 ternary
-// kernel) or on WebGPU (the CubeCL kernels compiled to WGSL).
+// stop, jsonObject, jsonSchema, logitBias}))`. The model runs in a worker (worker.js): on the CPU (WebAssembly with
+// the SIMD128 ternary kernel) or on WebGPU (the CubeCL kernels compiled to WGSL).
 
 /** The smallest file the CPU path runs on several threads by default (see `BitNet.load`). */
 const THREADED_BYTES = 16e6;

@@ -40,7 +40,7 @@ impl BackendTask for Args {
         let template =
             load_chat_template(&self.model.model, self.chat_template.as_deref(), &tokenizer)?;
         let model = self.model.load::<B>(&device)?;
-        let opts = self.sampling.options(self.text.act(), true);
+        let opts = self.sampling.options(self.text.act(), true)?;
         let mut cache = model.new_cache(1, model.config.context_length);
         let interactive = std::io::stdin().is_terminal();
         if interactive {

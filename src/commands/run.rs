@@ -61,7 +61,7 @@ impl BackendTask for Args {
     fn run<B: TernaryBackend>(self, device: B::Device, backend: &'static str) -> Result<()> {
         let tokenizer = self.text.load_tokenizer(&self.model.model)?;
         let model = self.model.load::<B>(&device)?;
-        let opts = self.sampling.options(self.text.act(), !self.no_bos);
+        let opts = self.sampling.options(self.text.act(), !self.no_bos)?;
         let mut cache = model.new_cache(1, model.config.context_length);
         let mut stdout = std::io::stdout().lock();
         let json = self.json;

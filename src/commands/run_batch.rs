@@ -103,7 +103,7 @@ impl BackendTask for Args {
         };
         let tokenizer = self.text.load_tokenizer(&self.model.model)?;
         let model = self.model.load::<B>(&device)?;
-        let base = self.sampling.options(self.text.act(), !self.no_bos);
+        let base = self.sampling.options(self.text.act(), !self.no_bos)?;
         let mut cache = model.new_cache(1, model.config.context_length);
         let (mut done, mut failed) = (0, 0);
         for (n, line) in input.lines().enumerate() {

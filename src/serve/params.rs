@@ -40,14 +40,8 @@ pub struct Common {
     /// Function calling is refused rather than ignored (the reply would never call one).
     pub tools: Option<Vec<Value>>,
     pub tool_choice: Option<Value>,
-    pub response_format: Option<ResponseFormat>,
-}
-
-/// `response_format`: `text`, or `json_object` (JSON mode).
-#[derive(Deserialize, Debug)]
-pub struct ResponseFormat {
-    #[serde(rename = "type")]
-    pub kind: String,
+    /// `text`, `json_object` or `json_schema` ([`OutputFormat::from_response_format`]).
+    pub response_format: Option<Value>,
 }
 
 /// `stop`: one string or a list.
@@ -340,14 +334,12 @@ impl Common {
 
     /// `response_format` as an output format.
     fn format(&self) -> Result<OutputFormat, ApiError> {
-        match self.response_format.as_ref().map(|f| f.kind.as_str()) {
-            None | Some("text") => Ok(OutputFormat::Text),
-            Some("json_object") => Ok(OutputFormat::JsonObject),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "response_format: {other:?} is not supported (\"text\" and \"json_object\" are)"
-            ))
-            .param("response_format")),
-        }
+        self.response_format
+            .as_ref()
+            .map_or(Ok(OutputFormat::Text), OutputFormat::from_response_format)
+            .map_err(|e| {
+                ApiError::bad_request(format!("response_format: {e}")).param("response_format")
+            })
     }
 
     /// `logit_bias` as (token id, bias) pairs, each id in the vocabulary and each bias in [-100, 100].

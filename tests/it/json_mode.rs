@@ -27,7 +27,7 @@ fn mask_matches_each_token_alone(name: &str, tok: &Tokenizer) {
         .collect();
     for cut in cuts {
         let ids = tok.encode(&OBJECT[..cut], false).unwrap();
-        let mut constraint = FormatConstraint::new(OutputFormat::JsonObject, tok).unwrap();
+        let mut constraint = FormatConstraint::new(&OutputFormat::JsonObject, tok).unwrap();
         let mut state = JsonObject::default();
         for &id in &ids {
             assert!(constraint.allows(id), "{name}: {:?} refused", tok.token(id));

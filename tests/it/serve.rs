@@ -362,7 +362,19 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
         ),
         (
             r#"{"prompt": "hi", "response_format": {"type": "json_schema"}}"#,
-            "response_format: \"json_schema\" is not supported",
+            "response_format: json_schema needs {\"json_schema\"",
+        ),
+        (
+            r#"{"prompt": "hi", "response_format": {"type": "grammar"}}"#,
+            "response_format: \"grammar\" is not supported",
+        ),
+        (
+            r#"{"prompt": "hi", "response_format": "json"}"#,
+            "response_format: must be an object with a \"type\"",
+        ),
+        (
+            r#"{"prompt": "hi", "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}}}}"#,
+            "response_format: json_schema at #/properties/n: minimum is not supported",
         ),
     ] {
         assert_error(server.post(completions, body, key), 400, needle);

@@ -7,8 +7,11 @@ them with the CLI's) and exits non-zero on any mismatch or unexpected error type
 import json
 import sys
 import urllib.request
+from typing import Annotated, List, Literal, Optional
 
 import openai
+from openai.lib._pydantic import to_strict_json_schema
+from pydantic import BaseModel, Field
 
 base, key = sys.argv[1], sys.argv[2]
 client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
@@ -130,13 +133,46 @@ try:
     raise SystemExit("the model wrote JSON unasked: the test above shows nothing")
 except json.JSONDecodeError:
     pass
+
+# Structured outputs: the client's own path for a pydantic model (`parse` sends OpenAI's strict JSON schema and
+# validates the reply with pydantic, the reference here). Every reply that ends on its own is a Character; one is
+# streamed to the same text; a schema outside the subset is a 400 naming the keyword.
+class Friend(BaseModel):
+    name: str
+
+
+class Character(BaseModel):
+    name: str
+    age: int
+    mood: Literal["merry", "sad"]
+    friends: Annotated[List[Friend], Field(min_length=1, max_length=2)]
+    title: Optional[str]
+    height: float
+    alive: bool
+
+
+structured = dict(model=model, messages=ask, max_tokens=300, temperature=0.8, logit_bias=json_mode["logit_bias"])
+parsed = []
+for seed in range(6):
+    try:
+        reply = client.chat.completions.parse(seed=seed, response_format=Character, **structured).choices[0]
+    except openai.LengthFinishReasonError:
+        continue
+    assert reply.finish_reason == "stop" and isinstance(reply.message.parsed, Character), reply
+    parsed.append((seed, reply.message.content))
+assert len(parsed) >= 2, parsed
+seed, content = parsed[0]
+schema = {"type": "json_schema", "json_schema": {"name": "Character", "schema": to_strict_json_schema(Character)}}
+chunks = client.chat.completions.create(seed=seed, stream=True, response_format=schema, **structured)
+assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
+patterned = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}}
 try:
     client.chat.completions.create(
-        model=model, messages=ask, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
+        model=model, messages=ask, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": patterned}}
     )
-    raise SystemExit("json_schema was accepted")
+    raise SystemExit("a schema with a pattern was accepted")
 except openai.BadRequestError as e:
-    assert "json_schema" in e.message, e.message
+    assert "pattern" in e.message and "#/properties/s" in e.message, e.message
 
 try:
     client.chat.completions.create(model="no-such-model", messages=messages)

@@ -312,7 +312,7 @@ impl Continuation {
         stop_strings: Vec<String>,
     ) -> Self {
         Self {
-            format: FormatConstraint::new(sampler.format, tokenizer),
+            format: FormatConstraint::new(&sampler.format, tokenizer),
             sampler: Sampler::new(sampler),
             history: prompt_ids.to_vec(),
             ids: Vec::new(),

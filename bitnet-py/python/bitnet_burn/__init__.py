@@ -201,15 +201,17 @@ class Model:
         """Replies to ``messages`` (``[{"role": ..., "content": ...}]``) with the model's chat template: an OpenAI
         ``chat.completion``, or with ``stream=True`` an iterator of ``chat.completion.chunk``. ``logprobs=True``:
         each generated token's log-probability, with ``top_logprobs`` of the most likely tokens; ``logit_bias`` as
-        the completion's; ``response_format={"type": "json_object"}``: the reply is one JSON object (JSON mode;
-        a ``schema`` is not supported)."""
+        the completion's; ``response_format={"type": "json_object"}``: the reply is one JSON object (JSON mode),
+        ``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}`` (or llama-cpp-python's
+        ``{"type": "json_object", "schema": {...}}``): one object that the schema allows (the subset the README
+        lists; others raise ``ValueError``)."""
         ids = self.native.chat_tokens(_messages(messages))
         return self._reply(
             ids, True, stream, _sampling(
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
                 presence_penalty, frequency_penalty, seed, stop,
                 logprobs=(top_logprobs or 0) if logprobs else None, logit_bias=self._bias(logit_bias),
-                json_object=_json_mode(response_format),
+                response_format=_response_format(response_format),
             )
         )
 
@@ -306,7 +308,7 @@ def _sampling(
     ignore_eos: bool = False,
     logprobs: Optional[int] = None,
     logit_bias: Sequence[tuple] = (),
-    json_object: bool = False,
+    response_format: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The native request's sampling settings, checked."""
     checks = [
@@ -342,18 +344,17 @@ def _sampling(
         "ignore_eos": ignore_eos,
         "logprobs": None if logprobs is None else _non_negative("logprobs", logprobs),
         "logit_bias": list(logit_bias),
-        "json_object": json_object,
+        "response_format": response_format,
     }
 
 
-def _json_mode(response_format: Optional[Dict[str, Any]]) -> bool:
-    """Whether ``response_format`` asks for JSON mode (``{"type": "json_object"}``) rather than text."""
-    kind = (response_format or {}).get("type", "text")
-    if kind not in ("text", "json_object"):
-        raise ValueError(f'response_format: {kind!r} is not supported ("text" and "json_object" are)')
-    if "schema" in (response_format or {}):
-        raise ValueError("response_format: a schema is not supported (json_object without one is)")
-    return kind == "json_object"
+def _response_format(response_format: Optional[Dict[str, Any]]) -> Optional[str]:
+    """``response_format`` as JSON for the native side, which checks it as the server does; None for text."""
+    if response_format is None:
+        return None
+    if not isinstance(response_format, dict):
+        raise ValueError(f"response_format must be a dict, not {type(response_format).__name__}")
+    return json.dumps(response_format)
 
 
 def _wait(run: Stream) -> tuple:

@@ -1,5 +1,10 @@
 //! A byte-at-a-time check that text is the start of one JSON object (RFC 8259, UTF-8), for JSON mode: the state
 //! is a few bytes and `Copy`, so trying a token's bytes from it and dropping the result costs nothing to undo.
+//! A [`Shape`] rides along and is asked at the points where a schema decides (a value's first byte, a key, the
+//! bytes of a key or scalar, its end, a `,`, a close): [`Free`] allows everything (JSON mode), a schema's
+//! shape ([`super::shaped::Shaped`]) only what the schema allows.
+
+use std::fmt::Debug;
 
 /// Deepest nesting of objects and arrays (one bit each in the stack; serde_json's limit is the same).
 const MAX_DEPTH: u8 = 128;
@@ -65,9 +70,53 @@ enum Lex {
     Done,
 }
 
-/// How far a text has got as the start of one JSON object; [`JsonObject::push`] takes its next byte.
+/// What else the text must be, asked as [`Json`] reads it; each method says whether the text may go on.
+pub trait Shape: Copy + Debug + Default {
+    /// What the shape checks against (a compiled schema), passed to every call rather than held in the state.
+    type Rules: Debug + Send + Sync;
+    /// A value starts with `b` (`{`, `[`, `"`, `-`, a digit, `t`, `f` or `n`).
+    fn value(&mut self, rules: &Self::Rules, b: u8) -> bool;
+    /// A key starts (its opening quote).
+    fn key(&mut self, rules: &Self::Rules) -> bool;
+    /// A later byte of a key or scalar value (a string's closing quote included).
+    fn byte(&mut self, rules: &Self::Rules, b: u8) -> bool;
+    /// The key or scalar value has ended.
+    fn end(&mut self, rules: &Self::Rules) -> bool;
+    /// A `,` in the innermost container: another member or item is to come.
+    fn more(&mut self, rules: &Self::Rules) -> bool;
+    /// The innermost container closes.
+    fn close(&mut self, rules: &Self::Rules) -> bool;
+}
+
+/// No shape: any JSON object (JSON mode).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Free;
+
+impl Shape for Free {
+    type Rules = ();
+    fn value(&mut self, _: &(), _: u8) -> bool {
+        true
+    }
+    fn key(&mut self, _: &()) -> bool {
+        true
+    }
+    fn byte(&mut self, _: &(), _: u8) -> bool {
+        true
+    }
+    fn end(&mut self, _: &()) -> bool {
+        true
+    }
+    fn more(&mut self, _: &()) -> bool {
+        true
+    }
+    fn close(&mut self, _: &()) -> bool {
+        true
+    }
+}
+
+/// How far a text has got as the start of one JSON object of shape `S`; [`Json::push_with`] takes its next byte.
 #[derive(Clone, Copy, Debug)]
-pub struct JsonObject {
+pub struct Json<S: Shape> {
     lex: Lex,
     /// Bit `i`: whether the container at depth `i` is an object (else an array).
     stack: u128,
@@ -76,9 +125,13 @@ pub struct JsonObject {
     space: u8,
     /// Whether the whitespace since the last token holds a line break (1: its `\r`, 2: all of it).
     line: u8,
+    shape: S,
 }
 
-impl Default for JsonObject {
+/// The start of any JSON object (JSON mode).
+pub type JsonObject = Json<Free>;
+
+impl<S: Shape> Default for Json<S> {
     fn default() -> Self {
         Self {
             lex: Lex::Start,
@@ -86,6 +139,7 @@ impl Default for JsonObject {
             depth: 0,
             space: 0,
             line: 0,
+            shape: S::default(),
         }
     }
 }
@@ -93,11 +147,19 @@ impl Default for JsonObject {
 impl JsonObject {
     /// Takes the text's next byte: false (the state then meaningless) when no JSON object starts with the text.
     pub fn push(&mut self, b: u8) -> bool {
+        self.push_with(&(), b)
+    }
+}
+
+impl<S: Shape> Json<S> {
+    /// Takes the text's next byte: false (the state then meaningless) when no JSON object of the shape `rules`
+    /// describe starts with the text.
+    pub fn push_with(&mut self, rules: &S::Rules, b: u8) -> bool {
         use Lex::*;
         // a string's printable ASCII (all but its quote and backslash, matched below): most bytes of most tokens,
         // when the vocabulary is checked inside a string
         if matches!(self.lex, Str { .. }) && matches!(b, 0x20..=0x7f) && b != b'"' && b != b'\\' {
-            return true;
+            return self.shape.byte(rules, b);
         }
         let between = matches!(
             self.lex,
@@ -126,13 +188,14 @@ impl JsonObject {
         }
         self.space = 0;
         self.line = 0;
+        let was = self.lex;
         self.lex = match (self.lex, b) {
-            (Start, b'{') | (Value | FirstItem, b'{') => return self.open(true),
-            (Value | FirstItem, b'[') => return self.open(false),
-            (FirstItem, b']') => return self.close(false),
-            (FirstKey, b'}') => return self.close(true),
-            (After, b'}') if self.in_object() => return self.close(true),
-            (After, b']') if !self.in_object() => return self.close(false),
+            (Start, b'{') | (Value | FirstItem, b'{') => return self.open(rules, true, b),
+            (Value | FirstItem, b'[') => return self.open(rules, false, b),
+            (FirstItem, b']') => return self.close(rules, false),
+            (FirstKey, b'}') => return self.close(rules, true),
+            (After, b'}') if self.in_object() => return self.close(rules, true),
+            (After, b']') if !self.in_object() => return self.close(rules, false),
             (After, b',') if self.in_object() => Key,
             (After, b',') => Value,
             (Colon, b':') => Value,
@@ -156,7 +219,7 @@ impl JsonObject {
             // a whole number ends at the first byte that cannot go on with it, which then counts after it
             (Zero | Int | Frac | ExpInt, _) => {
                 self.lex = After;
-                return self.push(b);
+                return self.shape.end(rules) && self.push_with(rules, b);
             }
             (Str { key }, b'"') if key => Colon,
             (Str { .. }, b'"') => After,
@@ -219,7 +282,17 @@ impl JsonObject {
             }
             _ => return false,
         };
-        true
+        match was {
+            Value | FirstItem => self.shape.value(rules, b),
+            FirstKey | Key => self.shape.key(rules),
+            After if b == b',' => self.shape.more(rules),
+            Start | Colon | After | Done => true,
+            // inside a key or scalar
+            _ => {
+                self.shape.byte(rules, b)
+                    && (!matches!(self.lex, After | Colon) || self.shape.end(rules))
+            }
+        }
     }
 
     /// Whether the text is one whole JSON object.
@@ -231,8 +304,8 @@ impl JsonObject {
         self.depth > 0 && self.stack >> (self.depth - 1) & 1 == 1
     }
 
-    fn open(&mut self, object: bool) -> bool {
-        if self.depth == MAX_DEPTH {
+    fn open(&mut self, rules: &S::Rules, object: bool, b: u8) -> bool {
+        if self.depth == MAX_DEPTH || !self.shape.value(rules, b) {
             return false;
         }
         self.stack = self.stack & !(1 << self.depth) | u128::from(object) << self.depth;
@@ -245,8 +318,11 @@ impl JsonObject {
         true
     }
 
-    fn close(&mut self, object: bool) -> bool {
+    fn close(&mut self, rules: &S::Rules, object: bool) -> bool {
         debug_assert_eq!(self.in_object(), object);
+        if !self.shape.close(rules) {
+            return false;
+        }
         self.depth -= 1;
         self.lex = if self.depth == 0 {
             Lex::Done
@@ -276,6 +352,7 @@ fn utf8_lead(key: bool, b: u8) -> Lex {
 mod tests {
     use super::*;
     use crate::rng::Rng;
+    use crate::text::format::{Schema, Shaped};
 
     /// What the machine should say of `text`, from serde_json (the reference parser): `Some(complete)` when
     /// some JSON object text (no whitespace after it) starts with `text`, else `None`. serde_json reads a
@@ -360,6 +437,14 @@ mod tests {
     fn machine(text: &[u8]) -> Option<bool> {
         let mut m = JsonObject::default();
         text.iter().all(|&b| m.push(b)).then(|| m.is_complete())
+    }
+
+    /// The same check through a schema's shape, under `{"type": "object"}` (any object).
+    fn any_object(schema: &Schema, text: &[u8]) -> Option<bool> {
+        let mut m = Json::<Shaped>::default();
+        text.iter()
+            .all(|&b| m.push_with(schema, b))
+            .then(|| m.is_complete())
     }
 
     fn pick<'a, T>(rng: &mut Rng, items: &'a [T]) -> &'a T {
@@ -451,6 +536,7 @@ mod tests {
     #[test]
     fn every_prefix_is_judged_as_serde_json_judges_it() {
         let mut rng = Rng::new(7);
+        let bare = Schema::compile(&serde_json::json!({"type": "object"})).unwrap();
         let (mut whole, mut checked) = (0, 0);
         for case in 0..3000 {
             let mut text = Vec::new();
@@ -505,6 +591,7 @@ mod tests {
                     "{:?}",
                     String::from_utf8_lossy(prefix)
                 );
+                assert_eq!(any_object(&bare, prefix), machine(prefix));
                 checked += 1;
             }
             whole += usize::from(machine(&text) == Some(true));

@@ -1,26 +1,37 @@
 //! Holding generated text to a format (OpenAI's `response_format`): in JSON mode only tokens that keep the text
-//! the start of a JSON object may be sampled, and generation ends when the object closes.
+//! the start of a JSON object may be sampled, with a JSON schema only those that keep it the start of an object
+//! the schema allows ([`Schema`]); generation ends when the object closes.
 //!
 //! The check is lazy, as llama.cpp's grammar sampler: the sampler's choice is tried first, and only when it
 //! does not fit are all tokens checked and the misfits' logits set to -inf before choosing again. That picks
 //! each fitting token with its probability among the fitting ones, and mostly costs one token's bytes.
 
 mod json;
+mod schema;
+mod shaped;
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
-pub use json::JsonObject;
+use serde_json::Value;
+
+pub use json::{Json, JsonObject};
+pub use schema::{Schema, SchemaError, MOST_CHOICES};
+pub use shaped::Shaped;
 
 use crate::text::tokenizer::{SortedVocab, Tokenizer};
+use json::Shape;
 
 /// What the generated text must be.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum OutputFormat {
     /// Any text.
     #[default]
     Text,
     /// One JSON object (OpenAI's JSON mode, `{"type": "json_object"}`); nothing after it.
     JsonObject,
+    /// One JSON object that a schema allows (`{"type": "json_schema", ...}`); nothing after it.
+    JsonSchema(Arc<Schema>),
 }
 
 impl OutputFormat {
@@ -31,74 +42,84 @@ impl OutputFormat {
             false => Self::Text,
         }
     }
+
+    /// An OpenAI `response_format`: `{"type": "text"}`, `{"type": "json_object"}` (with llama-server's
+    /// `"schema": {...}` held to that schema) or `{"type": "json_schema", "json_schema": {"name": ...,
+    /// "schema": {...}}}`.
+    pub fn from_response_format(format: &Value) -> Result<Self, ResponseFormatError> {
+        let kind = format.get("type").and_then(Value::as_str);
+        let schema = match kind {
+            Some("text") => return Ok(Self::Text),
+            Some("json_object") => match format.get("schema") {
+                None => return Ok(Self::JsonObject),
+                Some(schema) => schema,
+            },
+            Some("json_schema") => format
+                .get("json_schema")
+                .and_then(|s| s.get("schema"))
+                .ok_or(ResponseFormatError::NoSchema)?,
+            Some(other) => return Err(ResponseFormatError::Unsupported(other.into())),
+            None => return Err(ResponseFormatError::NoType),
+        };
+        Ok(Self::JsonSchema(Arc::new(Schema::compile(schema)?)))
+    }
+}
+
+/// A `response_format` this engine cannot write to.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ResponseFormatError {
+    /// Not an object with a string `type`.
+    #[error("must be an object with a \"type\" (\"text\", \"json_object\" or \"json_schema\")")]
+    NoType,
+    /// A type other than these.
+    #[error("{0:?} is not supported (\"text\", \"json_object\" and \"json_schema\" are)")]
+    Unsupported(String),
+    /// `json_schema` without its schema.
+    #[error("json_schema needs {{\"json_schema\": {{\"name\": ..., \"schema\": {{...}}}}}}")]
+    NoSchema,
+    /// A schema outside the subset held to.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
 }
 
 /// Which tokens may come next under an [`OutputFormat`] other than text.
 #[derive(Debug)]
 pub struct FormatConstraint {
     vocab: Arc<SortedVocab>,
-    state: JsonObject,
-    /// The state after each byte of the token being checked, kept between calls.
-    states: Vec<JsonObject>,
+    machine: Box<dyn Machine>,
     /// The tokens that fit, kept between calls.
     fitting: Vec<(u32, f32)>,
 }
 
 impl FormatConstraint {
     /// A constraint for `format` over `tokenizer`'s vocabulary, or `None` for free text.
-    pub fn new(format: OutputFormat, tokenizer: &Tokenizer) -> Option<Self> {
-        match format {
-            OutputFormat::Text => None,
-            OutputFormat::JsonObject => Some(Self {
-                vocab: tokenizer.sorted_vocab(),
-                state: JsonObject::default(),
-                states: Vec::new(),
-                fitting: Vec::new(),
-            }),
-        }
+    pub fn new(format: &OutputFormat, tokenizer: &Tokenizer) -> Option<Self> {
+        let machine: Box<dyn Machine> = match format {
+            OutputFormat::Text => return None,
+            OutputFormat::JsonObject => Box::new(Walker::<json::Free>::new(Arc::new(()))),
+            OutputFormat::JsonSchema(schema) => Box::new(Walker::<Shaped>::new(schema.clone())),
+        };
+        Some(Self {
+            vocab: tokenizer.sorted_vocab(),
+            machine,
+            fitting: Vec::new(),
+        })
     }
 
     /// Whether token `id` may come next (never a special token, so never an end-of-text one).
     pub fn allows(&self, id: u32) -> bool {
-        self.after(id).is_some()
+        self.vocab.bytes(id).is_some_and(|b| self.machine.fits(b))
     }
 
     /// Moves past token `id` if it may come next; whether it may (if not, nothing moves).
     pub fn accept(&mut self, id: u32) -> bool {
-        self.after(id).map(|state| self.state = state).is_some()
-    }
-
-    /// The state after token `id`, if it may come next.
-    fn after(&self, id: u32) -> Option<JsonObject> {
-        let mut state = self.state;
-        let bytes = self.vocab.bytes(id)?;
-        bytes.iter().all(|&b| state.push(b)).then_some(state)
+        self.vocab.bytes(id).is_some_and(|b| self.machine.accept(b))
     }
 
     /// Sets the logit of every token that may not come next to -inf; false when none may.
     pub fn mask(&mut self, logits: &mut [f32]) -> bool {
         self.fitting.clear();
-        // states[d]: after the first d bytes of the token before, which all fitted
-        self.states.clear();
-        self.states.push(self.state);
-        for i in 0..self.vocab.len() {
-            let (id, bytes, shared) = self.vocab.entry(i);
-            if shared >= self.states.len() {
-                continue; // it starts with the bytes that did not fit in the token before
-            }
-            self.states.truncate(shared + 1);
-            let mut state = self.states[shared];
-            let fits = bytes[shared..].iter().all(|&b| {
-                let ok = state.push(b);
-                if ok {
-                    self.states.push(state);
-                }
-                ok
-            });
-            if let Some(&logit) = logits.get(id as usize).filter(|_| fits) {
-                self.fitting.push((id, logit));
-            }
-        }
+        self.machine.fitting(&self.vocab, logits, &mut self.fitting);
         logits.fill(f32::NEG_INFINITY);
         for &(id, logit) in &self.fitting {
             logits[id as usize] = logit;
@@ -108,6 +129,80 @@ impl FormatConstraint {
 
     /// Whether the text is whole (the JSON object closed): generation ends here.
     pub fn is_complete(&self) -> bool {
+        self.machine.is_complete()
+    }
+}
+
+/// A [`Walker`] whatever its shape.
+trait Machine: Debug + Send + Sync {
+    fn fits(&self, bytes: &[u8]) -> bool;
+    fn accept(&mut self, bytes: &[u8]) -> bool;
+    /// The tokens of `vocab` that fit, with their logits, into `out`.
+    fn fitting(&mut self, vocab: &SortedVocab, logits: &[f32], out: &mut Vec<(u32, f32)>);
+    fn is_complete(&self) -> bool;
+}
+
+/// The JSON state of the text so far under the rules of shape `S`.
+#[derive(Debug)]
+struct Walker<S: Shape> {
+    rules: Arc<S::Rules>,
+    state: Json<S>,
+    /// The state after each byte of the token being checked, kept between calls.
+    states: Vec<Json<S>>,
+}
+
+impl<S: Shape> Walker<S> {
+    fn new(rules: Arc<S::Rules>) -> Self {
+        Self {
+            rules,
+            state: Json::default(),
+            states: Vec::new(),
+        }
+    }
+
+    fn after(&self, bytes: &[u8]) -> Option<Json<S>> {
+        let mut state = self.state;
+        bytes
+            .iter()
+            .all(|&b| state.push_with(&self.rules, b))
+            .then_some(state)
+    }
+}
+
+impl<S: Shape + Send + Sync> Machine for Walker<S> {
+    fn fits(&self, bytes: &[u8]) -> bool {
+        self.after(bytes).is_some()
+    }
+
+    fn accept(&mut self, bytes: &[u8]) -> bool {
+        self.after(bytes).map(|state| self.state = state).is_some()
+    }
+
+    fn fitting(&mut self, vocab: &SortedVocab, logits: &[f32], out: &mut Vec<(u32, f32)>) {
+        // states[d]: after the first d bytes of the token before, which all fitted
+        self.states.clear();
+        self.states.push(self.state);
+        for i in 0..vocab.len() {
+            let (id, bytes, shared) = vocab.entry(i);
+            if shared >= self.states.len() {
+                continue; // it starts with the bytes that did not fit in the token before
+            }
+            self.states.truncate(shared + 1);
+            let mut state = self.states[shared];
+            let fits = bytes[shared..].iter().all(|&b| {
+                let ok = state.push_with(&self.rules, b);
+                if ok {
+                    self.states.push(state);
+                }
+                ok
+            });
+            if let Some(&logit) = logits.get(id as usize).filter(|_| fits) {
+                out.push((id, logit));
+            }
+        }
+    }
+
+    fn is_complete(&self) -> bool {
         self.state.is_complete()
     }
 }

@@ -1,0 +1,542 @@
+//! JSON Schemas (OpenAI's `response_format: {"type": "json_schema"}`) compiled into the nodes that
+//! [`super::shaped::Shaped`] follows as text is generated. The subset is what structured outputs are written in
+//! (OpenAI's strict schemas, pydantic's models): types, properties and required, items with their counts, enum
+//! and const, anyOf/oneOf, one-schema allOf, and `$ref` into `$defs` (recursion included). Keywords that would
+//! constrain the text in ways not checked here (patterns, lengths, numeric bounds, ...) are refused by name, never
+//! ignored; the rest (titles, descriptions, formats, unknown words) annotate and are skipped, as JSON Schema says.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+/// A string.
+pub(super) const STRING: u8 = 1;
+/// A number, integer or not.
+pub(super) const NUMBER: u8 = 2;
+/// A number without fraction or exponent.
+pub(super) const INTEGER: u8 = 4;
+/// `true` or `false`.
+pub(super) const BOOLEAN: u8 = 8;
+/// `null`.
+pub(super) const NULL: u8 = 16;
+/// Any object.
+pub(super) const OBJECT: u8 = 32;
+/// Any array.
+pub(super) const ARRAY: u8 = 64;
+/// Any value.
+const ANY: u8 = STRING | NUMBER | BOOLEAN | NULL | OBJECT | ARRAY;
+
+/// Most properties of one object, and most values of one `enum`: while a key or value is written, the ones it
+/// can still be are the bits of a u64.
+pub const MOST_CHOICES: usize = 64;
+/// Most nodes of one schema (their indices are u16 in the generation state).
+const MOST_NODES: usize = 4096;
+
+/// Validation keywords this subset does not check: a schema using one is refused, as output ignoring it
+/// would break the schema.
+const UNCHECKED: &[&str] = &[
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "patternProperties",
+    "propertyNames",
+    "minProperties",
+    "maxProperties",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "prefixItems",
+    "additionalItems",
+    "contains",
+    "minContains",
+    "maxContains",
+    "uniqueItems",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "not",
+    "if",
+    "then",
+    "else",
+    "$dynamicRef",
+    "$recursiveRef",
+];
+
+/// A schema this subset cannot hold text to, with where in it (a JSON pointer) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("json_schema at {at}: {message}")]
+pub struct SchemaError {
+    /// JSON pointer to the schema object at fault (`#` is the root).
+    pub at: String,
+    /// What is wrong or unsupported there.
+    pub message: String,
+}
+
+/// A compiled schema: node 0 is the root.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schema {
+    pub(super) nodes: Vec<Node>,
+}
+
+/// What a value may be: any value of the kinds in `types`, one of `literals`, an object of `object`'s shape or an
+/// array of `array`'s, or else what the first of `alts` whose values can start with its first byte allows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(super) struct Node {
+    pub types: u8,
+    /// Exact JSON texts (`enum`, `const`), as serde_json writes them.
+    pub literals: Vec<Vec<u8>>,
+    pub object: Option<Vec<Property>>,
+    pub array: Option<Items>,
+    pub alts: Vec<usize>,
+}
+
+/// A property an object may have: its key as a JSON string (quotes included), the node of its value, and
+/// whether it must be there. Generated objects hold only these, in this order.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Property {
+    pub key: Vec<u8>,
+    pub node: usize,
+    pub required: bool,
+}
+
+/// An array's items: the node each follows and how many there may be.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Items {
+    pub node: usize,
+    pub min: u32,
+    pub max: u32,
+}
+
+impl Schema {
+    /// Compiles `schema` (a JSON Schema whose root describes an object, as OpenAI requires).
+    pub fn compile(schema: &Value) -> Result<Self, SchemaError> {
+        let mut c = Compiler {
+            root: schema,
+            nodes: Vec::new(),
+            refs: HashMap::new(),
+        };
+        c.nodes.push(Node::default());
+        c.refs.insert("#".into(), 0);
+        c.fill(0, schema, "#")?;
+        let schema = Self { nodes: c.nodes };
+        if schema.resolve(0, b'{').is_none() {
+            return Err(SchemaError {
+                at: "#".into(),
+                message:
+                    "the root must describe an object (OpenAI's structured outputs require one)"
+                        .into(),
+            });
+        }
+        Ok(schema)
+    }
+
+    /// The node that a value of `node` starting with byte `b` follows: `node` itself, or the first of its
+    /// alternatives (recursively) whose values can start with `b`; `None` if none can.
+    pub(super) fn resolve(&self, node: usize, b: u8) -> Option<usize> {
+        self.resolve_within(node, b, 0)
+    }
+
+    fn resolve_within(&self, node: usize, b: u8, depth: usize) -> Option<usize> {
+        let n = &self.nodes[node];
+        if !n.alts.is_empty() {
+            // a loop of alternatives that never reaches a value (`A: anyOf [A]`) ends here
+            return (depth < 32)
+                .then(|| {
+                    n.alts
+                        .iter()
+                        .find_map(|&a| self.resolve_within(a, b, depth + 1))
+                })
+                .flatten();
+        }
+        let starts = n.types & kind(b) != 0
+            || n.literals.iter().any(|l| l[0] == b)
+            || (b == b'{' && n.object.is_some())
+            || (b == b'[' && n.array.is_some());
+        starts.then_some(node)
+    }
+}
+
+/// The kinds of value that can start with byte `b`.
+pub(super) fn kind(b: u8) -> u8 {
+    match b {
+        b'"' => STRING,
+        b'-' | b'0'..=b'9' => NUMBER | INTEGER,
+        b't' | b'f' => BOOLEAN,
+        b'n' => NULL,
+        b'{' => OBJECT,
+        b'[' => ARRAY,
+        _ => 0,
+    }
+}
+
+struct Compiler<'a> {
+    root: &'a Value,
+    nodes: Vec<Node>,
+    /// Node of each `$ref` target compiled or being compiled (so recursion ends).
+    refs: HashMap<String, usize>,
+}
+
+impl<'a> Compiler<'a> {
+    /// A new node for `schema` at pointer `at`.
+    fn node(&mut self, schema: &'a Value, at: &str) -> Result<usize, SchemaError> {
+        if let Some(target) = schema.get("$ref") {
+            return self.reference(schema, target, at);
+        }
+        let index = self.reserve(at)?;
+        self.fill(index, schema, at)?;
+        Ok(index)
+    }
+
+    fn reserve(&mut self, at: &str) -> Result<usize, SchemaError> {
+        if self.nodes.len() == MOST_NODES {
+            return Err(error(at, format!("more than {MOST_NODES} schemas")));
+        }
+        self.nodes.push(Node::default());
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// The node of a `$ref` (beside which only annotations may stand).
+    fn reference(
+        &mut self,
+        schema: &'a Value,
+        target: &Value,
+        at: &str,
+    ) -> Result<usize, SchemaError> {
+        let Some(pointer) = target.as_str() else {
+            return Err(error(at, "$ref must be a string"));
+        };
+        if let Some(constraint) = schema
+            .as_object()
+            .into_iter()
+            .flat_map(Map::keys)
+            .find(|k| *k != "$ref" && constrains(k))
+        {
+            return Err(error(
+                at,
+                format!("{constraint} beside $ref is not supported"),
+            ));
+        }
+        if let Some(&node) = self.refs.get(pointer) {
+            return Ok(node);
+        }
+        let resolved = pointer
+            .strip_prefix('#')
+            .and_then(|p| self.root.pointer(p))
+            .ok_or_else(|| {
+                error(at, format!("$ref {pointer:?} does not point into this schema (only local refs like \"#/$defs/Name\" are)"))
+            })?;
+        let index = self.reserve(at)?;
+        self.refs.insert(pointer.to_string(), index);
+        self.fill(index, resolved, pointer)?;
+        Ok(index)
+    }
+
+    /// Compiles `schema` into node `index`.
+    fn fill(&mut self, index: usize, schema: &'a Value, at: &str) -> Result<(), SchemaError> {
+        let map = match schema {
+            Value::Bool(true) => {
+                self.nodes[index].types = ANY;
+                return Ok(());
+            }
+            Value::Bool(false) => return Err(error(at, "the schema `false` allows no value")),
+            Value::Object(map) => map,
+            other => {
+                return Err(error(
+                    at,
+                    format!("a schema must be an object or a boolean, not {other}"),
+                ))
+            }
+        };
+        if let Some(keyword) = map.keys().find(|k| UNCHECKED.contains(&k.as_str())) {
+            return Err(error(
+                at,
+                format!("{keyword} is not supported (supported: type, properties, required, additionalProperties, items, minItems, maxItems, enum, const, anyOf, oneOf, allOf of one schema, $ref, $defs)"),
+            ));
+        }
+        if map.contains_key("$ref") {
+            let target = self.reference(schema, &map["$ref"], at)?;
+            self.nodes[index].alts = vec![target];
+            return Ok(());
+        }
+        for word in ["anyOf", "oneOf", "allOf"] {
+            if let Some(list) = map.get(word) {
+                return self.alternatives(index, map, word, list, at);
+            }
+        }
+        let types = match map.get("type") {
+            None => None,
+            Some(t) => Some(type_bits(t).ok_or_else(|| {
+                error(
+                    at,
+                    format!("type {t} is not a JSON Schema type or list of them"),
+                )
+            })?),
+        };
+        if map.contains_key("enum") || map.contains_key("const") {
+            return self.literals(index, map, types, at);
+        }
+        let implied = |words: &[&str], bits| match words.iter().any(|w| map.contains_key(*w)) {
+            true => bits,
+            false => 0,
+        };
+        // without a type, the kinds the keywords describe (generating one of them is valid), or any value
+        let types = types.unwrap_or_else(|| {
+            match implied(&["properties", "required", "additionalProperties"], OBJECT)
+                | implied(&["items", "minItems", "maxItems"], ARRAY)
+            {
+                0 => ANY,
+                kinds => kinds,
+            }
+        });
+        let mut node = Node {
+            types: types & !(OBJECT | ARRAY),
+            ..Node::default()
+        };
+        if types & OBJECT != 0 {
+            match self.object(map, at)? {
+                Some(props) => node.object = Some(props),
+                None => node.types |= OBJECT,
+            }
+        }
+        if types & ARRAY != 0 {
+            match self.array(map, at)? {
+                Some(items) => node.array = Some(items),
+                None => node.types |= ARRAY,
+            }
+        }
+        self.nodes[index] = node;
+        Ok(())
+    }
+
+    /// `anyOf`/`oneOf` (taken alike: the text follows the first alternative that can start with its first byte)
+    /// or an `allOf` of one schema.
+    fn alternatives(
+        &mut self,
+        index: usize,
+        map: &'a Map<String, Value>,
+        word: &str,
+        list: &'a Value,
+        at: &str,
+    ) -> Result<(), SchemaError> {
+        if let Some(other) = map.keys().find(|k| *k != word && constrains(k)) {
+            return Err(error(at, format!("{other} beside {word} is not supported")));
+        }
+        let list = match list.as_array() {
+            Some(l) if !l.is_empty() && (word != "allOf" || l.len() == 1) => l,
+            _ if word == "allOf" => {
+                return Err(error(at, "allOf is supported with one schema only"))
+            }
+            _ => {
+                return Err(error(
+                    at,
+                    format!("{word} must be a non-empty list of schemas"),
+                ))
+            }
+        };
+        let mut alts = Vec::with_capacity(list.len());
+        for (i, alt) in list.iter().enumerate() {
+            alts.push(self.node(alt, &format!("{at}/{word}/{i}"))?);
+        }
+        self.nodes[index].alts = alts;
+        Ok(())
+    }
+
+    /// `enum` or `const`: exact values, of the kinds `types` allows if given.
+    fn literals(
+        &mut self,
+        index: usize,
+        map: &Map<String, Value>,
+        types: Option<u8>,
+        at: &str,
+    ) -> Result<(), SchemaError> {
+        let values = match (map.get("const"), map.get("enum")) {
+            (Some(one), _) => std::slice::from_ref(one),
+            (None, Some(Value::Array(list))) => list.as_slice(),
+            _ => return Err(error(at, "enum must be a list")),
+        };
+        let mut literals = Vec::new();
+        for v in values {
+            let text = match v {
+                Value::Object(_) | Value::Array(_) => {
+                    return Err(error(
+                        at,
+                        "enum and const of objects or arrays are not supported",
+                    ))
+                }
+                v => serde_json::to_vec(v).unwrap_or_default(),
+            };
+            let integer = v.as_f64().is_some_and(|x| x.fract() == 0.0);
+            let fits = types.is_none_or(|t| match v {
+                Value::Number(_) => t & NUMBER != 0 || (t & INTEGER != 0 && integer),
+                _ => t & kind(text[0]) != 0,
+            });
+            if fits && !literals.contains(&text) {
+                literals.push(text);
+            }
+        }
+        match literals.len() {
+            0 => Err(error(
+                at,
+                "no value of the enum (or const) has the schema's type",
+            )),
+            n if n > MOST_CHOICES => Err(error(
+                at,
+                format!("an enum of {n} values (at most {MOST_CHOICES})"),
+            )),
+            _ => {
+                self.nodes[index].literals = literals;
+                Ok(())
+            }
+        }
+    }
+
+    /// The properties of an object (`None`: any object).
+    fn object(
+        &mut self,
+        map: &'a Map<String, Value>,
+        at: &str,
+    ) -> Result<Option<Vec<Property>>, SchemaError> {
+        let props = match map.get("properties") {
+            None => None,
+            Some(Value::Object(p)) => Some(p),
+            Some(_) => return Err(error(at, "properties must be an object")),
+        };
+        let required: Vec<&str> = match map.get("required") {
+            None => Vec::new(),
+            Some(Value::Array(r)) => r
+                .iter()
+                .map(|k| {
+                    k.as_str()
+                        .ok_or_else(|| error(at, "required must list strings"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(error(at, "required must be a list")),
+        };
+        let closed = map.get("additionalProperties") == Some(&Value::Bool(false));
+        if props.is_none() && required.is_empty() && !closed {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for (key, schema) in props.into_iter().flatten() {
+            let node = self.node(schema, &format!("{at}/properties/{}", escape_pointer(key)))?;
+            out.push(Property {
+                key: serde_json::to_vec(key).unwrap_or_default(),
+                node,
+                required: required.contains(&key.as_str()),
+            });
+        }
+        // required without a schema of its own: any value
+        for key in required {
+            if !out
+                .iter()
+                .any(|p| p.key == serde_json::to_vec(key).unwrap_or_default())
+            {
+                let node = self.reserve(at)?;
+                self.nodes[node].types = ANY;
+                out.push(Property {
+                    key: serde_json::to_vec(key).unwrap_or_default(),
+                    node,
+                    required: true,
+                });
+            }
+        }
+        if out.len() > MOST_CHOICES {
+            return Err(error(
+                at,
+                format!(
+                    "an object of {} properties (at most {MOST_CHOICES})",
+                    out.len()
+                ),
+            ));
+        }
+        Ok(Some(out))
+    }
+
+    /// The items of an array (`None`: any array).
+    fn array(
+        &mut self,
+        map: &'a Map<String, Value>,
+        at: &str,
+    ) -> Result<Option<Items>, SchemaError> {
+        let count = |word: &str, default: u32| match map.get(word) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .map(|n| n.min(u32::MAX.into()) as u32)
+                .ok_or_else(|| error(at, format!("{word} must be a non-negative integer"))),
+        };
+        let (min, max) = (count("minItems", 0)?, count("maxItems", u32::MAX)?);
+        if min > max {
+            return Err(error(at, format!("minItems {min} is above maxItems {max}")));
+        }
+        let node = match map.get("items") {
+            None if (min, max) == (0, u32::MAX) => return Ok(None),
+            None => {
+                let node = self.reserve(at)?;
+                self.nodes[node].types = ANY;
+                node
+            }
+            Some(items) => self.node(items, &format!("{at}/items"))?,
+        };
+        Ok(Some(Items { node, min, max }))
+    }
+}
+
+/// Whether a keyword constrains values (so it cannot stand beside `$ref` or `anyOf` here, where it would have to
+/// hold as well); the rest are annotations and container words.
+fn constrains(keyword: &str) -> bool {
+    const ANNOTATIONS: &[&str] = &[
+        "title",
+        "description",
+        "default",
+        "examples",
+        "$schema",
+        "$id",
+        "$comment",
+        "$defs",
+        "definitions",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "format",
+        "discriminator",
+    ];
+    !ANNOTATIONS.contains(&keyword)
+}
+
+/// The kinds a `type` names (a name or a list of them).
+fn type_bits(t: &Value) -> Option<u8> {
+    let one = |name: &str| match name {
+        "string" => Some(STRING),
+        "number" => Some(NUMBER),
+        "integer" => Some(INTEGER),
+        "boolean" => Some(BOOLEAN),
+        "null" => Some(NULL),
+        "object" => Some(OBJECT),
+        "array" => Some(ARRAY),
+        _ => None,
+    };
+    match t {
+        Value::String(name) => one(name),
+        Value::Array(names) if !names.is_empty() => names
+            .iter()
+            .try_fold(0, |bits, n| Some(bits | one(n.as_str()?)?)),
+        _ => None,
+    }
+}
+
+/// A property name as a JSON pointer segment.
+fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn error(at: &str, message: impl Into<String>) -> SchemaError {
+    SchemaError {
+        at: at.to_string(),
+        message: message.into(),
+    }
+}

@@ -1,0 +1,474 @@
+//! A compiled [`Schema`] followed as JSON text is read ([`super::json::Json`] asks at each point where the
+//! schema decides): the node of every open container, the property whose value is due, and the keys or exact
+//! values the text being written can still become. A few hundred bytes and `Copy`, like the JSON state.
+
+use super::json::Shape;
+use super::schema::{kind, Node, Property, Schema, INTEGER, NUMBER};
+
+/// Most containers of the schema's shape open at once (containers inside a free value are only counted).
+const MOST_FRAMES: usize = 16;
+
+/// An open container of the schema's shape.
+#[derive(Clone, Copy, Debug, Default)]
+struct Frame {
+    /// Its node (an object or array shape).
+    node: u16,
+    /// An object's next property that may come; an array's items so far.
+    next: u16,
+    /// An object's property whose value is due.
+    member: u16,
+}
+
+/// What the key or scalar being written is checked against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Scalar {
+    /// Anything JSON allows.
+    #[default]
+    Free,
+    /// A number without fraction or exponent.
+    Integer,
+    /// One of a node's literals.
+    Literal(u16),
+    /// One of the innermost object's keys.
+    Key,
+}
+
+/// The state of a text against a [`Schema`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shaped {
+    frames: [Frame; MOST_FRAMES],
+    depth: u8,
+    /// Containers open inside a value the schema leaves free.
+    free: u8,
+    scalar: Scalar,
+    /// The literals or keys the text can still be (bit `i`: the `i`th), and the bytes of it read so far.
+    alive: u64,
+    at: u16,
+}
+
+impl Shaped {
+    fn top(&mut self) -> &mut Frame {
+        &mut self.frames[usize::from(self.depth) - 1]
+    }
+
+    /// The properties the next key may name: from the next one up to the first required one (the optional
+    /// ones before it may be left out).
+    fn keys<'a>(&mut self, rules: &'a Schema) -> (usize, &'a [Property]) {
+        let frame = *self.top();
+        let props = object(rules, frame.node);
+        let from = usize::from(frame.next);
+        let to = props[from..]
+            .iter()
+            .position(|p| p.required)
+            .map_or(props.len(), |i| from + i + 1);
+        (from, &props[from..to])
+    }
+
+    /// Candidate `i`'s text: the innermost object's `i`th key, or the literal node's `i`th value.
+    fn text<'a>(&self, rules: &'a Schema, i: usize) -> &'a [u8] {
+        match self.scalar {
+            Scalar::Literal(node) => &rules.nodes[usize::from(node)].literals[i],
+            _ => &object(rules, self.frames[usize::from(self.depth) - 1].node)[i].key,
+        }
+    }
+
+    /// The candidates still alive.
+    fn alive(&self) -> impl Iterator<Item = usize> {
+        let mut bits = self.alive;
+        std::iter::from_fn(move || {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits.wrapping_sub(1);
+            (i < 64).then_some(i)
+        })
+    }
+
+    /// Keeps the candidates whose byte `at` is `b`.
+    fn narrow(&mut self, rules: &Schema, b: u8) -> bool {
+        for i in self.alive() {
+            if self.text(rules, i).get(usize::from(self.at)) != Some(&b) {
+                self.alive &= !(1 << i);
+            }
+        }
+        self.at += 1;
+        self.alive != 0
+    }
+
+    /// The candidate read whole, if one is.
+    fn whole(&self, rules: &Schema) -> Option<usize> {
+        self.alive()
+            .find(|&i| self.text(rules, i).len() == usize::from(self.at))
+    }
+}
+
+/// An object node's properties.
+fn object(rules: &Schema, node: u16) -> &[Property] {
+    rules.nodes[usize::from(node)]
+        .object
+        .as_deref()
+        .unwrap_or(&[])
+}
+
+impl Shape for Shaped {
+    type Rules = Schema;
+
+    fn value(&mut self, rules: &Schema, b: u8) -> bool {
+        self.scalar = Scalar::Free;
+        if self.free > 0 {
+            if matches!(b, b'{' | b'[') {
+                self.free += 1;
+            }
+            return true;
+        }
+        let due = match self.depth {
+            0 => 0,
+            _ => {
+                let frame = self.top();
+                let n = &rules.nodes[usize::from(frame.node)];
+                match &n.array {
+                    Some(items) => {
+                        frame.next += 1;
+                        if u32::from(frame.next) > items.max {
+                            return false;
+                        }
+                        items.node
+                    }
+                    None => object(rules, frame.node)[usize::from(frame.member)].node,
+                }
+            }
+        };
+        let Some(node) = rules.resolve(due, b) else {
+            return false;
+        };
+        let n: &Node = &rules.nodes[node];
+        if n.types & kind(b) != 0 {
+            if matches!(b, b'{' | b'[') {
+                self.free = 1;
+            } else if kind(b) == NUMBER | INTEGER && n.types & NUMBER == 0 {
+                self.scalar = Scalar::Integer;
+            }
+            return true;
+        }
+        if matches!(b, b'{' | b'[') {
+            if usize::from(self.depth) == MOST_FRAMES {
+                return false;
+            }
+            self.depth += 1;
+            *self.top() = Frame {
+                node: node as u16,
+                next: 0,
+                member: 0,
+            };
+            return true;
+        }
+        self.scalar = Scalar::Literal(node as u16);
+        self.alive = u64::MAX >> (64 - n.literals.len());
+        self.at = 0;
+        self.narrow(rules, b)
+    }
+
+    fn key(&mut self, rules: &Schema) -> bool {
+        self.scalar = Scalar::Free;
+        if self.free > 0 {
+            return true;
+        }
+        let (from, keys) = self.keys(rules);
+        self.scalar = Scalar::Key;
+        self.alive = keys
+            .iter()
+            .enumerate()
+            .fold(0, |bits, (i, _)| bits | 1 << (from + i));
+        self.at = 0;
+        self.narrow(rules, b'"')
+    }
+
+    fn byte(&mut self, rules: &Schema, b: u8) -> bool {
+        match self.scalar {
+            Scalar::Free => true,
+            Scalar::Integer => !matches!(b, b'.' | b'e' | b'E'),
+            Scalar::Literal(_) | Scalar::Key => self.narrow(rules, b),
+        }
+    }
+
+    fn end(&mut self, rules: &Schema) -> bool {
+        let scalar = std::mem::take(&mut self.scalar);
+        match scalar {
+            Scalar::Free | Scalar::Integer => true,
+            Scalar::Literal(_) | Scalar::Key => {
+                self.scalar = scalar;
+                let whole = self.whole(rules);
+                self.scalar = Scalar::Free;
+                match (scalar, whole) {
+                    (_, None) => false,
+                    (Scalar::Key, Some(i)) => {
+                        let frame = self.top();
+                        frame.member = i as u16;
+                        frame.next = i as u16 + 1;
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
+
+    fn more(&mut self, rules: &Schema) -> bool {
+        if self.free > 0 {
+            return true;
+        }
+        let frame = *self.top();
+        match &rules.nodes[usize::from(frame.node)].array {
+            Some(items) => u32::from(frame.next) < items.max,
+            None => usize::from(frame.next) < object(rules, frame.node).len(),
+        }
+    }
+
+    fn close(&mut self, rules: &Schema) -> bool {
+        if self.free > 0 {
+            self.free -= 1;
+            return true;
+        }
+        let frame = *self.top();
+        let closes = match &rules.nodes[usize::from(frame.node)].array {
+            Some(items) => u32::from(frame.next) >= items.min,
+            None => !object(rules, frame.node)[usize::from(frame.next)..]
+                .iter()
+                .any(|p| p.required),
+        };
+        self.depth -= u8::from(closes);
+        closes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::text::format::json::Json;
+
+    /// `Some(complete)` when `text` is the start of an object `schema` allows, `None` when it is not.
+    fn verdict(schema: &Schema, text: &str) -> Option<bool> {
+        let mut state = Json::<Shaped>::default();
+        text.bytes()
+            .all(|b| state.push_with(schema, b))
+            .then(|| state.is_complete())
+    }
+
+    /// OpenAI's strict schema of a pydantic model (what `openai`'s `to_strict_json_schema` writes), with an
+    /// optional property and item bounds added.
+    fn character() -> Schema {
+        Schema::compile(&json!({
+            "$defs": {"Friend": {"type": "object", "properties": {"name": {"type": "string"}},
+                                 "required": ["name"], "additionalProperties": false}},
+            "type": "object",
+            "title": "Character",
+            "properties": {
+                "name": {"type": "string", "title": "Name"},
+                "motto": {"type": "string"},
+                "age": {"type": "integer"},
+                "mood": {"type": "string", "enum": ["merry", "sad"]},
+                "friends": {"type": "array", "items": {"$ref": "#/$defs/Friend"}, "minItems": 1, "maxItems": 3},
+                "title": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                "height": {"type": "number"},
+                "alive": {"type": "boolean"}
+            },
+            "required": ["name", "age", "mood", "friends", "title", "height", "alive"],
+            "additionalProperties": false
+        }))
+        .unwrap()
+    }
+
+    fn romeo() -> Value {
+        json!({"name": "Romeo \"R\" Montague 😀", "motto": "love", "age": 17, "mood": "merry",
+               "friends": [{"name": "Mercutio"}, {"name": "Benvolio"}], "title": null, "height": 1.75e0,
+               "alive": true})
+    }
+
+    #[test]
+    fn objects_the_schema_allows_are_read_whole_and_every_prefix_is_a_start() {
+        let schema = character();
+        let mut without_motto = romeo();
+        without_motto.as_object_mut().unwrap().shift_remove("motto");
+        let mut titled = romeo();
+        titled["title"] = json!("Lord");
+        titled["age"] = json!(-0);
+        titled["height"] = json!(-2);
+        for value in [romeo(), without_motto, titled] {
+            for text in [
+                value.to_string(),
+                serde_json::to_string_pretty(&value).unwrap(),
+            ] {
+                assert_eq!(verdict(&schema, &text), Some(true), "{text}");
+                for cut in (0..text.len()).filter(|&i| text.is_char_boundary(i)) {
+                    assert_eq!(
+                        verdict(&schema, &text[..cut]),
+                        Some(false),
+                        "{}",
+                        &text[..cut]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_schema_forbids_is_refused() {
+        let schema = character();
+        let changed = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+            let mut v = romeo();
+            f(v.as_object_mut().unwrap());
+            v.to_string()
+        };
+        let cases = [
+            (
+                "a fraction for an integer",
+                changed(&|o| drop(o.insert("age".into(), json!(17.5)))),
+            ),
+            (
+                "an exponent for an integer",
+                changed(&|o| drop(o.insert("age".into(), json!(1e30)))),
+            ),
+            (
+                "a string for an integer",
+                changed(&|o| drop(o.insert("age".into(), json!("17")))),
+            ),
+            (
+                "a value outside the enum",
+                changed(&|o| drop(o.insert("mood".into(), json!("angry")))),
+            ),
+            (
+                "an enum value's prefix",
+                changed(&|o| drop(o.insert("mood".into(), json!("sa")))),
+            ),
+            (
+                "a number where anyOf allows a string or null",
+                changed(&|o| drop(o.insert("title".into(), json!(3)))),
+            ),
+            (
+                "a string for a boolean",
+                changed(&|o| drop(o.insert("alive".into(), json!("yes")))),
+            ),
+            (
+                "four items of at most three",
+                changed(&|o| {
+                    drop(o.insert(
+                        "friends".into(),
+                        json!([{"name": "a"}, {"name": "b"}, {"name": "c"}, {"name": "d"}]),
+                    ))
+                }),
+            ),
+            (
+                "no items of at least one",
+                changed(&|o| drop(o.insert("friends".into(), json!([])))),
+            ),
+            (
+                "an item with a key its schema lacks",
+                changed(&|o| drop(o.insert("friends".into(), json!([{"name": "a", "age": 3}])))),
+            ),
+            (
+                "a required property left out",
+                changed(&|o| drop(o.shift_remove("alive"))),
+            ),
+            (
+                "a property the schema lacks",
+                changed(&|o| drop(o.insert("zz".into(), json!(1)))),
+            ),
+        ];
+        for (what, text) in cases {
+            assert_eq!(verdict(&schema, &text), None, "{what}: {text}");
+        }
+        assert_eq!(
+            verdict(&schema, r#"{"age": 17"#),
+            None,
+            "out of the schema's order"
+        );
+        assert_eq!(
+            verdict(&schema, r#"{"name": "R", "name""#),
+            None,
+            "a key twice"
+        );
+        assert_eq!(verdict(&schema, "[]"), None, "an array at the root");
+    }
+
+    #[test]
+    fn recursion_free_values_literals_and_bare_objects() {
+        let tree = Schema::compile(&json!({
+            "$defs": {"Node": {"type": "object", "properties": {
+                "v": {"enum": [1, 12, "a", null, true]},
+                "kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}, "required": ["v", "kids"]}},
+            "$ref": "#/$defs/Node"
+        }))
+        .unwrap();
+        let deep = r#"{"v": 12, "kids": [{"v": "a", "kids": [{"v": null, "kids": []}]}, {"v": 1, "kids": []}]}"#;
+        assert_eq!(verdict(&tree, deep), Some(true));
+        for bad in [
+            r#"{"v": 2"#,
+            r#"{"v": 123"#,
+            r#"{"v": "b""#,
+            r#"{"v": false"#,
+            r#"{"v": 1.0"#,
+        ] {
+            assert_eq!(verdict(&tree, bad), None, "{bad}");
+        }
+        let free = Schema::compile(
+            &json!({"type": "object", "properties": {"any": {}}, "required": ["any"]}),
+        )
+        .unwrap();
+        let any = r#"{"any": [1, {"x": [true, {"y": "z"}]}, "s", null, -2.5e3]}"#;
+        assert_eq!(verdict(&free, any), Some(true));
+        assert_eq!(verdict(&free, r#"{}"#), None, "the required property");
+        let bare = Schema::compile(&json!({"type": "object"})).unwrap();
+        assert_eq!(
+            verdict(&bare, r#"{"k": [1, {"deep": {}}], "z": "q"}"#),
+            Some(true)
+        );
+        assert_eq!(verdict(&bare, r#"{"k": 1,}"#), None, "still JSON");
+    }
+
+    #[test]
+    fn schemas_outside_the_subset_are_refused_by_name() {
+        let refused = |schema: Value, words: &[&str]| {
+            let e = Schema::compile(&schema).unwrap_err().to_string();
+            for w in words {
+                assert!(e.contains(w), "{e:?} lacks {w:?}");
+            }
+        };
+        refused(
+            json!({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}}),
+            &["pattern", "#/properties/s"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}}),
+            &["minimum"],
+        );
+        refused(json!({"type": "string"}), &["root", "object"]);
+        refused(
+            json!({"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}}),
+            &["#/$defs/Missing"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}}),
+            &["local"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"a": {"type": "array", "minItems": 3, "maxItems": 2}}}),
+            &["minItems"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"a": {"type": "strin"}}}),
+            &["type"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"a": {"enum": [1], "type": "string"}}}),
+            &["enum"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"a": {"allOf": [{}, {}]}}}),
+            &["allOf"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"a": false}}),
+            &["false"],
+        );
+    }
+}
