@@ -119,7 +119,8 @@ def test_json_mode_replies_are_objects_json_reads(model: Model) -> None:
 
 def test_json_schema_replies_validate_as_the_pydantic_model(model: Model) -> None:
     """``response_format`` with pydantic's own JSON schema of a model (``model_json_schema``: titles, ``$defs``,
-    ``anyOf`` with null, a ``Literal``, bounded lists, an optional field with a default), in OpenAI's and
+    ``anyOf`` with null, a ``Literal``, bounded lists, string lengths, an integer range, an optional field with a
+    default), in OpenAI's and
     llama-cpp-python's spellings: every reply that ends on its own validates as the model in pydantic (the
     reference); a schema outside the subset is a ValueError naming its keyword."""
     pydantic = pytest.importorskip("pydantic")
@@ -129,8 +130,8 @@ def test_json_schema_replies_validate_as_the_pydantic_model(model: Model) -> Non
         name: str
 
     class Character(pydantic.BaseModel):
-        name: str
-        age: int
+        name: str = pydantic.Field(min_length=1, max_length=40)
+        age: int = pydantic.Field(ge=0, le=120)
         mood: Literal["merry", "sad"]
         friends: List[Friend] = pydantic.Field(min_length=1, max_length=2)
         title: Optional[str]

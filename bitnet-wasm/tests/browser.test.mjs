@@ -192,7 +192,7 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bi
   assert.match(got.errors[2], /token id 1000000000 is outside the vocabulary/);
   assert.match(got.errors[3], /logitBias: token id 1000000 is outside the vocabulary \(\d+ tokens\)/);
   assert.match(got.errors[4], /logitBias: 101 for token \d+ is outside \[-100, 100\]/);
-  assert.match(got.errors[5], /jsonSchema: json_schema at #\/properties\/s: pattern is not supported/);
+  assert.match(got.errors[5], /jsonSchema: schema at #\/properties\/s: pattern is not supported/);
   assert.equal(got.biased.out, got.thouTimes8);
   assert.doesNotMatch(got.greedy.out, /^( thou){8}/);
   assert.equal(got.info.kernel, "relaxedsimd");

@@ -42,6 +42,8 @@ pub struct Common {
     pub tool_choice: Option<Value>,
     /// `text`, `json_object` or `json_schema` ([`OutputFormat::from_response_format`]).
     pub response_format: Option<Value>,
+    /// llama-server's: a JSON Schema the reply follows, without `response_format`'s wrapping.
+    pub json_schema: Option<Value>,
 }
 
 /// `stop`: one string or a list.
@@ -334,12 +336,16 @@ impl Common {
 
     /// `response_format` as an output format.
     fn format(&self) -> Result<OutputFormat, ApiError> {
-        self.response_format
-            .as_ref()
-            .map_or(Ok(OutputFormat::Text), OutputFormat::from_response_format)
-            .map_err(|e| {
-                ApiError::bad_request(format!("response_format: {e}")).param("response_format")
-            })
+        let (name, format) = match (&self.response_format, &self.json_schema) {
+            (Some(format), _) => ("response_format", format.clone()),
+            (None, Some(schema)) => (
+                "json_schema",
+                serde_json::json!({"type": "json_object", "schema": schema}),
+            ),
+            (None, None) => return Ok(OutputFormat::Text),
+        };
+        OutputFormat::from_response_format(&format)
+            .map_err(|e| ApiError::bad_request(format!("{name}: {e}")).param(name))
     }
 
     /// `logit_bias` as (token id, bias) pairs, each id in the vocabulary and each bias in [-100, 100].

@@ -373,8 +373,12 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
             "response_format: must be an object with a \"type\"",
         ),
         (
-            r#"{"prompt": "hi", "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}}}}"#,
-            "response_format: json_schema at #/properties/n: minimum is not supported",
+            r#"{"prompt": "hi", "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}}}}"#,
+            "response_format: schema at #/properties/n: multipleOf is not supported",
+        ),
+        (
+            r#"{"prompt": "hi", "json_schema": {"type": "array"}}"#,
+            "json_schema: schema at #: the root must describe an object",
         ),
     ] {
         assert_error(server.post(completions, body, key), 400, needle);

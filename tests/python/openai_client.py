@@ -142,8 +142,8 @@ class Friend(BaseModel):
 
 
 class Character(BaseModel):
-    name: str
-    age: int
+    name: Annotated[str, Field(min_length=1, max_length=40)]
+    age: Annotated[int, Field(ge=0, le=120)]
     mood: Literal["merry", "sad"]
     friends: Annotated[List[Friend], Field(min_length=1, max_length=2)]
     title: Optional[str]

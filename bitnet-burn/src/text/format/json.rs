@@ -78,8 +78,9 @@ pub trait Shape: Copy + Debug + Default {
     fn value(&mut self, rules: &Self::Rules, b: u8) -> bool;
     /// A key starts (its opening quote).
     fn key(&mut self, rules: &Self::Rules) -> bool;
-    /// A later byte of a key or scalar value (a string's closing quote included).
-    fn byte(&mut self, rules: &Self::Rules, b: u8) -> bool;
+    /// A later byte of a key or scalar value (a string's closing quote included); `char_ends` when it completes
+    /// one character of a string (a plain byte, an escape, a UTF-8 sequence).
+    fn byte(&mut self, rules: &Self::Rules, b: u8, char_ends: bool) -> bool;
     /// The key or scalar value has ended.
     fn end(&mut self, rules: &Self::Rules) -> bool;
     /// A `,` in the innermost container: another member or item is to come.
@@ -100,7 +101,7 @@ impl Shape for Free {
     fn key(&mut self, _: &()) -> bool {
         true
     }
-    fn byte(&mut self, _: &(), _: u8) -> bool {
+    fn byte(&mut self, _: &(), _: u8, _: bool) -> bool {
         true
     }
     fn end(&mut self, _: &()) -> bool {
@@ -159,7 +160,7 @@ impl<S: Shape> Json<S> {
         // a string's printable ASCII (all but its quote and backslash, matched below): most bytes of most tokens,
         // when the vocabulary is checked inside a string
         if matches!(self.lex, Str { .. }) && matches!(b, 0x20..=0x7f) && b != b'"' && b != b'\\' {
-            return self.shape.byte(rules, b);
+            return self.shape.byte(rules, b, true);
         }
         let between = matches!(
             self.lex,
@@ -289,7 +290,8 @@ impl<S: Shape> Json<S> {
             Start | Colon | After | Done => true,
             // inside a key or scalar
             _ => {
-                self.shape.byte(rules, b)
+                let char_ends = matches!(self.lex, Str { .. });
+                self.shape.byte(rules, b, char_ends)
                     && (!matches!(self.lex, After | Colon) || self.shape.end(rules))
             }
         }

@@ -36,12 +36,6 @@ const MOST_NODES: usize = 4096;
 /// would break the schema.
 const UNCHECKED: &[&str] = &[
     "pattern",
-    "minLength",
-    "maxLength",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
     "multipleOf",
     "patternProperties",
     "propertyNames",
@@ -68,7 +62,7 @@ const UNCHECKED: &[&str] = &[
 
 /// A schema this subset cannot hold text to, with where in it (a JSON pointer) and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("json_schema at {at}: {message}")]
+#[error("schema at {at}: {message}")]
 pub struct SchemaError {
     /// JSON pointer to the schema object at fault (`#` is the root).
     pub at: String,
@@ -82,11 +76,16 @@ pub struct Schema {
     pub(super) nodes: Vec<Node>,
 }
 
-/// What a value may be: any value of the kinds in `types`, one of `literals`, an object of `object`'s shape or an
-/// array of `array`'s, or else what the first of `alts` whose values can start with its first byte allows.
+/// What a value may be: any value of the kinds in `types` (strings of `length` characters, integers in `range`),
+/// one of `literals`, an object of `object`'s shape or an array of `array`'s, or else what the first of `alts`
+/// whose values can start with its first byte allows.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(super) struct Node {
     pub types: u8,
+    /// Fewest and most characters of a string (`minLength`, `maxLength`).
+    pub length: Option<(u32, u32)>,
+    /// Least and greatest integer (`minimum`, `maximum` and their exclusive forms).
+    pub range: Option<(i64, i64)>,
     /// Exact JSON texts (`enum`, `const`), as serde_json writes them.
     pub literals: Vec<Vec<u8>>,
     pub object: Option<Vec<Property>>,
@@ -254,7 +253,7 @@ impl<'a> Compiler<'a> {
         if let Some(keyword) = map.keys().find(|k| UNCHECKED.contains(&k.as_str())) {
             return Err(error(
                 at,
-                format!("{keyword} is not supported (supported: type, properties, required, additionalProperties, items, minItems, maxItems, enum, const, anyOf, oneOf, allOf of one schema, $ref, $defs)"),
+                format!("{keyword} is not supported (supported: type, properties, required, additionalProperties, items, minItems, maxItems, minLength, maxLength, minimum and maximum of integers, enum, const, anyOf, oneOf, allOf of one schema, $ref, $defs)"),
             ));
         }
         if map.contains_key("$ref") {
@@ -277,6 +276,15 @@ impl<'a> Compiler<'a> {
             })?),
         };
         if map.contains_key("enum") || map.contains_key("const") {
+            if let Some(bound) = map
+                .keys()
+                .find(|k| LENGTHS.contains(&k.as_str()) || RANGE.contains(&k.as_str()))
+            {
+                return Err(error(
+                    at,
+                    format!("{bound} beside enum or const is not supported"),
+                ));
+            }
             return self.literals(index, map, types, at);
         }
         let implied = |words: &[&str], bits| match words.iter().any(|w| map.contains_key(*w)) {
@@ -294,6 +302,11 @@ impl<'a> Compiler<'a> {
         });
         let mut node = Node {
             types: types & !(OBJECT | ARRAY),
+            length: match types & STRING {
+                0 => None,
+                _ => length(map, at)?,
+            },
+            range: range(map, types, at)?,
             ..Node::default()
         };
         if types & OBJECT != 0 {
@@ -483,6 +496,76 @@ impl<'a> Compiler<'a> {
             Some(items) => self.node(items, &format!("{at}/items"))?,
         };
         Ok(Some(Items { node, min, max }))
+    }
+}
+
+/// Keywords bounding a string's length.
+const LENGTHS: &[&str] = &["minLength", "maxLength"];
+/// Keywords bounding a number.
+const RANGE: &[&str] = &["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+
+/// `minLength`/`maxLength`, if either is given.
+fn length(map: &Map<String, Value>, at: &str) -> Result<Option<(u32, u32)>, SchemaError> {
+    if !LENGTHS.iter().any(|k| map.contains_key(*k)) {
+        return Ok(None);
+    }
+    let count = |word: &str, default: u32| match map.get(word) {
+        None => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .map(|n| n.min(u32::MAX.into()) as u32)
+            .ok_or_else(|| error(at, format!("{word} must be a non-negative integer"))),
+    };
+    let (min, max) = (count("minLength", 0)?, count("maxLength", u32::MAX)?);
+    match min <= max {
+        true => Ok(Some((min, max))),
+        false => Err(error(
+            at,
+            format!("minLength {min} is above maxLength {max}"),
+        )),
+    }
+}
+
+/// The integers `minimum`, `maximum`, `exclusiveMinimum` and `exclusiveMaximum` allow, if any is given and the
+/// values may be integers; bounds on other numbers are refused (their digits are not checked).
+fn range(map: &Map<String, Value>, types: u8, at: &str) -> Result<Option<(i64, i64)>, SchemaError> {
+    let Some(first) = RANGE.iter().find(|k| map.contains_key(**k)) else {
+        return Ok(None);
+    };
+    if types & NUMBER != 0 {
+        return Err(error(
+            at,
+            format!("{first} on a number is not supported (on an integer it is)"),
+        ));
+    }
+    if types & INTEGER == 0 {
+        return Ok(None);
+    }
+    let bound = |word: &str| match map.get(word) {
+        None => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| error(at, format!("{word} must be a number"))),
+    };
+    // `as` saturates: a bound past i64 allows every integer there is on that side
+    let mut lo = i64::MIN;
+    let mut hi = i64::MAX;
+    if let Some(x) = bound("minimum")? {
+        lo = lo.max(x.ceil() as i64);
+    }
+    if let Some(x) = bound("exclusiveMinimum")? {
+        lo = lo.max((x.floor() as i64).saturating_add(1));
+    }
+    if let Some(x) = bound("maximum")? {
+        hi = hi.min(x.floor() as i64);
+    }
+    if let Some(x) = bound("exclusiveMaximum")? {
+        hi = hi.min((x.ceil() as i64).saturating_sub(1));
+    }
+    match lo <= hi {
+        true => Ok(Some((lo, hi))),
+        false => Err(error(at, "no integer lies within the minimum and maximum")),
     }
 }
 

@@ -1,9 +1,9 @@
 //! A compiled [`Schema`] followed as JSON text is read ([`super::json::Json`] asks at each point where the
 //! schema decides): the node of every open container, the property whose value is due, and the keys or exact
-//! values the text being written can still become. A few hundred bytes and `Copy`, like the JSON state.
+//! values the text being written can still become. About a hundred bytes and `Copy`, like the JSON state.
 
 use super::json::Shape;
-use super::schema::{kind, Node, Property, Schema, INTEGER, NUMBER};
+use super::schema::{kind, Node, Property, Schema, NUMBER};
 
 /// Most containers of the schema's shape open at once (containers inside a free value are only counted).
 const MOST_FRAMES: usize = 16;
@@ -25,8 +25,10 @@ enum Scalar {
     /// Anything JSON allows.
     #[default]
     Free,
-    /// A number without fraction or exponent.
-    Integer,
+    /// A number without fraction or exponent, within the node's range if it has one.
+    Integer(u16),
+    /// A string of as many characters as the node's length allows.
+    Text(u16),
     /// One of a node's literals.
     Literal(u16),
     /// One of the innermost object's keys.
@@ -41,9 +43,12 @@ pub struct Shaped {
     /// Containers open inside a value the schema leaves free.
     free: u8,
     scalar: Scalar,
-    /// The literals or keys the text can still be (bit `i`: the `i`th), and the bytes of it read so far.
+    /// The literals or keys the text can still be (bit `i`: the `i`th), and the bytes of it read so far; for
+    /// `Text` the characters so far, for `Integer` its magnitude and digits so far.
     alive: u64,
     at: u16,
+    /// Whether the integer being read is negative.
+    negative: bool,
 }
 
 impl Shaped {
@@ -51,9 +56,9 @@ impl Shaped {
         &mut self.frames[usize::from(self.depth) - 1]
     }
 
-    /// The properties the next key may name: from the next one up to the first required one (the optional
-    /// ones before it may be left out).
-    fn keys<'a>(&mut self, rules: &'a Schema) -> (usize, &'a [Property]) {
+    /// The properties the next key may name, as bits: from the next one up to the first required one (the
+    /// optional ones before it may be left out).
+    fn keys(&mut self, rules: &Schema) -> u64 {
         let frame = *self.top();
         let props = object(rules, frame.node);
         let from = usize::from(frame.next);
@@ -61,7 +66,7 @@ impl Shaped {
             .iter()
             .position(|p| p.required)
             .map_or(props.len(), |i| from + i + 1);
-        (from, &props[from..to])
+        (from..to).fold(0, |bits, i| bits | 1 << i)
     }
 
     /// Candidate `i`'s text: the innermost object's `i`th key, or the literal node's `i`th value.
@@ -89,8 +94,46 @@ impl Shaped {
                 self.alive &= !(1 << i);
             }
         }
-        self.at += 1;
+        self.at = self.at.saturating_add(1);
         self.alive != 0
+    }
+
+    /// Takes an integer's next digit: whether some integer in the node's range starts with the digits so far.
+    fn digit(&mut self, n: &Node, b: u8) -> bool {
+        self.alive = self
+            .alive
+            .saturating_mul(10)
+            .saturating_add(u64::from(b - b'0'));
+        self.at = self.at.saturating_add(1);
+        let Some((lo, hi)) = n.range else {
+            return true;
+        };
+        // the integers that start with these digits: `m` itself (a leading 0 takes no more), then every
+        // `m · 10^k ..= (m + 1) · 10^k − 1` for k digits more, until they pass every i64
+        let (m, lo, hi) = (i128::from(self.alive), i128::from(lo), i128::from(hi));
+        let mut scale = 1i128;
+        while m * scale <= i128::from(i64::MAX) + 1 {
+            let (a, b) = (m * scale, (m + 1) * scale - 1);
+            let (a, b) = if self.negative { (-b, -a) } else { (a, b) };
+            if a <= hi && b >= lo {
+                return true;
+            }
+            if m == 0 {
+                break;
+            }
+            scale *= 10;
+        }
+        false
+    }
+
+    /// The integer read, its sign applied.
+    fn integer(&self) -> i64 {
+        let m = i64::try_from(self.alive).unwrap_or(i64::MAX);
+        if self.negative {
+            -m
+        } else {
+            m
+        }
     }
 
     /// The candidate read whole, if one is.
@@ -126,7 +169,7 @@ impl Shape for Shaped {
                 let n = &rules.nodes[usize::from(frame.node)];
                 match &n.array {
                     Some(items) => {
-                        frame.next += 1;
+                        frame.next = frame.next.saturating_add(1);
                         if u32::from(frame.next) > items.max {
                             return false;
                         }
@@ -141,10 +184,20 @@ impl Shape for Shaped {
         };
         let n: &Node = &rules.nodes[node];
         if n.types & kind(b) != 0 {
-            if matches!(b, b'{' | b'[') {
-                self.free = 1;
-            } else if kind(b) == NUMBER | INTEGER && n.types & NUMBER == 0 {
-                self.scalar = Scalar::Integer;
+            (self.alive, self.at) = (0, 0);
+            match b {
+                b'{' | b'[' => self.free = 1,
+                b'"' if n.length.is_some() => self.scalar = Scalar::Text(node as u16),
+                b'-' | b'0'..=b'9' if n.types & NUMBER == 0 => {
+                    self.scalar = Scalar::Integer(node as u16);
+                    self.negative = b == b'-';
+                    // `-` alone: a negative integer or -0 may follow
+                    return match b {
+                        b'-' => n.range.is_none_or(|(lo, _)| lo <= 0),
+                        digit => self.digit(n, digit),
+                    };
+                }
+                _ => {}
             }
             return true;
         }
@@ -171,20 +224,25 @@ impl Shape for Shaped {
         if self.free > 0 {
             return true;
         }
-        let (from, keys) = self.keys(rules);
+        self.alive = self.keys(rules);
         self.scalar = Scalar::Key;
-        self.alive = keys
-            .iter()
-            .enumerate()
-            .fold(0, |bits, (i, _)| bits | 1 << (from + i));
         self.at = 0;
         self.narrow(rules, b'"')
     }
 
-    fn byte(&mut self, rules: &Schema, b: u8) -> bool {
+    fn byte(&mut self, rules: &Schema, b: u8, char_ends: bool) -> bool {
         match self.scalar {
             Scalar::Free => true,
-            Scalar::Integer => !matches!(b, b'.' | b'e' | b'E'),
+            Scalar::Integer(node) => match b {
+                b'0'..=b'9' => self.digit(&rules.nodes[usize::from(node)], b),
+                _ => !matches!(b, b'.' | b'e' | b'E'),
+            },
+            Scalar::Text(node) => {
+                self.alive += u64::from(char_ends);
+                rules.nodes[usize::from(node)]
+                    .length
+                    .is_none_or(|(_, most)| self.alive <= u64::from(most))
+            }
             Scalar::Literal(_) | Scalar::Key => self.narrow(rules, b),
         }
     }
@@ -192,7 +250,13 @@ impl Shape for Shaped {
     fn end(&mut self, rules: &Schema) -> bool {
         let scalar = std::mem::take(&mut self.scalar);
         match scalar {
-            Scalar::Free | Scalar::Integer => true,
+            Scalar::Free => true,
+            Scalar::Integer(node) => rules.nodes[usize::from(node)]
+                .range
+                .is_none_or(|(lo, hi)| (lo..=hi).contains(&self.integer())),
+            Scalar::Text(node) => rules.nodes[usize::from(node)]
+                .length
+                .is_none_or(|(least, _)| self.alive >= u64::from(least)),
             Scalar::Literal(_) | Scalar::Key => {
                 self.scalar = scalar;
                 let whole = self.whole(rules);
@@ -426,6 +490,68 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_held_to_their_length_in_characters_and_integers_to_their_range() {
+        let schema = Schema::compile(&json!({"type": "object", "properties": {
+            "code": {"type": "string", "minLength": 2, "maxLength": 3},
+            "n": {"type": ["integer", "null"], "minimum": -12, "exclusiveMaximum": 100}},
+            "required": ["code", "n"]}))
+        .unwrap();
+        let text = |code: &str, n: &str| format!(r#"{{"code": {code}, "n": {n}}}"#);
+        // characters, not bytes: an escape, a two-byte and a four-byte character, an escaped surrogate pair
+        for code in [
+            r#""ab""#,
+            r#""é😀""#,
+            r#""\n\u00e9\ud83d\ude00""#,
+            r#""abc""#,
+        ] {
+            assert_eq!(verdict(&schema, &text(code, "5")), Some(true), "{code}");
+        }
+        for code in [
+            r#""a""#,
+            r#""""#,
+            r#""abcd""#,
+            r#""é😀xy""#,
+            r#""\t\t\t\t""#,
+        ] {
+            assert_eq!(verdict(&schema, &text(code, "5")), None, "{code}");
+        }
+        for n in ["-12", "-1", "0", "-0", "7", "99", "null"] {
+            assert_eq!(verdict(&schema, &text(r#""ab""#, n)), Some(true), "{n}");
+        }
+        for n in ["-13", "-120", "100", "1000", "1.5", "1e1", "-"] {
+            assert_eq!(verdict(&schema, &text(r#""ab""#, n)), None, "{n}");
+        }
+        // refused at the first digit no integer in range starts with
+        assert_eq!(verdict(&schema, r#"{"code": "ab", "n": -1"#), Some(false));
+        assert_eq!(verdict(&schema, r#"{"code": "ab", "n": 10"#), Some(false));
+        assert_eq!(
+            verdict(&schema, r#"{"code": "ab", "n": 100"#),
+            None,
+            "100 and past it"
+        );
+        assert_eq!(
+            verdict(&schema, r#"{"code": "ab", "n": -13"#),
+            None,
+            "-13 and below it"
+        );
+        let positive = Schema::compile(
+            &json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            verdict(&positive, r#"{"n": -"#),
+            None,
+            "no negative integer, nor -0, is 1 or more"
+        );
+        assert_eq!(verdict(&positive, r#"{"n": 0"#), None);
+        assert_eq!(
+            verdict(&positive, r#"{"n": 9223372036854775807}"#),
+            Some(true),
+            "bounded below only"
+        );
+    }
+
+    #[test]
     fn schemas_outside_the_subset_are_refused_by_name() {
         let refused = |schema: Value, words: &[&str]| {
             let e = Schema::compile(&schema).unwrap_err().to_string();
@@ -438,8 +564,20 @@ mod tests {
             &["pattern", "#/properties/s"],
         );
         refused(
-            json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}}),
-            &["minimum"],
+            json!({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}),
+            &["multipleOf"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"x": {"type": "number", "minimum": 0}}}),
+            &["minimum on a number"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 3, "maximum": 2.5}}}),
+            &["no integer"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"s": {"enum": ["a"], "maxLength": 2}}}),
+            &["maxLength beside enum"],
         );
         refused(json!({"type": "string"}), &["root", "object"]);
         refused(
