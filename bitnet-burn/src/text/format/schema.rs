@@ -475,17 +475,7 @@ impl<'a> Compiler<'a> {
         map: &'a Map<String, Value>,
         at: &str,
     ) -> Result<Option<Items>, SchemaError> {
-        let count = |word: &str, default: u32| match map.get(word) {
-            None => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .map(|n| n.min(u32::MAX.into()) as u32)
-                .ok_or_else(|| error(at, format!("{word} must be a non-negative integer"))),
-        };
-        let (min, max) = (count("minItems", 0)?, count("maxItems", u32::MAX)?);
-        if min > max {
-            return Err(error(at, format!("minItems {min} is above maxItems {max}")));
-        }
+        let (min, max) = counts(map, at, ["minItems", "maxItems"])?;
         let node = match map.get("items") {
             None if (min, max) == (0, u32::MAX) => return Ok(None),
             None => {
@@ -506,9 +496,19 @@ const RANGE: &[&str] = &["minimum", "maximum", "exclusiveMinimum", "exclusiveMax
 
 /// `minLength`/`maxLength`, if either is given.
 fn length(map: &Map<String, Value>, at: &str) -> Result<Option<(u32, u32)>, SchemaError> {
-    if !LENGTHS.iter().any(|k| map.contains_key(*k)) {
-        return Ok(None);
+    match LENGTHS.iter().any(|k| map.contains_key(*k)) {
+        true => counts(map, at, ["minLength", "maxLength"]).map(Some),
+        false => Ok(None),
     }
+}
+
+/// The bounds a pair of count keywords set (`minItems`/`maxItems`, `minLength`/`maxLength`): 0 and `u32::MAX`
+/// where not given.
+fn counts(
+    map: &Map<String, Value>,
+    at: &str,
+    [least, most]: [&str; 2],
+) -> Result<(u32, u32), SchemaError> {
     let count = |word: &str, default: u32| match map.get(word) {
         None => Ok(default),
         Some(v) => v
@@ -516,13 +516,10 @@ fn length(map: &Map<String, Value>, at: &str) -> Result<Option<(u32, u32)>, Sche
             .map(|n| n.min(u32::MAX.into()) as u32)
             .ok_or_else(|| error(at, format!("{word} must be a non-negative integer"))),
     };
-    let (min, max) = (count("minLength", 0)?, count("maxLength", u32::MAX)?);
+    let (min, max) = (count(least, 0)?, count(most, u32::MAX)?);
     match min <= max {
-        true => Ok(Some((min, max))),
-        false => Err(error(
-            at,
-            format!("minLength {min} is above maxLength {max}"),
-        )),
+        true => Ok((min, max)),
+        false => Err(error(at, format!("{least} {min} is above {most} {max}"))),
     }
 }
 
