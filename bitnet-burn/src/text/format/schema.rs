@@ -31,6 +31,8 @@ const ANY: u8 = STRING | NUMBER | BOOLEAN | NULL | OBJECT | ARRAY;
 pub const MOST_CHOICES: usize = 64;
 /// Most nodes of one schema (their indices are u16 in the generation state).
 const MOST_NODES: usize = 4096;
+/// Deepest nesting of schemas while compiling.
+const MOST_DEPTH: usize = 128;
 
 /// Validation keywords this subset does not check: a schema using one is refused, as output ignoring it
 /// would break the schema.
@@ -117,6 +119,7 @@ impl Schema {
             root: schema,
             nodes: Vec::new(),
             refs: HashMap::new(),
+            depth: 0,
         };
         c.nodes.push(Node::default());
         c.refs.insert("#".into(), 0);
@@ -177,6 +180,8 @@ struct Compiler<'a> {
     nodes: Vec<Node>,
     /// Node of each `$ref` target compiled or being compiled (so recursion ends).
     refs: HashMap<String, usize>,
+    /// Schemas being compiled, one inside the next (through nesting and `$ref` chains).
+    depth: usize,
 }
 
 impl<'a> Compiler<'a> {
@@ -236,6 +241,25 @@ impl<'a> Compiler<'a> {
 
     /// Compiles `schema` into node `index`.
     fn fill(&mut self, index: usize, schema: &'a Value, at: &str) -> Result<(), SchemaError> {
+        // a chain of `$ref`s is as deep as it is long: bounded, so a request cannot overflow the stack
+        if self.depth == MOST_DEPTH {
+            return Err(error(
+                at,
+                format!("schemas nested (or $ref chains) deeper than {MOST_DEPTH}"),
+            ));
+        }
+        self.depth += 1;
+        let filled = self.fill_within(index, schema, at);
+        self.depth -= 1;
+        filled
+    }
+
+    fn fill_within(
+        &mut self,
+        index: usize,
+        schema: &'a Value,
+        at: &str,
+    ) -> Result<(), SchemaError> {
         let map = match schema {
             Value::Bool(true) => {
                 self.nodes[index].types = ANY;

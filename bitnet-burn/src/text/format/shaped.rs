@@ -604,6 +604,18 @@ mod tests {
             json!({"type": "object", "properties": {"a": {"allOf": [{}, {}]}}}),
             &["allOf"],
         );
+        let chain: serde_json::Map<String, Value> = (0..1000)
+            .map(|i| {
+                (
+                    format!("d{i}"),
+                    json!({"$ref": format!("#/$defs/d{}", i + 1)}),
+                )
+            })
+            .collect();
+        refused(
+            json!({"type": "object", "properties": {"a": {"$ref": "#/$defs/d0"}}, "$defs": chain}),
+            &["deeper than 128"],
+        );
         refused(
             json!({"type": "object", "properties": {"a": false}}),
             &["false"],
