@@ -1,9 +1,11 @@
-//! JSON mode (OpenAI's `response_format: {"type": "json_object"}`): the vocabulary-wide check on real
-//! vocabularies (llama.cpp's Llama 3 byte-level BPE and Llama 2 SentencePiece files, and the shipped model's)
+//! JSON mode (OpenAI's `response_format: {"type": "json_object"}`) and JSON schemas: the vocabulary-wide check on
+//! real vocabularies (llama.cpp's Llama 3 byte-level BPE and Llama 2 SentencePiece files, and the shipped model's)
 //! agrees with checking each token alone, and the shipped model, which writes play-shaped text, writes objects
 //! that serde_json reads, greedy and sampled. The server's path is tested through the `openai` client (serve.rs).
 
-use bitnet_burn::text::format::{FormatConstraint, JsonObject, OutputFormat};
+use bitnet_burn::text::format::{
+    FormatConstraint, Free, Json, JsonObject, OutputFormat, Schema, Shape, Shaped,
+};
 use bitnet_burn::text::generate::{generate_ids, GenerateOptions, StopReason};
 use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::text::tokenizer::Tokenizer;
@@ -18,8 +20,30 @@ fn shipped() -> std::path::PathBuf {
     repo_dir().join("models/shakespeare-bitnet-tq2_0.gguf")
 }
 
-/// For prefixes of [`OBJECT`], fed token by token: the mask keeps exactly the tokens whose bytes continue it.
+/// A schema [`OBJECT`] follows: the mask under it keeps fewer tokens than JSON mode's (only its keys, in order).
+fn object_schema() -> Schema {
+    Schema::compile(&serde_json::json!({"type": "object", "properties": {
+        "name": {"type": "string", "maxLength": 20},
+        "n": {"type": "array", "items": {"anyOf": [{"type": "number"}, {"enum": [true, false]}, {}]}, "maxItems": 7},
+        "o": {"type": "object", "properties": {"k": {"type": "array"}, "u": {"type": "string"}}, "required": ["k", "u"]}},
+        "required": ["name", "n", "o"]}))
+    .unwrap()
+}
+
+/// For prefixes of [`OBJECT`], fed token by token: the mask keeps exactly the tokens whose bytes continue it, in
+/// JSON mode and under [`object_schema`].
 fn mask_matches_each_token_alone(name: &str, tok: &Tokenizer) {
+    let schema = std::sync::Arc::new(object_schema());
+    check_mask::<Free>(name, tok, &OutputFormat::JsonObject, &());
+    check_mask::<Shaped>(
+        name,
+        tok,
+        &OutputFormat::JsonSchema(schema.clone()),
+        &schema,
+    );
+}
+
+fn check_mask<S: Shape>(name: &str, tok: &Tokenizer, format: &OutputFormat, rules: &S::Rules) {
     let vocab = tok.vocab_size();
     let cuts: Vec<usize> = (0..=OBJECT.len())
         .filter(|&i| OBJECT.is_char_boundary(i))
@@ -27,13 +51,13 @@ fn mask_matches_each_token_alone(name: &str, tok: &Tokenizer) {
         .collect();
     for cut in cuts {
         let ids = tok.encode(&OBJECT[..cut], false).unwrap();
-        let mut constraint = FormatConstraint::new(&OutputFormat::JsonObject, tok).unwrap();
-        let mut state = JsonObject::default();
+        let mut constraint = FormatConstraint::new(format, tok).unwrap();
+        let mut state = Json::<S>::default();
         for &id in &ids {
             assert!(constraint.allows(id), "{name}: {:?} refused", tok.token(id));
             constraint.accept(id);
             for b in tok.token_bytes(id).unwrap() {
-                assert!(state.push(b));
+                assert!(state.push_with(rules, b));
             }
         }
         let mut logits = vec![0.0f32; vocab];
@@ -44,7 +68,7 @@ fn mask_matches_each_token_alone(name: &str, tok: &Tokenizer) {
             let fits = !tok.is_special(id)
                 && tok
                     .token_bytes(id)
-                    .is_some_and(|b| !b.is_empty() && b.iter().all(|&b| s.push(b)));
+                    .is_some_and(|b| !b.is_empty() && b.iter().all(|&b| s.push_with(rules, b)));
             assert_eq!(
                 logits[id as usize] == 0.0,
                 fits,

@@ -15,12 +15,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use json::{Json, JsonObject};
+pub use json::{Free, Json, JsonObject, Shape};
 pub use schema::{Schema, SchemaError, MOST_CHOICES};
 pub use shaped::Shaped;
 
 use crate::text::tokenizer::{SortedVocab, Tokenizer};
-use json::Shape;
 
 /// What the generated text must be.
 #[derive(Clone, Debug, Default, PartialEq)]
