@@ -13,10 +13,9 @@ const MOST_FRAMES: usize = 16;
 struct Frame {
     /// Its node (an object or array shape).
     node: u16,
-    /// An object's next property that may come; an array's items so far.
+    /// An object's next property that may come (the one before it is the last key read, whose value is due);
+    /// an array's items so far.
     next: u16,
-    /// An object's property whose value is due.
-    member: u16,
 }
 
 /// What the key or scalar being written is checked against.
@@ -175,7 +174,7 @@ impl Shape for Shaped {
                         }
                         items.node
                     }
-                    None => object(rules, frame.node)[usize::from(frame.member)].node,
+                    None => object(rules, frame.node)[usize::from(frame.next) - 1].node,
                 }
             }
         };
@@ -209,7 +208,6 @@ impl Shape for Shaped {
             *self.top() = Frame {
                 node: node as u16,
                 next: 0,
-                member: 0,
             };
             return true;
         }
@@ -264,9 +262,7 @@ impl Shape for Shaped {
                 match (scalar, whole) {
                     (_, None) => false,
                     (Scalar::Key, Some(i)) => {
-                        let frame = self.top();
-                        frame.member = i as u16;
-                        frame.next = i as u16 + 1;
+                        self.top().next = i as u16 + 1;
                         true
                     }
                     _ => true,
