@@ -76,7 +76,15 @@ pub struct SchemaError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schema {
     pub(super) nodes: Vec<Node>,
+    /// For each node and each byte of [`STARTS`], the node a value starting with it follows ([`NONE`]: none),
+    /// settled once: through `$ref`s alternatives form a graph whose paths a search per byte could multiply.
+    starts: Vec<[u16; STARTS.len()]>,
 }
+
+/// The bytes a JSON value can start with.
+const STARTS: &[u8; 17] = b"\"-0123456789tfn{[";
+/// No node.
+const NONE: u16 = u16::MAX;
 
 /// What a value may be: any value of the kinds in `types` (strings of `length` characters, integers in `range`),
 /// one of `literals`, an object of `object`'s shape or an array of `array`'s, or else what the first of `alts`
@@ -124,7 +132,11 @@ impl Schema {
         c.nodes.push(Node::default());
         c.refs.insert("#".into(), 0);
         c.fill(0, schema, "#")?;
-        let schema = Self { nodes: c.nodes };
+        let starts = settle(&c.nodes);
+        let schema = Self {
+            nodes: c.nodes,
+            starts,
+        };
         if schema.resolve(0, b'{').is_none() {
             return Err(SchemaError {
                 at: "#".into(),
@@ -139,27 +151,62 @@ impl Schema {
     /// The node that a value of `node` starting with byte `b` follows: `node` itself, or the first of its
     /// alternatives (recursively) whose values can start with `b`; `None` if none can.
     pub(super) fn resolve(&self, node: usize, b: u8) -> Option<usize> {
-        self.resolve_within(node, b, 0)
+        let i = STARTS.iter().position(|&s| s == b)?;
+        let to = self.starts[node][i];
+        (to != NONE).then_some(usize::from(to))
     }
+}
 
-    fn resolve_within(&self, node: usize, b: u8, depth: usize) -> Option<usize> {
-        let n = &self.nodes[node];
-        if !n.alts.is_empty() {
-            // a loop of alternatives that never reaches a value (`A: anyOf [A]`) ends here
-            return (depth < 32)
-                .then(|| {
-                    n.alts
-                        .iter()
-                        .find_map(|&a| self.resolve_within(a, b, depth + 1))
-                })
-                .flatten();
-        }
-        let starts = n.types & kind(b) != 0
-            || n.literals.iter().any(|l| l[0] == b)
-            || (b == b'{' && n.object.is_some())
-            || (b == b'[' && n.array.is_some());
-        starts.then_some(node)
+/// Every node's [`Schema::resolve`] table.
+fn settle(nodes: &[Node]) -> Vec<[u16; STARTS.len()]> {
+    let mut memo = vec![None; nodes.len()];
+    let mut visiting = vec![false; nodes.len()];
+    (0..nodes.len())
+        .map(|i| settle_node(nodes, i, &mut memo, &mut visiting))
+        .collect()
+}
+
+/// Node `i`'s table: its own kinds, or its alternatives' in order (the first that can start with a byte takes
+/// it). Alternatives that lead back to a node being settled (`A: anyOf [A, ...]`) reach no value through there.
+/// Chains of alternatives are as deep as compiling let them be ([`MOST_DEPTH`]), so the recursion is bounded.
+fn settle_node(
+    nodes: &[Node],
+    i: usize,
+    memo: &mut [Option<[u16; STARTS.len()]>],
+    visiting: &mut [bool],
+) -> [u16; STARTS.len()] {
+    if let Some(table) = memo[i] {
+        return table;
     }
+    if visiting[i] {
+        return [NONE; STARTS.len()];
+    }
+    visiting[i] = true;
+    let n = &nodes[i];
+    let mut table = [NONE; STARTS.len()];
+    if n.alts.is_empty() {
+        for (slot, &b) in table.iter_mut().zip(STARTS) {
+            let starts = n.types & kind(b) != 0
+                || n.literals.iter().any(|l| l[0] == b)
+                || (b == b'{' && n.object.is_some())
+                || (b == b'[' && n.array.is_some());
+            if starts {
+                *slot = i as u16;
+            }
+        }
+    } else {
+        for &a in &n.alts {
+            let alt = settle_node(nodes, a, memo, visiting);
+            for (slot, to) in table.iter_mut().zip(alt) {
+                if *slot == NONE {
+                    *slot = to;
+                }
+            }
+        }
+    }
+    visiting[i] = false;
+    memo[i] = Some(table);
+    table
 }
 
 /// The kinds of value that can start with byte `b`.

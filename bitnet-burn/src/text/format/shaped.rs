@@ -228,6 +228,7 @@ impl Shape for Shaped {
         self.narrow(rules, b'"')
     }
 
+    #[inline]
     fn byte(&mut self, rules: &Schema, b: u8, char_ends: bool) -> bool {
         match self.scalar {
             Scalar::Free => true,
@@ -545,6 +546,29 @@ mod tests {
             Some(true),
             "bounded below only"
         );
+    }
+
+    #[test]
+    fn alternatives_through_refs_are_settled_once() {
+        // 2^40 paths from d0 to the integer: a search per value's first byte would never end
+        let mut defs: serde_json::Map<String, Value> = (0..40)
+            .map(|i| {
+                let next = json!({"$ref": format!("#/$defs/d{}", i + 1)});
+                (format!("d{i}"), json!({"anyOf": [next, next]}))
+            })
+            .collect();
+        defs.insert("d40".into(), json!({"type": "integer"}));
+        // and a loop of alternatives that reaches a value only through its other member
+        defs.insert(
+            "lp".into(),
+            json!({"anyOf": [{"$ref": "#/$defs/lp"}, {"type": "string"}]}),
+        );
+        let schema = Schema::compile(&json!({"type": "object", "$defs": defs,
+            "properties": {"x": {"$ref": "#/$defs/d0"}, "y": {"$ref": "#/$defs/lp"}}, "required": ["x", "y"]}))
+        .unwrap();
+        assert_eq!(verdict(&schema, r#"{"x": 5, "y": "s"}"#), Some(true));
+        assert_eq!(verdict(&schema, r#"{"x": "5""#), None);
+        assert_eq!(verdict(&schema, r#"{"x": 5, "y": 1"#), None);
     }
 
     #[test]
