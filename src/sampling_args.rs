@@ -1,9 +1,7 @@
 //! Sampling and stopping options shared by `run`, `run-batch` and `chat`.
 
-use std::sync::Arc;
-
 use anyhow::Context;
-use bitnet_burn::text::format::{OutputFormat, Schema};
+use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::generate::GenerateOptions;
 use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::ActQuant;
@@ -77,8 +75,6 @@ impl SamplingArgs {
         };
         let schema: serde_json::Value =
             serde_json::from_str(&text).context("the JSON schema is not JSON")?;
-        Ok(OutputFormat::JsonSchema(Arc::new(Schema::compile(
-            &schema,
-        )?)))
+        Ok(OutputFormat::json_schema(&schema)?)
     }
 }

@@ -3,9 +3,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
 
-use bitnet_burn::text::format::{OutputFormat, Schema};
+use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::generate::{GenerateOptions, Generator};
 use bitnet_burn::text::sampling::{logit_bias_pairs, SamplerConfig};
 use bitnet_burn::text::tokenizer::Tokenizer;
@@ -102,10 +101,8 @@ impl<B: TernaryBackend> Steps<B> {
                 repeat_penalty: config.repeat_penalty,
                 seed: config.seed,
                 format: match &config.json_schema {
-                    Some(schema) => OutputFormat::JsonSchema(Arc::new(
-                        Schema::compile(schema)
-                            .map_err(|e| JsError::new(&format!("jsonSchema: {e}")))?,
-                    )),
+                    Some(schema) => OutputFormat::json_schema(schema)
+                        .map_err(|e| JsError::new(&format!("jsonSchema: {e}")))?,
                     None => OutputFormat::json_object_if(config.json_object),
                 },
                 logit_bias,

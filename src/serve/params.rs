@@ -336,16 +336,18 @@ impl Common {
 
     /// `response_format` as an output format.
     fn format(&self) -> Result<OutputFormat, ApiError> {
-        let (name, format) = match (&self.response_format, &self.json_schema) {
-            (Some(format), _) => ("response_format", format.clone()),
-            (None, Some(schema)) => (
-                "json_schema",
-                serde_json::json!({"type": "json_object", "schema": schema}),
-            ),
-            (None, None) => return Ok(OutputFormat::Text),
+        let bad = |name: &'static str, e: &dyn std::fmt::Display| {
+            ApiError::bad_request(format!("{name}: {e}")).param(name)
         };
-        OutputFormat::from_response_format(&format)
-            .map_err(|e| ApiError::bad_request(format!("{name}: {e}")).param(name))
+        match (&self.response_format, &self.json_schema) {
+            (Some(format), _) => {
+                OutputFormat::from_response_format(format).map_err(|e| bad("response_format", &e))
+            }
+            (None, Some(schema)) => {
+                OutputFormat::json_schema(schema).map_err(|e| bad("json_schema", &e))
+            }
+            (None, None) => Ok(OutputFormat::Text),
+        }
     }
 
     /// `logit_bias` as (token id, bias) pairs, each id in the vocabulary and each bias in [-100, 100].

@@ -60,6 +60,11 @@ impl OutputFormat {
             Some(other) => return Err(ResponseFormatError::Unsupported(other.into())),
             None => return Err(ResponseFormatError::NoType),
         };
+        Ok(Self::json_schema(schema)?)
+    }
+
+    /// Objects that the JSON Schema `schema` allows.
+    pub fn json_schema(schema: &Value) -> Result<Self, SchemaError> {
         Ok(Self::JsonSchema(Arc::new(Schema::compile(schema)?)))
     }
 }
