@@ -234,9 +234,6 @@ struct Compiler<'a> {
 impl<'a> Compiler<'a> {
     /// A new node for `schema` at pointer `at`.
     fn node(&mut self, schema: &'a Value, at: &str) -> Result<usize, SchemaError> {
-        if let Some(target) = schema.get("$ref") {
-            return self.reference(schema, target, at);
-        }
         let index = self.reserve(at)?;
         self.fill(index, schema, at)?;
         Ok(index)
@@ -515,14 +512,12 @@ impl<'a> Compiler<'a> {
         }
         // required without a schema of its own: any value
         for key in required {
-            if !out
-                .iter()
-                .any(|p| p.key == serde_json::to_vec(key).unwrap_or_default())
-            {
+            let key = serde_json::to_vec(key).unwrap_or_default();
+            if !out.iter().any(|p| p.key == key) {
                 let node = self.reserve(at)?;
                 self.nodes[node].types = ANY;
                 out.push(Property {
-                    key: serde_json::to_vec(key).unwrap_or_default(),
+                    key,
                     node,
                     required: true,
                 });
