@@ -4,7 +4,7 @@
 //! that serde_json reads, greedy and sampled. The server's path is tested through the `openai` client (serve.rs).
 
 use bitnet_burn::text::format::{
-    FormatConstraint, Free, Json, JsonObject, OutputFormat, Schema, Shape, Shaped,
+    FormatConstraint, Free, JsonObject, OutputFormat, Readings, Schema, Shape, Shaped,
 };
 use bitnet_burn::text::generate::{generate_ids, GenerateOptions, StopReason};
 use bitnet_burn::text::sampling::SamplerConfig;
@@ -52,7 +52,7 @@ fn check_mask<S: Shape>(name: &str, tok: &Tokenizer, format: &OutputFormat, rule
     for cut in cuts {
         let ids = tok.encode(&OBJECT[..cut], false).unwrap();
         let mut constraint = FormatConstraint::new(format, tok).unwrap();
-        let mut state = Json::<S>::default();
+        let mut state = Readings::<S>::default();
         for &id in &ids {
             assert!(constraint.allows(id), "{name}: {:?} refused", tok.token(id));
             constraint.accept(id);
@@ -64,7 +64,7 @@ fn check_mask<S: Shape>(name: &str, tok: &Tokenizer, format: &OutputFormat, rule
         let any = constraint.mask(&mut logits);
         let mut kept = 0;
         for id in 0..vocab as u32 {
-            let mut s = state;
+            let mut s = state.clone();
             let fits = !tok.is_special(id)
                 && tok
                     .token_bytes(id)

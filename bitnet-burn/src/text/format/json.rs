@@ -14,6 +14,11 @@ const MAX_DEPTH: u8 = 128;
 /// here is one space or tab, or a line break (`\n` or `\r\n`) and up to this many: enough to pretty-print.
 const MAX_INDENT: u8 = 20;
 
+/// Most ways one text is read at once (a union's alternatives, followed side by side until the text decides
+/// between them); past this the later alternatives are dropped, so a text may be refused but never one allowed
+/// that the shape does not.
+pub const MOST_READINGS: usize = 64;
+
 /// Where in the JSON text the next byte falls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lex {
@@ -71,11 +76,14 @@ enum Lex {
 }
 
 /// What else the text must be, asked as [`Json`] reads it; each method says whether the text may go on.
-pub trait Shape: Copy + Debug + Default {
+pub trait Shape: Copy + Debug + Default + PartialEq {
     /// What the shape checks against (a compiled schema), passed to every call rather than held in the state.
     type Rules: Debug + Send + Sync;
-    /// A value starts with `b` (`{`, `[`, `"`, `-`, a digit, `t`, `f` or `n`).
-    fn value(&mut self, rules: &Self::Rules, b: u8) -> bool;
+    /// How many ways a value starting with `b` here may be read (a union's alternatives that can all start with
+    /// it; at least 1): [`Shape::value`] is then called with each, on copies of the state.
+    fn alternatives(&self, rules: &Self::Rules, b: u8) -> usize;
+    /// A value starts with `b` (`{`, `[`, `"`, `-`, a digit, `t`, `f` or `n`), read the `alt`th way.
+    fn value(&mut self, rules: &Self::Rules, b: u8, alt: usize) -> bool;
     /// A key starts (its opening quote).
     fn key(&mut self, rules: &Self::Rules) -> bool;
     /// A later byte of a key or scalar value (a string's closing quote included); `char_ends` when it completes
@@ -90,12 +98,15 @@ pub trait Shape: Copy + Debug + Default {
 }
 
 /// No shape: any JSON object (JSON mode).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Free;
 
 impl Shape for Free {
     type Rules = ();
-    fn value(&mut self, _: &(), _: u8) -> bool {
+    fn alternatives(&self, _: &(), _: u8) -> usize {
+        1
+    }
+    fn value(&mut self, _: &(), _: u8, _: usize) -> bool {
         true
     }
     fn key(&mut self, _: &()) -> bool {
@@ -115,8 +126,9 @@ impl Shape for Free {
     }
 }
 
-/// How far a text has got as the start of one JSON object of shape `S`; [`Json::push_with`] takes its next byte.
-#[derive(Clone, Copy, Debug)]
+/// How far a text has got as the start of one JSON object of shape `S`, read one way; [`Json::step`] takes its
+/// next byte.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Json<S: Shape> {
     lex: Lex,
     /// Bit `i`: whether the container at depth `i` is an object (else an array).
@@ -148,20 +160,54 @@ impl<S: Shape> Default for Json<S> {
 impl JsonObject {
     /// Takes the text's next byte: false (the state then meaningless) when no JSON object starts with the text.
     pub fn push(&mut self, b: u8) -> bool {
-        self.push_with(&(), b)
+        self.push_alt(&(), b, 0)
     }
 }
 
 impl<S: Shape> Json<S> {
-    /// Takes the text's next byte: false (the state then meaningless) when no JSON object of the shape `rules`
-    /// describe starts with the text.
-    pub fn push_with(&mut self, rules: &S::Rules, b: u8) -> bool {
-        use Lex::*;
+    /// Appends to `out` each state the text reaches with its next byte `b` from this one (none when no JSON
+    /// object of the shape `rules` describe starts with it; several where a union's alternatives all may), but
+    /// not one that `out[from..]` already holds, nor more than [`MOST_READINGS`] there.
+    pub fn step(&self, rules: &S::Rules, b: u8, out: &mut Vec<Self>, from: usize) {
+        for alt in 0..self.ways(rules, b) {
+            let mut next = *self;
+            if next.push_alt(rules, b, alt)
+                && out.len() - from < MOST_READINGS
+                && !out[from..].contains(&next)
+            {
+                out.push(next);
+            }
+        }
+    }
+
+    /// How many ways the text may be read with its next byte `b` (1 unless it starts a value of a union).
+    #[inline]
+    pub(super) fn ways(&self, rules: &S::Rules, b: u8) -> usize {
+        match self.lex {
+            Lex::Start | Lex::Value | Lex::FirstItem => self.shape.alternatives(rules, b),
+            _ => 1,
+        }
+    }
+
+    /// Takes the text's next byte, read the `alt`th way of [`Json::ways`]: false (the state then meaningless)
+    /// when no JSON object of the shape `rules` describe starts with the text.
+    #[inline]
+    pub(super) fn push_alt(&mut self, rules: &S::Rules, b: u8, alt: usize) -> bool {
         // a string's printable ASCII (all but its quote and backslash, matched below): most bytes of most tokens,
         // when the vocabulary is checked inside a string
-        if matches!(self.lex, Str { .. }) && matches!(b, 0x20..=0x7f) && b != b'"' && b != b'\\' {
+        if matches!(self.lex, Lex::Str { .. })
+            && matches!(b, 0x20..=0x7f)
+            && b != b'"'
+            && b != b'\\'
+        {
             return self.shape.byte(rules, b, true);
         }
+        self.push_other(rules, b, alt)
+    }
+
+    /// [`Json::push_alt`] for any byte but a string's plain ones.
+    fn push_other(&mut self, rules: &S::Rules, b: u8, alt: usize) -> bool {
+        use Lex::*;
         let between = matches!(
             self.lex,
             Start | Value | FirstItem | FirstKey | Key | Colon | After
@@ -191,8 +237,8 @@ impl<S: Shape> Json<S> {
         self.line = 0;
         let was = self.lex;
         self.lex = match (self.lex, b) {
-            (Start, b'{') | (Value | FirstItem, b'{') => return self.open(rules, true, b),
-            (Value | FirstItem, b'[') => return self.open(rules, false, b),
+            (Start, b'{') | (Value | FirstItem, b'{') => return self.open(rules, true, b, alt),
+            (Value | FirstItem, b'[') => return self.open(rules, false, b, alt),
             (FirstItem, b']') => return self.close(rules, false),
             (FirstKey, b'}') => return self.close(rules, true),
             (After, b'}') if self.in_object() => return self.close(rules, true),
@@ -220,7 +266,7 @@ impl<S: Shape> Json<S> {
             // a whole number ends at the first byte that cannot go on with it, which then counts after it
             (Zero | Int | Frac | ExpInt, _) => {
                 self.lex = After;
-                return self.shape.end(rules) && self.push_with(rules, b);
+                return self.shape.end(rules) && self.push_alt(rules, b, alt);
             }
             (Str { key }, b'"') if key => Colon,
             (Str { .. }, b'"') => After,
@@ -284,7 +330,7 @@ impl<S: Shape> Json<S> {
             _ => return false,
         };
         match was {
-            Value | FirstItem => self.shape.value(rules, b),
+            Value | FirstItem => self.shape.value(rules, b, alt),
             FirstKey | Key => self.shape.key(rules),
             After if b == b',' => self.shape.more(rules),
             Start | Colon | After | Done => true,
@@ -306,8 +352,8 @@ impl<S: Shape> Json<S> {
         self.depth > 0 && self.stack >> (self.depth - 1) & 1 == 1
     }
 
-    fn open(&mut self, rules: &S::Rules, object: bool, b: u8) -> bool {
-        if self.depth == MAX_DEPTH || !self.shape.value(rules, b) {
+    fn open(&mut self, rules: &S::Rules, object: bool, b: u8, alt: usize) -> bool {
+        if self.depth == MAX_DEPTH || !self.shape.value(rules, b, alt) {
             return false;
         }
         self.stack = self.stack & !(1 << self.depth) | u128::from(object) << self.depth;
@@ -332,6 +378,50 @@ impl<S: Shape> Json<S> {
             Lex::After
         };
         true
+    }
+}
+
+/// Every way a text so far is read as the start of one JSON object of shape `S`: one, unless a union's
+/// alternatives that all fit it are still open.
+#[derive(Clone, Debug)]
+pub struct Readings<S: Shape> {
+    ways: Vec<Json<S>>,
+    /// The next byte's readings, kept between calls.
+    next: Vec<Json<S>>,
+}
+
+impl<S: Shape> Default for Readings<S> {
+    fn default() -> Self {
+        Self {
+            ways: vec![Json::default()],
+            next: Vec::new(),
+        }
+    }
+}
+
+impl<S: Shape> Readings<S> {
+    /// Takes the text's next byte: false (and nothing moves) when no JSON object of the shape `rules` describe
+    /// starts with the text.
+    pub fn push_with(&mut self, rules: &S::Rules, b: u8) -> bool {
+        self.next.clear();
+        for way in &self.ways {
+            way.step(rules, b, &mut self.next, 0);
+        }
+        let fits = !self.next.is_empty();
+        if fits {
+            std::mem::swap(&mut self.ways, &mut self.next);
+        }
+        fits
+    }
+
+    /// The readings, each a state to [`Json::step`] from.
+    pub fn ways(&self) -> &[Json<S>] {
+        &self.ways
+    }
+
+    /// Whether the text is one whole JSON object (read some way).
+    pub fn is_complete(&self) -> bool {
+        self.ways.iter().any(Json::is_complete)
     }
 }
 
@@ -443,7 +533,7 @@ mod tests {
 
     /// The same check through a schema's shape, under `{"type": "object"}` (any object).
     fn any_object(schema: &Schema, text: &[u8]) -> Option<bool> {
-        let mut m = Json::<Shaped>::default();
+        let mut m = Readings::<Shaped>::default();
         text.iter()
             .all(|&b| m.push_with(schema, b))
             .then(|| m.is_complete())

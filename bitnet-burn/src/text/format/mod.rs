@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use json::{Free, Json, JsonObject, Shape};
-pub use schema::{Schema, SchemaError, MOST_CHOICES};
+pub use json::{Free, Json, JsonObject, Readings, Shape, MOST_READINGS};
+pub use schema::{Schema, SchemaError, MOST_ALTERNATIVES, MOST_CHOICES};
 pub use shaped::Shaped;
 
 use crate::text::tokenizer::{SortedVocab, Tokenizer};
@@ -150,22 +150,25 @@ trait Machine: Debug + Send + Sync {
 #[derive(Debug)]
 struct Walker<S: Shape> {
     rules: Arc<S::Rules>,
-    state: Json<S>,
-    /// The state after each byte of the token being checked, kept between calls.
+    state: Readings<S>,
+    /// The readings after each byte of the token being checked, kept between calls: those after its first `d`
+    /// bytes are `states[ends[d - 1]..ends[d]]` (from 0 for `d` = 0).
     states: Vec<Json<S>>,
+    ends: Vec<usize>,
 }
 
 impl<S: Shape> Walker<S> {
     fn new(rules: Arc<S::Rules>) -> Self {
         Self {
             rules,
-            state: Json::default(),
+            state: Readings::default(),
             states: Vec::new(),
+            ends: Vec::new(),
         }
     }
 
-    fn after(&self, bytes: &[u8]) -> Option<Json<S>> {
-        let mut state = self.state;
+    fn after(&self, bytes: &[u8]) -> Option<Readings<S>> {
+        let mut state = self.state.clone();
         bytes
             .iter()
             .all(|&b| state.push_with(&self.rules, b))
@@ -183,23 +186,21 @@ impl<S: Shape + Send + Sync> Machine for Walker<S> {
     }
 
     fn fitting(&mut self, vocab: &SortedVocab, logits: &[f32], out: &mut Vec<(u32, f32)>) {
-        // states[d]: after the first d bytes of the token before, which all fitted
-        self.states.clear();
-        self.states.push(self.state);
+        let (states, ends) = (&mut self.states, &mut self.ends);
+        states.clear();
+        states.extend_from_slice(self.state.ways());
+        ends.clear();
+        ends.push(states.len());
         for i in 0..vocab.len() {
             let (id, bytes, shared) = vocab.entry(i);
-            if shared >= self.states.len() {
+            if shared >= ends.len() {
                 continue; // it starts with the bytes that did not fit in the token before
             }
-            self.states.truncate(shared + 1);
-            let mut state = self.states[shared];
-            let fits = bytes[shared..].iter().all(|&b| {
-                let ok = state.push_with(&self.rules, b);
-                if ok {
-                    self.states.push(state);
-                }
-                ok
-            });
+            ends.truncate(shared + 1);
+            states.truncate(ends[shared]);
+            // the readings after bytes no later token shares are never started from
+            let keep = vocab.shared(i + 1).saturating_sub(shared);
+            let fits = extend(&*self.rules, &bytes[shared..], keep, states, ends);
             if let Some(&logit) = logits.get(id as usize).filter(|_| fits) {
                 out.push((id, logit));
             }
@@ -209,4 +210,59 @@ impl<S: Shape + Send + Sync> Machine for Walker<S> {
     fn is_complete(&self) -> bool {
         self.state.is_complete()
     }
+}
+
+/// Where the last level of [`Walker`]'s `states` lies.
+fn last_level(ends: &[usize]) -> (usize, usize) {
+    let d = ends.len();
+    (if d > 1 { ends[d - 2] } else { 0 }, ends[d - 1])
+}
+
+/// Whether some reading from the last level's takes all of `bytes`, adding to `states` and `ends` the readings
+/// after each of the first `keep` (those after the rest are not kept; a level where none is left ends it). A lone
+/// reading is carried along in place while the bytes do not fork it: a copy of the state a byte kept, as when
+/// the text is read one way.
+fn extend<S: Shape>(
+    rules: &S::Rules,
+    bytes: &[u8],
+    keep: usize,
+    states: &mut Vec<Json<S>>,
+    ends: &mut Vec<usize>,
+) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        let (from, to) = last_level(ends);
+        if to - from == 1 && states[from].ways(rules, bytes[i]) == 1 {
+            let mut way = states[from];
+            loop {
+                if !way.push_alt(rules, bytes[i], 0) {
+                    return false;
+                }
+                i += 1;
+                if i <= keep {
+                    states.push(way);
+                    ends.push(states.len());
+                }
+                if i == bytes.len() || way.ways(rules, bytes[i]) != 1 {
+                    break;
+                }
+            }
+            if i > keep && i < bytes.len() {
+                // a fork past the kept levels: from here on the readings are kept only to be stepped from
+                states.push(way);
+                ends.push(states.len());
+            }
+        } else {
+            for k in from..to {
+                let way = states[k];
+                way.step(rules, bytes[i], states, to);
+            }
+            if states.len() == to {
+                return false;
+            }
+            ends.push(states.len());
+            i += 1;
+        }
+    }
+    true
 }

@@ -76,19 +76,20 @@ pub struct SchemaError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schema {
     pub(super) nodes: Vec<Node>,
-    /// For each node and each byte of [`STARTS`], the node a value starting with it follows ([`NONE`]: none),
-    /// settled once: through `$ref`s alternatives form a graph whose paths a search per byte could multiply.
-    starts: Vec<[u16; STARTS.len()]>,
+    /// For each node and each byte of [`STARTS`], the nodes a value starting with it may follow: a range of
+    /// `choices`. Settled once: through `$ref`s alternatives form a graph whose paths a search per byte could
+    /// multiply.
+    starts: Vec<[(u32, u32); STARTS.len()]>,
+    choices: Vec<u16>,
 }
 
 /// The bytes a JSON value can start with.
 const STARTS: &[u8; 17] = b"\"-0123456789tfn{[";
-/// No node.
-const NONE: u16 = u16::MAX;
+/// Most nodes a value starting with one byte may follow (a union's alternatives, through nested unions).
+pub const MOST_ALTERNATIVES: usize = 64;
 
 /// What a value may be: any value of the kinds in `types` (strings of `length` characters, integers in `range`),
-/// one of `literals`, an object of `object`'s shape or an array of `array`'s, or else what the first of `alts`
-/// whose values can start with its first byte allows.
+/// one of `literals`, an object of `object`'s shape or an array of `array`'s, or else what any of `alts` allows.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(super) struct Node {
     pub types: u8,
@@ -132,12 +133,13 @@ impl Schema {
         c.nodes.push(Node::default());
         c.refs.insert("#".into(), 0);
         c.fill(0, schema, "#")?;
-        let starts = settle(&c.nodes);
+        let (starts, choices) = settle(&c.nodes)?;
         let schema = Self {
             nodes: c.nodes,
             starts,
+            choices,
         };
-        if schema.resolve(0, b'{').is_none() {
+        if schema.choices(0, b'{').is_empty() {
             return Err(SchemaError {
                 at: "#".into(),
                 message:
@@ -148,65 +150,89 @@ impl Schema {
         Ok(schema)
     }
 
-    /// The node that a value of `node` starting with byte `b` follows: `node` itself, or the first of its
-    /// alternatives (recursively) whose values can start with `b`; `None` if none can.
-    pub(super) fn resolve(&self, node: usize, b: u8) -> Option<usize> {
-        let i = STARTS.iter().position(|&s| s == b)?;
-        let to = self.starts[node][i];
-        (to != NONE).then_some(usize::from(to))
+    /// The nodes that a value of `node` starting with byte `b` may follow, in the schema's order: `node` itself,
+    /// or those of its alternatives (recursively) whose values can start with `b`; none if no value can.
+    pub(super) fn choices(&self, node: usize, b: u8) -> &[u16] {
+        match STARTS.iter().position(|&s| s == b) {
+            Some(i) => {
+                let (from, to) = self.starts[node][i];
+                &self.choices[from as usize..to as usize]
+            }
+            None => &[],
+        }
     }
 }
 
-/// Every node's [`Schema::resolve`] table.
-fn settle(nodes: &[Node]) -> Vec<[u16; STARTS.len()]> {
+/// Every node's [`Schema::choices`]: the table and the lists it points into.
+#[allow(clippy::type_complexity)]
+fn settle(nodes: &[Node]) -> Result<(Vec<[(u32, u32); STARTS.len()]>, Vec<u16>), SchemaError> {
     let mut memo = vec![None; nodes.len()];
     let mut visiting = vec![false; nodes.len()];
-    (0..nodes.len())
-        .map(|i| settle_node(nodes, i, &mut memo, &mut visiting))
-        .collect()
+    let (mut starts, mut choices) = (Vec::with_capacity(nodes.len()), Vec::new());
+    for i in 0..nodes.len() {
+        let lists = settle_node(nodes, i, &mut memo, &mut visiting)?;
+        starts.push(lists.map(|list| {
+            let from = choices.len() as u32;
+            choices.extend(&list);
+            (from, choices.len() as u32)
+        }));
+    }
+    Ok((starts, choices))
 }
 
-/// Node `i`'s table: its own kinds, or its alternatives' in order (the first that can start with a byte takes
-/// it). Alternatives that lead back to a node being settled (`A: anyOf [A, ...]`) reach no value through there.
-/// Chains of alternatives are as deep as compiling let them be ([`MOST_DEPTH`]), so the recursion is bounded.
+/// Node `i`'s lists: itself for the bytes its own kinds start with, or its alternatives' nodes in order (each
+/// once). Alternatives that lead back to a node being settled (`A: anyOf [A, ...]`) reach no value through
+/// there. Chains of alternatives are as deep as compiling let them be ([`MOST_DEPTH`]), so the recursion is
+/// bounded.
 fn settle_node(
     nodes: &[Node],
     i: usize,
-    memo: &mut [Option<[u16; STARTS.len()]>],
+    memo: &mut [Option<[Vec<u16>; STARTS.len()]>],
     visiting: &mut [bool],
-) -> [u16; STARTS.len()] {
-    if let Some(table) = memo[i] {
-        return table;
+) -> Result<[Vec<u16>; STARTS.len()], SchemaError> {
+    if let Some(lists) = &memo[i] {
+        return Ok(lists.clone());
     }
+    let mut lists: [Vec<u16>; STARTS.len()] = Default::default();
     if visiting[i] {
-        return [NONE; STARTS.len()];
+        return Ok(lists);
     }
     visiting[i] = true;
     let n = &nodes[i];
-    let mut table = [NONE; STARTS.len()];
     if n.alts.is_empty() {
-        for (slot, &b) in table.iter_mut().zip(STARTS) {
+        for (list, &b) in lists.iter_mut().zip(STARTS) {
             let starts = n.types & kind(b) != 0
                 || n.literals.iter().any(|l| l[0] == b)
                 || (b == b'{' && n.object.is_some())
                 || (b == b'[' && n.array.is_some());
             if starts {
-                *slot = i as u16;
+                list.push(i as u16);
             }
         }
     } else {
         for &a in &n.alts {
-            let alt = settle_node(nodes, a, memo, visiting);
-            for (slot, to) in table.iter_mut().zip(alt) {
-                if *slot == NONE {
-                    *slot = to;
+            let alt = settle_node(nodes, a, memo, visiting)?;
+            for ((list, more), &b) in lists.iter_mut().zip(alt).zip(STARTS) {
+                for node in more {
+                    if !list.contains(&node) {
+                        list.push(node);
+                    }
+                }
+                if list.len() > MOST_ALTERNATIVES {
+                    return Err(error(
+                        "#",
+                        format!(
+                            "more than {MOST_ALTERNATIVES} alternatives of one union can start with {:?}",
+                            b as char
+                        ),
+                    ));
                 }
             }
         }
     }
     visiting[i] = false;
-    memo[i] = Some(table);
-    table
+    memo[i] = Some(lists.clone());
+    Ok(lists)
 }
 
 /// The kinds of value that can start with byte `b`.
@@ -393,8 +419,8 @@ impl<'a> Compiler<'a> {
         Ok(())
     }
 
-    /// `anyOf`/`oneOf` (taken alike: the text follows the first alternative that can start with its first byte)
-    /// or an `allOf` of one schema.
+    /// `anyOf`/`oneOf` (taken alike: the text follows any alternative; where several fit, the ones it can still
+    /// be are followed side by side until it decides between them) or an `allOf` of one schema.
     fn alternatives(
         &mut self,
         index: usize,

@@ -9,7 +9,7 @@ use super::schema::{kind, Node, Property, Schema, NUMBER};
 const MOST_FRAMES: usize = 16;
 
 /// An open container of the schema's shape.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Frame {
     /// Its node (an object or array shape).
     node: u16,
@@ -34,7 +34,7 @@ enum Scalar {
     Key,
 }
 
-/// The state of a text against a [`Schema`].
+/// The state of a text against a [`Schema`] (one reading of it, where the schema has unions).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Shaped {
     frames: [Frame; MOST_FRAMES],
@@ -50,9 +50,45 @@ pub struct Shaped {
     negative: bool,
 }
 
+/// Equal when the same text can follow: frames above the open ones are leftovers.
+impl PartialEq for Shaped {
+    fn eq(&self, other: &Self) -> bool {
+        let depth = usize::from(self.depth);
+        (
+            self.depth,
+            self.free,
+            self.scalar,
+            self.alive,
+            self.at,
+            self.negative,
+        ) == (
+            other.depth,
+            other.free,
+            other.scalar,
+            other.alive,
+            other.at,
+            other.negative,
+        ) && self.frames[..depth] == other.frames[..depth]
+    }
+}
+
 impl Shaped {
     fn top(&mut self) -> &mut Frame {
         &mut self.frames[usize::from(self.depth) - 1]
+    }
+
+    /// The node of the value due: the root's, the innermost array's items' or the value of the key just read.
+    fn due(&self, rules: &Schema) -> usize {
+        match self.depth {
+            0 => 0,
+            depth => {
+                let frame = self.frames[usize::from(depth) - 1];
+                match &rules.nodes[usize::from(frame.node)].array {
+                    Some(items) => items.node,
+                    None => object(rules, frame.node)[usize::from(frame.next) - 1].node,
+                }
+            }
+        }
     }
 
     /// The properties the next key may name, as bits: from the next one up to the first required one (the
@@ -153,7 +189,14 @@ fn object(rules: &Schema, node: u16) -> &[Property] {
 impl Shape for Shaped {
     type Rules = Schema;
 
-    fn value(&mut self, rules: &Schema, b: u8) -> bool {
+    fn alternatives(&self, rules: &Schema, b: u8) -> usize {
+        match self.free {
+            0 => rules.choices(self.due(rules), b).len().max(1),
+            _ => 1,
+        }
+    }
+
+    fn value(&mut self, rules: &Schema, b: u8, alt: usize) -> bool {
         self.scalar = Scalar::Free;
         if self.free > 0 {
             if matches!(b, b'{' | b'[') {
@@ -161,26 +204,19 @@ impl Shape for Shaped {
             }
             return true;
         }
-        let due = match self.depth {
-            0 => 0,
-            _ => {
-                let frame = self.top();
-                let n = &rules.nodes[usize::from(frame.node)];
-                match &n.array {
-                    Some(items) => {
-                        frame.next = frame.next.saturating_add(1);
-                        if u32::from(frame.next) > items.max {
-                            return false;
-                        }
-                        items.node
-                    }
-                    None => object(rules, frame.node)[usize::from(frame.next) - 1].node,
-                }
-            }
-        };
-        let Some(node) = rules.resolve(due, b) else {
+        let Some(&node) = rules.choices(self.due(rules), b).get(alt) else {
             return false;
         };
+        if self.depth > 0 {
+            let frame = self.top();
+            if let Some(items) = &rules.nodes[usize::from(frame.node)].array {
+                frame.next = frame.next.saturating_add(1);
+                if u32::from(frame.next) > items.max {
+                    return false;
+                }
+            }
+        }
+        let node = usize::from(node);
         let n: &Node = &rules.nodes[node];
         if n.types & kind(b) != 0 {
             (self.alive, self.at) = (0, 0);
@@ -247,8 +283,7 @@ impl Shape for Shaped {
     }
 
     fn end(&mut self, rules: &Schema) -> bool {
-        let scalar = std::mem::take(&mut self.scalar);
-        match scalar {
+        let ends = match self.scalar {
             Scalar::Free => true,
             Scalar::Integer(node) => rules.nodes[usize::from(node)]
                 .range
@@ -256,20 +291,15 @@ impl Shape for Shaped {
             Scalar::Text(node) => rules.nodes[usize::from(node)]
                 .length
                 .is_none_or(|(least, _)| self.alive >= u64::from(least)),
-            Scalar::Literal(_) | Scalar::Key => {
-                self.scalar = scalar;
-                let whole = self.whole(rules);
-                self.scalar = Scalar::Free;
-                match (scalar, whole) {
-                    (_, None) => false,
-                    (Scalar::Key, Some(i)) => {
-                        self.top().next = i as u16 + 1;
-                        true
-                    }
-                    _ => true,
-                }
-            }
-        }
+            Scalar::Literal(_) => self.whole(rules).is_some(),
+            Scalar::Key => self
+                .whole(rules)
+                .map(|i| self.top().next = i as u16 + 1)
+                .is_some(),
+        };
+        // nothing of the scalar stays: readings that differed only inside it are now one
+        (self.scalar, self.alive, self.at, self.negative) = (Scalar::Free, 0, 0, false);
+        ends
     }
 
     fn more(&mut self, rules: &Schema) -> bool {
@@ -305,11 +335,12 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::text::format::json::Json;
+    use crate::text::format::json::{Readings, MOST_READINGS};
+    use crate::text::format::schema::MOST_ALTERNATIVES;
 
     /// `Some(complete)` when `text` is the start of an object `schema` allows, `None` when it is not.
     fn verdict(schema: &Schema, text: &str) -> Option<bool> {
-        let mut state = Json::<Shaped>::default();
+        let mut state = Readings::<Shaped>::default();
         text.bytes()
             .all(|b| state.push_with(schema, b))
             .then(|| state.is_complete())
@@ -569,6 +600,94 @@ mod tests {
         assert_eq!(verdict(&schema, r#"{"x": 5, "y": "s"}"#), Some(true));
         assert_eq!(verdict(&schema, r#"{"x": "5""#), None);
         assert_eq!(verdict(&schema, r#"{"x": 5, "y": 1"#), None);
+    }
+
+    /// Every prefix of `text` a start, `text` whole, and at most `most` readings open at any point.
+    fn allowed(schema: &Schema, text: &str, most: usize) {
+        let mut state = Readings::<Shaped>::default();
+        for (i, b) in text.bytes().enumerate() {
+            assert!(!state.is_complete(), "{}", &text[..i]);
+            assert!(state.push_with(schema, b), "{} refused", &text[..=i]);
+            assert!(
+                state.ways().len() <= most,
+                "{} ways after {}",
+                state.ways().len(),
+                &text[..=i]
+            );
+        }
+        assert!(state.is_complete(), "{text}");
+    }
+
+    #[test]
+    fn every_alternative_of_a_union_can_be_written() {
+        // pydantic's `Union[Cat, Dog]` and a discriminated one: objects that part at a key, or at a value
+        let pet = |tag: &str, key: &str, kind: &str| {
+            json!({"type": "object", "additionalProperties": false, "required": ["kind", "name", key],
+                   "properties": {"kind": {"const": tag}, "name": {"type": "string"}, key: {"type": kind}}})
+        };
+        let schema = Schema::compile(&json!({"type": "object", "required": ["pets", "best"],
+            "$defs": {"Cat": pet("cat", "meows", "integer"), "Dog": pet("dog", "barks", "boolean"),
+                      "Pet": {"anyOf": [{"$ref": "#/$defs/Cat"}, {"$ref": "#/$defs/Dog"}]}},
+            "properties": {
+                "pets": {"type": "array", "items": {"$ref": "#/$defs/Pet"}},
+                "best": {"anyOf": [{"$ref": "#/$defs/Pet"}, {"type": "integer", "maximum": 5},
+                                   {"type": "integer", "minimum": 100, "maximum": 200}, {"type": "null"}]}}}))
+        .unwrap();
+        let cat = r#"{"kind": "cat", "name": "Tom", "meows": 3}"#;
+        let dog = r#"{"kind": "dog", "name": "Rex", "barks": true}"#;
+        for best in [cat, dog, "-7", "5", "100", "150", "null"] {
+            let text = format!(r#"{{"pets": [{dog}, {cat}, {dog}], "best": {best}}}"#);
+            allowed(&schema, &text, 2);
+        }
+        // each reading checks its own alternative to the end
+        for (start, wrong) in [
+            (r#"{"pets": [{"kind": "cat", "name": "Tom", ""#, "b"),
+            (r#"{"pets": [{"kind": "dog", "name": "Rex", "barks": "#, "3"),
+            (r#"{"pets": [{"kind": "c"#, "o"),
+            (r#"{"pets": [], "best": 5"#, "0"),
+            (r#"{"pets": [], "best": "#, "6"),
+            (r#"{"pets": [], "best": 10"#, "}"),
+        ] {
+            assert_eq!(verdict(&schema, start), Some(false), "{start}");
+            assert_eq!(
+                verdict(&schema, &format!("{start}{wrong}")),
+                None,
+                "{start}{wrong}"
+            );
+        }
+    }
+
+    #[test]
+    fn readings_that_meet_again_are_one_and_their_number_is_bounded() {
+        // a literal and a free value part at `t` and meet at the end of `true`: one reading per item, not 2^n
+        let items = Schema::compile(
+            &json!({"type": "object", "properties": {"a": {"type": "array",
+            "items": {"anyOf": [{"enum": [true, 7]}, {}, {"type": "string", "maxLength": 3}]}}}}),
+        )
+        .unwrap();
+        let text = format!(r#"{{"a": [{}"x"]}}"#, "true, 7, \"ab\", ".repeat(40));
+        allowed(&items, &text, 3);
+        // alternatives that never part: 2^12 ways to read the text, the first MOST_READINGS followed
+        let mut defs: serde_json::Map<String, Value> = (0..12)
+            .map(|i| {
+                let inner = json!({"type": "object", "properties": {"v": {"$ref": format!("#/$defs/d{}", i + 1)}},
+                                   "required": ["v"]});
+                (format!("d{i}"), json!({"anyOf": [inner, inner]}))
+            })
+            .collect();
+        defs.insert("d12".into(), json!({"type": "integer"}));
+        let nested = Schema::compile(&json!({"$defs": defs, "$ref": "#/$defs/d0"})).unwrap();
+        let text = format!("{}1{}", r#"{"v": "#.repeat(12), "}".repeat(12));
+        allowed(&nested, &text, MOST_READINGS);
+        // too many alternatives starting alike are refused when compiled
+        let many: Vec<Value> = (0..=MOST_ALTERNATIVES)
+            .map(|i| json!({"type": "object", "properties": {"k": {"const": i}}}))
+            .collect();
+        let refused = Schema::compile(&json!({"anyOf": many})).unwrap_err();
+        assert!(
+            refused.message.contains("more than 64 alternatives"),
+            "{refused}"
+        );
     }
 
     #[test]

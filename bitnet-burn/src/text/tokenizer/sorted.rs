@@ -63,6 +63,11 @@ impl SortedVocab {
         (self.ids[i], bytes, self.shared[i])
     }
 
+    /// How many bytes the `i`th token in byte order shares with the `i - 1`th: 0 past the last.
+    pub fn shared(&self, i: usize) -> usize {
+        self.shared.get(i).copied().unwrap_or(0)
+    }
+
     /// The bytes of token `id`, or `None` for a special token (or an id outside the vocabulary).
     pub fn bytes(&self, id: u32) -> Option<&[u8]> {
         let i = *self.rank.get(id as usize)?;
