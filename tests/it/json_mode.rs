@@ -20,12 +20,15 @@ fn shipped() -> std::path::PathBuf {
     repo_dir().join("models/shakespeare-bitnet-tq2_0.gguf")
 }
 
-/// A schema [`OBJECT`] follows: the mask under it keeps fewer tokens than JSON mode's (only its keys, in order).
+/// A schema [`OBJECT`] follows: the mask under it keeps fewer tokens than JSON mode's (only its keys, in order);
+/// `o` is read two ways (a union of objects) until its second key.
 fn object_schema() -> Schema {
     Schema::compile(&serde_json::json!({"type": "object", "properties": {
         "name": {"type": "string", "maxLength": 20},
         "n": {"type": "array", "items": {"anyOf": [{"type": "number"}, {"enum": [true, false]}, {}]}, "maxItems": 7},
-        "o": {"type": "object", "properties": {"k": {"type": "array"}, "u": {"type": "string"}}, "required": ["k", "u"]}},
+        "o": {"anyOf": [
+            {"type": "object", "properties": {"k": {"type": "array"}, "x": {"type": "integer"}}, "required": ["k", "x"]},
+            {"type": "object", "properties": {"k": {"type": "array"}, "u": {"type": "string"}}, "required": ["k", "u"]}]}},
         "required": ["name", "n", "o"]}))
     .unwrap()
 }
@@ -45,10 +48,11 @@ fn mask_matches_each_token_alone(name: &str, tok: &Tokenizer) {
 
 fn check_mask<S: Shape>(name: &str, tok: &Tokenizer, format: &OutputFormat, rules: &S::Rules) {
     let vocab = tok.vocab_size();
-    let cuts: Vec<usize> = (0..=OBJECT.len())
+    // every 7th byte, and each byte where `o` is read two ways (through its second key)
+    let union = OBJECT.find(r#""o": "#).unwrap()..OBJECT.find(r#""u""#).unwrap() + 3;
+    let cuts = (0..=OBJECT.len())
         .filter(|&i| OBJECT.is_char_boundary(i))
-        .step_by(7)
-        .collect();
+        .filter(|i| i % 7 == 0 || union.contains(i));
     for cut in cuts {
         let ids = tok.encode(&OBJECT[..cut], false).unwrap();
         let mut constraint = FormatConstraint::new(format, tok).unwrap();
