@@ -15,9 +15,9 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bitnet_burn::engine::{Event, Finished, Request};
-use bitnet_burn::text::generate::StopReason;
 use bitnet_burn::text::logprobs::TokenLogprob;
 use bitnet_burn::text::tokenizer::Tokenizer;
+use bitnet_burn::text::tools::{ToolCall, ToolReply, Tools};
 use futures_util::stream::{self, Stream};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -32,7 +32,8 @@ pub async fn chat(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (ready, value, common) = request(&state, raw)?;
-    let messages = params::messages(&value)?;
+    let tools = common.tools()?;
+    let messages = params::messages(&value, tools.as_ref())?;
     let scoring = Scoring {
         logprobs: params::chat_logprobs(&value)?,
         echo: false,
@@ -41,7 +42,15 @@ pub async fn chat(
         .template
         .encode(&messages, &ready.tokenizer)
         .map_err(|e| ApiError::bad_request(e.to_string()).param("messages"))?;
-    start(&state, ready, Kind::Chat, vec![prompt], common, scoring).await
+    start(
+        &state,
+        ready,
+        Kind::Chat(tools),
+        vec![prompt],
+        common,
+        scoring,
+    )
+    .await
 }
 
 /// `POST /v1/completions`.
@@ -50,6 +59,11 @@ pub async fn completion(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (ready, value, common) = request(&state, raw)?;
+    if common.tools()?.is_some() {
+        return Err(
+            ApiError::bad_request("tools: only /v1/chat/completions calls tools").param("tools"),
+        );
+    }
     let scoring = params::completion_scoring(&value, common.stream)?;
     let prompts = params::prompt_ids(
         params::prompts(&value, ready.engine.config().queue)?,
@@ -81,10 +95,9 @@ fn request(
     Ok((ready, value, common))
 }
 
-/// Which endpoint a reply is for.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Which endpoint a reply is for (a chat's with the tools it may call).
 enum Kind {
-    Chat,
+    Chat(Option<Tools>),
     Completion,
 }
 
@@ -125,11 +138,11 @@ async fn start(
 ) -> Result<Response, ApiError> {
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     let reply = Reply {
-        kind,
         id: match kind {
-            Kind::Chat => format!("chatcmpl-{n}"),
+            Kind::Chat(_) => format!("chatcmpl-{n}"),
             Kind::Completion => format!("cmpl-{n}"),
         },
+        kind,
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -200,6 +213,15 @@ async fn outcome(
     }
 }
 
+/// What a stream holds back: with `logprobs`, the text of a step until its token's log-probabilities come; with
+/// tools, the whole reply, read once it is complete (a call is sent whole, as is an answer).
+#[derive(Default)]
+struct Held {
+    text: String,
+    tokens: Vec<TokenLogprob>,
+    offsets: Offsets,
+}
+
 /// The reply as server-sent events: a role chunk (chat), text chunks, the chunk with the finish reason, the
 /// usage chunk if asked for, then `[DONE]`; an error event if the engine fails the request. With `logprobs`,
 /// each generated token's chunk carries the text its step released and that token's log-probabilities.
@@ -209,7 +231,7 @@ fn sse(
     include_usage: bool,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let mut queue = VecDeque::new();
-    if reply.kind == Kind::Chat {
+    if let Kind::Chat(_) = reply.kind {
         queue.push_back(
             reply
                 .chunk(
@@ -220,22 +242,23 @@ fn sse(
                 .to_string(),
         );
     }
-    let state = (reply, rx, queue, false, String::new(), Offsets::default());
+    let state = (reply, rx, queue, false, Held::default());
     stream::unfold(
         state,
-        move |(reply, mut rx, mut queue, mut ended, mut held, mut offsets)| async move {
+        move |(reply, mut rx, mut queue, mut ended, mut held)| async move {
+            let whole = matches!(reply.kind, Kind::Chat(Some(_)));
             loop {
                 if let Some(data) = queue.pop_front() {
                     let event = SseEvent::default().data(data);
-                    return Some((Ok(event), (reply, rx, queue, ended, held, offsets)));
+                    return Some((Ok(event), (reply, rx, queue, ended, held)));
                 }
                 if ended {
                     return None;
                 }
                 ended = true;
                 match rx.recv().await {
-                    Some(Event::Text(t)) if reply.logprobs => {
-                        held.push_str(&t);
+                    Some(Event::Text(t)) if reply.logprobs || whole => {
+                        held.text.push_str(&t);
                         ended = false;
                     }
                     Some(Event::Text(t)) => {
@@ -245,21 +268,33 @@ fn sse(
                     }
                     // (echo, which brings these, is refused with stream)
                     Some(Event::PromptLogprob(_)) => ended = false,
+                    Some(Event::Logprob(t)) if whole => {
+                        held.tokens.push(t);
+                        ended = false;
+                    }
                     Some(Event::Logprob(t)) => {
-                        let logprobs = reply.logprobs(None, &[t], &mut offsets);
-                        let text = std::mem::take(&mut held);
+                        let logprobs = reply.logprobs(None, &[t], &mut held.offsets);
+                        let text = std::mem::take(&mut held.text);
                         let chunk = reply.chunk(json!({"content": text}), None, logprobs);
                         queue.push_back(chunk.to_string());
                         ended = false;
                     }
                     Some(Event::Done(f)) => {
-                        if !held.is_empty() {
-                            let logprobs = reply.logprobs(None, &[], &mut offsets);
-                            let text = std::mem::take(&mut held);
-                            let chunk = reply.chunk(json!({"content": text}), None, logprobs);
-                            queue.push_back(chunk.to_string());
+                        let mut finish = f.stop.finish_reason();
+                        if !held.text.is_empty() {
+                            let logprobs = reply.logprobs(None, &held.tokens, &mut held.offsets);
+                            let text = std::mem::take(&mut held.text);
+                            let delta = match &reply.kind {
+                                Kind::Chat(Some(tools)) => {
+                                    let (delta, reason) = reply.message(tools, &text, finish, true);
+                                    finish = reason;
+                                    delta
+                                }
+                                _ => json!({"content": text}),
+                            };
+                            queue.push_back(reply.chunk(delta, None, logprobs).to_string());
                         }
-                        let chunk = reply.chunk(json!({}), Some(&f.stop), Value::Null);
+                        let chunk = reply.chunk(json!({}), Some(finish), Value::Null);
                         queue.push_back(chunk.to_string());
                         if include_usage {
                             let mut last = reply.chunk(json!({}), None, Value::Null);
@@ -282,10 +317,9 @@ fn sse(
 
 impl Reply {
     /// A streamed chunk: a chat `delta` or a completion's `text`, with the finish reason on the last.
-    fn chunk(&self, delta: Value, stop: Option<&StopReason>, logprobs: Value) -> Value {
-        let finish = stop.map(StopReason::finish_reason);
+    fn chunk(&self, delta: Value, finish: Option<&str>, logprobs: Value) -> Value {
         let choice = match self.kind {
-            Kind::Chat => {
+            Kind::Chat(_) => {
                 json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
             }
             Kind::Completion => json!({
@@ -310,11 +344,14 @@ impl Reply {
                 let finish = f.stop.finish_reason();
                 let echoed = self.echo.then_some((o.prompt.as_slice(), o.scored.as_slice()));
                 let logprobs = self.logprobs(echoed, &o.tokens, &mut Offsets::default());
-                match self.kind {
-                    Kind::Chat => json!({
-                        "index": index, "message": {"role": "assistant", "content": f.text},
-                        "logprobs": logprobs, "finish_reason": finish,
-                    }),
+                match &self.kind {
+                    Kind::Chat(tools) => {
+                        let (message, finish) = match tools {
+                            Some(tools) => self.message(tools, &f.text, finish, false),
+                            None => (json!({"role": "assistant", "content": f.text}), finish),
+                        };
+                        json!({"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish})
+                    }
                     Kind::Completion => {
                         let text = match self.echo {
                             true => self.tokenizer.decode(&o.prompt).unwrap_or_default() + &f.text,
@@ -348,7 +385,7 @@ impl Reply {
         let bytes = |id: u32| self.tokenizer.token_bytes(id).unwrap_or_default();
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         match self.kind {
-            Kind::Chat => {
+            Kind::Chat(_) => {
                 let entry = |id: u32, logprob: f32| {
                     let bytes = bytes(id);
                     json!({"token": text(&bytes), "logprob": logprob, "bytes": bytes})
@@ -389,10 +426,44 @@ impl Reply {
         }
     }
 
+    /// A reply written under `tools` as a chat message (a stream's `delta` when `delta`): its answer as
+    /// `content`, or its calls as `tool_calls` with the finish reason `tool_calls`.
+    fn message(
+        &self,
+        tools: &Tools,
+        text: &str,
+        finish: &'static str,
+        delta: bool,
+    ) -> (Value, &'static str) {
+        match tools.read(text) {
+            ToolReply::Content(content) => {
+                (json!({"role": "assistant", "content": content}), finish)
+            }
+            ToolReply::Calls(calls) => {
+                let calls: Vec<Value> = calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ToolCall { name, arguments })| {
+                        let mut call = json!({
+                            "id": format!("call_{}_{i}", self.id.trim_start_matches("chatcmpl-")),
+                            "type": "function", "function": {"name": name, "arguments": arguments},
+                        });
+                        if delta {
+                            call["index"] = json!(i);
+                        }
+                        call
+                    })
+                    .collect();
+                let message = json!({"role": "assistant", "content": null, "tool_calls": calls});
+                (message, "tool_calls")
+            }
+        }
+    }
+
     fn object(&self, chunk: bool) -> &'static str {
-        match (self.kind, chunk) {
-            (Kind::Chat, true) => "chat.completion.chunk",
-            (Kind::Chat, false) => "chat.completion",
+        match (&self.kind, chunk) {
+            (Kind::Chat(_), true) => "chat.completion.chunk",
+            (Kind::Chat(_), false) => "chat.completion",
             (Kind::Completion, _) => "text_completion",
         }
     }

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use bitnet_burn::text::chat::Message;
 use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::sampling::{logit_bias_pairs, SamplerConfig};
+use bitnet_burn::text::tools::{self, ToolCall, Tools};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -37,9 +38,10 @@ pub struct Common {
     pub stream_options: Option<StreamOptions>,
     /// Token id (as a string) to a bias in [-100, 100], added to its logit.
     pub logit_bias: Option<std::collections::HashMap<String, f32>>,
-    /// Function calling is refused rather than ignored (the reply would never call one).
-    pub tools: Option<Vec<Value>>,
+    /// Functions the reply may call ([`Tools::from_request`]).
+    pub tools: Option<Value>,
     pub tool_choice: Option<Value>,
+    pub parallel_tool_calls: Option<bool>,
     /// `text`, `json_object` or `json_schema` ([`OutputFormat::from_response_format`]).
     pub response_format: Option<Value>,
     /// llama-server's: a JSON Schema the reply follows, without `response_format`'s wrapping.
@@ -71,6 +73,23 @@ struct ChatBody {
 struct ChatMessage {
     role: String,
     content: Option<Content>,
+    /// An assistant turn's calls.
+    tool_calls: Option<Vec<MessageToolCall>>,
+    /// A tool turn's call.
+    tool_call_id: Option<String>,
+}
+
+/// A call in an assistant turn: `{"id", "type": "function", "function": {"name", "arguments"}}`.
+#[derive(Deserialize, Debug)]
+struct MessageToolCall {
+    id: Option<String>,
+    function: FunctionCall,
+}
+
+#[derive(Deserialize, Debug)]
+struct FunctionCall {
+    name: String,
+    arguments: String,
 }
 
 /// Message content: a string, or a list of parts of which only text parts are understood.
@@ -147,28 +166,24 @@ pub fn read<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
     })
 }
 
-/// The messages of a chat completion (roles checked; `developer` is read as `system`).
-pub fn messages(value: &Value) -> Result<Vec<Message>, ApiError> {
+/// The messages of a chat completion (roles checked; `developer` is read as `system`), with the tools described in
+/// the system message and tool turns written as text ([`bitnet_burn::text::tools`]).
+pub fn messages(value: &Value, tools: Option<&Tools>) -> Result<Vec<Message>, ApiError> {
     let body: ChatBody = read(value)?;
     if body.messages.is_empty() {
         return Err(
             ApiError::bad_request("messages: at least one message is needed").param("messages"),
         );
     }
-    body.messages
+    // calls by id, so a tool turn can name the tool it answers
+    let mut called: Vec<(String, String)> = Vec::new();
+    let mut messages = body
+        .messages
         .into_iter()
         .enumerate()
         .map(|(i, m)| {
-            let role = match m.role.as_str() {
-                "system" | "developer" => "system",
-                "user" => "user",
-                "assistant" => "assistant",
-                other => {
-                    return Err(ApiError::bad_request(format!(
-                        "messages[{i}].role: {other:?} is not one of system, developer, user, assistant"
-                    ))
-                    .param("messages"))
-                }
+            let bad = |what: String| {
+                ApiError::bad_request(format!("messages[{i}].{what}")).param("messages")
             };
             let text = match m.content {
                 None => String::new(),
@@ -177,17 +192,64 @@ pub fn messages(value: &Value) -> Result<Vec<Message>, ApiError> {
                     .into_iter()
                     .map(|p| match (p.kind.as_str(), p.text) {
                         ("text", Some(t)) => Ok(t),
-                        (kind, _) => Err(ApiError::bad_request(format!(
-                            "messages[{i}].content: parts of type {kind:?} are not supported (text only)"
-                        ))
-                        .param("messages")),
+                        (kind, _) => Err(bad(format!(
+                            "content: parts of type {kind:?} are not supported (text only)"
+                        ))),
                     })
                     .collect::<Result<Vec<_>, _>>()?
                     .concat(),
             };
-            Ok(Message::new(role, text))
+            let role = match m.role.as_str() {
+                "system" | "developer" => "system",
+                "user" => "user",
+                "assistant" => "assistant",
+                "tool" => {
+                    let id = m
+                        .tool_call_id
+                        .ok_or_else(|| bad("tool_call_id: a tool turn needs one".into()))?;
+                    let name = called
+                        .iter()
+                        .find(|(c, _)| *c == id)
+                        .map(|(_, n)| n.as_str());
+                    return Ok(Message::new("user", tools::result_text(name, &text)));
+                }
+                other => {
+                    return Err(bad(format!(
+                        "role: {other:?} is not one of system, developer, user, assistant, tool"
+                    )))
+                }
+            };
+            match m
+                .tool_calls
+                .filter(|c| !c.is_empty() && role == "assistant")
+            {
+                None => Ok(Message::new(role, text)),
+                Some(calls) => {
+                    let calls: Vec<ToolCall> = calls
+                        .into_iter()
+                        .map(|c| {
+                            called.extend(c.id.map(|id| (id, c.function.name.clone())));
+                            ToolCall {
+                                name: c.function.name,
+                                arguments: c.function.arguments,
+                            }
+                        })
+                        .collect();
+                    let parallel = tools.is_some_and(Tools::parallel);
+                    Ok(Message::new(role, tools::calls_text(&calls, parallel)))
+                }
+            }
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(tools) = tools {
+        match messages.first_mut() {
+            Some(first) if first.role == "system" => {
+                first.content = format!("{}\n\n{}", first.content, tools.instructions())
+            }
+            _ => messages.insert(0, Message::new("system", tools.instructions())),
+        }
+    }
+    Ok(messages)
 }
 
 /// The prompts of a completion (a choice each), at most `most`.
@@ -324,30 +386,55 @@ impl Common {
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::bad_request("n: only n = 1 is supported").param("n"));
         }
-        let none_chosen = self.tool_choice.as_ref().and_then(Value::as_str) == Some("none");
-        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) && !none_chosen {
-            return Err(ApiError::bad_request(
-                "tools: function calling is not supported by this server",
-            )
-            .param("tools"));
-        }
         self.sampler(vocab).map(drop)
     }
 
-    /// `response_format` as an output format.
+    /// The functions the reply may call, if any.
+    pub fn tools(&self) -> Result<Option<Tools>, ApiError> {
+        Tools::from_request(
+            self.tools.as_ref(),
+            self.tool_choice.as_ref(),
+            self.parallel_tool_calls,
+        )
+        .map_err(|e| {
+            let param = if e.at.starts_with("tool_choice") {
+                "tool_choice"
+            } else {
+                "tools"
+            };
+            ApiError::bad_request(e.to_string()).param(param)
+        })
+    }
+
+    /// `response_format` as an output format; with tools, the format of a call or an answer in that format.
     fn format(&self) -> Result<OutputFormat, ApiError> {
         let bad = |name: &'static str, e: &dyn std::fmt::Display| {
             ApiError::bad_request(format!("{name}: {e}")).param(name)
         };
-        match (&self.response_format, &self.json_schema) {
-            (Some(format), _) => {
-                OutputFormat::from_response_format(format).map_err(|e| bad("response_format", &e))
-            }
-            (None, Some(schema)) => {
-                OutputFormat::json_schema(schema).map_err(|e| bad("json_schema", &e))
-            }
-            (None, None) => Ok(OutputFormat::Text),
-        }
+        let (format, schema) = match (&self.response_format, &self.json_schema) {
+            (Some(format), _) => (
+                OutputFormat::from_response_format(format)
+                    .map_err(|e| bad("response_format", &e))?,
+                format
+                    .pointer("/json_schema/schema")
+                    .or_else(|| format.get("schema")),
+            ),
+            (None, Some(schema)) => (
+                OutputFormat::json_schema(schema).map_err(|e| bad("json_schema", &e))?,
+                Some(schema),
+            ),
+            (None, None) => (OutputFormat::Text, None),
+        };
+        let Some(tools) = self.tools()? else {
+            return Ok(format);
+        };
+        let any_object = serde_json::json!({"type": "object"});
+        let answer = match format {
+            OutputFormat::Text => None,
+            OutputFormat::JsonObject => Some(&any_object),
+            OutputFormat::JsonSchema(_) => schema,
+        };
+        tools.format(answer).map_err(|e| bad("tools", &e))
     }
 
     /// `logit_bias` as (token id, bias) pairs, each id in the vocabulary and each bias in [-100, 100].

@@ -420,10 +420,30 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
         "n:",
     );
     let tools = r#""tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]"#;
+    for (body, needle) in [
+        (
+            format!(r#"{{{hi}, "tools": {{"f": 1}}}}"#),
+            "tools: must be a list",
+        ),
+        (
+            format!(r#"{{{hi}, {tools}, "tool_choice": "sometimes"}}"#),
+            "tool_choice: \"sometimes\"",
+        ),
+        (
+            r#"{"messages": [{"role": "tool", "content": "sunny"}]}"#.into(),
+            "messages[0].tool_call_id",
+        ),
+    ] {
+        assert_error(server.post(chat, &body, key), 400, needle);
+    }
     assert_error(
-        server.post(chat, &format!("{{{hi}, {tools}}}"), key),
+        server.post(
+            "/v1/completions",
+            &format!(r#"{{"prompt": "x", {tools}}}"#),
+            key,
+        ),
         400,
-        "tools: function calling is not supported",
+        "tools: only /v1/chat/completions",
     );
     // what clients send when they want no call (and plain text) is accepted
     for extra in [

@@ -100,14 +100,17 @@ assert scored.choices[0].text.endswith("ROMEO: Who art thou?" + lp.tokens[-1]), 
 
 # JSON mode: every reply that ends on its own is an object Python's json reads, streamed or not. Trained on plays,
 # the model never ends a string by itself, so the quote and the brace are lifted with logit_bias.
-def token_id(text):
+def post(path, body):
     request = urllib.request.Request(
-        base + "/tokenize",
-        data=json.dumps({"content": text}).encode(),
+        base + path, data=json.dumps(body).encode(),
         headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request) as reply:
-        return json.load(reply)["tokens"][0]
+        return json.load(reply)
+
+
+def token_id(text):
+    return post("/tokenize", {"content": text})["tokens"][0]
 
 
 ask = [{"role": "user", "content": "Describe Romeo in JSON."}]
@@ -173,6 +176,80 @@ try:
     raise SystemExit("a schema with a pattern was accepted")
 except openai.BadRequestError as e:
     assert "pattern" in e.message and "#/properties/s" in e.message, e.message
+
+# Function calling: the client's own strict tools from pydantic models (`parse` checks each call's arguments with
+# pydantic, the reference here). A required call names one of the tools with arguments its model accepts; the
+# same call streamed arrives as the client's tool-call deltas; a conversation carrying a call and its result is
+# answered (a call or content); unusable tools are a 400 naming the field.
+class GetWeather(BaseModel):
+    city: Literal["Verona", "Mantua"]
+    days: Annotated[int, Field(ge=1, le=7)]
+
+
+class GetTime(BaseModel):
+    zone: Literal["CET", "UTC"]
+
+
+# (short names: the schemas go into the prompt, and the model holds 512 positions)
+tools = [openai.pydantic_function_tool(GetWeather, name="weather"), openai.pydantic_function_tool(GetTime, name="time")]
+asked = [{"role": "user", "content": "Weather?"}]
+# (and this model, trained on verse, would fill them with line breaks and indents: whitespace tokens are banned)
+runs = [c * k for c in [" ", "\n", "\t", "\r\n", "\n "] for k in range(1, 25)]
+spaces = {i for run in runs for i in post("/tokenize", {"content": run})["tokens"]}
+spaces = [i for i in spaces if not post("/detokenize", {"tokens": [i]})["content"].strip()]
+calling = dict(
+    model=model, messages=asked, max_tokens=120, temperature=0.8, tools=tools, tool_choice="required",
+    logit_bias={**json_mode["logit_bias"], **{str(i): -100 for i in spaces}},
+)
+names = {"weather": GetWeather, "time": GetTime}
+for seed in range(3):
+    reply = client.chat.completions.parse(seed=seed, **calling).choices[0]
+    assert reply.finish_reason == "tool_calls" and reply.message.content is None, reply
+    (call,) = reply.message.tool_calls
+    assert call.type == "function" and call.id, call
+    assert isinstance(call.function.parsed_arguments, names[call.function.name]), call
+    streamed = {}
+    finish = None
+    for chunk in client.chat.completions.create(seed=seed, stream=True, **calling):
+        for delta in chunk.choices[0].delta.tool_calls or []:
+            entry = streamed.setdefault(delta.index, {"id": delta.id, "name": "", "arguments": ""})
+            entry["name"] += delta.function.name or ""
+            entry["arguments"] += delta.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls" and list(streamed) == [0] and streamed[0].pop("id"), streamed
+    assert streamed[0] == {"name": call.function.name, "arguments": call.function.arguments}, streamed
+named = {"type": "function", "function": {"name": "time"}}
+reply = client.chat.completions.parse(seed=0, **{**calling, "tool_choice": named}).choices[0]
+assert reply.message.tool_calls[0].function.name == "time", reply
+history = asked + [
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
+    {"role": "tool", "tool_call_id": call.id, "content": "Sunny, and hot."},
+]
+answered = {**calling, "messages": history, "tools": tools[:1], "tool_choice": "auto", "max_tokens": 40}
+answer = client.chat.completions.create(seed=1, **answered)
+reply = answer.choices[0]
+assert reply.finish_reason in ("tool_calls", "stop", "length"), reply
+if reply.finish_reason == "tool_calls":
+    assert reply.message.tool_calls[0].function.name in names, reply
+# the result reaches the prompt: a longer one takes more tokens
+history[-1]["content"] += " No rain for a week, they say."
+longer = client.chat.completions.create(seed=1, **{**answered, "messages": history, "max_tokens": 1})
+assert longer.usage.prompt_tokens > answer.usage.prompt_tokens, (longer.usage, answer.usage)
+for bad, field in [
+    ([{"type": "function", "function": {"name": "f", "parameters": patterned}}], "tools[0].function.parameters"),
+    ([{"type": "function", "function": {"name": "no spaces"}}], "tools[0].function.name"),
+]:
+    try:
+        client.chat.completions.create(model=model, messages=asked, tools=bad)
+        raise SystemExit(f"{field}: accepted")
+    except openai.BadRequestError as e:
+        assert field in e.message, e.message
+try:
+    client.chat.completions.create(model=model, messages=asked, tools=tools, tool_choice=named | {"function": {"name": "f"}})
+    raise SystemExit("a tool_choice naming no tool was accepted")
+except openai.BadRequestError as e:
+    assert "tool_choice" in e.message, e.message
 
 try:
     client.chat.completions.create(model="no-such-model", messages=messages)

@@ -1,4 +1,4 @@
-//! Text in and out: the tokenizer, sampling, generation, chat and perplexity.
+//! Text in and out: the tokenizer, sampling, generation, chat, function calling and perplexity.
 
 #[cfg(feature = "chat")]
 pub mod chat;
@@ -8,3 +8,4 @@ pub mod logprobs;
 pub mod perplexity;
 pub mod sampling;
 pub mod tokenizer;
+pub mod tools;

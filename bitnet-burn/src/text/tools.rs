@@ -1,0 +1,504 @@
+//! Function calling (OpenAI's `tools`) with any chat template, in llama.cpp's generic format: the tools are
+//! described in the system message, the reply is held by a JSON schema ([`crate::text::format`]) to
+//! `{"tool_call": {"name": ..., "arguments": {...}}}` (`{"tool_calls": [...]}` with parallel calls) or
+//! `{"response": ...}`, and is read back into calls or content. Earlier calls and their results are written into
+//! the conversation in the same format, so the model sees its own turns as it was asked to write them.
+
+use serde_json::{json, Map, Value};
+
+use crate::text::format::{OutputFormat, Schema, SchemaError};
+
+/// The tools of a request and how the reply may use them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tools {
+    functions: Vec<Function>,
+    choice: Choice,
+    parallel: bool,
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq)]
+struct Function {
+    name: String,
+    description: Option<String>,
+    /// The JSON Schema of its arguments (an object).
+    parameters: Value,
+}
+
+/// `tool_choice`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Choice {
+    /// Call tools or answer (`"auto"`, the default).
+    Auto,
+    /// Call at least one tool (`"required"`).
+    Required,
+    /// Call this function (`{"type": "function", "function": {"name": ...}}`).
+    Named(usize),
+}
+
+/// A request's tools that cannot be used, naming the field at fault.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{at}: {message}")]
+pub struct ToolsError {
+    /// The field (`tools[1].function.name`, `tool_choice`, ...).
+    pub at: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// A call the reply makes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The function's name.
+    pub name: String,
+    /// Its arguments as JSON text (OpenAI's `arguments` string).
+    pub arguments: String,
+}
+
+/// What a reply written under [`Tools::format`] says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolReply {
+    /// An answer to the user (the reply's `response`; the text as it is when it is not whole JSON, e.g. cut
+    /// short by the token limit).
+    Content(String),
+    /// Calls to make, in order.
+    Calls(Vec<ToolCall>),
+}
+
+/// Longest function name (OpenAI's limit).
+const MOST_NAME: usize = 64;
+
+impl Tools {
+    /// A request's `tools`, `tool_choice` and `parallel_tool_calls` (OpenAI's fields); `None` when there are no
+    /// tools or the choice is `"none"` (the reply is then plain text).
+    pub fn from_request(
+        tools: Option<&Value>,
+        tool_choice: Option<&Value>,
+        parallel: Option<bool>,
+    ) -> Result<Option<Self>, ToolsError> {
+        let list = match tools {
+            None | Some(Value::Null) => &[][..],
+            Some(Value::Array(list)) => list.as_slice(),
+            Some(_) => return Err(error("tools", "must be a list of tools")),
+        };
+        let functions = list
+            .iter()
+            .enumerate()
+            .map(|(i, tool)| Function::read(tool, &format!("tools[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, f) in functions.iter().enumerate() {
+            if functions[..i].iter().any(|g| g.name == f.name) {
+                return Err(error(
+                    format!("tools[{i}].function.name"),
+                    format!("{:?} names two tools", f.name),
+                ));
+            }
+        }
+        let choice = match tool_choice {
+            None | Some(Value::Null) => Choice::Auto,
+            Some(Value::String(s)) => match s.as_str() {
+                "none" => return Ok(None),
+                "auto" => Choice::Auto,
+                "required" => Choice::Required,
+                other => {
+                    return Err(error(
+                        "tool_choice",
+                        format!("{other:?} is not \"none\", \"auto\", \"required\" or a function"),
+                    ))
+                }
+            },
+            Some(named) => {
+                let name = named
+                    .pointer("/function/name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        error(
+                            "tool_choice",
+                            "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                        )
+                    })?;
+                let i = functions
+                    .iter()
+                    .position(|f| f.name == name)
+                    .ok_or_else(|| error("tool_choice", format!("no tool is named {name:?}")))?;
+                Choice::Named(i)
+            }
+        };
+        if functions.is_empty() {
+            return match choice {
+                Choice::Auto => Ok(None),
+                _ => Err(error("tool_choice", "there are no tools to call")),
+            };
+        }
+        Ok(Some(Self {
+            functions,
+            choice,
+            parallel: parallel.unwrap_or(false),
+        }))
+    }
+
+    /// What the reply must be: a call (or calls) of the allowed functions, or, unless a call is required, an
+    /// object whose `response` follows `response` (a string when `None`, e.g. a `response_format` schema).
+    pub fn format(&self, response: Option<&Value>) -> Result<OutputFormat, ToolsError> {
+        let mut defs = Map::new();
+        let mut calls = Vec::new();
+        for (i, f) in self.functions.iter().enumerate() {
+            if matches!(self.choice, Choice::Named(n) if n != i) {
+                continue;
+            }
+            let at = format!("#/$defs/tool{i}");
+            defs.insert(format!("tool{i}"), rebase(&f.parameters, &at));
+            calls.push(json!({"type": "object", "additionalProperties": false,
+                "properties": {"name": {"const": f.name}, "arguments": {"$ref": at}},
+                "required": ["name", "arguments"]}));
+        }
+        let call = match calls.len() {
+            1 => calls.remove(0),
+            _ => json!({"anyOf": calls}),
+        };
+        let (key, calls) = match self.parallel {
+            true => (
+                "tool_calls",
+                json!({"type": "array", "items": call, "minItems": 1}),
+            ),
+            false => ("tool_call", call),
+        };
+        let calls = json!({"type": "object", "additionalProperties": false, "properties": {key: calls},
+                           "required": [key]});
+        let mut root = match self.choice {
+            Choice::Auto => {
+                let answer = match response {
+                    Some(schema) => {
+                        defs.insert("response".into(), rebase(schema, "#/$defs/response"));
+                        json!({"$ref": "#/$defs/response"})
+                    }
+                    None => json!({"type": "string"}),
+                };
+                json!({"anyOf": [calls, {"type": "object", "additionalProperties": false,
+                    "properties": {"response": answer}, "required": ["response"]}]})
+            }
+            Choice::Required | Choice::Named(_) => calls,
+        };
+        root["$defs"] = Value::Object(defs);
+        Schema::compile(&root)
+            .map(|s| OutputFormat::JsonSchema(s.into()))
+            .map_err(|e| error("tools", e.to_string()))
+    }
+
+    /// The text added to the system message: the tools, and how to call them or answer.
+    pub fn instructions(&self) -> String {
+        let listed: Vec<String> = self
+            .functions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !matches!(self.choice, Choice::Named(n) if n != *i))
+            .map(|(_, f)| {
+                let mut tool = json!({"name": f.name, "parameters": f.parameters});
+                if let Some(d) = &f.description {
+                    tool["description"] = json!(d);
+                }
+                tool.to_string()
+            })
+            .collect();
+        let call = match self.parallel {
+            true => r#"{"tool_calls": [{"name": ..., "arguments": {...}}, ...]}"#,
+            false => r#"{"tool_call": {"name": ..., "arguments": {...}}}"#,
+        };
+        let how = match self.choice {
+            Choice::Auto => {
+                format!("Reply in JSON: {call} to call a tool, or {{\"response\": ...}} to answer.")
+            }
+            _ => format!("Reply in JSON: {call} to call a tool."),
+        };
+        format!(
+            "Tools (arguments as JSON Schema):\n{}\n{how}",
+            listed.join("\n")
+        )
+    }
+
+    /// Whether a reply may make several calls (`parallel_tool_calls`).
+    pub fn parallel(&self) -> bool {
+        self.parallel
+    }
+
+    /// Reads a reply written under [`Tools::format`].
+    pub fn read(&self, text: &str) -> ToolReply {
+        let Ok(Value::Object(reply)) = serde_json::from_str::<Value>(text) else {
+            return ToolReply::Content(text.into());
+        };
+        let call = |c: &Value| ToolCall {
+            name: c["name"].as_str().unwrap_or_default().into(),
+            arguments: c["arguments"].to_string(),
+        };
+        match (
+            reply.get("tool_call"),
+            reply.get("tool_calls"),
+            reply.get("response"),
+        ) {
+            (Some(one), _, _) => ToolReply::Calls(vec![call(one)]),
+            (_, Some(Value::Array(many)), _) => ToolReply::Calls(many.iter().map(call).collect()),
+            (_, _, Some(Value::String(answer))) => ToolReply::Content(answer.clone()),
+            (_, _, Some(answer)) => ToolReply::Content(answer.to_string()),
+            _ => ToolReply::Content(text.into()),
+        }
+    }
+}
+
+/// Earlier calls of an assistant turn, written as the model is asked to write them (`parallel`: as a list even
+/// when there is one).
+pub fn calls_text(calls: &[ToolCall], parallel: bool) -> String {
+    let call = |c: &ToolCall| {
+        let arguments = serde_json::from_str(&c.arguments).unwrap_or(json!(c.arguments));
+        json!({"name": c.name, "arguments": arguments})
+    };
+    match (parallel, calls) {
+        (false, [one]) => json!({"tool_call": call(one)}),
+        _ => json!({"tool_calls": calls.iter().map(call).collect::<Vec<_>>()}),
+    }
+    .to_string()
+}
+
+/// A tool's result, written as the user turn that brings it back (templates without a tool role read it).
+pub fn result_text(name: Option<&str>, content: &str) -> String {
+    let mut result = json!({"content": content});
+    if let Some(name) = name {
+        result["tool"] = json!(name);
+    }
+    json!({ "tool_response": result }).to_string()
+}
+
+impl Function {
+    /// `{"type": "function", "function": {"name", "description", "parameters"}}` at `at`.
+    fn read(tool: &Value, at: &str) -> Result<Self, ToolsError> {
+        if tool.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(error(format!("{at}.type"), "must be \"function\""));
+        }
+        let f = tool
+            .get("function")
+            .filter(|f| f.is_object())
+            .ok_or_else(|| error(format!("{at}.function"), "must be an object"))?;
+        let name = f
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| error(format!("{at}.function.name"), "must be a string"))?;
+        let good = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if name.is_empty() || name.len() > MOST_NAME || !name.chars().all(good) {
+            return Err(error(
+                format!("{at}.function.name"),
+                format!("{name:?} must be 1 to {MOST_NAME} letters, digits, _ or -"),
+            ));
+        }
+        let description = match f.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(d)) => Some(d.clone()),
+            Some(_) => {
+                return Err(error(
+                    format!("{at}.function.description"),
+                    "must be a string",
+                ))
+            }
+        };
+        let parameters = match f.get("parameters") {
+            None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
+            Some(p) => p.clone(),
+        };
+        Schema::compile(&parameters)
+            .map_err(|e: SchemaError| error(format!("{at}.function.parameters"), e.to_string()))?;
+        Ok(Self {
+            name: name.into(),
+            description,
+            parameters,
+        })
+    }
+}
+
+/// `schema` with its local `$ref`s (`#/...`, relative to its own root) pointing from `at`, where it is placed in
+/// a larger schema.
+fn rebase(schema: &Value, at: &str) -> Value {
+    match schema {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = match (k.as_str(), v) {
+                        ("$ref", Value::String(r)) if r.starts_with('#') => {
+                            Value::String(format!("{at}{}", &r[1..]))
+                        }
+                        _ => rebase(v, at),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| rebase(v, at)).collect()),
+        other => other.clone(),
+    }
+}
+
+fn error(at: impl Into<String>, message: impl Into<String>) -> ToolsError {
+    ToolsError {
+        at: at.into(),
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::format::{Readings, Shaped};
+
+    fn weather_and_time() -> Value {
+        json!([
+            {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+             "parameters": {"type": "object", "properties": {
+                 "city": {"type": "string"}, "unit": {"enum": ["c", "f"]}}, "required": ["city", "unit"]}}},
+            // pydantic writes nested models into $defs, referred to from its own root
+            {"type": "function", "function": {"name": "get_time", "parameters": {
+                "$defs": {"Place": {"type": "object", "properties": {"tz": {"type": "integer", "minimum": -12,
+                          "maximum": 14}}, "required": ["tz"]}},
+                "type": "object", "properties": {"place": {"$ref": "#/$defs/Place"}}, "required": ["place"]}}},
+        ])
+    }
+
+    fn tools(choice: Value, parallel: bool) -> Tools {
+        Tools::from_request(Some(&weather_and_time()), Some(&choice), Some(parallel))
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Whether `text` is a whole reply the format allows.
+    fn allows(format: &OutputFormat, text: &str) -> bool {
+        let OutputFormat::JsonSchema(schema) = format else {
+            panic!("not a schema")
+        };
+        let mut state = Readings::<Shaped>::default();
+        text.bytes().all(|b| state.push_with(schema, b)) && state.is_complete()
+    }
+
+    const WEATHER: &str =
+        r#"{"tool_call": {"name": "get_weather", "arguments": {"city": "Oslo", "unit": "c"}}}"#;
+    const TIME: &str = r#"{"tool_call": {"name": "get_time", "arguments": {"place": {"tz": -5}}}}"#;
+    const ANSWER: &str = r#"{"response": "It is sunny."}"#;
+
+    #[test]
+    fn replies_call_any_allowed_tool_with_its_arguments_or_answer() {
+        let auto = tools(json!("auto"), false).format(None).unwrap();
+        for text in [WEATHER, TIME, ANSWER] {
+            assert!(allows(&auto, text), "{text}");
+        }
+        for wrong in [
+            r#"{"tool_call": {"name": "get_news", "arguments": {}}}"#,
+            r#"{"tool_call": {"name": "get_weather", "arguments": {"city": "Oslo", "unit": "k"}}}"#,
+            r#"{"tool_call": {"name": "get_time", "arguments": {"place": {"tz": 15}}}}"#,
+            r#"{"tool_call": {"name": "get_time", "arguments": {"city": "Oslo"}}}"#,
+            r#"{"response": 3}"#,
+            r#"{"answer": "x"}"#,
+        ] {
+            assert!(!allows(&auto, wrong), "{wrong}");
+        }
+        let required = tools(json!("required"), false).format(None).unwrap();
+        assert!(allows(&required, WEATHER) && allows(&required, TIME));
+        assert!(!allows(&required, ANSWER));
+        let named = json!({"type": "function", "function": {"name": "get_time"}});
+        let named = tools(named, false).format(None).unwrap();
+        assert!(allows(&named, TIME) && !allows(&named, WEATHER) && !allows(&named, ANSWER));
+        let parallel = tools(json!("auto"), true).format(None).unwrap();
+        let both = r#"{"tool_calls": [{"name": "get_time", "arguments": {"place": {"tz": 1}}}, {"name": "get_weather", "arguments": {"city": "Rome", "unit": "f"}}]}"#;
+        assert!(allows(&parallel, both) && allows(&parallel, ANSWER));
+        assert!(!allows(&parallel, WEATHER) && !allows(&parallel, r#"{"tool_calls": []}"#));
+        // a response_format's schema shapes the answer, its own $refs still found
+        let shaped = json!({"$defs": {"T": {"type": "integer"}}, "type": "object",
+                            "properties": {"t": {"$ref": "#/$defs/T"}}, "required": ["t"]});
+        let shaped = tools(json!("auto"), false).format(Some(&shaped)).unwrap();
+        assert!(allows(&shaped, r#"{"response": {"t": 20}}"#) && allows(&shaped, WEATHER));
+        assert!(!allows(&shaped, ANSWER));
+    }
+
+    #[test]
+    fn replies_are_read_back_and_calls_written_as_the_model_writes_them() {
+        let single = tools(json!("auto"), false);
+        let weather = ToolCall {
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Oslo","unit":"c"}"#.into(),
+        };
+        assert_eq!(
+            single.read(WEATHER),
+            ToolReply::Calls(vec![weather.clone()])
+        );
+        assert_eq!(
+            single.read(ANSWER),
+            ToolReply::Content("It is sunny.".into())
+        );
+        // cut short by the token limit: the text as it is
+        assert_eq!(
+            single.read(&WEATHER[..30]),
+            ToolReply::Content(WEATHER[..30].into())
+        );
+        let time = ToolCall {
+            name: "get_time".into(),
+            arguments: r#"{"place":{"tz":-5}}"#.into(),
+        };
+        for (t, calls) in [
+            (&single, vec![weather.clone()]),
+            (&tools(json!("auto"), true), vec![time, weather]),
+        ] {
+            let text = calls_text(&calls, t.parallel());
+            assert!(allows(&t.format(None).unwrap(), &text), "{text}");
+            assert_eq!(t.read(&text), ToolReply::Calls(calls));
+        }
+        assert_eq!(
+            result_text(Some("get_weather"), "sunny"),
+            r#"{"tool_response":{"content":"sunny","tool":"get_weather"}}"#
+        );
+        let listed = single.instructions();
+        assert!(listed.contains(r#""name":"get_time""#) && listed.contains("\"response\""));
+    }
+
+    #[test]
+    fn unusable_tools_are_refused_naming_the_field() {
+        let refused = |tools: Value, choice: Value| {
+            Tools::from_request(Some(&tools), Some(&choice), None)
+                .unwrap_err()
+                .to_string()
+        };
+        let tool = |f: Value| json!([{"type": "function", "function": f}]);
+        let cases = [
+            (json!({}), json!("auto"), "tools: must be a list"),
+            (json!([{"type": "code"}]), json!("auto"), "tools[0].type"),
+            (
+                tool(json!({"name": "a b"})),
+                json!("auto"),
+                "tools[0].function.name",
+            ),
+            (
+                tool(
+                    json!({"name": "f", "parameters": {"type": "object", "properties": {"s": {"pattern": "x"}}}}),
+                ),
+                json!("auto"),
+                "tools[0].function.parameters: schema at #/properties/s: pattern",
+            ),
+            (
+                weather_and_time(),
+                json!("sometimes"),
+                "tool_choice: \"sometimes\"",
+            ),
+            (
+                weather_and_time(),
+                json!({"type": "function", "function": {"name": "f"}}),
+                "no tool is named \"f\"",
+            ),
+            (json!([]), json!("required"), "there are no tools"),
+        ];
+        for (tools, choice, message) in cases {
+            let e = refused(tools, choice);
+            assert!(e.starts_with(message) || e.contains(message), "{e}");
+        }
+        let mut twice = weather_and_time();
+        twice[1]["function"]["name"] = json!("get_weather");
+        assert!(refused(twice, json!("auto")).contains("names two tools"));
+        assert_eq!(
+            Tools::from_request(Some(&weather_and_time()), Some(&json!("none")), None),
+            Ok(None)
+        );
+        assert_eq!(Tools::from_request(None, None, None), Ok(None));
+    }
+}
