@@ -6,10 +6,11 @@ use std::sync::Arc;
 use bitnet_burn::device::{dispatch, BackendError, BackendKind, BackendTask};
 use bitnet_burn::engine::{Engine, EngineConfig, Request};
 use bitnet_burn::io::hub::{Hub, HubFile};
-use bitnet_burn::text::chat::{ChatTemplate, Message};
+use bitnet_burn::text::chat::ChatTemplate;
 use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::text::tokenizer::Tokenizer;
+use bitnet_burn::text::tools::{self, ToolReply, Tools};
 use bitnet_burn::{
     load_with_progress, ActQuant, CacheType, ForwardError, HeadMode, LoadOptions, TernaryBackend,
 };
@@ -72,6 +73,9 @@ pub struct Sampling {
     /// OpenAI's `response_format` as JSON text (JSON mode, a JSON schema); absent for text.
     #[pyo3(default)]
     response_format: Option<String>,
+    /// `{"tools", "tool_choice", "parallel_tool_calls"}` as JSON text (function calling); absent for none.
+    #[pyo3(default)]
+    tools: Option<String>,
 }
 
 #[pymethods]
@@ -216,14 +220,42 @@ impl NativeModel {
             .map_err(value_error)
     }
 
-    /// `messages` (role, content) rendered with the chat template up to the assistant's turn, as ids.
-    fn chat_tokens(&self, py: Python<'_>, messages: Vec<(String, String)>) -> PyResult<Vec<u32>> {
-        let messages: Vec<Message> = messages
-            .into_iter()
-            .map(|(role, content)| Message { role, content })
-            .collect();
+    /// OpenAI-style `messages` (JSON text) rendered with the chat template up to the assistant's turn, as ids;
+    /// with `tools` (JSON text, as [`Sampling`]'s) described in the system message.
+    fn chat_tokens(
+        &self,
+        py: Python<'_>,
+        messages: &str,
+        tools: Option<&str>,
+    ) -> PyResult<Vec<u32>> {
+        let messages: serde_json::Value = serde_json::from_str(messages)
+            .map_err(|e| PyValueError::new_err(format!("messages: {e}")))?;
+        let messages =
+            tools::messages(&messages, read_tools(tools)?.as_ref()).map_err(value_error)?;
         py.detach(|| self.template.encode(&messages, &self.tokenizer))
             .map_err(value_error)
+    }
+
+    /// The text answer a reply with tools is writing, so far ([`tools::answer_so_far`]); `None` for a call.
+    #[staticmethod]
+    fn answer_so_far(text: &str) -> Option<String> {
+        tools::answer_so_far(text)
+    }
+
+    /// A reply written with `tools` (JSON text) read back: `(content, [])`, or `(None, [(name, arguments)])`
+    /// when it calls.
+    #[staticmethod]
+    fn read_tool_reply(tools: &str, text: &str) -> PyResult<ReadReply> {
+        let Some(tools) = read_tools(Some(tools))? else {
+            return Ok((Some(text.into()), Vec::new()));
+        };
+        Ok(match tools.read(text) {
+            ToolReply::Content(content) => (Some(content), Vec::new()),
+            ToolReply::Calls(calls) => (
+                None,
+                calls.into_iter().map(|c| (c.name, c.arguments)).collect(),
+            ),
+        })
     }
 
     /// The logits of every position of `ids` as little-endian f32 bytes, row-major `[len(ids), n_vocab]`.
@@ -252,7 +284,10 @@ impl NativeModel {
                     frequency_penalty: sampling.frequency_penalty,
                     seed: sampling.seed,
                     logit_bias: sampling.logit_bias,
-                    format: output_format(sampling.response_format.as_deref())?,
+                    format: output_format(
+                        sampling.response_format.as_deref(),
+                        sampling.tools.as_deref(),
+                    )?,
                     ..Default::default()
                 },
                 stop_strings: sampling.stop,
@@ -382,13 +417,38 @@ fn array_to_py<'py>(py: Python<'py>, array: &Array) -> PyResult<Bound<'py, PyLis
     }
 }
 
-/// The output format a `response_format` (JSON text) asks for, checked as the server checks it.
-fn output_format(response_format: Option<&str>) -> PyResult<OutputFormat> {
-    let Some(text) = response_format else {
-        return Ok(OutputFormat::Text);
+/// A reply with tools as Python reads it: `(content, [])` or `(None, [(name, arguments)])`.
+type ReadReply = (Option<String>, Vec<(String, String)>);
+
+/// The output format a `response_format` (JSON text) asks for, with `tools` (JSON text) a call or an answer in
+/// it, checked as the server checks them.
+fn output_format(response_format: Option<&str>, tools: Option<&str>) -> PyResult<OutputFormat> {
+    let format = match response_format {
+        None => OutputFormat::Text,
+        Some(text) => {
+            let bad =
+                |e: &dyn std::fmt::Display| PyValueError::new_err(format!("response_format: {e}"));
+            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&e))?;
+            OutputFormat::from_response_format(&value).map_err(|e| bad(&e))?
+        }
     };
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| PyValueError::new_err(format!("response_format: {e}")))?;
-    OutputFormat::from_response_format(&value)
-        .map_err(|e| PyValueError::new_err(format!("response_format: {e}")))
+    match read_tools(tools)? {
+        None => Ok(format),
+        Some(tools) => tools.format(&format).map_err(value_error),
+    }
+}
+
+/// The tools of `{"tools", "tool_choice", "parallel_tool_calls"}` (JSON text), checked as the server checks
+/// them; `None` when there are none to call.
+fn read_tools(calling: Option<&str>) -> PyResult<Option<Tools>> {
+    let Some(text) = calling else {
+        return Ok(None);
+    };
+    let calling: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| PyValueError::new_err(format!("tools: {e}")))?;
+    let parallel = calling
+        .get("parallel_tool_calls")
+        .and_then(serde_json::Value::as_bool);
+    Tools::from_request(calling.get("tools"), calling.get("tool_choice"), parallel)
+        .map_err(value_error)
 }

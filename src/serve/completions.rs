@@ -17,7 +17,7 @@ use axum::Json;
 use bitnet_burn::engine::{Event, Finished, Request};
 use bitnet_burn::text::logprobs::TokenLogprob;
 use bitnet_burn::text::tokenizer::Tokenizer;
-use bitnet_burn::text::tools::{ToolCall, ToolReply, Tools};
+use bitnet_burn::text::tools::{self, ToolCall, ToolReply, Tools};
 use futures_util::stream::{self, Stream};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -214,12 +214,14 @@ async fn outcome(
 }
 
 /// What a stream holds back: with `logprobs`, the text of a step until its token's log-probabilities come; with
-/// tools, the whole reply, read once it is complete (a call is sent whole, as is an answer).
+/// tools, the whole reply, read once it is complete (a call is sent whole; a text answer as it is written unless
+/// log-probabilities are asked for, `sent` bytes of it so far).
 #[derive(Default)]
 struct Held {
     text: String,
     tokens: Vec<TokenLogprob>,
     offsets: Offsets,
+    sent: usize,
 }
 
 /// The reply as server-sent events: a role chunk (chat), text chunks, the chunk with the finish reason, the
@@ -257,7 +259,19 @@ fn sse(
                 }
                 ended = true;
                 match rx.recv().await {
-                    Some(Event::Text(t)) if reply.logprobs || whole => {
+                    Some(Event::Text(t)) if whole => {
+                        held.text.push_str(&t);
+                        let answer = tools::answer_so_far(&held.text).filter(|_| !reply.logprobs);
+                        if let Some(new) = answer.as_ref().and_then(|a| a.get(held.sent..)) {
+                            if !new.is_empty() {
+                                let chunk = reply.chunk(json!({"content": new}), None, Value::Null);
+                                queue.push_back(chunk.to_string());
+                                held.sent += new.len();
+                            }
+                        }
+                        ended = false;
+                    }
+                    Some(Event::Text(t)) if reply.logprobs => {
                         held.text.push_str(&t);
                         ended = false;
                     }
@@ -286,8 +300,12 @@ fn sse(
                             let text = std::mem::take(&mut held.text);
                             let delta = match &reply.kind {
                                 Kind::Chat(Some(tools)) => {
-                                    let (delta, reason) = reply.message(tools, &text, finish, true);
+                                    let (mut delta, reason) =
+                                        reply.message(tools, &text, finish, true);
                                     finish = reason;
+                                    if let Some(Value::String(content)) = delta.get_mut("content") {
+                                        *content = content.get(held.sent..).unwrap_or("").into();
+                                    }
                                     delta
                                 }
                                 _ => json!({"content": text}),
@@ -436,6 +454,7 @@ impl Reply {
         delta: bool,
     ) -> (Value, &'static str) {
         match tools.read(text) {
+            ToolReply::Content(content) if delta => (json!({"content": content}), finish),
             ToolReply::Content(content) => {
                 (json!({"role": "assistant", "content": content}), finish)
             }
@@ -454,7 +473,11 @@ impl Reply {
                         call
                     })
                     .collect();
-                let message = json!({"role": "assistant", "content": null, "tool_calls": calls});
+                let mut message =
+                    json!({"role": "assistant", "content": null, "tool_calls": calls});
+                if delta {
+                    message = json!({"tool_calls": message["tool_calls"].take()});
+                }
                 (message, "tool_calls")
             }
         }

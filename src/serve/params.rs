@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use bitnet_burn::text::chat::Message;
 use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::sampling::{logit_bias_pairs, SamplerConfig};
-use bitnet_burn::text::tools::{self, ToolCall, Tools};
+use bitnet_burn::text::tools::{self, Tools};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
@@ -61,50 +61,6 @@ pub enum Stop {
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
-}
-
-/// `messages` of a chat completion.
-#[derive(Deserialize, Debug)]
-struct ChatBody {
-    messages: Vec<ChatMessage>,
-}
-
-#[derive(Deserialize, Debug)]
-struct ChatMessage {
-    role: String,
-    content: Option<Content>,
-    /// An assistant turn's calls.
-    tool_calls: Option<Vec<MessageToolCall>>,
-    /// A tool turn's call.
-    tool_call_id: Option<String>,
-}
-
-/// A call in an assistant turn: `{"id", "type": "function", "function": {"name", "arguments"}}`.
-#[derive(Deserialize, Debug)]
-struct MessageToolCall {
-    id: Option<String>,
-    function: FunctionCall,
-}
-
-#[derive(Deserialize, Debug)]
-struct FunctionCall {
-    name: String,
-    arguments: String,
-}
-
-/// Message content: a string, or a list of parts of which only text parts are understood.
-#[derive(Deserialize, Debug)]
-#[serde(untagged)]
-enum Content {
-    Text(String),
-    Parts(Vec<Part>),
-}
-
-#[derive(Deserialize, Debug)]
-struct Part {
-    #[serde(rename = "type")]
-    kind: String,
-    text: Option<String>,
 }
 
 /// `prompt` of a completion: a string, token ids, or a list holding one of either.
@@ -166,90 +122,11 @@ pub fn read<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
     })
 }
 
-/// The messages of a chat completion (roles checked; `developer` is read as `system`), with the tools described in
-/// the system message and tool turns written as text ([`bitnet_burn::text::tools`]).
+/// The messages of a chat completion as the template's ([`tools::messages`]).
 pub fn messages(value: &Value, tools: Option<&Tools>) -> Result<Vec<Message>, ApiError> {
-    let body: ChatBody = read(value)?;
-    if body.messages.is_empty() {
-        return Err(
-            ApiError::bad_request("messages: at least one message is needed").param("messages"),
-        );
-    }
-    // calls by id, so a tool turn can name the tool it answers
-    let mut called: Vec<(String, String)> = Vec::new();
-    let mut messages = body
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let bad = |what: String| {
-                ApiError::bad_request(format!("messages[{i}].{what}")).param("messages")
-            };
-            let text = match m.content {
-                None => String::new(),
-                Some(Content::Text(t)) => t,
-                Some(Content::Parts(parts)) => parts
-                    .into_iter()
-                    .map(|p| match (p.kind.as_str(), p.text) {
-                        ("text", Some(t)) => Ok(t),
-                        (kind, _) => Err(bad(format!(
-                            "content: parts of type {kind:?} are not supported (text only)"
-                        ))),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-                    .concat(),
-            };
-            let role = match m.role.as_str() {
-                "system" | "developer" => "system",
-                "user" => "user",
-                "assistant" => "assistant",
-                "tool" => {
-                    let id = m
-                        .tool_call_id
-                        .ok_or_else(|| bad("tool_call_id: a tool turn needs one".into()))?;
-                    let name = called
-                        .iter()
-                        .find(|(c, _)| *c == id)
-                        .map(|(_, n)| n.as_str());
-                    return Ok(Message::new("user", tools::result_text(name, &text)));
-                }
-                other => {
-                    return Err(bad(format!(
-                        "role: {other:?} is not one of system, developer, user, assistant, tool"
-                    )))
-                }
-            };
-            match m
-                .tool_calls
-                .filter(|c| !c.is_empty() && role == "assistant")
-            {
-                None => Ok(Message::new(role, text)),
-                Some(calls) => {
-                    let calls: Vec<ToolCall> = calls
-                        .into_iter()
-                        .map(|c| {
-                            called.extend(c.id.map(|id| (id, c.function.name.clone())));
-                            ToolCall {
-                                name: c.function.name,
-                                arguments: c.function.arguments,
-                            }
-                        })
-                        .collect();
-                    let parallel = tools.is_some_and(Tools::parallel);
-                    Ok(Message::new(role, tools::calls_text(&calls, parallel)))
-                }
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(tools) = tools {
-        match messages.first_mut() {
-            Some(first) if first.role == "system" => {
-                first.content = format!("{}\n\n{}", first.content, tools.instructions())
-            }
-            _ => messages.insert(0, Message::new("system", tools.instructions())),
-        }
-    }
-    Ok(messages)
+    let messages = value.get("messages").unwrap_or(&Value::Null);
+    tools::messages(messages, tools)
+        .map_err(|e| ApiError::bad_request(e.to_string()).param("messages"))
 }
 
 /// The prompts of a completion (a choice each), at most `most`.
@@ -411,30 +288,18 @@ impl Common {
         let bad = |name: &'static str, e: &dyn std::fmt::Display| {
             ApiError::bad_request(format!("{name}: {e}")).param(name)
         };
-        let (format, schema) = match (&self.response_format, &self.json_schema) {
-            (Some(format), _) => (
-                OutputFormat::from_response_format(format)
-                    .map_err(|e| bad("response_format", &e))?,
-                format
-                    .pointer("/json_schema/schema")
-                    .or_else(|| format.get("schema")),
-            ),
-            (None, Some(schema)) => (
-                OutputFormat::json_schema(schema).map_err(|e| bad("json_schema", &e))?,
-                Some(schema),
-            ),
-            (None, None) => (OutputFormat::Text, None),
+        let format = match (&self.response_format, &self.json_schema) {
+            (Some(format), _) => OutputFormat::from_response_format(format)
+                .map_err(|e| bad("response_format", &e))?,
+            (None, Some(schema)) => {
+                OutputFormat::json_schema(schema).map_err(|e| bad("json_schema", &e))?
+            }
+            (None, None) => OutputFormat::Text,
         };
-        let Some(tools) = self.tools()? else {
-            return Ok(format);
-        };
-        let any_object = serde_json::json!({"type": "object"});
-        let answer = match format {
-            OutputFormat::Text => None,
-            OutputFormat::JsonObject => Some(&any_object),
-            OutputFormat::JsonSchema(_) => schema,
-        };
-        tools.format(answer).map_err(|e| bad("tools", &e))
+        match self.tools()? {
+            None => Ok(format),
+            Some(tools) => tools.format(&format).map_err(|e| bad("tools", &e)),
+        }
     }
 
     /// `logit_bias` as (token id, bias) pairs, each id in the vocabulary and each bias in [-100, 100].

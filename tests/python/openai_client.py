@@ -218,6 +218,16 @@ for seed in range(3):
         finish = chunk.choices[0].finish_reason or finish
     assert finish == "tool_calls" and list(streamed) == [0] and streamed[0].pop("id"), streamed
     assert streamed[0] == {"name": call.function.name, "arguments": call.function.arguments}, streamed
+# an answer (tool_choice auto) streams as it is written: several content deltas that add up to the whole reply's
+answers = []
+for seed in range(12):
+    reply = client.chat.completions.create(seed=seed, **{**calling, "tool_choice": "auto", "max_tokens": 60}).choices[0]
+    if reply.finish_reason == "stop" and len(reply.message.content or "") >= 10:
+        chunks = client.chat.completions.create(seed=seed, stream=True, **{**calling, "tool_choice": "auto", "max_tokens": 60})
+        deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+        assert "".join(deltas) == reply.message.content and len(deltas) > 2, (deltas, reply)
+        answers.append(seed)
+assert answers, "no seed answered in text: the streamed answer went untested"
 named = {"type": "function", "function": {"name": "time"}}
 reply = client.chat.completions.parse(seed=0, **{**calling, "tool_choice": named}).choices[0]
 assert reply.message.tool_calls[0].function.name == "time", reply

@@ -6,6 +6,8 @@
 
 use serde_json::{json, Map, Value};
 
+#[cfg(feature = "chat")]
+use crate::text::chat::Message;
 use crate::text::format::{OutputFormat, Schema, SchemaError};
 
 /// The tools of a request and how the reply may use them.
@@ -36,7 +38,7 @@ enum Choice {
     Named(usize),
 }
 
-/// A request's tools that cannot be used, naming the field at fault.
+/// A request's tools (or messages) that cannot be used, naming the field at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{at}: {message}")]
 pub struct ToolsError {
@@ -138,8 +140,14 @@ impl Tools {
     }
 
     /// What the reply must be: a call (or calls) of the allowed functions, or, unless a call is required, an
-    /// object whose `response` follows `response` (a string when `None`, e.g. a `response_format` schema).
-    pub fn format(&self, response: Option<&Value>) -> Result<OutputFormat, ToolsError> {
+    /// object whose `response` is an answer in the request's own format `answer` (free text: a string).
+    pub fn format(&self, answer: &OutputFormat) -> Result<OutputFormat, ToolsError> {
+        let any_object = json!({"type": "object"});
+        let response = match answer {
+            OutputFormat::Text => None,
+            OutputFormat::JsonObject => Some(&any_object),
+            OutputFormat::JsonSchema(schema) => Some(schema.source()),
+        };
         let mut defs = Map::new();
         let mut calls = Vec::new();
         for (i, f) in self.functions.iter().enumerate() {
@@ -221,10 +229,11 @@ impl Tools {
         self.parallel
     }
 
-    /// Reads a reply written under [`Tools::format`].
+    /// Reads a reply written under [`Tools::format`]; one cut short (by the token limit) is the answer so far
+    /// if it was answering in text ([`answer_so_far`]), else the text as it is.
     pub fn read(&self, text: &str) -> ToolReply {
         let Ok(Value::Object(reply)) = serde_json::from_str::<Value>(text) else {
-            return ToolReply::Content(text.into());
+            return ToolReply::Content(answer_so_far(text).unwrap_or_else(|| text.into()));
         };
         let call = |c: &Value| ToolCall {
             name: c["name"].as_str().unwrap_or_default().into(),
@@ -242,6 +251,169 @@ impl Tools {
             _ => ToolReply::Content(text.into()),
         }
     }
+}
+
+/// OpenAI's chat `messages` as the template's messages: `developer` read as `system`, text parts joined, an
+/// assistant turn's `tool_calls` and each `tool` turn (a user turn naming the tool it answers) written as text,
+/// and with `tools` their description added to the system message (one is put first if there is none).
+#[cfg(feature = "chat")]
+pub fn messages(messages: &Value, tools: Option<&Tools>) -> Result<Vec<Message>, ToolsError> {
+    let list = match messages {
+        Value::Array(list) if !list.is_empty() => list,
+        Value::Array(_) => return Err(error("messages", "at least one message is needed")),
+        _ => return Err(error("messages", "must be a list of messages")),
+    };
+    // calls by id, so a tool turn can name the tool it answers
+    let mut called: Vec<(&str, &str)> = Vec::new();
+    let mut out = Vec::with_capacity(list.len() + 1);
+    for (i, m) in list.iter().enumerate() {
+        let at = |field: &str| format!("messages[{i}]{field}");
+        let text = content(m.get("content"), &at(".content"))?;
+        let role = match m.get("role").and_then(Value::as_str) {
+            Some("system" | "developer") => "system",
+            Some("user") => "user",
+            Some("assistant") => "assistant",
+            Some("tool") => {
+                let id = m
+                    .get("tool_call_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        error(at(".tool_call_id"), "a tool turn needs one (a string)")
+                    })?;
+                let name = called.iter().find(|(c, _)| *c == id).map(|&(_, n)| n);
+                out.push(Message::new("user", result_text(name, &text)));
+                continue;
+            }
+            Some(other) => {
+                return Err(error(
+                    at(".role"),
+                    format!("{other:?} is not one of system, developer, user, assistant, tool"),
+                ))
+            }
+            None => return Err(error(at(""), "must be an object with a string role")),
+        };
+        let calls = match m.get("tool_calls") {
+            Some(Value::Array(calls)) if !calls.is_empty() && role == "assistant" => calls,
+            _ => {
+                out.push(Message::new(role, text));
+                continue;
+            }
+        };
+        let calls = calls
+            .iter()
+            .enumerate()
+            .map(|(j, c)| {
+                let field = |f: &str| c.pointer(f).and_then(Value::as_str);
+                let (Some(name), Some(arguments)) =
+                    (field("/function/name"), field("/function/arguments"))
+                else {
+                    return Err(error(
+                        at(&format!(".tool_calls[{j}]")),
+                        "must be {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}} with strings",
+                    ));
+                };
+                called.extend(field("/id").map(|id| (id, name)));
+                Ok(ToolCall {
+                    name: name.into(),
+                    arguments: arguments.into(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let parallel = tools.is_some_and(Tools::parallel);
+        out.push(Message::new(role, calls_text(&calls, parallel)));
+    }
+    if let Some(tools) = tools {
+        match out.first_mut() {
+            Some(first) if first.role == "system" => {
+                first.content = format!("{}\n\n{}", first.content, tools.instructions())
+            }
+            _ => out.insert(0, Message::new("system", tools.instructions())),
+        }
+    }
+    Ok(out)
+}
+
+/// A message's `content` as text: a string, text parts joined, or nothing.
+#[cfg(feature = "chat")]
+fn content(content: Option<&Value>, at: &str) -> Result<String, ToolsError> {
+    match content {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .map(
+                |p| match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => Ok(t.as_str()),
+                    (kind, _) => Err(error(
+                        at,
+                        format!("parts of type {kind:?} are not supported (text parts only)"),
+                    )),
+                },
+            )
+            .collect::<Result<String, _>>(),
+        Some(_) => Err(error(at, "must be a string or a list of text parts")),
+    }
+}
+
+/// The text answer a reply so far is writing, when it starts `{"response": "` (any JSON whitespace between): the
+/// string's characters so far with its escapes decoded, an escape cut short left out; `None` for a call, another
+/// kind of answer, or too little text to tell. What a stream can send before the reply is whole.
+pub fn answer_so_far(text: &str) -> Option<String> {
+    let rest = text.trim_start_matches(json_space).strip_prefix('{')?;
+    let rest = rest
+        .trim_start_matches(json_space)
+        .strip_prefix("\"response\"")?;
+    let rest = rest.trim_start_matches(json_space).strip_prefix(':')?;
+    let rest = rest.trim_start_matches(json_space).strip_prefix('"')?;
+    let mut answer = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        let c = match c {
+            '"' => break,
+            '\\' => match unescape(&mut chars) {
+                Some(c) => c,
+                None => break,
+            },
+            c => c,
+        };
+        answer.push(c);
+    }
+    Some(answer)
+}
+
+/// The character of a JSON string escape after its `\`; `None` when it is cut short. (Under the reply's format a
+/// high surrogate's escape is always followed by a low one's.)
+fn unescape(chars: &mut std::str::Chars) -> Option<char> {
+    Some(match chars.next()? {
+        'n' => '\n',
+        't' => '\t',
+        'r' => '\r',
+        'b' => '\u{8}',
+        'f' => '\u{c}',
+        'u' => {
+            let code = hex4(chars)?;
+            if (0xd800..0xdc00).contains(&code) {
+                if (chars.next()?, chars.next()?) != ('\\', 'u') {
+                    return None;
+                }
+                let low = hex4(chars)? & 0x3ff;
+                char::from_u32(0x10000 + ((code - 0xd800) << 10) + low)?
+            } else {
+                char::from_u32(code)?
+            }
+        }
+        other => other,
+    })
+}
+
+/// Whitespace between JSON tokens.
+fn json_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// The code of a `\u` escape's 4 hex digits; `None` when they are cut short.
+fn hex4(chars: &mut std::str::Chars) -> Option<u32> {
+    (0..4).try_fold(0, |code, _| Some(code << 4 | chars.next()?.to_digit(16)?))
 }
 
 /// Earlier calls of an assistant turn, written as the model is asked to write them (`parallel`: as a list even
@@ -381,7 +553,9 @@ mod tests {
 
     #[test]
     fn replies_call_any_allowed_tool_with_its_arguments_or_answer() {
-        let auto = tools(json!("auto"), false).format(None).unwrap();
+        let auto = tools(json!("auto"), false)
+            .format(&OutputFormat::Text)
+            .unwrap();
         for text in [WEATHER, TIME, ANSWER] {
             assert!(allows(&auto, text), "{text}");
         }
@@ -395,20 +569,25 @@ mod tests {
         ] {
             assert!(!allows(&auto, wrong), "{wrong}");
         }
-        let required = tools(json!("required"), false).format(None).unwrap();
+        let required = tools(json!("required"), false)
+            .format(&OutputFormat::Text)
+            .unwrap();
         assert!(allows(&required, WEATHER) && allows(&required, TIME));
         assert!(!allows(&required, ANSWER));
         let named = json!({"type": "function", "function": {"name": "get_time"}});
-        let named = tools(named, false).format(None).unwrap();
+        let named = tools(named, false).format(&OutputFormat::Text).unwrap();
         assert!(allows(&named, TIME) && !allows(&named, WEATHER) && !allows(&named, ANSWER));
-        let parallel = tools(json!("auto"), true).format(None).unwrap();
+        let parallel = tools(json!("auto"), true)
+            .format(&OutputFormat::Text)
+            .unwrap();
         let both = r#"{"tool_calls": [{"name": "get_time", "arguments": {"place": {"tz": 1}}}, {"name": "get_weather", "arguments": {"city": "Rome", "unit": "f"}}]}"#;
         assert!(allows(&parallel, both) && allows(&parallel, ANSWER));
         assert!(!allows(&parallel, WEATHER) && !allows(&parallel, r#"{"tool_calls": []}"#));
         // a response_format's schema shapes the answer, its own $refs still found
         let shaped = json!({"$defs": {"T": {"type": "integer"}}, "type": "object",
                             "properties": {"t": {"$ref": "#/$defs/T"}}, "required": ["t"]});
-        let shaped = tools(json!("auto"), false).format(Some(&shaped)).unwrap();
+        let shaped = OutputFormat::json_schema(&shaped).unwrap();
+        let shaped = tools(json!("auto"), false).format(&shaped).unwrap();
         assert!(allows(&shaped, r#"{"response": {"t": 20}}"#) && allows(&shaped, WEATHER));
         assert!(!allows(&shaped, ANSWER));
     }
@@ -442,7 +621,10 @@ mod tests {
             (&tools(json!("auto"), true), vec![time, weather]),
         ] {
             let text = calls_text(&calls, t.parallel());
-            assert!(allows(&t.format(None).unwrap(), &text), "{text}");
+            assert!(
+                allows(&t.format(&OutputFormat::Text).unwrap(), &text),
+                "{text}"
+            );
             assert_eq!(t.read(&text), ToolReply::Calls(calls));
         }
         assert_eq!(
@@ -451,6 +633,31 @@ mod tests {
         );
         let listed = single.instructions();
         assert!(listed.contains(r#""name":"get_time""#) && listed.contains("\"response\""));
+    }
+
+    #[test]
+    fn a_text_answer_can_be_sent_as_it_is_written() {
+        let answer = "Sunny \"today\"\n\tin Zoë's 中文 town 😀, \\ /";
+        for text in [
+            json!({"response": answer}).to_string(),
+            format!("\n{{ \"response\" :\n  {}}}", serde_json::to_string(answer).unwrap()),
+            r#"{"response": "Sunny \"today\"\n\tin Zo\u00eb's \u4e2d\u6587 town \ud83d\ude00, \\ \/"}"#.into(),
+        ] {
+            let mut sent = String::new();
+            for cut in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+                let so_far = answer_so_far(&text[..cut]).unwrap_or_default();
+                assert!(so_far.starts_with(&sent) && answer.starts_with(&so_far), "{:?}: {so_far:?}", &text[..cut]);
+                sent = so_far;
+            }
+            assert_eq!(sent, answer);
+            assert_eq!(tools(json!("auto"), false).read(&text), ToolReply::Content(answer.into()));
+        }
+        assert_eq!(answer_so_far(WEATHER), None);
+        assert_eq!(answer_so_far(r#"{"response": {"t": "#), None);
+        assert_eq!(answer_so_far(r#"{"resp"#), None);
+        // cut short by the token limit, the answer so far
+        let cut = tools(json!("auto"), false).read(r#"{"response": "It is sun"#);
+        assert_eq!(cut, ToolReply::Content("It is sun".into()));
     }
 
     #[test]

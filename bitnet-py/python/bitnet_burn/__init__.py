@@ -197,6 +197,9 @@ class Model:
         top_logprobs: Optional[int] = None,
         logit_bias: Optional[Dict[int, float]] = None,
         response_format: Optional[Dict[str, Any]] = None,
+        tools: Optional[List[Dict[str, Any]]] = None,
+        tool_choice: Union[None, str, Dict[str, Any]] = None,
+        parallel_tool_calls: Optional[bool] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Replies to ``messages`` (``[{"role": ..., "content": ...}]``) with the model's chat template: an OpenAI
         ``chat.completion``, or with ``stream=True`` an iterator of ``chat.completion.chunk``. ``logprobs=True``:
@@ -204,14 +207,24 @@ class Model:
         the completion's; ``response_format={"type": "json_object"}``: the reply is one JSON object (JSON mode),
         ``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}`` (or llama-cpp-python's
         ``{"type": "json_object", "schema": {...}}``): one object that the schema allows (the subset the README
-        lists; others raise ``ValueError``)."""
-        ids = self.native.chat_tokens(_messages(messages))
+        lists; others raise ``ValueError``). ``tools`` (OpenAI's ``[{"type": "function", "function": {"name",
+        "description", "parameters"}}]``), ``tool_choice`` (``"auto"``, ``"required"``, ``"none"`` or
+        ``{"type": "function", "function": {"name": ...}}``) and ``parallel_tool_calls``: the reply calls tools
+        (``message.tool_calls``, ``finish_reason`` ``"tool_calls"``) or answers, as the server's; ``messages`` may
+        hold earlier ``tool_calls`` and ``tool`` results. Streamed, a text answer comes as it is written, a call
+        whole when the reply ends."""
+        calling = _calling(tools, tool_choice, parallel_tool_calls)
+        try:
+            conversation = json.dumps(messages)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"messages: {e}") from e
+        ids = self.native.chat_tokens(conversation, calling)
         return self._reply(
             ids, True, stream, _sampling(
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
                 presence_penalty, frequency_penalty, seed, stop,
                 logprobs=(top_logprobs or 0) if logprobs else None, logit_bias=self._bias(logit_bias),
-                response_format=_response_format(response_format),
+                response_format=_response_format(response_format), tools=calling,
             )
         )
 
@@ -220,7 +233,9 @@ class Model:
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Submits a request: its whole reply, or an iterator of its chunks."""
         run = self.native.submit(ids, sampling)
-        reply = _Reply("chatcmpl" if chat else "cmpl", self.model_path, sampling["logprobs"] is not None)
+        reply = _Reply(
+            "chatcmpl" if chat else "cmpl", self.model_path, sampling["logprobs"] is not None, sampling["tools"]
+        )
         if stream:
             return reply.chat_chunks(run) if chat else reply.completion_chunks(run)
         result, tokens = _wait(run)
@@ -309,6 +324,7 @@ def _sampling(
     logprobs: Optional[int] = None,
     logit_bias: Sequence[tuple] = (),
     response_format: Optional[str] = None,
+    tools: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The native request's sampling settings, checked."""
     checks = [
@@ -345,6 +361,7 @@ def _sampling(
         "logprobs": None if logprobs is None else _non_negative("logprobs", logprobs),
         "logit_bias": list(logit_bias),
         "response_format": response_format,
+        "tools": tools,
     }
 
 
@@ -366,26 +383,19 @@ def _wait(run: Stream) -> tuple:
     return run.result(), tokens + run.take_logprobs()
 
 
-def _messages(messages: List[Dict[str, Any]]) -> List[tuple]:
-    """``(role, content)`` pairs of OpenAI-style messages (content as a string or a list of text parts)."""
-    if not messages:
-        raise ValueError("messages is empty: give at least one message")
-    pairs = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise ValueError(f"messages[{i}] must be a dict with a string 'role'")
-        content = m.get("content")
-        if content is None:
-            content = ""
-        elif isinstance(content, list):
-            try:
-                content = "".join(p["text"] for p in content if p.get("type") == "text")
-            except (AttributeError, KeyError, TypeError) as e:
-                raise ValueError(f"messages[{i}].content: text parts need a 'text' string") from e
-        elif not isinstance(content, str):
-            raise ValueError(f"messages[{i}].content must be a string or a list of text parts")
-        pairs.append((m["role"], content))
-    return pairs
+def _calling(
+    tools: Optional[List[Dict[str, Any]]], tool_choice: Union[None, str, Dict[str, Any]], parallel: Optional[bool]
+) -> Optional[str]:
+    """``tools``, ``tool_choice`` and ``parallel_tool_calls`` as JSON for the native side, which checks them as the
+    server does; None when no tools are given."""
+    if tools is None:
+        return None
+    if parallel is not None and not isinstance(parallel, bool):
+        raise ValueError(f"parallel_tool_calls must be a bool, not {type(parallel).__name__}")
+    try:
+        return json.dumps({"tools": tools, "tool_choice": tool_choice, "parallel_tool_calls": parallel})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"tools: {e}") from e
 
 
 class _Reply:
@@ -393,8 +403,9 @@ class _Reply:
 
     _numbers = itertools.count(1)
 
-    def __init__(self, prefix: str, model: str, logprobs: bool) -> None:
+    def __init__(self, prefix: str, model: str, logprobs: bool, tools: Optional[str] = None) -> None:
         self.id = f"{prefix}-{os.getpid()}-{next(_Reply._numbers)}"
+        self.tools = tools
         self.created = int(time.time())
         self.model = model
         self.logprobs = logprobs
@@ -457,12 +468,29 @@ class _Reply:
         out["usage"] = self._usage(result)
         return out
 
+    def _message(self, text: str, finish: str, delta: bool) -> tuple:
+        """A chat reply's message (a stream's delta when ``delta``) and finish reason: with tools, its calls as
+        ``tool_calls`` (finish reason ``tool_calls``) or its answer as ``content``."""
+        content, calls = (text, []) if self.tools is None else NativeModel.read_tool_reply(self.tools, text)
+        if not calls:
+            return {"role": "assistant", "content": content}, finish
+        number = self.id.rsplit("-", 1)[-1]
+        tool_calls = [
+            {"id": f"call_{number}_{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+            for i, (name, arguments) in enumerate(calls)
+        ]
+        if delta:
+            for i, call in enumerate(tool_calls):
+                call["index"] = i
+        return {"role": "assistant", "content": None, "tool_calls": tool_calls}, "tool_calls"
+
     def chat(self, result: Dict[str, Any], tokens: List[tuple]) -> Dict[str, Any]:
+        message, finish = self._message(result["text"], result["finish_reason"], False)
         choice = {
             "index": 0,
-            "message": {"role": "assistant", "content": result["text"]},
+            "message": message,
             "logprobs": self._chat_logprobs(tokens),
-            "finish_reason": result["finish_reason"],
+            "finish_reason": finish,
         }
         out = self._object("chat.completion", choice)
         out["usage"] = self._usage(result)
@@ -484,6 +512,26 @@ class _Reply:
         kind = "chat.completion.chunk"
         try:
             yield self._object(kind, {"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None})
+            if self.tools is not None:
+                # a call is sent whole once the reply is; a text answer as it is written (without logprobs)
+                text, sent, tokens = "", "", []
+                for piece in run:
+                    text += piece
+                    tokens += run.take_logprobs()
+                    answer = None if self.logprobs else NativeModel.answer_so_far(text)
+                    if answer is not None and len(answer) > len(sent):
+                        delta = {"content": answer[len(sent):]}
+                        sent = answer
+                        yield self._object(kind, {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
+                result = run.result()
+                delta, finish = self._message(result["text"], result["finish_reason"], True)
+                del delta["role"]
+                if delta.get("content") is not None:
+                    delta["content"] = delta["content"][len(sent):]
+                lp = self._chat_logprobs(tokens + run.take_logprobs())
+                yield self._object(kind, {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": None})
+                yield self._object(kind, {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish})
+                return
             for piece in run:
                 lp = self._chat_logprobs(run.take_logprobs())
                 yield self._object(kind, {"index": 0, "delta": {"content": piece}, "logprobs": lp, "finish_reason": None})

@@ -79,12 +79,16 @@ pub struct Schema {
     /// For each node and each byte of [`STARTS`], the nodes a value starting with it may follow: a range of
     /// `choices`. Settled once: through `$ref`s alternatives form a graph whose paths a search per byte could
     /// multiply.
-    starts: Vec<[(u32, u32); STARTS.len()]>,
+    starts: Vec<Starts>,
     choices: Vec<u16>,
+    /// The JSON Schema compiled.
+    source: Value,
 }
 
 /// The bytes a JSON value can start with.
 const STARTS: &[u8; 17] = b"\"-0123456789tfn{[";
+/// A node's lists of [`Schema::choices`], a range of them for each byte of [`STARTS`].
+type Starts = [(u32, u32); STARTS.len()];
 /// Most nodes a value starting with one byte may follow (a union's alternatives, through nested unions).
 pub const MOST_ALTERNATIVES: usize = 64;
 
@@ -138,6 +142,7 @@ impl Schema {
             nodes: c.nodes,
             starts,
             choices,
+            source: schema.clone(),
         };
         if schema.choices(0, b'{').is_empty() {
             return Err(SchemaError {
@@ -148,6 +153,11 @@ impl Schema {
             });
         }
         Ok(schema)
+    }
+
+    /// The JSON Schema this was compiled from.
+    pub fn source(&self) -> &Value {
+        &self.source
     }
 
     /// The nodes that a value of `node` starting with byte `b` may follow, in the schema's order: `node` itself,
@@ -164,8 +174,7 @@ impl Schema {
 }
 
 /// Every node's [`Schema::choices`]: the table and the lists it points into.
-#[allow(clippy::type_complexity)]
-fn settle(nodes: &[Node]) -> Result<(Vec<[(u32, u32); STARTS.len()]>, Vec<u16>), SchemaError> {
+fn settle(nodes: &[Node]) -> Result<(Vec<Starts>, Vec<u16>), SchemaError> {
     let mut memo = vec![None; nodes.len()];
     let mut visiting = vec![false; nodes.len()];
     let (mut starts, mut choices) = (Vec::with_capacity(nodes.len()), Vec::new());
