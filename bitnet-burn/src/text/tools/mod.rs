@@ -6,9 +6,15 @@
 
 use serde_json::{json, Map, Value};
 
-#[cfg(feature = "chat")]
-use crate::text::chat::Message;
 use crate::text::format::{OutputFormat, Schema, SchemaError};
+
+mod answer;
+#[cfg(feature = "chat")]
+mod messages;
+
+pub use answer::answer_so_far;
+#[cfg(feature = "chat")]
+pub use messages::messages;
 
 /// The tools of a request and how the reply may use them.
 #[derive(Debug, Clone, PartialEq)]
@@ -253,192 +259,6 @@ impl Tools {
     }
 }
 
-/// OpenAI's chat `messages` as the template's messages: `developer` read as `system`, text parts joined, an
-/// assistant turn's `tool_calls` and each `tool` turn (a user turn naming the tool it answers) written as text,
-/// and with `tools` their description added to the system message (one is put first if there is none).
-#[cfg(feature = "chat")]
-pub fn messages(messages: &Value, tools: Option<&Tools>) -> Result<Vec<Message>, ToolsError> {
-    let list = match messages {
-        Value::Array(list) if !list.is_empty() => list,
-        Value::Array(_) => return Err(error("messages", "at least one message is needed")),
-        _ => return Err(error("messages", "must be a list of messages")),
-    };
-    // calls by id, so a tool turn can name the tool it answers
-    let mut called: Vec<(&str, &str)> = Vec::new();
-    let mut out = Vec::with_capacity(list.len() + 1);
-    for (i, m) in list.iter().enumerate() {
-        let at = |field: &str| format!("messages[{i}]{field}");
-        let text = content(m.get("content"), &at(".content"))?;
-        let role = match m.get("role").and_then(Value::as_str) {
-            Some("system" | "developer") => "system",
-            Some("user") => "user",
-            Some("assistant") => "assistant",
-            Some("tool") => {
-                let id = m
-                    .get("tool_call_id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        error(at(".tool_call_id"), "a tool turn needs one (a string)")
-                    })?;
-                let name = called.iter().find(|(c, _)| *c == id).map(|&(_, n)| n);
-                out.push(Message::new("user", result_text(name, &text)));
-                continue;
-            }
-            Some(other) => {
-                return Err(error(
-                    at(".role"),
-                    format!("{other:?} is not one of system, developer, user, assistant, tool"),
-                ))
-            }
-            None => return Err(error(at(""), "must be an object with a string role")),
-        };
-        let calls = match m.get("tool_calls") {
-            Some(Value::Array(calls)) if !calls.is_empty() && role == "assistant" => calls,
-            _ => {
-                out.push(Message::new(role, text));
-                continue;
-            }
-        };
-        let calls = calls
-            .iter()
-            .enumerate()
-            .map(|(j, c)| {
-                let field = |f: &str| c.pointer(f).and_then(Value::as_str);
-                let (Some(name), Some(arguments)) =
-                    (field("/function/name"), field("/function/arguments"))
-                else {
-                    return Err(error(
-                        at(&format!(".tool_calls[{j}]")),
-                        "must be {\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}} with strings",
-                    ));
-                };
-                called.extend(field("/id").map(|id| (id, name)));
-                Ok(ToolCall {
-                    name: name.into(),
-                    arguments: arguments.into(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let parallel = tools.is_some_and(Tools::parallel);
-        out.push(Message::new(role, calls_text(&calls, parallel)));
-    }
-    if let Some(tools) = tools {
-        match out.first_mut() {
-            Some(first) if first.role == "system" => {
-                first.content = format!("{}\n\n{}", first.content, tools.instructions())
-            }
-            _ => out.insert(0, Message::new("system", tools.instructions())),
-        }
-    }
-    Ok(out)
-}
-
-/// A message's `content` as text: a string, text parts joined, or nothing.
-#[cfg(feature = "chat")]
-fn content(content: Option<&Value>, at: &str) -> Result<String, ToolsError> {
-    match content {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(text)) => Ok(text.clone()),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .map(
-                |p| match (p.get("type").and_then(Value::as_str), p.get("text")) {
-                    (Some("text"), Some(Value::String(t))) => Ok(t.as_str()),
-                    (kind, _) => Err(error(
-                        at,
-                        format!("parts of type {kind:?} are not supported (text parts only)"),
-                    )),
-                },
-            )
-            .collect::<Result<String, _>>(),
-        Some(_) => Err(error(at, "must be a string or a list of text parts")),
-    }
-}
-
-/// The text answer a reply so far is writing, when it starts `{"response": "` (any JSON whitespace between): the
-/// string's characters so far with its escapes decoded, an escape cut short left out; `None` for a call, another
-/// kind of answer, or too little text to tell. What a stream can send before the reply is whole.
-pub fn answer_so_far(text: &str) -> Option<String> {
-    let rest = text.trim_start_matches(json_space).strip_prefix('{')?;
-    let rest = rest
-        .trim_start_matches(json_space)
-        .strip_prefix("\"response\"")?;
-    let rest = rest.trim_start_matches(json_space).strip_prefix(':')?;
-    let rest = rest.trim_start_matches(json_space).strip_prefix('"')?;
-    let mut answer = String::new();
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        let c = match c {
-            '"' => break,
-            '\\' => match unescape(&mut chars) {
-                Some(c) => c,
-                None => break,
-            },
-            c => c,
-        };
-        answer.push(c);
-    }
-    Some(answer)
-}
-
-/// The character of a JSON string escape after its `\`; `None` when it is cut short. (Under the reply's format a
-/// high surrogate's escape is always followed by a low one's.)
-fn unescape(chars: &mut std::str::Chars) -> Option<char> {
-    Some(match chars.next()? {
-        'n' => '\n',
-        't' => '\t',
-        'r' => '\r',
-        'b' => '\u{8}',
-        'f' => '\u{c}',
-        'u' => {
-            let code = hex4(chars)?;
-            if (0xd800..0xdc00).contains(&code) {
-                if (chars.next()?, chars.next()?) != ('\\', 'u') {
-                    return None;
-                }
-                let low = hex4(chars)? & 0x3ff;
-                char::from_u32(0x10000 + ((code - 0xd800) << 10) + low)?
-            } else {
-                char::from_u32(code)?
-            }
-        }
-        other => other,
-    })
-}
-
-/// Whitespace between JSON tokens.
-fn json_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r')
-}
-
-/// The code of a `\u` escape's 4 hex digits; `None` when they are cut short.
-fn hex4(chars: &mut std::str::Chars) -> Option<u32> {
-    (0..4).try_fold(0, |code, _| Some(code << 4 | chars.next()?.to_digit(16)?))
-}
-
-/// Earlier calls of an assistant turn, written as the model is asked to write them (`parallel`: as a list even
-/// when there is one).
-pub fn calls_text(calls: &[ToolCall], parallel: bool) -> String {
-    let call = |c: &ToolCall| {
-        let arguments = serde_json::from_str(&c.arguments).unwrap_or(json!(c.arguments));
-        json!({"name": c.name, "arguments": arguments})
-    };
-    match (parallel, calls) {
-        (false, [one]) => json!({"tool_call": call(one)}),
-        _ => json!({"tool_calls": calls.iter().map(call).collect::<Vec<_>>()}),
-    }
-    .to_string()
-}
-
-/// A tool's result, written as the user turn that brings it back (templates without a tool role read it).
-pub fn result_text(name: Option<&str>, content: &str) -> String {
-    let mut result = json!({"content": content});
-    if let Some(name) = name {
-        result["tool"] = json!(name);
-    }
-    json!({ "tool_response": result }).to_string()
-}
-
 impl Function {
     /// `{"type": "function", "function": {"name", "description", "parameters"}}` at `at`.
     fn read(tool: &Value, at: &str) -> Result<Self, ToolsError> {
@@ -515,6 +335,8 @@ fn error(at: impl Into<String>, message: impl Into<String>) -> ToolsError {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(feature = "chat")]
+    use super::messages::{calls_text, result_text};
     use super::*;
     use crate::text::format::{Readings, Shaped};
 
@@ -593,6 +415,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "chat")]
     fn replies_are_read_back_and_calls_written_as_the_model_writes_them() {
         let single = tools(json!("auto"), false);
         let weather = ToolCall {
