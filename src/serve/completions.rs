@@ -116,14 +116,14 @@ struct Reply {
 }
 
 /// What one prompt of a request came to.
-struct Outcome {
+pub(super) struct Outcome {
     /// The prompt as run.
     prompt: Vec<u32>,
     /// Its tokens' log-probabilities after the first, when scored.
     scored: Vec<TokenLogprob>,
     /// The generated tokens' log-probabilities, when asked for.
     tokens: Vec<TokenLogprob>,
-    finished: Finished,
+    pub finished: Finished,
 }
 
 /// Runs each prompt as its own engine request (they share the engine's steps like any concurrent requests) and
@@ -153,20 +153,8 @@ async fn start(
     };
     let mut running = Vec::with_capacity(prompts.len());
     for prompt in prompts {
-        let (events, rx) = mpsc::unbounded_channel();
-        let room = ready.engine.config().ctx.saturating_sub(prompt.len());
         // a refused prompt drops the receivers of those already queued, which cancels them
-        ready.engine.submit(Request {
-            prompt: prompt.clone(),
-            max_new_tokens: common.max_tokens(room, scoring.echo)?,
-            sampler: common.sampler(ready.engine.vocab())?,
-            stop_strings: common.stops(),
-            ignore_eos: common.ignore_eos,
-            cache_prompt: common.cache_prompt.unwrap_or(true),
-            logprobs: scoring.logprobs,
-            score_prompt: scoring.echo && scoring.logprobs.is_some(),
-            events,
-        })?;
+        let rx = submit(ready, &prompt, &common, &scoring)?;
         running.push((prompt, rx));
     }
     if common.stream {
@@ -181,8 +169,32 @@ async fn start(
     Ok(Json(reply.whole(&outcomes)).into_response())
 }
 
+/// Queues `prompt` as an engine request with the request's parameters; its events come on the receiver (dropping
+/// it cancels the request).
+pub(super) fn submit(
+    ready: &Ready,
+    prompt: &[u32],
+    common: &Common,
+    scoring: &Scoring,
+) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
+    let (events, rx) = mpsc::unbounded_channel();
+    let room = ready.engine.config().ctx.saturating_sub(prompt.len());
+    ready.engine.submit(Request {
+        prompt: prompt.to_vec(),
+        max_new_tokens: common.max_tokens(room, scoring.echo)?,
+        sampler: common.sampler(ready.engine.vocab())?,
+        stop_strings: common.stops(),
+        ignore_eos: common.ignore_eos,
+        cache_prompt: common.cache_prompt.unwrap_or(true),
+        logprobs: scoring.logprobs,
+        score_prompt: scoring.echo && scoring.logprobs.is_some(),
+        events,
+    })?;
+    Ok(rx)
+}
+
 /// Waits for one prompt's request to end.
-async fn outcome(
+pub(super) async fn outcome(
     prompt: Vec<u32>,
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) -> Result<Outcome, ApiError> {
@@ -493,7 +505,7 @@ impl Reply {
 }
 
 /// Token counts summed over a reply's prompts.
-fn usage<'a>(finished: impl IntoIterator<Item = &'a Finished>) -> Value {
+pub(super) fn usage<'a>(finished: impl IntoIterator<Item = &'a Finished>) -> Value {
     let (mut prompt, mut completion, mut cached) = (0, 0, 0);
     for f in finished {
         prompt += f.prompt_tokens;

@@ -4,6 +4,7 @@
 mod completions;
 mod error;
 mod params;
+mod responses;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
@@ -79,6 +80,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/chat/completions", post(completions::chat))
         .route("/v1/completions", post(completions::completion))
         .route("/completions", post(completions::completion))
+        .route("/v1/responses", post(responses::responses))
+        .route("/responses", post(responses::responses))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/metrics", get(metrics))

@@ -445,6 +445,23 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
         400,
         "tools: only /v1/chat/completions",
     );
+    for (body, needle) in [
+        (r#"{"model": "x"}"#, "input: must be a string or a list"),
+        (
+            r#"{"input": "hi", "instructions": 3}"#,
+            "instructions: must be a string",
+        ),
+        (
+            r#"{"input": [{"role": "user", "content": [{"type": "input_image"}]}]}"#,
+            "input[0].content[0]: parts of type \"input_image\"",
+        ),
+        (
+            r#"{"input": [{"type": "function_call", "name": "f"}]}"#,
+            "input[0]: a function_call needs call_id",
+        ),
+    ] {
+        assert_error(server.post("/v1/responses", body, key), 400, needle);
+    }
     // what clients send when they want no call (and plain text) is accepted
     for extra in [
         format!(r#"{tools}, "tool_choice": "none""#),

@@ -11,6 +11,7 @@ from typing import Annotated, List, Literal, Optional
 
 import openai
 from openai.lib._pydantic import to_strict_json_schema
+import pydantic
 from pydantic import BaseModel, Field
 
 base, key = sys.argv[1], sys.argv[2]
@@ -260,6 +261,63 @@ try:
     raise SystemExit("a tool_choice naming no tool was accepted")
 except openai.BadRequestError as e:
     assert "tool_choice" in e.message, e.message
+
+# The Responses API: the same greedy reply as the chat endpoint's, whole and as typed events (deltas adding up to
+# it, numbered in order, ending with the final response); input items as parts; function calls (arguments that the
+# tool's pydantic model accepts) and their outputs sent back; the client's own `parse` with a pydantic text_format.
+greedy = client.chat.completions.create(model=model, messages=messages, max_tokens=24, temperature=0)
+whole = client.responses.create(model=model, input="Who art thou?", max_output_tokens=24, temperature=0)
+assert whole.object == "response" and whole.output_text == greedy.choices[0].message.content, whole
+assert whole.usage.input_tokens == greedy.usage.prompt_tokens and whole.usage.output_tokens == greedy.usage.completion_tokens
+assert whole.status == ("incomplete" if greedy.choices[0].finish_reason == "length" else "completed"), whole
+events = list(client.responses.create(model=model, input="Who art thou?", max_output_tokens=24, temperature=0, stream=True))
+assert [e.sequence_number for e in events] == list(range(len(events))), events
+assert events[0].type == "response.created" and events[-1].type == f"response.{whole.status}", events
+assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == whole.output_text
+assert events[-1].response.output_text == whole.output_text
+parts = [{"role": "user", "content": [{"type": "input_text", "text": "Who art thou?"}]}]
+assert client.responses.create(model=model, input=parts, max_output_tokens=24, temperature=0).output_text == whole.output_text
+flat = [{"type": "function", "name": t["function"]["name"], "parameters": t["function"]["parameters"], "strict": True}
+        for t in tools]
+extra = {"logit_bias": calling["logit_bias"], "seed": 0}
+called = client.responses.create(
+    model=model, input="Weather?", tools=flat, tool_choice="required", max_output_tokens=120, extra_body=extra
+)
+(item,) = called.output
+assert item.type == "function_call" and item.call_id and called.status == "completed", called
+names[item.name].model_validate_json(item.arguments)
+streamed = list(client.responses.create(
+    model=model, input="Weather?", tools=flat, tool_choice="required", max_output_tokens=120, extra_body=extra, stream=True
+))
+done = [e.item for e in streamed if e.type == "response.output_item.done"]
+assert [(d.name, d.arguments) for d in done] == [(item.name, item.arguments)], done
+back = [{"role": "user", "content": "Weather?"}, {"type": "function_call", "call_id": item.call_id, "name": item.name,
+        "arguments": item.arguments}, {"type": "function_call_output", "call_id": item.call_id, "output": "Sunny."}]
+answered = client.responses.create(model=model, input=back, tools=flat[:1], max_output_tokens=40, extra_body=extra)
+assert answered.status in ("completed", "incomplete") and answered.output, answered
+for seed in range(6):
+    try:
+        parsed = client.responses.parse(
+            model=model, input="Describe Romeo in JSON.", text_format=Character, max_output_tokens=300,
+            temperature=0.8, extra_body={"seed": seed, "logit_bias": json_mode["logit_bias"]},
+        )
+    except (openai.LengthFinishReasonError, pydantic.ValidationError):
+        continue
+    if parsed.status == "completed":
+        assert isinstance(parsed.output_parsed, Character), parsed
+        break
+else:
+    raise SystemExit("no structured response completed")
+for bad, needle in [
+    (dict(previous_response_id="resp_1"), "previous_response_id"),
+    (dict(tools=[{"type": "web_search"}]), "function tools only"),
+    (dict(input=[{"type": "reasoning", "summary": []}]), "input[0].type"),
+]:
+    try:
+        client.responses.create(model=model, **{"input": "x", **bad})
+        raise SystemExit(f"{needle}: accepted")
+    except openai.BadRequestError as e:
+        assert needle in e.message, e.message
 
 try:
     client.chat.completions.create(model="no-such-model", messages=messages)

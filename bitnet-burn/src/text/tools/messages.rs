@@ -97,7 +97,10 @@ fn content(content: Option<&Value>, at: &str) -> Result<String, ToolsError> {
                     (Some("text"), Some(Value::String(t))) => Ok(t.as_str()),
                     (kind, _) => Err(error(
                         at,
-                        format!("parts of type {kind:?} are not supported (text parts only)"),
+                        format!(
+                            "parts of type {:?} are not supported (text parts only)",
+                            kind.unwrap_or("(none)")
+                        ),
                     )),
                 },
             )

@@ -1,0 +1,493 @@
+//! `POST /v1/responses`: OpenAI's Responses API, stateless. The request is read into the chat completion it
+//! amounts to (input items as messages, `instructions` as the system message, function tools, `text.format`
+//! as `response_format`), run as one, and answered as a `response` object, or streamed as its typed events
+//! (`response.created` ... `response.output_text.delta` ... `response.completed`).
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bitnet_burn::engine::{Event, Finished};
+use bitnet_burn::text::tools::{self, ToolCall, ToolReply, Tools};
+use futures_util::stream::{self, Stream};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use super::completions::{outcome, submit, usage};
+use super::error::ApiError;
+use super::params::{self, Common, Scoring};
+use super::{body, AppState};
+
+/// Parameters passed on as they are (the Responses API's own, and the sampling extensions the chat endpoint
+/// takes).
+const PASSED: &[&str] = &[
+    "model",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "repeat_penalty",
+    "logit_bias",
+    "cache_prompt",
+    "parallel_tool_calls",
+];
+
+/// `POST /v1/responses`.
+pub async fn responses(
+    State(state): State<Arc<AppState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let ready = state.ready()?;
+    let request = params::object(&body(raw)?)?;
+    let chat = as_chat(&request)?;
+    let common: Common = params::read(&chat)?;
+    common.validate(&ready.names, ready.engine.vocab())?;
+    let tools = common.tools()?;
+    let messages = params::messages(&chat, tools.as_ref())?;
+    let prompt = ready
+        .template
+        .encode(&messages, &ready.tokenizer)
+        .map_err(|e| ApiError::bad_request(e.to_string()).param("input"))?;
+    let scoring = Scoring {
+        logprobs: None,
+        echo: false,
+    };
+    let rx = submit(ready, &prompt, &common, &scoring)?;
+    let n = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let reply = Reply {
+        id: format!("resp_{n}"),
+        n,
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        model: ready.names[0].clone(),
+        echo: echoed(&request, &common),
+        tools,
+    };
+    if common.stream {
+        return Ok(Sse::new(events(reply, rx)).into_response());
+    }
+    let done = outcome(prompt, rx).await?;
+    let f = &done.finished;
+    let output = reply.output(&f.text, status(f));
+    Ok(Json(reply.object(status(f), output, Some(f))).into_response())
+}
+
+/// The chat completion request a Responses request amounts to.
+fn as_chat(request: &Value) -> Result<Value, ApiError> {
+    let bad = |param: &'static str, message: String| ApiError::bad_request(message).param(param);
+    if request
+        .get("previous_response_id")
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(bad(
+            "previous_response_id",
+            "previous_response_id: responses are not stored here; send the whole conversation as input".into(),
+        ));
+    }
+    let mut chat = Map::new();
+    for &key in PASSED {
+        if let Some(v) = request.get(key).filter(|v| !v.is_null()) {
+            chat.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(most) = request.get("max_output_tokens").filter(|v| !v.is_null()) {
+        chat.insert("max_tokens".into(), most.clone());
+    }
+    let mut messages = Vec::new();
+    match request.get("instructions") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) => messages.push(json!({"role": "system", "content": text})),
+        Some(_) => return Err(bad("instructions", "instructions: must be a string".into())),
+    }
+    match request.get("input") {
+        Some(Value::String(text)) => messages.push(json!({"role": "user", "content": text})),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                input_item(item, &format!("input[{i}]"), &mut messages)
+                    .map_err(|message| bad("input", message))?;
+            }
+        }
+        _ => {
+            return Err(bad(
+                "input",
+                "input: must be a string or a list of input items".into(),
+            ))
+        }
+    }
+    chat.insert("messages".into(), Value::Array(messages));
+    if let Some(list) = request.get("tools").filter(|v| !v.is_null()) {
+        let list = list
+            .as_array()
+            .ok_or_else(|| bad("tools", "tools: must be a list".into()))?;
+        let tools = list
+            .iter()
+            .enumerate()
+            .map(|(i, tool)| match tool.get("type").and_then(Value::as_str) {
+                Some("function") => {
+                    let mut function = tool.clone();
+                    if let Some(f) = function.as_object_mut() {
+                        f.remove("type");
+                        f.remove("strict");
+                    }
+                    Ok(json!({"type": "function", "function": function}))
+                }
+                other => Err(bad(
+                    "tools",
+                    format!("tools[{i}].type: {other:?} is not supported (function tools only)"),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        chat.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = request.get("tool_choice").filter(|v| !v.is_null()) {
+        let choice = match choice.get("name") {
+            Some(name) => json!({"type": "function", "function": {"name": name}}),
+            None => choice.clone(),
+        };
+        chat.insert("tool_choice".into(), choice);
+    }
+    if let Some(format) = request.pointer("/text/format").filter(|v| !v.is_null()) {
+        let format = match format.get("type").and_then(Value::as_str) {
+            Some("json_schema") => json!({"type": "json_schema", "json_schema": {
+                "name": format.get("name"), "schema": format.get("schema")}}),
+            _ => format.clone(),
+        };
+        chat.insert("response_format".into(), format);
+    }
+    Ok(Value::Object(chat))
+}
+
+/// One input item as a chat message: a message (`role` and text content), a `function_call` (joined to the
+/// assistant turn before it when that one is calls too) or a `function_call_output`.
+fn input_item(item: &Value, at: &str, messages: &mut Vec<Value>) -> Result<(), String> {
+    let field = |name: &str| item.get(name).and_then(Value::as_str);
+    let kind = field("type").unwrap_or("message");
+    match kind {
+        "message" => {
+            let content = match item.get("content") {
+                Some(Value::Array(parts)) => {
+                    let mut text = String::new();
+                    for (j, part) in parts.iter().enumerate() {
+                        let part_kind = part.get("type").and_then(Value::as_str);
+                        match (part_kind, part.get("text").and_then(Value::as_str)) {
+                            (Some("input_text" | "output_text" | "text"), Some(t)) => text += t,
+                            _ => {
+                                return Err(format!(
+                                    "{at}.content[{j}]: parts of type {:?} are not supported (text only)",
+                                    part_kind.unwrap_or("(none)")
+                                ))
+                            }
+                        }
+                    }
+                    Value::String(text)
+                }
+                Some(other) => other.clone(),
+                None => Value::Null,
+            };
+            messages.push(json!({"role": item.get("role"), "content": content}));
+        }
+        "function_call" => {
+            let (Some(id), Some(name), Some(arguments)) =
+                (field("call_id"), field("name"), field("arguments"))
+            else {
+                return Err(format!(
+                    "{at}: a function_call needs call_id, name and arguments (strings)"
+                ));
+            };
+            let call = json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}});
+            let last = messages.last_mut().filter(|m| {
+                m["role"] == "assistant" && m["tool_calls"].is_array() && m["content"].is_null()
+            });
+            match last.and_then(|m| m["tool_calls"].as_array_mut()) {
+                Some(calls) => calls.push(call),
+                None => messages
+                    .push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+            }
+        }
+        "function_call_output" => {
+            let (Some(id), Some(output)) = (field("call_id"), field("output")) else {
+                return Err(format!(
+                    "{at}: a function_call_output needs call_id and output (strings)"
+                ));
+            };
+            messages.push(json!({"role": "tool", "tool_call_id": id, "content": output}));
+        }
+        other => {
+            return Err(format!(
+            "{at}.type: {other:?} is not supported (message, function_call, function_call_output)"
+        ))
+        }
+    }
+    Ok(())
+}
+
+/// The request's settings a `response` object repeats.
+fn echoed(request: &Value, common: &Common) -> Value {
+    let get = |key: &str| request.get(key).cloned().unwrap_or(Value::Null);
+    let tools = request.get("tools").filter(|v| v.is_array());
+    let format = request
+        .pointer("/text/format")
+        .cloned()
+        .unwrap_or(json!({"type": "text"}));
+    json!({
+        "instructions": get("instructions"),
+        "max_output_tokens": get("max_output_tokens"),
+        "parallel_tool_calls": common.parallel_tool_calls.unwrap_or(false),
+        "temperature": common.temperature.unwrap_or(0.8),
+        "top_p": common.top_p.unwrap_or(0.95),
+        "tool_choice": request.get("tool_choice").cloned().unwrap_or(json!("auto")),
+        "tools": tools.cloned().unwrap_or(json!([])),
+        "text": {"format": format},
+        "metadata": request.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
+/// `completed`, or `incomplete` when the token limit cut the reply.
+fn status(f: &Finished) -> &'static str {
+    match f.stop.finish_reason() {
+        "length" => "incomplete",
+        _ => "completed",
+    }
+}
+
+/// What every event and object of one response shares.
+struct Reply {
+    id: String,
+    n: u64,
+    created: u64,
+    model: String,
+    echo: Value,
+    tools: Option<Tools>,
+}
+
+impl Reply {
+    /// The `response` object: `status`, the output items so far, and with the finished request its usage.
+    fn object(&self, status: &str, output: Vec<Value>, finished: Option<&Finished>) -> Value {
+        let mut object = json!({
+            "id": self.id, "object": "response", "created_at": self.created, "status": status,
+            "model": self.model, "output": output, "error": null,
+            "incomplete_details": (status == "incomplete").then(|| json!({"reason": "max_output_tokens"})),
+            "usage": finished.map(|f| {
+                let u = usage([f]);
+                json!({
+                    "input_tokens": u["prompt_tokens"], "output_tokens": u["completion_tokens"],
+                    "total_tokens": u["total_tokens"],
+                    "input_tokens_details": {"cached_tokens": u["prompt_tokens_details"]["cached_tokens"]},
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                })
+            }),
+        });
+        if let (Some(object), Some(echo)) = (object.as_object_mut(), self.echo.as_object()) {
+            object.extend(echo.clone());
+        }
+        object
+    }
+
+    /// The output items of a reply's whole text: its calls, or a message with its answer (`status` the
+    /// response's: a message cut short is `incomplete`).
+    fn output(&self, text: &str, status: &str) -> Vec<Value> {
+        let reply = match &self.tools {
+            Some(tools) => tools.read(text),
+            None => ToolReply::Content(text.into()),
+        };
+        match reply {
+            ToolReply::Content(answer) => vec![self.message(status, &answer)],
+            ToolReply::Calls(calls) => calls
+                .iter()
+                .enumerate()
+                .map(|(i, call)| self.call(i, call, "completed"))
+                .collect(),
+        }
+    }
+
+    /// A message item holding `text`.
+    fn message(&self, status: &str, text: &str) -> Value {
+        let content = match status {
+            "in_progress" => json!([]),
+            _ => json!([self.part(text)]),
+        };
+        json!({"type": "message", "id": format!("msg_{}", self.n), "status": status, "role": "assistant",
+               "content": content})
+    }
+
+    /// An `output_text` content part.
+    fn part(&self, text: &str) -> Value {
+        json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
+    }
+
+    /// The `i`th function call item.
+    fn call(&self, i: usize, call: &ToolCall, status: &str) -> Value {
+        let arguments = if status == "in_progress" {
+            ""
+        } else {
+            &call.arguments
+        };
+        json!({"type": "function_call", "id": format!("fc_{}_{i}", self.n),
+               "call_id": format!("call_{}_{i}", self.n), "name": call.name, "arguments": arguments,
+               "status": status})
+    }
+}
+
+/// The response as its typed server-sent events, ending with `response.completed` (or `response.incomplete`); an
+/// `error` event if the engine fails the request. A text answer is sent as it is written (with tools, once the
+/// reply is known to be one); calls are sent when the reply is whole.
+fn events(
+    reply: Reply,
+    rx: mpsc::UnboundedReceiver<Event>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let (tx, out) = mpsc::unbounded_channel();
+    tokio::spawn(emit(reply, rx, tx));
+    stream::unfold(out, |mut out| async move {
+        let event = out.recv().await?;
+        Some((Ok(event), out))
+    })
+}
+
+/// Sends the events of one response into `tx` until the request ends or the client goes (dropping `rx` then
+/// cancels the request).
+async fn emit(
+    reply: Reply,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    tx: mpsc::UnboundedSender<SseEvent>,
+) {
+    let mut sequence = 0u64;
+    let mut send = |kind: &str, mut data: Value| {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(sequence);
+        sequence += 1;
+        tx.send(SseEvent::default().event(kind).data(data.to_string()))
+            .is_ok()
+    };
+    let (item, message) = (format!("msg_{}", reply.n), reply.message("in_progress", ""));
+    let at = |delta: Value| {
+        let mut e = json!({"item_id": item, "output_index": 0, "content_index": 0});
+        if let (Some(e), Some(d)) = (e.as_object_mut(), delta.as_object()) {
+            e.extend(d.clone());
+        }
+        e
+    };
+    let start = json!({"response": reply.object("in_progress", vec![], None)});
+    if !send("response.created", start.clone()) || !send("response.in_progress", start) {
+        return;
+    }
+    let (mut text, mut sent, mut open) = (String::new(), 0, false);
+    let open_message = |send: &mut dyn FnMut(&str, Value) -> bool, open: &mut bool| {
+        let was = *open;
+        *open = true;
+        was || send(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": message}),
+        ) && send(
+            "response.content_part.added",
+            at(json!({"part": reply.part("")})),
+        )
+    };
+    loop {
+        match rx.recv().await {
+            Some(Event::Text(t)) => {
+                text.push_str(&t);
+                let answer = match &reply.tools {
+                    Some(_) => tools::answer_so_far(&text),
+                    None => Some(text.clone()),
+                };
+                let Some(new) = answer.as_ref().and_then(|a| a.get(sent..)) else {
+                    continue;
+                };
+                if new.is_empty() {
+                    continue;
+                }
+                if !open_message(&mut send, &mut open)
+                    || !send(
+                        "response.output_text.delta",
+                        at(json!({"delta": new, "logprobs": []})),
+                    )
+                {
+                    return;
+                }
+                sent += new.len();
+            }
+            Some(Event::PromptLogprob(_) | Event::Logprob(_)) => {}
+            Some(Event::Done(f)) => {
+                let status = status(&f);
+                let output = reply.output(&f.text, status);
+                for (index, item) in output.iter().enumerate() {
+                    let ok = match item["type"].as_str() {
+                        Some("message") => {
+                            let whole = item["content"][0]["text"].as_str().unwrap_or_default();
+                            let rest = whole.get(sent..).unwrap_or_default();
+                            open_message(&mut send, &mut open)
+                                && (rest.is_empty()
+                                    || send(
+                                        "response.output_text.delta",
+                                        at(json!({"delta": rest, "logprobs": []})),
+                                    ))
+                                && send(
+                                    "response.output_text.done",
+                                    at(json!({"text": whole, "logprobs": []})),
+                                )
+                                && send(
+                                    "response.content_part.done",
+                                    at(json!({"part": item["content"][0]})),
+                                )
+                        }
+                        _ => {
+                            let mut added = item.clone();
+                            added["arguments"] = json!("");
+                            added["status"] = json!("in_progress");
+                            let id = &item["id"];
+                            send(
+                                "response.output_item.added",
+                                json!({"output_index": index, "item": added}),
+                            ) && send(
+                                "response.function_call_arguments.delta",
+                                json!({
+                                    "item_id": id, "output_index": index, "delta": item["arguments"]}),
+                            ) && send(
+                                "response.function_call_arguments.done",
+                                json!({
+                                    "item_id": id, "output_index": index, "arguments": item["arguments"]}),
+                            )
+                        }
+                    };
+                    if !ok
+                        || !send(
+                            "response.output_item.done",
+                            json!({"output_index": index, "item": item}),
+                        )
+                    {
+                        return;
+                    }
+                }
+                let last = match status {
+                    "incomplete" => "response.incomplete",
+                    _ => "response.completed",
+                };
+                send(
+                    last,
+                    json!({"response": reply.object(status, output, Some(&f))}),
+                );
+                return;
+            }
+            Some(Event::Failed(e)) => {
+                let error = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e).body();
+                send("error", error["error"].clone());
+                return;
+            }
+            None => return,
+        }
+    }
+}
