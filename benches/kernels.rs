@@ -9,6 +9,7 @@ use std::time::Instant;
 use bitnet_burn::text::format::{FormatConstraint, OutputFormat, Schema};
 use bitnet_burn::text::sampling::{Sampler, SamplerConfig};
 use bitnet_burn::text::tokenizer::{SortedVocab, Tokenizer};
+use bitnet_burn::text::tools::Tools;
 use bitnet_kernels_cubecl::cpu::acts::QuantizedActs;
 use bitnet_kernels_cubecl::cpu::{self, Isa};
 use bitnet_kernels_cubecl::packing::{pack_row, words_per_row};
@@ -263,7 +264,8 @@ fn sampling(c: &mut Criterion) {
 
 /// JSON mode's vocabulary-wide check (run when the sampled token does not fit) on Llama 3's 128,256 tokens, from
 /// llama.cpp's `ggml-vocab-llama-bpe.gguf` in `$BITNET_LLAMACPP_MODELS`: after `{` (few tokens fit) and inside
-/// a string (most do), in JSON mode and under a JSON schema; and sorting the vocabulary, once per model.
+/// a string (most do), in JSON mode and under a JSON schema; under 32 tools while a call's name is written (32
+/// readings) and in a text answer; and sorting the vocabulary, once per model.
 fn json_mode(c: &mut Criterion) {
     let Some(dir) = std::env::var_os("BITNET_LLAMACPP_MODELS") else {
         eprintln!("json_mode skipped: set BITNET_LLAMACPP_MODELS to llama.cpp's models/");
@@ -278,6 +280,15 @@ fn json_mode(c: &mut Criterion) {
         "name": {"type": "string"}, "mood": {"enum": ["merry", "sad"]}, "age": {"type": "integer"}},
         "required": ["name", "mood", "age"]});
     let schema = OutputFormat::JsonSchema(std::sync::Arc::new(Schema::compile(&schema).unwrap()));
+    let tools: Vec<_> = (0..32)
+        .map(|i| serde_json::json!({"type": "function", "function": {"name": format!("get_{i}"),
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}))
+        .collect();
+    let tools = Tools::from_request(Some(&tools.into()), None, None)
+        .unwrap()
+        .unwrap()
+        .format(&OutputFormat::Text)
+        .unwrap();
     for (name, format, text) in [
         ("mask_after_brace", &OutputFormat::JsonObject, "{"),
         (
@@ -287,6 +298,13 @@ fn json_mode(c: &mut Criterion) {
         ),
         ("schema_mask_after_brace", &schema, "{"),
         ("schema_mask_in_string", &schema, r#"{"name": "Ro"#),
+        // 32 tools: all 32 calls are open while the name is written; one reading in a text answer
+        (
+            "tools32_mask_in_name",
+            &tools,
+            r#"{"tool_call": {"name": "get"#,
+        ),
+        ("tools32_mask_in_answer", &tools, r#"{"response": "Ro"#),
     ] {
         let mut constraint = FormatConstraint::new(format, &tok).unwrap();
         for id in tok.encode(text, false).unwrap() {

@@ -198,7 +198,15 @@ fn input_item(item: &Value, at: &str, messages: &mut Vec<Value>) -> Result<(), S
                 Some(other) => other.clone(),
                 None => Value::Null,
             };
-            messages.push(json!({"role": item.get("role"), "content": content}));
+            let role = match field("role") {
+                Some(role @ ("user" | "assistant" | "system" | "developer")) => role,
+                _ => {
+                    return Err(format!(
+                        "{at}.role: must be user, assistant, system or developer"
+                    ))
+                }
+            };
+            messages.push(json!({"role": role, "content": content}));
         }
         "function_call" => {
             let (Some(id), Some(name), Some(arguments)) =

@@ -459,6 +459,10 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
             r#"{"input": [{"type": "function_call", "name": "f"}]}"#,
             "input[0]: a function_call needs call_id",
         ),
+        (
+            r#"{"input": [{"content": "hi"}, {"role": "tool", "content": "x"}]}"#,
+            "input[0].role: must be",
+        ),
     ] {
         assert_error(server.post("/v1/responses", body, key), 400, needle);
     }
