@@ -147,6 +147,7 @@ class Friend(BaseModel):
 
 class Character(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=40)]
+    code: Annotated[str, Field(pattern=r"^[A-Z]{2}-\d{2}$")]
     age: Annotated[int, Field(ge=0, le=120)]
     mood: Literal["merry", "sad"]
     friends: Annotated[List[Friend], Field(min_length=1, max_length=2)]
@@ -169,14 +170,14 @@ seed, content = parsed[0]
 schema = {"type": "json_schema", "json_schema": {"name": "Character", "schema": to_strict_json_schema(Character)}}
 chunks = client.chat.completions.create(seed=seed, stream=True, response_format=schema, **structured)
 assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
-patterned = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}}
+unique = {"type": "object", "properties": {"s": {"type": "array", "uniqueItems": True}}}
 try:
     client.chat.completions.create(
-        model=model, messages=ask, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": patterned}}
+        model=model, messages=ask, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": unique}}
     )
-    raise SystemExit("a schema with a pattern was accepted")
+    raise SystemExit("a schema with uniqueItems was accepted")
 except openai.BadRequestError as e:
-    assert "pattern" in e.message and "#/properties/s" in e.message, e.message
+    assert "uniqueItems" in e.message and "#/properties/s" in e.message, e.message
 
 # Function calling: the client's own strict tools from pydantic models (`parse` checks each call's arguments with
 # pydantic, the reference here). A required call names one of the tools with arguments its model accepts; the
@@ -248,7 +249,7 @@ history[-1]["content"] += " No rain for a week, they say."
 longer = client.chat.completions.create(seed=1, **{**answered, "messages": history, "max_tokens": 1})
 assert longer.usage.prompt_tokens > answer.usage.prompt_tokens, (longer.usage, answer.usage)
 for bad, field in [
-    ([{"type": "function", "function": {"name": "f", "parameters": patterned}}], "tools[0].function.parameters"),
+    ([{"type": "function", "function": {"name": "f", "parameters": unique}}], "tools[0].function.parameters"),
     ([{"type": "function", "function": {"name": "no spaces"}}], "tools[0].function.name"),
 ]:
     try:

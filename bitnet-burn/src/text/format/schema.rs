@@ -1,12 +1,16 @@
 //! JSON Schemas (OpenAI's `response_format: {"type": "json_schema"}`) compiled into the nodes that
 //! [`super::shaped::Shaped`] follows as text is generated. The subset is what structured outputs are written in
-//! (OpenAI's strict schemas, pydantic's models): types, properties and required, items with their counts, enum
-//! and const, anyOf/oneOf, one-schema allOf, and `$ref` into `$defs` (recursion included). Keywords that would
-//! constrain the text in ways not checked here (patterns, lengths, numeric bounds, ...) are refused by name, never
-//! ignored; the rest (titles, descriptions, formats, unknown words) annotate and are skipped, as JSON Schema says.
+//! (OpenAI's strict schemas, pydantic's models): types, properties and required, items with their counts, string
+//! lengths and patterns, integer bounds, enum and const, anyOf/oneOf, one-schema allOf, and `$ref` into `$defs`
+//! (recursion included). Keywords that would constrain the text in ways not checked here (multiples, bounds on
+//! other numbers, uniqueness, ...) are refused by name, never ignored; the rest (titles, descriptions, formats, unknown words) annotate and are skipped, as JSON Schema says.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use regex_automata::dfa::{dense, dense::DFA, Automaton, StartKind};
+use regex_automata::util::{primitives::StateID, start};
+use regex_automata::Anchored;
 use serde_json::{Map, Value};
 
 /// A string.
@@ -37,7 +41,6 @@ const MOST_DEPTH: usize = 128;
 /// Validation keywords this subset does not check: a schema using one is refused, as output ignoring it
 /// would break the schema.
 const UNCHECKED: &[&str] = &[
-    "pattern",
     "multipleOf",
     "patternProperties",
     "propertyNames",
@@ -99,6 +102,8 @@ pub(super) struct Node {
     pub types: u8,
     /// Fewest and most characters of a string (`minLength`, `maxLength`).
     pub length: Option<(u32, u32)>,
+    /// What a string must match (`pattern`).
+    pub pattern: Option<Pattern>,
     /// Least and greatest integer (`minimum`, `maximum` and their exclusive forms).
     pub range: Option<(i64, i64)>,
     /// Exact JSON texts (`enum`, `const`), as serde_json writes them.
@@ -106,6 +111,47 @@ pub(super) struct Node {
     pub object: Option<Vec<Property>>,
     pub array: Option<Items>,
     pub alts: Vec<usize>,
+}
+
+/// A `pattern` as a DFA over the string's bytes (its escapes decoded), searched anywhere in the string as JSON
+/// Schema says (`^` and `$` anchor it), with the syntax of Rust's `regex` (pydantic's too).
+#[derive(Debug, Clone)]
+pub(super) struct Pattern {
+    source: String,
+    pub dfa: Arc<DFA<Vec<u32>>>,
+    /// Where a search starts.
+    pub start: StateID,
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+/// Largest DFA a pattern may build (bytes), so a request cannot make the server build an exponential one.
+const MOST_PATTERN_BYTES: usize = 1 << 20;
+
+impl Pattern {
+    fn new(source: &str, at: &str) -> Result<Self, SchemaError> {
+        let bad = |e: &dyn std::fmt::Display| error(at, format!("pattern {source:?}: {e}"));
+        let config = dense::Config::new()
+            .start_kind(StartKind::Unanchored)
+            .dfa_size_limit(Some(MOST_PATTERN_BYTES))
+            .determinize_size_limit(Some(MOST_PATTERN_BYTES));
+        let dfa = dense::Builder::new()
+            .configure(config)
+            .build(source)
+            .map_err(|e| bad(&e))?;
+        let start = dfa
+            .start_state(&start::Config::new().anchored(Anchored::No))
+            .map_err(|e| bad(&e))?;
+        Ok(Self {
+            source: source.into(),
+            dfa: Arc::new(dfa),
+            start,
+        })
+    }
 }
 
 /// A property an object may have: its key as a JSON string (quotes included), the node of its value, and
@@ -356,7 +402,7 @@ impl<'a> Compiler<'a> {
         if let Some(keyword) = map.keys().find(|k| UNCHECKED.contains(&k.as_str())) {
             return Err(error(
                 at,
-                format!("{keyword} is not supported (supported: type, properties, required, additionalProperties, items, minItems, maxItems, minLength, maxLength, minimum and maximum of integers, enum, const, anyOf, oneOf, allOf of one schema, $ref, $defs)"),
+                format!("{keyword} is not supported (supported: type, properties, required, additionalProperties, items, minItems, maxItems, minLength, maxLength, pattern, minimum and maximum of integers, enum, const, anyOf, oneOf, allOf of one schema, $ref, $defs)"),
             ));
         }
         if map.contains_key("$ref") {
@@ -379,10 +425,9 @@ impl<'a> Compiler<'a> {
             })?),
         };
         if map.contains_key("enum") || map.contains_key("const") {
-            if let Some(bound) = map
-                .keys()
-                .find(|k| LENGTHS.contains(&k.as_str()) || RANGE.contains(&k.as_str()))
-            {
+            if let Some(bound) = map.keys().find(|k| {
+                LENGTHS.contains(&k.as_str()) || RANGE.contains(&k.as_str()) || *k == "pattern"
+            }) {
                 return Err(error(
                     at,
                     format!("{bound} beside enum or const is not supported"),
@@ -408,6 +453,11 @@ impl<'a> Compiler<'a> {
             length: match types & STRING {
                 0 => None,
                 _ => length(map, at)?,
+            },
+            pattern: match (types & STRING, map.get("pattern")) {
+                (0, _) | (_, None) => None,
+                (_, Some(Value::String(p))) => Some(Pattern::new(p, at)?),
+                (_, Some(_)) => return Err(error(at, "pattern must be a string")),
             },
             range: range(map, types, at)?,
             ..Node::default()

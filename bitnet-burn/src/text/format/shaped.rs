@@ -2,8 +2,11 @@
 //! schema decides): the node of every open container, the property whose value is due, and the keys or exact
 //! values the text being written can still become. About a hundred bytes and `Copy`, like the JSON state.
 
+use regex_automata::dfa::Automaton;
+use regex_automata::util::primitives::StateID;
+
 use super::json::Shape;
-use super::schema::{kind, Node, Property, Schema, NUMBER};
+use super::schema::{kind, Node, Pattern, Property, Schema, NUMBER};
 
 /// Most containers of the schema's shape open at once (containers inside a free value are only counted).
 const MOST_FRAMES: usize = 16;
@@ -26,7 +29,7 @@ enum Scalar {
     Free,
     /// A number without fraction or exponent, within the node's range if it has one.
     Integer(u16),
-    /// A string of as many characters as the node's length allows.
+    /// A string of as many characters as the node's length allows, matching its pattern.
     Text(u16),
     /// One of a node's literals.
     Literal(u16),
@@ -48,27 +51,23 @@ pub struct Shaped {
     at: u16,
     /// Whether the integer being read is negative.
     negative: bool,
+    /// A `Text` string's pattern search: its DFA state, whether a match was found, whether a `\` was just read.
+    pattern: StateID,
+    matched: bool,
+    escape: bool,
 }
 
 /// Equal when the same text can follow: frames above the open ones are leftovers.
 impl PartialEq for Shaped {
     fn eq(&self, other: &Self) -> bool {
         let depth = usize::from(self.depth);
-        (
-            self.depth,
-            self.free,
-            self.scalar,
-            self.alive,
-            self.at,
-            self.negative,
-        ) == (
-            other.depth,
-            other.free,
-            other.scalar,
-            other.alive,
-            other.at,
-            other.negative,
-        ) && self.frames[..depth] == other.frames[..depth]
+        self.depth == other.depth
+            && self.free == other.free
+            && self.scalar == other.scalar
+            && (self.alive, self.at, self.negative) == (other.alive, other.at, other.negative)
+            && (self.pattern, self.matched, self.escape)
+                == (other.pattern, other.matched, other.escape)
+            && self.frames[..depth] == other.frames[..depth]
     }
 }
 
@@ -161,6 +160,38 @@ impl Shaped {
         false
     }
 
+    /// Takes a string's next byte (its closing quote included) into the search for its pattern: whether a match
+    /// was found or may still be. An escape counts as the byte it stands for; `\u` escapes are refused (the
+    /// character itself may be written).
+    fn search(&mut self, p: &Pattern, b: u8) -> bool {
+        let byte = match (self.escape, b) {
+            (false, b'"') => return true,
+            (false, b'\\') => {
+                self.escape = true;
+                return true;
+            }
+            (false, b) => b,
+            (true, e) => {
+                self.escape = false;
+                match e {
+                    b'n' => b'\n',
+                    b't' => b'\t',
+                    b'r' => b'\r',
+                    b'b' => 0x08,
+                    b'f' => 0x0c,
+                    b'u' => return false,
+                    other => other,
+                }
+            }
+        };
+        if self.matched {
+            return true;
+        }
+        self.pattern = p.dfa.next_state(self.pattern, byte);
+        self.matched = p.dfa.is_match_state(self.pattern);
+        self.matched || !(p.dfa.is_dead_state(self.pattern) || p.dfa.is_quit_state(self.pattern))
+    }
+
     /// The integer read, its sign applied.
     fn integer(&self) -> i64 {
         let m = i64::try_from(self.alive).unwrap_or(i64::MAX);
@@ -222,7 +253,12 @@ impl Shape for Shaped {
             (self.alive, self.at) = (0, 0);
             match b {
                 b'{' | b'[' => self.free = 1,
-                b'"' if n.length.is_some() => self.scalar = Scalar::Text(node as u16),
+                b'"' if n.length.is_some() || n.pattern.is_some() => {
+                    self.scalar = Scalar::Text(node as u16);
+                    if let Some(p) = &n.pattern {
+                        self.pattern = p.start;
+                    }
+                }
                 b'-' | b'0'..=b'9' if n.types & NUMBER == 0 => {
                     self.scalar = Scalar::Integer(node as u16);
                     self.negative = b == b'-';
@@ -274,9 +310,10 @@ impl Shape for Shaped {
             },
             Scalar::Text(node) => {
                 self.alive += u64::from(char_ends);
-                rules.nodes[usize::from(node)]
-                    .length
+                let n = &rules.nodes[usize::from(node)];
+                n.length
                     .is_none_or(|(_, most)| self.alive <= u64::from(most))
+                    && n.pattern.as_ref().is_none_or(|p| self.search(p, b))
             }
             Scalar::Literal(_) | Scalar::Key => self.narrow(rules, b),
         }
@@ -288,9 +325,14 @@ impl Shape for Shaped {
             Scalar::Integer(node) => rules.nodes[usize::from(node)]
                 .range
                 .is_none_or(|(lo, hi)| (lo..=hi).contains(&self.integer())),
-            Scalar::Text(node) => rules.nodes[usize::from(node)]
-                .length
-                .is_none_or(|(least, _)| self.alive >= u64::from(least)),
+            Scalar::Text(node) => {
+                let n = &rules.nodes[usize::from(node)];
+                n.length
+                    .is_none_or(|(least, _)| self.alive >= u64::from(least))
+                    && n.pattern.as_ref().is_none_or(|p| {
+                        self.matched || p.dfa.is_match_state(p.dfa.next_eoi_state(self.pattern))
+                    })
+            }
             Scalar::Literal(_) => self.whole(rules).is_some(),
             Scalar::Key => self
                 .whole(rules)
@@ -299,6 +341,7 @@ impl Shape for Shaped {
         };
         // nothing of the scalar stays: readings that differed only inside it are now one
         (self.scalar, self.alive, self.at, self.negative) = (Scalar::Free, 0, 0, false);
+        (self.pattern, self.matched, self.escape) = Default::default();
         ends
     }
 
@@ -580,6 +623,48 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_held_to_their_pattern() {
+        let schema = Schema::compile(
+            &json!({"type": "object", "required": ["code", "any", "line"], "properties": {
+            "code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{2}$"},
+            "any": {"type": "string", "pattern": "ab+c", "maxLength": 8},
+            "line": {"type": "string", "pattern": "^a\\n\"b$"}}}),
+        )
+        .unwrap();
+        let ok = r#"{"code": "AB-12", "any": "xabbcé", "line": "a\n\"b"}"#;
+        assert_eq!(verdict(&schema, ok), Some(true));
+        for cut in (0..ok.len()).filter(|&i| ok.is_char_boundary(i)) {
+            assert_eq!(verdict(&schema, &ok[..cut]), Some(false), "{}", &ok[..cut]);
+        }
+        for (start, wrong) in [
+            (r#"{"code": "A"#, "b"),
+            (r#"{"code": "AB-"#, "x"),
+            (r#"{"code": "AB-12"#, "3"),
+            (r#"{"code": "AB-1"#, "\""),
+            // a match anywhere is enough, but one is needed before the string ends
+            (r#"{"code": "AB-12", "any": "xyz"#, "\""),
+            // no \u escapes in a string with a pattern: the character itself is written
+            (r#"{"code": "AB-12", "any": "ab"#, "\\u"),
+        ] {
+            assert_eq!(verdict(&schema, start), Some(false), "{start}");
+            assert_eq!(
+                verdict(&schema, &format!("{start}{wrong}")),
+                None,
+                "{start}{wrong}"
+            );
+        }
+        // a match ends the search: what follows it is free, up to the length
+        assert_eq!(
+            verdict(&schema, r#"{"code": "AB-12", "any": "abc-+*"#),
+            Some(false)
+        );
+        assert_eq!(
+            verdict(&schema, r#"{"code": "AB-12", "any": "abc-+*!?#"#),
+            None
+        );
+    }
+
+    #[test]
     fn alternatives_through_refs_are_settled_once() {
         // 2^40 paths from d0 to the integer: a search per value's first byte would never end
         let mut defs: serde_json::Map<String, Value> = (0..40)
@@ -699,8 +784,16 @@ mod tests {
             }
         };
         refused(
-            json!({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}}),
-            &["pattern", "#/properties/s"],
+            json!({"type": "object", "properties": {"s": {"type": "array", "uniqueItems": true}}}),
+            &["uniqueItems", "#/properties/s"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"s": {"type": "string", "pattern": "(a"}}}),
+            &["pattern \"(a\"", "#/properties/s"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"s": {"enum": ["a"], "pattern": "a"}}}),
+            &["pattern beside enum"],
         );
         refused(
             json!({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}),

@@ -501,10 +501,10 @@ mod tests {
             ),
             (
                 tool(
-                    json!({"name": "f", "parameters": {"type": "object", "properties": {"s": {"pattern": "x"}}}}),
+                    json!({"name": "f", "parameters": {"type": "object", "properties": {"s": {"uniqueItems": true}}}}),
                 ),
                 json!("auto"),
-                "tools[0].function.parameters: schema at #/properties/s: pattern",
+                "tools[0].function.parameters: schema at #/properties/s: uniqueItems",
             ),
             (
                 weather_and_time(),
