@@ -216,6 +216,8 @@ def test_tool_calls_validate_as_the_pydantic_models(model: Model) -> None:
             model.create_chat_completion(ask, tools=bad)
     with pytest.raises(ValueError, match="tool_choice"):
         model.create_chat_completion(ask, tools=tools, tool_choice={"type": "function", "function": {"name": "f"}})
+    with pytest.raises(ValueError, match="no tools to call"):
+        model.create_chat_completion(ask, tool_choice="required")
     with pytest.raises(ValueError, match="tool_call_id"):
         model.create_chat_completion(ask + [{"role": "tool", "content": "x"}])
 

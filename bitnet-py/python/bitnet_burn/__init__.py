@@ -387,8 +387,8 @@ def _calling(
     tools: Optional[List[Dict[str, Any]]], tool_choice: Union[None, str, Dict[str, Any]], parallel: Optional[bool]
 ) -> Optional[str]:
     """``tools``, ``tool_choice`` and ``parallel_tool_calls`` as JSON for the native side, which checks them as the
-    server does; None when no tools are given."""
-    if tools is None:
+    server does; None when there are no tools and no call is asked for."""
+    if tools is None and tool_choice in (None, "auto", "none"):
         return None
     if parallel is not None and not isinstance(parallel, bool):
         raise ValueError(f"parallel_tool_calls must be a bool, not {type(parallel).__name__}")
