@@ -313,9 +313,9 @@ impl Common {
     /// 0.95, min-p 0.05) and a fresh seed unless one is; `logit_bias` ids must be under `vocab`.
     pub fn sampler(&self, vocab: usize) -> Result<SamplerConfig, ApiError> {
         Ok(SamplerConfig {
-            temperature: self.temperature.unwrap_or(0.8),
+            temperature: self.temperature(),
             top_k: self.top_k.unwrap_or(40),
-            top_p: self.top_p.unwrap_or(0.95),
+            top_p: self.top_p(),
             min_p: self.min_p.unwrap_or(0.05),
             repeat_penalty: self.repeat_penalty.unwrap_or(1.0),
             presence_penalty: self.presence_penalty.unwrap_or(0.0),
@@ -325,6 +325,16 @@ impl Common {
             format: self.format()?,
             ..Default::default()
         })
+    }
+
+    /// The temperature sampled at (llama-server's 0.8 unless given).
+    pub fn temperature(&self) -> f32 {
+        self.temperature.unwrap_or(0.8)
+    }
+
+    /// The top-p sampled with (llama-server's 0.95 unless given).
+    pub fn top_p(&self) -> f32 {
+        self.top_p.unwrap_or(0.95)
     }
 
     /// The stop strings.

@@ -152,7 +152,8 @@ struct Walker<S: Shape> {
     rules: Arc<S::Rules>,
     state: Readings<S>,
     /// The readings after each byte of the token being checked, kept between calls: those after its first `d`
-    /// bytes are `states[ends[d - 1]..ends[d]]` (from 0 for `d` = 0).
+    /// bytes are `states[ends[d - 1]..ends[d]]` (from 0 for `d` = 0), for the bytes a later token shares (see
+    /// [`extend`]).
     states: Vec<Json<S>>,
     ends: Vec<usize>,
 }
