@@ -134,7 +134,16 @@ const MOST_PATTERN_BYTES: usize = 1 << 20;
 
 impl Pattern {
     fn new(source: &str, at: &str) -> Result<Self, SchemaError> {
-        let bad = |e: &dyn std::fmt::Display| error(at, format!("pattern {source:?}: {e}"));
+        // the regex errors say what is wrong in their sources ("error building NFA": look-around is not supported)
+        let bad = |e: &dyn std::error::Error| {
+            let mut message = format!("pattern {source:?}: {e}");
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                message = format!("{message}: {c}");
+                cause = c.source();
+            }
+            error(at, message)
+        };
         let config = dense::Config::new()
             .start_kind(StartKind::Unanchored)
             .dfa_size_limit(Some(MOST_PATTERN_BYTES))

@@ -796,6 +796,14 @@ mod tests {
             &["pattern beside enum"],
         );
         refused(
+            json!({"type": "object", "properties": {"s": {"type": "string", "pattern": "(?=a)b"}}}),
+            &["look-around"],
+        );
+        refused(
+            json!({"type": "object", "properties": {"s": {"type": "string", "pattern": "(a|b)*a(a|b){24}"}}}),
+            &["size limit"],
+        );
+        refused(
             json!({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}),
             &["multipleOf"],
         );
