@@ -476,7 +476,7 @@ impl Reply {
                     .enumerate()
                     .map(|(i, ToolCall { name, arguments })| {
                         let mut call = json!({
-                            "id": format!("call_{}_{i}", self.id.trim_start_matches("chatcmpl-")),
+                            "id": call_id(self.id.trim_start_matches("chatcmpl-"), i),
                             "type": "function", "function": {"name": name, "arguments": arguments},
                         });
                         if delta {
@@ -502,6 +502,11 @@ impl Reply {
             (Kind::Completion, _) => "text_completion",
         }
     }
+}
+
+/// The id of a reply's `i`th tool call (`request`: the reply's number).
+pub(super) fn call_id(request: impl std::fmt::Display, i: usize) -> String {
+    format!("call_{request}_{i}")
 }
 
 /// Token counts summed over a reply's prompts.

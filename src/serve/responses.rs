@@ -21,7 +21,7 @@ use futures_util::stream::{self, Stream};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
-use super::completions::{outcome, submit, usage};
+use super::completions::{call_id, outcome, submit, usage};
 use super::error::ApiError;
 use super::params::{self, Common, Scoring};
 use super::{body, AppState};
@@ -178,26 +178,10 @@ fn input_item(item: &Value, at: &str, messages: &mut Vec<Value>) -> Result<(), S
     let kind = field("type").unwrap_or("message");
     match kind {
         "message" => {
-            let content = match item.get("content") {
-                Some(Value::Array(parts)) => {
-                    let mut text = String::new();
-                    for (j, part) in parts.iter().enumerate() {
-                        let part_kind = part.get("type").and_then(Value::as_str);
-                        match (part_kind, part.get("text").and_then(Value::as_str)) {
-                            (Some("input_text" | "output_text" | "text"), Some(t)) => text += t,
-                            _ => {
-                                return Err(format!(
-                                    "{at}.content[{j}]: parts of type {:?} are not supported (text only)",
-                                    part_kind.unwrap_or("(none)")
-                                ))
-                            }
-                        }
-                    }
-                    Value::String(text)
-                }
-                Some(other) => other.clone(),
-                None => Value::Null,
-            };
+            let kinds = ["input_text", "output_text", "text"];
+            let content =
+                tools::text_content(item.get("content"), &format!("{at}.content"), &kinds)
+                    .map_err(|e| e.to_string())?;
             let role = match field("role") {
                 Some(role @ ("user" | "assistant" | "system" | "developer")) => role,
                 _ => {
@@ -345,7 +329,7 @@ impl Reply {
             &call.arguments
         };
         json!({"type": "function_call", "id": format!("fc_{}_{i}", self.n),
-               "call_id": format!("call_{}_{i}", self.n), "name": call.name, "arguments": arguments,
+               "call_id": call_id(self.n, i), "name": call.name, "arguments": arguments,
                "status": status})
     }
 }

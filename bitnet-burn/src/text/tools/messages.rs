@@ -20,7 +20,7 @@ pub fn messages(messages: &Value, tools: Option<&Tools>) -> Result<Vec<Message>,
     let mut out = Vec::with_capacity(list.len() + 1);
     for (i, m) in list.iter().enumerate() {
         let at = |field: &str| format!("messages[{i}]{field}");
-        let text = content(m.get("content"), &at(".content"))?;
+        let text = text_content(m.get("content"), &at(".content"), &["text"])?;
         let role = match m.get("role").and_then(Value::as_str) {
             Some("system" | "developer") => "system",
             Some("user") => "user",
@@ -85,25 +85,31 @@ pub fn messages(messages: &Value, tools: Option<&Tools>) -> Result<Vec<Message>,
     Ok(out)
 }
 
-/// A message's `content` as text: a string, text parts joined, or nothing.
-fn content(content: Option<&Value>, at: &str) -> Result<String, ToolsError> {
+/// A message's `content` (at `at`) as text: a string, its parts of the `text` kinds joined, or nothing.
+pub fn text_content(
+    content: Option<&Value>,
+    at: &str,
+    text: &[&str],
+) -> Result<String, ToolsError> {
     match content {
         None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(text)) => Ok(text.clone()),
+        Some(Value::String(t)) => Ok(t.clone()),
         Some(Value::Array(parts)) => parts
             .iter()
-            .map(
-                |p| match (p.get("type").and_then(Value::as_str), p.get("text")) {
-                    (Some("text"), Some(Value::String(t))) => Ok(t.as_str()),
-                    (kind, _) => Err(error(
-                        at,
+            .enumerate()
+            .map(|(j, p)| {
+                let kind = p.get("type").and_then(Value::as_str);
+                match (kind, p.get("text")) {
+                    (Some(k), Some(Value::String(t))) if text.contains(&k) => Ok(t.as_str()),
+                    _ => Err(error(
+                        format!("{at}[{j}]"),
                         format!(
                             "parts of type {:?} are not supported (text parts only)",
                             kind.unwrap_or("(none)")
                         ),
                     )),
-                },
-            )
+                }
+            })
             .collect::<Result<String, _>>(),
         Some(_) => Err(error(at, "must be a string or a list of text parts")),
     }

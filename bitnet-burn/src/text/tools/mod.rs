@@ -14,7 +14,7 @@ mod messages;
 
 pub use answer::answer_so_far;
 #[cfg(feature = "chat")]
-pub use messages::messages;
+pub use messages::{messages, text_content};
 
 /// The tools of a request and how the reply may use them.
 #[derive(Debug, Clone, PartialEq)]
