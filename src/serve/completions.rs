@@ -17,7 +17,7 @@ use axum::Json;
 use bitnet_burn::engine::{Event, Finished, Request};
 use bitnet_burn::text::logprobs::TokenLogprob;
 use bitnet_burn::text::tokenizer::Tokenizer;
-use bitnet_burn::text::tools::{self, ToolCall, ToolReply, Tools};
+use bitnet_burn::text::tools::{self, ToolReply, Tools};
 use futures_util::stream::{self, Stream};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -465,34 +465,25 @@ impl Reply {
         finish: &'static str,
         delta: bool,
     ) -> (Value, &'static str) {
-        match tools.read(text) {
-            ToolReply::Content(content) if delta => (json!({"content": content}), finish),
-            ToolReply::Content(content) => {
-                (json!({"role": "assistant", "content": content}), finish)
-            }
-            ToolReply::Calls(calls) => {
-                let calls: Vec<Value> = calls
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ToolCall { name, arguments })| {
-                        let mut call = json!({
-                            "id": call_id(self.id.trim_start_matches("chatcmpl-"), i),
-                            "type": "function", "function": {"name": name, "arguments": arguments},
-                        });
-                        if delta {
-                            call["index"] = json!(i);
-                        }
-                        call
-                    })
-                    .collect();
-                let mut message =
-                    json!({"role": "assistant", "content": null, "tool_calls": calls});
-                if delta {
-                    message = json!({"tool_calls": message["tool_calls"].take()});
+        let reply = tools.read(text);
+        let finish = match reply {
+            ToolReply::Calls(_) => "tool_calls",
+            ToolReply::Content(_) => finish,
+        };
+        let request = self.id.trim_start_matches("chatcmpl-");
+        let mut message = reply.message(|i| call_id(request, i));
+        if delta {
+            message = match message.get_mut("tool_calls") {
+                Some(Value::Array(calls)) => {
+                    for (i, call) in calls.iter_mut().enumerate() {
+                        call["index"] = json!(i);
+                    }
+                    json!({"tool_calls": calls})
                 }
-                (message, "tool_calls")
-            }
+                _ => json!({"content": message["content"].take()}),
+            };
         }
+        (message, finish)
     }
 
     fn object(&self, chunk: bool) -> &'static str {

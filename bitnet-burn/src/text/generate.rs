@@ -183,6 +183,8 @@ pub fn generate_ids<B: TernaryBackend>(
 /// tokens (a browser tab, an async iterator); [`generate_ids`] runs one to the end.
 pub struct Generator {
     prompt_ids: Vec<u32>,
+    /// Leading prompt ids already in the cache (not run again).
+    cached: usize,
     /// Whether the prompt has been run.
     prefilled: bool,
     act: ActQuant,
@@ -208,15 +210,35 @@ impl Generator {
         );
         Ok(Self {
             prompt_ids,
+            cached: 0,
             prefilled: false,
             act: opts.act,
             continuation,
         })
     }
 
+    /// The same generation over a cache that already holds the prompt's first `cached` ids (a previous
+    /// generation's, e.g. the last turn of a chat): only the rest are run, always at least the last id (whose
+    /// logits the first token is sampled from).
+    pub fn with_cached(mut self, cached: usize) -> Self {
+        self.cached = cached.min(self.prompt_ids.len() - 1);
+        self
+    }
+
     /// The prompt's ids.
     pub fn prompt_ids(&self) -> &[u32] {
         &self.prompt_ids
+    }
+
+    /// Leading prompt ids that were already in the cache.
+    pub fn cached(&self) -> usize {
+        self.cached
+    }
+
+    /// The prompt and the tokens generated so far: what the cache holds once each has been run (all but the
+    /// last sampled one).
+    pub fn tokens(&self) -> &[u32] {
+        self.continuation.history()
     }
 
     /// Tokens generated so far.
@@ -250,7 +272,7 @@ impl Generator {
         cache: &KvCache<B>,
     ) -> Result<Vec<u32>, StopReason> {
         if !self.prefilled {
-            return Ok(self.prompt_ids.clone());
+            return Ok(self.prompt_ids[self.cached..].to_vec());
         }
         if cache.len() >= cache.max_len().min(model.config.context_length) {
             return Err(StopReason::ContextFull);
@@ -380,6 +402,11 @@ impl Continuation {
     /// Tokens generated so far.
     pub fn generated(&self) -> usize {
         self.ids.len()
+    }
+
+    /// The prompt and the tokens generated so far.
+    pub fn history(&self) -> &[u32] {
+        &self.history
     }
 
     /// Ends generation for `stop`: passes any text held back to `on_text` (unless it completes a stop string)

@@ -73,6 +73,27 @@ pub enum ToolReply {
     Calls(Vec<ToolCall>),
 }
 
+impl ToolReply {
+    /// The reply as an OpenAI assistant message: `{"role": "assistant", "content": ...}`, or with `content` null
+    /// and `tool_calls` (the `i`th call's id `call_id(i)`).
+    pub fn message(&self, call_id: impl Fn(usize) -> String) -> Value {
+        match self {
+            Self::Content(content) => json!({"role": "assistant", "content": content}),
+            Self::Calls(calls) => {
+                let calls: Vec<Value> = calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        json!({"id": call_id(i), "type": "function",
+                               "function": {"name": c.name, "arguments": c.arguments}})
+                    })
+                    .collect();
+                json!({"role": "assistant", "content": null, "tool_calls": calls})
+            }
+        }
+    }
+}
+
 /// Longest function name (OpenAI's limit).
 const MOST_NAME: usize = 64;
 
