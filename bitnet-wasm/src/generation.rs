@@ -8,14 +8,17 @@ use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::generate::{GenerateOptions, Generator};
 use bitnet_burn::text::sampling::{logit_bias_pairs, SamplerConfig};
 use bitnet_burn::text::tokenizer::Tokenizer;
-use bitnet_burn::{BitNet, KvCache, TernaryBackend};
+use bitnet_burn::text::tools::{self, ToolReply, Tools};
+use bitnet_burn::{KvCache, TernaryBackend};
 use burn::backend::NdArray;
 use serde::Deserialize;
+use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
 use crate::model::error;
+use crate::session::Session;
 
-/// The options of [`crate::Model::generate`], as the JavaScript API spells them.
+/// The options of [`crate::Model::generate`] and [`crate::Model::chat`], as the JavaScript API spells them.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub(crate) struct GenerateConfig {
@@ -35,6 +38,12 @@ pub(crate) struct GenerateConfig {
     logit_bias: HashMap<String, f32>,
     /// KV-cache positions (0: the model's context).
     ctx: usize,
+    /// Functions a chat reply may call (OpenAI's `tools`).
+    pub(crate) tools: Option<Value>,
+    /// OpenAI's `tool_choice`: "auto", "required", "none" or a function.
+    pub(crate) tool_choice: Option<Value>,
+    /// Whether a reply may call several tools (OpenAI's `parallel_tool_calls`).
+    pub(crate) parallel_tool_calls: Option<bool>,
 }
 
 impl Default for GenerateConfig {
@@ -53,31 +62,42 @@ impl Default for GenerateConfig {
             json_schema: None,
             logit_bias: HashMap::new(),
             ctx: 0,
+            tools: None,
+            tool_choice: None,
+            parallel_tool_calls: None,
         }
     }
 }
 
 /// A continuation of a prompt under way on backend `B`.
 pub(crate) struct Steps<B: TernaryBackend> {
-    model: Rc<BitNet<B>>,
+    session: Rc<Session<B>>,
     tokenizer: Rc<Tokenizer>,
-    cache: KvCache<B>,
+    /// Given back to the session when the generation is dropped.
+    cache: Option<KvCache<B>>,
     /// `None` once finished.
     generator: Option<Generator>,
+    /// The tokens run through the model once it has finished.
+    held: Vec<u32>,
+    /// For a chat: what to show and the assistant's message.
+    chat: Option<ChatReply>,
     finish_reason: Option<&'static str>,
     prompt_tokens: usize,
+    cached_tokens: usize,
     tokens: usize,
 }
 
 impl<B: TernaryBackend> Steps<B> {
+    /// A generation continuing `ids` as `config` says; a chat's when `chat` is given (then `format` is the
+    /// reply's format with its tools).
     pub(crate) fn start(
-        model: Rc<BitNet<B>>,
+        session: Rc<Session<B>>,
         tokenizer: Rc<Tokenizer>,
-        prompt: &str,
+        ids: Vec<u32>,
         config: GenerateConfig,
+        chat: Option<ChatReply>,
     ) -> Result<Self, JsError> {
-        let ids = tokenizer.encode(prompt, true).map_err(error)?;
-        let context = model.config.context_length;
+        let context = session.model.config.context_length;
         let ctx = match config.ctx {
             0 => context,
             c => c.min(context),
@@ -89,8 +109,17 @@ impl<B: TernaryBackend> Steps<B> {
             )));
         }
         let entries = config.logit_bias.iter().map(|(k, &b)| (k.as_str(), b));
-        let logit_bias = logit_bias_pairs(entries, model.config.vocab_size)
+        let logit_bias = logit_bias_pairs(entries, session.model.config.vocab_size)
             .map_err(|e| JsError::new(&format!("logitBias: {e}")))?;
+        let format = match &config.json_schema {
+            Some(schema) => OutputFormat::json_schema(schema)
+                .map_err(|e| JsError::new(&format!("jsonSchema: {e}")))?,
+            None => OutputFormat::json_object_if(config.json_object),
+        };
+        let format = match chat.as_ref().and_then(|c| c.tools.as_ref()) {
+            Some(tools) => tools.format(&format).map_err(error)?,
+            None => format,
+        };
         let opts = GenerateOptions {
             max_new_tokens: config.max_tokens,
             sampler: SamplerConfig {
@@ -100,11 +129,7 @@ impl<B: TernaryBackend> Steps<B> {
                 min_p: config.min_p,
                 repeat_penalty: config.repeat_penalty,
                 seed: config.seed,
-                format: match &config.json_schema {
-                    Some(schema) => OutputFormat::json_schema(schema)
-                        .map_err(|e| JsError::new(&format!("jsonSchema: {e}")))?,
-                    None => OutputFormat::json_object_if(config.json_object),
-                },
+                format,
                 logit_bias,
                 ..Default::default()
             },
@@ -112,12 +137,17 @@ impl<B: TernaryBackend> Steps<B> {
             ..Default::default()
         };
         let generator = Generator::new(&tokenizer, ids, &opts).map_err(error)?;
+        let (cache, cached) = session.cache(generator.prompt_ids(), ctx);
+        let generator = generator.with_cached(cached);
         Ok(Self {
-            cache: model.new_cache(1, ctx),
+            cache: Some(cache),
             prompt_tokens: generator.prompt_ids().len(),
-            model,
+            cached_tokens: generator.cached(),
+            session,
             tokenizer,
             generator: Some(generator),
+            held: Vec::new(),
+            chat,
             finish_reason: None,
             tokens: 0,
         })
@@ -126,14 +156,15 @@ impl<B: TernaryBackend> Steps<B> {
     /// Runs the model until new text is final (reading each step's logits back without blocking) and returns
     /// it, or `None` once generation has ended.
     async fn next(&mut self) -> Result<Option<String>, JsError> {
-        let mut text = String::new();
         while let Some(generator) = self.generator.as_mut() {
+            let mut text = String::new();
             let mut on_text = |piece: &str| text.push_str(piece);
-            let stop = match generator.input(&self.model, &self.cache) {
+            let cache = self.cache.as_mut().expect("held until dropped");
+            let stop = match generator.input(&self.session.model, cache) {
                 Err(stop) => Some(stop),
                 Ok(input) => {
                     let act = generator.act();
-                    let logits = self.model.forward_last(&[input], &mut self.cache, act);
+                    let logits = self.session.model.forward_last(&[input], cache, act);
                     let logits = logits.map_err(error)?.into_data_async().await;
                     let mut logits = logits.map_err(|e| error(format!("{e:?}")))?;
                     let logits = logits
@@ -144,37 +175,127 @@ impl<B: TernaryBackend> Steps<B> {
                     stop.map_err(error)?
                 }
             };
+            let mut ended = None;
             if let Some(stop) = stop {
                 let generator = self.generator.take().expect("running");
-                let (_, _, stop) = generator
+                self.held = generator.tokens().to_vec();
+                let (_, whole, stop) = generator
                     .finish(&self.tokenizer, stop, &mut on_text)
                     .map_err(error)?;
                 self.finish_reason = Some(stop.finish_reason());
+                ended = Some(whole);
             }
-            if !text.is_empty() {
-                return Ok(Some(text));
+            let shown = match &mut self.chat {
+                None => text,
+                Some(chat) => {
+                    let mut shown = chat.show(&text);
+                    if let Some(whole) = ended {
+                        shown += &chat.finish(&whole, &mut self.finish_reason);
+                    }
+                    shown
+                }
+            };
+            if !shown.is_empty() {
+                return Ok(Some(shown));
             }
         }
         Ok(None)
     }
 
-    /// One [`Steps::next`] as `{piece, tokens, promptTokens, finishReason}`.
+    /// One [`Steps::next`] as `{piece, tokens, promptTokens, cachedTokens, finishReason, message}` (`message`:
+    /// a chat's reply as an OpenAI assistant message, JSON text, once it has ended).
     async fn step(&mut self) -> Result<JsValue, JsValue> {
         let piece = self.next().await?;
         let report = js_sys::Object::new();
+        let message = self.chat.as_ref().and_then(|c| c.message.as_deref());
         let fields = [
             ("piece", piece.map_or(JsValue::UNDEFINED, JsValue::from)),
             ("tokens", self.tokens.into()),
             ("promptTokens", self.prompt_tokens.into()),
+            ("cachedTokens", self.cached_tokens.into()),
             (
                 "finishReason",
                 self.finish_reason.map_or(JsValue::UNDEFINED, JsValue::from),
             ),
+            ("message", message.map_or(JsValue::UNDEFINED, JsValue::from)),
         ];
         for (key, value) in fields {
             js_sys::Reflect::set(&report, &key.into(), &value)?;
         }
         Ok(report.into())
+    }
+}
+
+impl<B: TernaryBackend> Drop for Steps<B> {
+    fn drop(&mut self) {
+        if let Some(cache) = self.cache.take() {
+            let tokens = self
+                .generator
+                .as_ref()
+                .map_or(&self.held[..], Generator::tokens);
+            self.session.keep(cache, tokens);
+        }
+    }
+}
+
+/// A chat's reply: the text to show as it is written (with tools, only a text answer's, decoded from the JSON the
+/// reply is held to) and, once it has ended, the assistant's message.
+pub(crate) struct ChatReply {
+    tools: Option<Tools>,
+    /// The reply's number among the model's chats (in its tool calls' ids).
+    number: u64,
+    /// With tools: the reply so far, and how much of its answer has been shown.
+    written: String,
+    shown: usize,
+    /// The assistant's message as JSON text, once the reply has ended.
+    message: Option<String>,
+}
+
+impl ChatReply {
+    pub(crate) fn new(tools: Option<Tools>, number: u64) -> Self {
+        Self {
+            tools,
+            number,
+            written: String::new(),
+            shown: 0,
+            message: None,
+        }
+    }
+
+    /// What to show of newly written `text`.
+    fn show(&mut self, text: &str) -> String {
+        if self.tools.is_none() {
+            return text.into();
+        }
+        self.written.push_str(text);
+        let answer = tools::answer_so_far(&self.written).unwrap_or_default();
+        self.unshown(&answer)
+    }
+
+    /// Ends the reply, whose text is `whole`: sets the message (and `finish_reason` to "tool_calls" for calls)
+    /// and returns what is left to show.
+    fn finish(&mut self, whole: &str, finish_reason: &mut Option<&'static str>) -> String {
+        let reply = match &self.tools {
+            Some(tools) => tools.read(whole),
+            None => ToolReply::Content(whole.into()),
+        };
+        let number = self.number;
+        self.message = Some(reply.message(|i| format!("call_{number}_{i}")).to_string());
+        match reply {
+            ToolReply::Calls(_) => {
+                *finish_reason = Some("tool_calls");
+                String::new()
+            }
+            ToolReply::Content(content) if self.tools.is_some() => self.unshown(&content),
+            ToolReply::Content(_) => String::new(),
+        }
+    }
+
+    /// The part of `answer` (which starts with what was shown) not shown yet.
+    fn unshown(&mut self, answer: &str) -> String {
+        let new = answer.get(self.shown..).unwrap_or_default().to_string();
+        self.shown += new.len();
+        new
     }
 }
 

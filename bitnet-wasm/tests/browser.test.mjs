@@ -112,6 +112,10 @@ test("WebGPU: the CubeCL kernels as WGSL in the page generate the CLI's greedy t
   assert.equal(await settled(page), "ready", await page.textContent("#error"));
   assert.match(await page.textContent("#status"), /Backend: webgpu \(WebGPU, CubeCL kernels as WGSL\)/);
   await greedyEqualsCli(page, "JULIET:\nO Romeo, Romeo!", 32);
+  // again: the prompt but its last token is in the GPU cache the first run left, and the text is the same
+  await greedyEqualsCli(page, "JULIET:\nO Romeo, Romeo!", 32);
+  const [, prompt, cached] = (await page.textContent("#status")).match(/^(\d+) prompt tokens \((\d+) cached\)/);
+  assert.equal(Number(cached), Number(prompt) - 1);
   assert.deepEqual(errors, []);
   await page.close();
 });
@@ -174,6 +178,9 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bi
   assert.equal(got.sampledA.out, got.sampledB.out);
   assert.notEqual(got.sampledA.out, got.greedy.out);
   assert.equal(got.after.out, got.greedy.out);
+  // the broken-off generation's cache held the prompt: all but its last token was not run again
+  assert.equal(got.after.stats.cachedTokens, got.after.stats.promptTokens - 1);
+  assert.equal(got.greedy.stats.cachedTokens, 0);
   // JSON mode: the CLI's constrained greedy text (the free one is verse), an object's start or a whole object
   const cliJson = JSON.parse(cli("run", "-m", modelPath, "-p", "ROMEO:", "-n", "24", "--temp", "0", "--json-object", "--json"));
   assert.equal(got.json.out, cliJson.text);
@@ -305,6 +312,116 @@ test("a page on another origin uses bitnet serve: preflight, API key, streamed c
     assert.equal(chunks.at(-1).choices[0].finish_reason, "length");
     const cliText = JSON.parse(cli("run", "-m", modelPath, "-p", "ROMEO:", "-n", "24", "--temp", "0", "--json")).text;
     assert.equal(chunks.map((c) => c.choices[0].text).join(""), cliText);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+    proc.kill();
+  }
+});
+
+test("chat: the page and the JS API reply as bitnet serve's chat endpoint, reuse the last turn's cache, call tools", async () => {
+  const { url, proc } = await startServer("-np", "1");
+  const { page, errors } = await openPage();
+  try {
+    assert.equal(await settled(page), "ready", await page.textContent("#error"));
+    const asked = [{ role: "user", content: "Who art thou?" }];
+    const tools = [{ type: "function", function: { name: "weather", parameters: { type: "object",
+      properties: { city: { enum: ["Verona", "Mantua"] } }, required: ["city"], additionalProperties: false } } }];
+    const got = await page.evaluate(async ({ asked, tools }) => {
+      const { BitNet } = await import("./bitnet.js");
+      const m = await BitNet.load("models/shakespeare-bitnet-i2_s.gguf");
+      const turn = async (messages, options) => {
+        const reply = m.chat(messages, options);
+        const pieces = [];
+        for await (const piece of reply) pieces.push(piece);
+        return { pieces, message: reply.message, stats: { ...m.stats } };
+      };
+      const first = await turn(asked, { maxTokens: 24 });
+      const again = [...asked, first.message, { role: "user", content: "Speak again." }];
+      const second = await turn(again, { maxTokens: 24 });
+      // this model, trained on verse, fills JSON with line breaks and indents: whitespace-only tokens are banned
+      const runs = [" ", "\n", "\t", "\n "].flatMap((c) => Array.from({ length: 24 }, (_, k) => c.repeat(k + 1)));
+      const ids = new Set((await Promise.all(runs.map((r) => m.tokenize(r, { bos: false })))).flat());
+      const spaces = [];
+      for (const id of ids) if (!(await m.detokenize([id])).trim()) spaces.push(id);
+      const logitBias = Object.fromEntries(spaces.map((id) => [id, -100]));
+      const called = await turn([{ role: "user", content: "Weather?" }],
+        { maxTokens: 60, tools, toolChoice: "required", logitBias });
+      // tool_choice auto: a reply that answers streams its answer (decoded from the JSON it is written in)
+      let answered = null;
+      for (let seed = 0; seed < 12 && !answered; seed++) {
+        const r = await turn([{ role: "user", content: "Weather?" }],
+          { maxTokens: 40, tools, logitBias, temperature: 0.8, seed });
+        if (r.stats.finishReason !== "tool_calls" && (r.message.content ?? "").length >= 10) answered = r;
+      }
+      const errors = [];
+      for (const bad of [() => m.chat([], {}), () => m.chat(null, {}), () => m.chat([{ role: "robot", content: "x" }]),
+        () => m.chat(asked, { tools, toolChoice: { type: "function", function: { name: "time" } } }),
+        () => m.generate("x", { tools })]) {
+        try {
+          for await (const piece of bad()) break;
+          errors.push(null);
+        } catch (e) {
+          errors.push(e.message);
+        }
+      }
+      m.close();
+      return { first, second, called, answered, spaces, errors, template: m.info.chatTemplate };
+    }, { asked, tools });
+    const post = async (body) => (await fetch(url + "/v1/chat/completions", { method: "POST",
+      headers: { "content-type": "application/json" }, body: JSON.stringify({ temperature: 0, ...body }) })).json();
+    // the server's greedy replies to the same turns, in the same order (its one slot keeps the first turn's cache)
+    const first = await post({ messages: asked, max_tokens: 24 });
+    const again = [...asked, first.choices[0].message, { role: "user", content: "Speak again." }];
+    const second = await post({ messages: again, max_tokens: 24 });
+    const logit_bias = Object.fromEntries(got.spaces.map((id) => [id, -100]));
+    const called = await post({ messages: [{ role: "user", content: "Weather?" }], max_tokens: 60, tools,
+      tool_choice: "required", logit_bias });
+    assert.equal(got.template, "built-in BitNet format");
+    for (const [page, server] of [[got.first, first], [got.second, second]]) {
+      assert.equal(page.message.content, server.choices[0].message.content);
+      assert.equal(page.pieces.join(""), page.message.content);
+      assert.equal(page.stats.finishReason, server.choices[0].finish_reason);
+      assert.equal(page.stats.promptTokens, server.usage.prompt_tokens);
+      assert.equal(page.stats.cachedTokens, server.usage.prompt_tokens_details.cached_tokens);
+    }
+    assert.equal(got.first.stats.cachedTokens, 0);
+    // the second turn ran only what follows the start it shares with the first turn's prompt and reply (less where
+    // the tokens at the boundary merge differently, the same count as the server's)
+    assert.ok(got.second.stats.cachedTokens > 0, JSON.stringify(got.second.stats));
+    assert.equal(got.called.stats.finishReason, "tool_calls");
+    assert.deepEqual(got.called.pieces, []);
+    const [call] = got.called.message.tool_calls;
+    assert.deepEqual(got.called.message.tool_calls.map((c) => c.function),
+      called.choices[0].message.tool_calls.map((c) => c.function));
+    assert.equal(call.type, "function");
+    assert.match(call.id, /^call_\d+_0$/);
+    assert.equal(call.function.name, "weather");
+    assert.ok(["Verona", "Mantua"].includes(JSON.parse(call.function.arguments).city), call.function.arguments);
+    assert.ok(got.answered, "no seed answered in text: the streamed answer went untested");
+    assert.equal(got.answered.pieces.join(""), got.answered.message.content);
+    assert.ok(got.answered.pieces.length > 2, JSON.stringify(got.answered.pieces));
+    assert.doesNotMatch(got.answered.message.content, /^\s*\{/);
+    assert.match(got.errors[0], /messages: at least one message is needed/);
+    assert.match(got.errors[1], /messages: must be a list of messages/);
+    assert.match(got.errors[2], /messages\[0\]\.role: "robot" is not one of/);
+    assert.match(got.errors[3], /tool_choice: no tool is named "time"/);
+    assert.match(got.errors[4], /tools: only a chat calls tools/);
+
+    // the page's chat mode: the same greedy reply, and a second turn that runs only its new tokens
+    await page.check("#chat");
+    await page.fill("#prompt", asked[0].content);
+    await page.fill("#max-tokens", "24");
+    await page.fill("#temperature", "0");
+    assert.equal(await ends(page, "generations", () => page.click("#run")), "ready", await page.textContent("#error"));
+    assert.equal(await page.textContent("#output"), first.choices[0].message.content);
+    assert.equal(await page.inputValue("#prompt"), "");
+    await page.fill("#prompt", "Speak again.");
+    assert.equal(await ends(page, "generations", () => page.click("#run")), "ready", await page.textContent("#error"));
+    assert.equal(await page.textContent("#output"), second.choices[0].message.content);
+    assert.match(await page.textContent("#status"), new RegExp(`\\(${got.second.stats.cachedTokens} cached\\)`));
+    assert.equal(await page.textContent("#conversation"),
+      `You: ${asked[0].content}Assistant: ${first.choices[0].message.content}You: Speak again.`);
     assert.deepEqual(errors, []);
   } finally {
     await page.close();

@@ -1,5 +1,6 @@
-// The page: loads the shipped model (or `?model=URL`, or a dropped/picked file), streams generated text, shows
-// tok/s and what runs the model. State for tests and scripts: `document.body.dataset.state` is
+// The page: loads the shipped model (or `?model=URL`, or a dropped/picked file), streams generated text (a
+// continuation of the prompt, or with "Chat" the reply to a conversation in the model's chat template), shows tok/s
+// and what runs the model. State for tests and scripts: `document.body.dataset.state` is
 // "loading" | "ready" | "generating" | "error"; `dataset.loads` and `dataset.generations` count those that ended.
 import { BitNet } from "./bitnet.js";
 
@@ -7,6 +8,8 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let model = null;
 let running = null;
+/** The chat so far (OpenAI's messages), shown in #conversation; the reply being written is in #output. */
+let conversation = [];
 
 function setState(state, status) {
   document.body.dataset.state = state;
@@ -31,6 +34,7 @@ async function load(source, name) {
   const backend = $("backend").value;
   model?.close();
   model = null;
+  newChat();
   $("error").textContent = "";
   $("model-name").textContent = name;
   setState("loading", `Loading ${name}…`);
@@ -67,21 +71,30 @@ async function generate() {
     topK: Number($("top-k").value),
     seed: Number($("seed").value),
   };
-  $("output").textContent = "";
   $("error").textContent = "";
+  const chat = $("chat").checked;
+  const messages = [...conversation, { role: "user", content: $("prompt").value }];
+  if (chat) showConversation(messages);
+  $("output").textContent = "";
   running = { stop: false };
   setState("generating", "Generating…");
   try {
-    for await (const piece of model.generate($("prompt").value, options)) {
+    const pieces = chat ? model.chat(messages, options) : model.generate($("prompt").value, options);
+    for await (const piece of pieces) {
       $("output").textContent += piece;
       const s = model.stats;
       $("status").textContent = `Generating: ${s.tokens} tokens, ${s.decodeTokS.toFixed(1)} tok/s`;
       if (running.stop) break;
     }
+    if (chat && pieces.message) {
+      conversation = [...messages, pieces.message];
+      $("prompt").value = "";
+      $("new-chat").hidden = false;
+    }
     const s = model.stats;
-    setState("ready", `${s.promptTokens} prompt tokens in ${(s.prefillMs / 1000).toFixed(2)} s; ${s.tokens} generated ` +
-      `at ${s.decodeTokS.toFixed(1)} tok/s (${s.finishReason ?? "stopped"}). Backend: ${model.info.backend} ` +
-      `(${model.info.kernel}).`);
+    setState("ready", `${s.promptTokens} prompt tokens (${s.cachedTokens} cached) in ${(s.prefillMs / 1000).toFixed(2)} s; ` +
+      `${s.tokens} generated at ${s.decodeTokS.toFixed(1)} tok/s (${s.finishReason ?? "stopped"}). Backend: ` +
+      `${model.info.backend} (${model.info.kernel}).`);
   } catch (e) {
     fail(e);
   } finally {
@@ -90,7 +103,26 @@ async function generate() {
   }
 }
 
+/** Shows `messages` as the conversation above the reply being written. */
+function showConversation(messages) {
+  $("conversation").replaceChildren(...messages.map(({ role, content }) => {
+    const p = document.createElement("p");
+    p.className = role;
+    p.textContent = `${role === "user" ? "You" : "Assistant"}: ${content}`;
+    return p;
+  }));
+}
+
+function newChat() {
+  conversation = [];
+  showConversation([]);
+  $("output").textContent = "";
+  $("new-chat").hidden = true;
+}
+
 $("run").onclick = generate;
+$("new-chat").onclick = newChat;
+$("chat").onchange = newChat;
 $("backend").value = params.get("backend") ?? "cpu";
 $("backend").onchange = () => load(current.source, current.name);
 $("file").onchange = () => $("file").files[0] && load($("file").files[0], $("file").files[0].name);

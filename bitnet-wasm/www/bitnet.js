@@ -1,7 +1,9 @@
 // BitNet b1.58 in the browser: `const model = await BitNet.load(urlOrFileOrBytes, {onProgress})`, then
 // `for await (const piece of model.generate(prompt, {maxTokens, temperature, topK, topP, minP, repeatPenalty, seed,
-// stop, jsonObject, jsonSchema, logitBias}))`. The model runs in a worker (worker.js): on the CPU (WebAssembly with
-// the SIMD128 ternary kernel) or on WebGPU (the CubeCL kernels compiled to WGSL).
+// stop, jsonObject, jsonSchema, logitBias}))`, or a chat: `const reply = model.chat(messages, {...options, tools,
+// toolChoice, parallelToolCalls}); for await (const piece of reply) ...; messages.push(reply.message)`. The model
+// runs in a worker (worker.js): on the CPU (WebAssembly with the SIMD128 ternary kernel) or on WebGPU (the CubeCL
+// kernels compiled to WGSL).
 
 /** The smallest file the CPU path runs on several threads by default (see `BitNet.load`). */
 const THREADED_BYTES = 16e6;
@@ -22,7 +24,10 @@ export class BitNet {
 
   /** The model's shape and what runs it: architecture, family, layers, hidden, vocab, context, backend, kernel. */
   info = null;
-  /** Counts and times of the last generation: promptTokens, tokens, prefillMs, decodeMs, decodeTokS. */
+  /**
+   * Counts and times of the last generation: promptTokens, cachedTokens (of those, how many the previous
+   * generation's cache held, not run again), tokens, prefillMs, decodeMs, decodeTokS, finishReason.
+   */
   stats = null;
 
   constructor(worker) {
@@ -81,30 +86,56 @@ export class BitNet {
   }
 
   /** Continues `prompt`, yielding pieces of text as they become final; greedy unless `temperature` > 0. */
-  async *generate(prompt, options = {}) {
-    const handle = await this.#call("generate", { prompt, options });
-    const stats = { promptTokens: 0, tokens: 0, prefillMs: 0, decodeMs: 0, decodeTokS: 0, finishReason: null };
-    this.stats = stats;
-    let finished = false;
-    let prefillTokens = 0;
-    try {
-      for (let first = true; ; first = false) {
-        const step = await this.#call("next", { handle });
-        Object.assign(stats, { promptTokens: step.promptTokens, tokens: step.tokens, finishReason: step.finishReason });
-        // the first call runs the prompt and samples the first token(s); each later token is one decode step
-        if (first) [stats.prefillMs, prefillTokens] = [step.ms, step.tokens];
-        else stats.decodeMs += step.ms;
-        stats.decodeTokS = stats.decodeMs > 0 ? ((stats.tokens - prefillTokens) * 1000) / stats.decodeMs : 0;
-        if (step.piece === undefined) {
-          finished = true;
-          return;
+  generate(prompt, options = {}) {
+    return this.#steps("generate", { prompt, options });
+  }
+
+  /**
+   * Replies to `messages` (OpenAI's chat messages: system, user, assistant with `tool_calls`, tool with
+   * `tool_call_id`) in the model's chat template, yielding the reply's text as it becomes final (with `tools`, a
+   * text answer's). Options: `generate`'s, and `tools` (OpenAI's function tools), `toolChoice` ("auto",
+   * "required", "none" or `{type: "function", function: {name}}`), `parallelToolCalls`. Once it ends,
+   * `reply.message` is the assistant's message to append to `messages`: `{role, content}`, or `{role, content:
+   * null, tool_calls}` (then `stats.finishReason` is "tool_calls"). The turns the last generation ran are not run
+   * again (`stats.cachedTokens`).
+   */
+  chat(messages, options = {}) {
+    return this.#steps("chat", { messages, options });
+  }
+
+  /** The pieces of a generation started by `op`; the returned iterator's `message` is set when a chat ends. */
+  #steps(op, args) {
+    const stats = { promptTokens: 0, cachedTokens: 0, tokens: 0, prefillMs: 0, decodeMs: 0, decodeTokS: 0,
+      finishReason: null };
+    const run = async function* (model) {
+      const handle = await model.#call(op, args);
+      model.stats = stats;
+      let finished = false;
+      let prefillTokens = 0;
+      try {
+        for (let first = true; ; first = false) {
+          const step = await model.#call("next", { handle });
+          Object.assign(stats, { promptTokens: step.promptTokens, cachedTokens: step.cachedTokens, tokens: step.tokens,
+            finishReason: step.finishReason });
+          if (step.message !== undefined) iterator.message = JSON.parse(step.message);
+          // the first call runs the prompt and samples the first token(s); each later token is one decode step
+          if (first) [stats.prefillMs, prefillTokens] = [step.ms, step.tokens];
+          else stats.decodeMs += step.ms;
+          stats.decodeTokS = stats.decodeMs > 0 ? ((stats.tokens - prefillTokens) * 1000) / stats.decodeMs : 0;
+          if (step.piece === undefined) {
+            finished = true;
+            return;
+          }
+          yield step.piece;
         }
-        yield step.piece;
+      } finally {
+        // the caller stopped early (break, or an error): free the generation's cache now
+        if (!finished && !model.#dead) model.#call("drop", { handle }).catch(() => {});
       }
-    } finally {
-      // the caller stopped early (break, or an error): free the generation's cache now
-      if (!finished && !this.#dead) this.#call("drop", { handle }).catch(() => {});
-    }
+    };
+    const iterator = run(this);
+    iterator.message = null;
+    return iterator;
   }
 
   /** Stops the worker and frees the model. */

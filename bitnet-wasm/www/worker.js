@@ -59,12 +59,8 @@ const ops = {
   },
   tokenize: ({ text, bos }) => Array.from(loaded().tokenize(text, bos ?? true)),
   detokenize: ({ ids }) => loaded().detokenize(Uint32Array.from(ids)),
-  generate({ prompt, options }) {
-    const generation = loaded().generate(prompt, JSON.stringify(options ?? {}));
-    const handle = nextGeneration++;
-    generations.set(handle, generation);
-    return handle;
-  },
+  generate: ({ prompt, options }) => started(loaded().generate(prompt, JSON.stringify(options ?? {}))),
+  chat: ({ messages, options }) => started(loaded().chat(JSON.stringify(messages ?? null), JSON.stringify(options ?? {}))),
   // One piece of text (`piece` undefined at the end) and the counts so far; the first call runs the prompt.
   async next({ handle }) {
     const g = generations.get(handle);
@@ -80,6 +76,12 @@ const ops = {
     generations.delete(handle);
   },
 };
+
+function started(generation) {
+  const handle = nextGeneration++;
+  generations.set(handle, generation);
+  return handle;
+}
 
 function loaded() {
   if (!model) throw new Error("no model is loaded");
