@@ -264,7 +264,8 @@ fn sampling(c: &mut Criterion) {
 
 /// JSON mode's vocabulary-wide check (run when the sampled token does not fit) on Llama 3's 128,256 tokens, from
 /// llama.cpp's `ggml-vocab-llama-bpe.gguf` in `$BITNET_LLAMACPP_MODELS`: after `{` (few tokens fit) and inside
-/// a string (most do), in JSON mode and under a JSON schema (and in a string with a `pattern`); under 32 tools while a call's name is written (32
+/// a string (most do), in JSON mode and under a JSON schema (and in a string with a `pattern`, a `date-time` and an
+/// `email`); under 32 tools while a call's name is written (32
 /// readings) and in a text answer; and sorting the vocabulary, once per model.
 fn json_mode(c: &mut Criterion) {
     let Some(dir) = std::env::var_os("BITNET_LLAMACPP_MODELS") else {
@@ -278,6 +279,7 @@ fn json_mode(c: &mut Criterion) {
     let mut row = vec![0.0f32; tok.vocab_size()];
     let schema = serde_json::json!({"type": "object", "properties": {
         "mail": {"type": "string", "pattern": "^[a-z.]+@[a-z]+\\.[a-z]{2,3}$"},
+        "when": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "email"},
         "name": {"type": "string"}, "mood": {"enum": ["merry", "sad"]}, "age": {"type": "integer"}},
         "required": ["name", "mood", "age"]});
     let schema = OutputFormat::JsonSchema(std::sync::Arc::new(Schema::compile(&schema).unwrap()));
@@ -300,6 +302,12 @@ fn json_mode(c: &mut Criterion) {
         ("schema_mask_after_brace", &schema, "{"),
         ("schema_mask_in_string", &schema, r#"{"name": "Ro"#),
         ("schema_mask_in_pattern", &schema, r#"{"mail": "ro"#),
+        (
+            "schema_mask_in_format_date_time",
+            &schema,
+            r#"{"when": "2024-0"#,
+        ),
+        ("schema_mask_in_format_email", &schema, r#"{"to": "ro"#),
         // 32 tools: all 32 calls are open while the name is written; one reading in a text answer
         (
             "tools32_mask_in_name",

@@ -166,3 +166,64 @@ fn the_shipped_model_writes_json_objects_in_json_mode() {
         "{closed} of 8 objects closed within 200 tokens"
     );
 }
+
+/// Random walks through the shipped vocabulary under string `format`s and `pattern`s: at every step some token
+/// continues the text (a pattern string never reaches a state no token can leave, e.g. an escape's `\` where no
+/// escaped character fits), and every walk that ends is an object the schema's own check accepts.
+#[test]
+fn patterns_and_formats_never_leave_the_vocabulary_without_a_token() {
+    let tok = Tokenizer::from_gguf(&GgufFile::open(shipped()).unwrap()).unwrap();
+    let vocab = tok.vocab_size();
+    let strings = [
+        serde_json::json!({"format": "date-time"}),
+        serde_json::json!({"format": "time"}),
+        serde_json::json!({"format": "duration"}),
+        serde_json::json!({"format": "uuid"}),
+        serde_json::json!({"format": "ipv4"}),
+        serde_json::json!({"format": "ipv6"}),
+        serde_json::json!({"format": "hostname"}),
+        serde_json::json!({"format": "email"}),
+        serde_json::json!({"format": "uri"}),
+        serde_json::json!({"pattern": "^[0-9]{3}-[a-z]+$"}),
+    ];
+    for string in strings {
+        let mut string = string;
+        string["type"] = "string".into();
+        let schema =
+            serde_json::json!({"type": "object", "properties": {"v": string}, "required": ["v"]});
+        let rules = Schema::compile(&schema).unwrap();
+        let format = OutputFormat::json_schema(&schema).unwrap();
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 40) as f32
+        };
+        for walk in 0..40 {
+            let mut constraint = FormatConstraint::new(&format, &tok).unwrap();
+            let mut ids = Vec::new();
+            while ids.len() < 300 && !constraint.is_complete() {
+                let mut logits: Vec<f32> = (0..vocab).map(|_| next()).collect();
+                let text = tok.decode(&ids).unwrap();
+                assert!(
+                    constraint.mask(&mut logits),
+                    "{schema}, walk {walk}: no token continues {text:?}"
+                );
+                let best = (0..vocab)
+                    .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+                    .unwrap();
+                assert!(constraint.accept(best as u32));
+                ids.push(best as u32);
+            }
+            if constraint.is_complete() {
+                let text = tok.decode(&ids).unwrap();
+                let mut state = Readings::<Shaped>::default();
+                assert!(
+                    text.bytes().all(|b| state.push_with(&rules, b)) && state.is_complete(),
+                    "{text}"
+                );
+            }
+        }
+    }
+}

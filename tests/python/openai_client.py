@@ -4,15 +4,18 @@ Usage: openai_client.py BASE_URL API_KEY. Prints one JSON object with the greedy
 them with the CLI's) and exits non-zero on any mismatch or unexpected error type.
 """
 
+import datetime
+import ipaddress
 import json
 import sys
 import urllib.request
+import uuid
 from typing import Annotated, List, Literal, Optional
 
 import openai
 from openai.lib._pydantic import to_strict_json_schema
 import pydantic
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, EmailStr, Field
 
 base, key = sys.argv[1], sys.argv[2]
 client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
@@ -170,6 +173,36 @@ seed, content = parsed[0]
 schema = {"type": "json_schema", "json_schema": {"name": "Character", "schema": to_strict_json_schema(Character)}}
 chunks = client.chat.completions.create(seed=seed, stream=True, response_format=schema, **structured)
 assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
+# String formats: pydantic's date and time, UUID, IP address, timedelta and EmailStr fields (JSON Schema `format`s)
+# are written as pydantic (and email-validator, for the address) read them back; without the formats held, the
+# model writes verse into them.
+class Record(BaseModel):
+    when: datetime.datetime
+    day: datetime.date
+    at: datetime.time
+    id: uuid.UUID
+    host: ipaddress.IPv4Address
+    host6: ipaddress.IPv6Address
+    took: datetime.timedelta
+    mail: EmailStr
+
+
+# (this model, trained on verse, fills JSON with line breaks and indents: whitespace-only tokens are banned)
+runs = [c * k for c in [" ", "\n", "\t", "\r\n", "\n "] for k in range(1, 25)]
+spaces = {i for run in runs for i in post("/tokenize", {"content": run})["tokens"]}
+spaces = [i for i in spaces if not post("/detokenize", {"tokens": [i]})["content"].strip()]
+compact = {**json_mode["logit_bias"], **{str(i): -100 for i in spaces}}
+records = []
+for seed in range(6):
+    try:
+        reply = client.chat.completions.parse(
+            seed=seed, response_format=Record, **{**structured, "max_tokens": 480, "logit_bias": compact}
+        ).choices[0]
+    except openai.LengthFinishReasonError:
+        continue
+    assert reply.finish_reason == "stop" and isinstance(reply.message.parsed, Record), reply
+    records.append(reply.message.parsed)
+assert len(records) >= 2, records
 unique = {"type": "object", "properties": {"s": {"type": "array", "uniqueItems": True}}}
 try:
     client.chat.completions.create(
@@ -195,13 +228,10 @@ class GetTime(BaseModel):
 # (short names: the schemas go into the prompt, and the model holds 512 positions)
 tools = [openai.pydantic_function_tool(GetWeather, name="weather"), openai.pydantic_function_tool(GetTime, name="time")]
 asked = [{"role": "user", "content": "Weather?"}]
-# (and this model, trained on verse, would fill them with line breaks and indents: whitespace tokens are banned)
-runs = [c * k for c in [" ", "\n", "\t", "\r\n", "\n "] for k in range(1, 25)]
-spaces = {i for run in runs for i in post("/tokenize", {"content": run})["tokens"]}
-spaces = [i for i in spaces if not post("/detokenize", {"tokens": [i]})["content"].strip()]
+# (whitespace-only tokens banned, as above)
 calling = dict(
     model=model, messages=asked, max_tokens=120, temperature=0.8, tools=tools, tool_choice="required",
-    logit_bias={**json_mode["logit_bias"], **{str(i): -100 for i in spaces}},
+    logit_bias=compact,
 )
 names = {"weather": GetWeather, "time": GetTime}
 for seed in range(3):

@@ -6,6 +6,7 @@
 //! does not fit are all tokens checked and the misfits' logits set to -inf before choosing again. That picks
 //! each fitting token with its probability among the fitting ones, and mostly costs one token's bytes.
 
+mod formats;
 mod json;
 mod schema;
 mod shaped;

@@ -1,17 +1,20 @@
 //! JSON Schemas (OpenAI's `response_format: {"type": "json_schema"}`) compiled into the nodes that
 //! [`super::shaped::Shaped`] follows as text is generated. The subset is what structured outputs are written in
 //! (OpenAI's strict schemas, pydantic's models): types, properties and required, items with their counts, string
-//! lengths and patterns, integer bounds, enum and const, anyOf/oneOf, one-schema allOf, and `$ref` into `$defs`
-//! (recursion included). Keywords that would constrain the text in ways not checked here (multiples, bounds on
-//! other numbers, uniqueness, ...) are refused by name, never ignored; the rest (titles, descriptions, formats, unknown words) annotate and are skipped, as JSON Schema says.
+//! lengths, patterns and formats, integer bounds, enum and const, anyOf/oneOf, one-schema allOf, and `$ref` into
+//! `$defs` (recursion included). Keywords that would constrain the text in ways not checked here (multiples, bounds
+//! on other numbers, uniqueness, ...) are refused by name, never ignored; the rest (titles, descriptions, unknown
+//! formats and words) annotate and are skipped, as JSON Schema says.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use regex_automata::dfa::{dense, dense::DFA, Automaton, StartKind};
 use regex_automata::util::{primitives::StateID, start};
 use regex_automata::Anchored;
 use serde_json::{Map, Value};
+
+use super::formats;
 
 /// A string.
 pub(super) const STRING: u8 = 1;
@@ -160,6 +163,24 @@ impl Pattern {
             dfa: Arc::new(dfa),
             start,
         })
+    }
+}
+
+impl Pattern {
+    /// The pattern a known string `format` is held to ([`formats::format`]; built once, then shared); `None` for
+    /// a format not checked.
+    fn of_format(name: &str, at: &str) -> Result<Option<Self>, SchemaError> {
+        static BUILT: LazyLock<Mutex<HashMap<String, Pattern>>> = LazyLock::new(Default::default);
+        let Some(regex) = formats::format(name) else {
+            return Ok(None);
+        };
+        let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = built.get(name) {
+            return Ok(Some(p.clone()));
+        }
+        let p = Self::new(&regex, at)?;
+        built.insert(name.into(), p.clone());
+        Ok(Some(p))
     }
 }
 
@@ -411,7 +432,7 @@ impl<'a> Compiler<'a> {
         if let Some(keyword) = map.keys().find(|k| UNCHECKED.contains(&k.as_str())) {
             return Err(error(
                 at,
-                format!("{keyword} is not supported (supported: type, properties, required, additionalProperties, items, minItems, maxItems, minLength, maxLength, pattern, minimum and maximum of integers, enum, const, anyOf, oneOf, allOf of one schema, $ref, $defs)"),
+                format!("{keyword} is not supported (supported: type, properties, required, additionalProperties, items, minItems, maxItems, minLength, maxLength, pattern, format, minimum and maximum of integers, enum, const, anyOf, oneOf, allOf of one schema, $ref, $defs)"),
             ));
         }
         if map.contains_key("$ref") {
@@ -457,16 +478,23 @@ impl<'a> Compiler<'a> {
                 kinds => kinds,
             }
         });
+        // a known `format` holds a string as a pattern would (a `pattern` given beside it is the one followed)
+        let format = match (types & STRING, map.get("format").and_then(Value::as_str)) {
+            (0, _) | (_, None) => None,
+            (_, Some(name)) => Pattern::of_format(name, at)?,
+        };
         let mut node = Node {
             types: types & !(OBJECT | ARRAY),
             length: match types & STRING {
                 0 => None,
                 _ => length(map, at)?,
             },
-            pattern: match (types & STRING, map.get("pattern")) {
-                (0, _) | (_, None) => None,
-                (_, Some(Value::String(p))) => Some(Pattern::new(p, at)?),
-                (_, Some(_)) => return Err(error(at, "pattern must be a string")),
+            pattern: match (types & STRING, map.get("pattern"), format) {
+                (0, ..) => None,
+                (_, Some(Value::String(p)), _) => Some(Pattern::new(p, at)?),
+                (_, Some(_), _) => return Err(error(at, "pattern must be a string")),
+                (_, None, Some(pattern)) => Some(pattern),
+                (_, None, None) => None,
             },
             range: range(map, types, at)?,
             ..Node::default()

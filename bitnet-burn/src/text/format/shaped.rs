@@ -161,14 +161,21 @@ impl Shaped {
     }
 
     /// Takes a string's next byte (its closing quote included) into the search for its pattern: whether a match
-    /// was found or may still be. An escape counts as the byte it stands for; `\u` escapes are refused (the
-    /// character itself may be written).
+    /// was found or may still be. An escape counts as the byte it stands for, and starts only where one of them
+    /// may come next; `\u` escapes are refused (the character itself may be written).
     fn search(&mut self, p: &Pattern, b: u8) -> bool {
+        /// What the escapes other than `\u` stand for.
+        const ESCAPED: [u8; 8] = [b'"', b'\\', b'/', b'\n', b'\t', b'\r', 0x08, 0x0c];
+        let alive =
+            |s| p.dfa.is_match_state(s) || !(p.dfa.is_dead_state(s) || p.dfa.is_quit_state(s));
         let byte = match (self.escape, b) {
             (false, b'"') => return true,
             (false, b'\\') => {
                 self.escape = true;
-                return true;
+                return self.matched
+                    || ESCAPED
+                        .iter()
+                        .any(|&e| alive(p.dfa.next_state(self.pattern, e)));
             }
             (false, b) => b,
             (true, e) => {
@@ -189,7 +196,7 @@ impl Shaped {
         }
         self.pattern = p.dfa.next_state(self.pattern, byte);
         self.matched = p.dfa.is_match_state(self.pattern);
-        self.matched || !(p.dfa.is_dead_state(self.pattern) || p.dfa.is_quit_state(self.pattern))
+        alive(self.pattern)
     }
 
     /// The integer read, its sign applied.
@@ -373,6 +380,15 @@ impl Shape for Shaped {
     }
 }
 
+/// `Some(complete)` when `text` is the start of an object `schema` allows, `None` when it is not.
+#[cfg(test)]
+pub(super) fn verdict(schema: &Schema, text: &str) -> Option<bool> {
+    let mut state = super::json::Readings::<Shaped>::default();
+    text.bytes()
+        .all(|b| state.push_with(schema, b))
+        .then(|| state.is_complete())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
@@ -380,14 +396,6 @@ mod tests {
     use super::*;
     use crate::text::format::json::{Readings, MOST_READINGS};
     use crate::text::format::schema::MOST_ALTERNATIVES;
-
-    /// `Some(complete)` when `text` is the start of an object `schema` allows, `None` when it is not.
-    fn verdict(schema: &Schema, text: &str) -> Option<bool> {
-        let mut state = Readings::<Shaped>::default();
-        text.bytes()
-            .all(|b| state.push_with(schema, b))
-            .then(|| state.is_complete())
-    }
 
     /// OpenAI's strict schema of a pydantic model (what `openai`'s `to_strict_json_schema` writes), with an
     /// optional property and item bounds added.
@@ -645,6 +653,8 @@ mod tests {
             (r#"{"code": "AB-12", "any": "xyz"#, "\""),
             // no \u escapes in a string with a pattern: the character itself is written
             (r#"{"code": "AB-12", "any": "ab"#, "\\u"),
+            // nor an escape where no escaped character fits (a digit comes next)
+            (r#"{"code": "AB-1"#, "\\"),
         ] {
             assert_eq!(verdict(&schema, start), Some(false), "{start}");
             assert_eq!(
