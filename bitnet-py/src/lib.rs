@@ -4,6 +4,7 @@
 
 mod error;
 mod model;
+mod reader;
 mod stream;
 
 use pyo3::prelude::*;
@@ -14,5 +15,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<model::NativeModel>()?;
     m.add_class::<stream::Stream>()?;
+    m.add_class::<reader::ReplyReader>()?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use bitnet_burn::text::chat::ChatTemplate;
 use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::text::tokenizer::Tokenizer;
-use bitnet_burn::text::tools::{self, ToolReply, Tools};
+use bitnet_burn::text::tools::{self, Tools};
 use bitnet_burn::{
     load_with_progress, ActQuant, CacheType, ForwardError, HeadMode, LoadOptions, TernaryBackend,
 };
@@ -22,6 +22,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
 use crate::error::{not_found, submit_error, value_error};
+use crate::reader::{read_reply, ReadReply};
 use crate::stream::Stream;
 
 /// A forward pass over one sequence: the logits of every position, `[positions · vocab]`.
@@ -236,25 +237,13 @@ impl NativeModel {
             .map_err(value_error)
     }
 
-    /// The text answer a reply with tools is writing, so far ([`tools::answer_so_far`]); `None` for a call.
-    #[staticmethod]
-    fn answer_so_far(text: &str) -> Option<String> {
-        tools::answer_so_far(text)
-    }
-
     /// A reply written with `tools` (JSON text) read back: `(content, [])`, or `(None, [(name, arguments)])`
     /// when it calls.
     #[staticmethod]
     fn read_tool_reply(tools: &str, text: &str) -> PyResult<ReadReply> {
-        let Some(tools) = read_tools(Some(tools))? else {
-            return Ok((Some(text.into()), Vec::new()));
-        };
-        Ok(match tools.read(text) {
-            ToolReply::Content(content) => (Some(content), Vec::new()),
-            ToolReply::Calls(calls) => (
-                None,
-                calls.into_iter().map(|c| (c.name, c.arguments)).collect(),
-            ),
+        Ok(match read_tools(Some(tools))? {
+            Some(tools) => read_reply(tools.read(text)),
+            None => (Some(text.into()), Vec::new()),
         })
     }
 
@@ -416,9 +405,6 @@ fn array_to_py<'py>(py: Python<'py>, array: &Array) -> PyResult<Bound<'py, PyLis
         ),
     }
 }
-
-/// A reply with tools as Python reads it: `(content, [])` or `(None, [(name, arguments)])`.
-type ReadReply = (Option<String>, Vec<(String, String)>);
 
 /// The output format a `response_format` (JSON text) asks for, with `tools` (JSON text) a call or an answer in
 /// it, checked as the server checks them.

@@ -159,8 +159,8 @@ def test_json_schema_replies_validate_as_the_pydantic_model(model: Model) -> Non
 
 def test_tool_calls_validate_as_the_pydantic_models(model: Model) -> None:
     """``tools`` from pydantic models (``model_json_schema``): a required call names a tool and its arguments
-    validate as that tool's model in pydantic (the reference), streamed or not; a conversation carrying the call
-    and its result is answered; unusable tools are a ValueError naming the field."""
+    validate as that tool's model in pydantic (the reference), streamed (piece by piece) or not; a conversation
+    carrying the call and its result is answered; unusable tools are a ValueError naming the field."""
     pydantic = pytest.importorskip("pydantic")
     from typing import Literal
 
@@ -187,9 +187,14 @@ def test_tool_calls_validate_as_the_pydantic_models(model: Model) -> None:
         (call,) = reply["message"]["tool_calls"]
         models = {"weather": Weather, "time": Time}
         models[call["function"]["name"]].model_validate_json(call["function"]["arguments"])
+        # streamed: the call's id and name first, then its arguments piece by piece, adding up to the whole reply's
         chunks = list(model.create_chat_completion(ask, seed=seed, stream=True, **calling))
-        (streamed,) = [d for c in chunks for d in c["choices"][0]["delta"].get("tool_calls", [])]
-        assert streamed["function"] == call["function"] and streamed["index"] == 0, (streamed, call)
+        first, *rest = [d for c in chunks for d in c["choices"][0]["delta"].get("tool_calls", [])]
+        assert first["id"].startswith("call_") and first["type"] == "function", first
+        assert first["function"] == {"name": call["function"]["name"], "arguments": ""}, first
+        assert first["index"] == 0 and all(d["index"] == 0 and set(d["function"]) == {"arguments"} for d in rest), rest
+        assert "".join(d["function"]["arguments"] for d in rest) == call["function"]["arguments"]
+        assert len(rest) > 2, rest
         assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     # an answer (tool_choice auto) streams as it is written, adding up to the whole reply's
     answers = 0

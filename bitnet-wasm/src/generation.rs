@@ -8,7 +8,7 @@ use bitnet_burn::text::format::OutputFormat;
 use bitnet_burn::text::generate::{GenerateOptions, Generator};
 use bitnet_burn::text::sampling::{logit_bias_pairs, SamplerConfig};
 use bitnet_burn::text::tokenizer::Tokenizer;
-use bitnet_burn::text::tools::{self, ToolReply, Tools};
+use bitnet_burn::text::tools::{ReplyPart, ReplyReader, ToolReply, Tools};
 use bitnet_burn::{KvCache, TernaryBackend};
 use burn::backend::NdArray;
 use serde::Deserialize;
@@ -238,15 +238,14 @@ impl<B: TernaryBackend> Drop for Steps<B> {
     }
 }
 
-/// A chat's reply: the text to show as it is written (with tools, only a text answer's, decoded from the JSON the
-/// reply is held to) and, once it has ended, the assistant's message.
+/// A chat's reply: the text to show as it is written (with tools, only an answer's, read from the JSON the reply
+/// is held to) and, once it has ended, the assistant's message.
 pub(crate) struct ChatReply {
     tools: Option<Tools>,
     /// The reply's number among the model's chats (in its tool calls' ids).
     number: u64,
-    /// With tools: the reply so far, and how much of its answer has been shown.
-    written: String,
-    shown: usize,
+    /// With tools: the reply read as it is written.
+    reader: ReplyReader,
     /// The assistant's message as JSON text, once the reply has ended.
     message: Option<String>,
 }
@@ -256,8 +255,7 @@ impl ChatReply {
         Self {
             tools,
             number,
-            written: String::new(),
-            shown: 0,
+            reader: ReplyReader::default(),
             message: None,
         }
     }
@@ -267,35 +265,33 @@ impl ChatReply {
         if self.tools.is_none() {
             return text.into();
         }
-        self.written.push_str(text);
-        let answer = tools::answer_so_far(&self.written).unwrap_or_default();
-        self.unshown(&answer)
+        let answer = self
+            .reader
+            .push(text)
+            .into_iter()
+            .filter_map(|part| match part {
+                ReplyPart::Answer(more) => Some(more),
+                _ => None,
+            });
+        answer.collect()
     }
 
     /// Ends the reply, whose text is `whole`: sets the message (and `finish_reason` to "tool_calls" for calls)
-    /// and returns what is left to show.
+    /// and returns what is left to show (a reply cut short before it was an answer or a call, as it is).
     fn finish(&mut self, whole: &str, finish_reason: &mut Option<&'static str>) -> String {
-        let reply = match &self.tools {
-            Some(tools) => tools.read(whole),
-            None => ToolReply::Content(whole.into()),
+        let (reply, rest) = match &self.tools {
+            None => (ToolReply::Content(whole.into()), String::new()),
+            Some(_) => match (self.reader.reply(), self.reader.answer()) {
+                (ToolReply::Content(raw), None) => (ToolReply::Content(raw.clone()), raw),
+                (reply, _) => (reply, String::new()),
+            },
         };
         let number = self.number;
         self.message = Some(reply.message(|i| format!("call_{number}_{i}")).to_string());
-        match reply {
-            ToolReply::Calls(_) => {
-                *finish_reason = Some("tool_calls");
-                String::new()
-            }
-            ToolReply::Content(content) if self.tools.is_some() => self.unshown(&content),
-            ToolReply::Content(_) => String::new(),
+        if let ToolReply::Calls(_) = reply {
+            *finish_reason = Some("tool_calls");
         }
-    }
-
-    /// The part of `answer` (which starts with what was shown) not shown yet.
-    fn unshown(&mut self, answer: &str) -> String {
-        let new = answer.get(self.shown..).unwrap_or_default().to_string();
-        self.shown += new.len();
-        new
+        rest
     }
 }
 

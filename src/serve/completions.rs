@@ -17,7 +17,7 @@ use axum::Json;
 use bitnet_burn::engine::{Event, Finished, Request};
 use bitnet_burn::text::logprobs::TokenLogprob;
 use bitnet_burn::text::tokenizer::Tokenizer;
-use bitnet_burn::text::tools::{self, ToolReply, Tools};
+use bitnet_burn::text::tools::{ReplyPart, ReplyReader, ToolReply, Tools};
 use futures_util::stream::{self, Stream};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -225,15 +225,15 @@ pub(super) async fn outcome(
     }
 }
 
-/// What a stream holds back: with `logprobs`, the text of a step until its token's log-probabilities come; with
-/// tools, the whole reply, read once it is complete (a call is sent whole; a text answer as it is written unless
-/// log-probabilities are asked for, `sent` bytes of it so far).
+/// What a stream holds back: with `logprobs`, the text of a step until its token's log-probabilities come (with
+/// tools, the whole reply). With tools and no log-probabilities, the reply is read as it is written (`reader`):
+/// its answer and its calls' arguments are sent piece by piece.
 #[derive(Default)]
 struct Held {
     text: String,
     tokens: Vec<TokenLogprob>,
     offsets: Offsets,
-    sent: usize,
+    reader: ReplyReader,
 }
 
 /// The reply as server-sent events: a role chunk (chat), text chunks, the chunk with the finish reason, the
@@ -271,15 +271,10 @@ fn sse(
                 }
                 ended = true;
                 match rx.recv().await {
-                    Some(Event::Text(t)) if whole => {
-                        held.text.push_str(&t);
-                        let answer = tools::answer_so_far(&held.text).filter(|_| !reply.logprobs);
-                        if let Some(new) = answer.as_ref().and_then(|a| a.get(held.sent..)) {
-                            if !new.is_empty() {
-                                let chunk = reply.chunk(json!({"content": new}), None, Value::Null);
-                                queue.push_back(chunk.to_string());
-                                held.sent += new.len();
-                            }
+                    Some(Event::Text(t)) if whole && !reply.logprobs => {
+                        for part in held.reader.push(&t) {
+                            let delta = reply.part(part);
+                            queue.push_back(reply.chunk(delta, None, Value::Null).to_string());
                         }
                         ended = false;
                     }
@@ -307,17 +302,33 @@ fn sse(
                     }
                     Some(Event::Done(f)) => {
                         let mut finish = f.stop.finish_reason();
-                        if !held.text.is_empty() {
+                        if whole && !reply.logprobs {
+                            // all was sent as it was read but a text the reader could not place (a reply cut
+                            // short before a call's name was whole)
+                            match held.reader.reply() {
+                                ToolReply::Calls(_) => finish = "tool_calls",
+                                ToolReply::Content(content) => {
+                                    let rest = match held.reader.answer() {
+                                        Some(_) => "",
+                                        None => &content,
+                                    };
+                                    if !rest.is_empty() {
+                                        let chunk = reply.chunk(
+                                            json!({"content": rest}),
+                                            None,
+                                            Value::Null,
+                                        );
+                                        queue.push_back(chunk.to_string());
+                                    }
+                                }
+                            }
+                        } else if !held.text.is_empty() {
                             let logprobs = reply.logprobs(None, &held.tokens, &mut held.offsets);
                             let text = std::mem::take(&mut held.text);
                             let delta = match &reply.kind {
                                 Kind::Chat(Some(tools)) => {
-                                    let (mut delta, reason) =
-                                        reply.message(tools, &text, finish, true);
+                                    let (delta, reason) = reply.message(tools, &text, finish, true);
                                     finish = reason;
-                                    if let Some(Value::String(content)) = delta.get_mut("content") {
-                                        *content = content.get(held.sent..).unwrap_or("").into();
-                                    }
                                     delta
                                 }
                                 _ => json!({"content": text}),
@@ -452,6 +463,20 @@ impl Reply {
                     "top_logprobs": entries.iter().map(|(_, t)| t.map(top)).collect::<Vec<_>>(),
                     "text_offset": spelled.iter().map(|b| offsets.next(b)).collect::<Vec<_>>(),
                 })
+            }
+        }
+    }
+
+    /// What a part of a reply read as it is written adds to a streamed message: a `delta` with more of the
+    /// answer's `content`, a call's start (its id and name) or more of its arguments.
+    fn part(&self, part: ReplyPart) -> Value {
+        match part {
+            ReplyPart::Answer(text) => json!({"content": text}),
+            ReplyPart::Call { index, name } => json!({"tool_calls": [{
+                "index": index, "id": call_id(self.id.trim_start_matches("chatcmpl-"), index),
+                "type": "function", "function": {"name": name, "arguments": ""}}]}),
+            ReplyPart::Arguments { index, text } => {
+                json!({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
             }
         }
     }

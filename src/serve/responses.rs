@@ -16,7 +16,7 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bitnet_burn::engine::{Event, Finished};
-use bitnet_burn::text::tools::{self, ToolCall, ToolReply, Tools};
+use bitnet_burn::text::tools::{self, ReplyPart, ReplyReader, ToolCall, ToolReply, Tools};
 use futures_util::stream::{self, Stream};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
@@ -321,6 +321,11 @@ impl Reply {
         json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []})
     }
 
+    /// The id of the `i`th function call item.
+    fn call_item(&self, i: usize) -> String {
+        format!("fc_{}_{i}", self.n)
+    }
+
     /// The `i`th function call item.
     fn call(&self, i: usize, call: &ToolCall, status: &str) -> Value {
         let arguments = if status == "in_progress" {
@@ -328,15 +333,15 @@ impl Reply {
         } else {
             &call.arguments
         };
-        json!({"type": "function_call", "id": format!("fc_{}_{i}", self.n),
+        json!({"type": "function_call", "id": self.call_item(i),
                "call_id": call_id(self.n, i), "name": call.name, "arguments": arguments,
                "status": status})
     }
 }
 
 /// The response as its typed server-sent events, ending with `response.completed` (or `response.incomplete`); an
-/// `error` event if the engine fails the request. A text answer is sent as it is written (with tools, once the
-/// reply is known to be one); calls are sent when the reply is whole.
+/// `error` event if the engine fails the request. A text answer is sent as it is written, and so is each call
+/// (its item once its name is whole, then its arguments piece by piece).
 fn events(
     reply: Reply,
     rx: mpsc::UnboundedReceiver<Event>,
@@ -376,7 +381,7 @@ async fn emit(
     if !send("response.created", start.clone()) || !send("response.in_progress", start) {
         return;
     }
-    let (mut text, mut sent, mut open) = (String::new(), 0, false);
+    let (mut reader, mut sent, mut open) = (ReplyReader::default(), 0, false);
     let open_message = |send: &mut dyn FnMut(&str, Value) -> bool, open: &mut bool| {
         let was = *open;
         *open = true;
@@ -391,26 +396,41 @@ async fn emit(
     loop {
         match rx.recv().await {
             Some(Event::Text(t)) => {
-                text.push_str(&t);
-                let answer = match &reply.tools {
-                    Some(_) => tools::answer_so_far(&text),
-                    None => Some(text.clone()),
+                let parts = match &reply.tools {
+                    Some(_) => reader.push(&t),
+                    None => vec![ReplyPart::Answer(t)],
                 };
-                let Some(new) = answer.as_ref().and_then(|a| a.get(sent..)) else {
-                    continue;
-                };
-                if new.is_empty() {
-                    continue;
+                for part in parts {
+                    let ok = match part {
+                        ReplyPart::Answer(new) => {
+                            sent += new.len();
+                            open_message(&mut send, &mut open)
+                                && send(
+                                    "response.output_text.delta",
+                                    at(json!({"delta": new, "logprobs": []})),
+                                )
+                        }
+                        ReplyPart::Call { index, name } => {
+                            let call = ToolCall {
+                                name,
+                                arguments: String::new(),
+                            };
+                            let item = reply.call(index, &call, "in_progress");
+                            send(
+                                "response.output_item.added",
+                                json!({"output_index": index, "item": item}),
+                            )
+                        }
+                        ReplyPart::Arguments { index, text } => send(
+                            "response.function_call_arguments.delta",
+                            json!({"item_id": reply.call_item(index), "output_index": index,
+                                   "delta": text}),
+                        ),
+                    };
+                    if !ok {
+                        return;
+                    }
                 }
-                if !open_message(&mut send, &mut open)
-                    || !send(
-                        "response.output_text.delta",
-                        at(json!({"delta": new, "logprobs": []})),
-                    )
-                {
-                    return;
-                }
-                sent += new.len();
             }
             Some(Event::PromptLogprob(_) | Event::Logprob(_)) => {}
             Some(Event::Done(f)) => {
@@ -436,24 +456,12 @@ async fn emit(
                                     at(json!({"part": item["content"][0]})),
                                 )
                         }
-                        _ => {
-                            let mut added = item.clone();
-                            added["arguments"] = json!("");
-                            added["status"] = json!("in_progress");
-                            let id = &item["id"];
-                            send(
-                                "response.output_item.added",
-                                json!({"output_index": index, "item": added}),
-                            ) && send(
-                                "response.function_call_arguments.delta",
-                                json!({
-                                    "item_id": id, "output_index": index, "delta": item["arguments"]}),
-                            ) && send(
-                                "response.function_call_arguments.done",
-                                json!({
-                                    "item_id": id, "output_index": index, "arguments": item["arguments"]}),
-                            )
-                        }
+                        // every call was announced and its arguments sent as they were read
+                        _ => send(
+                            "response.function_call_arguments.done",
+                            json!({"item_id": item["id"], "output_index": index,
+                                   "arguments": item["arguments"]}),
+                        ),
                     };
                     if !ok
                         || !send(

@@ -240,14 +240,17 @@ for seed in range(3):
     (call,) = reply.message.tool_calls
     assert call.type == "function" and call.id, call
     assert isinstance(call.function.parsed_arguments, names[call.function.name]), call
-    streamed = {}
+    # streamed as it is written: the call's id and name, then its arguments in pieces
+    streamed, pieces = {}, 0
     finish = None
     for chunk in client.chat.completions.create(seed=seed, stream=True, **calling):
         for delta in chunk.choices[0].delta.tool_calls or []:
             entry = streamed.setdefault(delta.index, {"id": delta.id, "name": "", "arguments": ""})
             entry["name"] += delta.function.name or ""
             entry["arguments"] += delta.function.arguments or ""
+            pieces += bool(delta.function.arguments)
         finish = chunk.choices[0].finish_reason or finish
+    assert pieces > 2, pieces
     assert finish == "tool_calls" and list(streamed) == [0] and streamed[0].pop("id"), streamed
     assert streamed[0] == {"name": call.function.name, "arguments": call.function.arguments}, streamed
 # an answer (tool_choice auto) streams as it is written: several content deltas that add up to the whole reply's
@@ -322,6 +325,8 @@ streamed = list(client.responses.create(
 ))
 done = [e.item for e in streamed if e.type == "response.output_item.done"]
 assert [(d.name, d.arguments) for d in done] == [(item.name, item.arguments)], done
+pieces = [e.delta for e in streamed if e.type == "response.function_call_arguments.delta"]
+assert "".join(pieces) == item.arguments and len(pieces) > 2, pieces
 back = [{"role": "user", "content": "Weather?"}, {"type": "function_call", "call_id": item.call_id, "name": item.name,
         "arguments": item.arguments}, {"type": "function_call_output", "call_id": item.call_id, "output": "Sunny."}]
 answered = client.responses.create(model=model, input=back, tools=flat[:1], max_output_tokens=40, extra_body=extra)

@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ._native import NativeModel, Stream, __version__
+from ._native import NativeModel, ReplyReader, Stream, __version__
 
 __all__ = ["Model", "Llama", "__version__"]
 
@@ -468,15 +468,18 @@ class _Reply:
         out["usage"] = self._usage(result)
         return out
 
+    def _call_id(self, i: int) -> str:
+        """The id of the reply's ``i``th tool call."""
+        return f"call_{self.id.rsplit('-', 1)[-1]}_{i}"
+
     def _message(self, text: str, finish: str, delta: bool) -> tuple:
         """A chat reply's message (a stream's delta when ``delta``) and finish reason: with tools, its calls as
         ``tool_calls`` (finish reason ``tool_calls``) or its answer as ``content``."""
         content, calls = (text, []) if self.tools is None else NativeModel.read_tool_reply(self.tools, text)
         if not calls:
             return {"role": "assistant", "content": content}, finish
-        number = self.id.rsplit("-", 1)[-1]
         tool_calls = [
-            {"id": f"call_{number}_{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+            {"id": self._call_id(i), "type": "function", "function": {"name": name, "arguments": arguments}}
             for i, (name, arguments) in enumerate(calls)
         ]
         if delta:
@@ -512,22 +515,36 @@ class _Reply:
         kind = "chat.completion.chunk"
         try:
             yield self._object(kind, {"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None})
-            if self.tools is not None:
-                # a call is sent whole once the reply is; a text answer as it is written (without logprobs)
-                text, sent, tokens = "", "", []
+            if self.tools is not None and not self.logprobs:
+                # the reply read as it is written: its answer, and each call (its name, then its arguments)
+                reader = ReplyReader()
                 for piece in run:
-                    text += piece
-                    tokens += run.take_logprobs()
-                    answer = None if self.logprobs else NativeModel.answer_so_far(text)
-                    if answer is not None and len(answer) > len(sent):
-                        delta = {"content": answer[len(sent):]}
-                        sent = answer
+                    for part, index, text in reader.push(piece):
+                        if part == "answer":
+                            delta = {"content": text}
+                        elif part == "call":
+                            call = {"index": index, "id": self._call_id(index), "type": "function"}
+                            delta = {"tool_calls": [{**call, "function": {"name": text, "arguments": ""}}]}
+                        else:
+                            delta = {"tool_calls": [{"index": index, "function": {"arguments": text}}]}
                         yield self._object(kind, {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
+                result = run.result()
+                content, calls = reader.reply()
+                if content and not reader.answering():
+                    # cut short before it was an answer or a call: the text as it is
+                    delta = {"content": content}
+                    yield self._object(kind, {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
+                finish = "tool_calls" if calls else result["finish_reason"]
+                yield self._object(kind, {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish})
+                return
+            if self.tools is not None:
+                # with logprobs: the reply whole once it is, with the log-probabilities of its tokens
+                tokens = []
+                for _ in run:
+                    tokens += run.take_logprobs()
                 result = run.result()
                 delta, finish = self._message(result["text"], result["finish_reason"], True)
                 del delta["role"]
-                if delta.get("content") is not None:
-                    delta["content"] = delta["content"][len(sent):]
                 lp = self._chat_logprobs(tokens + run.take_logprobs())
                 yield self._object(kind, {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": None})
                 yield self._object(kind, {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish})

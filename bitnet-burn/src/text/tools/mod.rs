@@ -8,13 +8,13 @@ use serde_json::{json, Map, Value};
 
 use crate::text::format::{OutputFormat, Schema, SchemaError};
 
-mod answer;
 #[cfg(feature = "chat")]
 mod messages;
+mod reader;
 
-pub use answer::answer_so_far;
 #[cfg(feature = "chat")]
 pub use messages::{messages, text_content};
+pub use reader::{ReplyPart, ReplyReader};
 
 /// The tools of a request and how the reply may use them.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,27 +256,12 @@ impl Tools {
         self.parallel
     }
 
-    /// Reads a reply written under [`Tools::format`]; one cut short (by the token limit) is the answer so far
-    /// if it was answering in text ([`answer_so_far`]), else the text as it is.
+    /// Reads a reply written under [`Tools::format`] ([`ReplyReader::reply`]): its calls (arguments as
+    /// written), or its answer, or (cut short before either) the text as it is.
     pub fn read(&self, text: &str) -> ToolReply {
-        let Ok(Value::Object(reply)) = serde_json::from_str::<Value>(text) else {
-            return ToolReply::Content(answer_so_far(text).unwrap_or_else(|| text.into()));
-        };
-        let call = |c: &Value| ToolCall {
-            name: c["name"].as_str().unwrap_or_default().into(),
-            arguments: c["arguments"].to_string(),
-        };
-        match (
-            reply.get("tool_call"),
-            reply.get("tool_calls"),
-            reply.get("response"),
-        ) {
-            (Some(one), _, _) => ToolReply::Calls(vec![call(one)]),
-            (_, Some(Value::Array(many)), _) => ToolReply::Calls(many.iter().map(call).collect()),
-            (_, _, Some(Value::String(answer))) => ToolReply::Content(answer.clone()),
-            (_, _, Some(answer)) => ToolReply::Content(answer.to_string()),
-            _ => ToolReply::Content(text.into()),
-        }
+        let mut reader = ReplyReader::default();
+        reader.push(text);
+        reader.reply()
     }
 }
 
@@ -439,9 +424,10 @@ mod tests {
     #[cfg(feature = "chat")]
     fn replies_are_read_back_and_calls_written_as_the_model_writes_them() {
         let single = tools(json!("auto"), false);
+        // arguments as the model wrote them
         let weather = ToolCall {
             name: "get_weather".into(),
-            arguments: r#"{"city":"Oslo","unit":"c"}"#.into(),
+            arguments: r#"{"city": "Oslo", "unit": "c"}"#.into(),
         };
         assert_eq!(
             single.read(WEATHER),
@@ -451,18 +437,31 @@ mod tests {
             single.read(ANSWER),
             ToolReply::Content("It is sunny.".into())
         );
-        // cut short by the token limit: the text as it is
+        // cut short by the token limit: the text as it is before the name is whole, the call so far after
         assert_eq!(
             single.read(&WEATHER[..30]),
             ToolReply::Content(WEATHER[..30].into())
+        );
+        let cut = WEATHER.find("\"Oslo").unwrap();
+        let partial = ToolCall {
+            arguments: r#"{"city": "#.into(),
+            ..weather.clone()
+        };
+        assert_eq!(
+            single.read(&WEATHER[..cut]),
+            ToolReply::Calls(vec![partial])
         );
         let time = ToolCall {
             name: "get_time".into(),
             arguments: r#"{"place":{"tz":-5}}"#.into(),
         };
+        let compact = ToolCall {
+            arguments: r#"{"city":"Oslo","unit":"c"}"#.into(),
+            ..weather
+        };
         for (t, calls) in [
-            (&single, vec![weather.clone()]),
-            (&tools(json!("auto"), true), vec![time, weather]),
+            (&single, vec![compact.clone()]),
+            (&tools(json!("auto"), true), vec![time, compact]),
         ] {
             let text = calls_text(&calls, t.parallel());
             assert!(
@@ -479,6 +478,37 @@ mod tests {
         assert!(listed.contains(r#""name":"get_time""#) && listed.contains("\"response\""));
     }
 
+    /// The parts of `text` read in pieces of `size` bytes (cut at character boundaries), and the reply.
+    fn read_in_pieces(text: &str, size: usize) -> (Vec<ReplyPart>, ToolReply) {
+        let mut reader = ReplyReader::default();
+        let (mut parts, mut at) = (Vec::new(), 0);
+        while at < text.len() {
+            let mut end = (at + size).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            parts.extend(reader.push(&text[at..end]));
+            at = end;
+        }
+        (parts, reader.reply())
+    }
+
+    /// The parts joined: the answer, and each call's name and arguments.
+    fn joined(parts: &[ReplyPart]) -> (String, Vec<(String, String)>) {
+        let (mut answer, mut calls) = (String::new(), Vec::<(String, String)>::new());
+        for part in parts {
+            match part {
+                ReplyPart::Answer(a) => answer.push_str(a),
+                ReplyPart::Call { index, name } => {
+                    assert_eq!(*index, calls.len(), "calls begin in order");
+                    calls.push((name.clone(), String::new()));
+                }
+                ReplyPart::Arguments { index, text } => calls[*index].1.push_str(text),
+            }
+        }
+        (answer, calls)
+    }
+
     #[test]
     fn a_text_answer_can_be_sent_as_it_is_written() {
         let answer = "Sunny \"today\"\n\tin Zoë's 中文 town 😀, \\ /";
@@ -487,21 +517,81 @@ mod tests {
             format!("\n{{ \"response\" :\n  {}}}", serde_json::to_string(answer).unwrap()),
             r#"{"response": "Sunny \"today\"\n\tin Zo\u00eb's \u4e2d\u6587 town \ud83d\ude00, \\ \/"}"#.into(),
         ] {
-            let mut sent = String::new();
-            for cut in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
-                let so_far = answer_so_far(&text[..cut]).unwrap_or_default();
-                assert!(so_far.starts_with(&sent) && answer.starts_with(&so_far), "{:?}: {so_far:?}", &text[..cut]);
-                sent = so_far;
+            // read a byte at a time and in bigger pieces: every prefix's answer so far starts the answer
+            for size in [1, 2, 3, 7, text.len()] {
+                let (parts, reply) = read_in_pieces(&text, size);
+                assert_eq!(joined(&parts), (answer.to_string(), vec![]), "{text:?} by {size}");
+                assert_eq!(reply, ToolReply::Content(answer.into()));
             }
-            assert_eq!(sent, answer);
+            let mut reader = ReplyReader::default();
+            for c in text.chars() {
+                reader.push(c.encode_utf8(&mut [0; 4]));
+                let so_far = reader.answer().unwrap_or_default();
+                assert!(answer.starts_with(so_far), "{so_far:?}");
+            }
             assert_eq!(tools(json!("auto"), false).read(&text), ToolReply::Content(answer.into()));
         }
-        assert_eq!(answer_so_far(WEATHER), None);
-        assert_eq!(answer_so_far(r#"{"response": {"t": "#), None);
-        assert_eq!(answer_so_far(r#"{"resp"#), None);
-        // cut short by the token limit, the answer so far
-        let cut = tools(json!("auto"), false).read(r#"{"response": "It is sun"#);
+        // cut short by the token limit, the answer so far (an escape cut short left out)
+        let cut = tools(json!("auto"), false).read(r#"{"response": "It is sun\u00"#);
         assert_eq!(cut, ToolReply::Content("It is sun".into()));
+        // an answer in a response format's JSON, as written
+        let object = r#"{"response": {"t": [20, "a\"b"], "u": null}}"#;
+        let (parts, reply) = read_in_pieces(object, 1);
+        let written = r#"{"t": [20, "a\"b"], "u": null}"#;
+        assert_eq!(joined(&parts), (written.to_string(), vec![]));
+        assert_eq!(reply, ToolReply::Content(written.into()));
+    }
+
+    #[test]
+    fn calls_can_be_sent_as_they_are_written() {
+        let parallel = r#"{"tool_calls": [{"name": "get_time", "arguments": {"place": {"tz": -5, "n": [1, {}]}}},
+            {"name": "get_weather", "arguments": {"city": "Os\"lo"}}]}"#;
+        let wanted = vec![
+            (
+                "get_time".to_string(),
+                r#"{"place": {"tz": -5, "n": [1, {}]}}"#.to_string(),
+            ),
+            (
+                "get_weather".to_string(),
+                r#"{"city": "Os\"lo"}"#.to_string(),
+            ),
+        ];
+        for size in [1, 2, 5, 13, parallel.len()] {
+            let (parts, reply) = read_in_pieces(parallel, size);
+            assert_eq!(joined(&parts), (String::new(), wanted.clone()), "by {size}");
+            let calls = wanted
+                .iter()
+                .map(|(name, arguments)| ToolCall {
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                })
+                .collect();
+            assert_eq!(reply, ToolReply::Calls(calls));
+        }
+        let (parts, _) = read_in_pieces(WEATHER, 1);
+        assert_eq!(
+            joined(&parts),
+            (
+                String::new(),
+                vec![(
+                    "get_weather".into(),
+                    r#"{"city": "Oslo", "unit": "c"}"#.into()
+                )]
+            )
+        );
+        // not a reply's JSON: the text as it is; what follows a whole reply is not read
+        let read = |text: &str| {
+            let mut reader = ReplyReader::default();
+            reader.push(text);
+            reader.reply()
+        };
+        for text in ["It is sunny.", r#"{"tool_call": {"name": "a" "b"#] {
+            assert_eq!(read(text), ToolReply::Content(text.into()));
+        }
+        assert_eq!(
+            read(r#"{"response": "a"} {"#),
+            ToolReply::Content("a".into())
+        );
     }
 
     #[test]
