@@ -5,9 +5,11 @@ mod completions;
 mod error;
 mod params;
 mod responses;
+mod stored;
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -48,6 +50,10 @@ pub struct AppState {
     api_key: Option<String>,
     metrics: bool,
     next_id: AtomicU64,
+    /// Random per process, in response ids: a server restarted never answers a follow-up to another's response.
+    nonce: u64,
+    /// Responses kept for follow-ups.
+    stored: Mutex<stored::Stored>,
 }
 
 impl AppState {
@@ -58,12 +64,19 @@ impl AppState {
             api_key,
             metrics,
             next_id: AtomicU64::new(1),
+            nonce: RandomState::new().hash_one(std::time::SystemTime::now()),
+            stored: Mutex::default(),
         }
     }
 
     /// Marks the model loaded.
     pub fn set_ready(&self, ready: Ready) {
         let _ = self.ready.set(ready);
+    }
+
+    /// The kept responses (a panic while they were held leaves them usable: each change is whole).
+    fn stored(&self) -> MutexGuard<'_, stored::Stored> {
+        self.stored.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn ready(&self) -> Result<&Ready, ApiError> {
@@ -82,6 +95,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/completions", post(completions::completion))
         .route("/v1/responses", post(responses::responses))
         .route("/responses", post(responses::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/metrics", get(metrics))

@@ -1,7 +1,9 @@
-//! `POST /v1/responses`: OpenAI's Responses API, stateless. The request is read into the chat completion it
-//! amounts to (input items as messages, `instructions` as the system message, function tools, `text.format`
-//! as `response_format`), run as one, and answered as a `response` object, or streamed as its typed events
-//! (`response.created` ... `response.output_text.delta` ... `response.completed`).
+//! `POST /v1/responses`: OpenAI's Responses API. The request is read into the chat completion it amounts to
+//! (input items as messages, after those of the `previous_response_id`'s conversation; `instructions` as the
+//! system message, function tools, `text.format` as `response_format`), run as one, and answered as a `response`
+//! object, or streamed as its typed events (`response.created` ... `response.output_text.delta` ...
+//! `response.completed`); unless `store` is false, the response is kept ([`super::stored`]) for a follow-up and
+//! for `GET`/`DELETE /v1/responses/{id}`.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -10,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
@@ -52,7 +54,32 @@ pub async fn responses(
 ) -> Result<Response, ApiError> {
     let ready = state.ready()?;
     let request = params::object(&body(raw)?)?;
-    let chat = as_chat(&request)?;
+    let store = match request.get("store") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(store)) => *store,
+        Some(_) => {
+            return Err(ApiError::bad_request("store: must be a boolean").param("store"));
+        }
+    };
+    let mut conversation = match request.get("previous_response_id") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(id)) => {
+            state.stored().items(id).map(<[_]>::to_vec).ok_or_else(|| {
+                ApiError::bad_request(format!("Previous response with id '{id}' not found."))
+                    .param("previous_response_id")
+                    .code("previous_response_not_found")
+            })?
+        }
+        Some(_) => {
+            return Err(
+                ApiError::bad_request("previous_response_id: must be a string")
+                    .param("previous_response_id"),
+            )
+        }
+    };
+    let earlier = conversation.len();
+    conversation.extend(input(&request)?);
+    let chat = as_chat(&request, &conversation, earlier)?;
     let common: Common = params::read(&chat)?;
     common.validate(&ready.names, ready.engine.vocab())?;
     let tools = common.tools()?;
@@ -68,14 +95,15 @@ pub async fn responses(
     let rx = submit(ready, &prompt, &common, &scoring)?;
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     let reply = Reply {
-        id: format!("resp_{n}"),
+        id: format!("resp_{:016x}{n}", state.nonce),
         n,
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         model: ready.names[0].clone(),
-        echo: echoed(&request, &common),
+        echo: echoed(&request, &common, store),
         tools,
+        kept: store.then(|| (Arc::clone(&state), conversation)),
     };
     if common.stream {
         return Ok(Sse::new(events(reply, rx)).into_response());
@@ -83,21 +111,56 @@ pub async fn responses(
     let done = outcome(prompt, rx).await?;
     let f = &done.finished;
     let output = reply.output(&f.text, status(f));
-    Ok(Json(reply.object(status(f), output, Some(f))).into_response())
+    let object = reply.object(status(f), output, Some(f));
+    reply.keep(&object);
+    Ok(Json(object).into_response())
 }
 
-/// The chat completion request a Responses request amounts to.
-fn as_chat(request: &Value) -> Result<Value, ApiError> {
-    let bad = |param: &'static str, message: String| ApiError::bad_request(message).param(param);
-    if request
-        .get("previous_response_id")
-        .is_some_and(|v| !v.is_null())
-    {
-        return Err(bad(
-            "previous_response_id",
-            "previous_response_id: responses are not stored here; send the whole conversation as input".into(),
-        ));
+/// `GET /v1/responses/{id}`: a kept response.
+pub async fn retrieve(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.stored().response(&id) {
+        Some(response) => Ok(Json(response.clone()).into_response()),
+        None => Err(not_found(&id)),
     }
+}
+
+/// `DELETE /v1/responses/{id}`: forgets a kept response.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.stored().remove(&id) {
+        true => Ok(Json(json!({"id": id, "object": "response", "deleted": true})).into_response()),
+        false => Err(not_found(&id)),
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("Response with id '{id}' not found."),
+    )
+}
+
+/// The request's `input` as input items (a string is one user message).
+fn input(request: &Value) -> Result<Vec<Value>, ApiError> {
+    match request.get("input") {
+        Some(Value::String(text)) => Ok(vec![json!({"role": "user", "content": text})]),
+        Some(Value::Array(items)) => Ok(items.clone()),
+        _ => Err(
+            ApiError::bad_request("input: must be a string or a list of input items")
+                .param("input"),
+        ),
+    }
+}
+
+/// The chat completion request a Responses request amounts to, over the conversation's input `items` (the
+/// first `earlier` from the previous response, the rest the request's `input`).
+fn as_chat(request: &Value, items: &[Value], earlier: usize) -> Result<Value, ApiError> {
+    let bad = |param: &'static str, message: String| ApiError::bad_request(message).param(param);
     let mut chat = Map::new();
     for &key in PASSED {
         if let Some(v) = request.get(key).filter(|v| !v.is_null()) {
@@ -113,20 +176,10 @@ fn as_chat(request: &Value) -> Result<Value, ApiError> {
         Some(Value::String(text)) => messages.push(json!({"role": "system", "content": text})),
         Some(_) => return Err(bad("instructions", "instructions: must be a string".into())),
     }
-    match request.get("input") {
-        Some(Value::String(text)) => messages.push(json!({"role": "user", "content": text})),
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                input_item(item, &format!("input[{i}]"), &mut messages)
-                    .map_err(|message| bad("input", message))?;
-            }
-        }
-        _ => {
-            return Err(bad(
-                "input",
-                "input: must be a string or a list of input items".into(),
-            ))
-        }
+    for (i, item) in items.iter().enumerate() {
+        // (the previous response's items were read when it was made)
+        let at = format!("input[{}]", i.wrapping_sub(earlier));
+        input_item(item, &at, &mut messages).map_err(|message| bad("input", message))?;
     }
     chat.insert("messages".into(), Value::Array(messages));
     if let Some(list) = request.get("tools").filter(|v| !v.is_null()) {
@@ -228,7 +281,7 @@ fn input_item(item: &Value, at: &str, messages: &mut Vec<Value>) -> Result<(), S
 }
 
 /// The request's settings a `response` object repeats.
-fn echoed(request: &Value, common: &Common) -> Value {
+fn echoed(request: &Value, common: &Common, store: bool) -> Value {
     let get = |key: &str| request.get(key).cloned().unwrap_or(Value::Null);
     let tools = request.get("tools").filter(|v| v.is_array());
     let format = request
@@ -245,6 +298,8 @@ fn echoed(request: &Value, common: &Common) -> Value {
         "tools": tools.cloned().unwrap_or(json!([])),
         "text": {"format": format},
         "metadata": request.get("metadata").cloned().unwrap_or(json!({})),
+        "previous_response_id": get("previous_response_id"),
+        "store": store,
     })
 }
 
@@ -264,9 +319,20 @@ struct Reply {
     model: String,
     echo: Value,
     tools: Option<Tools>,
+    /// Where the finished response is kept, with the conversation's input items (unless `store` is false).
+    kept: Option<(Arc<AppState>, Vec<Value>)>,
 }
 
 impl Reply {
+    /// Keeps the finished response `object` with its conversation: the input items, then its output items.
+    fn keep(&self, object: &Value) {
+        if let Some((state, conversation)) = &self.kept {
+            let mut items = conversation.clone();
+            items.extend(object["output"].as_array().into_iter().flatten().cloned());
+            state.stored().insert(object.clone(), items);
+        }
+    }
+
     /// The `response` object: `status`, the output items so far, and with the finished request its usage.
     fn object(&self, status: &str, output: Vec<Value>, finished: Option<&Finished>) -> Value {
         let mut object = json!({
@@ -476,10 +542,9 @@ async fn emit(
                     "incomplete" => "response.incomplete",
                     _ => "response.completed",
                 };
-                send(
-                    last,
-                    json!({"response": reply.object(status, output, Some(&f))}),
-                );
+                let object = reply.object(status, output, Some(&f));
+                reply.keep(&object);
+                send(last, json!({"response": object}));
                 return;
             }
             Some(Event::Failed(e)) => {

@@ -463,6 +463,18 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
             r#"{"input": [{"content": "hi"}, {"role": "tool", "content": "x"}]}"#,
             "input[0].role: must be",
         ),
+        (
+            r#"{"input": "hi", "store": "yes"}"#,
+            "store: must be a boolean",
+        ),
+        (
+            r#"{"input": "hi", "previous_response_id": 7}"#,
+            "previous_response_id: must be a string",
+        ),
+        (
+            r#"{"input": "hi", "previous_response_id": "resp_0"}"#,
+            "Previous response with id 'resp_0' not found.",
+        ),
     ] {
         assert_error(server.post("/v1/responses", body, key), 400, needle);
     }

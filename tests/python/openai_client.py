@@ -344,8 +344,39 @@ for seed in range(6):
         break
 else:
     raise SystemExit("no structured response completed")
+# Kept responses: a follow-up names the previous response and sends only what is new, and is answered as the
+# same conversation sent whole (the reference: the same tokens in, the same greedy text out), most of its input
+# cached from the turn before; streamed ones are kept too; a kept response is retrieved and deleted; one made with
+# `store=False` cannot be followed up.
+greedy = dict(model=model, max_output_tokens=24, temperature=0)
+first = client.responses.create(input="Who art thou?", **greedy)
+follow = client.responses.create(previous_response_id=first.id, input="Speak again.", **greedy)
+sent_whole = client.responses.create(input=[
+    {"role": "user", "content": "Who art thou?"}, {"role": "assistant", "content": first.output_text},
+    {"role": "user", "content": "Speak again."}], **greedy)
+assert follow.output_text == sent_whole.output_text and follow.previous_response_id == first.id, follow
+assert follow.usage.input_tokens == sent_whole.usage.input_tokens > first.usage.input_tokens, (follow, first)
+again = client.responses.create(previous_response_id=first.id, input="Speak again.", **greedy)
+assert again.usage.input_tokens_details.cached_tokens >= first.usage.input_tokens, again.usage
+events = list(client.responses.create(previous_response_id=follow.id, input="And?", stream=True, **greedy))
+third = client.responses.create(previous_response_id=events[-1].response.id, input="More.", **greedy)
+assert third.usage.input_tokens > events[-1].response.usage.input_tokens, third.usage
+assert client.responses.retrieve(follow.id).output_text == follow.output_text
+client.responses.delete(first.id)
+for gone in [lambda: client.responses.retrieve(first.id), lambda: client.responses.delete(first.id)]:
+    try:
+        gone()
+        raise SystemExit("a deleted response was found")
+    except openai.NotFoundError as e:
+        assert first.id in e.message, e.message
+unkept = client.responses.create(input="Who art thou?", store=False, **greedy)
+for previous in [first.id, unkept.id]:
+    try:
+        client.responses.create(previous_response_id=previous, input="x", **greedy)
+        raise SystemExit("a follow-up to a response not kept was accepted")
+    except openai.BadRequestError as e:
+        assert e.code == "previous_response_not_found" and previous in e.message, e
 for bad, needle in [
-    (dict(previous_response_id="resp_1"), "previous_response_id"),
     (dict(tools=[{"type": "web_search"}]), "function tools only"),
     (dict(input=[{"type": "reasoning", "summary": []}]), "input[0].type"),
 ]:
