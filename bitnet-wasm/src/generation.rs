@@ -88,8 +88,8 @@ pub(crate) struct Steps<B: TernaryBackend> {
 }
 
 impl<B: TernaryBackend> Steps<B> {
-    /// A generation continuing `ids` as `config` says; a chat's when `chat` is given (then `format` is the
-    /// reply's format with its tools).
+    /// A generation continuing `ids` as `config` says; a chat's reply when `chat` is given (whose tools, if
+    /// any, shape it); the start of `ids` that the session's spare cache holds is not run again.
     pub(crate) fn start(
         session: Rc<Session<B>>,
         tokenizer: Rc<Tokenizer>,
@@ -276,7 +276,8 @@ impl ChatReply {
         answer.collect()
     }
 
-    /// Ends the reply, whose text is `whole`: sets the message (and `finish_reason` to "tool_calls" for calls)
+    /// Ends the reply, whose text is `whole`: sets the message (and `finish_reason` to "tool_calls" for calls
+    /// not cut short)
     /// and returns what is left to show (a reply cut short before it was an answer or a call, as it is).
     fn finish(&mut self, whole: &str, finish_reason: &mut Option<&'static str>) -> String {
         let (reply, rest) = match &self.tools {
@@ -288,7 +289,8 @@ impl ChatReply {
         };
         let number = self.number;
         self.message = Some(reply.message(|i| format!("call_{number}_{i}")).to_string());
-        if let ToolReply::Calls(_) = reply {
+        // (a reply the token limit cut keeps "length": its last call's arguments are cut short)
+        if matches!(reply, ToolReply::Calls(_)) && *finish_reason != Some("length") {
             *finish_reason = Some("tool_calls");
         }
         rest

@@ -306,7 +306,7 @@ fn sse(
                             // all was sent as it was read but a text the reader could not place (a reply cut
                             // short before a call's name was whole)
                             match held.reader.reply() {
-                                ToolReply::Calls(_) => finish = "tool_calls",
+                                ToolReply::Calls(_) => finish = calls_finish(finish),
                                 ToolReply::Content(content) => {
                                     let rest = match held.reader.answer() {
                                         Some(_) => "",
@@ -467,13 +467,18 @@ impl Reply {
         }
     }
 
+    /// The id of the reply's `i`th tool call.
+    fn call_id(&self, i: usize) -> String {
+        call_id(self.id.trim_start_matches("chatcmpl-"), i)
+    }
+
     /// What a part of a reply read as it is written adds to a streamed message: a `delta` with more of the
     /// answer's `content`, a call's start (its id and name) or more of its arguments.
     fn part(&self, part: ReplyPart) -> Value {
         match part {
             ReplyPart::Answer(text) => json!({"content": text}),
             ReplyPart::Call { index, name } => json!({"tool_calls": [{
-                "index": index, "id": call_id(self.id.trim_start_matches("chatcmpl-"), index),
+                "index": index, "id": self.call_id(index),
                 "type": "function", "function": {"name": name, "arguments": ""}}]}),
             ReplyPart::Arguments { index, text } => {
                 json!({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
@@ -492,11 +497,10 @@ impl Reply {
     ) -> (Value, &'static str) {
         let reply = tools.read(text);
         let finish = match reply {
-            ToolReply::Calls(_) => "tool_calls",
+            ToolReply::Calls(_) => calls_finish(finish),
             ToolReply::Content(_) => finish,
         };
-        let request = self.id.trim_start_matches("chatcmpl-");
-        let mut message = reply.message(|i| call_id(request, i));
+        let mut message = reply.message(|i| self.call_id(i));
         if delta {
             message = match message.get_mut("tool_calls") {
                 Some(Value::Array(calls)) => {
@@ -517,6 +521,15 @@ impl Reply {
             (Kind::Chat(_), false) => "chat.completion",
             (Kind::Completion, _) => "text_completion",
         }
+    }
+}
+
+/// The finish reason of a reply that calls tools and ended for `finish`: `tool_calls`, unless the token limit cut
+/// it (its last call's arguments are then cut short too), as OpenAI reports it.
+pub(super) fn calls_finish(finish: &'static str) -> &'static str {
+    match finish {
+        "length" => "length",
+        _ => "tool_calls",
     }
 }
 

@@ -367,7 +367,7 @@ impl Reply {
             ToolReply::Calls(calls) => calls
                 .iter()
                 .enumerate()
-                .map(|(i, call)| self.call(i, call, "completed"))
+                .map(|(i, call)| self.call(i, call, status))
                 .collect(),
         }
     }

@@ -253,6 +253,16 @@ for seed in range(3):
     assert pieces > 2, pieces
     assert finish == "tool_calls" and list(streamed) == [0] and streamed[0].pop("id"), streamed
     assert streamed[0] == {"name": call.function.name, "arguments": call.function.arguments}, streamed
+# cut by the token limit two tokens before its end: the call so far, its arguments cut short, and the finish
+# reason says so (streamed too)
+whole = client.chat.completions.create(seed=0, **calling)
+short = {**calling, "max_tokens": whole.usage.completion_tokens - 2}
+cut = client.chat.completions.create(seed=0, **short).choices[0]
+(full,) = whole.choices[0].message.tool_calls
+assert cut.finish_reason == "length" and cut.message.tool_calls[0].function.name == full.function.name, cut
+assert full.function.arguments.startswith(cut.message.tool_calls[0].function.arguments), (cut, full)
+finishes = [c.choices[0].finish_reason for c in client.chat.completions.create(seed=0, stream=True, **short)]
+assert finishes[-1] == "length", finishes
 # an answer (tool_choice auto) streams as it is written: several content deltas that add up to the whole reply's
 answers = []
 for seed in range(12):

@@ -474,7 +474,7 @@ class _Reply:
 
     def _message(self, text: str, finish: str, delta: bool) -> tuple:
         """A chat reply's message (a stream's delta when ``delta``) and finish reason: with tools, its calls as
-        ``tool_calls`` (finish reason ``tool_calls``) or its answer as ``content``."""
+        ``tool_calls`` (finish reason ``tool_calls``, or ``length`` when cut short) or its answer as ``content``."""
         content, calls = (text, []) if self.tools is None else NativeModel.read_tool_reply(self.tools, text)
         if not calls:
             return {"role": "assistant", "content": content}, finish
@@ -485,7 +485,8 @@ class _Reply:
         if delta:
             for i, call in enumerate(tool_calls):
                 call["index"] = i
-        return {"role": "assistant", "content": None, "tool_calls": tool_calls}, "tool_calls"
+        # (cut by the token limit, the last call's arguments are cut too: the finish reason stays "length")
+        return {"role": "assistant", "content": None, "tool_calls": tool_calls}, finish if finish == "length" else "tool_calls"
 
     def chat(self, result: Dict[str, Any], tokens: List[tuple]) -> Dict[str, Any]:
         message, finish = self._message(result["text"], result["finish_reason"], False)
@@ -534,7 +535,9 @@ class _Reply:
                     # cut short before it was an answer or a call: the text as it is
                     delta = {"content": content}
                     yield self._object(kind, {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None})
-                finish = "tool_calls" if calls else result["finish_reason"]
+                finish = result["finish_reason"]
+                if calls and finish != "length":  # (cut by the token limit, the last call's arguments are cut too)
+                    finish = "tool_calls"
                 yield self._object(kind, {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish})
                 return
             if self.tools is not None:
