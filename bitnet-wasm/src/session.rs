@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 
+use bitnet_burn::text::shared_prefix;
 use bitnet_burn::{BitNet, KvCache, TernaryBackend};
 
 /// A model on backend `B` and the cache its last finished (or dropped) generation held.
@@ -28,8 +29,7 @@ impl<B: TernaryBackend> Session<B> {
         let spare = self.spare.borrow_mut().take();
         match spare.filter(|(cache, _)| cache.max_len() == ctx) {
             Some((mut cache, held)) => {
-                let common = held.iter().zip(prompt).take_while(|(a, b)| a == b).count();
-                let keep = common.min(prompt.len().saturating_sub(1));
+                let keep = shared_prefix(&held, prompt).min(prompt.len().saturating_sub(1));
                 cache.truncate(keep);
                 (cache, keep)
             }

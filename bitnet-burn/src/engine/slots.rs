@@ -4,6 +4,7 @@
 use bitnet_kernels_cubecl::TernaryBackend;
 
 use crate::nn::{BitNet, KvCache};
+use crate::text::shared_prefix;
 
 /// One sequence's cache and the tokens it holds.
 struct Slot<B: TernaryBackend> {
@@ -39,13 +40,7 @@ impl<B: TernaryBackend> Slots<B> {
     /// least the prompt's last token, whose logits the request needs; nothing unless `reuse`) and returns the
     /// slot and the prefix length; `None` when every slot is busy.
     pub fn acquire(&mut self, prompt: &[u32], reuse: bool) -> Option<(usize, usize)> {
-        let common = |s: &Slot<B>| {
-            s.tokens
-                .iter()
-                .zip(prompt)
-                .take_while(|(a, b)| a == b)
-                .count()
-        };
+        let common = |s: &Slot<B>| shared_prefix(&s.tokens, prompt);
         let (index, slot) = self
             .slots
             .iter_mut()

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::nn::BitNet;
 use crate::nn::KvCache;
 use crate::text::generate::{generate_ids, GenerateError, GenerateOptions, Generation};
+use crate::text::shared_prefix;
 use crate::text::tokenizer::{Tokenizer, TokenizerError};
 
 /// The BitNet b1.58 2B-4T format (`User: …<|eot_id|>Assistant: `), used when a file carries no
@@ -319,7 +320,7 @@ impl Chat {
             self.cached.clear();
             cache.reset();
         }
-        let reuse = common_prefix(&self.cached, &ids).min(ids.len() - 1);
+        let reuse = shared_prefix(&self.cached, &ids).min(ids.len() - 1);
         cache.truncate(reuse);
         let g = match generate_ids(
             model,
@@ -384,8 +385,4 @@ impl Chat {
     fn encode(&self, tokenizer: &Tokenizer) -> Result<Vec<u32>, ChatError> {
         self.template.encode(&self.messages, tokenizer)
     }
-}
-
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

@@ -9,3 +9,8 @@ pub mod perplexity;
 pub mod sampling;
 pub mod tokenizer;
 pub mod tools;
+
+/// How many leading items `a` and `b` share (a cache's tokens and a new prompt's, two tokens' bytes).
+pub fn shared_prefix<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}

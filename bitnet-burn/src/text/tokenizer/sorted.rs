@@ -1,6 +1,7 @@
 //! Every ordinary token's bytes in byte order, for checking the whole vocabulary against a byte-level format.
 
 use super::Tokenizer;
+use crate::text::shared_prefix;
 
 /// Every ordinary token's bytes (special tokens left out), sorted: a flattened trie, so a walk that checks each
 /// token from where it parts from the one before checks a prefix that many tokens share once.
@@ -38,8 +39,7 @@ impl SortedVocab {
         for (bytes, id) in &tokens {
             vocab.rank[*id as usize] = vocab.ids.len() as u32;
             vocab.ids.push(*id);
-            let shared = before.iter().zip(bytes).take_while(|(a, b)| a == b).count();
-            vocab.shared.push(shared);
+            vocab.shared.push(shared_prefix(before, bytes));
             vocab.bytes.extend_from_slice(bytes);
             vocab.starts.push(vocab.bytes.len());
             before = bytes;
