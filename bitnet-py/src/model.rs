@@ -22,7 +22,6 @@ use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
 use crate::error::{not_found, submit_error, value_error};
-use crate::reader::{read_reply, ReadReply};
 use crate::stream::Stream;
 
 /// A forward pass over one sequence: the logits of every position, `[positions · vocab]`.
@@ -235,16 +234,6 @@ impl NativeModel {
             tools::messages(&messages, read_tools(tools)?.as_ref()).map_err(value_error)?;
         py.detach(|| self.template.encode(&messages, &self.tokenizer))
             .map_err(value_error)
-    }
-
-    /// A reply written with `tools` (JSON text) read back: `(content, [])`, or `(None, [(name, arguments)])`
-    /// when it calls.
-    #[staticmethod]
-    fn read_tool_reply(tools: &str, text: &str) -> PyResult<ReadReply> {
-        Ok(match read_tools(Some(tools))? {
-            Some(tools) => read_reply(tools.read(text)),
-            None => (Some(text.into()), Vec::new()),
-        })
     }
 
     /// The logits of every position of `ids` as little-endian f32 bytes, row-major `[len(ids), n_vocab]`.

@@ -5,7 +5,7 @@ use bitnet_burn::text::tools::{self, ReplyPart, ToolReply};
 use pyo3::prelude::*;
 
 /// What a reply read so far says: `(content, [])`, or `(None, [(name, arguments)])` when it calls.
-pub type ReadReply = (Option<String>, Vec<(String, String)>);
+type ReadReply = (Option<String>, Vec<(String, String)>);
 
 /// A reply under tools, read piece by piece.
 #[pyclass(module = "bitnet_burn._native")]
@@ -36,22 +36,17 @@ impl ReplyReader {
 
     /// The reply so far: its calls once a name is whole, else its answer, else the text as it is.
     fn reply(&self) -> ReadReply {
-        read_reply(self.inner.reply())
+        match self.inner.reply() {
+            ToolReply::Content(content) => (Some(content), Vec::new()),
+            ToolReply::Calls(calls) => (
+                None,
+                calls.into_iter().map(|c| (c.name, c.arguments)).collect(),
+            ),
+        }
     }
 
     /// Whether the reply is an answer, all of whose text `push` has returned.
     fn answering(&self) -> bool {
         self.inner.answer().is_some()
-    }
-}
-
-/// A reply as Python's tuple.
-pub fn read_reply(reply: ToolReply) -> ReadReply {
-    match reply {
-        ToolReply::Content(content) => (Some(content), Vec::new()),
-        ToolReply::Calls(calls) => (
-            None,
-            calls.into_iter().map(|c| (c.name, c.arguments)).collect(),
-        ),
     }
 }

@@ -208,6 +208,13 @@ def test_tool_calls_validate_as_the_pydantic_models(model: Model) -> None:
             assert "".join(deltas) == reply["message"]["content"] and len(deltas) > 2, (deltas, reply)
             answers += 1
     assert answers, "no seed answered in text: the streamed answer went untested"
+    # tool_choice "none" (or no tools) is plain text, streamed as it is written like a reply without tools
+    plain = dict(max_tokens=24, temperature=0)
+    text = model.create_chat_completion(ask, **plain)["choices"][0]["message"]["content"]
+    for none in [dict(tools=tools, tool_choice="none"), dict(tools=[])]:
+        chunks = model.create_chat_completion(ask, stream=True, **plain, **none)
+        deltas = [d for d in (c["choices"][0]["delta"].get("content") for c in chunks) if d]
+        assert "".join(deltas) == text and len(deltas) > 2, (none, deltas)
     history = ask + [{"role": "assistant", "content": None, "tool_calls": [call]},
                      {"role": "tool", "tool_call_id": call["id"], "content": "Sunny."}]
     answer = model.create_chat_completion(history, seed=0, **{**calling, "tools": tools[:1], "tool_choice": "auto"})

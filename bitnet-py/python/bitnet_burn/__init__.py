@@ -219,23 +219,23 @@ class Model:
         except (TypeError, ValueError) as e:
             raise ValueError(f"messages: {e}") from e
         ids = self.native.chat_tokens(conversation, calling)
+        # (no tools, or "none", ask for plain text: the reply is not held to the tools' format)
         return self._reply(
             ids, True, stream, _sampling(
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
                 presence_penalty, frequency_penalty, seed, stop,
                 logprobs=(top_logprobs or 0) if logprobs else None, logit_bias=self._bias(logit_bias),
                 response_format=_response_format(response_format), tools=calling,
-            )
+            ), bool(tools) and tool_choice != "none",
         )
 
     def _reply(
-        self, ids: List[int], chat: bool, stream: bool, sampling: Dict[str, Any]
+        self, ids: List[int], chat: bool, stream: bool, sampling: Dict[str, Any], tools: bool = False
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
-        """Submits a request: its whole reply, or an iterator of its chunks."""
+        """Submits a request (``tools``: its reply is held to the tools' format): its whole reply, or an iterator
+        of its chunks."""
         run = self.native.submit(ids, sampling)
-        reply = _Reply(
-            "chatcmpl" if chat else "cmpl", self.model_path, sampling["logprobs"] is not None, sampling["tools"]
-        )
+        reply = _Reply("chatcmpl" if chat else "cmpl", self.model_path, sampling["logprobs"] is not None, tools)
         if stream:
             return reply.chat_chunks(run) if chat else reply.completion_chunks(run)
         result, tokens = _wait(run)
@@ -403,7 +403,7 @@ class _Reply:
 
     _numbers = itertools.count(1)
 
-    def __init__(self, prefix: str, model: str, logprobs: bool, tools: Optional[str] = None) -> None:
+    def __init__(self, prefix: str, model: str, logprobs: bool, tools: bool = False) -> None:
         self.id = f"{prefix}-{os.getpid()}-{next(_Reply._numbers)}"
         self.tools = tools
         self.created = int(time.time())
@@ -475,7 +475,11 @@ class _Reply:
     def _message(self, text: str, finish: str, delta: bool) -> tuple:
         """A chat reply's message (a stream's delta when ``delta``) and finish reason: with tools, its calls as
         ``tool_calls`` (finish reason ``tool_calls``, or ``length`` when cut short) or its answer as ``content``."""
-        content, calls = (text, []) if self.tools is None else NativeModel.read_tool_reply(self.tools, text)
+        content, calls = text, []
+        if self.tools:
+            reader = ReplyReader()
+            reader.push(text)
+            content, calls = reader.reply()
         if not calls:
             return {"role": "assistant", "content": content}, finish
         tool_calls = [
@@ -516,7 +520,7 @@ class _Reply:
         kind = "chat.completion.chunk"
         try:
             yield self._object(kind, {"index": 0, "delta": {"role": "assistant"}, "logprobs": None, "finish_reason": None})
-            if self.tools is not None and not self.logprobs:
+            if self.tools and not self.logprobs:
                 # the reply read as it is written: its answer, and each call (its name, then its arguments)
                 reader = ReplyReader()
                 for piece in run:
@@ -540,7 +544,7 @@ class _Reply:
                     finish = "tool_calls"
                 yield self._object(kind, {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish})
                 return
-            if self.tools is not None:
+            if self.tools:
                 # with logprobs: the reply whole once it is, with the log-probabilities of its tokens
                 tokens = []
                 for _ in run:
