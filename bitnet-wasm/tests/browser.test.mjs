@@ -1,5 +1,6 @@
 // The browser build in a real, headless Chromium: the page and its JS API against the native CLI (the reference: the
-// same model, kernels compared with the scalar oracle, and llama.cpp elsewhere). Run by scripts/test-web.sh, which
+// same model, kernels compared with the scalar oracle, and llama.cpp elsewhere); and `bitnet serve`'s chat page against
+// its own chat endpoint. Run by scripts/test-web.sh, which
 // builds www/pkg, www/pkg-relaxed and www/pkg-threads first; needs BITNET_BIN (the CLI) and CHROMIUM (default /usr/bin/chromium).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -422,6 +423,100 @@ test("chat: the page and the JS API reply as bitnet serve's chat endpoint, reuse
     assert.match(await page.textContent("#status"), new RegExp(`\\(${got.second.stats.cachedTokens} cached\\)`));
     assert.equal(await page.textContent("#conversation"),
       `You: ${asked[0].content}Assistant: ${first.choices[0].message.content}You: Speak again.`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+    proc.kill();
+  }
+});
+
+/** Sends `text` from the chat page of `bitnet serve` (Enter in the box) and waits for the reply to end. */
+async function say(page, text) {
+  const count = () => page.evaluate(() => Number(document.body.dataset.replies ?? 0));
+  const before = await count();
+  await page.fill("#input", text);
+  await page.press("#input", "Enter");
+  await page.waitForFunction((n) => Number(document.body.dataset.replies ?? 0) > n, before, { timeout: 120_000 });
+}
+
+/** The page's messages: role, text and note. */
+const shown = (page) => page.$$eval(".message", (all) => all.map((m) => ({ role: m.classList[1],
+  text: m.querySelector(".text").textContent, note: m.querySelector(".note").textContent })));
+
+test("bitnet serve's chat page: the API's greedy replies streamed, cached turns, the API key, Stop frees the slot, kept on reload", async () => {
+  const { url, proc } = await startServer("--api-key", "page-key", "-np", "1", "--metrics");
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  const key = { "content-type": "application/json", authorization: "Bearer page-key" };
+  const post = async (body) => (await fetch(url + "/v1/chat/completions", { method: "POST", headers: key,
+    body: JSON.stringify({ temperature: 0, max_tokens: 24, ...body }) })).json();
+  const busy = async () => Number((await (await fetch(url + "/metrics", { headers: key })).text())
+    .match(/^bitnet_slots_busy (\d+)$/m)[1]);
+  try {
+    await page.goto(url + "/");
+    await page.waitForFunction(() => document.body.dataset.state === "ready", null, { timeout: 60_000 });
+    assert.equal(await page.textContent("#model"), "shakespeare-bitnet-i2_s");
+    await page.click("#settings summary");
+    await page.fill("#temperature", "0");
+    await page.fill("#max-tokens", "24");
+    // no key: the server's 401 is shown, the message goes back to the box
+    await say(page, "Who art thou?");
+    assert.match(await page.textContent("#error"), /missing API key.*enter it in Settings/);
+    assert.equal(await page.inputValue("#input"), "Who art thou?");
+    assert.deepEqual(await shown(page), []);
+    await page.fill("#api-key", "page-key");
+    await say(page, "Who art thou?");
+    await say(page, "Speak again.");
+    const page2 = await shown(page);
+
+    // the server's greedy replies to the same turns, in the same order (its one slot holds the last turn)
+    const first = await post({ messages: [{ role: "user", content: "Who art thou?" }] });
+    const again = [{ role: "user", content: "Who art thou?" }, first.choices[0].message,
+      { role: "user", content: "Speak again." }];
+    const second = await post({ messages: again });
+    assert.deepEqual(page2.map((m) => [m.role, m.text]), [["user", "Who art thou?"],
+      ["assistant", first.choices[0].message.content], ["user", "Speak again."],
+      ["assistant", second.choices[0].message.content]]);
+    const cached = second.usage.prompt_tokens_details.cached_tokens;
+    assert.ok(cached > 0);
+    assert.match(page2[3].note, new RegExp(`^24 tokens at [\\d.]+ tok/s · prompt ${second.usage.prompt_tokens} ` +
+      `tokens \\(${cached} cached\\) in [\\d.]+ s · cut at the token limit$`));
+
+    // Regenerate: the last reply written again (greedy: the same), not added
+    const replies = () => page.evaluate(() => Number(document.body.dataset.replies));
+    const before = await replies();
+    await page.click("#retry");
+    await page.waitForFunction((n) => Number(document.body.dataset.replies) > n, before);
+    assert.deepEqual((await shown(page)).map((m) => m.text), page2.map((m) => m.text));
+
+    // Stop after the first words: the reply so far is kept, and the server gives the slot back at once
+    await page.fill("#max-tokens", "400");
+    await page.fill("#input", "Tell me a long tale.");
+    await page.press("#input", "Enter");
+    await page.waitForFunction(() => document.querySelector(".message.assistant:last-child .text")?.textContent);
+    assert.equal(await busy(), 1);
+    await page.click("#send");
+    await page.waitForFunction(() => document.body.dataset.state === "ready");
+    const stopped = (await shown(page)).at(-1);
+    assert.equal(stopped.note, "stopped");
+    assert.ok(stopped.text.length > 0);
+    for (let i = 0; await busy() !== 0; i++) {
+      assert.ok(i < 50, "the stopped reply's slot was not given back within 5 s");
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
+
+    // a reload shows the same conversation and settings; New chat clears it
+    const kept = await shown(page);
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.state === "ready");
+    assert.deepEqual(await shown(page), kept);
+    assert.equal(await page.inputValue("#temperature"), "0");
+    assert.equal(await page.inputValue("#api-key"), "page-key");
+    await page.click("#new-chat");
+    await page.reload();
+    await page.waitForFunction(() => document.body.dataset.state === "ready");
+    assert.deepEqual(await shown(page), []);
     assert.deepEqual(errors, []);
   } finally {
     await page.close();

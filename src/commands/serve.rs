@@ -52,6 +52,9 @@ pub struct Args {
     /// A Jinja chat template file overriding the model's.
     #[arg(long)]
     chat_template: Option<PathBuf>,
+    /// Serve no chat page at `/` (the API alone).
+    #[arg(long)]
+    no_webui: bool,
 }
 
 /// llama-server's two-letter short flags, which clap cannot declare, as their long forms.
@@ -85,7 +88,8 @@ impl BackendTask for Args {
             )))
             .with_context(|| format!("listening on {}:{}", self.host, self.port))?;
         let addr: SocketAddr = listener.local_addr()?;
-        let server = runtime.spawn(axum::serve(listener, router(state.clone())).into_future());
+        let server = runtime
+            .spawn(axum::serve(listener, router(state.clone(), !self.no_webui)).into_future());
         log_line(format!(
             "listening on http://{addr} (loading the model; /health answers 503 until it is ready)"
         ));
@@ -113,7 +117,7 @@ impl BackendTask for Args {
         };
         let engine = Engine::start(model, tokenizer.clone(), config);
         let c = engine.config();
-        let ready = format!(
+        let mut ready = format!(
             "ready: {} on {backend}, {} threads, {} slots of {} positions, chat template {}",
             names[0],
             self.model.threads(),
@@ -121,6 +125,9 @@ impl BackendTask for Args {
             c.ctx,
             template.origin()
         );
+        if !self.no_webui {
+            ready += &format!("; chat page at http://{addr}/");
+        }
         state.set_ready(Ready {
             engine,
             tokenizer,

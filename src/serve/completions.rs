@@ -335,7 +335,8 @@ fn sse(
                             };
                             queue.push_back(reply.chunk(delta, None, logprobs).to_string());
                         }
-                        let chunk = reply.chunk(json!({}), Some(finish), Value::Null);
+                        let mut chunk = reply.chunk(json!({}), Some(finish), Value::Null);
+                        chunk["timings"] = timings(&f);
                         queue.push_back(chunk.to_string());
                         if include_usage {
                             let mut last = reply.chunk(json!({}), None, Value::Null);
@@ -403,10 +404,14 @@ impl Reply {
                 }
             })
             .collect();
-        json!({
+        let mut whole = json!({
             "id": self.id, "object": self.object(false), "created": self.created, "model": self.model,
             "choices": choices, "usage": usage(outcomes.iter().map(|o| &o.finished)),
-        })
+        });
+        if let [one] = outcomes {
+            whole["timings"] = timings(&one.finished);
+        }
+        whole
     }
 
     /// A choice's `logprobs` for `tokens` (null unless asked for): chat's `content` list of tokens with their
@@ -551,6 +556,32 @@ pub(super) fn usage<'a>(finished: impl IntoIterator<Item = &'a Finished>) -> Val
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
+    })
+}
+
+/// llama-server's `timings` of a finished request: its prompt (`prompt_ms` from submission, queueing included,
+/// to the first generated token; `cache_n` tokens of it found in the slot) and its generation (`predicted_ms`
+/// from the first generated token to the last, so the rate counts the tokens after the first).
+pub(super) fn timings(f: &Finished) -> Value {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let (prompt_n, prompt_ms) = (f.prompt_tokens - f.cached_tokens, ms(f.first_token));
+    let (predicted_n, predicted_ms) = (f.ids.len(), ms(f.elapsed.saturating_sub(f.first_token)));
+    let rate = |n: usize, ms: f64| match ms > 0.0 {
+        true => n as f64 * 1e3 / ms,
+        false => 0.0,
+    };
+    let per_token = |n: usize, ms: f64| match n {
+        0 => 0.0,
+        n => ms / n as f64,
+    };
+    let steps = predicted_n.saturating_sub(1);
+    json!({
+        "cache_n": f.cached_tokens,
+        "prompt_n": prompt_n, "prompt_ms": prompt_ms,
+        "prompt_per_token_ms": per_token(prompt_n, prompt_ms), "prompt_per_second": rate(prompt_n, prompt_ms),
+        "predicted_n": predicted_n, "predicted_ms": predicted_ms,
+        "predicted_per_token_ms": per_token(steps, predicted_ms),
+        "predicted_per_second": rate(steps, predicted_ms),
     })
 }
 

@@ -1,11 +1,12 @@
 //! `bitnet serve`'s HTTP layer: OpenAI-compatible endpoints over the batched [`Engine`], plus `/health`,
-//! `/tokenize`, `/detokenize` and Prometheus `/metrics`, spelled as llama-server spells them.
+//! `/tokenize`, `/detokenize` and Prometheus `/metrics`, spelled as llama-server spells them, and a chat page at `/`.
 
 mod completions;
 mod error;
 mod params;
 mod responses;
 mod stored;
+mod webui;
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::AtomicU64;
@@ -86,8 +87,8 @@ impl AppState {
     }
 }
 
-/// The routes, with the API key check, the body limit and cross-origin access.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The routes (with the chat page if `webui`), with the API key check, the body limit and cross-origin access.
+pub fn router(state: Arc<AppState>, webui: bool) -> Router {
     let protected = Router::new()
         .route("/v1/chat/completions", post(completions::chat))
         .route("/chat/completions", post(completions::chat))
@@ -109,6 +110,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .merge(protected)
+        .merge(if webui {
+            webui::routes()
+        } else {
+            Router::new()
+        })
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
             let message = format!("{} does not take {method}", uri.path());

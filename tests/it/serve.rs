@@ -248,7 +248,8 @@ fn the_openai_client_works_unmodified_and_agrees_with_the_cli() {
 
 #[test]
 fn concurrent_requests_equal_sequential_ones() {
-    let server = Server::start(&["-np", "8", "--metrics"]);
+    let server = Server::start(&["-np", "8", "--metrics", "--no-webui"]);
+    assert_error(server.get("/"), 404, "no such endpoint");
     let complete = |p: &str| {
         let body = greedy_completion(p, 32).to_string();
         server.post("/v1/completions", &body, None).1
@@ -273,6 +274,18 @@ fn concurrent_requests_equal_sequential_ones() {
             a["usage"]["completion_tokens"],
             b["usage"]["completion_tokens"]
         );
+        // llama-server's `timings` agree with `usage`, and the rate with the time
+        let (usage, t) = (&b["usage"], &b["timings"]);
+        assert_eq!(t["predicted_n"], usage["completion_tokens"]);
+        assert_eq!(
+            t["cache_n"],
+            usage["prompt_tokens_details"]["cached_tokens"]
+        );
+        let prompt = t["prompt_n"].as_u64().unwrap() + t["cache_n"].as_u64().unwrap();
+        assert_eq!(Some(prompt), usage["prompt_tokens"].as_u64());
+        let steps = t["predicted_n"].as_f64().unwrap() - 1.0;
+        let rate = steps * 1e3 / t["predicted_ms"].as_f64().unwrap();
+        assert!((t["predicted_per_second"].as_f64().unwrap() - rate).abs() < 1e-6 * rate);
     }
     assert_eq!(server.metric("bitnet_requests_total"), 16.0);
 }
@@ -281,6 +294,20 @@ fn concurrent_requests_equal_sequential_ones() {
 fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
     let server = Server::start(&["-c", "64", "-np", "1", "--queue", "1", "--api-key", "sk-1"]);
     let key = Some("sk-1");
+    // the chat page is served without the key (what it calls asks for it)
+    let page = |path: &str| {
+        let response = ureq::get(&server.url(path)).call().unwrap();
+        (
+            response.content_type().to_string(),
+            response.into_string().unwrap(),
+        )
+    };
+    let (kind, html) = page("/");
+    assert_eq!(kind, "text/html");
+    assert!(html.contains(r#"<script type="module" src="chat.js">"#));
+    let (kind, script) = page("/chat.js");
+    assert_eq!(kind, "text/javascript");
+    assert!(script.contains(r#"fetch("v1/chat/completions""#));
     let chat = "/v1/chat/completions";
     assert_error(
         server.post(chat, "{\"messages\": [", key),
