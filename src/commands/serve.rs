@@ -11,7 +11,7 @@ use bitnet_burn::TernaryBackend;
 
 use crate::backend::BackendTask;
 use crate::model_args::ModelArgs;
-use crate::serve::{router, AppState, Ready};
+use crate::serve::{log_line, log_requests, router, AppState, Ready};
 use crate::text_args::{load_chat_template, TextArgs};
 
 /// Arguments of `bitnet serve` (spelled as llama-server's where the concept is the same).
@@ -55,6 +55,9 @@ pub struct Args {
     /// Serve no chat page at `/` (the API alone).
     #[arg(long)]
     no_webui: bool,
+    /// Log no line per request and per reply (startup and errors are still logged).
+    #[arg(long)]
+    log_disable: bool,
 }
 
 /// llama-server's two-letter short flags, which clap cannot declare, as their long forms.
@@ -88,8 +91,10 @@ impl BackendTask for Args {
             )))
             .with_context(|| format!("listening on {}:{}", self.host, self.port))?;
         let addr: SocketAddr = listener.local_addr()?;
-        let server = runtime
-            .spawn(axum::serve(listener, router(state.clone(), !self.no_webui)).into_future());
+        log_requests(!self.log_disable);
+        let app = router(state.clone(), !self.no_webui);
+        let server = axum::serve(listener, app).with_graceful_shutdown(stop_signal());
+        let server = runtime.spawn(server.into_future());
         log_line(format!(
             "listening on http://{addr} (loading the model; /health answers 503 until it is ready)"
         ));
@@ -135,15 +140,40 @@ impl BackendTask for Args {
             names,
         });
         log_line(ready);
-        runtime.block_on(server)?.context("serving")
+        runtime.block_on(server)?.context("serving")?;
+        log_line("stopped: every reply was finished".into());
+        Ok(())
     }
 }
 
-/// Writes `line` to stderr in one write, so a process reading the pipe never sees it cut: `eprintln!` writes
-/// each formatted piece on its own, and a reader once took the address before its port had been written.
-fn log_line(mut line: String) {
-    line.push('\n');
-    eprint!("{line}");
+/// Resolves at the first SIGINT or SIGTERM (Ctrl+C, or a container or service manager stopping the server): the
+/// listener closes and the replies being written are finished before the process exits, so a replica taken out
+/// of a load balancer drops no stream. A second signal exits at once.
+async fn stop_signal() {
+    signal().await;
+    log_line(
+        "stopping: no new connections; finishing the replies being written (signal again to stop now)".into(),
+    );
+    tokio::spawn(async {
+        signal().await;
+        log_line("stopped at once: replies being written were cut".into());
+        std::process::exit(130);
+    });
+}
+
+/// The next SIGINT or SIGTERM.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Runs the command.

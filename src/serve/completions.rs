@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::error::ApiError;
 use super::params::{self, Common, Scoring};
-use super::{body, AppState, Ready};
+use super::{body, log_reply, AppState, Ready};
 
 /// `POST /v1/chat/completions`.
 pub async fn chat(
@@ -163,8 +163,14 @@ async fn start(
     }
     // Dropping this future (the client went away) drops the receivers, which cancels the requests.
     let mut outcomes = Vec::with_capacity(running.len());
-    for (prompt, rx) in running {
-        outcomes.push(outcome(prompt, rx).await?);
+    let many = running.len() > 1;
+    for (i, (prompt, rx)) in running.into_iter().enumerate() {
+        let o = outcome(prompt, rx).await?;
+        match many {
+            true => log_reply(&format!("{}[{i}]", reply.id), &o.finished),
+            false => log_reply(&reply.id, &o.finished),
+        }
+        outcomes.push(o);
     }
     Ok(Json(reply.whole(&outcomes)).into_response())
 }
@@ -301,6 +307,7 @@ fn sse(
                         ended = false;
                     }
                     Some(Event::Done(f)) => {
+                        log_reply(&reply.id, &f);
                         let mut finish = f.stop.finish_reason();
                         if whole && !reply.logprobs {
                             // all was sent as it was read but a text the reader could not place (a reply cut

@@ -9,9 +9,9 @@ mod stored;
 mod webui;
 
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -21,7 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bitnet_burn::engine::Engine;
+use bitnet_burn::engine::{Engine, Finished};
 use bitnet_burn::text::chat::ChatTemplate;
 use bitnet_burn::text::tokenizer::Tokenizer;
 use serde::Deserialize;
@@ -87,6 +87,55 @@ impl AppState {
     }
 }
 
+/// Whether each request and each finished reply is logged to stderr (`--log-disable` turns it off).
+static LOG_REQUESTS: AtomicBool = AtomicBool::new(true);
+
+/// Logs requests and replies to stderr or not, for the whole process.
+pub fn log_requests(on: bool) {
+    LOG_REQUESTS.store(on, Ordering::Relaxed);
+}
+
+/// Writes `line` to stderr in one write, so a process reading the pipe never sees it cut: `eprintln!` writes
+/// each formatted piece on its own, and a reader once took the address before its port had been written.
+pub fn log_line(mut line: String) {
+    line.push('\n');
+    eprint!("{line}");
+}
+
+/// Logs a finished reply (llama-server logs a slot's timings when it is released): its tokens, speed and end.
+fn log_reply(id: &str, f: &Finished) {
+    if LOG_REQUESTS.load(Ordering::Relaxed) {
+        let t = completions::timings(f);
+        log_line(format!(
+            "{id}: {} prompt tokens ({} cached) in {:.0} ms, {} generated at {:.1} tok/s, {}",
+            f.prompt_tokens,
+            f.cached_tokens,
+            t["prompt_ms"].as_f64().unwrap_or_default(),
+            f.ids.len(),
+            t["predicted_per_second"].as_f64().unwrap_or_default(),
+            f.stop.finish_reason()
+        ));
+    }
+}
+
+/// Logs each request: method, path, status and the time to its response's head (a stream's start).
+async fn log_request(request: Request, next: Next) -> Response {
+    let (method, path, started) = (
+        request.method().clone(),
+        request.uri().path().to_owned(),
+        Instant::now(),
+    );
+    let response = next.run(request).await;
+    if LOG_REQUESTS.load(Ordering::Relaxed) {
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        log_line(format!(
+            "{method} {path} {} {ms:.1} ms",
+            response.status().as_u16()
+        ));
+    }
+    response
+}
+
 /// The routes (with the chat page if `webui`), with the API key check, the body limit and cross-origin access.
 pub fn router(state: Arc<AppState>, webui: bool) -> Router {
     let protected = Router::new()
@@ -122,6 +171,7 @@ pub fn router(state: Arc<AppState>, webui: bool) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(cors())
+        .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
 

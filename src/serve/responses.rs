@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use super::completions::{call_id, outcome, submit, usage};
 use super::error::ApiError;
 use super::params::{self, Common, Scoring};
-use super::{body, AppState};
+use super::{body, log_reply, AppState};
 
 /// Parameters passed on as they are (the Responses API's own, and the sampling extensions the chat endpoint
 /// takes).
@@ -110,6 +110,7 @@ pub async fn responses(
     }
     let done = outcome(prompt, rx).await?;
     let f = &done.finished;
+    log_reply(&reply.id, f);
     let output = reply.output(&f.text, status(f));
     let object = reply.object(status(f), output, Some(f));
     reply.keep(&object);
@@ -500,6 +501,7 @@ async fn emit(
             }
             Some(Event::PromptLogprob(_) | Event::Logprob(_)) => {}
             Some(Event::Done(f)) => {
+                log_reply(&reply.id, &f);
                 let status = status(&f);
                 let output = reply.output(&f.text, status);
                 for (index, item) in output.iter().enumerate() {

@@ -16,6 +16,8 @@ use crate::common::{self, repo_dir};
 struct Server {
     child: Child,
     base: String,
+    /// What it has written to stderr since it was ready.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
@@ -55,10 +57,19 @@ impl Server {
             assert!(!line.starts_with("error"), "bitnet serve: {line}");
         }
         // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let log: std::sync::Arc<std::sync::Mutex<String>> = std::sync::Arc::default();
+        let kept = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut log = kept.lock().unwrap();
+                *log += &line;
+                log.push('\n');
+            }
+        });
         Self {
             child,
             base: base.expect("the server prints its address"),
+            log,
         }
     }
 
@@ -618,6 +629,75 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
         key,
     );
     assert_eq!(status, 200, "{body}");
+}
+
+/// SIGTERM (a container or service manager stopping the server): the listener closes at once, the reply being
+/// streamed is finished to its end, and then the process exits cleanly.
+#[cfg(unix)]
+#[test]
+fn a_stop_signal_finishes_the_reply_being_streamed_then_exits() {
+    let mut server = Server::start(&["-np", "1"]);
+    let body = json!({"prompt": "ROMEO:", "max_tokens": 200, "temperature": 0, "stream": true,
+        "ignore_eos": true})
+    .to_string();
+    let mut s = server.raw_post("/v1/completions", &body, body.len());
+    let mut seen = vec![0u8; 4096];
+    let n = s.read(&mut seen).unwrap();
+    seen.truncate(n);
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let start = Instant::now();
+    while TcpStream::connect(&addr).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still accepting connections after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.read_to_end(&mut seen).unwrap();
+    let seen = String::from_utf8(seen).unwrap();
+    let chunks = seen.matches("data: {").count();
+    assert!(seen.contains("\"finish_reason\":\"length\""), "{seen}");
+    let last = seen.rsplit("data: ").next().unwrap();
+    assert!(last.starts_with("[DONE]"), "{seen}");
+    // a chunk per token (the text of a split character waits for the next), then the finish chunk
+    assert!(chunks > 150, "{chunks} chunks");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no exit after the stream ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    // a line for the request, one for the reply (before or after the signal's), and the stop last
+    let log = server.log.lock().unwrap().clone();
+    let mut lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 4, "{log}");
+    assert!(lines[0].starts_with("POST /v1/completions 200 "), "{log}");
+    if lines[1].starts_with("stopping") {
+        lines.swap(1, 2);
+    }
+    let reply = lines[1]
+        .strip_prefix("cmpl-1: ")
+        .and_then(|l| l.strip_suffix(" tok/s, length"));
+    let reply = reply.and_then(|l| l.split_once(" prompt tokens (0 cached) in "));
+    let (_, rest) = reply.unwrap_or_else(|| panic!("{log}"));
+    assert!(rest.contains(" ms, 200 generated at "), "{log}");
+    assert!(
+        lines[2].starts_with("stopping: no new connections"),
+        "{log}"
+    );
+    assert_eq!(lines[3], "stopped: every reply was finished", "{log}");
 }
 
 /// 200 requests, 16 at a time, random lengths, every fifth client hanging up after its first event: every
