@@ -266,7 +266,8 @@ fn sampling(c: &mut Criterion) {
 /// llama.cpp's `ggml-vocab-llama-bpe.gguf` in `$BITNET_LLAMACPP_MODELS`: after `{` (few tokens fit) and inside
 /// a string (most do), in JSON mode and under a JSON schema (and in a string with a `pattern`, a `date-time` and an
 /// `email`); under 32 tools while a call's name is written (32
-/// readings) and in a text answer; and sorting the vocabulary, once per model.
+/// readings) and in a text answer; under llama.cpp's `json.gbnf` as a GBNF grammar; and sorting the vocabulary, once
+/// per model.
 fn json_mode(c: &mut Criterion) {
     let Some(dir) = std::env::var_os("BITNET_LLAMACPP_MODELS") else {
         eprintln!("json_mode skipped: set BITNET_LLAMACPP_MODELS to llama.cpp's models/");
@@ -292,6 +293,9 @@ fn json_mode(c: &mut Criterion) {
         .unwrap()
         .format(&OutputFormat::Text)
         .unwrap();
+    // llama.cpp's own JSON grammar, followed as a GBNF grammar
+    let json_gbnf = std::path::Path::new(&dir).join("../grammars/json.gbnf");
+    let grammar = OutputFormat::grammar(&std::fs::read_to_string(json_gbnf).unwrap()).unwrap();
     for (name, format, text) in [
         ("mask_after_brace", &OutputFormat::JsonObject, "{"),
         (
@@ -315,6 +319,12 @@ fn json_mode(c: &mut Criterion) {
             r#"{"tool_call": {"name": "get"#,
         ),
         ("tools32_mask_in_answer", &tools, r#"{"response": "Ro"#),
+        ("grammar_json_gbnf_mask_after_brace", &grammar, "{"),
+        (
+            "grammar_json_gbnf_mask_in_string",
+            &grammar,
+            r#"{"name": "Ro"#,
+        ),
     ] {
         let mut constraint = FormatConstraint::new(format, &tok).unwrap();
         for id in tok.encode(text, false).unwrap() {

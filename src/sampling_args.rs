@@ -42,6 +42,12 @@ pub struct SamplingArgs {
     /// The same, with the schema read from a file.
     #[arg(long, conflicts_with_all = ["json_object", "json_schema"])]
     pub json_schema_file: Option<std::path::PathBuf>,
+    /// Write text in this GBNF grammar's language (its rule `root`; llama.cpp's flag and format).
+    #[arg(long, conflicts_with_all = ["json_object", "json_schema", "json_schema_file"])]
+    pub grammar: Option<String>,
+    /// The same, with the grammar read from a file (llama.cpp's `grammars/*.gbnf`).
+    #[arg(long, conflicts_with_all = ["json_object", "json_schema", "json_schema_file", "grammar"])]
+    pub grammar_file: Option<std::path::PathBuf>,
 }
 
 impl SamplingArgs {
@@ -65,8 +71,19 @@ impl SamplingArgs {
         })
     }
 
-    /// JSON mode, a schema's objects, or text.
+    /// JSON mode, a schema's objects, a grammar's language, or text.
     fn format(&self) -> anyhow::Result<OutputFormat> {
+        let grammar = match (&self.grammar, &self.grammar_file) {
+            (Some(text), _) => Some(text.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the grammar {}", path.display()))?,
+            ),
+            (None, None) => None,
+        };
+        if let Some(grammar) = grammar {
+            return OutputFormat::grammar(&grammar).context("the grammar");
+        }
         let text = match (&self.json_schema, &self.json_schema_file) {
             (Some(text), _) => text.clone(),
             (None, Some(path)) => std::fs::read_to_string(path)

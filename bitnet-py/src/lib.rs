@@ -16,5 +16,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::NativeModel>()?;
     m.add_class::<stream::Stream>()?;
     m.add_class::<reader::ReplyReader>()?;
+    m.add_function(wrap_pyfunction!(check_grammar, m)?)?;
     Ok(())
+}
+
+/// Raises `ValueError` naming what is wrong (and where) unless `text` is a GBNF grammar this engine follows.
+#[pyfunction]
+fn check_grammar(text: &str) -> PyResult<()> {
+    bitnet_burn::text::format::Grammar::parse(text)
+        .map(drop)
+        .map_err(error::value_error)
 }

@@ -73,6 +73,9 @@ pub struct Sampling {
     /// OpenAI's `response_format` as JSON text (JSON mode, a JSON schema); absent for text.
     #[pyo3(default)]
     response_format: Option<String>,
+    /// A GBNF grammar the reply is held to (llama-cpp-python's `grammar`); absent for none.
+    #[pyo3(default)]
+    grammar: Option<String>,
     /// `{"tools", "tool_choice", "parallel_tool_calls"}` as JSON text (function calling); absent for none.
     #[pyo3(default)]
     tools: Option<String>,
@@ -264,6 +267,7 @@ impl NativeModel {
                     logit_bias: sampling.logit_bias,
                     format: output_format(
                         sampling.response_format.as_deref(),
+                        sampling.grammar.as_deref(),
                         sampling.tools.as_deref(),
                     )?,
                     ..Default::default()
@@ -395,12 +399,22 @@ fn array_to_py<'py>(py: Python<'py>, array: &Array) -> PyResult<Bound<'py, PyLis
     }
 }
 
-/// The output format a `response_format` (JSON text) asks for, with `tools` (JSON text) a call or an answer in
-/// it, checked as the server checks them.
-fn output_format(response_format: Option<&str>, tools: Option<&str>) -> PyResult<OutputFormat> {
-    let format = match response_format {
-        None => OutputFormat::Text,
-        Some(text) => {
+/// The output format a `response_format` (JSON text) or a GBNF `grammar` asks for, with `tools` (JSON text) a
+/// call or an answer in it, checked as the server checks them.
+fn output_format(
+    response_format: Option<&str>,
+    grammar: Option<&str>,
+    tools: Option<&str>,
+) -> PyResult<OutputFormat> {
+    let format = match (response_format, grammar) {
+        (None, None) => OutputFormat::Text,
+        (None, Some(grammar)) => OutputFormat::grammar(grammar).map_err(value_error)?,
+        (Some(_), Some(_)) => {
+            return Err(PyValueError::new_err(
+                "grammar: give a grammar or a response_format, not both",
+            ))
+        }
+        (Some(text), None) => {
             let bad =
                 |e: &dyn std::fmt::Display| PyValueError::new_err(format!("response_format: {e}"));
             let value: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(&e))?;

@@ -6,6 +6,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -115,6 +116,26 @@ def test_json_mode_replies_are_objects_json_reads(model: Model) -> None:
     assert closed >= 2, closed
     with pytest.raises(ValueError, match="json_schema"):
         model.create_chat_completion(ask, response_format={"type": "json_schema"})
+
+
+def test_grammar_replies_are_sentences_of_the_grammar(model: Model, tmp_path: Path) -> None:
+    """``grammar`` (a ``LlamaGrammar``, from text or a file, or GBNF text): every sampled reply is a sentence of it
+    (checked by ``re``) and ends where the grammar does; a bad grammar raises ``ValueError`` naming where."""
+    text = 'root ::= ("yes" | "no") ", " [a-z]{1,12} "."'
+    sentence = re.compile(r"(yes|no), [a-z]{1,12}\.")
+    path = tmp_path / "answer.gbnf"
+    path.write_text(text)
+    grammars = [bitnet_burn.LlamaGrammar.from_string(text), bitnet_burn.LlamaGrammar.from_file(path), text]
+    for seed, grammar in enumerate(grammars):
+        reply = model("ROMEO:", max_tokens=40, temperature=0.8, seed=seed, grammar=grammar)["choices"][0]
+        assert sentence.fullmatch(reply["text"]) and reply["finish_reason"] == "stop", reply
+    ask = [{"role": "user", "content": "Art thou Romeo?"}]
+    chat = model.create_chat_completion(ask, max_tokens=40, seed=3, grammar=text)["choices"][0]
+    assert sentence.fullmatch(chat["message"]["content"]), chat
+    with pytest.raises(ValueError, match="line 1, column 13"):
+        bitnet_burn.LlamaGrammar.from_string("root ::= [a-")
+    with pytest.raises(ValueError, match="not both"):
+        model.create_chat_completion(ask, grammar=text, response_format={"type": "json_object"})
 
 
 def test_json_schema_replies_validate_as_the_pydantic_model(model: Model) -> None:

@@ -34,6 +34,8 @@ pub(crate) struct GenerateConfig {
     json_object: bool,
     /// A JSON Schema the object must follow (as the server's `json_schema` response format).
     json_schema: Option<serde_json::Value>,
+    /// A GBNF grammar the text is held to (as the server's `grammar`).
+    grammar: Option<String>,
     /// Token id (an object key) → bias added to its logit, in [-100, 100] (OpenAI's `logit_bias`).
     logit_bias: HashMap<String, f32>,
     /// KV-cache positions (0: the model's context).
@@ -60,6 +62,7 @@ impl Default for GenerateConfig {
             stop: Vec::new(),
             json_object: false,
             json_schema: None,
+            grammar: None,
             logit_bias: HashMap::new(),
             ctx: 0,
             tools: None,
@@ -111,10 +114,22 @@ impl<B: TernaryBackend> Steps<B> {
         let entries = config.logit_bias.iter().map(|(k, &b)| (k.as_str(), b));
         let logit_bias = logit_bias_pairs(entries, session.model.config.vocab_size)
             .map_err(|e| JsError::new(&format!("logitBias: {e}")))?;
-        let format = match &config.json_schema {
-            Some(schema) => OutputFormat::json_schema(schema)
+        let format = match (&config.json_schema, &config.grammar) {
+            (Some(_), Some(_)) => {
+                return Err(JsError::new(
+                    "grammar: give a grammar or a jsonSchema, not both",
+                ))
+            }
+            (Some(schema), None) => OutputFormat::json_schema(schema)
                 .map_err(|e| JsError::new(&format!("jsonSchema: {e}")))?,
-            None => OutputFormat::json_object_if(config.json_object),
+            (None, Some(grammar)) if !config.json_object => OutputFormat::grammar(grammar)
+                .map_err(|e| JsError::new(&format!("grammar: {e}")))?,
+            (None, Some(_)) => {
+                return Err(JsError::new(
+                    "grammar: give a grammar or jsonObject, not both",
+                ))
+            }
+            (None, None) => OutputFormat::json_object_if(config.json_object),
         };
         let format = match chat.as_ref().and_then(|c| c.tools.as_ref()) {
             Some(tools) => tools.format(&format).map_err(error)?,

@@ -144,7 +144,8 @@ impl Model {
     /// Starts continuing `prompt`; `options` is JSON: `maxTokens` (128), `temperature` (0: greedy), `topK`,
     /// `topP`, `minP`, `repeatPenalty`, `seed`, `stop` (strings), `jsonObject` (JSON mode, as the server's
     /// `response_format: {"type": "json_object"}`), `jsonSchema` (a JSON Schema object the reply follows, as the
-    /// server's `json_schema` response format), `logitBias` (token id → bias in [-100, 100], as the server's
+    /// server's `json_schema` response format), `grammar` (GBNF text the reply is held to, as the server's
+    /// `grammar`), `logitBias` (token id → bias in [-100, 100], as the server's
     /// `logit_bias`), `ctx` (cache positions; the model's context). The prompt's start that the last
     /// generation's cache holds is not run again.
     pub fn generate(&self, prompt: &str, options: &str) -> Result<Generation, JsError> {

@@ -128,7 +128,8 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bi
   // a schema whose first property the model must name (JSON mode lets it write any key)
   const schema = { type: "object", properties: { mood: { enum: ["merry", "sad"] }, name: { type: "string" } },
     required: ["mood", "name"] };
-  const got = await page.evaluate(async ({ text, schema }) => {
+  const grammar = 'root ::= ("yes" | "no") ", " [a-z]{1,12} "."';
+  const got = await page.evaluate(async ({ text, schema, grammar }) => {
     const { BitNet } = await import("./bitnet.js");
     const m = await BitNet.load("models/shakespeare-bitnet-i2_s.gguf");
     const collect = async (opts) => {
@@ -145,6 +146,7 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bi
     const sampledB = await collect({ maxTokens: 24, temperature: 0.8, topK: 40, seed: 7 });
     const json = await collect({ maxTokens: 24, jsonObject: true });
     const shaped = await collect({ maxTokens: 60, jsonSchema: schema });
+    const grammared = await collect({ maxTokens: 40, grammar });
     // +100 on one token outweighs every other logit: greedy writes it at every step
     const [thou] = await m.tokenize(" thou", { bos: false });
     const biased = await collect({ maxTokens: 8, logitBias: { [thou]: 100 } });
@@ -156,7 +158,8 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bi
     for (const bad of [() => m.generate("", {}), () => m.generate("x", { maxTokens: 4, topq: 1 }),
       () => m.detokenize([1e9]), () => m.generate("x", { logitBias: { 1000000: 1 } }),
       () => m.generate("x", { logitBias: { [thou]: 101 } }),
-      () => m.generate("x", { jsonSchema: { type: "object", properties: { s: { type: "array", uniqueItems: true } } } })]) {
+      () => m.generate("x", { jsonSchema: { type: "object", properties: { s: { type: "array", uniqueItems: true } } } }),
+      () => m.generate("x", { grammar: 'root ::= "a" foo' })]) {
       try {
         const r = await bad();
         if (r?.next) await r.next();
@@ -166,9 +169,9 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bi
       }
     }
     m.close();
-    return { ids, roundTrip, greedy, stopAt, stopped, sampledA, sampledB, json, shaped, biased, thouTimes8, after,
-      errors, info: m.info };
-  }, { text, schema });
+    return { ids, roundTrip, greedy, stopAt, stopped, sampledA, sampledB, json, shaped, grammared, biased,
+      thouTimes8, after, errors, info: m.info };
+  }, { text, schema, grammar });
   assert.deepEqual(got.ids, JSON.parse(cli("tokenize", "-m", modelPath, "-p", text, "--json")));
   assert.equal(got.roundTrip, text);
   assert.equal(got.greedy.stats.tokens, 24);
@@ -201,6 +204,13 @@ test("the JS API: tokenize, detokenize, stop strings, sampling by seed, logit bi
   assert.match(got.errors[3], /logitBias: token id 1000000 is outside the vocabulary \(\d+ tokens\)/);
   assert.match(got.errors[4], /logitBias: 101 for token \d+ is outside \[-100, 100\]/);
   assert.match(got.errors[5], /jsonSchema: schema at #\/properties\/s: uniqueItems is not supported/);
+  assert.match(got.errors[6], /grammar: the rule "foo" is used but not defined/);
+  // a grammar: the CLI's greedy text under it, a sentence of it that ends where the grammar does
+  const cliGrammar = JSON.parse(cli("run", "-m", modelPath, "-p", "ROMEO:", "-n", "40", "--temp", "0", "--grammar",
+    grammar, "--json"));
+  assert.equal(got.grammared.out, cliGrammar.text);
+  assert.match(got.grammared.out, /^(yes|no), [a-z]{1,12}\.$/);
+  assert.equal(got.grammared.stats.finishReason, "stop");
   assert.equal(got.biased.out, got.thouTimes8);
   assert.doesNotMatch(got.greedy.out, /^( thou){8}/);
   assert.equal(got.info.kernel, "relaxedsimd");

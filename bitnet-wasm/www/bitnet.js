@@ -1,6 +1,6 @@
 // BitNet b1.58 in the browser: `const model = await BitNet.load(urlOrFileOrBytes, {onProgress})`, then
 // `for await (const piece of model.generate(prompt, {maxTokens, temperature, topK, topP, minP, repeatPenalty, seed,
-// stop, jsonObject, jsonSchema, logitBias}))`, or a chat: `const reply = model.chat(messages, {...options, tools,
+// stop, jsonObject, jsonSchema, grammar, logitBias}))`, or a chat: `const reply = model.chat(messages, {...options, tools,
 // toolChoice, parallelToolCalls}); for await (const piece of reply) ...; messages.push(reply.message)`. The model
 // runs in a worker (worker.js): on the CPU (WebAssembly with the SIMD128 ternary kernel) or on WebGPU (the CubeCL
 // kernels compiled to WGSL).

@@ -18,7 +18,7 @@ use bitnet_burn::engine::{Event, Finished, Request};
 use bitnet_burn::text::logprobs::TokenLogprob;
 use bitnet_burn::text::tokenizer::Tokenizer;
 use bitnet_burn::text::tools::{ReplyPart, ReplyReader, ToolReply, Tools};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -74,12 +74,6 @@ pub async fn completion(
                 .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt"))
         },
     )?;
-    if common.stream && prompts.len() > 1 {
-        return Err(ApiError::bad_request(
-            "prompt: one prompt per streamed request (several are answered whole)",
-        )
-        .param("prompt"));
-    }
     start(&state, ready, Kind::Completion, prompts, common, scoring).await
 }
 
@@ -113,6 +107,8 @@ struct Reply {
     logprobs: bool,
     /// Whether the reply echoes the prompt.
     echo: bool,
+    /// Choices a prompt (`n`).
+    choices: usize,
 }
 
 /// What one prompt of a request came to.
@@ -150,45 +146,54 @@ async fn start(
         tokenizer: ready.tokenizer.clone(),
         logprobs: scoring.logprobs.is_some(),
         echo: scoring.echo,
+        choices: common.choices(),
     };
-    let mut running = Vec::with_capacity(prompts.len());
+    let (queue, total) = (ready.engine.config().queue, prompts.len() * reply.choices);
+    if total > queue {
+        let message =
+            format!("n: {total} choices in one request; at most {queue} (the server's queue)");
+        return Err(ApiError::bad_request(message).param("n"));
+    }
+    let mut running = Vec::with_capacity(total);
     for prompt in prompts {
-        // a refused prompt drops the receivers of those already queued, which cancels them
-        let rx = submit(ready, &prompt, &common, &scoring)?;
-        running.push((prompt, rx));
+        for choice in 0..reply.choices {
+            // a refused one drops the receivers of those already queued, which cancels them
+            let rx = submit(ready, &prompt, &common, &scoring, choice as u64)?;
+            running.push((prompt.clone(), rx));
+        }
     }
     if common.stream {
-        let (_, rx) = running.remove(0);
-        return Ok(Sse::new(sse(reply, rx, common.include_usage())).into_response());
+        let receivers = running.into_iter().map(|(_, rx)| rx).collect();
+        return Ok(Sse::new(sse(reply, receivers, common.include_usage())).into_response());
     }
     // Dropping this future (the client went away) drops the receivers, which cancels the requests.
-    let mut outcomes = Vec::with_capacity(running.len());
-    let many = running.len() > 1;
+    let mut outcomes = Vec::with_capacity(total);
     for (i, (prompt, rx)) in running.into_iter().enumerate() {
         let o = outcome(prompt, rx).await?;
-        match many {
-            true => log_reply(&format!("{}[{i}]", reply.id), &o.finished),
-            false => log_reply(&reply.id, &o.finished),
-        }
+        log_reply(&reply.choice_id(i, total), &o.finished);
         outcomes.push(o);
     }
     Ok(Json(reply.whole(&outcomes)).into_response())
 }
 
-/// Queues `prompt` as an engine request with the request's parameters; its events come on the receiver (dropping
-/// it cancels the request).
+/// Queues `prompt` as an engine request with the request's parameters, for its choice `choice` (a given seed is
+/// moved by it, so seeded choices differ and each is reproducible); its events come on the receiver (dropping it
+/// cancels the request).
 pub(super) fn submit(
     ready: &Ready,
     prompt: &[u32],
     common: &Common,
     scoring: &Scoring,
+    choice: u64,
 ) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
     let (events, rx) = mpsc::unbounded_channel();
     let room = ready.engine.config().ctx.saturating_sub(prompt.len());
+    let mut sampler = common.sampler(ready.engine.vocab())?;
+    sampler.seed = sampler.seed.wrapping_add(choice);
     ready.engine.submit(Request {
         prompt: prompt.to_vec(),
         max_new_tokens: common.max_tokens(room, scoring.echo)?,
-        sampler: common.sampler(ready.engine.vocab())?,
+        sampler,
         stop_strings: common.stops(),
         ignore_eos: common.ignore_eos,
         cache_prompt: common.cache_prompt.unwrap_or(true),
@@ -231,133 +236,64 @@ pub(super) async fn outcome(
     }
 }
 
-/// What a stream holds back: with `logprobs`, the text of a step until its token's log-probabilities come (with
-/// tools, the whole reply). With tools and no log-probabilities, the reply is read as it is written (`reader`):
-/// its answer and its calls' arguments are sent piece by piece.
+/// What a streamed choice holds back: with `logprobs`, the text of a step until its token's log-probabilities come
+/// (with tools, the whole reply). With tools and no log-probabilities, the reply is read as it is written
+/// (`reader`): its answer and its calls' arguments are sent piece by piece. And its end, once it came.
 #[derive(Default)]
 struct Held {
     text: String,
     tokens: Vec<TokenLogprob>,
     offsets: Offsets,
     reader: ReplyReader,
+    done: Option<Finished>,
 }
 
-/// The reply as server-sent events: a role chunk (chat), text chunks, the chunk with the finish reason, the
-/// usage chunk if asked for, then `[DONE]`; an error event if the engine fails the request. With `logprobs`,
-/// each generated token's chunk carries the text its step released and that token's log-probabilities.
+/// The reply as server-sent events: a role chunk per choice (chat), each choice's text chunks as they come (told
+/// apart by `index`), the chunk with each one's finish reason, the usage chunk if asked for, then `[DONE]`; an
+/// error event if the engine fails a choice (which ends the stream and cancels the others). With `logprobs`, each
+/// generated token's chunk carries the text its step released and that token's log-probabilities.
 fn sse(
     reply: Reply,
-    rx: mpsc::UnboundedReceiver<Event>,
+    receivers: Vec<mpsc::UnboundedReceiver<Event>>,
     include_usage: bool,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let mut queue = VecDeque::new();
     if let Kind::Chat(_) = reply.kind {
-        queue.push_back(
-            reply
-                .chunk(
-                    json!({"role": "assistant", "content": ""}),
-                    None,
-                    Value::Null,
-                )
-                .to_string(),
-        );
+        for index in 0..receivers.len() {
+            let role = json!({"role": "assistant", "content": ""});
+            queue.push_back(reply.chunk(index, role, None, Value::Null).to_string());
+        }
     }
-    let state = (reply, rx, queue, false, Held::default());
+    let held: Vec<Held> = receivers.iter().map(|_| Held::default()).collect();
+    let events = stream::select_all(receivers.into_iter().enumerate().map(|(index, rx)| {
+        let events = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+        events.map(move |event| (index, event)).boxed()
+    }));
+    let state = (reply, events, queue, false, held);
     stream::unfold(
         state,
-        move |(reply, mut rx, mut queue, mut ended, mut held)| async move {
-            let whole = matches!(reply.kind, Kind::Chat(Some(_)));
+        move |(reply, mut events, mut queue, mut ended, mut held)| async move {
             loop {
                 if let Some(data) = queue.pop_front() {
                     let event = SseEvent::default().data(data);
-                    return Some((Ok(event), (reply, rx, queue, ended, held)));
+                    return Some((Ok(event), (reply, events, queue, ended, held)));
                 }
                 if ended {
                     return None;
                 }
-                ended = true;
-                match rx.recv().await {
-                    Some(Event::Text(t)) if whole && !reply.logprobs => {
-                        for part in held.reader.push(&t) {
-                            let delta = reply.part(part);
-                            queue.push_back(reply.chunk(delta, None, Value::Null).to_string());
-                        }
-                        ended = false;
+                ended = match events.next().await {
+                    Some((index, event)) => reply.stream(index, event, &mut held, &mut queue),
+                    None => true,
+                };
+                if ended && held.iter().all(|h| h.done.is_some()) {
+                    if include_usage {
+                        let done: Vec<&Finished> = held.iter().flat_map(|h| &h.done).collect();
+                        let mut last = reply.chunk(0, json!({}), None, Value::Null);
+                        last["choices"] = json!([]);
+                        last["usage"] = usage(&done, reply.choices);
+                        queue.push_back(last.to_string());
                     }
-                    Some(Event::Text(t)) if reply.logprobs => {
-                        held.text.push_str(&t);
-                        ended = false;
-                    }
-                    Some(Event::Text(t)) => {
-                        let chunk = reply.chunk(json!({"content": t}), None, Value::Null);
-                        queue.push_back(chunk.to_string());
-                        ended = false;
-                    }
-                    // (echo, which brings these, is refused with stream)
-                    Some(Event::PromptLogprob(_)) => ended = false,
-                    Some(Event::Logprob(t)) if whole => {
-                        held.tokens.push(t);
-                        ended = false;
-                    }
-                    Some(Event::Logprob(t)) => {
-                        let logprobs = reply.logprobs(None, &[t], &mut held.offsets);
-                        let text = std::mem::take(&mut held.text);
-                        let chunk = reply.chunk(json!({"content": text}), None, logprobs);
-                        queue.push_back(chunk.to_string());
-                        ended = false;
-                    }
-                    Some(Event::Done(f)) => {
-                        log_reply(&reply.id, &f);
-                        let mut finish = f.stop.finish_reason();
-                        if whole && !reply.logprobs {
-                            // all was sent as it was read but a text the reader could not place (a reply cut
-                            // short before a call's name was whole)
-                            match held.reader.reply() {
-                                ToolReply::Calls(_) => finish = calls_finish(finish),
-                                ToolReply::Content(content) => {
-                                    let rest = match held.reader.answer() {
-                                        Some(_) => "",
-                                        None => &content,
-                                    };
-                                    if !rest.is_empty() {
-                                        let chunk = reply.chunk(
-                                            json!({"content": rest}),
-                                            None,
-                                            Value::Null,
-                                        );
-                                        queue.push_back(chunk.to_string());
-                                    }
-                                }
-                            }
-                        } else if !held.text.is_empty() {
-                            let logprobs = reply.logprobs(None, &held.tokens, &mut held.offsets);
-                            let text = std::mem::take(&mut held.text);
-                            let delta = match &reply.kind {
-                                Kind::Chat(Some(tools)) => {
-                                    let (delta, reason) = reply.message(tools, &text, finish, true);
-                                    finish = reason;
-                                    delta
-                                }
-                                _ => json!({"content": text}),
-                            };
-                            queue.push_back(reply.chunk(delta, None, logprobs).to_string());
-                        }
-                        let mut chunk = reply.chunk(json!({}), Some(finish), Value::Null);
-                        chunk["timings"] = timings(&f);
-                        queue.push_back(chunk.to_string());
-                        if include_usage {
-                            let mut last = reply.chunk(json!({}), None, Value::Null);
-                            last["choices"] = json!([]);
-                            last["usage"] = usage([&f]);
-                            queue.push_back(last.to_string());
-                        }
-                        queue.push_back("[DONE]".into());
-                    }
-                    Some(Event::Failed(e)) => {
-                        let error = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
-                        queue.push_back(error.body().to_string());
-                    }
-                    None => {}
+                    queue.push_back("[DONE]".into());
                 }
             }
         },
@@ -365,14 +301,99 @@ fn sse(
 }
 
 impl Reply {
-    /// A streamed chunk: a chat `delta` or a completion's `text`, with the finish reason on the last.
-    fn chunk(&self, delta: Value, finish: Option<&str>, logprobs: Value) -> Value {
+    /// Turns one event of choice `index` into the chunks it sends; true when the stream ends (the engine failed
+    /// the choice, or every choice is done).
+    fn stream(
+        &self,
+        index: usize,
+        event: Event,
+        held: &mut [Held],
+        queue: &mut VecDeque<String>,
+    ) -> bool {
+        let whole = matches!(self.kind, Kind::Chat(Some(_)));
+        let choices = held.len();
+        let h = &mut held[index];
+        let mut push = |delta: Value, finish: Option<&str>, logprobs: Value| {
+            queue.push_back(self.chunk(index, delta, finish, logprobs).to_string())
+        };
+        match event {
+            Event::Text(t) if whole && !self.logprobs => {
+                for part in h.reader.push(&t) {
+                    push(self.part(index, part), None, Value::Null);
+                }
+            }
+            Event::Text(t) if self.logprobs => h.text.push_str(&t),
+            Event::Text(t) => push(json!({"content": t}), None, Value::Null),
+            // (echo, which brings these, is refused with stream)
+            Event::PromptLogprob(_) => {}
+            Event::Logprob(t) if whole => h.tokens.push(t),
+            Event::Logprob(t) => {
+                let logprobs = self.logprobs(None, &[t], &mut h.offsets);
+                push(
+                    json!({"content": std::mem::take(&mut h.text)}),
+                    None,
+                    logprobs,
+                );
+            }
+            Event::Done(f) => {
+                log_reply(&self.choice_id(index, choices), &f);
+                let mut finish = f.stop.finish_reason();
+                if whole && !self.logprobs {
+                    // all was sent as it was read but a text the reader could not place (a reply cut short
+                    // before a call's name was whole)
+                    match h.reader.reply() {
+                        ToolReply::Calls(_) => finish = calls_finish(finish),
+                        ToolReply::Content(content) => {
+                            if h.reader.answer().is_none() && !content.is_empty() {
+                                push(json!({"content": content}), None, Value::Null);
+                            }
+                        }
+                    }
+                } else if !h.text.is_empty() {
+                    let logprobs = self.logprobs(None, &h.tokens, &mut h.offsets);
+                    let text = std::mem::take(&mut h.text);
+                    let delta = match &self.kind {
+                        Kind::Chat(Some(tools)) => {
+                            let (delta, reason) = self.message(index, tools, &text, finish, true);
+                            finish = reason;
+                            delta
+                        }
+                        _ => json!({"content": text}),
+                    };
+                    push(delta, None, logprobs);
+                }
+                let mut chunk = self.chunk(index, json!({}), Some(finish), Value::Null);
+                chunk["timings"] = timings(&f);
+                queue.push_back(chunk.to_string());
+                h.done = Some(f);
+                return held.iter().all(|h| h.done.is_some());
+            }
+            Event::Failed(e) => {
+                let error = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
+                queue.push_back(error.body().to_string());
+                return true;
+            }
+        }
+        false
+    }
+
+    /// How the log names choice `index` of the reply's `of`.
+    fn choice_id(&self, index: usize, of: usize) -> String {
+        match of {
+            1 => self.id.clone(),
+            _ => format!("{}[{index}]", self.id),
+        }
+    }
+
+    /// A streamed chunk of choice `index`: a chat `delta` or a completion's `text`, with the finish reason on the
+    /// last.
+    fn chunk(&self, index: usize, delta: Value, finish: Option<&str>, logprobs: Value) -> Value {
         let choice = match self.kind {
             Kind::Chat(_) => {
-                json!({"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
+                json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
             }
             Kind::Completion => json!({
-                "index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")),
+                "index": index, "text": delta.get("content").cloned().unwrap_or(json!("")),
                 "logprobs": logprobs, "finish_reason": finish,
             }),
         };
@@ -396,7 +417,7 @@ impl Reply {
                 match &self.kind {
                     Kind::Chat(tools) => {
                         let (message, finish) = match tools {
-                            Some(tools) => self.message(tools, &f.text, finish, false),
+                            Some(tools) => self.message(index, tools, &f.text, finish, false),
                             None => (json!({"role": "assistant", "content": f.text}), finish),
                         };
                         json!({"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish})
@@ -413,7 +434,7 @@ impl Reply {
             .collect();
         let mut whole = json!({
             "id": self.id, "object": self.object(false), "created": self.created, "model": self.model,
-            "choices": choices, "usage": usage(outcomes.iter().map(|o| &o.finished)),
+            "choices": choices, "usage": usage(&outcomes.iter().map(|o| &o.finished).collect::<Vec<_>>(), self.choices),
         });
         if let [one] = outcomes {
             whole["timings"] = timings(&one.finished);
@@ -479,18 +500,22 @@ impl Reply {
         }
     }
 
-    /// The id of the reply's `i`th tool call.
-    fn call_id(&self, i: usize) -> String {
-        call_id(self.id.trim_start_matches("chatcmpl-"), i)
+    /// The id of choice `choice`'s `i`th tool call (unique in the reply).
+    fn call_id(&self, choice: usize, i: usize) -> String {
+        let request = self.id.trim_start_matches("chatcmpl-");
+        match choice {
+            0 => call_id(request, i),
+            c => call_id(format!("{request}_{c}"), i),
+        }
     }
 
-    /// What a part of a reply read as it is written adds to a streamed message: a `delta` with more of the
-    /// answer's `content`, a call's start (its id and name) or more of its arguments.
-    fn part(&self, part: ReplyPart) -> Value {
+    /// What a part of choice `choice` read as it is written adds to a streamed message: a `delta` with more of
+    /// the answer's `content`, a call's start (its id and name) or more of its arguments.
+    fn part(&self, choice: usize, part: ReplyPart) -> Value {
         match part {
             ReplyPart::Answer(text) => json!({"content": text}),
             ReplyPart::Call { index, name } => json!({"tool_calls": [{
-                "index": index, "id": self.call_id(index),
+                "index": index, "id": self.call_id(choice, index),
                 "type": "function", "function": {"name": name, "arguments": ""}}]}),
             ReplyPart::Arguments { index, text } => {
                 json!({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
@@ -498,10 +523,11 @@ impl Reply {
         }
     }
 
-    /// A reply written under `tools` as a chat message (a stream's `delta` when `delta`): its answer as
+    /// Choice `choice`, written under `tools`, as a chat message (a stream's `delta` when `delta`): its answer as
     /// `content`, or its calls as `tool_calls` with the finish reason `tool_calls`.
     fn message(
         &self,
+        choice: usize,
         tools: &Tools,
         text: &str,
         finish: &'static str,
@@ -512,7 +538,7 @@ impl Reply {
             ToolReply::Calls(_) => calls_finish(finish),
             ToolReply::Content(_) => finish,
         };
-        let mut message = reply.message(|i| self.call_id(i));
+        let mut message = reply.message(|i| self.call_id(choice, i));
         if delta {
             message = match message.get_mut("tool_calls") {
                 Some(Value::Array(calls)) => {
@@ -550,12 +576,13 @@ pub(super) fn call_id(request: impl std::fmt::Display, i: usize) -> String {
     format!("call_{request}_{i}")
 }
 
-/// Token counts summed over a reply's prompts.
-pub(super) fn usage<'a>(finished: impl IntoIterator<Item = &'a Finished>) -> Value {
-    let (mut prompt, mut completion, mut cached) = (0, 0, 0);
-    for f in finished {
+/// Token counts of a reply's choices (`choices` a prompt, each prompt's together): generated tokens summed over
+/// all, prompt tokens once a prompt (its first choice's, as OpenAI counts them).
+pub(super) fn usage(finished: &[&Finished], choices: usize) -> Value {
+    let completion = finished.iter().map(|f| f.ids.len()).sum::<usize>();
+    let (mut prompt, mut cached) = (0, 0);
+    for f in finished.iter().step_by(choices) {
         prompt += f.prompt_tokens;
-        completion += f.ids.len();
         cached += f.cached_tokens;
     }
     json!({

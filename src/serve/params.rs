@@ -46,6 +46,8 @@ pub struct Common {
     pub response_format: Option<Value>,
     /// llama-server's: a JSON Schema the reply follows, without `response_format`'s wrapping.
     pub json_schema: Option<Value>,
+    /// llama-server's: a GBNF grammar whose language the reply is in.
+    pub grammar: Option<String>,
 }
 
 /// `stop`: one string or a list.
@@ -89,6 +91,9 @@ pub enum Prompt {
 /// Most alternatives a generated token's `logprobs` may list (OpenAI's limit for chat; its legacy completions
 /// stop at 5).
 const MOST_TOP_LOGPROBS: usize = 20;
+
+/// Most choices a prompt (`n`; OpenAI's limit).
+const MOST_CHOICES: usize = 128;
 
 /// `logprobs` and `top_logprobs` of a chat completion.
 #[derive(Deserialize, Debug)]
@@ -260,8 +265,12 @@ impl Common {
         range("presence_penalty", self.presence_penalty, -2.0, 2.0)?;
         range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?;
         range("repeat_penalty", self.repeat_penalty, 0.0, 10.0)?;
-        if self.n.is_some_and(|n| n != 1) {
-            return Err(ApiError::bad_request("n: only n = 1 is supported").param("n"));
+        if self.n.is_some_and(|n| !(1..=MOST_CHOICES).contains(&n)) {
+            return Err(ApiError::bad_request(format!(
+                "n: {} is outside [1, {MOST_CHOICES}]",
+                self.n.unwrap_or_default()
+            ))
+            .param("n"));
         }
         self.sampler(vocab).map(drop)
     }
@@ -296,6 +305,16 @@ impl Common {
             }
             (None, None) => OutputFormat::Text,
         };
+        let format = match (&self.grammar, format) {
+            (None, format) => format,
+            (Some(grammar), OutputFormat::Text) => {
+                OutputFormat::grammar(grammar).map_err(|e| bad("grammar", &e))?
+            }
+            (Some(_), _) => return Err(ApiError::bad_request(
+                "grammar: give a grammar or a JSON format (response_format, json_schema), not both",
+            )
+            .param("grammar")),
+        };
         match self.tools()? {
             None => Ok(format),
             Some(tools) => tools.format(&format).map_err(|e| bad("tools", &e)),
@@ -325,6 +344,11 @@ impl Common {
             format: self.format()?,
             ..Default::default()
         })
+    }
+
+    /// Choices a prompt (`n`, default 1).
+    pub fn choices(&self) -> usize {
+        self.n.unwrap_or(1)
     }
 
     /// The temperature sampled at (llama-server's 0.8 unless given).

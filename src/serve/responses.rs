@@ -92,7 +92,7 @@ pub async fn responses(
         logprobs: None,
         echo: false,
     };
-    let rx = submit(ready, &prompt, &common, &scoring)?;
+    let rx = submit(ready, &prompt, &common, &scoring, 0)?;
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     let reply = Reply {
         id: format!("resp_{:016x}{n}", state.nonce),
@@ -341,7 +341,7 @@ impl Reply {
             "model": self.model, "output": output, "error": null,
             "incomplete_details": (status == "incomplete").then(|| json!({"reason": "max_output_tokens"})),
             "usage": finished.map(|f| {
-                let u = usage([f]);
+                let u = usage(&[f], 1);
                 json!({
                     "input_tokens": u["prompt_tokens"], "output_tokens": u["completion_tokens"],
                     "total_tokens": u["total_tokens"],

@@ -13,6 +13,7 @@ mod embedding;
 mod engine;
 mod families;
 mod gguf_fixtures;
+mod grammar;
 mod json_mode;
 mod llamacpp_vocabs;
 mod model_fixtures;

@@ -418,6 +418,19 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
             r#"{"prompt": "hi", "json_schema": {"type": "array"}}"#,
             "json_schema: schema at #: the root must describe an object",
         ),
+        (
+            r#"{"prompt": "hi", "grammar": "root ::= \"a\" foo"}"#,
+            "grammar: the rule \"foo\" is used but not defined",
+        ),
+        (
+            r#"{"prompt": "hi", "grammar": "root ::= [a-"}"#,
+            "grammar: line 1, column 13: the text ends inside a literal or class",
+        ),
+        (
+            r#"{"prompt": "hi", "grammar": "root ::= \"a\"", "json_schema": {"type": "object"}}"#,
+            "grammar: give a grammar or a JSON format",
+        ),
+        (r#"{"prompt": "hi", "grammar": 5}"#, "grammar: invalid type"),
     ] {
         assert_error(server.post(completions, body, key), 400, needle);
     }
@@ -448,15 +461,17 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
         400,
         "temperature",
     );
-    assert_error(
-        server.post(
-            chat,
-            r#"{"messages": [{"role": "user", "content": "hi"}], "n": 3}"#,
-            key,
+    for (n, needle) in [
+        (0, "n: 0 is outside [1, 128]"),
+        (129, "n: 129 is outside [1, 128]"),
+        (
+            2,
+            "n: 2 choices in one request; at most 1 (the server's queue)",
         ),
-        400,
-        "n:",
-    );
+    ] {
+        let body = json!({"messages": [{"role": "user", "content": "hi"}], "n": n});
+        assert_error(server.post(chat, &body.to_string(), key), 400, needle);
+    }
     let tools = r#""tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]"#;
     for (body, needle) in [
         (
@@ -884,22 +899,36 @@ fn logprobs_match_transformers_on_the_fixture() {
         assert_eq!(choice, alone["choices"][0], "prompt {i}");
     }
     assert_eq!(reply["usage"]["prompt_tokens"], 17);
-    for (body, needle) in [
-        (
-            json!({"prompt": ["a", ""]}),
-            "prompt[1]: the prompt is empty",
-        ),
-        (
-            json!({"prompt": ["a", "b"], "stream": true}),
-            "one prompt per streamed request",
-        ),
-    ] {
-        assert_error(
-            server.post("/v1/completions", &body.to_string(), None),
-            400,
-            needle,
-        );
+    // n = 2 of each, streamed: the choices prompt by prompt (0 and 1 the first's), told apart by `index`, each its
+    // prompt's greedy text; each prompt's tokens counted once, every choice's generated ones
+    let body = json!({"prompt": both, "max_tokens": 2, "temperature": 0, "n": 2, "stream": true,
+        "stream_options": {"include_usage": true}, "cache_prompt": false});
+    let (status, sse) = server.post("/v1/completions", &body.to_string(), None);
+    let sse = sse.as_str().unwrap_or_else(|| panic!("{status}: {sse}"));
+    let (mut texts, mut usage) = (vec![String::new(); 4], Value::Null);
+    for data in sse.split("\n\n").filter_map(|e| e.strip_prefix("data: ")) {
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            continue;
+        };
+        for c in chunk["choices"].as_array().unwrap() {
+            texts[c["index"].as_u64().unwrap() as usize] += c["text"].as_str().unwrap();
+        }
+        usage = chunk.get("usage").cloned().unwrap_or(usage);
     }
+    let whole: Vec<&str> = (0..2)
+        .map(|i| reply["choices"][i]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, [whole[0], whole[0], whole[1], whole[1]]);
+    assert_eq!(usage["prompt_tokens"], 17);
+    let generated = reply["usage"]["completion_tokens"].as_u64().unwrap();
+    assert_eq!(usage["completion_tokens"].as_u64(), Some(2 * generated));
+    assert!(sse.ends_with("data: [DONE]\n\n"), "{sse}");
+    let body = json!({"prompt": ["a", ""]});
+    assert_error(
+        server.post("/v1/completions", &body.to_string(), None),
+        400,
+        "prompt[1]: the prompt is empty",
+    );
 
     let seq = common::model::sequence(&dir, "seq16");
     let every = common::model::reference(&dir, "hf", "logits_seq16_all");

@@ -7,6 +7,7 @@ them with the CLI's) and exits non-zero on any mismatch or unexpected error type
 import datetime
 import ipaddress
 import json
+import re
 import sys
 import urllib.request
 import uuid
@@ -63,6 +64,35 @@ sampled = [
     for _ in range(2)
 ]
 assert sampled[0] == sampled[1], sampled
+
+# n choices: each seeded choice is its own draw (they differ; the same request again gives the same ones), the
+# prompt's tokens are counted once, streamed choices (told apart by index) add up to the whole ones, and greedy
+# choices are all the greedy text. (cache_prompt off: every choice runs its prompt whole, whatever the slots held.)
+drawn = dict(model=model, messages=messages, max_tokens=12, temperature=1.0, seed=7, n=3, extra_body={"cache_prompt": False})
+many = client.chat.completions.create(**drawn)
+assert [c.index for c in many.choices] == [0, 1, 2], many
+texts = [c.message.content for c in many.choices]
+assert len(set(texts)) > 1, texts
+assert [c.message.content for c in client.chat.completions.create(**drawn).choices] == texts
+assert many.usage.prompt_tokens == chat.usage.prompt_tokens, many.usage
+assert 3 <= many.usage.completion_tokens <= 36, many.usage
+parts = ["", "", ""]
+for c in client.chat.completions.create(**drawn, stream=True):
+    for one in c.choices:
+        parts[one.index] += one.delta.content or ""
+assert parts == texts, (parts, texts)
+greedy = client.completions.create(model=model, prompt="ROMEO:", max_tokens=16, temperature=0, stop=["\n\n"], n=2)
+assert [c.text for c in greedy.choices] == [completion.choices[0].text] * 2, greedy
+
+# llama-server's `grammar` (GBNF): every reply is a sentence of the grammar (checked by Python's re), and ends
+# where nothing can follow.
+answer = 'root ::= ("yes" | "no") ", " [a-z]{1,12} (" " [a-z]{1,12})? "."'
+for seed in range(3):
+    held = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=40, temperature=0.8, seed=seed, extra_body={"grammar": answer}
+    ).choices[0]
+    assert re.fullmatch(r"(yes|no), [a-z]{1,12}( [a-z]{1,12})?\.", held.message.content), held
+    assert held.finish_reason == "stop", held
 
 # Log-probabilities: the generated tokens' bytes spell the reply; greedy picks each position's most likely token;
 # streamed chunks carry the same tokens and values as the whole reply.

@@ -26,9 +26,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ._native import NativeModel, ReplyReader, Stream, __version__
+from ._native import NativeModel, ReplyReader, Stream, __version__, check_grammar
 
-__all__ = ["Model", "Llama", "__version__"]
+__all__ = ["Model", "Llama", "LlamaGrammar", "__version__"]
 
 Prompt = Union[str, Sequence[int]]
 
@@ -158,13 +158,15 @@ class Model:
         stream: bool = False,
         logprobs: Optional[int] = None,
         logit_bias: Optional[Dict[int, float]] = None,
+        grammar: Union[None, str, "LlamaGrammar"] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Continues ``prompt`` (text, or token ids fed as they are): an OpenAI ``text_completion``, or with
         ``stream=True`` an iterator of its chunks. ``max_tokens`` None or 0: until the context is full.
         ``logprobs``: each generated token's log-probability with that many of the most likely tokens (the
         log-softmax of the model's logits, before temperature and penalties). ``logit_bias``: token id to a value
-        added to its logit before sampling (-100 bans it). An empty text runs from BOS alone where the model adds
-        one, as llama-cpp-python does."""
+        added to its logit before sampling (-100 bans it). ``grammar`` (a ``LlamaGrammar`` or GBNF text): the
+        reply is held to its language. An empty text runs from BOS alone where the model adds one, as
+        llama-cpp-python does."""
         if isinstance(prompt, str):
             ids = self.tokenize(prompt)
         else:
@@ -173,7 +175,7 @@ class Model:
             ids, False, stream, _sampling(
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
                 presence_penalty, frequency_penalty, seed, stop, logprobs=logprobs,
-                logit_bias=self._bias(logit_bias),
+                logit_bias=self._bias(logit_bias), grammar=_grammar(grammar),
             )
         )
 
@@ -200,6 +202,7 @@ class Model:
         tools: Optional[List[Dict[str, Any]]] = None,
         tool_choice: Union[None, str, Dict[str, Any]] = None,
         parallel_tool_calls: Optional[bool] = None,
+        grammar: Union[None, str, "LlamaGrammar"] = None,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Replies to ``messages`` (``[{"role": ..., "content": ...}]``) with the model's chat template: an OpenAI
         ``chat.completion``, or with ``stream=True`` an iterator of ``chat.completion.chunk``. ``logprobs=True``:
@@ -212,7 +215,7 @@ class Model:
         ``{"type": "function", "function": {"name": ...}}``) and ``parallel_tool_calls``: the reply calls tools
         (``message.tool_calls``, ``finish_reason`` ``"tool_calls"``) or answers, as the server's; ``messages`` may
         hold earlier ``tool_calls`` and ``tool`` results. Streamed, a text answer comes as it is written, a call
-        whole when the reply ends."""
+        whole when the reply ends. ``grammar`` as the completion's (not with ``response_format`` or tools)."""
         calling = _calling(tools, tool_choice, parallel_tool_calls)
         try:
             conversation = json.dumps(messages)
@@ -225,7 +228,7 @@ class Model:
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
                 presence_penalty, frequency_penalty, seed, stop,
                 logprobs=(top_logprobs or 0) if logprobs else None, logit_bias=self._bias(logit_bias),
-                response_format=_response_format(response_format), tools=calling,
+                response_format=_response_format(response_format), grammar=_grammar(grammar), tools=calling,
             ), bool(tools) and tool_choice != "none",
         )
 
@@ -324,6 +327,7 @@ def _sampling(
     logprobs: Optional[int] = None,
     logit_bias: Sequence[tuple] = (),
     response_format: Optional[str] = None,
+    grammar: Optional[str] = None,
     tools: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The native request's sampling settings, checked."""
@@ -361,8 +365,38 @@ def _sampling(
         "logprobs": None if logprobs is None else _non_negative("logprobs", logprobs),
         "logit_bias": list(logit_bias),
         "response_format": response_format,
+        "grammar": grammar,
         "tools": tools,
     }
+
+
+class LlamaGrammar:
+    """A GBNF grammar (llama.cpp's format) a reply is held to, as llama-cpp-python's ``LlamaGrammar``: made with
+    ``from_string`` or ``from_file``, checked at once (``ValueError`` naming the line and column of a fault)."""
+
+    def __init__(self, grammar: str) -> None:
+        check_grammar(grammar)
+        self.grammar = grammar
+
+    @classmethod
+    def from_string(cls, grammar: str, verbose: bool = True) -> "LlamaGrammar":
+        """The grammar in ``grammar`` (``verbose`` is accepted for llama-cpp-python's signature)."""
+        return cls(grammar)
+
+    @classmethod
+    def from_file(cls, file: Union[str, os.PathLike], verbose: bool = True) -> "LlamaGrammar":
+        """The grammar in the file ``file`` (llama.cpp's ``grammars/*.gbnf``)."""
+        with open(file, encoding="utf-8") as f:
+            return cls(f.read())
+
+
+def _grammar(grammar: Union[None, str, LlamaGrammar]) -> Optional[str]:
+    """``grammar`` as GBNF text, or None."""
+    if grammar is None or isinstance(grammar, str):
+        return grammar
+    if isinstance(grammar, LlamaGrammar):
+        return grammar.grammar
+    raise ValueError(f"grammar must be a LlamaGrammar or a string, not {type(grammar).__name__}")
 
 
 def _response_format(response_format: Optional[Dict[str, Any]]) -> Optional[str]:

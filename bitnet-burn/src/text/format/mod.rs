@@ -7,6 +7,7 @@
 //! each fitting token with its probability among the fitting ones, and mostly costs one token's bytes.
 
 mod formats;
+mod gbnf;
 mod json;
 mod schema;
 mod shaped;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use gbnf::{Grammar, GrammarError};
 pub use json::{Free, Json, JsonObject, Readings, Shape, MOST_READINGS};
 pub use schema::{Schema, SchemaError, MOST_ALTERNATIVES, MOST_CHOICES};
 pub use shaped::Shaped;
@@ -32,6 +34,9 @@ pub enum OutputFormat {
     JsonObject,
     /// One JSON object that a schema allows (`{"type": "json_schema", ...}`); nothing after it.
     JsonSchema(Arc<Schema>),
+    /// Text in a GBNF grammar's language (llama.cpp's `grammar`); it may end (an end-of-text token) wherever
+    /// the grammar is complete, and ends where nothing can follow.
+    Grammar(Arc<Grammar>),
 }
 
 impl OutputFormat {
@@ -68,6 +73,11 @@ impl OutputFormat {
     pub fn json_schema(schema: &Value) -> Result<Self, SchemaError> {
         Ok(Self::JsonSchema(Arc::new(Schema::compile(schema)?)))
     }
+
+    /// Text in the language of the GBNF grammar `text`.
+    pub fn grammar(text: &str) -> Result<Self, GrammarError> {
+        Ok(Self::Grammar(Arc::new(Grammar::parse(text)?)))
+    }
 }
 
 /// A `response_format` this engine cannot write to.
@@ -92,6 +102,8 @@ pub enum ResponseFormatError {
 pub struct FormatConstraint {
     vocab: Arc<SortedVocab>,
     machine: Box<dyn Machine>,
+    /// The end-of-text tokens: they fit where the text is complete.
+    stop_ids: Vec<u32>,
     /// The tokens that fit, kept between calls.
     fitting: Vec<(u32, f32)>,
 }
@@ -103,28 +115,44 @@ impl FormatConstraint {
             OutputFormat::Text => return None,
             OutputFormat::JsonObject => Box::new(Walker::<json::Free>::new(Arc::new(()))),
             OutputFormat::JsonSchema(schema) => Box::new(Walker::<Shaped>::new(schema.clone())),
+            OutputFormat::Grammar(grammar) => Box::new(gbnf::GrammarWalker::new(grammar.clone())),
         };
         Some(Self {
             vocab: tokenizer.sorted_vocab(),
             machine,
+            stop_ids: tokenizer.stop_ids(),
             fitting: Vec::new(),
         })
     }
 
-    /// Whether token `id` may come next (never a special token, so never an end-of-text one).
+    /// Whether token `id` may come next: its bytes fit, or it ends the text where the text is complete (other
+    /// special tokens never fit).
     pub fn allows(&self, id: u32) -> bool {
-        self.vocab.bytes(id).is_some_and(|b| self.machine.fits(b))
+        match self.stop_ids.contains(&id) {
+            true => self.machine.is_complete(),
+            false => self.vocab.bytes(id).is_some_and(|b| self.machine.fits(b)),
+        }
     }
 
     /// Moves past token `id` if it may come next; whether it may (if not, nothing moves).
     pub fn accept(&mut self, id: u32) -> bool {
-        self.vocab.bytes(id).is_some_and(|b| self.machine.accept(b))
+        match self.stop_ids.contains(&id) {
+            true => self.machine.is_complete(),
+            false => self.vocab.bytes(id).is_some_and(|b| self.machine.accept(b)),
+        }
     }
 
     /// Sets the logit of every token that may not come next to -inf; false when none may.
     pub fn mask(&mut self, logits: &mut [f32]) -> bool {
         self.fitting.clear();
         self.machine.fitting(&self.vocab, logits, &mut self.fitting);
+        if self.machine.is_complete() {
+            let ends = self
+                .stop_ids
+                .iter()
+                .filter_map(|&id| Some((id, *logits.get(id as usize)?)));
+            self.fitting.extend(ends);
+        }
         logits.fill(f32::NEG_INFINITY);
         for &(id, logit) in &self.fitting {
             logits[id as usize] = logit;
@@ -132,19 +160,22 @@ impl FormatConstraint {
         !self.fitting.is_empty()
     }
 
-    /// Whether the text is whole (the JSON object closed): generation ends here.
+    /// Whether the text is whole and nothing can follow (the JSON object closed): generation ends here.
     pub fn is_complete(&self) -> bool {
-        self.machine.is_complete()
+        self.machine.is_complete() && !self.machine.can_go_on()
     }
 }
 
-/// A [`Walker`] whatever its shape.
+/// A [`Walker`] whatever its shape, or a grammar's.
 trait Machine: Debug + Send + Sync {
     fn fits(&self, bytes: &[u8]) -> bool;
     fn accept(&mut self, bytes: &[u8]) -> bool;
     /// The tokens of `vocab` that fit, with their logits, into `out`.
     fn fitting(&mut self, vocab: &SortedVocab, logits: &[f32], out: &mut Vec<(u32, f32)>);
+    /// The text may end here.
     fn is_complete(&self) -> bool;
+    /// Some text may follow.
+    fn can_go_on(&self) -> bool;
 }
 
 /// The JSON state of the text so far under the rules of shape `S`.
@@ -211,6 +242,10 @@ impl<S: Shape + Send + Sync> Machine for Walker<S> {
 
     fn is_complete(&self) -> bool {
         self.state.is_complete()
+    }
+
+    fn can_go_on(&self) -> bool {
+        !self.state.is_complete()
     }
 }
 

@@ -174,6 +174,12 @@ impl Tools {
             OutputFormat::Text => None,
             OutputFormat::JsonObject => Some(&any_object),
             OutputFormat::JsonSchema(schema) => Some(schema.source()),
+            OutputFormat::Grammar(_) => {
+                return Err(error(
+                    "tools",
+                    "an answer held to a grammar cannot go with tools",
+                ))
+            }
         };
         let mut defs = Map::new();
         let mut calls = Vec::new();
