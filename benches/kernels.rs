@@ -266,8 +266,8 @@ fn sampling(c: &mut Criterion) {
 /// llama.cpp's `ggml-vocab-llama-bpe.gguf` in `$BITNET_LLAMACPP_MODELS`: after `{` (few tokens fit) and inside
 /// a string (most do), in JSON mode and under a JSON schema (and in a string with a `pattern`, a `date-time` and an
 /// `email`); under 32 tools while a call's name is written (32
-/// readings) and in a text answer; under llama.cpp's `json.gbnf` as a GBNF grammar; and sorting the vocabulary, once
-/// per model.
+/// readings) and in a text answer; under llama.cpp's `json.gbnf` as a GBNF grammar (again and first in a request,
+/// before its steps are kept); and sorting the vocabulary, once per model.
 fn json_mode(c: &mut Criterion) {
     let Some(dir) = std::env::var_os("BITNET_LLAMACPP_MODELS") else {
         eprintln!("json_mode skipped: set BITNET_LLAMACPP_MODELS to llama.cpp's models/");
@@ -332,6 +332,21 @@ fn json_mode(c: &mut Criterion) {
         }
         g.bench_function(name, |b| b.iter(|| black_box(constraint.mask(&mut row))));
     }
+    // a grammar's first check in a request, before any step is kept
+    let fresh = || {
+        let mut constraint = FormatConstraint::new(&grammar, &tok).unwrap();
+        for id in tok.encode(r#"{"name": "Ro"#, false).unwrap() {
+            assert!(constraint.accept(id));
+        }
+        constraint
+    };
+    g.bench_function("grammar_json_gbnf_first_mask_in_string", |b| {
+        b.iter_batched(
+            fresh,
+            |mut c| black_box(c.mask(&mut row)),
+            criterion::BatchSize::LargeInput,
+        )
+    });
 }
 
 criterion_group! {

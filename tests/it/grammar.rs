@@ -2,7 +2,9 @@
 //! not match (`tests/test-grammar-integration.cpp` in the PyPI sdist, read from the C++ source), llama.cpp's shipped
 //! `grammars/*.gbnf` parse, and the shipped model writes in a grammar through the CLI (its JSON read by serde_json).
 
-use bitnet_burn::text::format::Grammar;
+use bitnet_burn::text::format::{FormatConstraint, Grammar, OutputFormat};
+use bitnet_burn::text::tokenizer::Tokenizer;
+use bitnet_gguf::GgufFile;
 
 use crate::common::{self, llamacpp_models_or_skip, repo_dir};
 
@@ -270,4 +272,63 @@ ws ::= " "?
             "{text:?}"
         );
     }
+}
+
+/// Under llama.cpp's `json.gbnf`, on Llama 3's vocabulary: after prefixes of an object (fed token by token, one
+/// constraint throughout, so later checks reuse the steps earlier ones took), the vocabulary-wide mask keeps
+/// exactly the tokens whose bytes continue the text in the grammar's language (each checked alone), and
+/// end-of-text tokens only where the text is complete.
+#[test]
+fn the_grammar_mask_keeps_exactly_the_tokens_that_continue_the_text() {
+    let Some(models) = llamacpp_models_or_skip("the_grammar_mask_keeps_exactly_the_tokens") else {
+        return;
+    };
+    let tok =
+        Tokenizer::from_gguf(&GgufFile::open(models.join("ggml-vocab-llama-bpe.gguf")).unwrap())
+            .unwrap();
+    let text =
+        std::fs::read_to_string(models.parent().unwrap().join("grammars/json.gbnf")).unwrap();
+    let grammar = Grammar::parse(&text).unwrap();
+    let format = OutputFormat::grammar(&text).unwrap();
+    let object = r#"{"name": "Zoë \"Z\" 中文 😀", "n": [1, -2.5e+3, true, null], "o": {}}"#;
+    let ids = tok.encode(object, false).unwrap();
+    let mut constraint = FormatConstraint::new(&format, &tok).unwrap();
+    let vocab = tok.vocab_size();
+    let mut prefix = Vec::new();
+    let mut checked = 0;
+    for step in 0..=ids.len() {
+        if step % 3 == 0 || step == ids.len() {
+            let mut logits = vec![0.0f32; vocab];
+            assert!(constraint.mask(&mut logits));
+            for other in 0..vocab as u32 {
+                // stepped from the text so far without the steps the mask keeps (or from the start, every
+                // 12th token)
+                let fits = match tok.stop_ids().contains(&other) {
+                    true => std::str::from_utf8(&prefix).is_ok_and(|t| grammar.holds(t)),
+                    false if other % 12 == 0 => {
+                        !tok.is_special(other)
+                            && tok.token_bytes(other).is_some_and(|b| {
+                                !b.is_empty() && grammar.starts(&[&prefix[..], &b[..]].concat())
+                            })
+                    }
+                    false => constraint.allows(other),
+                };
+                assert_eq!(
+                    logits[other as usize] == 0.0,
+                    fits,
+                    "after {:?}: token {other} {:?}",
+                    String::from_utf8_lossy(&prefix),
+                    tok.token(other)
+                );
+            }
+            checked += 1;
+        }
+        if let Some(&id) = ids.get(step) {
+            assert!(constraint.accept(id), "{:?}", tok.token(id));
+            prefix.extend(tok.token_bytes(id).unwrap());
+        }
+    }
+    assert!(checked > 5);
+    // the object is whole: an end-of-text token fits (whitespace may still follow, as json.gbnf allows)
+    assert!(tok.stop_ids().iter().all(|&id| constraint.allows(id)));
 }

@@ -3,6 +3,7 @@
 //! them; a character steps every stack whose top set holds it. A character split across tokens waits in
 //! [`Partial`] while some top set holds a character it can still become.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Element, Grammar};
@@ -10,7 +11,7 @@ use crate::text::format::Machine;
 use crate::text::tokenizer::SortedVocab;
 
 /// The first bytes of a UTF-8 character: its bits so far, and how many continuation bytes it still needs.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 struct Partial {
     bits: u32,
     left: u8,
@@ -38,7 +39,7 @@ impl Partial {
 }
 
 /// Where the text so far stands in the grammar.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Ways {
     /// Each a stack of element positions, top last; an empty one: the text can end here.
     stacks: Vec<Vec<u32>>,
@@ -48,14 +49,22 @@ struct Ways {
 impl Grammar {
     /// Whether `text` is in the grammar's language.
     pub fn holds(&self, text: &str) -> bool {
+        self.after(text.as_bytes())
+            .is_some_and(|ways| ways.complete())
+    }
+
+    /// Whether some text in the grammar's language starts with `bytes` (which may end inside a character).
+    pub fn starts(&self, bytes: &[u8]) -> bool {
+        self.after(bytes).is_some()
+    }
+
+    /// The ways after `bytes` from the start, if any.
+    fn after(&self, bytes: &[u8]) -> Option<Ways> {
         let mut ways = self.start();
-        for &b in text.as_bytes() {
-            match self.step(&ways, b) {
-                Some(next) => ways = next,
-                None => return false,
-            }
+        for &b in bytes {
+            ways = self.step(&ways, b)?;
         }
-        ways.complete()
+        Some(ways)
     }
 
     /// The ways at the start of the text.
@@ -191,13 +200,58 @@ impl Ways {
     }
 }
 
-/// The [`Machine`] of a grammar: the ways so far, and those after each byte of the token being checked, kept
-/// for the bytes the next token in byte order shares.
+/// Most distinct ways [`Steps`] keeps before starting over (each with a row of 256 steps: 4 MiB at most).
+const MOST_KEPT: usize = 4096;
+/// A step not taken yet, and a byte that does not fit.
+const UNKNOWN: u32 = u32::MAX;
+const DEAD: u32 = u32::MAX - 1;
+
+/// The grammar's steps as they are taken, by number: the ways reached, and from each the ways after each byte.
+/// Inside a JSON string nearly every byte comes back to the same ways, so a check of the whole vocabulary is
+/// mostly lookups (as a DFA's) instead of stacks expanded again for every byte of every token.
+#[derive(Debug, Default)]
+struct Steps {
+    ways: Vec<Ways>,
+    numbers: HashMap<Ways, u32>,
+    next: Vec<[u32; 256]>,
+}
+
+impl Steps {
+    /// The number of `ways`, given one when first seen.
+    fn number(&mut self, ways: Ways) -> u32 {
+        if let Some(&n) = self.numbers.get(&ways) {
+            return n;
+        }
+        let n = self.ways.len() as u32;
+        self.numbers.insert(ways.clone(), n);
+        self.ways.push(ways);
+        self.next.push([UNKNOWN; 256]);
+        n
+    }
+
+    /// The number of the ways after byte `b` from ways number `from`, or [`DEAD`].
+    fn step(&mut self, grammar: &Grammar, from: u32, b: u8) -> u32 {
+        let known = self.next[from as usize][b as usize];
+        if known != UNKNOWN {
+            return known;
+        }
+        let to = match grammar.step(&self.ways[from as usize], b) {
+            Some(ways) => self.number(ways),
+            None => DEAD,
+        };
+        self.next[from as usize][b as usize] = to;
+        to
+    }
+}
+
+/// The [`Machine`] of a grammar: the ways so far, the steps taken in earlier checks of the vocabulary, and the
+/// ways after each byte of the token being checked, kept for the bytes the next token in byte order shares.
 #[derive(Debug)]
 pub struct GrammarWalker {
     grammar: Arc<Grammar>,
     ways: Ways,
-    levels: Vec<Ways>,
+    steps: Steps,
+    levels: Vec<u32>,
 }
 
 impl GrammarWalker {
@@ -206,6 +260,7 @@ impl GrammarWalker {
         Self {
             ways: grammar.start(),
             grammar,
+            steps: Steps::default(),
             levels: Vec::new(),
         }
     }
@@ -229,9 +284,12 @@ impl Machine for GrammarWalker {
     }
 
     fn fitting(&mut self, vocab: &SortedVocab, logits: &[f32], out: &mut Vec<(u32, f32)>) {
-        let levels = &mut self.levels;
+        if self.steps.ways.len() > MOST_KEPT {
+            self.steps = Steps::default();
+        }
+        let (steps, levels, grammar) = (&mut self.steps, &mut self.levels, &*self.grammar);
         levels.clear();
-        levels.push(self.ways.clone());
+        levels.push(steps.number(self.ways.clone()));
         for i in 0..vocab.len() {
             let (id, bytes, shared) = vocab.entry(i);
             if shared >= levels.len() {
@@ -239,9 +297,13 @@ impl Machine for GrammarWalker {
             }
             levels.truncate(shared + 1);
             let fits = bytes[shared..].iter().all(|&b| {
-                let next = self.grammar.step(levels.last().expect("the start"), b);
-                next.map(|ways| levels.push(ways)).is_some()
+                let next = steps.step(grammar, *levels.last().expect("the start"), b);
+                levels.push(next);
+                next != DEAD
             });
+            if !fits {
+                levels.pop();
+            }
             if let Some(&logit) = logits.get(id as usize).filter(|_| fits) {
                 out.push((id, logit));
             }
