@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bitnet_burn::engine::{Event, Finished, Request};
 use bitnet_burn::text::logprobs::TokenLogprob;
+use bitnet_burn::text::sampling::SamplerConfig;
 use bitnet_burn::text::tokenizer::Tokenizer;
 use bitnet_burn::text::tools::{ReplyPart, ReplyReader, ToolReply, Tools};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -31,7 +32,7 @@ pub async fn chat(
     State(state): State<Arc<AppState>>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (ready, value, common) = request(&state, raw)?;
+    let (ready, value, common, sampler) = request(&state, raw)?;
     let tools = common.tools()?;
     let messages = params::messages(&value, tools.as_ref())?;
     let scoring = Scoring {
@@ -47,7 +48,7 @@ pub async fn chat(
         ready,
         Kind::Chat(tools),
         vec![prompt],
-        common,
+        (common, sampler),
         scoring,
     )
     .await
@@ -58,7 +59,7 @@ pub async fn completion(
     State(state): State<Arc<AppState>>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (ready, value, common) = request(&state, raw)?;
+    let (ready, value, common, sampler) = request(&state, raw)?;
     if common.tools()?.is_some() {
         return Err(
             ApiError::bad_request("tools: only /v1/chat/completions calls tools").param("tools"),
@@ -74,19 +75,20 @@ pub async fn completion(
                 .map_err(|e| ApiError::bad_request(e.to_string()).param("prompt"))
         },
     )?;
-    start(&state, ready, Kind::Completion, prompts, common, scoring).await
+    let request = (common, sampler);
+    start(&state, ready, Kind::Completion, prompts, request, scoring).await
 }
 
-/// The ready model, the body as JSON and its shared parameters, checked.
+/// The ready model, the body as JSON and its shared parameters, checked, with the sampler they make.
 fn request(
     state: &AppState,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<(&Ready, Value, Common), ApiError> {
+) -> Result<(&Ready, Value, Common, SamplerConfig), ApiError> {
     let ready = state.ready()?;
     let value = params::object(&body(raw)?)?;
     let common: Common = params::read(&value)?;
-    common.validate(&ready.names, ready.engine.vocab())?;
-    Ok((ready, value, common))
+    let sampler = common.validate(&ready.names, ready.engine.vocab())?;
+    Ok((ready, value, common, sampler))
 }
 
 /// Which endpoint a reply is for (a chat's with the tools it may call).
@@ -129,7 +131,7 @@ async fn start(
     ready: &Ready,
     kind: Kind,
     prompts: Vec<Vec<u32>>,
-    common: Common,
+    (common, sampler): (Common, SamplerConfig),
     scoring: Scoring,
 ) -> Result<Response, ApiError> {
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
@@ -158,7 +160,7 @@ async fn start(
     for prompt in prompts {
         for choice in 0..reply.choices {
             // a refused one drops the receivers of those already queued, which cancels them
-            let rx = submit(ready, &prompt, &common, &scoring, choice as u64)?;
+            let rx = submit(ready, &prompt, (&common, &sampler), &scoring, choice as u64)?;
             running.push((prompt.clone(), rx));
         }
     }
@@ -176,19 +178,19 @@ async fn start(
     Ok(Json(reply.whole(&outcomes)).into_response())
 }
 
-/// Queues `prompt` as an engine request with the request's parameters, for its choice `choice` (a given seed is
-/// moved by it, so seeded choices differ and each is reproducible); its events come on the receiver (dropping it
-/// cancels the request).
+/// Queues `prompt` as an engine request with the request's parameters and sampler, for its choice `choice` (a
+/// given seed is moved by it, so seeded choices differ and each is reproducible); its events come on the receiver
+/// (dropping it cancels the request).
 pub(super) fn submit(
     ready: &Ready,
     prompt: &[u32],
-    common: &Common,
+    (common, sampler): (&Common, &SamplerConfig),
     scoring: &Scoring,
     choice: u64,
 ) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
     let (events, rx) = mpsc::unbounded_channel();
     let room = ready.engine.config().ctx.saturating_sub(prompt.len());
-    let mut sampler = common.sampler(ready.engine.vocab())?;
+    let mut sampler = sampler.clone();
     sampler.seed = sampler.seed.wrapping_add(choice);
     ready.engine.submit(Request {
         prompt: prompt.to_vec(),

@@ -240,8 +240,9 @@ fn at_most(n: usize, name: &'static str) -> Result<usize, ApiError> {
 
 impl Common {
     /// Checks the values' ranges, that `model`, when given, is one this server serves (`names`), and that
-    /// `logit_bias` names tokens of its vocabulary (`vocab` ids), and that `response_format` is one it writes.
-    pub fn validate(&self, names: &[String], vocab: usize) -> Result<(), ApiError> {
+    /// `logit_bias` names tokens of its vocabulary (`vocab` ids), and that `response_format` is one it writes;
+    /// returns the sampler they make (built once a request, whatever its choices).
+    pub fn validate(&self, names: &[String], vocab: usize) -> Result<SamplerConfig, ApiError> {
         if let Some(model) = &self.model {
             if !names.iter().any(|n| n == model) {
                 return Err(ApiError::bad_request(format!(
@@ -272,7 +273,7 @@ impl Common {
             ))
             .param("n"));
         }
-        self.sampler(vocab).map(drop)
+        self.sampler(vocab)
     }
 
     /// The functions the reply may call, if any.
@@ -330,7 +331,7 @@ impl Common {
 
     /// The sampler, with llama-server's defaults where a value is not given (temperature 0.8, top-k 40, top-p
     /// 0.95, min-p 0.05) and a fresh seed unless one is; `logit_bias` ids must be under `vocab`.
-    pub fn sampler(&self, vocab: usize) -> Result<SamplerConfig, ApiError> {
+    fn sampler(&self, vocab: usize) -> Result<SamplerConfig, ApiError> {
         Ok(SamplerConfig {
             temperature: self.temperature(),
             top_k: self.top_k.unwrap_or(40),

@@ -81,7 +81,7 @@ pub async fn responses(
     conversation.extend(input(&request)?);
     let chat = as_chat(&request, &conversation, earlier)?;
     let common: Common = params::read(&chat)?;
-    common.validate(&ready.names, ready.engine.vocab())?;
+    let sampler = common.validate(&ready.names, ready.engine.vocab())?;
     let tools = common.tools()?;
     let messages = params::messages(&chat, tools.as_ref())?;
     let prompt = ready
@@ -92,7 +92,7 @@ pub async fn responses(
         logprobs: None,
         echo: false,
     };
-    let rx = submit(ready, &prompt, &common, &scoring, 0)?;
+    let rx = submit(ready, &prompt, (&common, &sampler), &scoring, 0)?;
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     let reply = Reply {
         id: format!("resp_{:016x}{n}", state.nonce),
