@@ -86,7 +86,14 @@ impl Grammar {
             pending.into_iter().map(|s| (s, rule)).collect();
         // a rule opened on a stack it was opened on before (a rule that comes back to itself last) adds nothing
         let mut opened: Vec<(Vec<u32>, u32)> = Vec::new();
+        let mut taken = 0;
         while let Some((stack, open)) = work.pop() {
+            taken += 1;
+            if taken > MOST_EXPANSIONS {
+                // a grammar this ambiguous here is not followed further: nothing fits (no request stalls on it)
+                out.clear();
+                return;
+            }
             match open {
                 Some(rule) => {
                     if opened.iter().any(|(s, r)| *r == rule && *s == stack) {
@@ -200,6 +207,8 @@ impl Ways {
     }
 }
 
+/// Most stack expansions one character may take (an ambiguous grammar's stacks can multiply).
+const MOST_EXPANSIONS: usize = 1 << 16;
 /// Most distinct ways [`Steps`] keeps before starting over (each with a row of 256 steps: 4 MiB at most).
 const MOST_KEPT: usize = 4096;
 /// A step not taken yet, and a byte that does not fit.
@@ -334,5 +343,25 @@ mod tests {
         // an overlong start or a lone continuation byte never fits
         assert!(g.step(&g.start(), 0xc0).is_none() && g.step(&g.start(), 0x80).is_none());
         assert!(g.step(&g.step(&g.start(), 0xe0).unwrap(), 0x80).is_none());
+    }
+
+    #[test]
+    fn a_grammar_whose_stacks_multiply_without_end_stops_fitting_instead_of_stalling() {
+        // each level opens the next 8 ways, each with its own digit after it: 8^8 stacks before the first character
+        let mut text = String::from("root ::= l0 \"a\"\n");
+        for i in 0..8 {
+            let ways: Vec<String> = (0..8).map(|k| format!("l{} \"{k}\"", i + 1)).collect();
+            text += &format!("l{i} ::= {}\n", ways.join(" | "));
+        }
+        text += "l8 ::= \"b\"?\n";
+        let g = Grammar::parse(&text).unwrap();
+        let started = std::time::Instant::now();
+        assert!(!g.holds("b01234567a"));
+        assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+        // with one level the same rules are followed
+        let small = Grammar::parse(&text.replace("root ::= l0", "root ::= l7")).unwrap();
+        assert!(
+            small.holds("0a") && small.holds("b7a") && !small.holds("a") && !small.holds("08a")
+        );
     }
 }
