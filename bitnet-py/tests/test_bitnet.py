@@ -134,6 +134,14 @@ def test_grammar_replies_are_sentences_of_the_grammar(model: Model, tmp_path: Pa
     assert sentence.fullmatch(chat["message"]["content"]), chat
     with pytest.raises(ValueError, match="line 1, column 13"):
         bitnet_burn.LlamaGrammar.from_string("root ::= [a-")
+    # llama-cpp-python's from_json_schema: an object the schema allows (Python's json reads it back)
+    mood = bitnet_burn.LlamaGrammar.from_json_schema(json.dumps({"type": "object", "properties": {
+        "mood": {"enum": ["merry", "sad"]}}, "required": ["mood"], "additionalProperties": False}))
+    shaped = model("ROMEO:", max_tokens=200, temperature=0.8, seed=1, grammar=mood)["choices"][0]
+    assert shaped["finish_reason"] == "stop" and json.loads(shaped["text"])["mood"] in ("merry", "sad"), shaped
+    with pytest.raises(ValueError, match="uniqueItems"):
+        unique = {"type": "object", "properties": {"s": {"type": "array", "uniqueItems": True}}}
+        model("ROMEO:", grammar=bitnet_burn.LlamaGrammar.from_json_schema(json.dumps(unique)))
     with pytest.raises(ValueError, match="not both"):
         model.create_chat_completion(ask, grammar=text, response_format={"type": "json_object"})
 

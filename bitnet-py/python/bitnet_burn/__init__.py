@@ -165,7 +165,7 @@ class Model:
         ``logprobs``: each generated token's log-probability with that many of the most likely tokens (the
         log-softmax of the model's logits, before temperature and penalties). ``logit_bias``: token id to a value
         added to its logit before sampling (-100 bans it). ``grammar`` (a ``LlamaGrammar`` or GBNF text): the
-        reply is held to its language. An empty text runs from BOS alone where the model adds one, as
+        reply is held to its language (``LlamaGrammar.from_json_schema``: it is an object the schema allows). An empty text runs from BOS alone where the model adds one, as
         llama-cpp-python does."""
         if isinstance(prompt, str):
             ids = self.tokenize(prompt)
@@ -175,7 +175,7 @@ class Model:
             ids, False, stream, _sampling(
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
                 presence_penalty, frequency_penalty, seed, stop, logprobs=logprobs,
-                logit_bias=self._bias(logit_bias), grammar=_grammar(grammar),
+                logit_bias=self._bias(logit_bias), **_held(grammar),
             )
         )
 
@@ -228,7 +228,7 @@ class Model:
                 self._room(ids, max_tokens), temperature, top_p, min_p, top_k, repeat_penalty,
                 presence_penalty, frequency_penalty, seed, stop,
                 logprobs=(top_logprobs or 0) if logprobs else None, logit_bias=self._bias(logit_bias),
-                response_format=_response_format(response_format), grammar=_grammar(grammar), tools=calling,
+                tools=calling, **_held(grammar, response_format),
             ), bool(tools) and tool_choice != "none",
         )
 
@@ -372,11 +372,22 @@ def _sampling(
 
 class LlamaGrammar:
     """A GBNF grammar (llama.cpp's format) a reply is held to, as llama-cpp-python's ``LlamaGrammar``: made with
-    ``from_string`` or ``from_file``, checked at once (``ValueError`` naming the line and column of a fault)."""
+    ``from_string`` or ``from_file``, checked at once (``ValueError`` naming the line and column of a fault); or
+    ``from_json_schema``: the objects a JSON Schema allows."""
 
     def __init__(self, grammar: str) -> None:
         check_grammar(grammar)
-        self.grammar = grammar
+        self.grammar: Optional[str] = grammar
+        self.schema: Optional[Dict[str, Any]] = None
+
+    @classmethod
+    def from_json_schema(cls, json_schema: str, verbose: bool = True) -> "LlamaGrammar":
+        """The objects the JSON Schema ``json_schema`` (text) allows, held by the schema engine
+        ``response_format`` uses (the subset the README lists; other keywords raise ``ValueError`` when used)
+        rather than written out as GBNF."""
+        grammar = cls.__new__(cls)
+        grammar.grammar, grammar.schema = None, json.loads(json_schema)
+        return grammar
 
     @classmethod
     def from_string(cls, grammar: str, verbose: bool = True) -> "LlamaGrammar":
@@ -390,13 +401,21 @@ class LlamaGrammar:
             return cls(f.read())
 
 
-def _grammar(grammar: Union[None, str, LlamaGrammar]) -> Optional[str]:
-    """``grammar`` as GBNF text, or None."""
-    if grammar is None or isinstance(grammar, str):
-        return grammar
+def _held(
+    grammar: Union[None, str, LlamaGrammar], response_format: Optional[Dict[str, Any]] = None
+) -> Dict[str, Optional[str]]:
+    """``grammar`` and ``response_format`` as the native request's ``grammar`` (GBNF text) and
+    ``response_format`` (JSON): a schema grammar is a ``json_schema`` response format."""
+    if isinstance(grammar, LlamaGrammar) and grammar.schema is not None:
+        if response_format is not None:
+            raise ValueError("grammar: give a grammar or a response_format, not both")
+        response_format = {"type": "json_schema", "json_schema": {"name": "grammar", "schema": grammar.schema}}
+        grammar = None
     if isinstance(grammar, LlamaGrammar):
-        return grammar.grammar
-    raise ValueError(f"grammar must be a LlamaGrammar or a string, not {type(grammar).__name__}")
+        grammar = grammar.grammar
+    elif grammar is not None and not isinstance(grammar, str):
+        raise ValueError(f"grammar must be a LlamaGrammar or a string, not {type(grammar).__name__}")
+    return {"grammar": grammar, "response_format": _response_format(response_format)}
 
 
 def _response_format(response_format: Optional[Dict[str, Any]]) -> Optional[str]:

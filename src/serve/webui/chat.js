@@ -125,9 +125,10 @@ async function reply() {
     }
     written.note = note(usage, timings, finish);
   } catch (e) {
-    if (e.name !== "AbortError") {
+    // stopped before a word was written: as if it had not been asked
+    if (e.name !== "AbortError" || !written.content) {
       view.element.remove();
-      $("error").textContent = e.message;
+      $("error").textContent = e.name === "AbortError" ? "" : e.message;
       return false;
     }
     written.note = "stopped";
@@ -175,7 +176,8 @@ function show({ role, content, note }) {
   return { element, text, note: noteLine };
 }
 
-/** A "Regenerate" button under the last reply: it is replaced by a new one to the same conversation. */
+/** A "Regenerate" button under the last reply: it is replaced by a new one to the same conversation (and comes
+ * back if the new one fails or is stopped before a word). */
 function showRetry() {
   document.querySelector("#retry")?.remove();
   const last = $("messages").lastElementChild;
@@ -186,10 +188,14 @@ function showRetry() {
   button.textContent = "Regenerate";
   button.onclick = async () => {
     if (running) return;
-    messages.pop();
+    const old = messages.pop();
     last.remove();
+    if (!(await reply()) && messages.at(-1)?.role === "user") {
+      messages.push(old);
+      show(old);
+      showRetry();
+    }
     store("bitnet.chat", messages);
-    await reply();
   };
   last.append(button);
 }
