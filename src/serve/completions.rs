@@ -365,7 +365,7 @@ impl Reply {
                     push(delta, None, logprobs);
                 }
                 let mut chunk = self.chunk(index, json!({}), Some(finish), Value::Null);
-                chunk["timings"] = timings(&f);
+                chunk["timings"] = Timings::of(&f).json();
                 queue.push_back(chunk.to_string());
                 h.done = Some(f);
                 return held.iter().all(|h| h.done.is_some());
@@ -439,7 +439,7 @@ impl Reply {
             "choices": choices, "usage": usage(&outcomes.iter().map(|o| &o.finished).collect::<Vec<_>>(), self.choices),
         });
         if let [one] = outcomes {
-            whole["timings"] = timings(&one.finished);
+            whole["timings"] = Timings::of(&one.finished).json();
         }
         whole
     }
@@ -595,30 +595,59 @@ pub(super) fn usage(finished: &[&Finished], choices: usize) -> Value {
     })
 }
 
-/// llama-server's `timings` of a finished request: its prompt (`prompt_ms` from submission, queueing included,
-/// to the first generated token; `cache_n` tokens of it found in the slot) and its generation (`predicted_ms`
-/// from the first generated token to the last, so the rate counts the tokens after the first).
-pub(super) fn timings(f: &Finished) -> Value {
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    let (prompt_n, prompt_ms) = (f.prompt_tokens - f.cached_tokens, ms(f.first_token));
-    let (predicted_n, predicted_ms) = (f.ids.len(), ms(f.elapsed.saturating_sub(f.first_token)));
-    let rate = |n: usize, ms: f64| match ms > 0.0 {
+/// A finished request's times as llama-server reports them (`timings`): its prompt (`prompt_ms` from submission,
+/// queueing included, to the first generated token; `cache_n` tokens of it found in the slot) and its generation
+/// (`predicted_ms` from the first generated token to the last, so its rate counts the tokens after the first).
+pub(super) struct Timings {
+    cache_n: usize,
+    prompt_n: usize,
+    pub prompt_ms: f64,
+    predicted_n: usize,
+    predicted_ms: f64,
+}
+
+impl Timings {
+    pub fn of(f: &Finished) -> Self {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        Self {
+            cache_n: f.cached_tokens,
+            prompt_n: f.prompt_tokens - f.cached_tokens,
+            prompt_ms: ms(f.first_token),
+            predicted_n: f.ids.len(),
+            predicted_ms: ms(f.elapsed.saturating_sub(f.first_token)),
+        }
+    }
+
+    /// Tokens generated a second after the first.
+    pub fn predicted_per_second(&self) -> f64 {
+        rate(self.predicted_n.saturating_sub(1), self.predicted_ms)
+    }
+
+    /// llama-server's `timings` object.
+    pub fn json(&self) -> Value {
+        let per_token = |n: usize, ms: f64| match n {
+            0 => 0.0,
+            n => ms / n as f64,
+        };
+        let steps = self.predicted_n.saturating_sub(1);
+        json!({
+            "cache_n": self.cache_n,
+            "prompt_n": self.prompt_n, "prompt_ms": self.prompt_ms,
+            "prompt_per_token_ms": per_token(self.prompt_n, self.prompt_ms),
+            "prompt_per_second": rate(self.prompt_n, self.prompt_ms),
+            "predicted_n": self.predicted_n, "predicted_ms": self.predicted_ms,
+            "predicted_per_token_ms": per_token(steps, self.predicted_ms),
+            "predicted_per_second": self.predicted_per_second(),
+        })
+    }
+}
+
+/// `n` in `ms` milliseconds, a second (0 for no time).
+fn rate(n: usize, ms: f64) -> f64 {
+    match ms > 0.0 {
         true => n as f64 * 1e3 / ms,
         false => 0.0,
-    };
-    let per_token = |n: usize, ms: f64| match n {
-        0 => 0.0,
-        n => ms / n as f64,
-    };
-    let steps = predicted_n.saturating_sub(1);
-    json!({
-        "cache_n": f.cached_tokens,
-        "prompt_n": prompt_n, "prompt_ms": prompt_ms,
-        "prompt_per_token_ms": per_token(prompt_n, prompt_ms), "prompt_per_second": rate(prompt_n, prompt_ms),
-        "predicted_n": predicted_n, "predicted_ms": predicted_ms,
-        "predicted_per_token_ms": per_token(steps, predicted_ms),
-        "predicted_per_second": rate(steps, predicted_ms),
-    })
+    }
 }
 
 /// Character offsets of successive tokens in the text they spell, counting only whole UTF-8 characters (a token

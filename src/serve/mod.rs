@@ -105,14 +105,14 @@ pub fn log_line(mut line: String) {
 /// Logs a finished reply (llama-server logs a slot's timings when it is released): its tokens, speed and end.
 fn log_reply(id: &str, f: &Finished) {
     if LOG_REQUESTS.load(Ordering::Relaxed) {
-        let t = completions::timings(f);
+        let t = completions::Timings::of(f);
         log_line(format!(
             "{id}: {} prompt tokens ({} cached) in {:.0} ms, {} generated at {:.1} tok/s, {}",
             f.prompt_tokens,
             f.cached_tokens,
-            t["prompt_ms"].as_f64().unwrap_or_default(),
+            t.prompt_ms,
             f.ids.len(),
-            t["predicted_per_second"].as_f64().unwrap_or_default(),
+            t.predicted_per_second(),
             f.stop.finish_reason()
         ));
     }
