@@ -49,18 +49,17 @@ struct Ways {
 impl Grammar {
     /// Whether `text` is in the grammar's language.
     pub fn holds(&self, text: &str) -> bool {
-        self.after(text.as_bytes())
+        self.after(self.start(), text.as_bytes())
             .is_some_and(|ways| ways.complete())
     }
 
     /// Whether some text in the grammar's language starts with `bytes` (which may end inside a character).
     pub fn starts(&self, bytes: &[u8]) -> bool {
-        self.after(bytes).is_some()
+        self.after(self.start(), bytes).is_some()
     }
 
-    /// The ways after `bytes` from the start, if any.
-    fn after(&self, bytes: &[u8]) -> Option<Ways> {
-        let mut ways = self.start();
+    /// The ways after `bytes` from `ways`, if any.
+    fn after(&self, mut ways: Ways, bytes: &[u8]) -> Option<Ways> {
         for &b in bytes {
             ways = self.step(&ways, b)?;
         }
@@ -275,11 +274,7 @@ impl GrammarWalker {
     }
 
     fn after(&self, bytes: &[u8]) -> Option<Ways> {
-        let mut ways = self.ways.clone();
-        for &b in bytes {
-            ways = self.grammar.step(&ways, b)?;
-        }
-        Some(ways)
+        self.grammar.after(self.ways.clone(), bytes)
     }
 }
 
