@@ -19,7 +19,7 @@ pub mod reference;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::Shape;
+use burn::tensor::{Shape, TensorMetadata};
 
 /// The gated FFN's activation (`act(gate) · up`): the model files' own enum, so one type names it everywhere.
 pub use bitnet_gguf::Activation;
@@ -62,6 +62,15 @@ impl CacheType {
             Self::Q8_0 => bitnet_gguf::quant::Q8_0_VALUES,
         }
     }
+
+    /// Bytes a row of `d` values takes (`d` a multiple of [`CacheType::block`]).
+    pub fn row_bytes(self, d: usize) -> usize {
+        match self {
+            Self::F32 => 4 * d,
+            Self::F16 => 2 * d,
+            Self::Q8_0 => d / self.block() * bitnet_gguf::quant::Q8_0_BYTES,
+        }
+    }
 }
 
 /// A backend that can multiply activations by packed ternary weights.
@@ -80,6 +89,23 @@ pub trait TernaryBackend: Backend {
     ) -> FloatTensor<Self> {
         debug_assert!(Self::CACHE_TYPES.contains(&cache));
         Self::float_zeros(shape.into(), device, burn::tensor::FloatDType::F32)
+    }
+
+    /// `dst` with its positions `0..len` replaced by those of `src`: two caches made by
+    /// [`TernaryBackend::kv_cache_zeros`] with one cache type, `b`, `kv_heads` and `d` (their positions may differ;
+    /// `len` fits both). Moves a prompt's keys and values between caches instead of running it again. The default
+    /// slices and assigns, which CubeCL does whatever the element type.
+    fn kv_cache_copy(
+        src: FloatTensor<Self>,
+        dst: FloatTensor<Self>,
+        len: usize,
+    ) -> FloatTensor<Self> {
+        let first = |t: &FloatTensor<Self>| {
+            let s = t.shape();
+            [0..s[0], 0..s[1], 0..len, 0..s[3]].map(burn::tensor::Slice::from)
+        };
+        let (from, to) = (first(&src), first(&dst));
+        Self::float_slice_assign(dst, &to, Self::float_slice(src, &from))
     }
 
     /// Packed weights `w [n, words]` (dtype `U32`) and their `scales [n, blocks]`, just uploaded, laid out as

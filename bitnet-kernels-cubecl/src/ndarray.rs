@@ -42,6 +42,29 @@ fn writable<E: Clone>(a: SharedArray<E>) -> SharedArray<E> {
     }
 }
 
+/// `dst` with positions `0..len` of each `[b, kv_heads, positions, row]` cache row block copied from `src`.
+fn copy_positions<E: Copy>(
+    src: ndarray::ArrayViewD<'_, E>,
+    dst: SharedArray<E>,
+    len: usize,
+) -> SharedArray<E> {
+    let mut dst = writable(dst);
+    let (from, to) = (src.shape()[2], dst.shape()[2]);
+    let row = dst.shape()[3];
+    assert!(
+        src.shape()[3] == row && src.len() / from == dst.len() / to && len <= from.min(to),
+        "kv_cache_copy: {len} positions of a {:?} cache do not fit a {:?} one",
+        src.shape(),
+        dst.shape()
+    );
+    let src = elements(src).1;
+    let out = dst.as_slice_mut().expect("a standard-layout cache");
+    for (s, d) in src.chunks(from * row).zip(out.chunks_mut(to * row)) {
+        d[..len * row].copy_from_slice(&s[..len * row]);
+    }
+    dst
+}
+
 /// A step's caches as writable arrays, all of one element type: f32, f16 held as its bits (burn-ndarray has
 /// no f16 float; [`TernaryBackend::kv_cache_zeros`] makes them `U16`), or q8_0 blocks held as their bytes (`U8`).
 enum StepCaches {
@@ -166,6 +189,29 @@ impl TernaryBackend for NdArray<f32> {
                     .into_shared()
                     .into()
             }
+        }
+    }
+
+    fn kv_cache_copy(
+        src: FloatTensor<Self>,
+        dst: FloatTensor<Self>,
+        len: usize,
+    ) -> FloatTensor<Self> {
+        match (src, dst) {
+            (NdArrayTensor::F32(s), NdArrayTensor::F32(d)) => {
+                copy_positions(s.view(), d.into_owned(), len).into()
+            }
+            (NdArrayTensor::U16(s), NdArrayTensor::U16(d)) => {
+                copy_positions(s.view(), d.into_owned(), len).into()
+            }
+            (NdArrayTensor::U8(s), NdArrayTensor::U8(d)) => {
+                copy_positions(s.view(), d.into_owned(), len).into()
+            }
+            (s, d) => panic!(
+                "kv_cache_copy: caches of one type expected, found {:?} and {:?}",
+                s.dtype(),
+                d.dtype()
+            ),
         }
     }
 

@@ -200,6 +200,8 @@ impl Args {
             slots: self.parallel.iter().copied().max().unwrap_or(1),
             ctx: self.prompt_tokens + self.gen_tokens + 1,
             chunk: self.prompt_tokens,
+            // every prompt runs whole: nothing to keep
+            prompt_cache: Some(0),
             ..Default::default()
         };
         let engine = Engine::start(model, tokenizer, config);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use bitnet_burn::engine::{Engine, EngineConfig};
+use bitnet_burn::engine::{Engine, EngineConfig, PROMPT_CACHE_BYTES};
 use bitnet_burn::TernaryBackend;
 
 use crate::backend::BackendTask;
@@ -37,6 +37,12 @@ pub struct Args {
     /// longer than one chunk (`-ub` works too).
     #[arg(long = "ubatch-size", default_value_t = 128)]
     ubatch_size: usize,
+    /// Most MiB of prompts kept after their slot moves on, copied back when a request continues one instead of
+    /// run again (-1: no limit, 0: keep none; `-cram` works too). Smaller than llama-server's 8192 because BitNet
+    /// runs on small machines: 2048 MiB hold about 28,000 positions of 2B-4T's f16 cache.
+    #[arg(long = "cache-ram", default_value_t = (PROMPT_CACHE_BYTES >> 20) as i64, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-1..))]
+    cache_ram: i64,
     /// Requests that may wait for a slot; beyond that the server answers 503 with Retry-After.
     #[arg(long, default_value_t = 64)]
     queue: usize,
@@ -70,6 +76,7 @@ pub fn long_flags(args: impl Iterator<Item = String>) -> Vec<String> {
         .map(|a| match a.as_str() {
             "-np" => "--parallel".into(),
             "-ub" => "--ubatch-size".into(),
+            "-cram" => "--cache-ram".into(),
             _ => a,
         })
         .collect()
@@ -119,6 +126,9 @@ impl BackendTask for Args {
             queue: self.queue,
             chunk: self.ubatch_size,
             act: self.text.act(),
+            prompt_cache: usize::try_from(self.cache_ram)
+                .ok()
+                .map(|mib| mib.saturating_mul(1 << 20)),
         };
         let engine = Engine::start(model, tokenizer.clone(), config);
         let c = engine.config();

@@ -302,7 +302,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
     let ready = state.ready()?;
     let s = ready.engine.stats().snapshot();
     let slots = ready.engine.config().slots;
-    let rows: [(&str, &str, &str, f64); 8] = [
+    let rows: [(&str, &str, &str, f64); 10] = [
         (
             "bitnet_requests_total",
             "counter",
@@ -338,6 +338,18 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
             "gauge",
             "Requests waiting for a slot.",
             s.queued as f64,
+        ),
+        (
+            "bitnet_prompt_cache_bytes",
+            "gauge",
+            "Bytes of prompts kept after their slot moved on (--cache-ram).",
+            s.kept_bytes as f64,
+        ),
+        (
+            "bitnet_prompt_cache_prompts",
+            "gauge",
+            "Prompts kept after their slot moved on.",
+            s.kept_prompts as f64,
         ),
         (
             "bitnet_slots_busy",

@@ -29,6 +29,11 @@ impl Server {
     }
 
     fn start_with(model: &std::path::Path, args: &[&str]) -> Self {
+        Self::launch(model, args, true)
+    }
+
+    /// The server, its log read until it is ready and then (when `keep_log`) kept, else its pipe closed.
+    fn launch(model: &std::path::Path, args: &[&str], keep_log: bool) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bitnet"))
             .args([
                 "serve",
@@ -59,6 +64,14 @@ impl Server {
         // Keep draining stderr so the server never blocks on a full pipe.
         let log: std::sync::Arc<std::sync::Mutex<String>> = std::sync::Arc::default();
         let kept = std::sync::Arc::clone(&log);
+        if !keep_log {
+            drop(lines);
+            return Self {
+                child,
+                base: base.expect("the server prints its address"),
+                log,
+            };
+        }
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 let mut log = kept.lock().unwrap();
@@ -147,6 +160,31 @@ impl Server {
             seen.extend_from_slice(&buf[..n]);
         }
         drop(s);
+    }
+}
+
+#[cfg(unix)]
+impl Server {
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let kill = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(kill.unwrap().success());
+    }
+
+    /// How the process ended (within 10 s).
+    fn exit_status(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no exit within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -299,6 +337,46 @@ fn concurrent_requests_equal_sequential_ones() {
         assert!((t["predicted_per_second"].as_f64().unwrap() - rate).abs() < 1e-6 * rate);
     }
     assert_eq!(server.metric("bitnet_requests_total"), 16.0);
+}
+
+/// With one slot, a conversation the slot moved on from comes back from the prompt cache when it goes on
+/// (`cached_tokens`), with the text the whole prompt gives; `--cache-ram 0` keeps nothing.
+#[test]
+fn a_conversation_comes_back_from_the_prompt_cache() {
+    for (cache_ram, kept) in [("64", true), ("0", false)] {
+        let server = Server::start(&[
+            "-np",
+            "1",
+            "--metrics",
+            "--no-webui",
+            "--cache-ram",
+            cache_ram,
+        ]);
+        let complete = |prompt: &str, cache_prompt: bool| {
+            let mut body = greedy_completion(prompt, 8);
+            body["cache_prompt"] = json!(cache_prompt);
+            server.post("/v1/completions", &body.to_string(), None).1
+        };
+        let first = complete(PROMPTS[4], true);
+        complete(PROMPTS[6], true);
+        let reply = first["choices"][0]["text"].as_str().unwrap();
+        let turn = format!("{}{reply}\nROMEO:", PROMPTS[4]);
+        let again = complete(&turn, true);
+        let whole = complete(&turn, false);
+        assert_eq!(again["choices"][0]["text"], whole["choices"][0]["text"]);
+        let cached = again["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap();
+        // the first prompt's tokens, less perhaps its last (merged with what follows it)
+        let before = first["usage"]["prompt_tokens"].as_u64().unwrap();
+        assert_eq!(
+            cached >= before - 1,
+            kept,
+            "--cache-ram {cache_ram}: {cached} of {before} cached"
+        );
+        let prompts = server.metric("bitnet_prompt_cache_prompts");
+        assert_eq!(prompts > 0.0, kept, "--cache-ram {cache_ram}");
+    }
 }
 
 #[test]
@@ -659,12 +737,7 @@ fn a_stop_signal_finishes_the_reply_being_streamed_then_exits() {
     let mut seen = vec![0u8; 4096];
     let n = s.read(&mut seen).unwrap();
     seen.truncate(n);
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    server.terminate();
     let addr = server.base.trim_start_matches("http://").to_string();
     let start = Instant::now();
     while TcpStream::connect(&addr).is_ok() {
@@ -682,18 +755,7 @@ fn a_stop_signal_finishes_the_reply_being_streamed_then_exits() {
     assert!(last.starts_with("[DONE]"), "{seen}");
     // a chunk per token (the text of a split character waits for the next), then the finish chunk
     assert!(chunks > 150, "{chunks} chunks");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no exit after the stream ended"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status}");
+    assert!(server.exit_status().success());
     // a line for the request, one for the reply (before or after the signal's), and the stop last
     let log = server.log.lock().unwrap().clone();
     let mut lines: Vec<&str> = log.lines().collect();

@@ -40,7 +40,7 @@ pub(super) fn run<B: TernaryBackend>(
     mut queue: mpsc::Receiver<Queued>,
     stats: &Stats,
 ) {
-    let mut slots = Slots::new(model, config.slots, config.ctx);
+    let mut slots = Slots::new(model, config.slots, config.ctx, config.prompt_cache);
     let mut active: Vec<Sequence> = Vec::new();
     let vocab = model.config.vocab_size;
     loop {
@@ -64,6 +64,9 @@ pub(super) fn run<B: TernaryBackend>(
             // a scored prompt runs whole: a cached position has no logits
             let reuse = request.cache_prompt && !request.score_prompt;
             let (slot, cached) = slots.acquire(&request.prompt, reuse).expect("a free slot");
+            let (bytes, prompts) = slots.kept();
+            stats.kept_bytes.store(bytes as u64, Ordering::Relaxed);
+            stats.kept_prompts.store(prompts as u64, Ordering::Relaxed);
             active.push(Sequence {
                 slot,
                 pending: request.prompt[cached..].to_vec(),

@@ -18,6 +18,8 @@ pub struct KvCache<B: Backend> {
     len: usize,
     max_len: usize,
     cache: CacheType,
+    /// `[batch, kv_heads, head_dim]`.
+    rows: [usize; 3],
 }
 
 impl<B: TernaryBackend> KvCache<B> {
@@ -49,6 +51,7 @@ impl<B: TernaryBackend> KvCache<B> {
             len: 0,
             max_len,
             cache,
+            rows: [batch, kv_heads, head_dim],
         }
     }
 
@@ -81,6 +84,58 @@ impl<B: TernaryBackend> KvCache<B> {
     /// Capacity in positions.
     pub fn max_len(&self) -> usize {
         self.max_len
+    }
+
+    /// Bytes a position takes (keys and values of every layer).
+    pub fn position_bytes(&self) -> usize {
+        let [batch, kv_heads, head_dim] = self.rows;
+        2 * self.layers.len() * batch * kv_heads * self.cache.row_bytes(head_dim)
+    }
+
+    /// A cache holding a copy of the first `len` positions of this one, with room for just those (to keep a
+    /// prompt after its cache moves on).
+    pub fn snapshot(&self, len: usize) -> Self {
+        let [batch, kv_heads, head_dim] = self.rows;
+        let device = self.layers[0].k.device();
+        let mut copy = Self::new(
+            self.layers.len(),
+            batch,
+            kv_heads,
+            head_dim,
+            len,
+            self.cache,
+            &device,
+        );
+        copy.copy_from(self, len);
+        copy
+    }
+
+    /// Replaces what this cache holds by the first `len` positions of `src`, a cache of the same model and
+    /// [`KvCache::cache_type`] (a prompt moved in instead of run again).
+    ///
+    /// # Panics
+    /// If the caches differ in shape or type, or `len` exceeds what `src` holds or this cache's room.
+    pub fn copy_from(&mut self, src: &Self, len: usize) {
+        assert!(
+            src.rows == self.rows
+                && src.cache == self.cache
+                && src.layers.len() == self.layers.len()
+                && len <= src.len.min(self.max_len),
+            "copying {len} positions between KV caches of other shapes or types"
+        );
+        let copy = |from: &Tensor<B, 4>, to: &mut Tensor<B, 4>| {
+            let device = to.device();
+            let to_taken = std::mem::replace(to, Tensor::empty([0; 4], &device));
+            let [from, to_taken] = [from.clone(), to_taken].map(|t| t.into_primitive().tensor());
+            *to = Tensor::from_primitive(TensorPrimitive::Float(B::kv_cache_copy(
+                from, to_taken, len,
+            )));
+        };
+        for (from, to) in src.layers.iter().zip(&mut self.layers) {
+            copy(&from.k, &mut to.k);
+            copy(&from.v, &mut to.v);
+        }
+        self.len = len;
     }
 
     /// Forgets everything (the memory is kept).
