@@ -96,10 +96,13 @@ pub fn log_requests(on: bool) {
 }
 
 /// Writes `line` to stderr in one write, so a process reading the pipe never sees it cut: `eprintln!` writes
-/// each formatted piece on its own, and a reader once took the address before its port had been written.
+/// each formatted piece on its own, and a reader once took the address before its port had been written. A
+/// failed write is let go: `eprint!` panics when stderr is a pipe nobody reads any more (the process that
+/// started the server has gone), which failed every request and stalled a graceful stop.
 pub fn log_line(mut line: String) {
+    use std::io::Write;
     line.push('\n');
-    eprint!("{line}");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// Logs a finished reply (llama-server logs a slot's timings when it is released): its tokens, speed and end.

@@ -724,6 +724,25 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A server whose log nobody reads any more (the process that started it has gone: its stderr is a closed pipe)
+/// still answers, and still stops on SIGTERM.
+#[cfg(unix)]
+#[test]
+fn a_closed_log_pipe_fails_nothing() {
+    let model = repo_dir().join("models/shakespeare-bitnet-tq2_0.gguf");
+    let mut server = Server::launch(&model, &["-np", "1"], false);
+    let (status, body) = server.post(
+        "/v1/completions",
+        &greedy_completion("ROMEO:", 4).to_string(),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["usage"]["completion_tokens"], 4);
+    server.terminate();
+    let status = server.exit_status();
+    assert!(status.success(), "{status}");
+}
+
 /// SIGTERM (a container or service manager stopping the server): the listener closes at once, the reply being
 /// streamed is finished to its end, and then the process exits cleanly.
 #[cfg(unix)]
