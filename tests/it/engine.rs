@@ -381,3 +381,49 @@ fn wgpu_copies_held_prompts_between_caches() {
         }
     }
 }
+
+/// Requests sharing a long prompt, submitted at once (`n` choices), run it once: the first runs it while the
+/// others wait, then copy it; each gives the tokens it gives alone.
+#[test]
+fn requests_sharing_a_prompt_at_once_run_it_once() {
+    let tok = tokenizer();
+    let model = Arc::new(load::<burn::backend::NdArray>(&shipped(), &Default::default()).unwrap());
+    let text = format!("{}\n\n{}", PROMPTS[1], PROMPTS[4]);
+    let prompt = tok.encode(&text, true).unwrap();
+    assert!(prompt.len() > 40, "{} tokens", prompt.len());
+    let config = EngineConfig {
+        slots: 3,
+        ctx: 256,
+        chunk: 7,
+        ..Default::default()
+    };
+    let engine = Engine::start(model.clone(), tok.clone(), config);
+    // three seeded choices, as the server makes them
+    let choice = |seed: u64| {
+        let (mut request, rx) = greedy(prompt.clone(), 12);
+        request.sampler = SamplerConfig { seed, ..sampler(1) };
+        (request, rx)
+    };
+    let receivers: Vec<_> = (0..3)
+        .map(|seed| {
+            let (request, rx) = choice(seed);
+            engine.submit(request).unwrap();
+            rx
+        })
+        .collect();
+    let mut cached: Vec<usize> = Vec::new();
+    for (seed, rx) in receivers.into_iter().enumerate() {
+        let (_, done) = wait(rx);
+        let opts = GenerateOptions {
+            max_new_tokens: 12,
+            sampler: choice(seed as u64).0.sampler,
+            ..Default::default()
+        };
+        let mut cache = model.new_cache(1, 256);
+        let alone = generate_ids(&*model, &tok, &mut cache, prompt.clone(), &opts, |_| {});
+        assert_eq!(done.ids, alone.unwrap().ids, "choice {seed}");
+        cached.push(done.cached_tokens);
+    }
+    cached.sort();
+    assert_eq!(cached, [0, prompt.len() - 1, prompt.len() - 1]);
+}

@@ -7,10 +7,11 @@ use bitnet_kernels_cubecl::TernaryBackend;
 use tokio::sync::mpsc;
 
 use super::slots::Slots;
-use super::{EngineConfig, Event, Finished, Queued, Stats};
+use super::{EngineConfig, Event, Finished, Queued, Request, Stats};
 use crate::nn::BitNet;
 use crate::text::generate::{Continuation, StopReason};
 use crate::text::logprobs::TokenLogprob;
+use crate::text::shared_prefix;
 use crate::text::tokenizer::Tokenizer;
 
 /// A request holding a slot.
@@ -26,6 +27,8 @@ struct Sequence {
     scored: Option<Vec<u32>>,
     /// Prompt tokens run (or found in the cache) so far.
     fed: usize,
+    /// The whole prompt.
+    prompt: Vec<u32>,
     prompt_tokens: usize,
     cached_tokens: usize,
     submitted: Instant,
@@ -42,10 +45,24 @@ pub(super) fn run<B: TernaryBackend>(
 ) {
     let mut slots = Slots::new(model, config.slots, config.ctx, config.prompt_cache);
     let mut active: Vec<Sequence> = Vec::new();
+    // requests waiting for a running prompt they share the start of
+    let mut waiting: Vec<Queued> = Vec::new();
     let vocab = model.config.vocab_size;
     loop {
-        while slots.busy() < config.slots {
-            let next = if active.is_empty() {
+        let mut i = 0;
+        while i < waiting.len() && slots.busy() < config.slots {
+            if waiting[i].request.events.is_closed() {
+                waiting.remove(i);
+                stats.queued.fetch_sub(1, Ordering::Relaxed);
+            } else if waits(&waiting[i].request, &active, &slots, 1) {
+                i += 1;
+            } else {
+                let next = waiting.remove(i);
+                admit(next, &mut slots, &mut active, tokenizer, stats);
+            }
+        }
+        while slots.busy() < config.slots && waiting.len() < config.queue {
+            let next = if active.is_empty() && waiting.is_empty() {
                 match queue.blocking_recv() {
                     Some(q) => q,
                     None => return,
@@ -56,42 +73,13 @@ pub(super) fn run<B: TernaryBackend>(
                     Err(_) => break,
                 }
             };
-            stats.queued.fetch_sub(1, Ordering::Relaxed);
-            let Queued { request, at } = next;
-            if request.events.is_closed() {
-                continue;
+            if next.request.events.is_closed() {
+                stats.queued.fetch_sub(1, Ordering::Relaxed);
+            } else if waits(&next.request, &active, &slots, WAIT_FOR_SHARED) {
+                waiting.push(next);
+            } else {
+                admit(next, &mut slots, &mut active, tokenizer, stats);
             }
-            // a scored prompt runs whole: a cached position has no logits
-            let reuse = request.cache_prompt && !request.score_prompt;
-            let (slot, cached) = slots.acquire(&request.prompt, reuse).expect("a free slot");
-            let (bytes, prompts) = slots.kept();
-            stats.kept_bytes.store(bytes as u64, Ordering::Relaxed);
-            stats.kept_prompts.store(prompts as u64, Ordering::Relaxed);
-            active.push(Sequence {
-                slot,
-                pending: request.prompt[cached..].to_vec(),
-                continuation: {
-                    let c = Continuation::new(
-                        tokenizer,
-                        &request.prompt,
-                        request.max_new_tokens,
-                        request.sampler,
-                        request.stop_strings,
-                    );
-                    match request.ignore_eos {
-                        true => c.ignoring_stop_tokens(),
-                        false => c,
-                    }
-                },
-                events: request.events,
-                logprobs: request.logprobs,
-                scored: request.score_prompt.then(|| request.prompt.clone()),
-                fed: cached,
-                prompt_tokens: request.prompt.len(),
-                cached_tokens: cached,
-                submitted: at,
-                first_token: None,
-            });
         }
         active.retain(|s| {
             let gone = s.events.is_closed();
@@ -217,6 +205,71 @@ pub(super) fn run<B: TernaryBackend>(
             .decode_tok_s
             .store((decoded as f64 / seconds).to_bits(), Ordering::Relaxed);
     }
+}
+
+/// Fewest prompt tokens, beyond those held anywhere, that a running prompt must share with a request's for the
+/// request to wait until that prompt has run, and then copy it (`n` choices of one prompt, requests sharing a
+/// long system prompt at once) instead of running the same tokens beside it.
+const WAIT_FOR_SHARED: usize = 32;
+
+/// Whether `request` waits for a sequence still running its prompt: they share at least `least` tokens more than
+/// a slot or the prompt cache holds now ([`WAIT_FOR_SHARED`] to start waiting, 1 to go on until all have run).
+fn waits<B: TernaryBackend>(
+    request: &Request,
+    active: &[Sequence],
+    slots: &Slots<B>,
+    least: usize,
+) -> bool {
+    let prompt = &request.prompt;
+    let most = prompt.len() - 1;
+    let held = slots.longest_held(prompt).min(most);
+    request.cache_prompt
+        && !request.score_prompt
+        && active.iter().any(|s| {
+            !s.pending.is_empty() && shared_prefix(&s.prompt, prompt).min(most) >= held + least
+        })
+}
+
+/// Gives a request a slot, starting from what it holds or can copy of the prompt (see [`Slots::acquire`]).
+fn admit<B: TernaryBackend>(
+    queued: Queued,
+    slots: &mut Slots<B>,
+    active: &mut Vec<Sequence>,
+    tokenizer: &Tokenizer,
+    stats: &Stats,
+) {
+    stats.queued.fetch_sub(1, Ordering::Relaxed);
+    let Queued { request, at } = queued;
+    // a scored prompt runs whole: a cached position has no logits
+    let reuse = request.cache_prompt && !request.score_prompt;
+    let (slot, cached) = slots.acquire(&request.prompt, reuse).expect("a free slot");
+    let (bytes, prompts) = slots.kept();
+    stats.kept_bytes.store(bytes as u64, Ordering::Relaxed);
+    stats.kept_prompts.store(prompts as u64, Ordering::Relaxed);
+    let continuation = Continuation::new(
+        tokenizer,
+        &request.prompt,
+        request.max_new_tokens,
+        request.sampler,
+        request.stop_strings,
+    );
+    active.push(Sequence {
+        slot,
+        pending: request.prompt[cached..].to_vec(),
+        continuation: match request.ignore_eos {
+            true => continuation.ignoring_stop_tokens(),
+            false => continuation,
+        },
+        events: request.events,
+        logprobs: request.logprobs,
+        scored: request.score_prompt.then(|| request.prompt.clone()),
+        fed: cached,
+        prompt_tokens: request.prompt.len(),
+        cached_tokens: cached,
+        submitted: at,
+        first_token: None,
+        prompt: request.prompt,
+    });
 }
 
 /// Frees a slot and says so in the stats at once (before the request's end is reported).

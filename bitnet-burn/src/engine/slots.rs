@@ -53,6 +53,13 @@ impl<B: TernaryBackend> Slots<B> {
         self.slots.iter().filter(|s| s.busy).count()
     }
 
+    /// The most tokens `prompt` starts with that a slot (busy or not) or the prompt cache holds.
+    pub fn longest_held(&self, prompt: &[u32]) -> usize {
+        let slots = self.slots.iter().map(|s| shared_prefix(&s.tokens, prompt));
+        let kept = self.kept.longest(prompt).map(|(_, n)| n);
+        slots.chain(kept).max().unwrap_or(0)
+    }
+
     /// Takes a free slot for `prompt` and returns it with the prompt tokens it starts with, none unless `reuse`
     /// (then at most all but the last, whose logits the request needs); `None` when every slot is busy.
     ///
