@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bitnet_burn::device::{dispatch, BackendError, BackendKind, BackendTask};
-use bitnet_burn::engine::{Engine, EngineConfig, Request};
+use bitnet_burn::engine::{Engine, EngineConfig, Request, PROMPT_CACHE_BYTES};
 use bitnet_burn::io::hub::{Hub, HubFile};
 use bitnet_burn::text::chat::ChatTemplate;
 use bitnet_burn::text::format::OutputFormat;
@@ -85,10 +85,11 @@ pub struct Sampling {
 impl NativeModel {
     /// Loads `path` (a GGUF file, a transformers checkpoint directory or `hf:OWNER/NAME/FILE`) onto `backend`,
     /// with `threads` CPU threads (0: one per core), `parallel` sequences decoded together, each with `ctx`
-    /// positions (0: the model's context), caches of `cache_type` (`f16`, `f32` or `q8_0`).
+    /// positions (0: the model's context), caches of `cache_type` (`f16`, `f32` or `q8_0`), and at most
+    /// `cache_ram` MiB of prompts kept after their sequence moves on (-1: no limit, 0: none).
     #[new]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments
-    #[pyo3(signature = (path, threads=0, backend="cpu", head="int8", act="int8", ctx=0, parallel=1, cache_type="f16"))]
+    #[pyo3(signature = (path, threads=0, backend="cpu", head="int8", act="int8", ctx=0, parallel=1, cache_type="f16", cache_ram=(PROMPT_CACHE_BYTES >> 20) as i64))]
     fn new(
         py: Python<'_>,
         path: &str,
@@ -99,6 +100,7 @@ impl NativeModel {
         ctx: usize,
         parallel: usize,
         cache_type: &str,
+        cache_ram: i64,
     ) -> PyResult<Self> {
         let head = match head {
             "int8" => HeadMode::Int8,
@@ -120,6 +122,15 @@ impl NativeModel {
         if parallel == 0 {
             return Err(PyValueError::new_err("parallel must be at least 1"));
         }
+        let prompt_cache = match cache_ram {
+            -1 => None,
+            mib if mib >= 0 => Some((mib as usize).saturating_mul(1 << 20)),
+            mib => {
+                return Err(PyValueError::new_err(format!(
+                    "cache_ram must be -1 (no limit), 0 (none) or MiB, not {mib}"
+                )))
+            }
+        };
         let threads = match threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             t => t,
@@ -140,6 +151,7 @@ impl NativeModel {
                 slots: parallel,
                 ctx: if ctx == 0 { usize::MAX } else { ctx },
                 act,
+                prompt_cache,
                 ..Default::default()
             };
             let options = LoadOptions {

@@ -366,6 +366,22 @@ def test_a_later_turn_reuses_the_cached_prefix(model: Model) -> None:
     assert again["choices"][0]["text"] == cli_run(prompt, 8)["text"]
 
 
+@pytest.mark.parametrize("cache_ram", [64, 0])
+def test_a_conversation_comes_back_from_the_prompt_cache(cache_ram: int) -> None:
+    """With one sequence, a chat the engine moved on from is copied back when it goes on (``cache_ram=0``: run again)."""
+    one = Model(MODEL, threads=THREADS, parallel=1, cache_ram=cache_ram)
+    first = one("JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?", max_tokens=8, temperature=0)
+    one("Now is the winter of our discontent", max_tokens=8, temperature=0)
+    prompt = "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?" + first["choices"][0]["text"] + "\nROMEO:"
+    again = one(prompt, max_tokens=8, temperature=0)
+    cached = again["usage"]["prompt_tokens_details"]["cached_tokens"]
+    # the first prompt's tokens, less perhaps its last (merged with what follows it)
+    assert (cached >= first["usage"]["prompt_tokens"] - 1) == (cache_ram > 0), cached
+    assert again["choices"][0]["text"] == cli_run(prompt, 8)["text"]
+    with pytest.raises(ValueError, match="cache_ram must be"):
+        Model(MODEL, cache_ram=-2)
+
+
 def test_properties(model: Model) -> None:
     meta = model.metadata
     assert meta["general.architecture"] == "bitnet-b1.58"

@@ -44,6 +44,9 @@ class Model:
     ``parallel``: sequences decoded together (threads sharing the model); each has ``ctx`` positions.
     ``cache_type``: what the KV cache stores: ``"f16"`` (default, as llama.cpp: half the memory), ``"q8_0"``
     (about half of f16's) or ``"f32"``.
+    ``cache_ram``: MiB of prompts kept after their sequence moves on to another conversation, copied back when a
+    prompt continues one instead of run again (-1: no limit, 0: none; llama-cpp-python's ``LlamaRAMCache`` holds
+    2 GiB too, but only after ``set_cache``).
     ``n_ctx`` and ``n_threads`` are accepted as llama-cpp-python spells them.
     """
 
@@ -58,6 +61,7 @@ class Model:
         ctx: int = 0,
         parallel: int = 1,
         cache_type: str = "f16",
+        cache_ram: int = 2048,
         n_ctx: Optional[int] = None,
         n_threads: Optional[int] = None,
         verbose: bool = False,
@@ -69,7 +73,7 @@ class Model:
             warnings.warn(f"threads={threads} is more than the {cores} cores; using {cores}", stacklevel=2)
             threads = cores
         self._native: Optional[NativeModel] = NativeModel(
-            os.fspath(model_path), threads, backend, head, act, ctx, parallel, cache_type
+            os.fspath(model_path), threads, backend, head, act, ctx, parallel, cache_type, cache_ram
         )
         self.model_path = str(self._native.path)
         self._metadata: Optional[Dict[str, Any]] = None
