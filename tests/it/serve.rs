@@ -797,10 +797,12 @@ fn a_stop_signal_finishes_the_reply_being_streamed_then_exits() {
 }
 
 /// 200 requests, 16 at a time, random lengths, every fifth client hanging up after its first event: every
-/// completed request is well formed, no slot leaks, and resident memory stays flat.
+/// completed request is well formed, no slot leaks, and resident memory stays flat (the prompt cache within its
+/// budget).
 #[test]
 fn a_load_run_ends_without_errors_leaks_or_growth() {
-    let server = Server::start(&["-np", "4", "--metrics"]);
+    // a prompt cache of 1 MiB: it fills and evicts during the run, and must stay within its budget
+    let server = Server::start(&["-np", "4", "--metrics", "--cache-ram", "1"]);
     let run = |n: usize, seed: usize| {
         std::thread::scope(|s| {
             for worker in 0..16 {
@@ -847,6 +849,8 @@ fn a_load_run_ends_without_errors_leaks_or_growth() {
         after < before + before / 5,
         "resident memory grew from {before} kB to {after} kB"
     );
+    let kept = server.metric("bitnet_prompt_cache_bytes");
+    assert!(kept > 0.0 && kept <= (1 << 20) as f64, "{kept} bytes kept");
     assert_eq!(server.metric("bitnet_slots_busy"), 0.0);
 }
 
