@@ -39,7 +39,8 @@ pub struct Args {
     ubatch_size: usize,
     /// Most MiB of prompts kept after their slot moves on, copied back when a request continues one instead of
     /// run again (-1: no limit, 0: keep none; `-cram` works too). Smaller than llama-server's 8192 because BitNet
-    /// runs on small machines: 2048 MiB hold about 28,000 positions of 2B-4T's f16 cache.
+    /// runs on small machines: 2048 MiB hold about 28,000 positions of 2B-4T's f16 cache. Kept where the KV cache
+    /// lives (on a GPU backend, in its memory).
     #[arg(long = "cache-ram", default_value_t = (PROMPT_CACHE_BYTES >> 20) as i64, allow_negative_numbers = true,
           value_parser = clap::value_parser!(i64).range(-1..))]
     cache_ram: i64,

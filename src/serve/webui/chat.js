@@ -1,6 +1,7 @@
 // The chat page of `bitnet serve`: streams replies from this server's /v1/chat/completions (the model's chat
-// template, the slot's cache reused for earlier turns), Stop cancels the stream (the server frees the slot), and the
-// conversation and settings stay in this browser's localStorage. State for tests and scripts:
+// template; a conversation's earlier turns are found in a slot or the server's prompt cache, not run again), Stop
+// cancels the stream (the server frees the slot), and the conversations (a list, newest first) and settings stay in
+// this browser's localStorage. State for tests and scripts:
 // `document.body.dataset.state` is "loading" | "ready" | "generating", and `dataset.replies` counts replies that
 // ended (finished, stopped or failed).
 
@@ -15,8 +16,13 @@ const stored = (key, fallback) => {
 };
 const store = (key, value) => localStorage.setItem(key, JSON.stringify(value));
 
-/** The conversation: `{role, content}` as the API takes them, and on replies a `note` (tokens, speed, finish). */
-let messages = stored("bitnet.chat", []);
+/** A conversation: an id, and its messages: `{role, content}` as the API takes them, and on replies a `note`
+ * (tokens, speed, finish). */
+const conversationOf = (messages = []) => ({ id: `${Date.now()}-${Math.random()}`, messages });
+/** Every conversation with messages, the most recently used first. */
+let chats = stored("bitnet.chats", []);
+/** The conversation shown. */
+let chat = chats.find((c) => c.id === stored("bitnet.current", null)) ?? conversationOf();
 /** The reply being written: its AbortController. */
 let running = null;
 /** What the status line says while nothing is being written. */
@@ -90,7 +96,7 @@ function sampling() {
 /** What the conversation sends: the system prompt, then the turns without their notes. */
 function conversation() {
   const system = $("system").value.trim();
-  const turns = messages.map(({ role, content }) => ({ role, content }));
+  const turns = chat.messages.map(({ role, content }) => ({ role, content }));
   return system ? [{ role: "system", content: system }, ...turns] : turns;
 }
 
@@ -98,7 +104,7 @@ function conversation() {
 async function reply() {
   const written = { role: "assistant", content: "", note: "" };
   const view = show(written);
-  const chat = messages;
+  const asked = chat;
   running = new AbortController();
   setState("generating", "Writing…");
   $("error").textContent = "";
@@ -137,13 +143,42 @@ async function reply() {
     setState("ready", idle);
     document.body.dataset.replies = Number(document.body.dataset.replies ?? 0) + 1;
   }
-  // "New chat" while it was written: it belongs to the conversation that is gone
-  if (chat !== messages) return true;
+  asked.messages.push(written);
+  save();
+  // another conversation shown while it was written: the reply is in its own
+  if (asked !== chat) return true;
   view.note.textContent = written.note;
-  messages.push(written);
-  store("bitnet.chat", messages);
   showRetry();
   return true;
+}
+
+/** Stores the conversations with messages and which one is shown. */
+function save() {
+  chats = chats.filter((c) => c.messages.length);
+  store("bitnet.chats", chats);
+  store("bitnet.current", chat.id);
+  list();
+}
+
+/** The conversation list: each by its first words, the one shown selected. */
+function list() {
+  const title = (c) => {
+    const first = c.messages.find((m) => m.role === "user")?.content.trim().split("\n")[0] ?? "";
+    return first.length > 40 ? `${first.slice(0, 40)}…` : first || "New chat";
+  };
+  const shownToo = chats.includes(chat) ? chats : [chat, ...chats];
+  $("chats").replaceChildren(...shownToo.map((c) => new Option(title(c), c.id, false, c === chat)));
+  $("delete-chat").disabled = !chat.messages.length;
+}
+
+/** Shows conversation `c`. */
+function open(c) {
+  chat = c;
+  $("messages").replaceChildren();
+  $("error").textContent = "";
+  chat.messages.forEach(show);
+  showRetry();
+  save();
 }
 
 /** "N tokens at X tok/s · prompt P tokens (C cached) in S s · finish". */
@@ -188,6 +223,7 @@ function showRetry() {
   button.textContent = "Regenerate";
   button.onclick = async () => {
     if (running) return;
+    const { messages } = chat;
     const old = messages.pop();
     last.remove();
     if (!(await reply()) && messages.at(-1)?.role === "user") {
@@ -195,7 +231,7 @@ function showRetry() {
       show(old);
       showRetry();
     }
-    store("bitnet.chat", messages);
+    save();
   };
   last.append(button);
 }
@@ -205,7 +241,10 @@ async function send() {
   const content = $("input").value;
   if (!content.trim()) return;
   const user = { role: "user", content };
+  const { messages } = chat;
   messages.push(user);
+  // the conversation goes to the top of the list
+  chats = [chat, ...chats.filter((c) => c !== chat)];
   const view = show(user);
   $("input").value = "";
   document.querySelector("#retry")?.remove();
@@ -218,20 +257,25 @@ async function send() {
   }
 }
 
+/** Shows a new, empty conversation (the one shown if it is empty already). */
 function newChat() {
-  running?.abort();
-  messages = [];
-  store("bitnet.chat", messages);
-  $("messages").replaceChildren();
-  $("error").textContent = "";
+  if (chat.messages.length) open(conversationOf());
+}
+
+/** Forgets the conversation shown (stopping its reply) and shows the most recent other one. */
+function deleteChat() {
+  if (running) running.abort();
+  chats = chats.filter((c) => c !== chat);
+  chat.messages = [];
+  open(chats[0] ?? conversationOf());
 }
 
 for (const id of SETTINGS) {
   $(id).value = stored(`bitnet.${id}`, "");
   $(id).oninput = () => store(`bitnet.${id}`, $(id).value);
 }
-messages.forEach(show);
-showRetry();
+open(chat);
+$("chats").onchange = () => open(chats.find((c) => c.id === $("chats").value) ?? chat);
 $("composer").onsubmit = (e) => {
   e.preventDefault();
   send();
@@ -243,4 +287,5 @@ $("input").onkeydown = (e) => {
   }
 };
 $("new-chat").onclick = newChat;
+$("delete-chat").onclick = deleteChat;
 connect();
