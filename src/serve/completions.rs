@@ -86,9 +86,18 @@ fn request(
 ) -> Result<(&Ready, Value, Common, SamplerConfig), ApiError> {
     let ready = state.ready()?;
     let value = params::object(&body(raw)?)?;
-    let common: Common = params::read(&value)?;
-    let sampler = common.validate(&ready.names, ready.engine.vocab())?;
+    let (common, sampler) = parameters(ready, &value)?;
     Ok((ready, value, common, sampler))
+}
+
+/// The shared parameters of a body, checked, with the sampler they make.
+pub(super) fn parameters(
+    ready: &Ready,
+    value: &Value,
+) -> Result<(Common, SamplerConfig), ApiError> {
+    let common: Common = params::read(value)?;
+    let sampler = common.validate(&ready.names, ready.engine.vocab())?;
+    Ok((common, sampler))
 }
 
 /// Which endpoint a reply is for (a chat's with the tools it may call).

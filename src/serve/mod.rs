@@ -3,6 +3,7 @@
 
 mod completions;
 mod error;
+mod native;
 mod params;
 mod responses;
 mod stored;
@@ -145,6 +146,7 @@ pub fn router(state: Arc<AppState>, webui: bool) -> Router {
         .route("/v1/chat/completions", post(completions::chat))
         .route("/chat/completions", post(completions::chat))
         .route("/v1/completions", post(completions::completion))
+        .route("/completion", post(native::completion))
         .route("/completions", post(completions::completion))
         .route("/v1/responses", post(responses::responses))
         .route("/responses", post(responses::responses))

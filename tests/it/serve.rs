@@ -339,6 +339,105 @@ fn concurrent_requests_equal_sequential_ones() {
     assert_eq!(server.metric("bitnet_requests_total"), 16.0);
 }
 
+/// llama-server's own `/completion`, checked as llama.cpp's server tests check it (`tools/server/tests/unit/
+/// test_completion.py` in the PyPI sdist): `timings`' `prompt_n` and `predicted_n`, `truncated`, `has_new_line`,
+/// `tokens` only with `return_tokens`; streamed, a boolean `stop` in every event, each token event's `tokens` ints,
+/// the last with `timings`, `stop_type` "limit" and `generation_settings.n_predict`, no `[DONE]`, and the streamed
+/// content equal to the whole reply's. Also: the greedy text is `/v1/completions`', a stop word ends it
+/// ("word"), and a bad `n_predict` is a 400 naming it.
+#[test]
+fn llama_servers_own_completion_endpoint() {
+    let server = Server::start(&["-np", "2", "--no-webui"]);
+    let post = |body: Value| server.post("/completion", &body.to_string(), None);
+    let greedy =
+        json!({"prompt": "ROMEO:", "n_predict": 8, "temperature": 0, "cache_prompt": false});
+    let (status, whole) = post(greedy.clone());
+    assert_eq!(status, 200, "{whole}");
+    let (_, openai) = server.post(
+        "/v1/completions",
+        &greedy_completion("ROMEO:", 8).to_string(),
+        None,
+    );
+    let content = whole["content"].as_str().unwrap();
+    assert_eq!(content, openai["choices"][0]["text"]);
+    let prompt_tokens = &openai["usage"]["prompt_tokens"];
+    assert_eq!(&whole["timings"]["prompt_n"], prompt_tokens);
+    assert_eq!(&whole["tokens_evaluated"], prompt_tokens);
+    assert_eq!(whole["timings"]["predicted_n"], 8);
+    assert_eq!(whole["tokens_predicted"], 8);
+    assert_eq!(whole["truncated"], false);
+    assert_eq!(whole["has_new_line"], content.contains('\n'));
+    assert_eq!(whole["tokens"], json!([]));
+    assert_eq!(
+        (&whole["stop"], &whole["stop_type"]),
+        (&json!(true), &json!("limit"))
+    );
+    assert_eq!(whole["generation_settings"]["n_predict"], 8);
+
+    let mut asked = greedy.clone();
+    asked["return_tokens"] = json!(true);
+    let tokens = post(asked).1["tokens"].clone();
+    assert_eq!(tokens.as_array().map(Vec::len), Some(8), "{tokens}");
+    let (_, text) = server.post("/detokenize", &json!({"tokens": tokens}).to_string(), None);
+    assert_eq!(text["content"], content);
+
+    let mut streamed = greedy.clone();
+    streamed["stream"] = json!(true);
+    let (status, sse) = post(streamed);
+    assert_eq!(status, 200);
+    let sse = sse.as_str().unwrap();
+    assert!(!sse.contains("[DONE]"), "{sse}");
+    let events: Vec<Value> = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let (last, tokens) = events.split_last().unwrap();
+    assert_eq!(tokens.len(), 8, "{sse}");
+    for event in tokens {
+        assert_eq!(event["stop"], false, "{event}");
+        assert!(
+            event["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(Value::is_u64),
+            "{event}"
+        );
+    }
+    assert_eq!(
+        (&last["stop"], &last["stop_type"]),
+        (&json!(true), &json!("limit"))
+    );
+    assert_eq!(last["timings"]["predicted_n"], 8);
+    assert_eq!(last["generation_settings"]["n_predict"], 8);
+    let joined: String = events
+        .iter()
+        .map(|e| e["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, content);
+
+    let word: String = content.chars().skip(2).take(3).collect();
+    let mut stopped = greedy.clone();
+    stopped["stop"] = json!([word]);
+    let (_, cut) = post(stopped);
+    assert_eq!(
+        (&cut["stop_type"], &cut["stopping_word"]),
+        (&json!("word"), &json!(word))
+    );
+    assert_eq!(
+        cut["content"].as_str().unwrap(),
+        &content[..content.find(&word).unwrap()]
+    );
+
+    let (status, bad) = post(json!({"prompt": "ROMEO:", "n_predict": "eight"}));
+    assert_eq!(
+        (status, &bad["error"]["param"]),
+        (400, &json!("n_predict")),
+        "{bad}"
+    );
+}
+
 /// With one slot, a conversation the slot moved on from comes back from the prompt cache when it goes on
 /// (`cached_tokens`), with the text the whole prompt gives; `--cache-ram 0` keeps nothing.
 #[test]
