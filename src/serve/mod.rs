@@ -155,6 +155,7 @@ pub fn router(state: Arc<AppState>, webui: bool) -> Router {
             get(responses::retrieve).delete(responses::delete),
         )
         .route("/tokenize", post(tokenize))
+        .route("/props", get(props))
         .route("/detokenize", post(detokenize))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
@@ -248,14 +249,45 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
     })))
 }
 
+/// `GET /props`: llama-server's description of the server, read by clients written for it: the defaults a
+/// request's unset parameters take and a slot's context, the slots, the model, its chat template and special tokens.
+async fn props(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let ready = state.ready()?;
+    let config = ready.engine.config();
+    let s = params::Common::default().validate(&ready.names, ready.engine.vocab())?;
+    let [bos, eos] = ready.template.special_tokens();
+    Ok(Json(json!({
+        "default_generation_settings": {
+            "n_ctx": config.ctx,
+            "params": {
+                // llama-server's seed for "a random one each request", as an unset seed is here
+                "n_predict": -1, "seed": u32::MAX, "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
+                "min_p": s.min_p, "repeat_penalty": s.repeat_penalty, "presence_penalty": s.presence_penalty,
+                "frequency_penalty": s.frequency_penalty,
+            },
+        },
+        "total_slots": config.slots,
+        "model_alias": ready.names[0],
+        "model_path": ready.names.last(),
+        "modalities": {"vision": false, "audio": false},
+        "chat_template": ready.template.source(),
+        "bos_token": bos,
+        "eos_token": eos,
+        "build_info": concat!("bitnet-burn ", env!("CARGO_PKG_VERSION")),
+    })))
+}
+
 #[derive(Deserialize)]
 struct TokenizeBody {
     content: String,
     #[serde(default)]
     add_special: bool,
+    /// llama-server's: each token with its text (`piece`; its bytes when they are not UTF-8 alone).
+    #[serde(default)]
+    with_pieces: bool,
 }
 
-/// `POST /tokenize`: `{"content", "add_special"}` → `{"tokens"}`.
+/// `POST /tokenize`: `{"content", "add_special", "with_pieces"}` → `{"tokens"}`.
 async fn tokenize(
     State(state): State<Arc<AppState>>,
     raw: Result<Bytes, BytesRejection>,
@@ -266,7 +298,18 @@ async fn tokenize(
         .tokenizer
         .encode(&body.content, body.add_special)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(Json(json!({"tokens": tokens})))
+    if !body.with_pieces {
+        return Ok(Json(json!({"tokens": tokens})));
+    }
+    let piece = |id: u32| {
+        let bytes = ready.tokenizer.token_bytes(id).unwrap_or_default();
+        String::from_utf8(bytes).map_or_else(|e| json!(e.into_bytes()), |text| json!(text))
+    };
+    let pieces: Vec<_> = tokens
+        .iter()
+        .map(|&id| json!({"id": id, "piece": piece(id)}))
+        .collect();
+    Ok(Json(json!({"tokens": pieces})))
 }
 
 #[derive(Deserialize)]

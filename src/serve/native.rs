@@ -35,6 +35,11 @@ pub async fn completion(
     let mut value = params::object(&body(raw)?)?;
     llama_names(&mut value)?;
     let (common, sampler) = parameters(ready, &value)?;
+    let list = value["prompt"].as_array();
+    if list.is_some_and(|l| l.len() > 1 && !l[0].is_number()) {
+        let message = "prompt: one prompt a request here (/v1/completions takes a list)";
+        return Err(ApiError::bad_request(message).param("prompt"));
+    }
     let prompt = match params::prompts(&value, 1)?.pop() {
         Some(prompt) => prompt,
         None => return Err(ApiError::bad_request("prompt: nothing to complete").param("prompt")),

@@ -339,14 +339,15 @@ fn concurrent_requests_equal_sequential_ones() {
     assert_eq!(server.metric("bitnet_requests_total"), 16.0);
 }
 
-/// llama-server's own `/completion`, checked as llama.cpp's server tests check it (`tools/server/tests/unit/
-/// test_completion.py` in the PyPI sdist): `timings`' `prompt_n` and `predicted_n`, `truncated`, `has_new_line`,
-/// `tokens` only with `return_tokens`; streamed, a boolean `stop` in every event, each token event's `tokens` ints,
-/// the last with `timings`, `stop_type` "limit" and `generation_settings.n_predict`, no `[DONE]`, and the streamed
-/// content equal to the whole reply's. Also: the greedy text is `/v1/completions`', a stop word ends it
-/// ("word"), and a bad `n_predict` is a 400 naming it.
+/// llama-server's own `/completion`, `/props` and `/tokenize`'s `with_pieces`, checked as llama.cpp's server tests
+/// check them (`tools/server/tests/unit/test_completion.py`, `test_basic.py`, `test_tokenize.py` in the PyPI sdist):
+/// `timings`' `prompt_n` and `predicted_n`, `truncated`, `has_new_line`, `tokens` only with `return_tokens`;
+/// streamed, a boolean `stop` in every event, each token event's `tokens` ints, the last with `timings`,
+/// `stop_type` "limit" and `generation_settings.n_predict`, no `[DONE]`, the streamed content equal to the whole
+/// reply's. Also: the greedy text is `/v1/completions`', a stop word ends it ("word"), bad input is a 400 naming
+/// the field; `/props` names the model file, the slots and a slot's context; the pieces spell the text.
 #[test]
-fn llama_servers_own_completion_endpoint() {
+fn llama_servers_own_endpoints() {
     let server = Server::start(&["-np", "2", "--no-webui"]);
     let post = |body: Value| server.post("/completion", &body.to_string(), None);
     let greedy =
@@ -436,6 +437,53 @@ fn llama_servers_own_completion_endpoint() {
         (400, &json!("n_predict")),
         "{bad}"
     );
+    let (status, bad) = post(json!({"prompt": ["ROMEO:", "JULIET:"]}));
+    assert_eq!(
+        (status, &bad["error"]["param"]),
+        (400, &json!("prompt")),
+        "{bad}"
+    );
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("one prompt"),
+        "{bad}"
+    );
+
+    // GET /props as llama.cpp's test_basic.py checks it
+    let (status, props) = server.get("/props");
+    assert_eq!(status, 200, "{props}");
+    assert!(
+        props["model_path"].as_str().unwrap().ends_with(".gguf"),
+        "{props}"
+    );
+    assert_eq!(props["total_slots"], 2);
+    let (_, models) = server.get("/v1/models");
+    let settings = &props["default_generation_settings"];
+    assert_eq!(settings["n_ctx"], models["data"][0]["meta"]["n_ctx_slot"]);
+    assert_eq!(
+        settings["params"]["temperature"].as_f64(),
+        Some(0.8_f32 as f64)
+    );
+    assert!(props["chat_template"]
+        .as_str()
+        .unwrap()
+        .contains("messages"));
+    // /tokenize with_pieces as its test_tokenize.py: each token's id and piece, the pieces spelling the text
+    let content = "This is a test string with unicode \u{5abd} and emoji \u{1f917}";
+    let body = json!({"content": content, "with_pieces": true}).to_string();
+    let (_, tokenized) = server.post("/tokenize", &body, None);
+    let mut spelled = Vec::new();
+    for token in tokenized["tokens"].as_array().unwrap() {
+        assert!(token["id"].is_u64(), "{token}");
+        match &token["piece"] {
+            Value::String(text) => spelled.extend(text.bytes()),
+            Value::Array(bytes) => spelled.extend(bytes.iter().map(|b| b.as_u64().unwrap() as u8)),
+            other => panic!("piece {other}"),
+        }
+    }
+    assert_eq!(String::from_utf8(spelled).unwrap().trim_start(), content);
 }
 
 /// With one slot, a conversation the slot moved on from comes back from the prompt cache when it goes on

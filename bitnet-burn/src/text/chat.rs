@@ -178,6 +178,16 @@ impl ChatTemplate {
         &self.origin
     }
 
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The text its `bos_token` and `eos_token` stand for.
+    pub fn special_tokens(&self) -> [&str; 2] {
+        [&self.bos_token, &self.eos_token]
+    }
+
     /// Whether the template renders system messages; when it does not (it drops or refuses them), a leading
     /// system message is prepended to the first user message instead, as llama.cpp does.
     pub fn supports_system_role(&self) -> bool {
