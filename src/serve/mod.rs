@@ -254,18 +254,14 @@ async fn models(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
 async fn props(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
     let ready = state.ready()?;
     let config = ready.engine.config();
-    let s = params::Common::default().validate(&ready.names, ready.engine.vocab())?;
+    let unset = params::Common::default();
+    let mut settings =
+        native::settings(&unset, &unset.validate(&ready.names, ready.engine.vocab())?);
+    // llama-server's seed for "a random one each request", as an unset seed is here
+    settings["seed"] = json!(u32::MAX);
     let [bos, eos] = ready.template.special_tokens();
     Ok(Json(json!({
-        "default_generation_settings": {
-            "n_ctx": config.ctx,
-            "params": {
-                // llama-server's seed for "a random one each request", as an unset seed is here
-                "n_predict": -1, "seed": u32::MAX, "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
-                "min_p": s.min_p, "repeat_penalty": s.repeat_penalty, "presence_penalty": s.presence_penalty,
-                "frequency_penalty": s.frequency_penalty,
-            },
-        },
+        "default_generation_settings": {"n_ctx": config.ctx, "params": settings},
         "total_slots": config.slots,
         "model_alias": ready.names[0],
         "model_path": ready.names.last(),

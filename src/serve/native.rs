@@ -113,8 +113,8 @@ fn llama_names(value: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// llama-server's `generation_settings`: what the request was run with.
-fn settings(common: &Common, sampler: &SamplerConfig) -> Value {
+/// llama-server's `generation_settings`: what a request was run with.
+pub(super) fn settings(common: &Common, sampler: &SamplerConfig) -> Value {
     json!({
         "n_predict": common.max_tokens.map_or(-1, |n| n as i64),
         "seed": sampler.seed,

@@ -23,8 +23,8 @@ struct Sequence {
     events: mpsc::UnboundedSender<Event>,
     /// Alternatives reported with each token's log-probability, when they are asked for.
     logprobs: Option<usize>,
-    /// The prompt, when its tokens' log-probabilities are asked for ([`Event::PromptLogprob`]).
-    scored: Option<Vec<u32>>,
+    /// Whether the prompt tokens' log-probabilities are asked for ([`Event::PromptLogprob`]).
+    scored: bool,
     /// Prompt tokens run (or found in the cache) so far.
     fed: usize,
     /// The whole prompt.
@@ -101,7 +101,7 @@ pub(super) fn run<B: TernaryBackend>(
                 vec![s.continuation.last()]
             } else {
                 let n = config.chunk.min(s.pending.len());
-                scoring[s.slot] = s.scored.is_some();
+                scoring[s.slot] = s.scored;
                 s.pending.drain(..n).collect()
             });
         }
@@ -142,11 +142,11 @@ pub(super) fn run<B: TernaryBackend>(
         };
         for s in &mut active {
             let run = feed[s.slot].as_ref().map_or(0, Vec::len);
-            if let Some(prompt) = s.scored.as_ref().filter(|p| s.fed < p.len()) {
+            if s.scored && s.fed < s.prompt.len() {
                 // row j of the chunk scores the prompt token after position fed + j
-                for (j, pos) in rows[s.slot].clone().zip(s.fed + 1..prompt.len()) {
+                for (j, pos) in rows[s.slot].clone().zip(s.fed + 1..s.prompt.len()) {
                     let row = &logits[j * vocab..(j + 1) * vocab];
-                    let token = TokenLogprob::new(row, prompt[pos], s.logprobs.unwrap_or(0));
+                    let token = TokenLogprob::new(row, s.prompt[pos], s.logprobs.unwrap_or(0));
                     let _ = s.events.send(Event::PromptLogprob(token));
                 }
             }
@@ -220,14 +220,21 @@ fn waits<B: TernaryBackend>(
     slots: &Slots<B>,
     least: usize,
 ) -> bool {
+    if !reuses(request) {
+        return false;
+    }
     let prompt = &request.prompt;
     let most = prompt.len() - 1;
     let held = slots.longest_held(prompt).min(most);
-    request.cache_prompt
-        && !request.score_prompt
-        && active.iter().any(|s| {
-            !s.pending.is_empty() && shared_prefix(&s.prompt, prompt).min(most) >= held + least
-        })
+    active.iter().any(|s| {
+        !s.pending.is_empty() && shared_prefix(&s.prompt, prompt).min(most) >= held + least
+    })
+}
+
+/// Whether a request starts from what is held of its prompt (a scored prompt runs whole: a cached position has
+/// no logits).
+fn reuses(request: &Request) -> bool {
+    request.cache_prompt && !request.score_prompt
 }
 
 /// Gives a request a slot, starting from what it holds or can copy of the prompt (see [`Slots::acquire`]).
@@ -240,9 +247,9 @@ fn admit<B: TernaryBackend>(
 ) {
     stats.queued.fetch_sub(1, Ordering::Relaxed);
     let Queued { request, at } = queued;
-    // a scored prompt runs whole: a cached position has no logits
-    let reuse = request.cache_prompt && !request.score_prompt;
-    let (slot, cached) = slots.acquire(&request.prompt, reuse).expect("a free slot");
+    let (slot, cached) = slots
+        .acquire(&request.prompt, reuses(&request))
+        .expect("a free slot");
     let (bytes, prompts) = slots.kept();
     stats.kept_bytes.store(bytes as u64, Ordering::Relaxed);
     stats.kept_prompts.store(prompts as u64, Ordering::Relaxed);
@@ -262,7 +269,7 @@ fn admit<B: TernaryBackend>(
         },
         events: request.events,
         logprobs: request.logprobs,
-        scored: request.score_prompt.then(|| request.prompt.clone()),
+        scored: request.score_prompt,
         fed: cached,
         prompt_tokens: request.prompt.len(),
         cached_tokens: cached,

@@ -96,17 +96,9 @@ impl<B: TernaryBackend> Slots<B> {
         let kept = self.kept.longest(prompt).map(|(i, n)| (n.min(most), i));
         let keep = match (other, kept) {
             (Some((n, from)), _) if n > own && kept.is_none_or(|(k, _)| n >= k) => {
-                let (src, dst) = match from < index {
-                    true => {
-                        let (a, b) = self.slots.split_at_mut(index);
-                        (&a[from], &mut b[0])
-                    }
-                    false => {
-                        let (a, b) = self.slots.split_at_mut(from);
-                        (&b[0], &mut a[index])
-                    }
-                };
-                dst.cache.copy_from(&src.cache, n);
+                // a handle on the other slot's buffers (not a copy), dropped before that slot writes again
+                let src = self.slots[from].cache.clone();
+                self.slots[index].cache.copy_from(&src, n);
                 n
             }
             (_, Some((n, from))) if n > own => {
