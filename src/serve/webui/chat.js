@@ -16,13 +16,13 @@ const stored = (key, fallback) => {
 };
 const store = (key, value) => localStorage.setItem(key, JSON.stringify(value));
 
-/** A conversation: an id, and its messages: `{role, content}` as the API takes them, and on replies a `note`
+/** A new conversation: an id, and its messages: `{role, content}` as the API takes them, and on replies a `note`
  * (tokens, speed, finish). */
-const conversationOf = (messages = []) => ({ id: `${Date.now()}-${Math.random()}`, messages });
+const emptyConversation = () => ({ id: `${Date.now()}-${Math.random()}`, messages: [] });
 /** Every conversation with messages, the most recently used first. */
 let chats = stored("bitnet.chats", []);
 /** The conversation shown. */
-let chat = chats.find((c) => c.id === stored("bitnet.current", null)) ?? conversationOf();
+let chat = chats.find((c) => c.id === stored("bitnet.current", null)) ?? emptyConversation();
 /** The reply being written: its AbortController. */
 let running = null;
 /** What the status line says while nothing is being written. */
@@ -259,7 +259,7 @@ async function send() {
 
 /** Shows a new, empty conversation (the one shown if it is empty already). */
 function newChat() {
-  if (chat.messages.length) open(conversationOf());
+  if (chat.messages.length) open(emptyConversation());
 }
 
 /** Forgets the conversation shown (stopping its reply) and shows the most recent other one. */
@@ -267,7 +267,7 @@ function deleteChat() {
   if (running) running.abort();
   chats = chats.filter((c) => c !== chat);
   chat.messages = [];
-  open(chats[0] ?? conversationOf());
+  open(chats[0] ?? emptyConversation());
 }
 
 for (const id of SETTINGS) {
