@@ -169,7 +169,12 @@ async fn start(
     for prompt in prompts {
         for choice in 0..reply.choices {
             // a refused one drops the receivers of those already queued, which cancels them
-            let rx = submit(ready, &prompt, (&common, &sampler), &scoring, choice as u64)?;
+            let rx = submit(ready, &prompt, (&common, &sampler), &scoring, choice as u64).map_err(
+                |e| match reply.kind {
+                    Kind::Chat(_) => e.prompt_in("messages"),
+                    Kind::Completion => e,
+                },
+            )?;
             running.push((prompt.clone(), rx));
         }
     }

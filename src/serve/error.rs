@@ -37,6 +37,15 @@ impl ApiError {
         self
     }
 
+    /// The error with the prompt's parameter named as the endpoint spells it (`messages` for a chat, `input` for a
+    /// response) where it names `prompt`.
+    pub fn prompt_in(mut self, param: &'static str) -> Self {
+        if self.param == Some("prompt") {
+            self.param = Some(param);
+        }
+        self
+    }
+
     /// A machine-readable code (OpenAI's, where one exists).
     pub fn code(mut self, code: &'static str) -> Self {
         self.code = Some(code);
@@ -61,7 +70,7 @@ impl From<SubmitError> for ApiError {
         match e {
             SubmitError::EmptyPrompt => Self::bad_request(message).param("prompt"),
             SubmitError::PromptTooLong { .. } => Self::bad_request(message)
-                .param("messages")
+                .param("prompt")
                 .code("context_length_exceeded"),
             SubmitError::BadToken { .. } => Self::bad_request(message).param("prompt"),
             SubmitError::QueueFull(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, message),

@@ -92,7 +92,8 @@ pub async fn responses(
         logprobs: None,
         echo: false,
     };
-    let rx = submit(ready, &prompt, (&common, &sampler), &scoring, 0)?;
+    let rx = submit(ready, &prompt, (&common, &sampler), &scoring, 0)
+        .map_err(|e| e.prompt_in("input"))?;
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     let reply = Reply {
         id: format!("resp_{:016x}{n}", state.nonce),

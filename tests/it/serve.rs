@@ -784,6 +784,16 @@ fn bad_input_gets_its_status_and_a_message_naming_the_problem() {
     let (status, body) = server.post("/v1/completions", &long.to_string(), key);
     assert_error((status, body.clone()), 400, "a slot holds 64 positions");
     assert_eq!(body["error"]["code"], "context_length_exceeded");
+    assert_eq!(body["error"]["param"], "prompt");
+    let long =
+        json!({"messages": [{"role": "user", "content": "To be, or not to be. ".repeat(20)}]});
+    let (status, body) = server.post("/v1/chat/completions", &long.to_string(), key);
+    assert_eq!(
+        (status, &body["error"]["param"]),
+        (400, &json!("messages")),
+        "{body}"
+    );
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
     assert_error(
         server.post("/detokenize", r#"{"tokens": [99999999]}"#, key),
         400,
